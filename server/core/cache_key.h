@@ -1,0 +1,31 @@
+// The identity of one cached item: a namespace and a binary-safe key.
+#ifndef CORRAL_SERVER_CORE_CACHE_KEY_H_
+#define CORRAL_SERVER_CORE_CACHE_KEY_H_
+
+#include <string>
+#include <utility>
+
+#include "absl/hash/hash.h"
+
+namespace corral {
+
+struct CacheKey {
+  std::string ns;
+  std::string key;  // Arbitrary bytes, 1..1024 of them once validated.
+
+  friend bool operator==(const CacheKey& a, const CacheKey& b) {
+    return a.ns == b.ns && a.key == b.key;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const CacheKey& k) {
+    return H::combine(std::move(h), k.ns, k.key);
+  }
+};
+
+// A short, stable, non-reversible name for logs and metrics labels: 16 hex
+// digits of a 64-bit FNV-1a over namespace and key. Never log the raw key.
+std::string KeyHash(const CacheKey& key);
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_CORE_CACHE_KEY_H_

@@ -1,0 +1,45 @@
+// How the core says *why* a call failed, beyond the status code.
+//
+// The reason travels as an absl::Status payload; the gRPC layer turns it into
+// the `corral-reason` trailing metadata (and `retry-after-ms`). Keeping it in
+// the status means core functions stay plain absl::Status producers.
+#ifndef CORRAL_SERVER_CORE_ERRORS_H_
+#define CORRAL_SERVER_CORE_ERRORS_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace corral {
+
+// Reason strings: part of the API contract (clients branch on them).
+inline constexpr absl::string_view kReasonStoreUnavailable = "store-unavailable";
+inline constexpr absl::string_view kReasonBreakerOpen = "breaker-open";
+inline constexpr absl::string_view kReasonPeerComputeFailed =
+    "peer-compute-failed";
+inline constexpr absl::string_view kReasonWaitTimeout = "wait-timeout";
+inline constexpr absl::string_view kReasonInvalidArgument = "invalid-argument";
+inline constexpr absl::string_view kReasonTooManyWaiters = "too-many-waiters";
+inline constexpr absl::string_view kReasonUnknownNamespace =
+    "unknown-namespace";
+inline constexpr absl::string_view kReasonShuttingDown = "shutting-down";
+
+// Returns `status` with the corral reason attached.
+absl::Status WithReason(absl::Status status, absl::string_view reason);
+// Returns `status` with a retry hint attached.
+absl::Status WithRetryAfter(absl::Status status, absl::Duration retry_after);
+
+// The attached reason, or "" when there is none.
+std::string ReasonOf(const absl::Status& status);
+std::optional<absl::Duration> RetryAfterOf(const absl::Status& status);
+
+// Shorthands for the errors the core produces most.
+absl::Status StoreUnavailable(absl::string_view detail);
+absl::Status InvalidField(absl::string_view field, absl::string_view problem);
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_CORE_ERRORS_H_

@@ -1,0 +1,218 @@
+#include "server/core/namespace_config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "server/core/status_macros.h"
+#include "server/core/validation.h"
+
+namespace corral {
+namespace {
+
+using corral::v1::BreakerConfig;
+using corral::v1::NamespaceConfig;
+using corral::v1::OnStoreUnavailable;
+using corral::v1::OnWaitTimeout;
+
+absl::Status ConfigError(absl::string_view where, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat("config: ", where, ": ", problem));
+}
+
+// Overwrites `*out` with the duration when the field is set, after checking
+// it lies in (0, max] (or [0, max] when zero is allowed).
+absl::Status MergeDuration(const std::string& where, bool has,
+                           const google::protobuf::Duration& d,
+                           bool allow_zero, absl::Duration max,
+                           absl::Duration* out) {
+  if (!has) return absl::OkStatus();
+  if (d.nanos() <= -1'000'000'000 || d.nanos() >= 1'000'000'000 ||
+      (d.seconds() > 0 && d.nanos() < 0) || (d.seconds() < 0 && d.nanos() > 0)) {
+    return ConfigError(where, "not a valid duration");
+  }
+  absl::Duration v = absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+  if (v < absl::ZeroDuration() || (!allow_zero && v == absl::ZeroDuration())) {
+    return ConfigError(where, allow_zero ? "must not be negative" : "must be positive");
+  }
+  if (v > max) {
+    return ConfigError(where, absl::StrCat("must be at most ", absl::FormatDuration(max)));
+  }
+  *out = v;
+  return absl::OkStatus();
+}
+
+absl::Status MergeBreaker(const std::string& where, const BreakerConfig& in,
+                          BreakerSettings* out) {
+  const absl::Duration kDay = absl::Hours(24);
+  if (in.has_consecutive_failures()) out->consecutive_failures = in.consecutive_failures();
+  if (in.has_failure_rate()) {
+    if (!(in.failure_rate() > 0 && in.failure_rate() <= 1)) {
+      return ConfigError(where + ".failure_rate", "must be in (0, 1]");
+    }
+    out->failure_rate = in.failure_rate();
+  }
+  if (in.has_minimum_calls()) {
+    if (in.minimum_calls() == 0) return ConfigError(where + ".minimum_calls", "must be positive");
+    out->minimum_calls = in.minimum_calls();
+  }
+  RETURN_IF_ERROR(MergeDuration(where + ".window", in.has_window(), in.window(), false, kDay, &out->window));
+  RETURN_IF_ERROR(MergeDuration(where + ".open_duration", in.has_open_duration(),
+                                in.open_duration(), false, kDay, &out->open_duration));
+  if (in.has_half_open_probes()) {
+    if (in.half_open_probes() == 0) {
+      return ConfigError(where + ".half_open_probes", "must be positive");
+    }
+    out->half_open_probes = in.half_open_probes();
+  }
+  if (in.has_slow_call_duration()) {
+    absl::Duration d;
+    RETURN_IF_ERROR(MergeDuration(where + ".slow_call_duration", true,
+                                  in.slow_call_duration(), false, kDay, &d));
+    out->slow_call_duration = d;
+  }
+  if (in.has_slow_call_rate()) {
+    if (!(in.slow_call_rate() > 0 && in.slow_call_rate() <= 1)) {
+      return ConfigError(where + ".slow_call_rate", "must be in (0, 1]");
+    }
+    out->slow_call_rate = in.slow_call_rate();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MergeNamespace(const std::string& where, const NamespaceConfig& in,
+                            const LimitSettings& limits, NamespaceSettings* out) {
+  RETURN_IF_ERROR(MergeDuration(where + ".ttl", in.has_ttl(), in.ttl(), false, limits.max_ttl, &out->ttl));
+  RETURN_IF_ERROR(MergeDuration(where + ".wait_timeout", in.has_wait_timeout(),
+                                in.wait_timeout(), true, limits.max_wait, &out->wait_timeout));
+  RETURN_IF_ERROR(MergeDuration(where + ".lease_ttl", in.has_lease_ttl(), in.lease_ttl(),
+                                false, limits.max_wait, &out->lease_ttl));
+  RETURN_IF_ERROR(MergeDuration(where + ".max_compute_time", in.has_max_compute_time(),
+                                in.max_compute_time(), false, limits.max_wait,
+                                &out->max_compute_time));
+  RETURN_IF_ERROR(MergeDuration(where + ".stale_window", in.has_stale_window(),
+                                in.stale_window(), true, limits.max_ttl, &out->stale_window));
+  switch (in.on_wait_timeout()) {
+    case OnWaitTimeout::COMPUTE_UNLOCKED:
+      out->on_wait_timeout = WaitTimeoutPolicy::kComputeUnlocked;
+      break;
+    case OnWaitTimeout::FAIL:
+      out->on_wait_timeout = WaitTimeoutPolicy::kFail;
+      break;
+    default:
+      break;
+  }
+  switch (in.on_store_unavailable()) {
+    case OnStoreUnavailable::COORDINATE_LOCALLY:
+      out->on_store_unavailable = StoreUnavailablePolicy::kCoordinateLocally;
+      break;
+    case OnStoreUnavailable::FAIL:
+      out->on_store_unavailable = StoreUnavailablePolicy::kFail;
+      break;
+    default:
+      break;
+  }
+  if (in.has_max_value_bytes()) {
+    constexpr uint64_t kCeiling = 64ull << 20;
+    if (in.max_value_bytes() == 0 || in.max_value_bytes() > kCeiling) {
+      return ConfigError(where + ".max_value_bytes", "must be in 1..67108864 (64 MiB)");
+    }
+    out->max_value_bytes = in.max_value_bytes();
+  }
+  if (in.has_breaker()) RETURN_IF_ERROR(MergeBreaker(where + ".breaker", in.breaker(), &out->breaker));
+  return absl::OkStatus();
+}
+
+absl::Status MergeLimits(const corral::v1::Limits& in, LimitSettings* out) {
+  const absl::Duration kYear = absl::Hours(24 * 366);
+  if (in.has_max_waiters()) out->max_waiters = in.max_waiters();
+  if (in.has_max_waiters_per_key()) out->max_waiters_per_key = in.max_waiters_per_key();
+  if (in.has_max_concurrent_streams()) out->max_concurrent_streams = in.max_concurrent_streams();
+  RETURN_IF_ERROR(MergeDuration("limits.drain_timeout", in.has_drain_timeout(), in.drain_timeout(),
+                                true, absl::Hours(1), &out->drain_timeout));
+  RETURN_IF_ERROR(MergeDuration("limits.max_ttl", in.has_max_ttl(), in.max_ttl(), false, kYear,
+                                &out->max_ttl));
+  RETURN_IF_ERROR(MergeDuration("limits.max_wait", in.has_max_wait(), in.max_wait(), false, kYear,
+                                &out->max_wait));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<NamespaceRegistry> NamespaceRegistry::Create(
+    const corral::v1::ServerConfig& config) {
+  NamespaceRegistry registry;
+  registry.forbid_unknown_ = config.forbid_unknown_namespaces();
+  RETURN_IF_ERROR(MergeLimits(config.limits(), &registry.limits_));
+  RETURN_IF_ERROR(MergeNamespace("defaults", config.defaults(), registry.limits_,
+                                 &registry.defaults_));
+  for (int i = 0; i < config.namespaces_size(); ++i) {
+    const NamespaceConfig& ns = config.namespaces(i);
+    std::string where = absl::StrCat("namespaces[", i, "]");
+    absl::Status name_ok = ValidateNamespace(where + ".name", ns.name());
+    if (!name_ok.ok()) return ConfigError(where, name_ok.message());
+    if (registry.namespaces_.contains(ns.name())) {
+      return ConfigError(where + ".name", absl::StrCat("\"", ns.name(), "\" is listed twice"));
+    }
+    NamespaceSettings settings = registry.defaults_;
+    settings.name = ns.name();
+    RETURN_IF_ERROR(MergeNamespace(absl::StrCat("namespaces[", ns.name(), "]"), ns,
+                                   registry.limits_, &settings));
+    registry.namespaces_.emplace(ns.name(), std::move(settings));
+  }
+  return registry;
+}
+
+absl::StatusOr<NamespaceSettings> NamespaceRegistry::Find(absl::string_view ns) const {
+  auto it = namespaces_.find(ns);
+  if (it != namespaces_.end()) return it->second;
+  if (forbid_unknown_) {
+    return absl::NotFoundError(
+        absl::StrCat("namespace \"", ns, "\" is not configured on this server"));
+  }
+  NamespaceSettings settings = defaults_;
+  settings.name = std::string(ns);
+  return settings;
+}
+
+namespace {
+// Collects TextFormat parse errors with line and column.
+class ErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (first_.empty()) first_ = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+}  // namespace
+
+absl::StatusOr<corral::v1::ServerConfig> LoadServerConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("config: cannot open ", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  corral::v1::ServerConfig config;
+  if (absl::EndsWith(path, ".json")) {
+    auto status = google::protobuf::util::JsonStringToMessage(buffer.str(), &config);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: ", path, ": ", status.ToString()));
+    }
+    return config;
+  }
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(buffer.str(), &config)) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", path, ": ", errors.first()));
+  }
+  return config;
+}
+
+}  // namespace corral

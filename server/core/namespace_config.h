@@ -1,0 +1,85 @@
+// Per-namespace settings, resolved from built-in defaults, the config file's
+// `defaults` and its per-namespace entries (in that order).
+#ifndef CORRAL_SERVER_CORE_NAMESPACE_CONFIG_H_
+#define CORRAL_SERVER_CORE_NAMESPACE_CONFIG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "corral/v1/config.pb.h"
+
+namespace corral {
+
+enum class WaitTimeoutPolicy { kComputeUnlocked, kFail };
+enum class StoreUnavailablePolicy { kCoordinateLocally, kFail };
+
+struct BreakerSettings {
+  uint32_t consecutive_failures = 5;
+  double failure_rate = 0.5;
+  uint32_t minimum_calls = 20;
+  absl::Duration window = absl::Seconds(60);
+  absl::Duration open_duration = absl::Seconds(60);
+  uint32_t half_open_probes = 1;
+  std::optional<absl::Duration> slow_call_duration;
+  std::optional<double> slow_call_rate;
+};
+
+struct NamespaceSettings {
+  std::string name;
+  absl::Duration ttl = absl::Hours(24);
+  absl::Duration wait_timeout = absl::Seconds(15);
+  absl::Duration lease_ttl = absl::Seconds(30);
+  absl::Duration max_compute_time = absl::Seconds(120);
+  WaitTimeoutPolicy on_wait_timeout = WaitTimeoutPolicy::kComputeUnlocked;
+  StoreUnavailablePolicy on_store_unavailable =
+      StoreUnavailablePolicy::kCoordinateLocally;
+  BreakerSettings breaker;
+  uint64_t max_value_bytes = 1 << 20;
+  absl::Duration stale_window = absl::ZeroDuration();
+};
+
+struct LimitSettings {
+  uint32_t max_waiters = 100000;
+  uint32_t max_waiters_per_key = 20000;
+  uint32_t max_concurrent_streams = 10000;
+  absl::Duration drain_timeout = absl::Seconds(10);
+  absl::Duration max_ttl = absl::Hours(24 * 7);
+  absl::Duration max_wait = absl::Hours(1);
+};
+
+// Immutable after construction; safe to share across threads.
+class NamespaceRegistry {
+ public:
+  // Validates `config` (names, ranges, duplicates) and resolves every
+  // namespace. Errors name the offending field.
+  static absl::StatusOr<NamespaceRegistry> Create(
+      const corral::v1::ServerConfig& config);
+
+  // The settings for `ns`: the listed namespace, or the defaults under that
+  // name. NOT_FOUND when unknown namespaces are forbidden. `ns` must already
+  // be a valid namespace name.
+  absl::StatusOr<NamespaceSettings> Find(absl::string_view ns) const;
+
+  const LimitSettings& limits() const { return limits_; }
+  const NamespaceSettings& defaults() const { return defaults_; }
+
+ private:
+  NamespaceSettings defaults_;
+  absl::flat_hash_map<std::string, NamespaceSettings> namespaces_;
+  bool forbid_unknown_ = false;
+  LimitSettings limits_;
+};
+
+// Reads a ServerConfig from a textproto (.textproto/.txtpb/.pbtxt/.txt) or
+// JSON (.json) file. Errors say where the file is wrong.
+absl::StatusOr<corral::v1::ServerConfig> LoadServerConfig(
+    const std::string& path);
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_CORE_NAMESPACE_CONFIG_H_

@@ -1,0 +1,142 @@
+// The seam between coordination and storage. Two implementations: the
+// embedded in-memory store (one replica) and Redis (a fleet). The same
+// behaviour suite runs on both.
+//
+// Threading: every method is called on the store's EventLoop thread, and
+// every callback runs on that thread too, never inline from the call (so a
+// caller may hold no assumptions about re-entrancy). Callbacks must not block.
+#ifndef CORRAL_SERVER_CORE_STORE_H_
+#define CORRAL_SERVER_CORE_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/core/cache_key.h"
+
+namespace corral {
+
+struct StoredValue {
+  std::string value;
+  absl::Time stored_at;
+  // Logical expiry. A value past it is only returned while the stale window
+  // given at write time lasts; callers decide whether to serve it.
+  absl::Time expires_at;
+};
+
+struct PutOptions {
+  absl::Duration ttl;
+  // How long past `ttl` the value is kept for stale serving (0: not kept).
+  absl::Duration stale_window = absl::ZeroDuration();
+  // Fenced write: stored only while this lock token holds the key's lock.
+  // Empty: unfenced.
+  std::string lock_token;
+  // With lock_token: release the lock in the same atomic step.
+  bool release_lock = false;
+  // Store only if no fresh (unexpired) value is present: the fill of an
+  // unlocked compute must not overwrite a locked fill that landed first.
+  bool only_if_absent = false;
+};
+
+struct LockAttempt {
+  bool acquired = false;
+  // When acquired: strictly greater than every token issued before for this
+  // key, fleet-wide and across restarts.
+  uint64_t fencing_token = 0;
+  // Acquired: when our lock expires. Not acquired: when the current holder's
+  // lock expires unless renewed (the time to try again if no release comes).
+  absl::Time expires_at;
+};
+
+// What a lock release tells the key's waiters.
+enum class ReleaseNotice {
+  kReleased,       // The lock is free; wake one waiter.
+  kUpstreamFailed  // The holder's compute failed; waiters share the failure.
+};
+
+// A change to a watched key, delivered to the StoreListener.
+struct KeyEvent {
+  enum class Kind {
+    // The store now delivers this key's events (the subscription is
+    // confirmed): re-read, since anything before was not delivered.
+    kWatching,
+    // The key's lock was released (or may have been: kResync).
+    kReleased,
+    // The holder abandoned with an upstream failure; the lock is free.
+    kUpstreamFailed,
+    // A value was stored (`value` is set). With a fenced release it also
+    // freed the lock.
+    kFilled,
+    // Events may have been lost (reconnect): re-read and retry.
+    kResync,
+  };
+  Kind kind;
+  CacheKey key;
+  std::optional<StoredValue> value;
+};
+
+class StoreListener {
+ public:
+  virtual ~StoreListener() = default;
+  // Loop thread.
+  virtual void OnKeyEvent(const KeyEvent& event) = 0;
+  // The store became reachable (true) or unreachable (false). Loop thread.
+  virtual void OnStoreAvailability(bool up) = 0;
+};
+
+class Store {
+ public:
+  template <typename T>
+  using Callback = absl::AnyInvocable<void(absl::StatusOr<T>)>;
+  using StatusCallback = absl::AnyInvocable<void(absl::Status)>;
+
+  virtual ~Store() = default;
+
+  // The listener receives key events and availability changes. Set once,
+  // before the first Watch.
+  virtual void SetListener(StoreListener* listener) = 0;
+
+  // The value, including one past expires_at that is still inside its stale
+  // window; nullopt when there is none.
+  virtual void Get(const CacheKey& key,
+                   Callback<std::optional<StoredValue>> done) = 0;
+  // Stores a value and notifies watchers (kFilled). Answers whether it was
+  // stored (false: the fence or only_if_absent refused it).
+  virtual void Put(const CacheKey& key, std::string value,
+                   const PutOptions& options, Callback<bool> done) = 0;
+  // Removes the value; answers whether one existed.
+  virtual void Delete(const CacheKey& key, Callback<bool> done) = 0;
+
+  // Takes the key's lock for `token` if it is free.
+  virtual void TryLock(const CacheKey& key, const std::string& token,
+                       absl::Duration ttl, Callback<LockAttempt> done) = 0;
+  // Extends the lock if `token` still holds it; answers the new expiry, or
+  // nullopt when the lock is no longer ours.
+  virtual void RenewLock(const CacheKey& key, const std::string& token,
+                         absl::Duration ttl,
+                         Callback<std::optional<absl::Time>> done) = 0;
+  // Releases the lock if `token` holds it and tells the waiters; answers
+  // whether it was released.
+  virtual void ReleaseLock(const CacheKey& key, const std::string& token,
+                           ReleaseNotice notice, Callback<bool> done) = 0;
+
+  // Starts / stops delivering the key's events to the listener. The caller
+  // pairs them: Watch a key it does not watch, Unwatch one it does. kWatching
+  // follows each Watch once the store delivers the key's events, and again
+  // after a reconnect re-establishes them.
+  virtual void Watch(const CacheKey& key) = 0;
+  virtual void Unwatch(const CacheKey& key) = 0;
+
+  // Round trip to the store (health checks).
+  virtual void Ping(StatusCallback done) = 0;
+  // Whether the store is believed reachable right now.
+  virtual bool IsUp() const = 0;
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_CORE_STORE_H_

@@ -1,0 +1,166 @@
+#include "server/store/embedded_store.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace corral {
+namespace {
+constexpr absl::Duration kSweepInterval = absl::Seconds(1);
+
+uint64_t MicrosOf(absl::Time t) {
+  return static_cast<uint64_t>(std::max<int64_t>(0, absl::ToUnixMicros(t)));
+}
+}  // namespace
+
+EmbeddedStore::EmbeddedStore(EventLoop& loop, const Clock& clock)
+    : loop_(loop), clock_(clock) {
+  loop_.Post([this] { SweepSoon(); });
+}
+
+EmbeddedStore::~EmbeddedStore() {
+  if (sweep_timer_ != 0) loop_.Cancel(sweep_timer_);
+}
+
+void EmbeddedStore::ExpireKey(const CacheKey& key, absl::Time now) {
+  if (auto it = values_.find(key); it != values_.end() && it->second.keep_until <= now) {
+    values_.erase(it);
+  }
+  if (auto it = locks_.find(key); it != locks_.end() && it->second.expires_at <= now) {
+    locks_.erase(it);
+  }
+}
+
+void EmbeddedStore::Get(const CacheKey& key,
+                        Callback<std::optional<StoredValue>> done) {
+  ExpireKey(key, clock_.Now());
+  std::optional<StoredValue> result;
+  if (auto it = values_.find(key); it != values_.end()) result = it->second.value;
+  Reply(std::move(done), absl::StatusOr<std::optional<StoredValue>>(std::move(result)));
+}
+
+void EmbeddedStore::Put(const CacheKey& key, std::string value,
+                        const PutOptions& options, Callback<bool> done) {
+  const absl::Time now = clock_.Now();
+  ExpireKey(key, now);
+  bool fenced = !options.lock_token.empty();
+  bool released = false;
+  if (fenced) {
+    auto lock = locks_.find(key);
+    if (lock == locks_.end() || lock->second.token != options.lock_token) {
+      Reply(std::move(done), absl::StatusOr<bool>(false));
+      return;
+    }
+    if (options.release_lock) {
+      locks_.erase(lock);
+      released = true;
+    }
+  }
+  if (options.only_if_absent) {
+    auto it = values_.find(key);
+    if (it != values_.end() && it->second.value.expires_at > now) {
+      Reply(std::move(done), absl::StatusOr<bool>(false));
+      return;
+    }
+  }
+  StoredValue stored{std::move(value), now, now + options.ttl};
+  values_[key] = Entry{stored, stored.expires_at + options.stale_window};
+  Notify(KeyEvent{KeyEvent::Kind::kFilled, key, std::move(stored)});
+  (void)released;  // kFilled tells waiters the lock may be free too.
+  Reply(std::move(done), absl::StatusOr<bool>(true));
+}
+
+void EmbeddedStore::Delete(const CacheKey& key, Callback<bool> done) {
+  ExpireKey(key, clock_.Now());
+  bool existed = values_.erase(key) > 0;
+  Reply(std::move(done), absl::StatusOr<bool>(existed));
+}
+
+void EmbeddedStore::TryLock(const CacheKey& key, const std::string& token,
+                            absl::Duration ttl, Callback<LockAttempt> done) {
+  const absl::Time now = clock_.Now();
+  ExpireKey(key, now);
+  LockAttempt attempt;
+  if (auto it = locks_.find(key); it != locks_.end()) {
+    attempt.acquired = false;
+    attempt.expires_at = it->second.expires_at;
+  } else {
+    uint64_t& fence = fences_[key];
+    fence = std::max(fence + 1, MicrosOf(now));
+    locks_[key] = Lock{token, now + ttl};
+    attempt.acquired = true;
+    attempt.fencing_token = fence;
+    attempt.expires_at = now + ttl;
+  }
+  Reply(std::move(done), absl::StatusOr<LockAttempt>(attempt));
+}
+
+void EmbeddedStore::RenewLock(const CacheKey& key, const std::string& token,
+                              absl::Duration ttl,
+                              Callback<std::optional<absl::Time>> done) {
+  const absl::Time now = clock_.Now();
+  ExpireKey(key, now);
+  std::optional<absl::Time> result;
+  if (auto it = locks_.find(key); it != locks_.end() && it->second.token == token) {
+    it->second.expires_at = now + ttl;
+    result = it->second.expires_at;
+  }
+  Reply(std::move(done), absl::StatusOr<std::optional<absl::Time>>(result));
+}
+
+void EmbeddedStore::ReleaseLock(const CacheKey& key, const std::string& token,
+                                ReleaseNotice notice, Callback<bool> done) {
+  ExpireKey(key, clock_.Now());
+  bool released = false;
+  if (auto it = locks_.find(key); it != locks_.end() && it->second.token == token) {
+    locks_.erase(it);
+    released = true;
+    Notify(KeyEvent{notice == ReleaseNotice::kUpstreamFailed
+                        ? KeyEvent::Kind::kUpstreamFailed
+                        : KeyEvent::Kind::kReleased,
+                    key, std::nullopt});
+  }
+  Reply(std::move(done), absl::StatusOr<bool>(released));
+}
+
+void EmbeddedStore::Watch(const CacheKey& key) {
+  watched_.insert(key);
+  // Delivery is immediate in-process: confirm at once (posted, never inline).
+  Notify(KeyEvent{KeyEvent::Kind::kWatching, key, std::nullopt});
+}
+
+void EmbeddedStore::Unwatch(const CacheKey& key) { watched_.erase(key); }
+
+void EmbeddedStore::Notify(KeyEvent event) {
+  if (listener_ == nullptr || !watched_.contains(event.key)) return;
+  loop_.Post([this, event = std::move(event)] {
+    // The key may have been unwatched since; the listener expects only
+    // events of keys it watches.
+    if (listener_ != nullptr && watched_.contains(event.key)) {
+      listener_->OnKeyEvent(event);
+    }
+  });
+}
+
+void EmbeddedStore::Ping(StatusCallback done) {
+  loop_.Post([done = std::move(done)]() mutable { done(absl::OkStatus()); });
+}
+
+void EmbeddedStore::SweepSoon() {
+  sweep_timer_ = loop_.RunAfter(kSweepInterval, [this] {
+    sweep_timer_ = 0;
+    Sweep();
+    SweepSoon();
+  });
+}
+
+void EmbeddedStore::Sweep() {
+  const absl::Time now = clock_.Now();
+  absl::erase_if(values_, [now](const auto& kv) { return kv.second.keep_until <= now; });
+  absl::erase_if(locks_, [now](const auto& kv) { return kv.second.expires_at <= now; });
+  const uint64_t now_us = MicrosOf(now);
+  absl::erase_if(fences_, [this, now_us](const auto& kv) {
+    return kv.second < now_us && !locks_.contains(kv.first);
+  });
+}
+
+}  // namespace corral

@@ -1,0 +1,84 @@
+// The in-memory store: the default when corrald has no --redis, and the fast
+// store of the core tests. "Fleet-wide" means this process. Time comes from
+// the injected Clock, so tests expire TTLs without sleeping.
+#ifndef CORRAL_SERVER_STORE_EMBEDDED_STORE_H_
+#define CORRAL_SERVER_STORE_EMBEDDED_STORE_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "server/core/clock.h"
+#include "server/core/event_loop.h"
+#include "server/core/store.h"
+
+namespace corral {
+
+class EmbeddedStore final : public Store {
+ public:
+  // `loop` and `clock` must outlive the store. Destroy the store on the loop
+  // thread or after the loop has stopped.
+  EmbeddedStore(EventLoop& loop, const Clock& clock);
+  ~EmbeddedStore() override;
+
+  void SetListener(StoreListener* listener) override { listener_ = listener; }
+  void Get(const CacheKey& key,
+           Callback<std::optional<StoredValue>> done) override;
+  void Put(const CacheKey& key, std::string value, const PutOptions& options,
+           Callback<bool> done) override;
+  void Delete(const CacheKey& key, Callback<bool> done) override;
+  void TryLock(const CacheKey& key, const std::string& token,
+               absl::Duration ttl, Callback<LockAttempt> done) override;
+  void RenewLock(const CacheKey& key, const std::string& token,
+                 absl::Duration ttl,
+                 Callback<std::optional<absl::Time>> done) override;
+  void ReleaseLock(const CacheKey& key, const std::string& token,
+                   ReleaseNotice notice, Callback<bool> done) override;
+  void Watch(const CacheKey& key) override;
+  void Unwatch(const CacheKey& key) override;
+  void Ping(StatusCallback done) override;
+  bool IsUp() const override { return true; }
+
+  // Entries held, for tests of expiry (loop thread).
+  size_t values_held() const { return values_.size(); }
+  size_t locks_held() const { return locks_.size(); }
+
+ private:
+  struct Entry {
+    StoredValue value;
+    absl::Time keep_until;  // expires_at + stale window
+  };
+  struct Lock {
+    std::string token;
+    absl::Time expires_at;
+  };
+
+  // Drops what has expired at `now` for `key`.
+  void ExpireKey(const CacheKey& key, absl::Time now);
+  void Notify(KeyEvent event);
+  void SweepSoon();
+  void Sweep();
+
+  template <typename T, typename Fn>
+  void Reply(Fn done, T result) {
+    loop_.Post([done = std::move(done), result = std::move(result)]() mutable {
+      done(std::move(result));
+    });
+  }
+
+  EventLoop& loop_;
+  const Clock& clock_;
+  StoreListener* listener_ = nullptr;
+  absl::flat_hash_map<CacheKey, Entry> values_;
+  absl::flat_hash_map<CacheKey, Lock> locks_;
+  // Last fencing token per key; dropped once the clock has passed it, since
+  // new tokens start at the current time in microseconds.
+  absl::flat_hash_map<CacheKey, uint64_t> fences_;
+  absl::flat_hash_set<CacheKey> watched_;
+  EventLoop::TimerId sweep_timer_ = 0;
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_STORE_EMBEDDED_STORE_H_
