@@ -178,6 +178,14 @@ absl::StatusOr<NamespaceSettings> NamespaceRegistry::Find(absl::string_view ns) 
   return settings;
 }
 
+uint64_t NamespaceRegistry::LargestValueBytes() const {
+  uint64_t largest = defaults_.max_value_bytes;
+  for (const auto& [name, settings] : namespaces_) {
+    largest = std::max(largest, settings.max_value_bytes);
+  }
+  return largest;
+}
+
 namespace {
 // Collects TextFormat parse errors with line and column.
 class ErrorCollector : public google::protobuf::io::ErrorCollector {

@@ -66,6 +66,8 @@ class NamespaceRegistry {
   absl::StatusOr<NamespaceSettings> Find(absl::string_view ns) const;
 
   const LimitSettings& limits() const { return limits_; }
+  // The largest max_value_bytes of any namespace (message size limits).
+  uint64_t LargestValueBytes() const;
   const NamespaceSettings& defaults() const { return defaults_; }
 
  private:

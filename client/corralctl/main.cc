@@ -1,0 +1,37 @@
+// corralctl: the command line client of corral. See `corralctl --help`.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/corralctl/args.h"
+#include "client/corralctl/commands.h"
+#include "client/corralctl/shell.h"
+#include "client/cpp/corral_client.h"
+
+int main(int argc, char** argv) {
+  using corral::ctl::Invocation;
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  const char* env_target = std::getenv("CORRAL_TARGET");
+  absl::StatusOr<Invocation> inv = corral::ctl::ParseArgs(
+      args, env_target ? std::optional<std::string>(env_target) : std::nullopt);
+  if (!inv.ok()) {
+    std::cerr << "corralctl: " << inv.status().message()
+              << "\nRun 'corralctl --help' for usage.\n";
+    return corral::ctl::kExitUsage;
+  }
+  if (inv->command == corral::ctl::Command::kHelp) {
+    std::cout << inv->help;
+    return corral::ctl::kExitOk;
+  }
+
+  corral::client::ClientOptions options;
+  options.default_timeout = inv->timeout;
+  options.worker_id = absl::StrCat("corralctl/", ::getpid());
+  corral::client::Client client(inv->target, options);
+  corral::ctl::Io io{std::cin, std::cout, std::cerr, corral::ctl::RunShell};
+  return corral::ctl::RunCommand(*inv, client, io);
+}

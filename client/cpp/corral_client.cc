@@ -1,0 +1,202 @@
+#include "client/cpp/corral_client.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "client/cpp/call.h"
+#include "client/cpp/convert.h"
+
+namespace corral::client {
+
+using internal::CallWithRetries;
+using internal::DurationToProto;
+using internal::TimeFromProto;
+
+namespace {
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const ClientOptions& options) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  return grpc::CreateCustomChannel(target,
+                                   options.credentials
+                                       ? options.credentials
+                                       : grpc::InsecureChannelCredentials(),
+                                   args);
+}
+
+}  // namespace
+
+Client::Client(std::string target, ClientOptions options)
+    : target_(std::move(target)),
+      options_(std::move(options)),
+      channel_(MakeChannel(target_, options_)),
+      stub_(corral::v1::Corral::NewStub(channel_)) {}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(corral::v1::Corral::NewStub(channel_)) {}
+
+absl::Time Client::DeadlineFor(
+    const std::optional<absl::Duration>& timeout) const {
+  return absl::Now() + timeout.value_or(options_.default_timeout);
+}
+
+absl::StatusOr<GetResult> Client::Get(absl::string_view ns,
+                                      absl::string_view key,
+                                      const CallOptions& call) {
+  corral::v1::GetRequest request;
+  request.set_namespace_(std::string(ns));
+  request.set_key(std::string(key));
+  auto response = CallWithRetries<corral::v1::GetResponse>(
+      options_.retry, DeadlineFor(call.timeout),
+      [&](grpc::ClientContext* context, corral::v1::GetResponse* out) {
+        return stub_->Get(context, request, out);
+      });
+  if (!response.ok()) return response.status();
+  GetResult result;
+  result.found = response->found();
+  if (result.found) result.value = internal::ValueFromProto(response->value());
+  return result;
+}
+
+absl::StatusOr<SetResult> Client::Set(absl::string_view ns,
+                                      absl::string_view key,
+                                      absl::string_view value,
+                                      const SetOptions& set,
+                                      const CallOptions& call) {
+  corral::v1::SetRequest request;
+  request.set_namespace_(std::string(ns));
+  request.set_key(std::string(key));
+  request.set_value(std::string(value));
+  if (set.ttl) *request.mutable_ttl() = DurationToProto(*set.ttl);
+  request.set_lock_token(set.lock_token);
+  request.set_release_lock(set.release_lock);
+  auto response = CallWithRetries<corral::v1::SetResponse>(
+      options_.retry, DeadlineFor(call.timeout),
+      [&](grpc::ClientContext* context, corral::v1::SetResponse* out) {
+        return stub_->Set(context, request, out);
+      });
+  if (!response.ok()) return response.status();
+  return SetResult{response->stored()};
+}
+
+absl::StatusOr<InvalidateResult> Client::Invalidate(absl::string_view ns,
+                                                    absl::string_view key,
+                                                    const CallOptions& call) {
+  corral::v1::InvalidateRequest request;
+  request.set_namespace_(std::string(ns));
+  request.set_key(std::string(key));
+  auto response = CallWithRetries<corral::v1::InvalidateResponse>(
+      options_.retry, DeadlineFor(call.timeout),
+      [&](grpc::ClientContext* context, corral::v1::InvalidateResponse* out) {
+        return stub_->Invalidate(context, request, out);
+      });
+  if (!response.ok()) return response.status();
+  return InvalidateResult{response->existed()};
+}
+
+absl::StatusOr<AcquireLockResult> Client::AcquireLock(
+    absl::string_view ns, absl::string_view key,
+    std::optional<absl::Duration> ttl,
+    std::optional<absl::Duration> wait_timeout, absl::string_view owner,
+    const CallOptions& call) {
+  corral::v1::AcquireLockRequest request;
+  request.set_namespace_(std::string(ns));
+  request.set_key(std::string(key));
+  if (ttl) *request.mutable_ttl() = DurationToProto(*ttl);
+  if (wait_timeout) {
+    *request.mutable_wait_timeout() = DurationToProto(*wait_timeout);
+  }
+  request.set_owner(owner.empty() ? options_.worker_id : std::string(owner));
+  absl::Duration timeout = call.timeout.value_or(options_.default_timeout);
+  if (wait_timeout && !call.timeout) {
+    // The server answers {acquired: false} when the wait ends; the deadline
+    // must leave it time to say so.
+    timeout = std::max(timeout, *wait_timeout + options_.default_timeout);
+  }
+  auto response = CallWithRetries<corral::v1::AcquireLockResponse>(
+      options_.retry, absl::Now() + timeout,
+      [&](grpc::ClientContext* context, corral::v1::AcquireLockResponse* out) {
+        return stub_->AcquireLock(context, request, out);
+      });
+  if (!response.ok()) return response.status();
+  AcquireLockResult result;
+  result.acquired = response->acquired();
+  result.token = response->token();
+  result.fencing_token = response->fencing_token();
+  if (response->has_expires_at()) {
+    result.expires_at = TimeFromProto(response->expires_at());
+  }
+  result.waited = internal::DurationFromProto(response->waited());
+  return result;
+}
+
+absl::StatusOr<RenewLockResult> Client::RenewLock(
+    absl::string_view ns, absl::string_view key, absl::string_view token,
+    std::optional<absl::Duration> ttl, const CallOptions& call) {
+  corral::v1::RenewLockRequest request;
+  request.set_namespace_(std::string(ns));
+  request.set_key(std::string(key));
+  request.set_token(std::string(token));
+  if (ttl) *request.mutable_ttl() = DurationToProto(*ttl);
+  auto response = CallWithRetries<corral::v1::RenewLockResponse>(
+      options_.retry, DeadlineFor(call.timeout),
+      [&](grpc::ClientContext* context, corral::v1::RenewLockResponse* out) {
+        return stub_->RenewLock(context, request, out);
+      });
+  if (!response.ok()) return response.status();
+  RenewLockResult result;
+  result.renewed = response->renewed();
+  if (response->has_expires_at()) {
+    result.expires_at = TimeFromProto(response->expires_at());
+  }
+  return result;
+}
+
+absl::StatusOr<ReleaseLockResult> Client::ReleaseLock(absl::string_view ns,
+                                                      absl::string_view key,
+                                                      absl::string_view token,
+                                                      Outcome outcome,
+                                                      const CallOptions& call) {
+  corral::v1::ReleaseLockRequest request;
+  request.set_namespace_(std::string(ns));
+  request.set_key(std::string(key));
+  request.set_token(std::string(token));
+  request.set_outcome(internal::OutcomeToProto(outcome));
+  auto response = CallWithRetries<corral::v1::ReleaseLockResponse>(
+      options_.retry, DeadlineFor(call.timeout),
+      [&](grpc::ClientContext* context, corral::v1::ReleaseLockResponse* out) {
+        return stub_->ReleaseLock(context, request, out);
+      });
+  if (!response.ok()) return response.status();
+  return ReleaseLockResult{response->released()};
+}
+
+absl::StatusOr<BreakerInfo> Client::GetBreaker(absl::string_view ns,
+                                               const CallOptions& call) {
+  corral::v1::GetBreakerRequest request;
+  request.set_namespace_(std::string(ns));
+  auto response = CallWithRetries<corral::v1::GetBreakerResponse>(
+      options_.retry, DeadlineFor(call.timeout),
+      [&](grpc::ClientContext* context, corral::v1::GetBreakerResponse* out) {
+        return stub_->GetBreaker(context, request, out);
+      });
+  if (!response.ok()) return response.status();
+  BreakerInfo info;
+  info.ns = response->namespace_();
+  info.state = internal::BreakerStateFromProto(response->state());
+  if (response->has_since()) info.since = TimeFromProto(response->since());
+  info.retry_after = internal::DurationFromProto(response->retry_after());
+  info.recent_failures = response->recent_failures();
+  info.recent_successes = response->recent_successes();
+  return info;
+}
+
+}  // namespace corral::client

@@ -1,0 +1,162 @@
+// The C++ client of corral (service corral.v1.Corral).
+//
+//   corral::client::Client client("127.0.0.1:50051");
+//   absl::StatusOr<GetOrComputeResult> r = client.GetOrCompute(
+//       "plant_id", image_hash, [&]() -> absl::StatusOr<std::string> {
+//         return CallThePaidApi(image);  // Runs only if this caller holds
+//       });                              // the key's lease.
+//
+// Every method blocks the calling thread for one call (retries included) and
+// returns absl::Status / absl::StatusOr; gRPC codes map 1:1 and the server's
+// `corral-reason` / `retry-after-ms` trailers are kept (see errors.h).
+// Client is thread-safe: share one per process and target.
+#ifndef CORRAL_CLIENT_CPP_CORRAL_CLIENT_H_
+#define CORRAL_CLIENT_CPP_CORRAL_CLIENT_H_
+
+#include <grpcpp/channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "client/cpp/errors.h"
+#include "client/cpp/retry.h"
+#include "client/cpp/types.h"
+#include "corral/v1/corral.grpc.pb.h"
+
+namespace corral::client {
+
+struct ClientOptions {
+  // Deadline of one call, retries included, unless the call overrides it.
+  absl::Duration default_timeout = absl::Seconds(30);
+  // Null means plaintext (grpc::InsecureChannelCredentials()).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  RetryPolicy retry;
+  // Sent as Lookup.worker_id, and the default AcquireLock owner; for logs.
+  std::string worker_id;
+  // Largest response accepted; values travel whole in one message.
+  int max_receive_message_bytes = 64 << 20;
+};
+
+// Per-call overrides.
+struct CallOptions {
+  std::optional<absl::Duration> timeout;  // Unset: default_timeout.
+};
+
+struct SetOptions {
+  std::optional<absl::Duration> ttl;  // Unset: the namespace default.
+  // Fenced write: stored only while this lock is held, and it wakes the
+  // key's GetOrCompute waiters like a Fill.
+  std::string lock_token;
+  bool release_lock = false;  // With lock_token: release it in the same call.
+};
+
+struct SetResult {
+  bool stored = false;
+};
+struct InvalidateResult {
+  bool existed = false;
+};
+struct ReleaseLockResult {
+  bool released = false;
+};
+
+// Options of GetOrCompute. Unset durations mean the namespace default.
+struct GetOrComputeOptions {
+  std::optional<absl::Duration> ttl;  // Of the value this caller fills.
+  std::optional<absl::Duration> wait_timeout;  // Waiting for a peer's compute.
+  std::optional<absl::Duration> lease_ttl;     // Lock expiry if corrald dies.
+  bool allow_stale = false;
+  // The deadline of the whole exchange: the wait for a peer's value *and*
+  // this caller's compute when it gets the lease. Set it above
+  // wait_timeout + your compute time. Unset: ClientOptions::default_timeout.
+  std::optional<absl::Duration> timeout;
+  std::string worker_id;  // Empty: ClientOptions::worker_id.
+};
+
+// Produces the value when this caller holds the lease. It runs on the
+// calling thread, at most once per GetOrCompute. An error is reported to the
+// server as an upstream failure (it counts against the breaker, and current
+// waiters receive UNAVAILABLE/peer-compute-failed) and returned unchanged.
+// An exception is reported the same way and then rethrown to the caller.
+using ComputeFn = absl::AnyInvocable<absl::StatusOr<std::string>()>;
+
+class Client {
+ public:
+  // `target` is a gRPC target, e.g. "127.0.0.1:50051" or "dns:///corral:50051".
+  explicit Client(std::string target, ClientOptions options = {});
+  // Over an existing channel (in-process servers in tests, custom channels).
+  Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options = {});
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // The cached value; {found: false} on a miss.
+  absl::StatusOr<GetResult> Get(absl::string_view ns, absl::string_view key,
+                                const CallOptions& call = {});
+  absl::StatusOr<SetResult> Set(absl::string_view ns, absl::string_view key,
+                                absl::string_view value,
+                                const SetOptions& set = {},
+                                const CallOptions& call = {});
+  absl::StatusOr<InvalidateResult> Invalidate(absl::string_view ns,
+                                              absl::string_view key,
+                                              const CallOptions& call = {});
+
+  // Takes the key's lock (the one a GetOrCompute miss takes), waiting up to
+  // `wait_timeout` server-side (zero: try once; unset: namespace default).
+  // Not getting it in time is {acquired: false}, not an error. The call's
+  // deadline is stretched to wait_timeout + default_timeout when needed, so
+  // that a long wait does not end as DEADLINE_EXCEEDED.
+  absl::StatusOr<AcquireLockResult> AcquireLock(
+      absl::string_view ns, absl::string_view key,
+      std::optional<absl::Duration> ttl,
+      std::optional<absl::Duration> wait_timeout, absl::string_view owner = "",
+      const CallOptions& call = {});
+  absl::StatusOr<RenewLockResult> RenewLock(absl::string_view ns,
+                                            absl::string_view key,
+                                            absl::string_view token,
+                                            std::optional<absl::Duration> ttl,
+                                            const CallOptions& call = {});
+  // `outcome` feeds the namespace's circuit breaker.
+  absl::StatusOr<ReleaseLockResult> ReleaseLock(
+      absl::string_view ns, absl::string_view key, absl::string_view token,
+      Outcome outcome = Outcome::kUnspecified, const CallOptions& call = {});
+
+  absl::StatusOr<BreakerInfo> GetBreaker(absl::string_view ns,
+                                         const CallOptions& call = {});
+
+  // grpc.health.v1.Health/Check; "" asks about the server as a whole.
+  absl::StatusOr<HealthStatus> CheckHealth(absl::string_view service = "",
+                                           const CallOptions& call = {});
+
+  // The GetOrCompute exchange (DESIGN.md): a hit or a peer's fill is
+  // returned as is; when this caller is handed the lease, `compute` runs and
+  // its value is filled and returned (even if the server did not store it:
+  // see GetOrComputeResult::stored). For a refresh lease whose compute fails
+  // the current value is returned, with the error in `refresh_error`.
+  // Transport failures are retried only while compute has not run.
+  absl::StatusOr<GetOrComputeResult> GetOrCompute(
+      absl::string_view ns, absl::string_view key, ComputeFn compute,
+      const GetOrComputeOptions& options = {});
+
+  const std::string& target() const { return target_; }
+  const ClientOptions& options() const { return options_; }
+
+ private:
+  absl::Time DeadlineFor(const std::optional<absl::Duration>& timeout) const;
+
+  std::string target_;
+  ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<corral::v1::Corral::Stub> stub_;
+};
+
+}  // namespace corral::client
+
+#endif  // CORRAL_CLIENT_CPP_CORRAL_CLIENT_H_

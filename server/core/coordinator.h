@@ -1,0 +1,222 @@
+// The coordination core: fleet-wide single flight over a Store.
+//
+// For each key with activity on this replica the coordinator keeps a flight:
+// callers reading it (one shared store read), callers waiting (one FIFO of
+// GetOrCompute and AcquireLock waiters), at most one lock attempt in flight,
+// and a store subscription only while someone waits. A release wakes one
+// waiter (the head takes the lock); a fill wakes every GetOrCompute waiter
+// with the value. No thread is held per waiter: each is a record here, and
+// the gRPC reactor that owns the call is a ComputeSink or a callback.
+//
+// Threading: public methods may be called from any thread; they post to the
+// EventLoop, where all state lives. Sinks and callbacks run on the loop
+// thread and must not block.
+#ifndef CORRAL_SERVER_CORE_COORDINATOR_H_
+#define CORRAL_SERVER_CORE_COORDINATOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "server/core/clock.h"
+#include "server/core/event_loop.h"
+#include "server/core/namespace_config.h"
+#include "server/core/observer.h"
+#include "server/core/store.h"
+#include "server/core/types.h"
+
+namespace corral {
+
+// The coordinator's side of one GetOrCompute stream. Implemented by the gRPC
+// layer. Called on the loop thread; must not block. After a terminal call
+// (SendValue, SendFilled, Finish) no other call follows.
+class ComputeSink {
+ public:
+  virtual ~ComputeSink() = default;
+  virtual void SendValue(ValueView value) = 0;     // Terminal: call ends OK.
+  virtual void SendLease(LeaseView lease) = 0;     // The caller computes.
+  virtual void SendFilled(FilledView filled) = 0;  // Terminal: call ends OK.
+  virtual void Finish(absl::Status status) = 0;    // Terminal.
+};
+
+class Coordinator final : public StoreListener {
+ public:
+  template <typename T>
+  using Callback = absl::AnyInvocable<void(absl::StatusOr<T>)>;
+  using CallId = uint64_t;
+
+  // All references must outlive the coordinator. The coordinator registers
+  // itself as the store's listener.
+  Coordinator(EventLoop& loop, Store& store, const NamespaceRegistry& registry,
+              const Clock& clock, CoordinatorObserver& observer);
+  ~Coordinator() override;
+
+  // --- Unary operations -----------------------------------------------------
+  void Get(CacheKey key, Callback<GetResult> done);
+  void Set(SetRequest request, Callback<bool> done);
+  void Invalidate(CacheKey key, Callback<bool> done);
+  void RenewLock(RenewLockRequest request, Callback<RenewResult> done);
+  void ReleaseLock(ReleaseLockRequest request, Callback<bool> done);
+
+  // Waits (server-side, no thread held) up to the wait timeout for the key's
+  // lock. Timing out is `acquired: false`, not an error. CancelAcquire ends
+  // the wait early (the caller went away); `done` is then not called.
+  CallId AcquireLock(AcquireLockRequest request, Callback<LockGrant> done);
+  void CancelAcquire(CallId id);
+
+  // --- GetOrCompute ---------------------------------------------------------
+  // Starts a session for one stream; feed it the client's messages in order.
+  CallId StartCompute(std::shared_ptr<ComputeSink> sink);
+  void ComputeLookup(CallId id, LookupRequest request);
+  void ComputeFill(CallId id, FillRequest request);
+  void ComputeAbandon(CallId id, AbandonRequest request);
+  // The client half-closed its side (no more messages will come).
+  void ComputeHalfClosed(CallId id);
+  // The call is over from the client's side (cancelled, broken, or done);
+  // a held lease is abandoned. The sink is not called after this.
+  void ComputeGone(CallId id);
+
+  // Releases every lock this replica's calls hold and ends every waiting
+  // call with UNAVAILABLE (shutting-down). Blocks until the store has
+  // answered the releases or `timeout` passed. Not from the loop thread.
+  void Shutdown(absl::Duration timeout);
+
+  // StoreListener (loop thread).
+  void OnKeyEvent(const KeyEvent& event) override;
+  void OnStoreAvailability(bool up) override;
+
+ private:
+  enum class SessionState { kAwaitLookup, kReading, kWaiting, kLeased, kDone };
+
+  struct Session {
+    CallId id = 0;
+    std::shared_ptr<ComputeSink> sink;
+    SessionState state = SessionState::kAwaitLookup;
+    LookupRequest lookup;
+    NamespaceSettings ns;
+    absl::Duration ttl, wait_timeout, lease_ttl;
+    absl::Time wait_started;
+    EventLoop::TimerId wait_timer = 0;
+    bool half_closed = false;
+    // Lease.
+    LeaseMode mode = LeaseMode::kLocked;
+    std::string token;
+    uint64_t fencing_token = 0;
+    absl::Time lease_started;
+    bool revoked = false;
+    bool fill_in_flight = false;
+    EventLoop::TimerId renew_timer = 0;
+    EventLoop::TimerId revoke_timer = 0;
+  };
+
+  struct LockWaiter {
+    CallId id = 0;
+    AcquireLockRequest request;
+    absl::Duration ttl;
+    std::string token;
+    absl::Time started;
+    EventLoop::TimerId timer = 0;
+    Callback<LockGrant> done;
+  };
+
+  // One entry of a flight's FIFO.
+  struct QueueEntry {
+    bool is_lock;
+    CallId id;
+  };
+
+  // Everything this replica knows and does about one key right now.
+  struct Flight {
+    std::deque<QueueEntry> queue;  // May hold entries of calls that left.
+    std::vector<CallId> readers;   // Sessions waiting for `read`.
+    int waiting = 0;               // Live entries in `queue`.
+    bool read_in_flight = false;
+    bool reread = false;  // A read was asked for while one was in flight.
+    bool attempt_in_flight = false;
+    bool repump = false;  // A wake-up came while the attempt was in flight.
+    bool watching = false;
+    EventLoop::TimerId retry_timer = 0;
+    absl::Time retry_at = absl::InfiniteFuture();
+  };
+
+  // Loop-thread implementations of the public methods.
+  void DoAcquireLock(CallId id, AcquireLockRequest request,
+                     Callback<LockGrant> done);
+  void DoLookup(Session& s, LookupRequest request);
+  void DoFill(Session& s, FillRequest request);
+  void DoAbandon(Session& s, AbandonRequest request);
+  void DoGone(CallId id);
+
+  // Flight machinery.
+  Flight& FlightFor(const CacheKey& key) { return flights_[key]; }
+  void Read(const CacheKey& key);
+  void OnRead(const CacheKey& key,
+              absl::StatusOr<std::optional<StoredValue>> result);
+  void Enqueue(const CacheKey& key, QueueEntry entry);
+  void Pump(const CacheKey& key);
+  void OnAttempt(const CacheKey& key, QueueEntry head, std::string token,
+                 absl::Duration ttl, absl::StatusOr<LockAttempt> result);
+  // Ends the flight's lock attempt. `pump`: let the next head try now (after
+  // a grant, so that it starts watching the new holder). Retires the flight
+  // if nobody is left.
+  void FinishAttempt(const CacheKey& key, bool pump);
+  void RetryAt(const CacheKey& key, absl::Time when);
+  void EnsureWatching(const CacheKey& key);
+  void MaybeRetire(const CacheKey& key);
+  // Removes a live waiter's queue entry from the count (the entry itself is
+  // skipped lazily).
+  void LeaveQueue(const CacheKey& key);
+  // Serves every GetOrCompute caller of the key (readers and waiters).
+  void ServeAll(const CacheKey& key, const StoredValue& value, Source source,
+                LookupStage stage);
+  // Fails every GetOrCompute waiter of the key.
+  void FailWaiters(const CacheKey& key, const absl::Status& status);
+  bool IsWaitingSession(CallId id, const CacheKey& key) const;
+
+  // Session helpers.
+  void GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,
+                  std::string current_value);
+  void EndLease(Session& s);  // Cancels renew/revoke timers.
+  void OnWaitTimeout(CallId id);
+  void OnLockWaitTimeout(CallId id);
+  void RenewLease(CallId id);
+  void RevokeLease(CallId id);
+  void SendValue(Session& s, const StoredValue& value, Source source);
+  void FinishSession(Session& s, absl::Status status);
+  void RetireSession(Session& s);
+  ValueView ViewOf(const StoredValue& value, Source source) const;
+  bool IsFresh(const StoredValue& value) const {
+    return value.expires_at > clock_.Now();
+  }
+
+  std::string NewToken();
+  absl::StatusOr<NamespaceSettings> Settings(const CacheKey& key) const;
+
+  EventLoop& loop_;
+  Store& store_;
+  const NamespaceRegistry& registry_;
+  const Clock& clock_;
+  CoordinatorObserver& observer_;
+  std::atomic<CallId> next_id_{1};
+
+  // Loop thread only.
+  absl::BitGen rng_;
+  absl::node_hash_map<CacheKey, Flight> flights_;  // Stable references.
+  absl::node_hash_map<CallId, Session> sessions_;
+  absl::node_hash_map<CallId, LockWaiter> lock_waiters_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_CORE_COORDINATOR_H_

@@ -1,0 +1,45 @@
+// What the coordination core reports as it works. The metrics layer
+// implements it with Prometheus; tests may record it. Called on the loop
+// thread; implementations must be cheap and must not block.
+#ifndef CORRAL_SERVER_CORE_OBSERVER_H_
+#define CORRAL_SERVER_CORE_OBSERVER_H_
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace corral {
+
+// Where in the lookup a cache read happened (metric label `stage`).
+enum class LookupStage {
+  kInitial,         // The caller's first read.
+  kAfterLock,       // After taking the key's lock.
+  kAfterWait,       // After being woken while waiting.
+  kAfterTimeout,    // After the caller's wait timed out.
+  kBeforeFallback,  // Before an unlocked (degraded) compute.
+};
+
+class CoordinatorObserver {
+ public:
+  virtual ~CoordinatorObserver() = default;
+  // A cache read for a lookup; `hit` is whether a value was found.
+  virtual void OnLookup(absl::string_view ns, LookupStage stage, bool hit) = 0;
+  // A caller stopped waiting (lease, value, lock, failure or timeout).
+  virtual void OnWaitEnded(absl::string_view ns, absl::Duration waited) = 0;
+  // AcquireLock / GetOrCompute lock outcome: "acquired", "timeout",
+  // "contended" (try-once refused), "error".
+  virtual void OnLockAcquisition(absl::string_view ns,
+                                 absl::string_view outcome) = 0;
+  // A compute ended. mode: "locked", "unlocked_timeout", "unlocked_degraded",
+  // "refresh"; outcome: "filled", "not_stored", "abandoned", "failed",
+  // "revoked".
+  virtual void OnCompute(absl::string_view ns, absl::string_view mode,
+                         absl::string_view outcome) = 0;
+  // A compute that ran without the fleet-wide lock.
+  virtual void OnDuplicateCompute(absl::string_view ns) = 0;
+  // The number of callers waiting in `ns` changed by `delta`.
+  virtual void OnWaitersChanged(absl::string_view ns, int delta) = 0;
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_CORE_OBSERVER_H_

@@ -1,0 +1,126 @@
+// Domain types of the coordination core: what the gRPC layer translates the
+// protos into and out of. Durations a caller left unset are nullopt and take
+// the namespace default.
+#ifndef CORRAL_SERVER_CORE_TYPES_H_
+#define CORRAL_SERVER_CORE_TYPES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/time/time.h"
+#include "server/core/cache_key.h"
+
+namespace corral {
+
+// Mirrors corral.v1.Source.
+enum class Source {
+  kCache = 1,
+  kCacheAfterLock = 2,
+  kPeerFill = 3,
+  kCacheAfterTimeout = 4,
+  kStale = 5,
+};
+
+// Mirrors corral.v1.LeaseMode.
+enum class LeaseMode {
+  kLocked = 1,
+  kUnlockedTimeout = 2,
+  kUnlockedDegraded = 3,
+  kRefresh = 4,
+};
+
+// Mirrors corral.v1.Outcome.
+enum class Outcome { kUnspecified = 0, kSuccess = 1, kFailure = 2 };
+
+struct ValueView {
+  std::string value;
+  Source source = Source::kCache;
+  absl::Duration age;
+  absl::Duration ttl_remaining;
+  bool stale = false;
+};
+
+struct LeaseView {
+  uint64_t fencing_token = 0;
+  absl::Time deadline;
+  LeaseMode mode = LeaseMode::kLocked;
+  std::string current_value;
+};
+
+struct FilledView {
+  bool stored = false;
+  uint64_t fencing_token = 0;
+  std::string reason;
+};
+
+struct LookupRequest {
+  CacheKey key;
+  std::optional<absl::Duration> ttl;
+  std::optional<absl::Duration> wait_timeout;
+  std::optional<absl::Duration> lease_ttl;
+  bool allow_stale = false;
+  std::string worker_id;
+  // The caller's own gRPC deadline; caps every wait.
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+struct FillRequest {
+  std::string value;
+  std::optional<absl::Duration> ttl;
+};
+
+struct AbandonRequest {
+  std::string reason;
+  bool upstream_failure = false;
+};
+
+struct AcquireLockRequest {
+  CacheKey key;
+  std::optional<absl::Duration> ttl;
+  std::optional<absl::Duration> wait_timeout;
+  std::string owner;
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+struct LockGrant {
+  bool acquired = false;
+  std::string token;
+  uint64_t fencing_token = 0;
+  absl::Time expires_at;
+  absl::Duration waited;
+};
+
+struct RenewLockRequest {
+  CacheKey key;
+  std::string token;
+  std::optional<absl::Duration> ttl;
+};
+
+struct RenewResult {
+  bool renewed = false;
+  absl::Time expires_at;
+};
+
+struct ReleaseLockRequest {
+  CacheKey key;
+  std::string token;
+  Outcome outcome = Outcome::kUnspecified;
+};
+
+struct SetRequest {
+  CacheKey key;
+  std::string value;
+  std::optional<absl::Duration> ttl;
+  std::string lock_token;
+  bool release_lock = false;
+};
+
+struct GetResult {
+  bool found = false;
+  ValueView value;
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_CORE_TYPES_H_

@@ -1,0 +1,229 @@
+// corrald: the corral server. See --help.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+#include "server/core/clock.h"
+#include "server/core/coordinator.h"
+#include "server/core/event_loop.h"
+#include "server/core/log.h"
+#include "server/core/namespace_config.h"
+#include "server/metrics/measured_store.h"
+#include "server/metrics/metrics.h"
+#include "server/rpc/corral_service.h"
+#include "server/store/embedded_store.h"
+#include "server/store/redis_store.h"
+#include "server/store/redis_uri.h"
+
+ABSL_FLAG(std::string, listen_address, "",
+          "gRPC address to serve on, host:port (default 127.0.0.1:50051). Port 0 picks a "
+          "free port (the ready line says which).");
+ABSL_FLAG(std::string, metrics_address, "",
+          "Prometheus /metrics address, host:port (default 127.0.0.1:9464); \"off\" "
+          "disables it. Port 0 picks a free port.");
+ABSL_FLAG(std::string, redis, "",
+          "Redis to coordinate through: redis://[user:password@]host:port[/db]. Unset: "
+          "the embedded in-memory store (one replica only). The password may instead "
+          "come from $CORRAL_REDIS_PASSWORD.");
+ABSL_FLAG(std::string, config, "",
+          "Configuration file (textproto, or JSON if it ends in .json), schema "
+          "corral.v1.ServerConfig in proto/corral/v1/config.proto. Flags given on the "
+          "command line override its listen_address, metrics_address and redis.");
+ABSL_FLAG(std::string, log_level, "info", "Log threshold: debug, info, warning, error.");
+
+namespace corral {
+namespace {
+
+constexpr char kUsage[] =
+    "corrald: fleet-wide cache-stampede protection as a gRPC service.\n"
+    "\n"
+    "On a cache miss exactly one caller, fleet-wide, computes the value while the\n"
+    "others wait and receive it when it lands. State lives in Redis (--redis), so\n"
+    "replicas are interchangeable; without --redis an embedded store serves one\n"
+    "replica.\n"
+    "\n"
+    "Usage: corrald [--listen_address=HOST:PORT] [--metrics_address=HOST:PORT|off]\n"
+    "               [--redis=redis://HOST:PORT[/DB]] [--config=FILE] [--log_level=LEVEL]\n"
+    "\n"
+    "It logs one `corrald ready ...` line when serving and stops cleanly on SIGTERM\n"
+    "or SIGINT. Exit codes: 0 clean stop, 1 runtime failure, 2 bad flags or config.";
+
+[[noreturn]] void Die(int code, absl::string_view message) {
+  std::fprintf(stderr, "corrald: %s\n", std::string(message).c_str());
+  std::exit(code);
+}
+
+// The flag's value if given, else the config file's, else the default.
+std::string Pick(const absl::Flag<std::string>& flag, const std::string& from_config,
+                 absl::string_view fallback) {
+  std::string value = absl::GetFlag(flag);
+  if (!value.empty()) return value;
+  if (!from_config.empty()) return from_config;
+  return std::string(fallback);
+}
+
+int Run() {
+  LogLevel level;
+  if (!ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    Die(2, "--log_level must be one of debug, info, warning, error");
+  }
+  SetLogLevel(level);
+
+  corral::v1::ServerConfig config;
+  if (const std::string path = absl::GetFlag(FLAGS_config); !path.empty()) {
+    auto loaded = LoadServerConfig(path);
+    if (!loaded.ok()) Die(2, loaded.status().message());
+    config = *std::move(loaded);
+  }
+  auto registry = NamespaceRegistry::Create(config);
+  if (!registry.ok()) Die(2, registry.status().message());
+  const std::string listen =
+      Pick(FLAGS_listen_address, config.listen_address(), "127.0.0.1:50051");
+  const std::string metrics_address =
+      Pick(FLAGS_metrics_address, config.metrics_address(), "127.0.0.1:9464");
+  const std::string redis_uri = Pick(FLAGS_redis, config.redis(), "");
+
+  std::optional<RedisOptions> redis_options;
+  if (!redis_uri.empty()) {
+    auto parsed = ParseRedisUri(redis_uri);
+    if (!parsed.ok()) Die(2, absl::StrCat("--redis: ", parsed.status().message()));
+    if (parsed->password.empty()) {
+      if (const char* pw = std::getenv("CORRAL_REDIS_PASSWORD"); pw != nullptr) {
+        parsed->password = pw;
+      }
+    }
+    redis_options = *std::move(parsed);
+  }
+
+  // Signals are taken by sigwait() below: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto prometheus_registry = std::make_shared<prometheus::Registry>();
+  Metrics metrics(*prometheus_registry);
+  std::unique_ptr<prometheus::Exposer> exposer;
+  std::string metrics_bound = "off";
+  if (metrics_address != "off") {
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(metrics_address);
+    } catch (const std::exception& e) {
+      Die(1, absl::StrCat("cannot serve metrics on ", metrics_address, ": ", e.what()));
+    }
+    exposer->RegisterCollectable(prometheus_registry);
+    const std::string host = metrics_address.substr(0, metrics_address.rfind(':'));
+    metrics_bound = absl::StrCat(host, ":", exposer->GetListeningPorts().at(0));
+  }
+
+  RealClock clock;
+  EventLoop loop;
+  std::unique_ptr<Store> store;
+  std::string store_name = "embedded";
+  RedisStore* redis = nullptr;
+  if (redis_options.has_value()) {
+    auto owned = std::make_unique<RedisStore>(loop, *redis_options);
+    redis = owned.get();
+    store_name = absl::StrCat("redis://", redis_options->host, ":", redis_options->port, "/",
+                              redis_options->db);
+    store = std::move(owned);
+  } else {
+    store = std::make_unique<EmbeddedStore>(loop, clock);
+  }
+  MeasuredStore measured(*store, metrics);
+  Coordinator coordinator(loop, measured, *registry, clock, metrics);
+  loop.Start();
+  if (redis != nullptr) {
+    redis->Start();
+    absl::Status connected = redis->WaitUntilConnected(absl::Seconds(5));
+    if (!connected.ok()) {
+      const bool fatal = absl::IsPermissionDenied(connected) ||
+                         absl::IsUnauthenticated(connected) ||
+                         absl::IsInvalidArgument(connected);
+      if (fatal) {
+        redis->Shutdown();
+        loop.Stop();
+        Die(2, connected.message());
+      }
+      // Redis may come up after us: serve (store-unavailable) and reconnect.
+      CORRAL_LOG(LogLevel::kWarning, "store_unreachable_at_start",
+                 "store=", store_name, " error=\"", connected.message(),
+                 "\" (serving; reconnecting in the background)");
+    }
+  }
+
+  rpc::CorralService service(coordinator, metrics);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  // Room for the largest value plus the message around it.
+  const int max_message = static_cast<int>(registry->LargestValueBytes() + (64 << 10));
+  builder.SetMaxReceiveMessageSize(max_message);
+  builder.SetMaxSendMessageSize(max_message);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(registry->limits().max_concurrent_streams));
+  // Drop peers that vanished without closing (a dead worker's leases go back).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    if (redis != nullptr) redis->Shutdown();
+    loop.Stop();
+    Die(1, absl::StrCat("cannot listen on ", listen,
+                        " (address in use, or not an address of this host?)"));
+  }
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  // The ready line: tests and scripts wait for it. Keep its shape.
+  std::fprintf(stderr, "corrald ready listen=%s:%d metrics=%s store=%s\n", host.c_str(), port,
+               metrics_bound.c_str(), store_name.c_str());
+  std::fflush(stderr);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  const absl::Duration drain = registry->limits().drain_timeout;
+  CORRAL_LOG(LogLevel::kInfo, "shutting_down", "signal=", signal_number,
+             " drain_timeout=", absl::FormatDuration(drain));
+  server->GetHealthCheckService()->SetServingStatus(false);
+  // Leaseholders get the drain time to fill; waiters are answered or
+  // cancelled; locks still held afterwards are released.
+  std::thread drainer([&] { server->Shutdown(absl::ToChronoTime(absl::Now() + drain)); });
+  drainer.join();
+  coordinator.Shutdown(absl::Seconds(2));
+  server->Wait();
+  if (redis != nullptr) redis->Shutdown();
+  loop.Stop();
+  CORRAL_LOG(LogLevel::kInfo, "stopped", "");
+  return 0;
+}
+
+}  // namespace
+}  // namespace corral
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(corral::kUsage);
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    corral::Die(2, absl::StrCat("unexpected argument \"", rest[1], "\" (see --help)"));
+  }
+  return corral::Run();
+}

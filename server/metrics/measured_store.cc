@@ -1,0 +1,70 @@
+#include "server/metrics/measured_store.h"
+
+#include <utility>
+
+#include "absl/time/clock.h"
+
+namespace corral {
+
+MeasuredStore::MeasuredStore(Store& inner, Metrics& metrics)
+    : inner_(inner), metrics_(metrics) {
+  inner_.SetListener(this);
+  metrics_.SetStoreUp(inner_.IsUp());
+}
+
+template <typename T>
+Store::Callback<T> MeasuredStore::Timed(absl::string_view op, Callback<T> done) {
+  // Store latency is wall time, whatever clock the core runs on.
+  return [this, op, start = absl::Now(), done = std::move(done)](
+             absl::StatusOr<T> result) mutable {
+    metrics_.OnStoreOp(op, absl::Now() - start);
+    done(std::move(result));
+  };
+}
+
+void MeasuredStore::Get(const CacheKey& key, Callback<std::optional<StoredValue>> done) {
+  inner_.Get(key, Timed("get", std::move(done)));
+}
+
+void MeasuredStore::Put(const CacheKey& key, std::string value, const PutOptions& options,
+                        Callback<bool> done) {
+  inner_.Put(key, std::move(value), options, Timed("put", std::move(done)));
+}
+
+void MeasuredStore::Delete(const CacheKey& key, Callback<bool> done) {
+  inner_.Delete(key, Timed("delete", std::move(done)));
+}
+
+void MeasuredStore::TryLock(const CacheKey& key, const std::string& token,
+                            absl::Duration ttl, Callback<LockAttempt> done) {
+  inner_.TryLock(key, token, ttl, Timed("try_lock", std::move(done)));
+}
+
+void MeasuredStore::RenewLock(const CacheKey& key, const std::string& token,
+                              absl::Duration ttl,
+                              Callback<std::optional<absl::Time>> done) {
+  inner_.RenewLock(key, token, ttl, Timed("renew_lock", std::move(done)));
+}
+
+void MeasuredStore::ReleaseLock(const CacheKey& key, const std::string& token,
+                                ReleaseNotice notice, Callback<bool> done) {
+  inner_.ReleaseLock(key, token, notice, Timed("release_lock", std::move(done)));
+}
+
+void MeasuredStore::Ping(StatusCallback done) {
+  inner_.Ping([this, start = absl::Now(), done = std::move(done)](absl::Status s) mutable {
+    metrics_.OnStoreOp("ping", absl::Now() - start);
+    done(std::move(s));
+  });
+}
+
+void MeasuredStore::OnKeyEvent(const KeyEvent& event) {
+  if (listener_ != nullptr) listener_->OnKeyEvent(event);
+}
+
+void MeasuredStore::OnStoreAvailability(bool up) {
+  metrics_.SetStoreUp(up);
+  if (listener_ != nullptr) listener_->OnStoreAvailability(up);
+}
+
+}  // namespace corral

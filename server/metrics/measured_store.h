@@ -1,0 +1,51 @@
+// A Store decorator that times every operation (corral_store_op_seconds) and
+// tracks reachability (corral_store_up), so neither store implementation
+// knows about metrics.
+#ifndef CORRAL_SERVER_METRICS_MEASURED_STORE_H_
+#define CORRAL_SERVER_METRICS_MEASURED_STORE_H_
+
+#include <string>
+
+#include "server/core/store.h"
+#include "server/metrics/metrics.h"
+
+namespace corral {
+
+class MeasuredStore final : public Store, public StoreListener {
+ public:
+  // `inner` and `metrics` must outlive this object.
+  MeasuredStore(Store& inner, Metrics& metrics);
+
+  void SetListener(StoreListener* listener) override { listener_ = listener; }
+  void Get(const CacheKey& key, Callback<std::optional<StoredValue>> done) override;
+  void Put(const CacheKey& key, std::string value, const PutOptions& options,
+           Callback<bool> done) override;
+  void Delete(const CacheKey& key, Callback<bool> done) override;
+  void TryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+               Callback<LockAttempt> done) override;
+  void RenewLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+                 Callback<std::optional<absl::Time>> done) override;
+  void ReleaseLock(const CacheKey& key, const std::string& token, ReleaseNotice notice,
+                   Callback<bool> done) override;
+  void Watch(const CacheKey& key) override { inner_.Watch(key); }
+  void Unwatch(const CacheKey& key) override { inner_.Unwatch(key); }
+  void Ping(StatusCallback done) override;
+  bool IsUp() const override { return inner_.IsUp(); }
+
+  // StoreListener: forwards to the listener set on this store.
+  void OnKeyEvent(const KeyEvent& event) override;
+  void OnStoreAvailability(bool up) override;
+
+ private:
+  // Wraps `done` so that it first records the latency of `op`.
+  template <typename T>
+  Callback<T> Timed(absl::string_view op, Callback<T> done);
+
+  Store& inner_;
+  Metrics& metrics_;
+  StoreListener* listener_ = nullptr;
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_METRICS_MEASURED_STORE_H_

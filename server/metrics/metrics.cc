@@ -1,0 +1,134 @@
+#include "server/metrics/metrics.h"
+
+#include <string>
+
+namespace corral {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Histogram;
+
+absl::string_view StageLabel(LookupStage stage) {
+  switch (stage) {
+    case LookupStage::kInitial:
+      return "initial";
+    case LookupStage::kAfterLock:
+      return "after_lock";
+    case LookupStage::kAfterWait:
+      return "after_wait";
+    case LookupStage::kAfterTimeout:
+      return "after_timeout";
+    case LookupStage::kBeforeFallback:
+      return "before_fallback";
+  }
+  return "unknown";
+}
+
+// Waits from 1 ms to 30 s: lock waits track the upstream's compute time.
+Histogram::BucketBoundaries WaitBuckets() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+          1,     2.5,    5,     7.5,  10,    15,   20,  30};
+}
+
+// RPC and store latencies: 50 us to 5 s.
+Histogram::BucketBoundaries LatencyBuckets() {
+  return {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+          0.025,   0.05,   0.1,     0.25,   0.5,   1,      2.5,    5};
+}
+
+std::string S(absl::string_view v) { return std::string(v); }
+
+}  // namespace
+
+Metrics::Metrics(prometheus::Registry& registry)
+    : lookups_(BuildCounter()
+                   .Name("corral_lookups_total")
+                   .Help("Cache reads made for GetOrCompute, by stage and result (hit/miss).")
+                   .Register(registry)),
+      lock_wait_(BuildHistogram()
+                     .Name("corral_lock_wait_seconds")
+                     .Help("How long a caller waited, from its Lookup or AcquireLock to its "
+                           "lease, value, lock or timeout.")
+                     .Register(registry)),
+      lock_acquisitions_(BuildCounter()
+                             .Name("corral_lock_acquisitions_total")
+                             .Help("Lock acquisitions by outcome (acquired, contended, "
+                                   "timeout, error).")
+                             .Register(registry)),
+      computes_(BuildCounter()
+                    .Name("corral_computes_total")
+                    .Help("Computes handed to workers, by lease mode and outcome.")
+                    .Register(registry)),
+      duplicate_computes_(BuildCounter()
+                              .Name("corral_duplicate_computes_total")
+                              .Help("Computes started without the fleet-wide lock.")
+                              .Register(registry)),
+      waiters_(BuildGauge()
+                   .Name("corral_waiters")
+                   .Help("Callers waiting on this replica for a lock or a value.")
+                   .Register(registry)),
+      rpcs_(BuildCounter()
+                .Name("corral_rpc_requests_total")
+                .Help("Finished RPCs by method and gRPC status code.")
+                .Register(registry)),
+      rpc_latency_(BuildHistogram()
+                       .Name("corral_rpc_duration_seconds")
+                       .Help("RPC latency by method, from start to finish.")
+                       .Register(registry)),
+      store_up_(BuildGauge()
+                    .Name("corral_store_up")
+                    .Help("1 while the store (Redis or embedded) is reachable.")
+                    .Register(registry)
+                    .Add({})),
+      store_op_(BuildHistogram()
+                    .Name("corral_store_op_seconds")
+                    .Help("Store operation latency by operation.")
+                    .Register(registry)) {
+  store_up_.Set(1);
+}
+
+void Metrics::OnLookup(absl::string_view ns, LookupStage stage, bool hit) {
+  lookups_.Add({{"namespace", S(ns)}, {"stage", S(StageLabel(stage))},
+                {"result", hit ? "hit" : "miss"}})
+      .Increment();
+}
+
+void Metrics::OnWaitEnded(absl::string_view ns, absl::Duration waited) {
+  lock_wait_.Add({{"namespace", S(ns)}}, WaitBuckets())
+      .Observe(absl::ToDoubleSeconds(waited));
+}
+
+void Metrics::OnLockAcquisition(absl::string_view ns, absl::string_view outcome) {
+  lock_acquisitions_.Add({{"namespace", S(ns)}, {"outcome", S(outcome)}}).Increment();
+}
+
+void Metrics::OnCompute(absl::string_view ns, absl::string_view mode,
+                        absl::string_view outcome) {
+  computes_.Add({{"namespace", S(ns)}, {"mode", S(mode)}, {"outcome", S(outcome)}})
+      .Increment();
+}
+
+void Metrics::OnDuplicateCompute(absl::string_view ns) {
+  duplicate_computes_.Add({{"namespace", S(ns)}}).Increment();
+}
+
+void Metrics::OnWaitersChanged(absl::string_view ns, int delta) {
+  waiters_.Add({{"namespace", S(ns)}}).Increment(delta);
+}
+
+void Metrics::OnRpc(absl::string_view method, absl::string_view code,
+                    absl::Duration latency) {
+  rpcs_.Add({{"method", S(method)}, {"code", S(code)}}).Increment();
+  rpc_latency_.Add({{"method", S(method)}}, LatencyBuckets())
+      .Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::SetStoreUp(bool up) { store_up_.Set(up ? 1 : 0); }
+
+void Metrics::OnStoreOp(absl::string_view op, absl::Duration latency) {
+  store_op_.Add({{"op", S(op)}}, LatencyBuckets()).Observe(absl::ToDoubleSeconds(latency));
+}
+
+}  // namespace corral

@@ -1,0 +1,53 @@
+// corral's Prometheus metrics (names as in DESIGN.md "Metrics"). One object
+// per process, built on a registry that is passed in. Thread-safe.
+#ifndef CORRAL_SERVER_METRICS_METRICS_H_
+#define CORRAL_SERVER_METRICS_METRICS_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "server/core/observer.h"
+
+namespace corral {
+
+class Metrics final : public CoordinatorObserver {
+ public:
+  explicit Metrics(prometheus::Registry& registry);
+
+  // CoordinatorObserver.
+  void OnLookup(absl::string_view ns, LookupStage stage, bool hit) override;
+  void OnWaitEnded(absl::string_view ns, absl::Duration waited) override;
+  void OnLockAcquisition(absl::string_view ns, absl::string_view outcome) override;
+  void OnCompute(absl::string_view ns, absl::string_view mode,
+                 absl::string_view outcome) override;
+  void OnDuplicateCompute(absl::string_view ns) override;
+  void OnWaitersChanged(absl::string_view ns, int delta) override;
+
+  // One finished RPC: its method, gRPC status code name and latency.
+  void OnRpc(absl::string_view method, absl::string_view code, absl::Duration latency);
+  // Store health and latency, from the MeasuredStore.
+  void SetStoreUp(bool up);
+  void OnStoreOp(absl::string_view op, absl::Duration latency);
+
+ private:
+  prometheus::Family<prometheus::Counter>& lookups_;
+  prometheus::Family<prometheus::Histogram>& lock_wait_;
+  prometheus::Family<prometheus::Counter>& lock_acquisitions_;
+  prometheus::Family<prometheus::Counter>& computes_;
+  prometheus::Family<prometheus::Counter>& duplicate_computes_;
+  prometheus::Family<prometheus::Gauge>& waiters_;
+  prometheus::Family<prometheus::Counter>& rpcs_;
+  prometheus::Family<prometheus::Histogram>& rpc_latency_;
+  prometheus::Gauge& store_up_;
+  prometheus::Family<prometheus::Histogram>& store_op_;
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_METRICS_METRICS_H_

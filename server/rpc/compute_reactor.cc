@@ -1,0 +1,228 @@
+#include "server/rpc/compute_reactor.h"
+
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "server/core/errors.h"
+#include "server/rpc/convert.h"
+
+namespace corral::rpc {
+
+using corral::v1::GetOrComputeRequest;
+using corral::v1::GetOrComputeResponse;
+
+// The Coordinator's view of this stream. It outlives the reactor (the
+// session may still hold it), so it forwards only while the reactor lives.
+// gRPC may run OnDone inline from a Finish that Forward started; the reactor
+// is then deleted here, once Forward is done with it.
+class ComputeReactor::Sink final : public ComputeSink {
+ public:
+  explicit Sink(ComputeReactor* reactor) : reactor_(reactor) {}
+
+  // From OnDone. True when the caller deletes the reactor now; false when a
+  // Forward in progress will.
+  bool Detach() {
+    absl::MutexLock lock(&mu_);
+    ComputeReactor* reactor = reactor_;
+    reactor_ = nullptr;
+    if (busy_ > 0) {
+      orphan_ = reactor;
+      return false;
+    }
+    return true;
+  }
+
+  void SendValue(ValueView value) override {
+    GetOrComputeResponse r;
+    ToProto(value, r.mutable_value());
+    Forward(std::move(r), absl::OkStatus());
+  }
+  void SendLease(LeaseView lease) override {
+    GetOrComputeResponse r;
+    ToProto(lease, r.mutable_lease());
+    Forward(std::move(r), std::nullopt);
+  }
+  void SendFilled(FilledView filled) override {
+    GetOrComputeResponse r;
+    ToProto(filled, r.mutable_filled());
+    Forward(std::move(r), absl::OkStatus());
+  }
+  void Finish(absl::Status status) override { Forward(std::nullopt, std::move(status)); }
+
+ private:
+  void Forward(std::optional<GetOrComputeResponse> r, std::optional<absl::Status> finish) {
+    ComputeReactor* reactor;
+    {
+      absl::MutexLock lock(&mu_);
+      if (reactor_ == nullptr) return;
+      reactor = reactor_;
+      ++busy_;
+    }
+    reactor->Send(std::move(r), std::move(finish));
+    ComputeReactor* orphan = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (--busy_ == 0) std::swap(orphan, orphan_);
+    }
+    delete orphan;
+  }
+
+  absl::Mutex mu_;
+  ComputeReactor* reactor_ ABSL_GUARDED_BY(mu_);
+  int busy_ ABSL_GUARDED_BY(mu_) = 0;
+  ComputeReactor* orphan_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+ComputeReactor::ComputeReactor(grpc::CallbackServerContext* ctx, Coordinator& coordinator,
+                               Metrics& metrics)
+    : ctx_(ctx),
+      coordinator_(coordinator),
+      metrics_(metrics),
+      started_(absl::Now()),
+      sink_(std::make_shared<Sink>(this)) {
+  id_ = coordinator_.StartCompute(sink_);
+  StartRead(&request_);
+}
+
+void ComputeReactor::OnReadDone(bool ok) {
+  if (!ok) {
+    // Half-close, or the call is over.
+    coordinator_.ComputeHalfClosed(id_);
+    return;
+  }
+  switch (request_.msg_case()) {
+    case GetOrComputeRequest::kLookup: {
+      const auto& in = request_.lookup();
+      auto ttl = DurationField("lookup.ttl", in.has_ttl(), in.ttl());
+      auto wait = DurationField("lookup.wait_timeout", in.has_wait_timeout(), in.wait_timeout());
+      auto lease = DurationField("lookup.lease_ttl", in.has_lease_ttl(), in.lease_ttl());
+      for (const absl::Status& s : {ttl.status(), wait.status(), lease.status()}) {
+        if (!s.ok()) {
+          coordinator_.ComputeGone(id_);
+          return Send(std::nullopt, s);
+        }
+      }
+      LookupRequest lookup;
+      lookup.key = CacheKey{in.namespace_(), in.key()};
+      lookup.ttl = *ttl;
+      lookup.wait_timeout = *wait;
+      lookup.lease_ttl = *lease;
+      lookup.allow_stale = in.allow_stale();
+      lookup.worker_id = in.worker_id();
+      lookup.deadline = DeadlineOf(*ctx_);
+      coordinator_.ComputeLookup(id_, std::move(lookup));
+      break;
+    }
+    case GetOrComputeRequest::kFill: {
+      auto ttl = DurationField("fill.ttl", request_.fill().has_ttl(), request_.fill().ttl());
+      if (!ttl.ok()) {
+        coordinator_.ComputeGone(id_);
+        return Send(std::nullopt, ttl.status());
+      }
+      FillRequest fill;
+      fill.value = std::move(*request_.mutable_fill()->mutable_value());
+      fill.ttl = *ttl;
+      coordinator_.ComputeFill(id_, std::move(fill));
+      break;
+    }
+    case GetOrComputeRequest::kAbandon:
+      coordinator_.ComputeAbandon(
+          id_, AbandonRequest{request_.abandon().reason(), request_.abandon().upstream_failure()});
+      break;
+    default:
+      coordinator_.ComputeGone(id_);
+      return Send(std::nullopt,
+                  InvalidField("msg", "a GetOrComputeRequest must set lookup, fill or abandon"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (finish_.has_value()) return;  // The call is ending; read no more.
+  }
+  StartRead(&request_);
+}
+
+void ComputeReactor::Send(std::optional<GetOrComputeResponse> response,
+                          std::optional<absl::Status> finish) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (finish_.has_value()) return;  // Already ending: one end per call.
+    if (response.has_value()) writes_.push_back(*std::move(response));
+    if (finish.has_value()) {
+      grpc::Status status = ToGrpcStatus(*finish, ctx_);
+      final_code_ = status.error_code();
+      finish_ = std::move(status);
+    }
+  }
+  Drive();
+}
+
+void ComputeReactor::Drive() {
+  enum { kNothing, kWrite, kWriteAndFinish, kFinish } action = kNothing;
+  grpc::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (write_in_flight_ || finish_started_) return;
+    if (!writes_.empty()) {
+      writing_ = std::move(writes_.front());
+      writes_.pop_front();
+      if (writes_.empty() && finish_.has_value()) {
+        action = kWriteAndFinish;
+        finish_started_ = true;
+        status = *finish_;
+      } else {
+        action = kWrite;
+        write_in_flight_ = true;
+      }
+    } else if (finish_.has_value()) {
+      action = kFinish;
+      finish_started_ = true;
+      status = *finish_;
+    }
+  }
+  switch (action) {
+    case kWrite:
+      StartWrite(&writing_);
+      break;
+    case kWriteAndFinish:
+      StartWriteAndFinish(&writing_, grpc::WriteOptions(), status);
+      break;
+    case kFinish:
+      Finish(status);
+      break;
+    case kNothing:
+      break;
+  }
+}
+
+void ComputeReactor::OnWriteDone(bool ok) {
+  {
+    absl::MutexLock lock(&mu_);
+    write_in_flight_ = false;
+    if (!ok && !finish_.has_value()) {
+      // The client is gone; the session abandons its lease (if any).
+      writes_.clear();
+      finish_ = grpc::Status(grpc::CANCELLED, "client went away");
+      final_code_ = grpc::CANCELLED;
+    }
+  }
+  if (!ok) coordinator_.ComputeGone(id_);
+  Drive();
+}
+
+void ComputeReactor::OnCancel() {
+  coordinator_.ComputeGone(id_);
+  Send(std::nullopt, absl::CancelledError("cancelled by the client"));
+}
+
+void ComputeReactor::OnDone() {
+  coordinator_.ComputeGone(id_);
+  grpc::StatusCode code;
+  {
+    absl::MutexLock lock(&mu_);
+    code = final_code_;
+  }
+  metrics_.OnRpc("GetOrCompute", CodeName(code), absl::Now() - started_);
+  if (sink_->Detach()) delete this;
+}
+
+}  // namespace corral::rpc

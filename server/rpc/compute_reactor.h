@@ -1,0 +1,62 @@
+// One GetOrCompute stream: reads the client's messages and hands them to the
+// Coordinator's session; writes what the session sends back, in order.
+#ifndef CORRAL_SERVER_RPC_COMPUTE_REACTOR_H_
+#define CORRAL_SERVER_RPC_COMPUTE_REACTOR_H_
+
+#include <deque>
+#include <memory>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "corral/v1/corral.grpc.pb.h"
+#include "server/core/coordinator.h"
+#include "server/metrics/metrics.h"
+
+namespace corral::rpc {
+
+class ComputeReactor final
+    : public grpc::ServerBidiReactor<corral::v1::GetOrComputeRequest,
+                                     corral::v1::GetOrComputeResponse> {
+ public:
+  // Starts reading; deletes itself in OnDone.
+  ComputeReactor(grpc::CallbackServerContext* ctx, Coordinator& coordinator,
+                 Metrics& metrics);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+  // Queues a response, and the end of the call after it when `finish` is
+  // set. Anything after the end is dropped. Any thread.
+  void Send(std::optional<corral::v1::GetOrComputeResponse> response,
+            std::optional<absl::Status> finish);
+
+ private:
+  class Sink;
+  // Starts the next write or the finish, outside the mutex (gRPC may run a
+  // reaction inline).
+  void Drive();
+
+  grpc::CallbackServerContext* const ctx_;
+  Coordinator& coordinator_;
+  Metrics& metrics_;
+  const absl::Time started_;
+  std::shared_ptr<Sink> sink_;
+  Coordinator::CallId id_ = 0;
+  corral::v1::GetOrComputeRequest request_;  // Owned by the pending read.
+
+  absl::Mutex mu_;
+  std::deque<corral::v1::GetOrComputeResponse> writes_ ABSL_GUARDED_BY(mu_);
+  corral::v1::GetOrComputeResponse writing_ ABSL_GUARDED_BY(mu_);
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> finish_ ABSL_GUARDED_BY(mu_);
+  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::StatusCode final_code_ ABSL_GUARDED_BY(mu_) = grpc::OK;
+};
+
+}  // namespace corral::rpc
+
+#endif  // CORRAL_SERVER_RPC_COMPUTE_REACTOR_H_

@@ -1,0 +1,228 @@
+#include "server/rpc/corral_service.h"
+
+#include <atomic>
+#include <memory>
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "server/rpc/compute_reactor.h"
+#include "server/rpc/convert.h"
+
+namespace corral::rpc {
+
+namespace pb = corral::v1;
+
+namespace {
+
+
+// Ends a unary call exactly once: trailers, status, and the RPC metrics.
+class Finisher {
+ public:
+  Finisher(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
+           Metrics* metrics, absl::string_view method)
+      : ctx_(ctx), reactor_(reactor), metrics_(metrics), method_(method),
+        started_(absl::Now()) {}
+
+  void Finish(const absl::Status& status) const {
+    grpc::Status out = ToGrpcStatus(status, ctx_);
+    metrics_->OnRpc(method_, CodeName(out.error_code()), absl::Now() - started_);
+    reactor_->Finish(out);
+  }
+
+ private:
+  grpc::CallbackServerContext* ctx_;
+  grpc::ServerUnaryReactor* reactor_;
+  Metrics* metrics_;
+  absl::string_view method_;
+  absl::Time started_;
+};
+
+// Returns the duration or finishes the call with its error.
+#define CORRAL_DURATION_OR_FINISH(var, field, msg, name)                      \
+  auto var = DurationField(field, (msg).has_##name(), (msg).name());          \
+  if (!var.ok()) {                                                             \
+    fin.Finish(var.status());                                                  \
+    return reactor;                                                            \
+  }
+
+// AcquireLock may wait, so it needs to hear about cancellation: the wait is
+// dropped at once and costs nothing afterwards.
+class AcquireLockReactor final : public grpc::ServerUnaryReactor {
+ public:
+  AcquireLockReactor(grpc::CallbackServerContext* ctx, Coordinator& coordinator,
+                     Metrics& metrics, pb::AcquireLockResponse* response)
+      : coordinator_(coordinator),
+        state_(std::make_shared<State>(ctx, this, &metrics, response)) {}
+
+  void Start(pb::AcquireLockRequest request) {
+    std::shared_ptr<State> state = state_;
+    corral::AcquireLockRequest domain;
+    domain.key = CacheKey{request.namespace_(), request.key()};
+    auto ttl = DurationField("ttl", request.has_ttl(), request.ttl());
+    auto wait = DurationField("wait_timeout", request.has_wait_timeout(), request.wait_timeout());
+    for (const absl::Status& s : {ttl.status(), wait.status()}) {
+      if (!s.ok()) return state->FinishOnce(s);
+    }
+    domain.ttl = *ttl;
+    domain.wait_timeout = *wait;
+    domain.owner = request.owner();
+    domain.deadline = DeadlineOf(*state->ctx);
+    id_ = coordinator_.AcquireLock(
+        std::move(domain), [state](absl::StatusOr<LockGrant> grant) {
+          if (grant.ok()) {
+            state->Respond(*grant);
+          } else {
+            state->FinishOnce(grant.status());
+          }
+        });
+  }
+
+  void OnCancel() override {
+    coordinator_.CancelAcquire(id_);
+    state_->FinishOnce(absl::CancelledError("cancelled by the client"));
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  // Shared with the coordinator's callback, which may outlive this reactor
+  // only when it lost the race to finish (and then touches nothing else).
+  struct State {
+    State(grpc::CallbackServerContext* c, AcquireLockReactor* r, Metrics* m,
+          pb::AcquireLockResponse* resp)
+        : ctx(c), reactor(r), response(resp), fin(c, r, m, "AcquireLock") {}
+    void Respond(const LockGrant& grant) {
+      if (finished.exchange(true)) return;
+      response->set_acquired(grant.acquired);
+      if (grant.acquired) {
+        response->set_token(grant.token);
+        response->set_fencing_token(grant.fencing_token);
+        ToProto(grant.expires_at, response->mutable_expires_at());
+      }
+      ToProto(grant.waited, response->mutable_waited());
+      fin.Finish(absl::OkStatus());
+    }
+    void FinishOnce(const absl::Status& status) {
+      if (finished.exchange(true)) return;
+      fin.Finish(status);
+    }
+    grpc::CallbackServerContext* ctx;
+    AcquireLockReactor* reactor;
+    pb::AcquireLockResponse* response;
+    Finisher fin;
+    std::atomic<bool> finished{false};
+  };
+
+  Coordinator& coordinator_;
+  std::shared_ptr<State> state_;
+  Coordinator::CallId id_ = 0;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<pb::GetOrComputeRequest, pb::GetOrComputeResponse>*
+CorralService::GetOrCompute(grpc::CallbackServerContext* ctx) {
+  return new ComputeReactor(ctx, coordinator_, metrics_);
+}
+
+grpc::ServerUnaryReactor* CorralService::AcquireLock(grpc::CallbackServerContext* ctx,
+                                                     const pb::AcquireLockRequest* request,
+                                                     pb::AcquireLockResponse* response) {
+  auto* reactor = new AcquireLockReactor(ctx, coordinator_, metrics_, response);
+  reactor->Start(*request);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CorralService::RenewLock(grpc::CallbackServerContext* ctx,
+                                                   const pb::RenewLockRequest* request,
+                                                   pb::RenewLockResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  Finisher fin(ctx, reactor, &metrics_, "RenewLock");
+  CORRAL_DURATION_OR_FINISH(ttl, "ttl", *request, ttl);
+  corral::RenewLockRequest domain{CacheKey{request->namespace_(), request->key()},
+                                  request->token(), *ttl};
+  coordinator_.RenewLock(std::move(domain), [fin, response](absl::StatusOr<RenewResult> r) {
+    if (r.ok()) {
+      response->set_renewed(r->renewed);
+      if (r->renewed) ToProto(r->expires_at, response->mutable_expires_at());
+    }
+    fin.Finish(r.status());
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CorralService::ReleaseLock(grpc::CallbackServerContext* ctx,
+                                                     const pb::ReleaseLockRequest* request,
+                                                     pb::ReleaseLockResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  Finisher fin(ctx, reactor, &metrics_, "ReleaseLock");
+  corral::ReleaseLockRequest domain{CacheKey{request->namespace_(), request->key()},
+                                    request->token(),
+                                    static_cast<Outcome>(request->outcome())};
+  if (request->outcome() < 0 || request->outcome() > 2) {
+    fin.Finish(absl::InvalidArgumentError("outcome: unknown value"));
+    return reactor;
+  }
+  coordinator_.ReleaseLock(std::move(domain), [fin, response](absl::StatusOr<bool> r) {
+    if (r.ok()) response->set_released(*r);
+    fin.Finish(r.status());
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CorralService::Get(grpc::CallbackServerContext* ctx,
+                                             const pb::GetRequest* request, pb::GetResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  Finisher fin(ctx, reactor, &metrics_, "Get");
+  coordinator_.Get(CacheKey{request->namespace_(), request->key()},
+                   [fin, response](absl::StatusOr<GetResult> r) {
+                     if (r.ok()) {
+                       response->set_found(r->found);
+                       if (r->found) ToProto(r->value, response->mutable_value());
+                     }
+                     fin.Finish(r.status());
+                   });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CorralService::Set(grpc::CallbackServerContext* ctx,
+                                             const pb::SetRequest* request, pb::SetResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  Finisher fin(ctx, reactor, &metrics_, "Set");
+  CORRAL_DURATION_OR_FINISH(ttl, "ttl", *request, ttl);
+  corral::SetRequest domain;
+  domain.key = CacheKey{request->namespace_(), request->key()};
+  domain.value = request->value();
+  domain.ttl = *ttl;
+  domain.lock_token = request->lock_token();
+  domain.release_lock = request->release_lock();
+  coordinator_.Set(std::move(domain), [fin, response](absl::StatusOr<bool> r) {
+    if (r.ok()) response->set_stored(*r);
+    fin.Finish(r.status());
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CorralService::Invalidate(grpc::CallbackServerContext* ctx,
+                                                    const pb::InvalidateRequest* request,
+                                                    pb::InvalidateResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  Finisher fin(ctx, reactor, &metrics_, "Invalidate");
+  coordinator_.Invalidate(CacheKey{request->namespace_(), request->key()},
+                          [fin, response](absl::StatusOr<bool> r) {
+                            if (r.ok()) response->set_existed(*r);
+                            fin.Finish(r.status());
+                          });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CorralService::GetBreaker(grpc::CallbackServerContext* ctx,
+                                                    const pb::GetBreakerRequest*,
+                                                    pb::GetBreakerResponse*) {
+  auto* reactor = ctx->DefaultReactor();
+  Finisher fin(ctx, reactor, &metrics_, "GetBreaker");
+  // The breaker is not built yet; say so rather than report a fake state.
+  fin.Finish(absl::UnimplementedError("the circuit breaker is not implemented yet"));
+  return reactor;
+}
+
+}  // namespace corral::rpc

@@ -1,0 +1,52 @@
+// The corral.v1.Corral service on gRPC's callback API. Handlers translate
+// proto <-> domain, call the Coordinator and finish; no logic lives here.
+// No handler blocks: a waiting caller is a reactor, not a thread.
+#ifndef CORRAL_SERVER_RPC_CORRAL_SERVICE_H_
+#define CORRAL_SERVER_RPC_CORRAL_SERVICE_H_
+
+#include "corral/v1/corral.grpc.pb.h"
+#include "server/core/coordinator.h"
+#include "server/metrics/metrics.h"
+
+namespace corral::rpc {
+
+class CorralService final : public corral::v1::Corral::CallbackService {
+ public:
+  // Both must outlive the service.
+  CorralService(Coordinator& coordinator, Metrics& metrics)
+      : coordinator_(coordinator), metrics_(metrics) {}
+
+  grpc::ServerBidiReactor<corral::v1::GetOrComputeRequest,
+                          corral::v1::GetOrComputeResponse>*
+  GetOrCompute(grpc::CallbackServerContext* ctx) override;
+
+  grpc::ServerUnaryReactor* AcquireLock(grpc::CallbackServerContext* ctx,
+                                        const corral::v1::AcquireLockRequest* request,
+                                        corral::v1::AcquireLockResponse* response) override;
+  grpc::ServerUnaryReactor* RenewLock(grpc::CallbackServerContext* ctx,
+                                      const corral::v1::RenewLockRequest* request,
+                                      corral::v1::RenewLockResponse* response) override;
+  grpc::ServerUnaryReactor* ReleaseLock(grpc::CallbackServerContext* ctx,
+                                        const corral::v1::ReleaseLockRequest* request,
+                                        corral::v1::ReleaseLockResponse* response) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx,
+                                const corral::v1::GetRequest* request,
+                                corral::v1::GetResponse* response) override;
+  grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx,
+                                const corral::v1::SetRequest* request,
+                                corral::v1::SetResponse* response) override;
+  grpc::ServerUnaryReactor* Invalidate(grpc::CallbackServerContext* ctx,
+                                       const corral::v1::InvalidateRequest* request,
+                                       corral::v1::InvalidateResponse* response) override;
+  grpc::ServerUnaryReactor* GetBreaker(grpc::CallbackServerContext* ctx,
+                                       const corral::v1::GetBreakerRequest* request,
+                                       corral::v1::GetBreakerResponse* response) override;
+
+ private:
+  Coordinator& coordinator_;
+  Metrics& metrics_;
+};
+
+}  // namespace corral::rpc
+
+#endif  // CORRAL_SERVER_RPC_CORRAL_SERVICE_H_

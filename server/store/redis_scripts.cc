@@ -1,0 +1,212 @@
+#include "server/store/redis_scripts.h"
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace corral {
+namespace {
+
+// Numbers leave Lua through string.format('%d'): tostring() would print
+// microsecond timestamps (16 digits) as 1.7e+15. Lua numbers are doubles;
+// every value here stays below 2^53, so integer replies are exact.
+
+constexpr absl::string_view kGetSource = R"lua(
+-- Redis drops the hash at its physical expiry (expires_at + stale window),
+-- so anything still visible is fresh or inside its stale window.
+local r = redis.call('HMGET', KEYS[1], 'v', 's', 'e')
+if not r[1] then return false end
+return r
+)lua";
+
+constexpr absl::string_view kPutSource = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[4] ~= '' then
+  -- Fenced: only the current holder of the lock may fill.
+  if redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
+  if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
+end
+if ARGV[6] == '1' then
+  local e = redis.call('HGET', KEYS[1], 'e')
+  if e and tonumber(e) > now then return 0 end
+end
+local expires = now + tonumber(ARGV[2])
+local s = string.format('%d', now)
+local e = string.format('%d', expires)
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', s, 'e', e)
+redis.call('PEXPIREAT', KEYS[1], string.format('%d', expires + tonumber(ARGV[3])))
+redis.call('PUBLISH', ARGV[7], 'F' .. s .. ':' .. e .. ':' .. ARGV[1])
+return 1
+)lua";
+
+constexpr absl::string_view kDeleteSource = R"lua(
+return redis.call('DEL', KEYS[1])
+)lua";
+
+constexpr absl::string_view kTryLockSource = R"lua(
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  -- Time-based, so tokens keep increasing after the fence key expires or
+  -- Redis restarts empty (as long as its clock does not step back).
+  local fence = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, now_us)
+  redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', ARGV[3])
+  return {1, fence, now_ms + tonumber(ARGV[2])}
+end
+return {0, 0, now_ms + redis.call('PTTL', KEYS[1])}
+)lua";
+
+constexpr absl::string_view kRenewSource = R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return now_ms + tonumber(ARGV[2])
+)lua";
+
+constexpr absl::string_view kReleaseSource = R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
+return 1
+)lua";
+
+bool ParseMillis(absl::string_view text, absl::Time* out) {
+  int64_t ms = 0;
+  if (text.empty() || !absl::SimpleAtoi(text, &ms)) return false;
+  *out = absl::FromUnixMillis(ms);
+  return true;
+}
+
+std::string ItemPrefix(const CacheKey& key) {
+  return absl::StrCat("corral:{", KeyHash(key), "}:", key.ns, ":", key.key);
+}
+
+absl::Status Unexpected(absl::string_view script) {
+  return absl::InternalError(
+      absl::StrCat("unexpected reply from the Redis ", script, " script"));
+}
+
+bool IsInteger(const RedisReply& r) {
+  return r.type == RedisReply::Type::kInteger;
+}
+
+}  // namespace
+
+RedisItemKeys RedisKeysFor(const CacheKey& key) {
+  const std::string prefix = ItemPrefix(key);
+  return RedisItemKeys{absl::StrCat(prefix, ":v"), absl::StrCat(prefix, ":l"),
+                       absl::StrCat(prefix, ":f"), absl::StrCat(prefix, ":c")};
+}
+
+std::string RedisChannelFor(const CacheKey& key) {
+  return absl::StrCat(ItemPrefix(key), ":c");
+}
+
+absl::string_view RedisScriptName(RedisScript script) {
+  switch (script) {
+    case RedisScript::kGet:
+      return "get";
+    case RedisScript::kPut:
+      return "put";
+    case RedisScript::kDelete:
+      return "delete";
+    case RedisScript::kTryLock:
+      return "trylock";
+    case RedisScript::kRenew:
+      return "renew";
+    case RedisScript::kRelease:
+      return "release";
+  }
+  return "?";
+}
+
+absl::string_view RedisScriptSource(RedisScript script) {
+  switch (script) {
+    case RedisScript::kGet:
+      return kGetSource;
+    case RedisScript::kPut:
+      return kPutSource;
+    case RedisScript::kDelete:
+      return kDeleteSource;
+    case RedisScript::kTryLock:
+      return kTryLockSource;
+    case RedisScript::kRenew:
+      return kRenewSource;
+    case RedisScript::kRelease:
+      return kReleaseSource;
+  }
+  return "";
+}
+
+absl::StatusOr<std::optional<StoredValue>> ParseGetReply(const RedisReply& r) {
+  if (r.type == RedisReply::Type::kNil) return std::nullopt;
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 3 ||
+      r.elements[0].type != RedisReply::Type::kString) {
+    return Unexpected("get");
+  }
+  StoredValue value;
+  if (!ParseMillis(r.elements[1].str, &value.stored_at) ||
+      !ParseMillis(r.elements[2].str, &value.expires_at)) {
+    return Unexpected("get");
+  }
+  value.value = r.elements[0].str;
+  return value;
+}
+
+absl::StatusOr<bool> ParseCountReply(const RedisReply& r) {
+  if (!IsInteger(r)) return Unexpected("put/release/delete");
+  return r.integer > 0;
+}
+
+absl::StatusOr<LockAttempt> ParseTryLockReply(const RedisReply& r) {
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 3 ||
+      !IsInteger(r.elements[0]) || !IsInteger(r.elements[1]) ||
+      !IsInteger(r.elements[2])) {
+    return Unexpected("trylock");
+  }
+  LockAttempt attempt;
+  attempt.acquired = r.elements[0].integer == 1;
+  attempt.fencing_token = static_cast<uint64_t>(r.elements[1].integer);
+  attempt.expires_at = absl::FromUnixMillis(r.elements[2].integer);
+  return attempt;
+}
+
+absl::StatusOr<std::optional<absl::Time>> ParseRenewReply(const RedisReply& r) {
+  if (r.type == RedisReply::Type::kNil) return std::nullopt;
+  if (!IsInteger(r)) return Unexpected("renew");
+  return absl::FromUnixMillis(r.integer);
+}
+
+absl::string_view ReleaseMessage(ReleaseNotice notice) {
+  return notice == ReleaseNotice::kUpstreamFailed ? "X" : "R";
+}
+
+absl::StatusOr<KeyMessage> DecodeKeyMessage(absl::string_view payload) {
+  if (payload == "R") return KeyMessage{KeyEvent::Kind::kReleased, std::nullopt};
+  if (payload == "X") {
+    return KeyMessage{KeyEvent::Kind::kUpstreamFailed, std::nullopt};
+  }
+  if (payload.empty() || payload[0] != 'F') {
+    return absl::DataLossError("unknown key message");
+  }
+  absl::string_view rest = payload.substr(1);
+  const size_t first = rest.find(':');
+  const size_t second =
+      first == absl::string_view::npos ? first : rest.find(':', first + 1);
+  StoredValue value;
+  if (second == absl::string_view::npos ||
+      !ParseMillis(rest.substr(0, first), &value.stored_at) ||
+      !ParseMillis(rest.substr(first + 1, second - first - 1),
+                   &value.expires_at)) {
+    return absl::DataLossError("malformed fill message");
+  }
+  value.value = std::string(rest.substr(second + 1));
+  return KeyMessage{KeyEvent::Kind::kFilled, std::move(value)};
+}
+
+}  // namespace corral

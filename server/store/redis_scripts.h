@@ -1,0 +1,85 @@
+// What corral keeps in Redis and the Lua that changes it: the key layout,
+// one script per atomic step, and the pub/sub message those scripts
+// publish (encoded in Lua, decoded here, nowhere else).
+//
+// Layout of one cache item; every key shares the hash tag, so one item lives
+// in one hash slot (Redis Cluster ready):
+//   corral:{<KeyHash>}:<ns>:<raw key bytes>:v  HASH v=value s=stored_at_ms
+//                                              e=expires_at_ms; PEXPIREAT
+//                                              e + stale window
+//   ...:l  STRING lock token, PX lease ttl
+//   ...:f  STRING last fencing token (kept a few days)
+//   ...:c  pub/sub channel of the item
+// Namespaces are [A-Za-z0-9_.-], so "<ns>:" cannot be confused with the key
+// bytes that follow; the hash tag covers both anyway.
+//
+// Time inside the scripts comes from Redis TIME: one clock for the fleet.
+#ifndef CORRAL_SERVER_STORE_REDIS_SCRIPTS_H_
+#define CORRAL_SERVER_STORE_REDIS_SCRIPTS_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/core/cache_key.h"
+#include "server/core/store.h"
+#include "server/store/redis_connection.h"
+
+namespace corral {
+
+struct RedisItemKeys {
+  std::string value;
+  std::string lock;
+  std::string fence;
+  std::string channel;
+};
+RedisItemKeys RedisKeysFor(const CacheKey& key);
+std::string RedisChannelFor(const CacheKey& key);
+
+enum class RedisScript {
+  // KEYS: value. Answers nil or {value, stored_ms, expires_ms}.
+  kGet,
+  // KEYS: value, lock. ARGV: value, ttl_ms, stale_ms, lock token ("" =
+  // unfenced), release ("1"/"0"), only_if_absent ("1"/"0"), channel.
+  // Answers 1 stored / 0 refused; publishes a fill message when stored.
+  kPut,
+  // KEYS: value. Answers the number of keys deleted.
+  kDelete,
+  // KEYS: lock, fence. ARGV: token, ttl_ms, fence_keep_ms.
+  // Answers {1, fencing_token, expires_ms} or {0, 0, holder_expires_ms}.
+  kTryLock,
+  // KEYS: lock. ARGV: token, ttl_ms. Answers expires_ms or nil (not ours).
+  kRenew,
+  // KEYS: lock. ARGV: token, notice message, channel. Answers 1 / 0.
+  kRelease,
+};
+inline constexpr int kRedisScriptCount = 6;
+
+absl::string_view RedisScriptName(RedisScript script);
+absl::string_view RedisScriptSource(RedisScript script);
+
+// Reads each script's answer. Shapes that the script cannot produce are
+// INTERNAL errors (a different script under our SHA, or a bug).
+absl::StatusOr<std::optional<StoredValue>> ParseGetReply(const RedisReply& r);
+// kPut, kRelease (1/0) and kDelete (count): whether anything happened.
+absl::StatusOr<bool> ParseCountReply(const RedisReply& r);
+absl::StatusOr<LockAttempt> ParseTryLockReply(const RedisReply& r);
+absl::StatusOr<std::optional<absl::Time>> ParseRenewReply(const RedisReply& r);
+
+// The notice ARGV of kRelease.
+absl::string_view ReleaseMessage(ReleaseNotice notice);
+
+// A message on an item's channel: a fill (with the value) or a release.
+struct KeyMessage {
+  KeyEvent::Kind kind;
+  std::optional<StoredValue> value;  // kFilled only
+};
+// Decodes what kPut and kRelease publish: "F<stored_ms>:<expires_ms>:<value
+// bytes>", "R" (released) or "X" (upstream failed).
+absl::StatusOr<KeyMessage> DecodeKeyMessage(absl::string_view payload);
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_STORE_REDIS_SCRIPTS_H_

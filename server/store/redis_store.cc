@@ -1,0 +1,554 @@
+#include "server/store/redis_store.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
+#include "server/core/errors.h"
+#include "server/core/log.h"
+
+namespace corral {
+namespace {
+
+// How long a fence key outlives its last lock. Tokens are time-based, so
+// forgetting it only matters if Redis' clock steps back meanwhile.
+constexpr int64_t kFenceKeepMillis = 3 * 24 * 3600 * 1000LL;
+
+bool IsStoreUnavailable(const absl::Status& status) {
+  return ReasonOf(status) == kReasonStoreUnavailable;
+}
+
+// Every failed operation is a store outage to the core, whatever Redis said.
+absl::Status AsUnavailable(const absl::Status& status) {
+  if (IsStoreUnavailable(status)) return status;
+  return StoreUnavailable(status.message());
+}
+
+int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
+
+// Redis refuses PX 0; a lock of less than a millisecond is one millisecond.
+std::string LeaseMillis(absl::Duration ttl) {
+  return absl::StrCat(std::max<int64_t>(1, Millis(ttl)));
+}
+
+// A handshake step's failure, worded for the operator. Transport failures
+// stay as they are (retryable); Redis refusals are not retryable.
+absl::Status HandshakeError(absl::string_view step, const absl::Status& error) {
+  if (IsStoreUnavailable(error)) return error;
+  const absl::string_view redis_message =
+      absl::StripPrefix(error.message(), "Redis error: ");
+  const std::string code = RedisErrorCode(error);
+  if (error.code() == absl::StatusCode::kUnavailable) {  // LOADING, BUSY, ...
+    return StoreUnavailable(absl::StrCat("Redis ", step, ": ", redis_message));
+  }
+  if (step == "AUTH") {
+    return absl::PermissionDeniedError(
+        absl::StrCat("Redis AUTH failed: ", redis_message));
+  }
+  if (code == "NOAUTH") {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "Redis requires a password (put it in the URI): ", redis_message));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("Redis ", step, " failed: ", redis_message));
+}
+
+}  // namespace
+
+RedisStore::RedisStore(EventLoop& loop, RedisOptions options)
+    : loop_(loop), options_(std::move(options)) {
+  down_reason_ = StoreUnavailable(
+      absl::StrCat("not connected to ", options_.host, ":", options_.port));
+}
+
+RedisStore::~RedisStore() {
+  ShutdownOnLoop();
+  alive_.reset();
+}
+
+void RedisStore::Start() {
+  loop_.Post([this, alive = std::weak_ptr<int>(alive_)] {
+    if (alive.expired() || state_ != State::kIdle) return;
+    StartAttempt();
+  });
+}
+
+absl::Status RedisStore::WaitUntilConnected(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(this, &RedisStore::ConnectSettled),
+                       timeout);
+  if (connected_) return absl::OkStatus();
+  if (shut_down_) return absl::FailedPreconditionError("store shut down");
+  if (!last_error_.ok()) return last_error_;
+  return StoreUnavailable(absl::StrCat("not connected to ", options_.host, ":",
+                                       options_.port, " after ",
+                                       absl::FormatDuration(timeout)));
+}
+
+void RedisStore::Shutdown() {
+  if (loop_.InLoopThread()) {
+    ShutdownOnLoop();
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+  }
+  absl::Notification done;
+  loop_.Post([this, &done] {
+    ShutdownOnLoop();
+    done.Notify();
+  });
+  done.WaitForNotification();
+}
+
+void RedisStore::ShutdownOnLoop() {
+  if (state_ == State::kShutdown) return;
+  state_ = State::kShutdown;
+  up_.store(false, std::memory_order_release);
+  down_reason_ = StoreUnavailable("store shut down");
+  if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
+  if (reconnect_timer_ != 0) loop_.Cancel(std::exchange(reconnect_timer_, 0));
+  // Not inside a hiredis callback here (those never call out to the owner of
+  // the store), so the connections can go at once.
+  CloseConnections(down_reason_, /*defer_destruction=*/false);
+  channels_.clear();
+  absl::MutexLock lock(&mu_);
+  shut_down_ = true;
+  connected_ = false;
+}
+
+void RedisStore::StartAttempt() {
+  reconnect_timer_ = 0;
+  if (state_ == State::kShutdown) return;
+  const uint64_t session = ++session_;
+  state_ = State::kConnecting;
+  attempt_started_ = absl::Now();
+  handshake_left_ = 0;
+
+  RedisConnection::Handlers command_handlers;
+  command_handlers.on_down = [this, session](absl::Status s) {
+    Fail(session, std::move(s));
+  };
+  auto commands = RedisConnection::Connect(loop_, options_.host, options_.port,
+                                           std::move(command_handlers));
+  if (!commands.ok()) {
+    Fail(session, commands.status());
+    return;
+  }
+  commands_ = *std::move(commands);
+
+  RedisConnection::Handlers subscriber_handlers;
+  subscriber_handlers.on_down = [this, session](absl::Status s) {
+    Fail(session, std::move(s));
+  };
+  subscriber_handlers.on_subscribed = [this, session](absl::string_view ch) {
+    OnSubscribed(session, ch);
+  };
+  subscriber_handlers.on_message = [this, session](absl::string_view ch,
+                                                   absl::string_view payload) {
+    OnMessage(session, ch, payload);
+  };
+  auto subscriber = RedisConnection::Connect(
+      loop_, options_.host, options_.port, std::move(subscriber_handlers));
+  if (!subscriber.ok()) {
+    Fail(session, subscriber.status());
+    return;
+  }
+  subscriber_ = *std::move(subscriber);
+
+  // The handshake is pipelined behind the TCP connect: one round trip.
+  if (!options_.password.empty() || !options_.user.empty()) {
+    std::vector<std::string> auth = {"AUTH"};
+    if (!options_.user.empty()) auth.push_back(options_.user);
+    auth.push_back(options_.password);
+    Handshake(*commands_, auth, "AUTH", -1);
+    Handshake(*subscriber_, std::move(auth), "AUTH", -1);
+  }
+  if (options_.db != 0) {
+    Handshake(*commands_, {"SELECT", absl::StrCat(options_.db)}, "SELECT", -1);
+  }
+  for (int i = 0; i < kRedisScriptCount; ++i) {
+    Handshake(*commands_,
+              {"SCRIPT", "LOAD",
+               std::string(RedisScriptSource(static_cast<RedisScript>(i)))},
+              "SCRIPT LOAD", i);
+  }
+  // Also what makes hiredis 0.14 notice that the socket connected. Pub/sub
+  // is database-independent, so the subscriber needs no SELECT.
+  Handshake(*subscriber_, {"PING"}, "PING", -1);
+  ScheduleTick();
+}
+
+void RedisStore::Handshake(RedisConnection& conn, std::vector<std::string> args,
+                           absl::string_view step, int script_index) {
+  ++handshake_left_;
+  const uint64_t session = session_;
+  conn.Command(args, [this, session, step = std::string(step), script_index](
+                         absl::StatusOr<RedisReply> reply) {
+    if (session != session_ || state_ != State::kConnecting) return;
+    if (!reply.ok()) {
+      Fail(session, HandshakeError(step, reply.status()));
+      return;
+    }
+    if (script_index >= 0) {
+      if (reply->type != RedisReply::Type::kString) {
+        Fail(session, absl::InternalError("SCRIPT LOAD answered no SHA"));
+        return;
+      }
+      script_shas_[script_index] = std::move(reply->str);
+    }
+    if (--handshake_left_ == 0) Connected();
+  });
+}
+
+void RedisStore::Connected() {
+  state_ = State::kUp;
+  backoff_ = absl::ZeroDuration();
+  last_ping_ = absl::Now();
+  up_.store(true, std::memory_order_release);
+  {
+    absl::MutexLock lock(&mu_);
+    connected_ = true;
+    fatal_ = false;
+    last_error_ = absl::OkStatus();
+  }
+  // Events published while we were away are lost: every watched key is
+  // subscribed again and gets kWatching (re-read) once confirmed.
+  absl::erase_if(channels_, [](const auto& kv) { return !kv.second.watched; });
+  for (auto& [name, channel] : channels_) {
+    channel.subscribes_in_flight = 1;
+    subscriber_->Subscribe(name);
+  }
+  CORRAL_LOG(LogLevel::kInfo, "store_connected",
+             "redis=", options_.Describe());
+  PostAvailability(true);
+}
+
+void RedisStore::Fail(uint64_t session, absl::Status error) {
+  if (session != session_ ||
+      (state_ != State::kConnecting && state_ != State::kUp)) {
+    return;
+  }
+  const bool was_up = state_ == State::kUp;
+  state_ = State::kBackoff;
+  up_.store(false, std::memory_order_release);
+  down_reason_ = AsUnavailable(error);
+  {
+    absl::MutexLock lock(&mu_);
+    connected_ = false;
+    // Transport trouble may pass; a refusal by Redis will not.
+    fatal_ = !IsStoreUnavailable(error);
+    last_error_ = error;
+  }
+  if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
+  // Possibly inside a callback of one of these connections: destroy later.
+  CloseConnections(down_reason_, /*defer_destruction=*/true);
+  for (auto& [channel, c] : channels_) c.subscribes_in_flight = 0;
+
+  const absl::Duration delay = NextBackoff();
+  CORRAL_LOG(LogLevel::kWarning, was_up ? "store_lost" : "store_connect_failed",
+             "redis=", options_.Describe(), " retry_in=",
+             absl::FormatDuration(delay), " error=\"", error.message(), "\"");
+  if (was_up) PostAvailability(false);
+  reconnect_timer_ = loop_.RunAfter(delay, [this] { StartAttempt(); });
+}
+
+void RedisStore::CloseConnections(const absl::Status& reason,
+                                  bool defer_destruction) {
+  if (commands_) commands_->Close(reason);
+  if (subscriber_) subscriber_->Close(reason);
+  if (defer_destruction) {
+    loop_.Post([commands = std::move(commands_),
+                subscriber = std::move(subscriber_)]() mutable {});
+  } else {
+    commands_.reset();
+    subscriber_.reset();
+  }
+}
+
+absl::Duration RedisStore::NextBackoff() {
+  backoff_ = backoff_ == absl::ZeroDuration()
+                 ? options_.reconnect_backoff_min
+                 : std::min(backoff_ * 2, options_.reconnect_backoff_max);
+  // Jitter, so that a fleet does not reconnect in lockstep.
+  return backoff_ * absl::Uniform(rng_, 0.5, 1.0);
+}
+
+void RedisStore::ScheduleTick() {
+  const absl::Duration shortest =
+      std::min({options_.connect_timeout, options_.command_timeout,
+                options_.ping_interval});
+  const absl::Duration interval = std::clamp(
+      shortest / 4, absl::Milliseconds(5), absl::Milliseconds(250));
+  tick_timer_ = loop_.RunAfter(interval, [this] {
+    tick_timer_ = 0;
+    Tick();
+  });
+}
+
+void RedisStore::Tick() {
+  const absl::Time now = absl::Now();
+  if (state_ == State::kConnecting) {
+    if (now - attempt_started_ > options_.connect_timeout) {
+      Fail(session_, StoreUnavailable(absl::StrCat(
+                         "cannot connect to ", options_.host, ":",
+                         options_.port, ": no answer within ",
+                         absl::FormatDuration(options_.connect_timeout))));
+      return;
+    }
+  } else if (state_ == State::kUp) {
+    // hiredis 0.14 has no command timeout: a hung server is noticed here.
+    const absl::Duration stalled =
+        std::max(commands_->StalledFor(now), subscriber_->StalledFor(now));
+    if (stalled > options_.command_timeout) {
+      Fail(session_, StoreUnavailable(absl::StrCat(
+                         "Redis at ", options_.host, ":", options_.port,
+                         " did not answer within ",
+                         absl::FormatDuration(options_.command_timeout))));
+      return;
+    }
+    // The subscriber is not pinged (a subscribed context cannot PING in
+    // hiredis 0.14); a hung server shows on the command connection, a
+    // closed one on both.
+    if (now - last_ping_ >= options_.ping_interval) {
+      last_ping_ = now;
+      commands_->Command({"PING"}, [](absl::StatusOr<RedisReply>) {});
+    }
+  } else {
+    return;
+  }
+  ScheduleTick();
+}
+
+absl::Status RedisStore::DownStatus() const { return down_reason_; }
+
+void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
+                           std::vector<std::string> args,
+                           RedisConnection::ReplyCallback done) {
+  if (state_ != State::kUp) {
+    done(DownStatus());
+    return;
+  }
+  const int index = static_cast<int>(script);
+  // Shared: sent now, and kept for the EVAL fallback.
+  auto argv = std::make_shared<std::vector<std::string>>();
+  argv->reserve(3 + keys.size() + args.size());
+  argv->push_back("EVALSHA");
+  argv->push_back(script_shas_[index]);
+  argv->push_back(absl::StrCat(keys.size()));
+  for (std::string& k : keys) argv->push_back(std::move(k));
+  for (std::string& a : args) argv->push_back(std::move(a));
+  commands_->Command(*argv, [this, script, argv, done = std::move(done)](
+                                absl::StatusOr<RedisReply> reply) mutable {
+    // The script cache was flushed (SCRIPT FLUSH, a failover to a replica
+    // that never saw SCRIPT LOAD): send the source once, and reload it for
+    // the commands that follow.
+    if (!reply.ok() && RedisErrorCode(reply.status()) == "NOSCRIPT" &&
+        state_ == State::kUp) {
+      const std::string source(RedisScriptSource(script));
+      (*argv)[0] = "EVAL";
+      (*argv)[1] = source;
+      commands_->Command(*argv, std::move(done));
+      commands_->Command({"SCRIPT", "LOAD", source},
+                         [](absl::StatusOr<RedisReply>) {});
+      return;
+    }
+    done(std::move(reply));
+  });
+}
+
+void RedisStore::Get(const CacheKey& key,
+                     Callback<std::optional<StoredValue>> done) {
+  RunScript(RedisScript::kGet, {RedisKeysFor(key).value}, {},
+            [this, done = std::move(done)](
+                absl::StatusOr<RedisReply> reply) mutable {
+              if (!reply.ok()) {
+                Answer(std::move(done),
+                       absl::StatusOr<std::optional<StoredValue>>(
+                           AsUnavailable(reply.status())));
+                return;
+              }
+              Answer(std::move(done), ParseGetReply(*reply));
+            });
+}
+
+void RedisStore::Put(const CacheKey& key, std::string value,
+                     const PutOptions& options, Callback<bool> done) {
+  RedisItemKeys keys = RedisKeysFor(key);
+  std::vector<std::string> args;
+  args.reserve(7);
+  args.push_back(std::move(value));
+  args.push_back(absl::StrCat(Millis(options.ttl)));
+  args.push_back(
+      absl::StrCat(std::max<int64_t>(0, Millis(options.stale_window))));
+  args.push_back(options.lock_token);
+  args.push_back(options.release_lock ? "1" : "0");
+  args.push_back(options.only_if_absent ? "1" : "0");
+  args.push_back(std::move(keys.channel));
+  RunScript(RedisScript::kPut, {std::move(keys.value), std::move(keys.lock)},
+            std::move(args),
+            [this, done = std::move(done)](
+                absl::StatusOr<RedisReply> reply) mutable {
+              if (!reply.ok()) {
+                Answer(std::move(done), absl::StatusOr<bool>(
+                                            AsUnavailable(reply.status())));
+                return;
+              }
+              Answer(std::move(done), ParseCountReply(*reply));
+            });
+}
+
+void RedisStore::Delete(const CacheKey& key, Callback<bool> done) {
+  RunScript(RedisScript::kDelete, {RedisKeysFor(key).value}, {},
+            [this, done = std::move(done)](
+                absl::StatusOr<RedisReply> reply) mutable {
+              if (!reply.ok()) {
+                Answer(std::move(done), absl::StatusOr<bool>(
+                                            AsUnavailable(reply.status())));
+                return;
+              }
+              Answer(std::move(done), ParseCountReply(*reply));
+            });
+}
+
+void RedisStore::TryLock(const CacheKey& key, const std::string& token,
+                         absl::Duration ttl, Callback<LockAttempt> done) {
+  RedisItemKeys keys = RedisKeysFor(key);
+  RunScript(RedisScript::kTryLock, {std::move(keys.lock), std::move(keys.fence)},
+            {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
+            [this, done = std::move(done)](
+                absl::StatusOr<RedisReply> reply) mutable {
+              if (!reply.ok()) {
+                Answer(std::move(done), absl::StatusOr<LockAttempt>(
+                                            AsUnavailable(reply.status())));
+                return;
+              }
+              Answer(std::move(done), ParseTryLockReply(*reply));
+            });
+}
+
+void RedisStore::RenewLock(const CacheKey& key, const std::string& token,
+                           absl::Duration ttl,
+                           Callback<std::optional<absl::Time>> done) {
+  RunScript(RedisScript::kRenew, {RedisKeysFor(key).lock},
+            {token, LeaseMillis(ttl)},
+            [this, done = std::move(done)](
+                absl::StatusOr<RedisReply> reply) mutable {
+              if (!reply.ok()) {
+                Answer(std::move(done),
+                       absl::StatusOr<std::optional<absl::Time>>(
+                           AsUnavailable(reply.status())));
+                return;
+              }
+              Answer(std::move(done), ParseRenewReply(*reply));
+            });
+}
+
+void RedisStore::ReleaseLock(const CacheKey& key, const std::string& token,
+                             ReleaseNotice notice, Callback<bool> done) {
+  RedisItemKeys keys = RedisKeysFor(key);
+  RunScript(RedisScript::kRelease, {std::move(keys.lock)},
+            {token, std::string(ReleaseMessage(notice)),
+             std::move(keys.channel)},
+            [this, done = std::move(done)](
+                absl::StatusOr<RedisReply> reply) mutable {
+              if (!reply.ok()) {
+                Answer(std::move(done), absl::StatusOr<bool>(
+                                            AsUnavailable(reply.status())));
+                return;
+              }
+              Answer(std::move(done), ParseCountReply(*reply));
+            });
+}
+
+void RedisStore::Ping(StatusCallback done) {
+  auto answer = [this](StatusCallback done, absl::Status status) {
+    loop_.Post([done = std::move(done), status = std::move(status)]() mutable {
+      done(std::move(status));
+    });
+  };
+  if (state_ != State::kUp) {
+    answer(std::move(done), DownStatus());
+    return;
+  }
+  commands_->Command(
+      {"PING"}, [answer, done = std::move(done)](
+                    absl::StatusOr<RedisReply> reply) mutable {
+        answer(std::move(done), reply.ok() ? absl::OkStatus()
+                                           : AsUnavailable(reply.status()));
+      });
+}
+
+void RedisStore::Watch(const CacheKey& key) {
+  std::string name = RedisChannelFor(key);
+  Channel& channel = channels_[name];
+  if (channel.watched) return;  // The caller pairs Watch/Unwatch.
+  channel.key = key;
+  channel.watched = true;
+  if (state_ == State::kUp) {
+    ++channel.subscribes_in_flight;
+    subscriber_->Subscribe(name);
+  }
+}
+
+void RedisStore::Unwatch(const CacheKey& key) {
+  const std::string name = RedisChannelFor(key);
+  auto it = channels_.find(name);
+  if (it == channels_.end() || !it->second.watched) return;
+  it->second.watched = false;
+  if (state_ == State::kUp) subscriber_->Unsubscribe(name);
+  if (it->second.subscribes_in_flight == 0) channels_.erase(it);
+}
+
+void RedisStore::OnSubscribed(uint64_t session, absl::string_view name) {
+  if (session != session_) return;
+  auto it = channels_.find(name);
+  if (it == channels_.end()) return;
+  Channel& channel = it->second;
+  if (channel.subscribes_in_flight > 0) --channel.subscribes_in_flight;
+  if (channel.subscribes_in_flight > 0) return;  // A later one is coming.
+  if (!channel.watched) {
+    channels_.erase(it);
+    return;
+  }
+  PostEvent(std::string(name),
+            KeyEvent{KeyEvent::Kind::kWatching, channel.key, std::nullopt});
+}
+
+void RedisStore::OnMessage(uint64_t session, absl::string_view name,
+                           absl::string_view payload) {
+  if (session != session_) return;
+  auto it = channels_.find(name);
+  if (it == channels_.end() || !it->second.watched) return;
+  absl::StatusOr<KeyMessage> message = DecodeKeyMessage(payload);
+  if (!message.ok()) {
+    LOG_EVENT("store_bad_message", it->second.key, "error=\"",
+              message.status().message(), "\"");
+    return;
+  }
+  PostEvent(std::string(name), KeyEvent{message->kind, it->second.key,
+                                        std::move(message->value)});
+}
+
+void RedisStore::PostEvent(std::string channel, KeyEvent event) {
+  loop_.Post([this, alive = std::weak_ptr<int>(alive_),
+              channel = std::move(channel), event = std::move(event)] {
+    if (alive.expired() || listener_ == nullptr) return;
+    // Unwatched since: the listener expects only events of keys it watches.
+    auto it = channels_.find(channel);
+    if (it == channels_.end() || !it->second.watched) return;
+    listener_->OnKeyEvent(event);
+  });
+}
+
+void RedisStore::PostAvailability(bool up) {
+  loop_.Post([this, alive = std::weak_ptr<int>(alive_), up] {
+    if (alive.expired() || listener_ == nullptr) return;
+    listener_->OnStoreAvailability(up);
+  });
+}
+
+}  // namespace corral

@@ -1,0 +1,166 @@
+// The fleet store: state in Redis (standalone), reached through hiredis on
+// the EventLoop. Two connections: commands (pipelined; every atomic step is
+// one Lua script, see redis_scripts.h) and a subscriber for the pub/sub
+// wake-ups of watched keys.
+//
+// Availability: while the store is not connected every operation is answered
+// at once with StoreUnavailable; commands pending when a connection drops (or
+// stays silent for command_timeout) are answered with it too. The store
+// reconnects by itself with jittered exponential backoff, re-loads its
+// scripts, re-subscribes every watched key (each gets kWatching again) and
+// tells the listener OnStoreAvailability(true); a loss is reported once with
+// OnStoreAvailability(false).
+#ifndef CORRAL_SERVER_STORE_REDIS_STORE_H_
+#define CORRAL_SERVER_STORE_REDIS_STORE_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/core/event_loop.h"
+#include "server/core/store.h"
+#include "server/store/redis_connection.h"
+#include "server/store/redis_scripts.h"
+#include "server/store/redis_uri.h"
+
+namespace corral {
+
+class RedisStore final : public Store {
+ public:
+  // `loop` must outlive the store. Nothing happens until Start().
+  RedisStore(EventLoop& loop, RedisOptions options);
+  // Call Shutdown() first while the loop runs; or destroy on the loop
+  // thread, or after the loop has stopped.
+  ~RedisStore() override;
+  RedisStore(const RedisStore&) = delete;
+  RedisStore& operator=(const RedisStore&) = delete;
+
+  // Begins connecting (on the loop). Any thread; once.
+  void Start();
+  // Blocks until connected: OK; a non-retryable failure of the latest
+  // attempt (wrong password, unknown database, ...) returns at once with its
+  // error; otherwise, after `timeout`, the latest attempt's error (e.g.
+  // "cannot connect to 127.0.0.1:6390: Connection refused"). The store keeps
+  // retrying either way. Not on the loop thread (it would deadlock).
+  absl::Status WaitUntilConnected(absl::Duration timeout);
+  // Disconnects for good: pending and later operations are answered with
+  // StoreUnavailable, no listener call follows. From a non-loop thread it
+  // waits for the loop to do it, so the loop must be running; on the loop
+  // thread it runs inline. Idempotent.
+  void Shutdown();
+
+  void SetListener(StoreListener* listener) override { listener_ = listener; }
+  void Get(const CacheKey& key,
+           Callback<std::optional<StoredValue>> done) override;
+  void Put(const CacheKey& key, std::string value, const PutOptions& options,
+           Callback<bool> done) override;
+  void Delete(const CacheKey& key, Callback<bool> done) override;
+  void TryLock(const CacheKey& key, const std::string& token,
+               absl::Duration ttl, Callback<LockAttempt> done) override;
+  void RenewLock(const CacheKey& key, const std::string& token,
+                 absl::Duration ttl,
+                 Callback<std::optional<absl::Time>> done) override;
+  void ReleaseLock(const CacheKey& key, const std::string& token,
+                   ReleaseNotice notice, Callback<bool> done) override;
+  void Watch(const CacheKey& key) override;
+  void Unwatch(const CacheKey& key) override;
+  void Ping(StatusCallback done) override;
+  // Any thread.
+  bool IsUp() const override { return up_.load(std::memory_order_acquire); }
+
+ private:
+  enum class State { kIdle, kConnecting, kUp, kBackoff, kShutdown };
+  // One pub/sub channel (one watched key). Kept while watched, or while a
+  // SUBSCRIBE is unconfirmed, so that kWatching follows the latest one.
+  struct Channel {
+    CacheKey key;
+    bool watched = false;
+    int subscribes_in_flight = 0;
+  };
+
+  // Connection lifecycle (loop thread).
+  void StartAttempt();
+  void Handshake(RedisConnection& conn, std::vector<std::string> args,
+                 absl::string_view step, int script_index);
+  void Connected();
+  // Ends session `session` (if it is still the current one) with `error`.
+  void Fail(uint64_t session, absl::Status error);
+  void CloseConnections(const absl::Status& reason, bool defer_destruction);
+  void ShutdownOnLoop();
+  void ScheduleTick();
+  void Tick();
+  absl::Duration NextBackoff();
+
+  // Pub/sub (loop thread).
+  void OnSubscribed(uint64_t session, absl::string_view channel);
+  void OnMessage(uint64_t session, absl::string_view channel,
+                 absl::string_view payload);
+  void PostEvent(std::string channel, KeyEvent event);
+  void PostAvailability(bool up);
+
+  // Runs `script` on the command connection (EVALSHA, then EVAL on
+  // NOSCRIPT). `done` may run inline when the store is down, so it must only
+  // post (see Answer).
+  void RunScript(RedisScript script, std::vector<std::string> keys,
+                 std::vector<std::string> args,
+                 RedisConnection::ReplyCallback done);
+  // StoreUnavailable with the reason the store is down.
+  absl::Status DownStatus() const;
+
+  // Answers on the loop, never inline.
+  template <typename T>
+  void Answer(Callback<T> done, absl::StatusOr<T> result) {
+    loop_.Post([done = std::move(done), result = std::move(result)]() mutable {
+      done(std::move(result));
+    });
+  }
+
+  bool ConnectSettled() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return connected_ || fatal_ || shut_down_;
+  }
+
+  EventLoop& loop_;
+  const RedisOptions options_;
+  StoreListener* listener_ = nullptr;
+
+  // Loop thread only.
+  State state_ = State::kIdle;
+  uint64_t session_ = 0;
+  std::unique_ptr<RedisConnection> commands_;
+  std::unique_ptr<RedisConnection> subscriber_;
+  int handshake_left_ = 0;
+  absl::Time attempt_started_;
+  absl::Time last_ping_;
+  std::array<std::string, kRedisScriptCount> script_shas_;
+  absl::flat_hash_map<std::string, Channel> channels_;
+  absl::Status down_reason_;
+  absl::Duration backoff_ = absl::ZeroDuration();
+  absl::BitGen rng_;
+  EventLoop::TimerId tick_timer_ = 0;
+  EventLoop::TimerId reconnect_timer_ = 0;
+
+  std::atomic<bool> up_{false};
+  // What WaitUntilConnected waits on; written on the loop thread.
+  mutable absl::Mutex mu_;
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool fatal_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+
+  // Posted tasks that touch the store check it first.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_STORE_REDIS_STORE_H_

@@ -1,0 +1,45 @@
+// Where the Redis store connects, and how patiently. Parsed from the
+// --redis flag: redis://[user:password@]host[:port][/db].
+#ifndef CORRAL_SERVER_STORE_REDIS_URI_H_
+#define CORRAL_SERVER_STORE_REDIS_URI_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace corral {
+
+struct RedisOptions {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  // ACL user; empty: the legacy AUTH <password> form (or no AUTH at all).
+  std::string user;
+  // Empty: no AUTH. Never log it; use Describe().
+  std::string password;
+  int db = 0;
+
+  // TCP connect plus handshake (AUTH, SELECT, SCRIPT LOAD).
+  absl::Duration connect_timeout = absl::Seconds(1);
+  // An unanswered command older than this means the server is hung: the
+  // connection is dropped, pending commands fail, and a reconnect starts.
+  absl::Duration command_timeout = absl::Seconds(2);
+  absl::Duration ping_interval = absl::Seconds(1);
+  // Reconnect delays grow from min to max, doubling, with jitter.
+  absl::Duration reconnect_backoff_min = absl::Milliseconds(100);
+  absl::Duration reconnect_backoff_max = absl::Seconds(5);
+
+  // "redis://user:***@host:port/db": safe to log (the password is masked).
+  std::string Describe() const;
+};
+
+// Parses redis://[user:password@]host[:port][/db] (also redis://:password@…,
+// and [v6-address] hosts). user and password are percent-decoded. Errors are
+// INVALID_ARGUMENT naming the part that is wrong; they never echo the
+// password. Timeouts keep their defaults.
+absl::StatusOr<RedisOptions> ParseRedisUri(absl::string_view uri);
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_STORE_REDIS_URI_H_

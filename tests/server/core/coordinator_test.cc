@@ -1,0 +1,517 @@
+// Behaviour of the coordination core, on the embedded store with a fake
+// clock for TTLs (waits use short real timers on the event loop).
+#include "server/core/coordinator.h"
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/core/errors.h"
+#include "server/store/embedded_store.h"
+#include "tests/support/status_matchers.h"
+
+namespace corral {
+namespace {
+
+using ::corral::testing::IsOk;
+using ::corral::testing::StatusIs;
+using ::testing::Eq;
+
+// Counts what the coordinator reports; checked where a test cares.
+class CountingObserver : public CoordinatorObserver {
+ public:
+  void OnLookup(absl::string_view, LookupStage, bool) override {}
+  void OnWaitEnded(absl::string_view, absl::Duration) override {}
+  void OnLockAcquisition(absl::string_view, absl::string_view) override {}
+  void OnCompute(absl::string_view, absl::string_view, absl::string_view) override {}
+  void OnDuplicateCompute(absl::string_view) override { ++duplicates; }
+  void OnWaitersChanged(absl::string_view, int delta) override { waiters += delta; }
+  std::atomic<int> duplicates{0};
+  std::atomic<int> waiters{0};
+};
+
+// Records what one GetOrCompute stream received.
+class RecordingSink : public ComputeSink {
+ public:
+  void SendValue(ValueView value) override {
+    absl::MutexLock lock(&mu_);
+    value_ = std::move(value);
+    done_ = true;
+    status_ = absl::OkStatus();
+  }
+  void SendLease(LeaseView lease) override {
+    absl::MutexLock lock(&mu_);
+    lease_ = std::move(lease);
+  }
+  void SendFilled(FilledView filled) override {
+    absl::MutexLock lock(&mu_);
+    filled_ = std::move(filled);
+    done_ = true;
+    status_ = absl::OkStatus();
+  }
+  void Finish(absl::Status status) override {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+    status_ = std::move(status);
+  }
+
+  bool WaitLease(absl::Duration timeout = absl::Seconds(5)) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(
+        absl::Condition(+[](RecordingSink* s) { return s->lease_.has_value() || s->done_; },
+                        this),
+        timeout) && lease_.has_value();
+  }
+  bool WaitDone(absl::Duration timeout = absl::Seconds(5)) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
+  }
+  bool HasLease() {
+    absl::MutexLock lock(&mu_);
+    return lease_.has_value();
+  }
+  bool Done() {
+    absl::MutexLock lock(&mu_);
+    return done_;
+  }
+  std::optional<ValueView> value() {
+    absl::MutexLock lock(&mu_);
+    return value_;
+  }
+  std::optional<LeaseView> lease() {
+    absl::MutexLock lock(&mu_);
+    return lease_;
+  }
+  std::optional<FilledView> filled() {
+    absl::MutexLock lock(&mu_);
+    return filled_;
+  }
+  absl::Status status() {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::optional<ValueView> value_ ABSL_GUARDED_BY(mu_);
+  std::optional<LeaseView> lease_ ABSL_GUARDED_BY(mu_);
+  std::optional<FilledView> filled_ ABSL_GUARDED_BY(mu_);
+};
+
+corral::v1::ServerConfig DefaultConfig() {
+  corral::v1::ServerConfig config;
+  auto* ns = config.add_namespaces();
+  ns->set_name("strict");
+  ns->set_on_wait_timeout(corral::v1::OnWaitTimeout::FAIL);
+  ns->mutable_max_compute_time()->set_nanos(300'000'000);  // 300 ms
+  ns->set_max_value_bytes(16);
+  return config;
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  CoordinatorTest()
+      : registry_(*NamespaceRegistry::Create(DefaultConfig())),
+        store_(loop_, clock_),
+        coordinator_(loop_, store_, registry_, clock_, observer_) {
+    loop_.Start();
+  }
+  ~CoordinatorTest() override {
+    coordinator_.Shutdown(absl::Seconds(1));
+    loop_.Stop();
+  }
+
+  // Runs an async coordinator call and waits for its answer.
+  template <typename T, typename Call>
+  absl::StatusOr<T> Sync(Call call) {
+    auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
+    auto future = promise->get_future();
+    call([promise](absl::StatusOr<T> r) { promise->set_value(std::move(r)); });
+    return future.get();
+  }
+
+  absl::StatusOr<bool> Set(const CacheKey& key, std::string value,
+                           std::optional<absl::Duration> ttl = absl::Seconds(60),
+                           std::string token = "", bool release = false) {
+    return Sync<bool>([&](auto done) {
+      coordinator_.Set(SetRequest{key, std::move(value), ttl, token, release}, std::move(done));
+    });
+  }
+  absl::StatusOr<GetResult> Get(const CacheKey& key) {
+    return Sync<GetResult>([&](auto done) { coordinator_.Get(key, std::move(done)); });
+  }
+  absl::StatusOr<LockGrant> Acquire(const CacheKey& key, absl::Duration wait,
+                                    absl::Duration ttl = absl::Seconds(30)) {
+    return Sync<LockGrant>([&](auto done) {
+      AcquireLockRequest r;
+      r.key = key;
+      r.ttl = ttl;
+      r.wait_timeout = wait;
+      coordinator_.AcquireLock(std::move(r), std::move(done));
+    });
+  }
+  absl::StatusOr<bool> Release(const CacheKey& key, const std::string& token,
+                               Outcome outcome = Outcome::kSuccess) {
+    return Sync<bool>([&](auto done) {
+      coordinator_.ReleaseLock(ReleaseLockRequest{key, token, outcome}, std::move(done));
+    });
+  }
+
+  struct Call {
+    std::shared_ptr<RecordingSink> sink;
+    Coordinator::CallId id;
+  };
+  Call Lookup(const CacheKey& key, std::optional<absl::Duration> wait = absl::Seconds(5)) {
+    auto sink = std::make_shared<RecordingSink>();
+    Coordinator::CallId id = coordinator_.StartCompute(sink);
+    LookupRequest r;
+    r.key = key;
+    r.wait_timeout = wait;
+    coordinator_.ComputeLookup(id, std::move(r));
+    return Call{sink, id};
+  }
+  // Waits until `calls` settle: exactly one holds a lease (returned).
+  int WaitForOneLease(const std::vector<Call>& calls) {
+    for (int spin = 0; spin < 500; ++spin) {
+      int leases = 0, index = -1;
+      for (size_t i = 0; i < calls.size(); ++i) {
+        if (calls[i].sink->HasLease() && !calls[i].sink->Done()) {
+          ++leases;
+          index = static_cast<int>(i);
+        }
+      }
+      if (leases == 1) {
+        absl::SleepFor(absl::Milliseconds(20));  // Would a second one appear?
+        int again = 0;
+        for (const Call& c : calls) again += c.sink->HasLease() ? 1 : 0;
+        EXPECT_EQ(again, 1) << "more than one lease was handed out";
+        return index;
+      }
+      EXPECT_LE(leases, 1);
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ADD_FAILURE() << "no lease within 5 s";
+    return -1;
+  }
+
+  FakeClock clock_;
+  EventLoop loop_;
+  NamespaceRegistry registry_;
+  EmbeddedStore store_;
+  CountingObserver observer_;
+  Coordinator coordinator_;
+};
+
+const CacheKey kKey{"plant_id", "image-hash-1"};
+
+TEST_F(CoordinatorTest, GetMissSetGetHit) {
+  EXPECT_THAT(Get(kKey), corral::testing::IsOkAndHolds(::testing::Field(&GetResult::found, false)));
+  ASSERT_THAT(Set(kKey, "rose"), corral::testing::IsOkAndHolds(true));
+  auto got = Get(kKey);
+  ASSERT_OK(got);
+  EXPECT_TRUE(got->found);
+  EXPECT_EQ(got->value.value, "rose");
+  EXPECT_EQ(got->value.ttl_remaining, absl::Seconds(60));
+}
+
+TEST_F(CoordinatorTest, ValueExpiresWithTheClockNotWithSleep) {
+  ASSERT_OK(Set(kKey, "rose", absl::Seconds(10)));
+  clock_.Advance(absl::Seconds(9));
+  EXPECT_TRUE(Get(kKey)->found);
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_FALSE(Get(kKey)->found);
+}
+
+TEST_F(CoordinatorTest, InvalidInputNamesTheField) {
+  auto bad_ns = Get(CacheKey{"no spaces", "k"});
+  EXPECT_THAT(bad_ns, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(bad_ns.status().message()), ::testing::HasSubstr("namespace"));
+  EXPECT_EQ(ReasonOf(bad_ns.status()), "invalid-argument");
+  EXPECT_THAT(Get(CacheKey{"", "k"}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Get(CacheKey{std::string(129, 'a'), "k"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Get(CacheKey{"ns", ""}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Get(CacheKey{"ns", std::string(1025, 'k')}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_OK(Get(CacheKey{"ns", std::string(1024, 'k')}));
+  EXPECT_THAT(Set(kKey, "v", absl::ZeroDuration()), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Set(kKey, "v", absl::Seconds(-1)), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Set(kKey, "v", absl::Hours(24 * 365)), StatusIs(absl::StatusCode::kInvalidArgument));
+  auto too_big = Set(CacheKey{"strict", "k"}, std::string(17, 'x'));
+  EXPECT_THAT(too_big, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(too_big.status().message()), ::testing::HasSubstr("value"));
+  EXPECT_THAT(Acquire(kKey, absl::Seconds(-1)), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Release(kKey, ""), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(CoordinatorTest, LockIsExclusiveAndFencingTokensIncrease) {
+  auto first = Acquire(kKey, absl::ZeroDuration());
+  ASSERT_OK(first);
+  ASSERT_TRUE(first->acquired);
+  auto second = Acquire(kKey, absl::ZeroDuration());
+  ASSERT_OK(second);
+  EXPECT_FALSE(second->acquired);
+  EXPECT_THAT(Release(kKey, "not-the-token"), corral::testing::IsOkAndHolds(false));
+  EXPECT_THAT(Release(kKey, first->token), corral::testing::IsOkAndHolds(true));
+  auto third = Acquire(kKey, absl::ZeroDuration());
+  ASSERT_TRUE(third->acquired);
+  EXPECT_GT(third->fencing_token, first->fencing_token);
+}
+
+TEST_F(CoordinatorTest, ReleaseWakesAWaiterWithoutPolling) {
+  auto holder = Acquire(kKey, absl::ZeroDuration());
+  ASSERT_TRUE(holder->acquired);
+  const absl::Time start = absl::Now();
+  auto waiter = std::async(std::launch::async, [&] { return Acquire(kKey, absl::Seconds(10)); });
+  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_THAT(Release(kKey, holder->token), corral::testing::IsOkAndHolds(true));
+  auto got = waiter.get();
+  ASSERT_OK(got);
+  EXPECT_TRUE(got->acquired);
+  EXPECT_GT(got->fencing_token, holder->fencing_token);
+  // Woken by the release, not by the holder's 30 s expiry nor the 10 s wait.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(CoordinatorTest, LockWaitTimesOutAsNotAcquired) {
+  ASSERT_TRUE(Acquire(kKey, absl::ZeroDuration())->acquired);
+  const absl::Time start = absl::Now();
+  auto got = Acquire(kKey, absl::Milliseconds(100));
+  ASSERT_OK(got);
+  EXPECT_FALSE(got->acquired);
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(90));
+  EXPECT_EQ(observer_.waiters.load(), 0);
+}
+
+TEST_F(CoordinatorTest, CancelledLockWaiterCostsNothingAfterwards) {
+  auto holder = Acquire(kKey, absl::ZeroDuration());
+  std::atomic<bool> called{false};
+  AcquireLockRequest r;
+  r.key = kKey;
+  r.wait_timeout = absl::Seconds(10);
+  auto id = coordinator_.AcquireLock(r, [&](absl::StatusOr<LockGrant>) { called = true; });
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(observer_.waiters.load(), 1);
+  coordinator_.CancelAcquire(id);
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(observer_.waiters.load(), 0);
+  ASSERT_OK(Release(kKey, holder->token));
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(called);
+  // The lock is free: nobody took it on the cancelled caller's behalf.
+  EXPECT_TRUE(Acquire(kKey, absl::ZeroDuration())->acquired);
+}
+
+TEST_F(CoordinatorTest, HitIsServedFromCache) {
+  ASSERT_OK(Set(kKey, "rose"));
+  Call c = Lookup(kKey);
+  ASSERT_TRUE(c.sink->WaitDone());
+  ASSERT_TRUE(c.sink->value().has_value());
+  EXPECT_EQ(c.sink->value()->value, "rose");
+  EXPECT_EQ(c.sink->value()->source, Source::kCache);
+}
+
+TEST_F(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {
+  std::vector<Call> calls;
+  for (int i = 0; i < 200; ++i) calls.push_back(Lookup(kKey));
+  int leader = WaitForOneLease(calls);
+  ASSERT_GE(leader, 0);
+  const Call& l = calls[leader];
+  EXPECT_EQ(l.sink->lease()->mode, LeaseMode::kLocked);
+  EXPECT_GT(l.sink->lease()->fencing_token, 0u);
+  coordinator_.ComputeFill(l.id, FillRequest{"rose", std::nullopt});
+  ASSERT_TRUE(l.sink->WaitDone());
+  ASSERT_TRUE(l.sink->filled().has_value());
+  EXPECT_TRUE(l.sink->filled()->stored);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (static_cast<int>(i) == leader) continue;
+    ASSERT_TRUE(calls[i].sink->WaitDone()) << i;
+    ASSERT_TRUE(calls[i].sink->value().has_value()) << calls[i].sink->status();
+    EXPECT_EQ(calls[i].sink->value()->value, "rose");
+    EXPECT_EQ(calls[i].sink->value()->source, Source::kPeerFill);
+  }
+  EXPECT_EQ(observer_.waiters.load(), 0);
+  EXPECT_EQ(Get(kKey)->value.value, "rose");
+}
+
+TEST_F(CoordinatorTest, AbandonHandsTheLeaseToTheNextWaiter) {
+  std::vector<Call> calls{Lookup(kKey), Lookup(kKey), Lookup(kKey)};
+  int first = WaitForOneLease(calls);
+  ASSERT_GE(first, 0);
+  coordinator_.ComputeAbandon(calls[first].id, AbandonRequest{"changed my mind", false});
+  ASSERT_TRUE(calls[first].sink->WaitDone());
+  EXPECT_OK(calls[first].sink->status());
+  std::vector<Call> rest;
+  for (int i = 0; i < 3; ++i) if (i != first) rest.push_back(calls[i]);
+  int second = WaitForOneLease(rest);
+  ASSERT_GE(second, 0);
+  EXPECT_GT(rest[second].sink->lease()->fencing_token, calls[first].sink->lease()->fencing_token);
+}
+
+TEST_F(CoordinatorTest, BrokenLeaseholderStreamHandsTheLeaseOn) {
+  std::vector<Call> calls{Lookup(kKey), Lookup(kKey)};
+  int first = WaitForOneLease(calls);
+  ASSERT_GE(first, 0);
+  coordinator_.ComputeGone(calls[first].id);
+  int second = 1 - first;
+  ASSERT_TRUE(calls[second].sink->WaitLease());
+}
+
+TEST_F(CoordinatorTest, UpstreamFailureIsSharedWithCurrentWaiters) {
+  std::vector<Call> calls{Lookup(kKey), Lookup(kKey), Lookup(kKey)};
+  int first = WaitForOneLease(calls);
+  ASSERT_GE(first, 0);
+  absl::SleepFor(absl::Milliseconds(30));  // Let the others queue.
+  coordinator_.ComputeAbandon(calls[first].id, AbandonRequest{"upstream 503", true});
+  for (int i = 0; i < 3; ++i) {
+    if (i == first) continue;
+    ASSERT_TRUE(calls[i].sink->WaitDone());
+    EXPECT_THAT(calls[i].sink->status(), StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_EQ(ReasonOf(calls[i].sink->status()), "peer-compute-failed");
+  }
+}
+
+TEST_F(CoordinatorTest, WaitTimeoutComputesUnlockedByDefault) {
+  std::vector<Call> calls{Lookup(kKey)};
+  ASSERT_EQ(WaitForOneLease(calls), 0);
+  Call late = Lookup(kKey, absl::Milliseconds(100));
+  ASSERT_TRUE(late.sink->WaitLease());
+  EXPECT_EQ(late.sink->lease()->mode, LeaseMode::kUnlockedTimeout);
+  EXPECT_EQ(observer_.duplicates.load(), 1);
+  // The locked fill lands first; the unlocked one must not overwrite it.
+  coordinator_.ComputeFill(calls[0].id, FillRequest{"locked", std::nullopt});
+  ASSERT_TRUE(calls[0].sink->WaitDone());
+  coordinator_.ComputeFill(late.id, FillRequest{"unlocked", std::nullopt});
+  ASSERT_TRUE(late.sink->WaitDone());
+  EXPECT_FALSE(late.sink->filled()->stored);
+  EXPECT_EQ(Get(kKey)->value.value, "locked");
+}
+
+TEST_F(CoordinatorTest, WaitTimeoutFailsUnderFailPolicy) {
+  const CacheKey key{"strict", "k"};
+  std::vector<Call> calls{Lookup(key)};
+  ASSERT_EQ(WaitForOneLease(calls), 0);
+  Call late = Lookup(key, absl::Milliseconds(100));
+  ASSERT_TRUE(late.sink->WaitDone());
+  EXPECT_THAT(late.sink->status(), StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
+TEST_F(CoordinatorTest, WaitTimeoutRereadsTheCacheFirst) {
+  std::vector<Call> calls{Lookup(kKey)};
+  ASSERT_EQ(WaitForOneLease(calls), 0);
+  Call late = Lookup(kKey, absl::Milliseconds(150));
+  absl::SleepFor(absl::Milliseconds(50));
+  // A plain Set by someone else; the waiter hears it as a fill.
+  ASSERT_OK(Set(kKey, "from-elsewhere"));
+  ASSERT_TRUE(late.sink->WaitDone());
+  ASSERT_TRUE(late.sink->value().has_value());
+  EXPECT_EQ(late.sink->value()->value, "from-elsewhere");
+}
+
+TEST_F(CoordinatorTest, LeaseRevokedAfterMaxComputeTimeAndLateFillRefused) {
+  const CacheKey key{"strict", "slow"};
+  std::vector<Call> calls{Lookup(key), Lookup(key)};
+  int first = WaitForOneLease(calls);
+  ASSERT_GE(first, 0);
+  // max_compute_time is 300 ms in "strict": the other caller gets the lease.
+  ASSERT_TRUE(calls[1 - first].sink->WaitLease(absl::Seconds(3)));
+  coordinator_.ComputeFill(calls[first].id, FillRequest{"late", std::nullopt});
+  ASSERT_TRUE(calls[first].sink->WaitDone());
+  ASSERT_TRUE(calls[first].sink->filled().has_value());
+  EXPECT_FALSE(calls[first].sink->filled()->stored);
+  EXPECT_EQ(calls[first].sink->filled()->reason, "lease-revoked");
+  coordinator_.ComputeFill(calls[1 - first].id, FillRequest{"fresh", std::nullopt});
+  ASSERT_TRUE(calls[1 - first].sink->WaitDone());
+  EXPECT_TRUE(calls[1 - first].sink->filled()->stored);
+  EXPECT_EQ(Get(key)->value.value, "fresh");
+}
+
+TEST_F(CoordinatorTest, LockApiWorkerWakesComputeWaiters) {
+  auto lock = Acquire(kKey, absl::ZeroDuration());
+  ASSERT_TRUE(lock->acquired);
+  std::vector<Call> calls;
+  for (int i = 0; i < 20; ++i) calls.push_back(Lookup(kKey));
+  absl::SleepFor(absl::Milliseconds(50));
+  for (const Call& c : calls) EXPECT_FALSE(c.sink->HasLease());
+  ASSERT_THAT(Set(kKey, "from-lock-worker", absl::Seconds(60), lock->token, true),
+              corral::testing::IsOkAndHolds(true));
+  for (const Call& c : calls) {
+    ASSERT_TRUE(c.sink->WaitDone());
+    ASSERT_TRUE(c.sink->value().has_value()) << c.sink->status();
+    EXPECT_EQ(c.sink->value()->value, "from-lock-worker");
+  }
+}
+
+TEST_F(CoordinatorTest, ComputeLeaseholderMakesLockCallersWait) {
+  std::vector<Call> calls{Lookup(kKey)};
+  ASSERT_EQ(WaitForOneLease(calls), 0);
+  EXPECT_FALSE(Acquire(kKey, absl::ZeroDuration())->acquired);
+  auto waiter = std::async(std::launch::async, [&] { return Acquire(kKey, absl::Seconds(5)); });
+  absl::SleepFor(absl::Milliseconds(50));
+  coordinator_.ComputeFill(calls[0].id, FillRequest{"v", std::nullopt});
+  auto got = waiter.get();
+  ASSERT_OK(got);
+  EXPECT_TRUE(got->acquired);
+  EXPECT_GT(got->fencing_token, calls[0].sink->lease()->fencing_token);
+}
+
+TEST_F(CoordinatorTest, ProtocolErrorsEndTheCall) {
+  {
+    auto sink = std::make_shared<RecordingSink>();
+    auto id = coordinator_.StartCompute(sink);
+    coordinator_.ComputeFill(id, FillRequest{"v", std::nullopt});
+    ASSERT_TRUE(sink->WaitDone());
+    EXPECT_THAT(sink->status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  {
+    std::vector<Call> calls{Lookup(kKey)};
+    ASSERT_EQ(WaitForOneLease(calls), 0);
+    LookupRequest again;
+    again.key = kKey;
+    coordinator_.ComputeLookup(calls[0].id, again);
+    ASSERT_TRUE(calls[0].sink->WaitDone());
+    EXPECT_THAT(calls[0].sink->status(), StatusIs(absl::StatusCode::kInvalidArgument));
+    // The lease was released as an abandon: the next caller gets one.
+    Call next = Lookup(kKey);
+    ASSERT_TRUE(next.sink->WaitLease());
+  }
+}
+
+TEST_F(CoordinatorTest, OversizedFillIsRejected) {
+  const CacheKey key{"strict", "big"};
+  std::vector<Call> calls{Lookup(key)};
+  ASSERT_EQ(WaitForOneLease(calls), 0);
+  coordinator_.ComputeFill(calls[0].id, FillRequest{std::string(17, 'x'), std::nullopt});
+  ASSERT_TRUE(calls[0].sink->WaitDone());
+  EXPECT_THAT(calls[0].sink->status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_FALSE(Get(key)->found);
+}
+
+TEST_F(CoordinatorTest, ManyKeysOneComputeEach) {
+  std::vector<std::vector<Call>> per_key(20);
+  for (int round = 0; round < 10; ++round) {
+    for (int k = 0; k < 20; ++k) per_key[k].push_back(Lookup(CacheKey{"ns", absl::StrCat("k", k)}));
+  }
+  for (int k = 0; k < 20; ++k) {
+    int leader = WaitForOneLease(per_key[k]);
+    ASSERT_GE(leader, 0);
+    coordinator_.ComputeFill(per_key[k][leader].id, FillRequest{absl::StrCat("v", k), std::nullopt});
+  }
+  for (int k = 0; k < 20; ++k) {
+    for (const Call& c : per_key[k]) {
+      ASSERT_TRUE(c.sink->WaitDone());
+      EXPECT_OK(c.sink->status());
+    }
+  }
+}
+
+}  // namespace
+}  // namespace corral

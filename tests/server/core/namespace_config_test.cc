@@ -1,0 +1,109 @@
+#include "server/core/namespace_config.h"
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
+
+namespace corral {
+namespace {
+
+using ::corral::testing::StatusIs;
+using ::testing::HasSubstr;
+
+std::string WriteTemp(const std::string& name, const std::string& text) {
+  std::string path = ::testing::TempDir() + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(NamespaceConfigTest, BuiltInDefaultsMatchTheSeed) {
+  auto registry = NamespaceRegistry::Create(corral::v1::ServerConfig());
+  ASSERT_TRUE(registry.ok());
+  auto ns = registry->Find("plant_id");
+  ASSERT_TRUE(ns.ok());
+  EXPECT_EQ(ns->ttl, absl::Hours(24));
+  EXPECT_EQ(ns->wait_timeout, absl::Seconds(15));
+  EXPECT_EQ(ns->lease_ttl, absl::Seconds(30));
+  EXPECT_EQ(ns->max_compute_time, absl::Seconds(120));
+  EXPECT_EQ(ns->on_wait_timeout, WaitTimeoutPolicy::kComputeUnlocked);
+  EXPECT_EQ(ns->breaker.consecutive_failures, 5u);
+  EXPECT_EQ(ns->breaker.minimum_calls, 20u);
+  EXPECT_EQ(ns->breaker.open_duration, absl::Seconds(60));
+  EXPECT_EQ(ns->max_value_bytes, 1u << 20);
+}
+
+TEST(NamespaceConfigTest, TextprotoLayersDefaultsAndNamespaces) {
+  std::string path = WriteTemp("layers.textproto", R"pb(
+    listen_address: "0.0.0.0:7000"
+    defaults { wait_timeout { seconds: 5 } }
+    namespaces {
+      name: "plant_id"
+      ttl { seconds: 3600 }
+      on_wait_timeout: FAIL
+      breaker { consecutive_failures: 3 }
+    }
+  )pb");
+  auto config = LoadServerConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->listen_address(), "0.0.0.0:7000");
+  auto registry = NamespaceRegistry::Create(*config);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  auto plant = registry->Find("plant_id");
+  EXPECT_EQ(plant->ttl, absl::Hours(1));
+  EXPECT_EQ(plant->wait_timeout, absl::Seconds(5));  // From defaults.
+  EXPECT_EQ(plant->on_wait_timeout, WaitTimeoutPolicy::kFail);
+  EXPECT_EQ(plant->breaker.consecutive_failures, 3u);
+  auto other = registry->Find("other");
+  EXPECT_EQ(other->ttl, absl::Hours(24));
+  EXPECT_EQ(other->wait_timeout, absl::Seconds(5));
+}
+
+TEST(NamespaceConfigTest, JsonIsAccepted) {
+  std::string path = WriteTemp("c.json", R"({"forbidUnknownNamespaces": true,
+      "namespaces": [{"name": "a", "leaseTtl": "10s"}]})");
+  auto config = LoadServerConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto registry = NamespaceRegistry::Create(*config);
+  ASSERT_TRUE(registry.ok());
+  EXPECT_EQ(registry->Find("a")->lease_ttl, absl::Seconds(10));
+  EXPECT_THAT(registry->Find("b"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(NamespaceConfigTest, ErrorsSayWhere) {
+  auto syntax = LoadServerConfig(WriteTemp("bad.textproto", "namespaces {\n  nme: \"x\"\n}\n"));
+  EXPECT_THAT(syntax, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(syntax.status().message()), HasSubstr("line 2"));
+
+  EXPECT_THAT(LoadServerConfig("/nonexistent/corral.textproto"),
+              StatusIs(absl::StatusCode::kNotFound));
+
+  corral::v1::ServerConfig dup;
+  dup.add_namespaces()->set_name("a");
+  dup.add_namespaces()->set_name("a");
+  auto r = NamespaceRegistry::Create(dup);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("twice"));
+
+  corral::v1::ServerConfig bad_name;
+  bad_name.add_namespaces()->set_name("has space");
+  EXPECT_THAT(NamespaceRegistry::Create(bad_name), StatusIs(absl::StatusCode::kInvalidArgument));
+
+  corral::v1::ServerConfig negative;
+  auto* ns = negative.add_namespaces();
+  ns->set_name("a");
+  ns->mutable_ttl()->set_seconds(-5);
+  auto neg = NamespaceRegistry::Create(negative);
+  EXPECT_THAT(neg, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(neg.status().message()), HasSubstr("namespaces[a].ttl"));
+
+  corral::v1::ServerConfig rate;
+  rate.mutable_defaults()->mutable_breaker()->set_failure_rate(1.5);
+  EXPECT_THAT(NamespaceRegistry::Create(rate), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+}  // namespace
+}  // namespace corral

@@ -1,0 +1,207 @@
+// Drives a Store from the test thread: operations are posted to the loop and
+// waited for; key events and availability changes are recorded and can be
+// waited for. Shared by the behaviour suite and the Redis-specific tests.
+#ifndef CORRAL_TESTS_SERVER_STORE_STORE_TEST_HARNESS_H_
+#define CORRAL_TESTS_SERVER_STORE_STORE_TEST_HARNESS_H_
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/core/event_loop.h"
+#include "server/core/store.h"
+
+namespace corral::testing {
+
+// Records what a store tells its listener. Thread-safe.
+class RecordingListener final : public StoreListener {
+ public:
+  void OnKeyEvent(const KeyEvent& event) override {
+    absl::MutexLock lock(&mu_);
+    events_.push_back(event);
+  }
+  void OnStoreAvailability(bool up) override {
+    absl::MutexLock lock(&mu_);
+    availability_.push_back(up);
+  }
+
+  // Removes and returns the first recorded event matching `match`, waiting
+  // up to `timeout` for one to arrive; nullopt if none did.
+  std::optional<KeyEvent> TakeEvent(
+      const std::function<bool(const KeyEvent&)>& match,
+      absl::Duration timeout = absl::Seconds(5)) {
+    absl::MutexLock lock(&mu_);
+    std::optional<KeyEvent> found;
+    auto find = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (auto it = events_.begin(); it != events_.end(); ++it) {
+        if (match(*it)) {
+          found = std::move(*it);
+          events_.erase(it);
+          return true;
+        }
+      }
+      return false;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&find), timeout);
+    return found;
+  }
+  std::optional<KeyEvent> TakeEvent(const CacheKey& key, KeyEvent::Kind kind,
+                                    absl::Duration timeout = absl::Seconds(5)) {
+    return TakeEvent(
+        [&](const KeyEvent& e) { return e.key == key && e.kind == kind; },
+        timeout);
+  }
+
+  // Waits until the latest availability report is `up`.
+  bool WaitForAvailability(bool up, absl::Duration timeout = absl::Seconds(5)) {
+    absl::MutexLock lock(&mu_);
+    auto latest_is = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !availability_.empty() && availability_.back() == up;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&latest_is), timeout);
+  }
+
+  std::vector<KeyEvent> events() const {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+  std::vector<bool> availability() const {
+    absl::MutexLock lock(&mu_);
+    return availability_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<KeyEvent> events_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> availability_ ABSL_GUARDED_BY(mu_);
+};
+
+// Runs store operations on the loop and waits for their answers. Counts
+// answers that arrived inline (before the store method returned), which the
+// Store contract forbids.
+class StoreRunner {
+ public:
+  StoreRunner(EventLoop& loop, Store& store) : loop_(loop), store_(store) {}
+
+  absl::StatusOr<std::optional<StoredValue>> Get(const CacheKey& key) {
+    return Call<std::optional<StoredValue>>([key](Store& s, auto done) {
+      s.Get(key, std::move(done));
+    });
+  }
+  absl::StatusOr<bool> Put(const CacheKey& key, std::string value,
+                           PutOptions options) {
+    return Call<bool>([key, value = std::move(value), options](
+                          Store& s, auto done) mutable {
+      s.Put(key, std::move(value), options, std::move(done));
+    });
+  }
+  absl::StatusOr<bool> Put(const CacheKey& key, std::string value,
+                           absl::Duration ttl) {
+    PutOptions options;
+    options.ttl = ttl;
+    return Put(key, std::move(value), options);
+  }
+  absl::StatusOr<bool> Delete(const CacheKey& key) {
+    return Call<bool>(
+        [key](Store& s, auto done) { s.Delete(key, std::move(done)); });
+  }
+  absl::StatusOr<LockAttempt> TryLock(const CacheKey& key,
+                                      const std::string& token,
+                                      absl::Duration ttl) {
+    return Call<LockAttempt>([key, token, ttl](Store& s, auto done) {
+      s.TryLock(key, token, ttl, std::move(done));
+    });
+  }
+  absl::StatusOr<std::optional<absl::Time>> Renew(const CacheKey& key,
+                                                  const std::string& token,
+                                                  absl::Duration ttl) {
+    return Call<std::optional<absl::Time>>(
+        [key, token, ttl](Store& s, auto done) {
+          s.RenewLock(key, token, ttl, std::move(done));
+        });
+  }
+  absl::StatusOr<bool> Release(
+      const CacheKey& key, const std::string& token,
+      ReleaseNotice notice = ReleaseNotice::kReleased) {
+    return Call<bool>([key, token, notice](Store& s, auto done) {
+      s.ReleaseLock(key, token, notice, std::move(done));
+    });
+  }
+  absl::Status Ping() {
+    absl::StatusOr<bool> r = Call<bool>([](Store& s, auto done) {
+      s.Ping([done = std::move(done)](absl::Status st) mutable {
+        if (st.ok()) {
+          done(true);
+        } else {
+          done(std::move(st));
+        }
+      });
+    });
+    return r.status();
+  }
+  void Watch(const CacheKey& key) {
+    OnLoop([this, key] { store_.Watch(key); });
+  }
+  void Unwatch(const CacheKey& key) {
+    OnLoop([this, key] { store_.Unwatch(key); });
+  }
+  void SetListener(StoreListener* listener) {
+    OnLoop([this, listener] { store_.SetListener(listener); });
+  }
+
+  // Runs `fn` on the loop thread and waits for it.
+  void OnLoop(absl::AnyInvocable<void()> fn) {
+    std::promise<void> ran;
+    std::future<void> ran_future = ran.get_future();
+    loop_.Post([&fn, &ran] {
+      fn();
+      ran.set_value();
+    });
+    ran_future.wait();
+  }
+
+  int inline_answers() const { return inline_answers_->load(); }
+
+  // Runs `op(store, done)` on the loop; waits up to 10 s for `done`.
+  template <typename T, typename Op>
+  absl::StatusOr<T> Call(Op op) {
+    auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
+    std::future<absl::StatusOr<T>> answer = promise->get_future();
+    loop_.Post([this, op = std::move(op), promise,
+                inline_answers = inline_answers_]() mutable {
+      auto returned = std::make_shared<bool>(false);
+      op(store_, Store::Callback<T>([promise, returned, inline_answers](
+                                        absl::StatusOr<T> result) {
+        if (!*returned) inline_answers->fetch_add(1);
+        promise->set_value(std::move(result));
+      }));
+      *returned = true;
+    });
+    if (answer.wait_for(std::chrono::seconds(10)) !=
+        std::future_status::ready) {
+      return absl::DeadlineExceededError("the store did not answer in 10 s");
+    }
+    return answer.get();
+  }
+
+ private:
+  EventLoop& loop_;
+  Store& store_;
+  std::shared_ptr<std::atomic<int>> inline_answers_ =
+      std::make_shared<std::atomic<int>>(0);
+};
+
+}  // namespace corral::testing
+
+#endif  // CORRAL_TESTS_SERVER_STORE_STORE_TEST_HARNESS_H_
