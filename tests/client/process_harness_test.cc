@@ -34,6 +34,17 @@ std::unique_ptr<Subprocess> Sh(const std::string& script,
   return process.ok() ? *std::move(process) : nullptr;
 }
 
+TEST(LineRegexTest, MatchesWholeLinesAndCaptures) {
+  LineRegex re("ready port=([0-9]+)");
+  ASSERT_TRUE(re.ok());
+  std::vector<std::string> groups;
+  EXPECT_TRUE(re.Matches("ready port=4321", &groups));
+  EXPECT_THAT(groups, ::testing::ElementsAre("4321"));
+  EXPECT_FALSE(re.Matches("not ready port=4321"));
+  EXPECT_FALSE(re.Matches("ready port=4321 and more"));
+  EXPECT_FALSE(LineRegex("(unclosed").ok());
+}
+
 TEST(SubprocessTest, CapturesOutputAndExitCode) {
   auto p = Sh("echo out; echo \"err $CORRAL_TEST_VAR\" >&2; exit 3");
   ASSERT_NE(p, nullptr);

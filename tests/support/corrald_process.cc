@@ -5,7 +5,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <regex>
 
 #include "absl/strings/str_cat.h"
 
@@ -16,7 +15,7 @@ namespace fs = std::filesystem;
 
 // Kept in step with the line corrald prints (server/main).
 constexpr char kReadyPattern[] =
-    R"(corrald ready listen=(\S+) metrics=(\S+) store=(\S+))";
+    "corrald ready listen=([^ ]+) metrics=([^ ]+) store=([^ ]+)";
 
 }  // namespace
 
@@ -42,13 +41,13 @@ std::string CorraldPath() { return BuildPath("server/corrald"); }
 std::string CorralctlPath() { return BuildPath("client/corralctl/corralctl"); }
 
 absl::StatusOr<ReadyLine> ParseReadyLine(absl::string_view line) {
-  static const auto* const kRe = new std::regex(kReadyPattern);
-  std::match_results<absl::string_view::const_iterator> m;
-  if (!std::regex_match(line.begin(), line.end(), m, *kRe)) {
+  const LineRegex re(kReadyPattern);
+  std::vector<std::string> groups;
+  if (!re.Matches(line, &groups) || groups.size() != 3) {
     return absl::InvalidArgumentError(
         absl::StrCat("not a corrald ready line: '", line, "'"));
   }
-  return ReadyLine{m[1].str(), m[2].str(), m[3].str()};
+  return ReadyLine{groups[0], groups[1], groups[2]};
 }
 
 absl::StatusOr<std::unique_ptr<CorraldProcess>> CorraldProcess::Start(

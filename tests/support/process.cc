@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <regex.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -10,7 +11,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <regex>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -94,6 +94,33 @@ std::vector<absl::string_view> Lines(absl::string_view text, bool closed) {
 }
 
 }  // namespace
+
+LineRegex::LineRegex(absl::string_view pattern) {
+  // Anchored: the whole line must match, as with std::regex_match.
+  const std::string anchored = absl::StrCat("^(", pattern, ")$");
+  compiled_ = ::regcomp(&regex_, anchored.c_str(), REG_EXTENDED) == 0;
+}
+
+LineRegex::~LineRegex() {
+  if (compiled_) ::regfree(&regex_);
+}
+
+bool LineRegex::Matches(absl::string_view line,
+                        std::vector<std::string>* groups) const {
+  if (!compiled_) return false;
+  const std::string text(line);  // regexec wants a C string.
+  regmatch_t match[10];
+  if (::regexec(&regex_, text.c_str(), 10, match, 0) != 0) return false;
+  if (groups != nullptr) {
+    groups->clear();
+    // match[1] is the anchoring group; the caller's groups start at 2.
+    for (int i = 2; i < 10 && match[i].rm_so >= 0; ++i) {
+      groups->push_back(
+          text.substr(match[i].rm_so, match[i].rm_eo - match[i].rm_so));
+    }
+  }
+  return true;
+}
 
 std::string ExitStatus::ToString() const {
   if (exited) return absl::StrCat("exit ", code);
@@ -239,7 +266,11 @@ Subprocess::~Subprocess() {
 absl::StatusOr<std::string> Subprocess::WaitForLine(absl::string_view pattern,
                                                     absl::Duration timeout,
                                                     Stream stream) {
-  const std::regex re{std::string(pattern)};
+  const LineRegex re(pattern);
+  if (!re.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad regex /", pattern, "/"));
+  }
   const absl::Time deadline = absl::Now() + timeout;
   absl::MutexLock lock(&mu_);
   while (true) {
@@ -248,7 +279,7 @@ absl::StatusOr<std::string> Subprocess::WaitForLine(absl::string_view pattern,
       if (stream != Stream::kEither && stream != s) continue;
       const std::string& text = s == Stream::kStdout ? stdout_ : stderr_;
       for (absl::string_view line : Lines(text, output_closed_)) {
-        if (std::regex_match(line.begin(), line.end(), re)) {
+        if (re.Matches(line)) {
           return std::string(line);
         }
       }

@@ -7,6 +7,7 @@
 #ifndef CORRAL_TESTS_SUPPORT_PROCESS_H_
 #define CORRAL_TESTS_SUPPORT_PROCESS_H_
 
+#include <regex.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -25,6 +26,25 @@
 #include "absl/time/time.h"
 
 namespace corral::testing {
+
+// A POSIX extended regex matched against whole lines.
+class LineRegex {
+ public:
+  explicit LineRegex(absl::string_view pattern);
+  ~LineRegex();
+  LineRegex(const LineRegex&) = delete;
+  LineRegex& operator=(const LineRegex&) = delete;
+
+  bool ok() const { return compiled_; }
+  // Whether all of `line` matches; fills `groups` with the parenthesized
+  // subexpressions (up to 8) when given.
+  bool Matches(absl::string_view line,
+               std::vector<std::string>* groups = nullptr) const;
+
+ private:
+  regex_t regex_;
+  bool compiled_ = false;
+};
 
 // How a child ended.
 struct ExitStatus {
@@ -58,7 +78,9 @@ class Subprocess {
   ~Subprocess();
 
   // The first complete line (since the start) of `stream` that fully matches
-  // the ECMAScript regex `pattern`, without its newline. Fails with
+  // the POSIX extended regex `pattern`, without its newline. (POSIX regex,
+  // not std::regex: GCC 12 reports false maybe-uninitialized warnings in
+  // <regex> under the sanitizer build.) Fails with
   // DEADLINE_EXCEEDED after `timeout`, or FAILED_PRECONDITION as soon as the
   // child closed its output without printing one; either way the message
   // carries the output captured so far.

@@ -116,7 +116,7 @@ TEST(ParseRedisUriTest, DescribeMasksThePassword) {
 }
 
 TEST(RedisScriptsTest, DecodesWhatTheScriptsPublish) {
-  auto fill = DecodeKeyMessage(std::string("F1700000000123:1700000010123:a\0:b", 34));
+  auto fill = DecodeKeyMessage(std::string("F1700000000123:1700000010123:a\0:b", 33));
   ASSERT_TRUE(fill.ok()) << fill.status();
   EXPECT_EQ(fill->kind, KeyEvent::Kind::kFilled);
   EXPECT_EQ(fill->value->stored_at, absl::FromUnixMillis(1700000000123));
@@ -236,6 +236,7 @@ TEST_F(RedisStoreTest, KilledAndRestartedServerIsReconnectedAndResubscribed) {
   ASSERT_TRUE(listener_.TakeEvent(key_, KeyEvent::Kind::kWatching));
   ASSERT_THAT(runner_->Put(key_, "before", absl::Seconds(10)),
               IsOkAndHolds(true));
+  ASSERT_TRUE(listener_.TakeEvent(key_, KeyEvent::Kind::kFilled));
 
   server_->Kill();
   ASSERT_TRUE(listener_.WaitForAvailability(false));

@@ -4,6 +4,7 @@
 #ifndef CORRAL_TESTS_SERVER_STORE_STORE_TEST_HARNESS_H_
 #define CORRAL_TESTS_SERVER_STORE_STORE_TEST_HARNESS_H_
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -42,18 +43,16 @@ class RecordingListener final : public StoreListener {
       const std::function<bool(const KeyEvent&)>& match,
       absl::Duration timeout = absl::Seconds(5)) {
     absl::MutexLock lock(&mu_);
-    std::optional<KeyEvent> found;
-    auto find = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      for (auto it = events_.begin(); it != events_.end(); ++it) {
-        if (match(*it)) {
-          found = std::move(*it);
-          events_.erase(it);
-          return true;
-        }
-      }
-      return false;
+    // Conditions must be pure: absl may evaluate one more than once.
+    auto has_match = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return std::any_of(events_.begin(), events_.end(), match);
     };
-    mu_.AwaitWithTimeout(absl::Condition(&find), timeout);
+    if (!mu_.AwaitWithTimeout(absl::Condition(&has_match), timeout)) {
+      return std::nullopt;
+    }
+    auto it = std::find_if(events_.begin(), events_.end(), match);
+    KeyEvent found = std::move(*it);
+    events_.erase(it);
     return found;
   }
   std::optional<KeyEvent> TakeEvent(const CacheKey& key, KeyEvent::Kind kind,

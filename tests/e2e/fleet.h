@@ -1,0 +1,83 @@
+// An end-to-end fixture: a real redis-server and real corrald processes.
+#ifndef CORRAL_TESTS_E2E_FLEET_H_
+#define CORRAL_TESTS_E2E_FLEET_H_
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "client/cpp/corral_client.h"
+#include "gtest/gtest.h"
+#include "tests/support/corrald_process.h"
+#include "tests/support/redis_server.h"
+
+namespace corral::testing {
+
+class Fleet {
+ public:
+  // Starts Redis (unless `embedded`) and `replicas` corralds using it, with
+  // `config_text` (textproto) as their --config when non-empty.
+  static std::unique_ptr<Fleet> Start(int replicas, bool embedded = false,
+                                      const std::string& config_text = "") {
+    auto fleet = std::unique_ptr<Fleet>(new Fleet());
+    if (!embedded) {
+      auto redis = RedisServer::Start();
+      EXPECT_TRUE(redis.ok()) << redis.status();
+      if (!redis.ok()) return nullptr;
+      fleet->redis_ = *std::move(redis);
+    }
+    if (!config_text.empty()) {
+      fleet->config_path_ = absl::StrCat(::testing::TempDir(), "corral-e2e-",
+                                         ::getpid(), "-", reinterpret_cast<uintptr_t>(fleet.get()),
+                                         ".textproto");
+      std::ofstream(fleet->config_path_) << config_text;
+    }
+    for (int i = 0; i < replicas; ++i) {
+      if (!fleet->AddReplica()) return nullptr;
+    }
+    return fleet;
+  }
+
+  bool AddReplica() {
+    CorraldOptions options;
+    if (redis_) options.args.push_back(absl::StrCat("--redis=", redis_->uri()));
+    if (!config_path_.empty()) options.args.push_back(absl::StrCat("--config=", config_path_));
+    auto p = CorraldProcess::Start(options);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return false;
+    replicas_.push_back(*std::move(p));
+    return true;
+  }
+
+  ~Fleet() {
+    for (auto& r : replicas_) {
+      if (r && r->Running()) r->Kill();
+    }
+  }
+
+  CorraldProcess& replica(int i) { return *replicas_.at(i); }
+  int size() const { return static_cast<int>(replicas_.size()); }
+  std::vector<std::string> targets() const {
+    std::vector<std::string> t;
+    for (const auto& r : replicas_) t.push_back(r->target());
+    return t;
+  }
+  RedisServer& redis() { return *redis_; }
+  std::unique_ptr<client::Client> ClientFor(int i, absl::Duration timeout = absl::Seconds(60)) {
+    client::ClientOptions options;
+    options.default_timeout = timeout;
+    return std::make_unique<client::Client>(replicas_.at(i)->target(), options);
+  }
+
+ private:
+  Fleet() = default;
+  std::unique_ptr<RedisServer> redis_;
+  std::string config_path_;
+  std::vector<std::unique_ptr<CorraldProcess>> replicas_;
+};
+
+}  // namespace corral::testing
+
+#endif  // CORRAL_TESTS_E2E_FLEET_H_
