@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "server/core/errors.h"
 #include "server/rpc/compute_reactor.h"
 #include "server/rpc/convert.h"
 
@@ -159,7 +160,7 @@ grpc::ServerUnaryReactor* CorralService::ReleaseLock(grpc::CallbackServerContext
                                     request->token(),
                                     static_cast<Outcome>(request->outcome())};
   if (request->outcome() < 0 || request->outcome() > 2) {
-    fin.Finish(absl::InvalidArgumentError("outcome: unknown value"));
+    fin.Finish(InvalidField("outcome", "is not a known Outcome value"));
     return reactor;
   }
   coordinator_.ReleaseLock(std::move(domain), [fin, response](absl::StatusOr<bool> r) {
