@@ -10,10 +10,10 @@ cat >&2 <<MSG
 
 corrald is starting on 127.0.0.1:50051 (metrics on 127.0.0.1:9464/metrics).
 Try, from another terminal:
-  $root/build/client/corralctl health
-  $root/build/client/corralctl set plant_id rose-hash 'Rosa canina' --ttl 1h
-  $root/build/client/corralctl get plant_id rose-hash
-  $root/build/client/corralctl get-or-compute plant_id tulip-hash --exec 'sleep 2; echo Tulipa'
+  $root/build/client/corralctl/corralctl health
+  $root/build/client/corralctl/corralctl set plant_id rose-hash 'Rosa canina' --ttl 1h
+  $root/build/client/corralctl/corralctl get plant_id rose-hash
+  $root/build/client/corralctl/corralctl get-or-compute plant_id tulip-hash --exec 'sleep 2; echo Tulipa'
   curl -s 127.0.0.1:9464/metrics | grep ^corral_
 
 MSG

@@ -17,8 +17,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/bench/lock_cycles.h"
 #include "client/bench/stampede.h"
 
+ABSL_FLAG(std::string, mode, "stampede",
+          "stampede: GetOrCompute callers on cold keys; locks: AcquireLock+ReleaseLock "
+          "cycles (--workers, --contended, --duration_s).");
+ABSL_FLAG(int, workers, 1, "locks mode: concurrent workers (one blocking stub each).");
+ABSL_FLAG(bool, contended, false, "locks mode: all workers on one key.");
+ABSL_FLAG(int, duration_s, 5, "locks mode: how long to run.");
 ABSL_FLAG(std::string, targets, "127.0.0.1:50051", "Comma-separated corrald addresses.");
 ABSL_FLAG(int, callers, 1000, "Concurrent GetOrCompute callers.");
 ABSL_FLAG(int, keys, 1, "Distinct cold keys the callers spread over.");
@@ -81,6 +88,22 @@ int main(int argc, char** argv) {
       "--compute_ms=200");
   absl::ParseCommandLine(argc, argv);
 
+  if (absl::GetFlag(FLAGS_mode) == "locks") {
+    corral::bench::LockCyclesOptions lock_options;
+    lock_options.targets =
+        absl::StrSplit(absl::GetFlag(FLAGS_targets), ',', absl::SkipEmpty());
+    lock_options.ns = absl::GetFlag(FLAGS_ns);
+    lock_options.workers = absl::GetFlag(FLAGS_workers);
+    lock_options.contended = absl::GetFlag(FLAGS_contended);
+    lock_options.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+    auto report = corral::bench::RunLockCycles(lock_options);
+    std::printf("%s\n", report.Summary().c_str());
+    return report.errors == 0 ? 0 : 1;
+  }
+  if (absl::GetFlag(FLAGS_mode) != "stampede") {
+    std::fprintf(stderr, "corral-bench: --mode must be stampede or locks\n");
+    return 2;
+  }
   corral::bench::StampedeOptions options;
   options.targets = absl::StrSplit(absl::GetFlag(FLAGS_targets), ',', absl::SkipEmpty());
   options.callers = absl::GetFlag(FLAGS_callers);

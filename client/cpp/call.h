@@ -22,6 +22,14 @@ inline void SetDeadline(grpc::ClientContext& context, absl::Time deadline) {
   }
 }
 
+// For calls that must not run twice (AcquireLock, ReleaseLock, a fenced
+// Set): a transport error cannot tell whether the first attempt reached the
+// server, and a retried acquire would strand a lock until its TTL.
+inline RetryPolicy Once(RetryPolicy policy) {
+  policy.max_attempts = 1;
+  return policy;
+}
+
 // Runs `rpc(grpc::ClientContext*, Response*) -> grpc::Status` with a fresh
 // context per attempt until it succeeds or the failure is not retryable.
 template <typename Response, typename Rpc>

@@ -14,6 +14,7 @@
 namespace corral::client {
 
 using internal::CallWithRetries;
+using internal::Once;
 using internal::DurationToProto;
 using internal::TimeFromProto;
 
@@ -78,8 +79,11 @@ absl::StatusOr<SetResult> Client::Set(absl::string_view ns,
   if (set.ttl) *request.mutable_ttl() = DurationToProto(*set.ttl);
   request.set_lock_token(set.lock_token);
   request.set_release_lock(set.release_lock);
+  // A fenced write (which may release the lock) runs once; a plain one is
+  // idempotent and may be retried.
   auto response = CallWithRetries<corral::v1::SetResponse>(
-      options_.retry, DeadlineFor(call.timeout),
+      set.lock_token.empty() ? options_.retry : Once(options_.retry),
+      DeadlineFor(call.timeout),
       [&](grpc::ClientContext* context, corral::v1::SetResponse* out) {
         return stub_->Set(context, request, out);
       });
@@ -122,7 +126,7 @@ absl::StatusOr<AcquireLockResult> Client::AcquireLock(
     timeout = std::max(timeout, *wait_timeout + options_.default_timeout);
   }
   auto response = CallWithRetries<corral::v1::AcquireLockResponse>(
-      options_.retry, absl::Now() + timeout,
+      Once(options_.retry), absl::Now() + timeout,
       [&](grpc::ClientContext* context, corral::v1::AcquireLockResponse* out) {
         return stub_->AcquireLock(context, request, out);
       });
@@ -171,7 +175,7 @@ absl::StatusOr<ReleaseLockResult> Client::ReleaseLock(absl::string_view ns,
   request.set_token(std::string(token));
   request.set_outcome(internal::OutcomeToProto(outcome));
   auto response = CallWithRetries<corral::v1::ReleaseLockResponse>(
-      options_.retry, DeadlineFor(call.timeout),
+      Once(options_.retry), DeadlineFor(call.timeout),
       [&](grpc::ClientContext* context, corral::v1::ReleaseLockResponse* out) {
         return stub_->ReleaseLock(context, request, out);
       });

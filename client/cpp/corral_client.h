@@ -37,6 +37,8 @@ struct ClientOptions {
   absl::Duration default_timeout = absl::Seconds(30);
   // Null means plaintext (grpc::InsecureChannelCredentials()).
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Transport failures (UNAVAILABLE without a corral-reason) of idempotent
+  // calls are retried; AcquireLock, ReleaseLock and fenced Sets run once.
   RetryPolicy retry;
   // Sent as Lookup.worker_id, and the default AcquireLock owner; for logs.
   std::string worker_id;

@@ -1,10 +1,13 @@
 // RAII holder of one corral lock, renewed in the background.
 //
-//   ASSIGN_OR_RETURN(LockGuard lock, LockGuard::Acquire(client, "plant_id",
-//                                                       key,
-//                                                       absl::Seconds(30)));
-//   ... compute, then client.Set(..., {.lock_token = lock.token()}) ...
-//   lock.Release(Outcome::kSuccess);   // or let the destructor release it
+//   absl::StatusOr<LockGuard> lock =
+//       LockGuard::Acquire(client, "plant_id", key, absl::Seconds(30));
+//   if (!lock.ok()) return lock.status();
+//   ... compute ...
+//   SetOptions set;
+//   set.lock_token = lock->token();   // Fenced: stored only while held.
+//   client.Set("plant_id", key, value, set);
+//   lock->Release(Outcome::kSuccess);  // Or let the destructor release it.
 //
 // Acquire either returns a guard that holds the lock or an error: a lock not
 // acquired within `wait_timeout` is DEADLINE_EXCEEDED ("lock not acquired

@@ -408,6 +408,13 @@ void Coordinator::DoLookup(Session& s, LookupRequest request) {
   s.state = SessionState::kReading;
   s.wait_started = clock_.Now();
   Flight& f = FlightFor(s.lookup.key);
+  if (f.known_miss && f.held_elsewhere && f.watch_confirmed) {
+    // Another caller's compute is under way and its fill will be delivered
+    // to this flight: wait for it without asking the store again.
+    observer_.OnLookup(s.lookup.key.ns, LookupStage::kInitial, false);
+    BeginWait(s);
+    return;
+  }
   f.readers.push_back(s.id);
   Read(s.lookup.key);
 }
@@ -484,30 +491,36 @@ void Coordinator::OnRead(const CacheKey& key,
       FinishSession(s, result.status());
       continue;
     }
-    // A miss: wait in line for the lock (or for someone else's fill).
-    s.state = SessionState::kWaiting;
-    observer_.OnWaitersChanged(key.ns, +1);
-    Enqueue(key, QueueEntry{false, s.id});
-    absl::Duration budget = std::min(s.wait_timeout, s.lookup.deadline - clock_.Now());
-    if (budget <= absl::ZeroDuration()) {
-      // Zero wait: straight to the timeout policy.
-      OnWaitTimeout(s.id);
-      continue;
-    }
-    CallId sid = s.id;
-    s.wait_timer = loop_.RunAfter(budget, [this, sid] { OnWaitTimeout(sid); });
+    BeginWait(s);
   }
   // A read that an event asked for (kWatching/kResync) serves the waiters.
   if (hit) ServeAll(key, **result, Source::kPeerFill, LookupStage::kAfterWait);
 
   Flight& f = FlightFor(key);
   f.read_in_flight = false;
+  if (result.ok()) f.known_miss = !hit;
   if (f.reread) {
     f.reread = false;
     Read(key);
   }
   Pump(key);
   MaybeRetire(key);
+}
+
+void Coordinator::BeginWait(Session& s) {
+  // A miss: wait in line for the lock (or for someone else's fill).
+  const CacheKey& key = s.lookup.key;
+  s.state = SessionState::kWaiting;
+  observer_.OnWaitersChanged(key.ns, +1);
+  Enqueue(key, QueueEntry{false, s.id});
+  absl::Duration budget = std::min(s.wait_timeout, s.lookup.deadline - clock_.Now());
+  if (budget <= absl::ZeroDuration()) {
+    // Zero wait: straight to the timeout policy.
+    OnWaitTimeout(s.id);
+    return;
+  }
+  CallId sid = s.id;
+  s.wait_timer = loop_.RunAfter(budget, [this, sid] { OnWaitTimeout(sid); });
 }
 
 void Coordinator::Enqueue(const CacheKey& key, QueueEntry entry) {
@@ -550,11 +563,7 @@ void Coordinator::Pump(const CacheKey& key) {
   auto fit = flights_.find(key);
   if (fit == flights_.end()) return;
   Flight& f = fit->second;
-  if (f.waiting == 0) return;
-  if (f.attempt_in_flight) {
-    f.repump = true;
-    return;
-  }
+  if (f.waiting == 0 || f.held_elsewhere || f.attempt_in_flight) return;
   // The head: the first live waiter that can take the lock. A GetOrCompute
   // waiter that half-closed cannot send a Fill, so it only waits for one.
   std::optional<QueueEntry> head;
@@ -595,6 +604,18 @@ void Coordinator::Pump(const CacheKey& key) {
                  [this, key, h = *head, token, ttl](absl::StatusOr<LockAttempt> r) mutable {
                    OnAttempt(key, h, std::move(token), ttl, std::move(r));
                  });
+}
+
+void Coordinator::Wake(const CacheKey& key) {
+  auto it = flights_.find(key);
+  if (it == flights_.end()) return;
+  Flight& f = it->second;
+  f.held_elsewhere = false;
+  if (f.attempt_in_flight) {
+    f.repump = true;  // The attempt under way may predate the wake-up.
+    return;
+  }
+  Pump(key);
 }
 
 void Coordinator::FinishAttempt(const CacheKey& key, bool pump) {
@@ -644,6 +665,10 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
     // Someone else holds the lock. Listen for its release or fill, and come
     // back when it would expire if no word comes (its holder may have died).
     EnsureWatching(key);
+    Flight& f = FlightFor(key);
+    // Unless a wake-up came while we asked, the lock stays held until an
+    // event or the holder's expiry says otherwise.
+    if (!f.repump) f.held_elsewhere = true;
     RetryAt(key, result->expires_at);
     // Tries again at once only if a wake-up came while we asked.
     return FinishAttempt(key, /*pump=*/false);
@@ -719,7 +744,7 @@ void Coordinator::RetryAt(const CacheKey& key, absl::Time when) {
     if (it == flights_.end()) return;
     it->second.retry_timer = 0;
     it->second.retry_at = absl::InfiniteFuture();
-    Pump(key);
+    Wake(key);
   });
 }
 
@@ -815,15 +840,18 @@ void Coordinator::FailWaiters(const CacheKey& key, const absl::Status& status) {
 void Coordinator::OnKeyEvent(const KeyEvent& event) {
   const CacheKey& key = event.key;
   if (!flights_.contains(key)) return;
+  Flight& f = flights_.at(key);
   switch (event.kind) {
     case KeyEvent::Kind::kWatching:
     case KeyEvent::Kind::kResync:
       // Whatever happened before the store delivered events was not seen.
+      f.watch_confirmed = true;
+      f.known_miss = false;
       Read(key);
-      Pump(key);
+      Wake(key);
       return;
     case KeyEvent::Kind::kReleased:
-      Pump(key);
+      Wake(key);
       return;
     case KeyEvent::Kind::kUpstreamFailed:
       // Like singleflight sharing an error: the current waiters get it.
@@ -831,27 +859,36 @@ void Coordinator::OnKeyEvent(const KeyEvent& event) {
                                       "the caller computing this value reported an "
                                       "upstream failure"),
                                   kReasonPeerComputeFailed));
-      Pump(key);
+      Wake(key);
       return;
     case KeyEvent::Kind::kFilled:
+      f.known_miss = false;
       if (event.value.has_value()) {
         ServeAll(key, *event.value, Source::kPeerFill, LookupStage::kAfterWait);
       }
-      Pump(key);  // A fenced fill may have freed the lock for lock waiters.
+      Wake(key);  // A fenced fill may have freed the lock for lock waiters.
       return;
   }
 }
 
 void Coordinator::OnStoreAvailability(bool up) {
   LOG_EVENT(up ? "store_up" : "store_down", CacheKey{}, "");
-  if (!up) return;
+  if (!up) {
+    // No events arrive now: new callers must not wait on one.
+    for (auto& [key, flight] : flights_) flight.watch_confirmed = false;
+    return;
+  }
   // Events may have been lost while the store was away: re-read every key
   // someone waits on.
   std::vector<CacheKey> keys;
-  for (const auto& [key, flight] : flights_) keys.push_back(key);
+  for (auto& [key, flight] : flights_) {
+    keys.push_back(key);
+    flight.known_miss = false;
+    flight.watch_confirmed = false;  // Until the store re-subscribes.
+  }
   for (const CacheKey& key : keys) {
     Read(key);
-    Pump(key);
+    Wake(key);
   }
 }
 
@@ -927,7 +964,7 @@ void Coordinator::RevokeLease(CallId id) {
   observer_.OnCompute(s.lookup.key.ns, "locked", "revoked");
   CacheKey key = s.lookup.key;
   store_.ReleaseLock(key, s.token, ReleaseNotice::kReleased,
-                     [this, key](absl::StatusOr<bool>) { Pump(key); });
+                     [this, key](absl::StatusOr<bool>) { Wake(key); });
 }
 
 void Coordinator::DoFill(Session& s, FillRequest request) {
@@ -1017,7 +1054,7 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
                      request.upstream_failure ? ReleaseNotice::kUpstreamFailed
                                               : ReleaseNotice::kReleased,
                      [this, key](absl::StatusOr<bool>) {
-                       Pump(key);
+                       Wake(key);
                        MaybeRetire(key);
                      });
 }

@@ -145,6 +145,14 @@ class Coordinator final : public StoreListener {
     bool attempt_in_flight = false;
     bool repump = false;  // A wake-up came while the attempt was in flight.
     bool watching = false;
+    // The store confirmed it delivers this key's events (kWatching).
+    bool watch_confirmed = false;
+    // What this replica knows until a store event says otherwise: the last
+    // read missed, and the lock is held by someone else. While both hold
+    // (and events are delivered), new callers join the queue without a store
+    // round trip, so a stampede costs O(1) store commands per replica.
+    bool known_miss = false;
+    bool held_elsewhere = false;
     EventLoop::TimerId retry_timer = 0;
     absl::Time retry_at = absl::InfiniteFuture();
   };
@@ -163,7 +171,13 @@ class Coordinator final : public StoreListener {
   void OnRead(const CacheKey& key,
               absl::StatusOr<std::optional<StoredValue>> result);
   void Enqueue(const CacheKey& key, QueueEntry entry);
+  // Lets the head waiter try for the lock unless it is known to be held.
   void Pump(const CacheKey& key);
+  // Something suggests the lock may be free (a release, a fill, an expiry):
+  // forget that it was held, and pump.
+  void Wake(const CacheKey& key);
+  // Puts a session whose lookup missed into the queue, with its wait timer.
+  void BeginWait(Session& s);
   void OnAttempt(const CacheKey& key, QueueEntry head, std::string token,
                  absl::Duration ttl, absl::StatusOr<LockAttempt> result);
   // Ends the flight's lock attempt. `pump`: let the next head try now (after

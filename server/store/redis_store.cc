@@ -51,9 +51,22 @@ absl::Status HandshakeError(absl::string_view step, const absl::Status& error) {
     return absl::PermissionDeniedError(absl::StrCat(
         "Redis requires a password (put it in the URI): ", redis_message));
   }
+  if (code == "NOPERM") {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the Redis user may not run ", step, ": ", redis_message));
+  }
+  if (step == "SELECT") {  // The database number of the URI.
+    return absl::InvalidArgumentError(
+        absl::StrCat("Redis SELECT failed: ", redis_message));
+  }
   return absl::FailedPreconditionError(
       absl::StrCat("Redis ", step, " failed: ", redis_message));
 }
+
+// A channel no one subscribes to. Publishing to it checks the ACL channel
+// permission up front: without it the scripts' PUBLISH would fail later,
+// and SUBSCRIBE errors are invisible with hiredis 0.14.
+constexpr absl::string_view kProbeChannel = "corral:{probe}:c";
 
 }  // namespace
 
@@ -170,6 +183,8 @@ void RedisStore::StartAttempt() {
   if (options_.db != 0) {
     Handshake(*commands_, {"SELECT", absl::StrCat(options_.db)}, "SELECT", -1);
   }
+  Handshake(*commands_, {"PUBLISH", std::string(kProbeChannel), ""}, "PUBLISH",
+            -1);
   for (int i = 0; i < kRedisScriptCount; ++i) {
     Handshake(*commands_,
               {"SCRIPT", "LOAD",

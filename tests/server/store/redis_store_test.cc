@@ -521,8 +521,35 @@ TEST_F(RedisStoreTest, UnknownDatabaseIsAClearError) {
   StartServer();
   MakeStore(FastOptions(absl::StrCat(server_->uri(), "/999")));
   const absl::Status status = store_->WaitUntilConnected(absl::Seconds(5));
-  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   EXPECT_THAT(std::string(status.message()), HasSubstr("Redis SELECT failed"));
+}
+
+TEST_F(RedisStoreTest, AclUserWithoutScriptingIsAClearError) {
+  StartServer();
+  ASSERT_OK(server_->Command({"ACL", "SETUSER", "corral", "on", ">pw",
+                              "~corral:*", "&corral:*", "+@all", "-@scripting"})
+                .status());
+  MakeStore(FastOptions(
+      absl::StrCat("redis://corral:pw@127.0.0.1:", server_->port())));
+  const absl::Status status = store_->WaitUntilConnected(absl::Seconds(5));
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("may not run SCRIPT LOAD: NOPERM"));
+}
+
+TEST_F(RedisStoreTest, AclUserWithoutChannelsIsAClearError) {
+  StartServer();
+  // Redis 7 gives new users no channels (acl-pubsub-default resetchannels).
+  ASSERT_OK(server_->Command({"ACL", "SETUSER", "corral", "on", ">pw",
+                              "~corral:*", "+@all"})
+                .status());
+  MakeStore(FastOptions(
+      absl::StrCat("redis://corral:pw@127.0.0.1:", server_->port())));
+  const absl::Status status = store_->WaitUntilConnected(absl::Seconds(5));
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("may not run PUBLISH: NOPERM"));
 }
 
 }  // namespace
