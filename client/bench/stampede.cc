@@ -190,6 +190,15 @@ std::string StampedeReport::Summary() const {
       absl::FormatDuration(Percentile(0.5)), absl::FormatDuration(Percentile(0.99)),
       absl::FormatDuration(Percentile(1.0)));
   for (const auto& [k, n] : outcomes) absl::StrAppend(&out, " ", k, "=", n);
+  // How the callers that got a Value were served.
+  static constexpr const char* kSources[] = {"unspecified", "cache", "cache_after_lock",
+                                              "peer_fill", "cache_after_timeout", "stale"};
+  std::map<std::string, int> sources;
+  for (const auto& c : callers) {
+    if (c.status.ok() && !c.computed && c.source >= 0 && c.source <= 5) ++sources[kSources[c.source]];
+  }
+  absl::StrAppend(&out, " served_by:");
+  for (const auto& [k, n] : sources) absl::StrAppend(&out, " ", k, "=", n);
   return out;
 }
 
