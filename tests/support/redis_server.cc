@@ -257,8 +257,9 @@ absl::Status RedisServer::WaitUntilAnswering(absl::Duration timeout) {
 
 void RedisServer::Signal(int signo, bool wait) {
   if (pid_ <= 0) return;
-  // A stopped process acts on SIGTERM only once continued.
-  if (paused_ && signo != SIGSTOP) ::kill(pid_, SIGCONT);
+  // A stopped process acts on SIGTERM only once continued. Not for SIGKILL:
+  // continued, it could still answer what it holds before dying.
+  if (paused_ && signo == SIGTERM) ::kill(pid_, SIGCONT);
   ::kill(pid_, signo);
   if (!wait) return;
   const absl::Time deadline = absl::Now() + absl::Seconds(5);

@@ -40,7 +40,7 @@ class RedisServer {
     return Start(Options{});
   }
 
-  // Kills the server (SIGKILL; resumes it first if paused) and removes its
+  // Kills the server (SIGKILL, also when paused) and removes its
   // directory.
   ~RedisServer();
   RedisServer(const RedisServer&) = delete;

@@ -1,5 +1,7 @@
-// Behaviour of the coordination core, on the embedded store with a fake
-// clock for TTLs (waits use short real timers on the event loop).
+// Behaviour of the coordination core, the same suite on both stores: the
+// embedded store with a fake clock for TTLs, and a real redis-server that the
+// fixture starts (Redis keeps its own time, so the clock there is real).
+// Waits use short real timers on the event loop.
 #include "server/core/coordinator.h"
 
 #include <atomic>
@@ -14,6 +16,8 @@
 #include "gtest/gtest.h"
 #include "server/core/errors.h"
 #include "server/store/embedded_store.h"
+#include "server/store/redis_store.h"
+#include "tests/support/redis_server.h"
 #include "tests/support/status_matchers.h"
 
 namespace corral {
@@ -116,16 +120,35 @@ corral::v1::ServerConfig DefaultConfig() {
   return config;
 }
 
-class CoordinatorTest : public ::testing::Test {
+enum class StoreKind { kEmbedded, kRedis };
+
+class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
  protected:
-  CoordinatorTest()
-      : registry_(*NamespaceRegistry::Create(DefaultConfig())),
-        store_(loop_, clock_),
-        coordinator_(loop_, store_, registry_, clock_, observer_) {
+  CoordinatorTest() : registry_(*NamespaceRegistry::Create(DefaultConfig())) {
+    if (GetParam() == StoreKind::kEmbedded) {
+      clock_ = &fake_clock_;
+      store_ = std::make_unique<EmbeddedStore>(loop_, fake_clock_);
+    } else {
+      auto redis = corral::testing::RedisServer::Start();
+      EXPECT_TRUE(redis.ok()) << redis.status();
+      redis_ = *std::move(redis);
+      RedisOptions options;
+      options.port = redis_->port();
+      auto store = std::make_unique<RedisStore>(loop_, options);
+      redis_store_ = store.get();
+      store_ = std::move(store);
+      clock_ = &real_clock_;
+    }
+    coordinator_ = std::make_unique<Coordinator>(loop_, *store_, registry_, *clock_, observer_);
     loop_.Start();
+    if (redis_store_ != nullptr) {
+      redis_store_->Start();
+      EXPECT_OK(redis_store_->WaitUntilConnected(absl::Seconds(5)));
+    }
   }
   ~CoordinatorTest() override {
-    coordinator_.Shutdown(absl::Seconds(1));
+    coordinator_->Shutdown(absl::Seconds(1));
+    if (redis_store_ != nullptr) redis_store_->Shutdown();
     loop_.Stop();
   }
 
@@ -142,11 +165,11 @@ class CoordinatorTest : public ::testing::Test {
                            std::optional<absl::Duration> ttl = absl::Seconds(60),
                            std::string token = "", bool release = false) {
     return Sync<bool>([&](auto done) {
-      coordinator_.Set(SetRequest{key, std::move(value), ttl, token, release}, std::move(done));
+      coordinator_->Set(SetRequest{key, std::move(value), ttl, token, release}, std::move(done));
     });
   }
   absl::StatusOr<GetResult> Get(const CacheKey& key) {
-    return Sync<GetResult>([&](auto done) { coordinator_.Get(key, std::move(done)); });
+    return Sync<GetResult>([&](auto done) { coordinator_->Get(key, std::move(done)); });
   }
   absl::StatusOr<LockGrant> Acquire(const CacheKey& key, absl::Duration wait,
                                     absl::Duration ttl = absl::Seconds(30)) {
@@ -155,13 +178,13 @@ class CoordinatorTest : public ::testing::Test {
       r.key = key;
       r.ttl = ttl;
       r.wait_timeout = wait;
-      coordinator_.AcquireLock(std::move(r), std::move(done));
+      coordinator_->AcquireLock(std::move(r), std::move(done));
     });
   }
   absl::StatusOr<bool> Release(const CacheKey& key, const std::string& token,
                                Outcome outcome = Outcome::kSuccess) {
     return Sync<bool>([&](auto done) {
-      coordinator_.ReleaseLock(ReleaseLockRequest{key, token, outcome}, std::move(done));
+      coordinator_->ReleaseLock(ReleaseLockRequest{key, token, outcome}, std::move(done));
     });
   }
 
@@ -171,11 +194,11 @@ class CoordinatorTest : public ::testing::Test {
   };
   Call Lookup(const CacheKey& key, std::optional<absl::Duration> wait = absl::Seconds(5)) {
     auto sink = std::make_shared<RecordingSink>();
-    Coordinator::CallId id = coordinator_.StartCompute(sink);
+    Coordinator::CallId id = coordinator_->StartCompute(sink);
     LookupRequest r;
     r.key = key;
     r.wait_timeout = wait;
-    coordinator_.ComputeLookup(id, std::move(r));
+    coordinator_->ComputeLookup(id, std::move(r));
     return Call{sink, id};
   }
   // Waits until `calls` settle: exactly one holds a lease (returned).
@@ -202,35 +225,47 @@ class CoordinatorTest : public ::testing::Test {
     return -1;
   }
 
-  FakeClock clock_;
+  FakeClock fake_clock_;
+  RealClock real_clock_;
+  const Clock* clock_ = nullptr;
   EventLoop loop_;
   NamespaceRegistry registry_;
-  EmbeddedStore store_;
+  std::unique_ptr<corral::testing::RedisServer> redis_;
+  RedisStore* redis_store_ = nullptr;
+  std::unique_ptr<Store> store_;
   CountingObserver observer_;
-  Coordinator coordinator_;
+  std::unique_ptr<Coordinator> coordinator_;
 };
 
 const CacheKey kKey{"plant_id", "image-hash-1"};
 
-TEST_F(CoordinatorTest, GetMissSetGetHit) {
+TEST_P(CoordinatorTest, GetMissSetGetHit) {
   EXPECT_THAT(Get(kKey), corral::testing::IsOkAndHolds(::testing::Field(&GetResult::found, false)));
   ASSERT_THAT(Set(kKey, "rose"), corral::testing::IsOkAndHolds(true));
   auto got = Get(kKey);
   ASSERT_OK(got);
   EXPECT_TRUE(got->found);
   EXPECT_EQ(got->value.value, "rose");
-  EXPECT_EQ(got->value.ttl_remaining, absl::Seconds(60));
+  EXPECT_LE(got->value.ttl_remaining, absl::Seconds(60));
+  EXPECT_GT(got->value.ttl_remaining, absl::Seconds(55));
 }
 
-TEST_F(CoordinatorTest, ValueExpiresWithTheClockNotWithSleep) {
-  ASSERT_OK(Set(kKey, "rose", absl::Seconds(10)));
-  clock_.Advance(absl::Seconds(9));
-  EXPECT_TRUE(Get(kKey)->found);
-  clock_.Advance(absl::Seconds(2));
-  EXPECT_FALSE(Get(kKey)->found);
+TEST_P(CoordinatorTest, ValueExpires) {
+  if (GetParam() == StoreKind::kEmbedded) {
+    ASSERT_OK(Set(kKey, "rose", absl::Seconds(10)));
+    fake_clock_.Advance(absl::Seconds(9));
+    EXPECT_TRUE(Get(kKey)->found);
+    fake_clock_.Advance(absl::Seconds(2));  // No sleeping: the clock moves.
+    EXPECT_FALSE(Get(kKey)->found);
+  } else {
+    ASSERT_OK(Set(kKey, "rose", absl::Milliseconds(300)));
+    EXPECT_TRUE(Get(kKey)->found);
+    absl::SleepFor(absl::Milliseconds(400));  // Redis keeps its own time.
+    EXPECT_FALSE(Get(kKey)->found);
+  }
 }
 
-TEST_F(CoordinatorTest, InvalidInputNamesTheField) {
+TEST_P(CoordinatorTest, InvalidInputNamesTheField) {
   auto bad_ns = Get(CacheKey{"no spaces", "k"});
   EXPECT_THAT(bad_ns, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(std::string(bad_ns.status().message()), ::testing::HasSubstr("namespace"));
@@ -252,7 +287,7 @@ TEST_F(CoordinatorTest, InvalidInputNamesTheField) {
   EXPECT_THAT(Release(kKey, ""), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST_F(CoordinatorTest, LockIsExclusiveAndFencingTokensIncrease) {
+TEST_P(CoordinatorTest, LockIsExclusiveAndFencingTokensIncrease) {
   auto first = Acquire(kKey, absl::ZeroDuration());
   ASSERT_OK(first);
   ASSERT_TRUE(first->acquired);
@@ -266,7 +301,7 @@ TEST_F(CoordinatorTest, LockIsExclusiveAndFencingTokensIncrease) {
   EXPECT_GT(third->fencing_token, first->fencing_token);
 }
 
-TEST_F(CoordinatorTest, ReleaseWakesAWaiterWithoutPolling) {
+TEST_P(CoordinatorTest, ReleaseWakesAWaiterWithoutPolling) {
   auto holder = Acquire(kKey, absl::ZeroDuration());
   ASSERT_TRUE(holder->acquired);
   const absl::Time start = absl::Now();
@@ -281,7 +316,7 @@ TEST_F(CoordinatorTest, ReleaseWakesAWaiterWithoutPolling) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
 
-TEST_F(CoordinatorTest, LockWaitTimesOutAsNotAcquired) {
+TEST_P(CoordinatorTest, LockWaitTimesOutAsNotAcquired) {
   ASSERT_TRUE(Acquire(kKey, absl::ZeroDuration())->acquired);
   const absl::Time start = absl::Now();
   auto got = Acquire(kKey, absl::Milliseconds(100));
@@ -291,16 +326,16 @@ TEST_F(CoordinatorTest, LockWaitTimesOutAsNotAcquired) {
   EXPECT_EQ(observer_.waiters.load(), 0);
 }
 
-TEST_F(CoordinatorTest, CancelledLockWaiterCostsNothingAfterwards) {
+TEST_P(CoordinatorTest, CancelledLockWaiterCostsNothingAfterwards) {
   auto holder = Acquire(kKey, absl::ZeroDuration());
   std::atomic<bool> called{false};
   AcquireLockRequest r;
   r.key = kKey;
   r.wait_timeout = absl::Seconds(10);
-  auto id = coordinator_.AcquireLock(r, [&](absl::StatusOr<LockGrant>) { called = true; });
+  auto id = coordinator_->AcquireLock(r, [&](absl::StatusOr<LockGrant>) { called = true; });
   absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(observer_.waiters.load(), 1);
-  coordinator_.CancelAcquire(id);
+  coordinator_->CancelAcquire(id);
   absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(observer_.waiters.load(), 0);
   ASSERT_OK(Release(kKey, holder->token));
@@ -310,7 +345,7 @@ TEST_F(CoordinatorTest, CancelledLockWaiterCostsNothingAfterwards) {
   EXPECT_TRUE(Acquire(kKey, absl::ZeroDuration())->acquired);
 }
 
-TEST_F(CoordinatorTest, HitIsServedFromCache) {
+TEST_P(CoordinatorTest, HitIsServedFromCache) {
   ASSERT_OK(Set(kKey, "rose"));
   Call c = Lookup(kKey);
   ASSERT_TRUE(c.sink->WaitDone());
@@ -319,7 +354,7 @@ TEST_F(CoordinatorTest, HitIsServedFromCache) {
   EXPECT_EQ(c.sink->value()->source, Source::kCache);
 }
 
-TEST_F(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {
+TEST_P(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {
   std::vector<Call> calls;
   for (int i = 0; i < 200; ++i) calls.push_back(Lookup(kKey));
   int leader = WaitForOneLease(calls);
@@ -327,7 +362,7 @@ TEST_F(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {
   const Call& l = calls[leader];
   EXPECT_EQ(l.sink->lease()->mode, LeaseMode::kLocked);
   EXPECT_GT(l.sink->lease()->fencing_token, 0u);
-  coordinator_.ComputeFill(l.id, FillRequest{"rose", std::nullopt});
+  coordinator_->ComputeFill(l.id, FillRequest{"rose", std::nullopt});
   ASSERT_TRUE(l.sink->WaitDone());
   ASSERT_TRUE(l.sink->filled().has_value());
   EXPECT_TRUE(l.sink->filled()->stored);
@@ -342,11 +377,11 @@ TEST_F(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {
   EXPECT_EQ(Get(kKey)->value.value, "rose");
 }
 
-TEST_F(CoordinatorTest, AbandonHandsTheLeaseToTheNextWaiter) {
+TEST_P(CoordinatorTest, AbandonHandsTheLeaseToTheNextWaiter) {
   std::vector<Call> calls{Lookup(kKey), Lookup(kKey), Lookup(kKey)};
   int first = WaitForOneLease(calls);
   ASSERT_GE(first, 0);
-  coordinator_.ComputeAbandon(calls[first].id, AbandonRequest{"changed my mind", false});
+  coordinator_->ComputeAbandon(calls[first].id, AbandonRequest{"changed my mind", false});
   ASSERT_TRUE(calls[first].sink->WaitDone());
   EXPECT_OK(calls[first].sink->status());
   std::vector<Call> rest;
@@ -356,21 +391,21 @@ TEST_F(CoordinatorTest, AbandonHandsTheLeaseToTheNextWaiter) {
   EXPECT_GT(rest[second].sink->lease()->fencing_token, calls[first].sink->lease()->fencing_token);
 }
 
-TEST_F(CoordinatorTest, BrokenLeaseholderStreamHandsTheLeaseOn) {
+TEST_P(CoordinatorTest, BrokenLeaseholderStreamHandsTheLeaseOn) {
   std::vector<Call> calls{Lookup(kKey), Lookup(kKey)};
   int first = WaitForOneLease(calls);
   ASSERT_GE(first, 0);
-  coordinator_.ComputeGone(calls[first].id);
+  coordinator_->ComputeGone(calls[first].id);
   int second = 1 - first;
   ASSERT_TRUE(calls[second].sink->WaitLease());
 }
 
-TEST_F(CoordinatorTest, UpstreamFailureIsSharedWithCurrentWaiters) {
+TEST_P(CoordinatorTest, UpstreamFailureIsSharedWithCurrentWaiters) {
   std::vector<Call> calls{Lookup(kKey), Lookup(kKey), Lookup(kKey)};
   int first = WaitForOneLease(calls);
   ASSERT_GE(first, 0);
   absl::SleepFor(absl::Milliseconds(30));  // Let the others queue.
-  coordinator_.ComputeAbandon(calls[first].id, AbandonRequest{"upstream 503", true});
+  coordinator_->ComputeAbandon(calls[first].id, AbandonRequest{"upstream 503", true});
   for (int i = 0; i < 3; ++i) {
     if (i == first) continue;
     ASSERT_TRUE(calls[i].sink->WaitDone());
@@ -379,7 +414,7 @@ TEST_F(CoordinatorTest, UpstreamFailureIsSharedWithCurrentWaiters) {
   }
 }
 
-TEST_F(CoordinatorTest, WaitTimeoutComputesUnlockedByDefault) {
+TEST_P(CoordinatorTest, WaitTimeoutComputesUnlockedByDefault) {
   std::vector<Call> calls{Lookup(kKey)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
   Call late = Lookup(kKey, absl::Milliseconds(100));
@@ -387,15 +422,15 @@ TEST_F(CoordinatorTest, WaitTimeoutComputesUnlockedByDefault) {
   EXPECT_EQ(late.sink->lease()->mode, LeaseMode::kUnlockedTimeout);
   EXPECT_EQ(observer_.duplicates.load(), 1);
   // The locked fill lands first; the unlocked one must not overwrite it.
-  coordinator_.ComputeFill(calls[0].id, FillRequest{"locked", std::nullopt});
+  coordinator_->ComputeFill(calls[0].id, FillRequest{"locked", std::nullopt});
   ASSERT_TRUE(calls[0].sink->WaitDone());
-  coordinator_.ComputeFill(late.id, FillRequest{"unlocked", std::nullopt});
+  coordinator_->ComputeFill(late.id, FillRequest{"unlocked", std::nullopt});
   ASSERT_TRUE(late.sink->WaitDone());
   EXPECT_FALSE(late.sink->filled()->stored);
   EXPECT_EQ(Get(kKey)->value.value, "locked");
 }
 
-TEST_F(CoordinatorTest, WaitTimeoutFailsUnderFailPolicy) {
+TEST_P(CoordinatorTest, WaitTimeoutFailsUnderFailPolicy) {
   const CacheKey key{"strict", "k"};
   std::vector<Call> calls{Lookup(key)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
@@ -404,7 +439,7 @@ TEST_F(CoordinatorTest, WaitTimeoutFailsUnderFailPolicy) {
   EXPECT_THAT(late.sink->status(), StatusIs(absl::StatusCode::kDeadlineExceeded));
 }
 
-TEST_F(CoordinatorTest, WaitTimeoutRereadsTheCacheFirst) {
+TEST_P(CoordinatorTest, WaitTimeoutRereadsTheCacheFirst) {
   std::vector<Call> calls{Lookup(kKey)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
   Call late = Lookup(kKey, absl::Milliseconds(150));
@@ -416,25 +451,25 @@ TEST_F(CoordinatorTest, WaitTimeoutRereadsTheCacheFirst) {
   EXPECT_EQ(late.sink->value()->value, "from-elsewhere");
 }
 
-TEST_F(CoordinatorTest, LeaseRevokedAfterMaxComputeTimeAndLateFillRefused) {
+TEST_P(CoordinatorTest, LeaseRevokedAfterMaxComputeTimeAndLateFillRefused) {
   const CacheKey key{"strict", "slow"};
   std::vector<Call> calls{Lookup(key), Lookup(key)};
   int first = WaitForOneLease(calls);
   ASSERT_GE(first, 0);
   // max_compute_time is 300 ms in "strict": the other caller gets the lease.
   ASSERT_TRUE(calls[1 - first].sink->WaitLease(absl::Seconds(3)));
-  coordinator_.ComputeFill(calls[first].id, FillRequest{"late", std::nullopt});
+  coordinator_->ComputeFill(calls[first].id, FillRequest{"late", std::nullopt});
   ASSERT_TRUE(calls[first].sink->WaitDone());
   ASSERT_TRUE(calls[first].sink->filled().has_value());
   EXPECT_FALSE(calls[first].sink->filled()->stored);
   EXPECT_EQ(calls[first].sink->filled()->reason, "lease-revoked");
-  coordinator_.ComputeFill(calls[1 - first].id, FillRequest{"fresh", std::nullopt});
+  coordinator_->ComputeFill(calls[1 - first].id, FillRequest{"fresh", std::nullopt});
   ASSERT_TRUE(calls[1 - first].sink->WaitDone());
   EXPECT_TRUE(calls[1 - first].sink->filled()->stored);
   EXPECT_EQ(Get(key)->value.value, "fresh");
 }
 
-TEST_F(CoordinatorTest, LockApiWorkerWakesComputeWaiters) {
+TEST_P(CoordinatorTest, LockApiWorkerWakesComputeWaiters) {
   auto lock = Acquire(kKey, absl::ZeroDuration());
   ASSERT_TRUE(lock->acquired);
   std::vector<Call> calls;
@@ -450,24 +485,24 @@ TEST_F(CoordinatorTest, LockApiWorkerWakesComputeWaiters) {
   }
 }
 
-TEST_F(CoordinatorTest, ComputeLeaseholderMakesLockCallersWait) {
+TEST_P(CoordinatorTest, ComputeLeaseholderMakesLockCallersWait) {
   std::vector<Call> calls{Lookup(kKey)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
   EXPECT_FALSE(Acquire(kKey, absl::ZeroDuration())->acquired);
   auto waiter = std::async(std::launch::async, [&] { return Acquire(kKey, absl::Seconds(5)); });
   absl::SleepFor(absl::Milliseconds(50));
-  coordinator_.ComputeFill(calls[0].id, FillRequest{"v", std::nullopt});
+  coordinator_->ComputeFill(calls[0].id, FillRequest{"v", std::nullopt});
   auto got = waiter.get();
   ASSERT_OK(got);
   EXPECT_TRUE(got->acquired);
   EXPECT_GT(got->fencing_token, calls[0].sink->lease()->fencing_token);
 }
 
-TEST_F(CoordinatorTest, ProtocolErrorsEndTheCall) {
+TEST_P(CoordinatorTest, ProtocolErrorsEndTheCall) {
   {
     auto sink = std::make_shared<RecordingSink>();
-    auto id = coordinator_.StartCompute(sink);
-    coordinator_.ComputeFill(id, FillRequest{"v", std::nullopt});
+    auto id = coordinator_->StartCompute(sink);
+    coordinator_->ComputeFill(id, FillRequest{"v", std::nullopt});
     ASSERT_TRUE(sink->WaitDone());
     EXPECT_THAT(sink->status(), StatusIs(absl::StatusCode::kInvalidArgument));
   }
@@ -476,7 +511,7 @@ TEST_F(CoordinatorTest, ProtocolErrorsEndTheCall) {
     ASSERT_EQ(WaitForOneLease(calls), 0);
     LookupRequest again;
     again.key = kKey;
-    coordinator_.ComputeLookup(calls[0].id, again);
+    coordinator_->ComputeLookup(calls[0].id, again);
     ASSERT_TRUE(calls[0].sink->WaitDone());
     EXPECT_THAT(calls[0].sink->status(), StatusIs(absl::StatusCode::kInvalidArgument));
     // The lease was released as an abandon: the next caller gets one.
@@ -485,17 +520,17 @@ TEST_F(CoordinatorTest, ProtocolErrorsEndTheCall) {
   }
 }
 
-TEST_F(CoordinatorTest, OversizedFillIsRejected) {
+TEST_P(CoordinatorTest, OversizedFillIsRejected) {
   const CacheKey key{"strict", "big"};
   std::vector<Call> calls{Lookup(key)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
-  coordinator_.ComputeFill(calls[0].id, FillRequest{std::string(17, 'x'), std::nullopt});
+  coordinator_->ComputeFill(calls[0].id, FillRequest{std::string(17, 'x'), std::nullopt});
   ASSERT_TRUE(calls[0].sink->WaitDone());
   EXPECT_THAT(calls[0].sink->status(), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_FALSE(Get(key)->found);
 }
 
-TEST_F(CoordinatorTest, ManyKeysOneComputeEach) {
+TEST_P(CoordinatorTest, ManyKeysOneComputeEach) {
   std::vector<std::vector<Call>> per_key(20);
   for (int round = 0; round < 10; ++round) {
     for (int k = 0; k < 20; ++k) per_key[k].push_back(Lookup(CacheKey{"ns", absl::StrCat("k", k)}));
@@ -503,7 +538,7 @@ TEST_F(CoordinatorTest, ManyKeysOneComputeEach) {
   for (int k = 0; k < 20; ++k) {
     int leader = WaitForOneLease(per_key[k]);
     ASSERT_GE(leader, 0);
-    coordinator_.ComputeFill(per_key[k][leader].id, FillRequest{absl::StrCat("v", k), std::nullopt});
+    coordinator_->ComputeFill(per_key[k][leader].id, FillRequest{absl::StrCat("v", k), std::nullopt});
   }
   for (int k = 0; k < 20; ++k) {
     for (const Call& c : per_key[k]) {
@@ -512,6 +547,12 @@ TEST_F(CoordinatorTest, ManyKeysOneComputeEach) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, CoordinatorTest,
+                         ::testing::Values(StoreKind::kEmbedded, StoreKind::kRedis),
+                         [](const auto& info) {
+                           return info.param == StoreKind::kEmbedded ? "Embedded" : "Redis";
+                         });
 
 }  // namespace
 }  // namespace corral
