@@ -32,6 +32,14 @@ absl::Status ProtocolError(absl::string_view what) {
   return WithReason(absl::InvalidArgumentError(what), kReasonInvalidArgument);
 }
 
+absl::Status BreakerOpen(absl::Duration retry_after) {
+  return WithRetryAfter(
+      WithReason(absl::UnavailableError(
+                     "the circuit breaker for this namespace is open: its upstream is failing"),
+                 kReasonBreakerOpen),
+      retry_after);
+}
+
 absl::Status ShuttingDown() {
   return WithReason(absl::UnavailableError("corrald is shutting down"),
                     kReasonShuttingDown);
@@ -52,7 +60,8 @@ Coordinator::Coordinator(EventLoop& loop, Store& store,
       store_(store),
       registry_(registry),
       clock_(clock),
-      observer_(observer) {
+      observer_(observer),
+      breakers_(loop, store, clock, observer) {
   store_.SetListener(this);
 }
 
@@ -171,7 +180,18 @@ void Coordinator::ReleaseLock(ReleaseLockRequest request, Callback<bool> done) {
     ReleaseNotice notice = request.outcome == Outcome::kFailure
                                ? ReleaseNotice::kUpstreamFailed
                                : ReleaseNotice::kReleased;
-    store_.ReleaseLock(request.key, request.token, notice, std::move(done));
+    const Outcome outcome = request.outcome;
+    store_.ReleaseLock(request.key, request.token, notice,
+                       [this, outcome, ns = *std::move(settings),
+                        done = std::move(done)](absl::StatusOr<bool> released) mutable {
+                         // Only the holder's word counts for the breaker.
+                         if (released.ok() && *released && outcome != Outcome::kUnspecified) {
+                           RecordOutcome(ns, outcome == Outcome::kFailure
+                                                 ? ComputeOutcome::kFailure
+                                                 : ComputeOutcome::kSuccess);
+                         }
+                         done(std::move(released));
+                       });
   });
 }
 
@@ -202,6 +222,7 @@ void Coordinator::DoAcquireLock(CallId id, AcquireLockRequest request,
                               limits.max_wait);
   if (!wait.ok()) return done(wait.status());
 
+  // The waiter exists from here on, so a cancellation at any point finds it.
   const absl::Time now = clock_.Now();
   LockWaiter& w = lock_waiters_[id];
   w.id = id;
@@ -210,14 +231,42 @@ void Coordinator::DoAcquireLock(CallId id, AcquireLockRequest request,
   w.started = now;
   w.done = std::move(done);
   w.request = std::move(request);
-  absl::Duration budget = std::min(*wait, w.request.deadline - now);
+  // A lock is taken to compute: an open breaker fails it fast.
+  breakers_.Admit(*settings, [this, id, wait = *wait](BreakerVerdict verdict) {
+    auto it = lock_waiters_.find(id);
+    if (it == lock_waiters_.end()) return;  // Cancelled meanwhile.
+    if (!verdict.allowed) {
+      LockWaiter w = std::move(it->second);
+      lock_waiters_.erase(it);
+      return w.done(BreakerOpen(verdict.retry_after));
+    }
+    StartLockWait(id, wait);
+  });
+}
+
+void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
+  LockWaiter& w = lock_waiters_.at(id);
+  if (shutting_down_) {
+    LockWaiter gone = std::move(w);
+    lock_waiters_.erase(id);
+    return gone.done(ShuttingDown());
+  }
+  const absl::Time now = clock_.Now();
+  absl::Duration budget = std::min(wait, w.request.deadline - now);
   if (budget <= absl::ZeroDuration()) {
     // Try once, outside the queue: nobody waits, so nobody is overtaken.
     CacheKey key = w.request.key;
     store_.TryLock(key, w.token, w.ttl,
-                   [this, id](absl::StatusOr<LockAttempt> r) {
+                   [this, id, key, token = w.token](absl::StatusOr<LockAttempt> r) {
                      auto it = lock_waiters_.find(id);
-                     if (it == lock_waiters_.end()) return;  // Cancelled.
+                     if (it == lock_waiters_.end()) {
+                       // Cancelled while we asked: give back what we got.
+                       if (r.ok() && r->acquired) {
+                         store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
+                                            [](absl::StatusOr<bool>) {});
+                       }
+                       return;
+                     }
                      LockWaiter waiter = std::move(it->second);
                      lock_waiters_.erase(it);
                      const std::string& ns = waiter.request.key.ns;
@@ -412,8 +461,7 @@ void Coordinator::DoLookup(Session& s, LookupRequest request) {
     // Another caller's compute is under way and its fill will be delivered
     // to this flight: wait for it without asking the store again.
     observer_.OnLookup(s.lookup.key.ns, LookupStage::kInitial, false);
-    BeginWait(s);
-    return;
+    return BeginWait(s);
   }
   f.readers.push_back(s.id);
   Read(s.lookup.key);
@@ -477,6 +525,9 @@ void Coordinator::OnRead(const CacheKey& key,
   std::vector<CallId> readers;
   readers.swap(FlightFor(key).readers);
   const bool hit = result.ok() && result->has_value() && IsFresh(**result);
+  // A value past its TTL, kept for the stale window: served to allow_stale
+  // callers if the breaker refuses the compute.
+  if (result.ok() && result->has_value() && !hit) FlightFor(key).stale = **result;
 
   for (CallId id : readers) {
     auto it = sessions_.find(id);
@@ -508,7 +559,12 @@ void Coordinator::OnRead(const CacheKey& key,
 }
 
 void Coordinator::BeginWait(Session& s) {
-  // A miss: wait in line for the lock (or for someone else's fill).
+  // A miss. While the breaker is open it fails fast (no wait for a compute
+  // that would be refused).
+  if (auto verdict = breakers_.Peek(s.ns); verdict.has_value() && !verdict->allowed) {
+    return RejectForBreaker(s, *verdict);
+  }
+  // Wait in line for the lock (or for someone else's fill).
   const CacheKey& key = s.lookup.key;
   s.state = SessionState::kWaiting;
   observer_.OnWaitersChanged(key.ns, +1);
@@ -706,12 +762,27 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
     const bool hit = r.ok() && r->has_value() && IsFresh(**r);
     observer_.OnLookup(key.ns, LookupStage::kAfterLock, hit);
     if (live && r.ok() && !hit) {
-      Session& s = sessions_.at(sid);
-      observer_.OnWaitersChanged(key.ns, -1);
-      observer_.OnWaitEnded(key.ns, clock_.Now() - s.wait_started);
-      GrantLease(s, LeaseMode::kLocked, fence, "");
-      LeaveQueue(key);
-      return FinishAttempt(key, /*pump=*/true);
+      if (r->has_value()) FlightFor(key).stale = **r;
+      // The compute is about to start: the breaker has the last word.
+      breakers_.Admit(sessions_.at(sid).ns, [this, key, sid, token,
+                                             fence](BreakerVerdict verdict) {
+        const bool live = IsWaitingSession(sid, key);
+        if (live && verdict.allowed) {
+          Session& s = sessions_.at(sid);
+          observer_.OnWaitersChanged(key.ns, -1);
+          observer_.OnWaitEnded(key.ns, clock_.Now() - s.wait_started);
+          GrantLease(s, LeaseMode::kLocked, fence, "");
+          LeaveQueue(key);
+          return FinishAttempt(key, /*pump=*/true);
+        }
+        store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
+                           [this, key](absl::StatusOr<bool>) { FinishAttempt(key, true); });
+        if (!verdict.allowed) {
+          // Everyone here would be refused the same way.
+          EndWaiters(key, [this, &verdict](Session& s) { RejectForBreaker(s, verdict); });
+        }
+      });
+      return;
     }
     // Nobody to lease to, or nothing to compute: the lock goes back.
     store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
@@ -807,34 +878,72 @@ void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value, Source
   MaybeRetire(key);
 }
 
-void Coordinator::FailWaiters(const CacheKey& key, const absl::Status& status) {
+void Coordinator::EndWaiters(const CacheKey& key, const std::function<void(Session&)>& end) {
   auto fit = flights_.find(key);
   if (fit == flights_.end()) return;
   Flight& f = fit->second;
   std::deque<QueueEntry> kept;
-  int failed = 0;
-  const absl::Time now = clock_.Now();
+  std::vector<CallId> ending;
   for (const QueueEntry& e : f.queue) {
     if (e.is_lock) {
       if (lock_waiters_.contains(e.id)) kept.push_back(e);
       continue;
     }
-    auto it = sessions_.find(e.id);
-    if (it == sessions_.end() || it->second.state != SessionState::kWaiting ||
-        !(it->second.lookup.key == key)) {
-      continue;
-    }
-    Session& s = it->second;
-    loop_.Cancel(s.wait_timer);
-    observer_.OnWaitEnded(key.ns, now - s.wait_started);
-    if (s.sink) s.sink->Finish(status);
-    RetireSession(s);
-    ++failed;
+    if (IsWaitingSession(e.id, key)) ending.push_back(e.id);
   }
   f.queue.swap(kept);
-  f.waiting -= failed;
-  if (failed > 0) observer_.OnWaitersChanged(key.ns, -failed);
+  f.waiting -= static_cast<int>(ending.size());
+  if (!ending.empty()) observer_.OnWaitersChanged(key.ns, -static_cast<int>(ending.size()));
+  const absl::Time now = clock_.Now();
+  for (CallId id : ending) {
+    Session& s = sessions_.at(id);
+    loop_.Cancel(s.wait_timer);
+    s.wait_timer = 0;
+    observer_.OnWaitEnded(key.ns, now - s.wait_started);
+    s.state = SessionState::kReading;  // Out of the queue; `end` finishes it.
+    end(s);
+  }
   MaybeRetire(key);
+}
+
+void Coordinator::FailWaiters(const CacheKey& key, const absl::Status& status) {
+  EndWaiters(key, [this, &status](Session& s) { FinishSession(s, status); });
+}
+
+void Coordinator::RejectForBreaker(Session& s, const BreakerVerdict& verdict) {
+  const CacheKey key = s.lookup.key;
+  auto fit = flights_.find(key);
+  if (s.lookup.allow_stale && fit != flights_.end() && fit->second.stale.has_value()) {
+    observer_.OnLookup(key.ns, LookupStage::kBeforeFallback, true);
+    return SendValue(s, *fit->second.stale, Source::kStale);
+  }
+  if (s.state == SessionState::kWaiting) {
+    // Still queued (a fast failure at the miss never queued it).
+    loop_.Cancel(s.wait_timer);
+    observer_.OnWaitersChanged(key.ns, -1);
+    s.state = SessionState::kReading;
+    LeaveQueue(key);
+  }
+  FinishSession(s, BreakerOpen(verdict.retry_after));
+}
+
+void Coordinator::RecordOutcome(const NamespaceSettings& ns, ComputeOutcome outcome) {
+  breakers_.Record(ns, outcome);
+}
+
+void Coordinator::DescribeBreaker(std::string ns, Callback<BreakerView> done) {
+  loop_.Post([this, ns = std::move(ns), done = std::move(done)]() mutable {
+    if (absl::Status s = ValidateNamespace("namespace", ns); !s.ok()) return done(s);
+    auto settings = registry_.Find(ns);
+    if (!settings.ok()) return done(WithReason(settings.status(), kReasonUnknownNamespace));
+    breakers_.Describe(*settings, [done = std::move(done)](BreakerView view) mutable {
+      done(std::move(view));
+    });
+  });
+}
+
+void Coordinator::OnBreakerChanged(const std::string& ns, const BreakerRecord& record) {
+  breakers_.OnChanged(ns, record);
 }
 
 void Coordinator::OnKeyEvent(const KeyEvent& event) {
@@ -873,6 +982,7 @@ void Coordinator::OnKeyEvent(const KeyEvent& event) {
 
 void Coordinator::OnStoreAvailability(bool up) {
   LOG_EVENT(up ? "store_up" : "store_down", CacheKey{}, "");
+  breakers_.OnStoreAvailability(up);
   if (!up) {
     // No events arrive now: new callers must not wait on one.
     for (auto& [key, flight] : flights_) flight.watch_confirmed = false;
@@ -962,6 +1072,7 @@ void Coordinator::RevokeLease(CallId id) {
   s.revoked = true;
   EndLease(s);
   observer_.OnCompute(s.lookup.key.ns, "locked", "revoked");
+  RecordOutcome(s.ns, ComputeOutcome::kFailure);  // The upstream hung.
   CacheKey key = s.lookup.key;
   store_.ReleaseLock(key, s.token, ReleaseNotice::kReleased,
                      [this, key](absl::StatusOr<bool>) { Wake(key); });
@@ -985,6 +1096,12 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
   }
   EndLease(s);
   s.fill_in_flight = true;
+  {
+    const absl::Duration took = clock_.Now() - s.lease_started;
+    const bool slow = s.ns.breaker.slow_call_duration.has_value() &&
+                      took > *s.ns.breaker.slow_call_duration;
+    RecordOutcome(s.ns, slow ? ComputeOutcome::kSlowSuccess : ComputeOutcome::kSuccess);
+  }
   PutOptions options;
   options.ttl = *ttl;
   options.stale_window = s.ns.stale_window;
@@ -1036,6 +1153,7 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
   const CacheKey key = s.lookup.key;
   const absl::string_view mode = ModeLabel(s.mode);
   observer_.OnCompute(key.ns, mode, request.upstream_failure ? "failed" : "abandoned");
+  if (request.upstream_failure) RecordOutcome(s.ns, ComputeOutcome::kFailure);
   LOG_EVENT("abandon", key, "mode=", mode, " upstream_failure=", request.upstream_failure,
             " reason=\"", absl::CEscape(request.reason.substr(0, 200)), "\"");
   EndLease(s);
@@ -1092,9 +1210,15 @@ void Coordinator::OnWaitTimeout(CallId id) {
                                              "no value within wait_timeout"),
                                          kReasonWaitTimeout));
     }
-    LOG_EVENT("unlocked_compute", key, "cause=wait_timeout wait_ms=",
-              absl::ToInt64Milliseconds(s.wait_timeout));
-    GrantLease(s, LeaseMode::kUnlockedTimeout, 0, "");
+    breakers_.Admit(s.ns, [this, id, key](BreakerVerdict verdict) {
+      auto it = sessions_.find(id);
+      if (it == sessions_.end() || it->second.state != SessionState::kReading) return;
+      Session& s = it->second;
+      if (!verdict.allowed) return RejectForBreaker(s, verdict);
+      LOG_EVENT("unlocked_compute", key, "cause=wait_timeout wait_ms=",
+                absl::ToInt64Milliseconds(s.wait_timeout));
+      GrantLease(s, LeaseMode::kUnlockedTimeout, 0, "");
+    });
   });
 }
 

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "server/core/breaker_registry.h"
 #include "server/core/clock.h"
 #include "server/core/event_loop.h"
 #include "server/core/namespace_config.h"
@@ -86,6 +88,9 @@ class Coordinator final : public StoreListener {
   // a held lease is abandoned. The sink is not called after this.
   void ComputeGone(CallId id);
 
+  // The namespace's circuit breaker as this replica sees it.
+  void DescribeBreaker(std::string ns, Callback<BreakerView> done);
+
   // Releases every lock this replica's calls hold and ends every waiting
   // call with UNAVAILABLE (shutting-down). Blocks until the store has
   // answered the releases or `timeout` passed. Not from the loop thread.
@@ -94,6 +99,7 @@ class Coordinator final : public StoreListener {
   // StoreListener (loop thread).
   void OnKeyEvent(const KeyEvent& event) override;
   void OnStoreAvailability(bool up) override;
+  void OnBreakerChanged(const std::string& ns, const BreakerRecord& record) override;
 
  private:
   enum class SessionState { kAwaitLookup, kReading, kWaiting, kLeased, kDone };
@@ -153,6 +159,9 @@ class Coordinator final : public StoreListener {
     // round trip, so a stampede costs O(1) store commands per replica.
     bool known_miss = false;
     bool held_elsewhere = false;
+    // The last value read past its TTL (kept for the stale window): what an
+    // allow_stale caller gets when the breaker refuses a compute.
+    std::optional<StoredValue> stale;
     EventLoop::TimerId retry_timer = 0;
     absl::Time retry_at = absl::InfiniteFuture();
   };
@@ -160,6 +169,8 @@ class Coordinator final : public StoreListener {
   // Loop-thread implementations of the public methods.
   void DoAcquireLock(CallId id, AcquireLockRequest request,
                      Callback<LockGrant> done);
+  // Past the breaker: try once, or queue with a timer.
+  void StartLockWait(CallId id, absl::Duration wait);
   void DoLookup(Session& s, LookupRequest request);
   void DoFill(Session& s, FillRequest request);
   void DoAbandon(Session& s, AbandonRequest request);
@@ -193,8 +204,16 @@ class Coordinator final : public StoreListener {
   // Serves every GetOrCompute caller of the key (readers and waiters).
   void ServeAll(const CacheKey& key, const StoredValue& value, Source source,
                 LookupStage stage);
+  // Ends every GetOrCompute waiter of the key with `end` (which must retire
+  // the session).
+  void EndWaiters(const CacheKey& key, const std::function<void(Session&)>& end);
   // Fails every GetOrCompute waiter of the key.
   void FailWaiters(const CacheKey& key, const absl::Status& status);
+  // The breaker refused a compute: a stale value for those who accept one,
+  // UNAVAILABLE breaker-open with retry-after-ms for the rest.
+  void RejectForBreaker(Session& s, const BreakerVerdict& verdict);
+  // Records what a compute's end says about the upstream.
+  void RecordOutcome(const NamespaceSettings& ns, ComputeOutcome outcome);
   bool IsWaitingSession(CallId id, const CacheKey& key) const;
 
   // Session helpers.
@@ -228,6 +247,7 @@ class Coordinator final : public StoreListener {
   absl::node_hash_map<CacheKey, Flight> flights_;  // Stable references.
   absl::node_hash_map<CallId, Session> sessions_;
   absl::node_hash_map<CallId, LockWaiter> lock_waiters_;
+  BreakerRegistry breakers_;
   bool shutting_down_ = false;
 };
 

@@ -5,6 +5,7 @@
 #define CORRAL_SERVER_CORE_OBSERVER_H_
 
 #include "absl/strings/string_view.h"
+#include "server/core/breaker.h"
 #include "absl/time/time.h"
 
 namespace corral {
@@ -38,6 +39,15 @@ class CoordinatorObserver {
   virtual void OnDuplicateCompute(absl::string_view ns) = 0;
   // The number of callers waiting in `ns` changed by `delta`.
   virtual void OnWaitersChanged(absl::string_view ns, int delta) = 0;
+  // The breaker state this replica sees for `ns` (on every change it learns
+  // of, and once a second, so time-in-state can be accumulated).
+  virtual void OnBreakerState(absl::string_view ns, BreakerState state, absl::Time since) {
+    (void)ns, (void)state, (void)since;
+  }
+  // This replica moved the fleet's breaker from one state to another.
+  virtual void OnBreakerTransition(absl::string_view ns, BreakerState from, BreakerState to) {
+    (void)ns, (void)from, (void)to;
+  }
 };
 
 }  // namespace corral

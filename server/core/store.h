@@ -79,11 +79,28 @@ struct KeyEvent {
   std::optional<StoredValue> value;
 };
 
+// A namespace's shared circuit-breaker state: an opaque encoded snapshot and
+// a version that grows with every write. Version 0: nothing stored yet.
+struct BreakerRecord {
+  uint64_t version = 0;
+  std::string state;
+};
+
+struct BreakerCas {
+  bool stored = false;    // Our write won.
+  BreakerRecord current;  // What the store holds now (ours if stored).
+};
+
 class StoreListener {
  public:
   virtual ~StoreListener() = default;
   // Loop thread.
   virtual void OnKeyEvent(const KeyEvent& event) = 0;
+  // Another write (any replica's) changed a namespace's breaker state.
+  virtual void OnBreakerChanged(const std::string& ns, const BreakerRecord& record) {
+    (void)ns;
+    (void)record;
+  }
   // The store became reachable (true) or unreachable (false). Loop thread.
   virtual void OnStoreAvailability(bool up) = 0;
 };
@@ -130,6 +147,14 @@ class Store {
   // after a reconnect re-establishes them.
   virtual void Watch(const CacheKey& key) = 0;
   virtual void Unwatch(const CacheKey& key) = 0;
+
+  // The namespace's breaker record ({0, ""} when none is stored).
+  virtual void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) = 0;
+  // Compare-and-set: stores `state` as version expected_version + 1 if the
+  // stored version is expected_version, and then tells every replica
+  // (OnBreakerChanged). Answers what the store holds afterwards.
+  virtual void StoreBreaker(const std::string& ns, uint64_t expected_version,
+                            std::string state, Callback<BreakerCas> done) = 0;
 
   // Round trip to the store (health checks).
   virtual void Ping(StatusCallback done) = 0;

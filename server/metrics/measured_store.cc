@@ -51,6 +51,16 @@ void MeasuredStore::ReleaseLock(const CacheKey& key, const std::string& token,
   inner_.ReleaseLock(key, token, notice, Timed("release_lock", std::move(done)));
 }
 
+void MeasuredStore::LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) {
+  inner_.LoadBreaker(ns, Timed("load_breaker", std::move(done)));
+}
+
+void MeasuredStore::StoreBreaker(const std::string& ns, uint64_t expected_version,
+                                 std::string state, Callback<BreakerCas> done) {
+  inner_.StoreBreaker(ns, expected_version, std::move(state),
+                      Timed("store_breaker", std::move(done)));
+}
+
 void MeasuredStore::Ping(StatusCallback done) {
   inner_.Ping([this, start = absl::Now(), done = std::move(done)](absl::Status s) mutable {
     metrics_.OnStoreOp("ping", absl::Now() - start);

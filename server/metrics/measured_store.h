@@ -29,12 +29,18 @@ class MeasuredStore final : public Store, public StoreListener {
                    Callback<bool> done) override;
   void Watch(const CacheKey& key) override { inner_.Watch(key); }
   void Unwatch(const CacheKey& key) override { inner_.Unwatch(key); }
+  void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) override;
+  void StoreBreaker(const std::string& ns, uint64_t expected_version, std::string state,
+                    Callback<BreakerCas> done) override;
   void Ping(StatusCallback done) override;
   bool IsUp() const override { return inner_.IsUp(); }
 
   // StoreListener: forwards to the listener set on this store.
   void OnKeyEvent(const KeyEvent& event) override;
   void OnStoreAvailability(bool up) override;
+  void OnBreakerChanged(const std::string& ns, const BreakerRecord& record) override {
+    if (listener_ != nullptr) listener_->OnBreakerChanged(ns, record);
+  }
 
  private:
   // Wraps `done` so that it first records the latency of `op`.

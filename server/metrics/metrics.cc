@@ -1,5 +1,6 @@
 #include "server/metrics/metrics.h"
 
+#include <algorithm>
 #include <string>
 
 namespace corral {
@@ -69,6 +70,24 @@ Metrics::Metrics(prometheus::Registry& registry)
                    .Name("corral_waiters")
                    .Help("Callers waiting on this replica for a lock or a value.")
                    .Register(registry)),
+      breaker_state_(BuildGauge()
+                         .Name("corral_breaker_state")
+                         .Help("1 for the breaker's current state (closed, open, half_open), "
+                               "0 for the others, as this replica sees it.")
+                         .Register(registry)),
+      breaker_since_(BuildGauge()
+                         .Name("corral_breaker_state_since_seconds")
+                         .Help("Unix time the breaker entered its current state: with "
+                               "corral_breaker_state it says \"open for more than 5 min\".")
+                         .Register(registry)),
+      breaker_transitions_(BuildCounter()
+                               .Name("corral_breaker_transitions_total")
+                               .Help("Breaker transitions this replica made (fleet-wide: sum).")
+                               .Register(registry)),
+      breaker_open_seconds_(BuildCounter()
+                                .Name("corral_breaker_open_seconds_total")
+                                .Help("Seconds this replica saw the breaker open.")
+                                .Register(registry)),
       rpcs_(BuildCounter()
                 .Name("corral_rpc_requests_total")
                 .Help("Finished RPCs by method and gRPC status code.")
@@ -116,6 +135,36 @@ void Metrics::OnDuplicateCompute(absl::string_view ns) {
 
 void Metrics::OnWaitersChanged(absl::string_view ns, int delta) {
   waiters_.Add({{"namespace", S(ns)}}).Increment(delta);
+}
+
+void Metrics::OnBreakerState(absl::string_view ns, BreakerState state, absl::Time since) {
+  const std::string n(ns);
+  for (BreakerState s : {BreakerState::kClosed, BreakerState::kOpen, BreakerState::kHalfOpen}) {
+    breaker_state_.Add({{"namespace", n}, {"state", S(BreakerStateName(s))}})
+        .Set(s == state ? 1 : 0);
+  }
+  breaker_since_.Add({{"namespace", n}}).Set(absl::ToDoubleSeconds(since - absl::UnixEpoch()));
+  // Time in OPEN accrues while open; measured from when it opened or from
+  // the last report, whichever is later.
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&breaker_mu_);
+  auto [it, inserted] = open_accounted_.try_emplace(n, now);
+  if (state == BreakerState::kOpen) {
+    const absl::Time from = std::max(it->second, since);
+    if (now > from) {
+      breaker_open_seconds_.Add({{"namespace", n}}).Increment(absl::ToDoubleSeconds(now - from));
+    }
+  } else {
+    breaker_open_seconds_.Add({{"namespace", n}});  // Exported as 0 from the start.
+  }
+  it->second = now;
+}
+
+void Metrics::OnBreakerTransition(absl::string_view ns, BreakerState from, BreakerState to) {
+  breaker_transitions_
+      .Add({{"namespace", S(ns)}, {"from", S(BreakerStateName(from))},
+            {"to", S(BreakerStateName(to))}})
+      .Increment();
 }
 
 void Metrics::OnRpc(absl::string_view method, absl::string_view code,

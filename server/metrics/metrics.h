@@ -5,6 +5,10 @@
 
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "prometheus/counter.h"
@@ -28,6 +32,8 @@ class Metrics final : public CoordinatorObserver {
                  absl::string_view outcome) override;
   void OnDuplicateCompute(absl::string_view ns) override;
   void OnWaitersChanged(absl::string_view ns, int delta) override;
+  void OnBreakerState(absl::string_view ns, BreakerState state, absl::Time since) override;
+  void OnBreakerTransition(absl::string_view ns, BreakerState from, BreakerState to) override;
 
   // One finished RPC: its method, gRPC status code name and latency.
   void OnRpc(absl::string_view method, absl::string_view code, absl::Duration latency);
@@ -42,6 +48,13 @@ class Metrics final : public CoordinatorObserver {
   prometheus::Family<prometheus::Counter>& computes_;
   prometheus::Family<prometheus::Counter>& duplicate_computes_;
   prometheus::Family<prometheus::Gauge>& waiters_;
+  prometheus::Family<prometheus::Gauge>& breaker_state_;
+  prometheus::Family<prometheus::Gauge>& breaker_since_;
+  prometheus::Family<prometheus::Counter>& breaker_transitions_;
+  prometheus::Family<prometheus::Counter>& breaker_open_seconds_;
+  // When each namespace's time-in-open was last accounted for.
+  absl::Mutex breaker_mu_;
+  absl::flat_hash_map<std::string, absl::Time> open_accounted_ ABSL_GUARDED_BY(breaker_mu_);
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& rpc_latency_;
   prometheus::Gauge& store_up_;

@@ -217,12 +217,23 @@ grpc::ServerUnaryReactor* CorralService::Invalidate(grpc::CallbackServerContext*
 }
 
 grpc::ServerUnaryReactor* CorralService::GetBreaker(grpc::CallbackServerContext* ctx,
-                                                    const pb::GetBreakerRequest*,
-                                                    pb::GetBreakerResponse*) {
+                                                    const pb::GetBreakerRequest* request,
+                                                    pb::GetBreakerResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "GetBreaker");
-  // The breaker is not built yet; say so rather than report a fake state.
-  fin.Finish(absl::UnimplementedError("the circuit breaker is not implemented yet"));
+  coordinator_.DescribeBreaker(
+      request->namespace_(),
+      [fin, response, ns = request->namespace_()](absl::StatusOr<BreakerView> view) {
+        if (view.ok()) {
+          response->set_namespace_(ns);
+          response->set_state(static_cast<pb::BreakerState>(view->state));
+          ToProto(view->since, response->mutable_since());
+          ToProto(view->retry_after, response->mutable_retry_after());
+          response->set_recent_failures(view->recent_failures);
+          response->set_recent_successes(view->recent_successes);
+        }
+        fin.Finish(view.status());
+      });
   return reactor;
 }
 

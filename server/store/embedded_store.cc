@@ -141,6 +141,27 @@ void EmbeddedStore::Notify(KeyEvent event) {
   });
 }
 
+void EmbeddedStore::LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) {
+  BreakerRecord record;
+  if (auto it = breakers_.find(ns); it != breakers_.end()) record = it->second;
+  Reply(std::move(done), absl::StatusOr<BreakerRecord>(std::move(record)));
+}
+
+void EmbeddedStore::StoreBreaker(const std::string& ns, uint64_t expected_version,
+                                 std::string state, Callback<BreakerCas> done) {
+  BreakerRecord& current = breakers_[ns];
+  BreakerCas cas;
+  if (current.version == expected_version) {
+    current = BreakerRecord{expected_version + 1, std::move(state)};
+    cas.stored = true;
+    loop_.Post([this, ns, record = current] {
+      if (listener_ != nullptr) listener_->OnBreakerChanged(ns, record);
+    });
+  }
+  cas.current = current;
+  Reply(std::move(done), absl::StatusOr<BreakerCas>(std::move(cas)));
+}
+
 void EmbeddedStore::Ping(StatusCallback done) {
   loop_.Post([done = std::move(done)]() mutable { done(absl::OkStatus()); });
 }

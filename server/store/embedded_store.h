@@ -37,6 +37,9 @@ class EmbeddedStore final : public Store {
                    ReleaseNotice notice, Callback<bool> done) override;
   void Watch(const CacheKey& key) override;
   void Unwatch(const CacheKey& key) override;
+  void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) override;
+  void StoreBreaker(const std::string& ns, uint64_t expected_version, std::string state,
+                    Callback<BreakerCas> done) override;
   void Ping(StatusCallback done) override;
   bool IsUp() const override { return true; }
 
@@ -76,6 +79,7 @@ class EmbeddedStore final : public Store {
   // new tokens start at the current time in microseconds.
   absl::flat_hash_map<CacheKey, uint64_t> fences_;
   absl::flat_hash_set<CacheKey> watched_;
+  absl::flat_hash_map<std::string, BreakerRecord> breakers_;
   EventLoop::TimerId sweep_timer_ = 0;
 };
 

@@ -69,8 +69,8 @@ absl::StatusOr<RedisReply> CopyReply(const redisReply& r) {
 }
 
 bool IsString(const redisReply* r) {
-  return r != nullptr && (r->type == REDIS_REPLY_STRING ||
-                          r->type == REDIS_REPLY_STATUS);
+  return r != nullptr &&
+         (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
 }
 
 absl::string_view View(const redisReply* r) {
@@ -146,9 +146,11 @@ absl::Status RedisConnection::FailureStatus(const redisAsyncContext* ac) const {
   if (closing_) return close_reason_;
   const char* err = ac != nullptr && ac->c.err != 0 ? ac->c.errstr : "closed";
   if (!connected_) {
-    return StoreUnavailable(absl::StrCat("cannot connect to ", address_, ": ", err));
+    return StoreUnavailable(
+        absl::StrCat("cannot connect to ", address_, ": ", err));
   }
-  return StoreUnavailable(absl::StrCat("connection to ", address_, " lost: ", err));
+  return StoreUnavailable(
+      absl::StrCat("connection to ", address_, " lost: ", err));
 }
 
 void RedisConnection::OnConnect(const redisAsyncContext* ac, int status) {

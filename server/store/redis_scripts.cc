@@ -107,6 +107,23 @@ std::string RedisChannelFor(const CacheKey& key) {
   return absl::StrCat(ItemPrefix(key), ":c");
 }
 
+constexpr absl::string_view kBreakerLoadSource = R"lua(
+return redis.call('HMGET', KEYS[1], 'v', 's')
+)lua";
+
+constexpr absl::string_view kBreakerCasSource = R"lua(
+-- Compare-and-set of a namespace's breaker snapshot: replicas compute the
+-- next state from the version they saw; only one write per version wins.
+local cur = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if cur ~= tonumber(ARGV[1]) then
+  return {0, cur, redis.call('HGET', KEYS[1], 's') or ''}
+end
+local nv = cur + 1
+redis.call('HSET', KEYS[1], 'v', string.format('%d', nv), 's', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. string.format('%d', nv) .. ' ' .. ARGV[2])
+return {1, nv, ARGV[2]}
+)lua";
+
 absl::string_view RedisScriptName(RedisScript script) {
   switch (script) {
     case RedisScript::kGet:
@@ -121,6 +138,10 @@ absl::string_view RedisScriptName(RedisScript script) {
       return "renew";
     case RedisScript::kRelease:
       return "release";
+    case RedisScript::kBreakerLoad:
+      return "breaker_load";
+    case RedisScript::kBreakerCas:
+      return "breaker_cas";
   }
   return "?";
 }
@@ -139,8 +160,59 @@ absl::string_view RedisScriptSource(RedisScript script) {
       return kRenewSource;
     case RedisScript::kRelease:
       return kReleaseSource;
+    case RedisScript::kBreakerLoad:
+      return kBreakerLoadSource;
+    case RedisScript::kBreakerCas:
+      return kBreakerCasSource;
   }
   return "";
+}
+
+std::string RedisBreakerKey(const std::string& ns) {
+  return absl::StrCat("corral:breaker:{", ns, "}");
+}
+
+absl::StatusOr<BreakerRecord> ParseBreakerLoadReply(const RedisReply& r) {
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 2) {
+    return Unexpected("breaker_load");
+  }
+  BreakerRecord record;
+  if (r.elements[0].type == RedisReply::Type::kNil) return record;
+  if (r.elements[0].type != RedisReply::Type::kString ||
+      r.elements[1].type != RedisReply::Type::kString ||
+      !absl::SimpleAtoi(r.elements[0].str, &record.version)) {
+    return Unexpected("breaker_load");
+  }
+  record.state = r.elements[1].str;
+  return record;
+}
+
+absl::StatusOr<BreakerCas> ParseBreakerCasReply(const RedisReply& r) {
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 3 ||
+      r.elements[0].type != RedisReply::Type::kInteger ||
+      r.elements[1].type != RedisReply::Type::kInteger ||
+      r.elements[2].type != RedisReply::Type::kString) {
+    return Unexpected("breaker_cas");
+  }
+  BreakerCas cas;
+  cas.stored = r.elements[0].integer == 1;
+  cas.current.version = static_cast<uint64_t>(r.elements[1].integer);
+  cas.current.state = r.elements[2].str;
+  return cas;
+}
+
+absl::StatusOr<std::pair<std::string, BreakerRecord>> DecodeBreakerMessage(
+    absl::string_view payload) {
+  // "<namespace> <version> <state>"; namespaces and versions have no spaces.
+  const size_t a = payload.find(' ');
+  const size_t b = a == absl::string_view::npos ? a : payload.find(' ', a + 1);
+  BreakerRecord record;
+  if (b == absl::string_view::npos ||
+      !absl::SimpleAtoi(payload.substr(a + 1, b - a - 1), &record.version)) {
+    return absl::DataLossError("undecodable breaker message");
+  }
+  record.state = std::string(payload.substr(b + 1));
+  return std::make_pair(std::string(payload.substr(0, a)), std::move(record));
 }
 
 absl::StatusOr<std::optional<StoredValue>> ParseGetReply(const RedisReply& r) {
@@ -187,7 +259,9 @@ absl::string_view ReleaseMessage(ReleaseNotice notice) {
 }
 
 absl::StatusOr<KeyMessage> DecodeKeyMessage(absl::string_view payload) {
-  if (payload == "R") return KeyMessage{KeyEvent::Kind::kReleased, std::nullopt};
+  if (payload == "R") {
+    return KeyMessage{KeyEvent::Kind::kReleased, std::nullopt};
+  }
   if (payload == "X") {
     return KeyMessage{KeyEvent::Kind::kUpstreamFailed, std::nullopt};
   }

@@ -54,8 +54,14 @@ enum class RedisScript {
   kRenew,
   // KEYS: lock. ARGV: token, notice message, channel. Answers 1 / 0.
   kRelease,
+  // KEYS: breaker. Answers {version or nil, state or nil}.
+  kBreakerLoad,
+  // KEYS: breaker. ARGV: expected version, state, channel, namespace.
+  // Answers {1 stored / 0 refused, version now, state now}; publishes
+  // "<namespace> <version> <state>" on the breaker channel when stored.
+  kBreakerCas,
 };
-inline constexpr int kRedisScriptCount = 6;
+inline constexpr int kRedisScriptCount = 8;
 
 absl::string_view RedisScriptName(RedisScript script);
 absl::string_view RedisScriptSource(RedisScript script);
@@ -67,6 +73,16 @@ absl::StatusOr<std::optional<StoredValue>> ParseGetReply(const RedisReply& r);
 absl::StatusOr<bool> ParseCountReply(const RedisReply& r);
 absl::StatusOr<LockAttempt> ParseTryLockReply(const RedisReply& r);
 absl::StatusOr<std::optional<absl::Time>> ParseRenewReply(const RedisReply& r);
+
+// Breaker state: one hash per namespace, one channel for all namespaces
+// (every replica listens to it all the time).
+std::string RedisBreakerKey(const std::string& ns);
+inline constexpr absl::string_view kRedisBreakerChannel = "corral:breaker";
+absl::StatusOr<BreakerRecord> ParseBreakerLoadReply(const RedisReply& r);
+absl::StatusOr<BreakerCas> ParseBreakerCasReply(const RedisReply& r);
+// Decodes a breaker channel message into its namespace and record.
+absl::StatusOr<std::pair<std::string, BreakerRecord>> DecodeBreakerMessage(
+    absl::string_view payload);
 
 // The notice ARGV of kRelease.
 absl::string_view ReleaseMessage(ReleaseNotice notice);

@@ -52,8 +52,8 @@ absl::Status HandshakeError(absl::string_view step, const absl::Status& error) {
         "Redis requires a password (put it in the URI): ", redis_message));
   }
   if (code == "NOPERM") {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "the Redis user may not run ", step, ": ", redis_message));
+    return absl::PermissionDeniedError(
+        absl::StrCat("the Redis user may not run ", step, ": ", redis_message));
   }
   if (step == "SELECT") {  // The database number of the URI.
     return absl::InvalidArgumentError(
@@ -201,8 +201,8 @@ void RedisStore::Handshake(RedisConnection& conn, std::vector<std::string> args,
                            absl::string_view step, int script_index) {
   ++handshake_left_;
   const uint64_t session = session_;
-  conn.Command(args, [this, session, step = std::string(step), script_index](
-                         absl::StatusOr<RedisReply> reply) {
+  conn.Command(args, [this, session, step = std::string(step),
+                      script_index](absl::StatusOr<RedisReply> reply) {
     if (session != session_ || state_ != State::kConnecting) return;
     if (!reply.ok()) {
       Fail(session, HandshakeError(step, reply.status()));
@@ -237,8 +237,9 @@ void RedisStore::Connected() {
     channel.subscribes_in_flight = 1;
     subscriber_->Subscribe(name);
   }
-  CORRAL_LOG(LogLevel::kInfo, "store_connected",
-             "redis=", options_.Describe());
+  // Breaker changes of every namespace, for as long as we are connected.
+  subscriber_->Subscribe(std::string(kRedisBreakerChannel));
+  CORRAL_LOG(LogLevel::kInfo, "store_connected", "redis=", options_.Describe());
   PostAvailability(true);
 }
 
@@ -265,8 +266,9 @@ void RedisStore::Fail(uint64_t session, absl::Status error) {
 
   const absl::Duration delay = NextBackoff();
   CORRAL_LOG(LogLevel::kWarning, was_up ? "store_lost" : "store_connect_failed",
-             "redis=", options_.Describe(), " retry_in=",
-             absl::FormatDuration(delay), " error=\"", error.message(), "\"");
+             "redis=", options_.Describe(),
+             " retry_in=", absl::FormatDuration(delay), " error=\"",
+             error.message(), "\"");
   if (was_up) PostAvailability(false);
   reconnect_timer_ = loop_.RunAfter(delay, [this] { StartAttempt(); });
 }
@@ -296,8 +298,8 @@ void RedisStore::ScheduleTick() {
   const absl::Duration shortest =
       std::min({options_.connect_timeout, options_.command_timeout,
                 options_.ping_interval});
-  const absl::Duration interval = std::clamp(
-      shortest / 4, absl::Milliseconds(5), absl::Milliseconds(250));
+  const absl::Duration interval =
+      std::clamp(shortest / 4, absl::Milliseconds(5), absl::Milliseconds(250));
   tick_timer_ = loop_.RunAfter(interval, [this] {
     tick_timer_ = 0;
     Tick();
@@ -377,17 +379,16 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
 
 void RedisStore::Get(const CacheKey& key,
                      Callback<std::optional<StoredValue>> done) {
-  RunScript(RedisScript::kGet, {RedisKeysFor(key).value}, {},
-            [this, done = std::move(done)](
-                absl::StatusOr<RedisReply> reply) mutable {
-              if (!reply.ok()) {
-                Answer(std::move(done),
-                       absl::StatusOr<std::optional<StoredValue>>(
-                           AsUnavailable(reply.status())));
-                return;
-              }
-              Answer(std::move(done), ParseGetReply(*reply));
-            });
+  RunScript(
+      RedisScript::kGet, {RedisKeysFor(key).value}, {},
+      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done), absl::StatusOr<std::optional<StoredValue>>(
+                                      AsUnavailable(reply.status())));
+          return;
+        }
+        Answer(std::move(done), ParseGetReply(*reply));
+      });
 }
 
 void RedisStore::Put(const CacheKey& key, std::string value,
@@ -403,79 +404,103 @@ void RedisStore::Put(const CacheKey& key, std::string value,
   args.push_back(options.release_lock ? "1" : "0");
   args.push_back(options.only_if_absent ? "1" : "0");
   args.push_back(std::move(keys.channel));
-  RunScript(RedisScript::kPut, {std::move(keys.value), std::move(keys.lock)},
-            std::move(args),
-            [this, done = std::move(done)](
-                absl::StatusOr<RedisReply> reply) mutable {
-              if (!reply.ok()) {
-                Answer(std::move(done), absl::StatusOr<bool>(
-                                            AsUnavailable(reply.status())));
-                return;
-              }
-              Answer(std::move(done), ParseCountReply(*reply));
-            });
+  RunScript(
+      RedisScript::kPut, {std::move(keys.value), std::move(keys.lock)},
+      std::move(args),
+      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done),
+                 absl::StatusOr<bool>(AsUnavailable(reply.status())));
+          return;
+        }
+        Answer(std::move(done), ParseCountReply(*reply));
+      });
 }
 
 void RedisStore::Delete(const CacheKey& key, Callback<bool> done) {
-  RunScript(RedisScript::kDelete, {RedisKeysFor(key).value}, {},
-            [this, done = std::move(done)](
-                absl::StatusOr<RedisReply> reply) mutable {
-              if (!reply.ok()) {
-                Answer(std::move(done), absl::StatusOr<bool>(
-                                            AsUnavailable(reply.status())));
-                return;
-              }
-              Answer(std::move(done), ParseCountReply(*reply));
-            });
+  RunScript(
+      RedisScript::kDelete, {RedisKeysFor(key).value}, {},
+      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done),
+                 absl::StatusOr<bool>(AsUnavailable(reply.status())));
+          return;
+        }
+        Answer(std::move(done), ParseCountReply(*reply));
+      });
 }
 
 void RedisStore::TryLock(const CacheKey& key, const std::string& token,
                          absl::Duration ttl, Callback<LockAttempt> done) {
   RedisItemKeys keys = RedisKeysFor(key);
-  RunScript(RedisScript::kTryLock, {std::move(keys.lock), std::move(keys.fence)},
-            {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
-            [this, done = std::move(done)](
-                absl::StatusOr<RedisReply> reply) mutable {
-              if (!reply.ok()) {
-                Answer(std::move(done), absl::StatusOr<LockAttempt>(
-                                            AsUnavailable(reply.status())));
-                return;
-              }
-              Answer(std::move(done), ParseTryLockReply(*reply));
-            });
+  RunScript(
+      RedisScript::kTryLock, {std::move(keys.lock), std::move(keys.fence)},
+      {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
+      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done),
+                 absl::StatusOr<LockAttempt>(AsUnavailable(reply.status())));
+          return;
+        }
+        Answer(std::move(done), ParseTryLockReply(*reply));
+      });
 }
 
 void RedisStore::RenewLock(const CacheKey& key, const std::string& token,
                            absl::Duration ttl,
                            Callback<std::optional<absl::Time>> done) {
-  RunScript(RedisScript::kRenew, {RedisKeysFor(key).lock},
-            {token, LeaseMillis(ttl)},
-            [this, done = std::move(done)](
-                absl::StatusOr<RedisReply> reply) mutable {
-              if (!reply.ok()) {
-                Answer(std::move(done),
-                       absl::StatusOr<std::optional<absl::Time>>(
-                           AsUnavailable(reply.status())));
-                return;
-              }
-              Answer(std::move(done), ParseRenewReply(*reply));
-            });
+  RunScript(
+      RedisScript::kRenew, {RedisKeysFor(key).lock}, {token, LeaseMillis(ttl)},
+      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done), absl::StatusOr<std::optional<absl::Time>>(
+                                      AsUnavailable(reply.status())));
+          return;
+        }
+        Answer(std::move(done), ParseRenewReply(*reply));
+      });
 }
 
 void RedisStore::ReleaseLock(const CacheKey& key, const std::string& token,
                              ReleaseNotice notice, Callback<bool> done) {
   RedisItemKeys keys = RedisKeysFor(key);
-  RunScript(RedisScript::kRelease, {std::move(keys.lock)},
-            {token, std::string(ReleaseMessage(notice)),
-             std::move(keys.channel)},
-            [this, done = std::move(done)](
-                absl::StatusOr<RedisReply> reply) mutable {
+  RunScript(
+      RedisScript::kRelease, {std::move(keys.lock)},
+      {token, std::string(ReleaseMessage(notice)), std::move(keys.channel)},
+      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done),
+                 absl::StatusOr<bool>(AsUnavailable(reply.status())));
+          return;
+        }
+        Answer(std::move(done), ParseCountReply(*reply));
+      });
+}
+
+void RedisStore::LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) {
+  RunScript(RedisScript::kBreakerLoad, {RedisBreakerKey(ns)}, {},
+            [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
               if (!reply.ok()) {
-                Answer(std::move(done), absl::StatusOr<bool>(
-                                            AsUnavailable(reply.status())));
+                Answer(std::move(done),
+                       absl::StatusOr<BreakerRecord>(AsUnavailable(reply.status())));
                 return;
               }
-              Answer(std::move(done), ParseCountReply(*reply));
+              Answer(std::move(done), ParseBreakerLoadReply(*reply));
+            });
+}
+
+void RedisStore::StoreBreaker(const std::string& ns, uint64_t expected_version,
+                              std::string state, Callback<BreakerCas> done) {
+  RunScript(RedisScript::kBreakerCas, {RedisBreakerKey(ns)},
+            {absl::StrCat(expected_version), std::move(state),
+             std::string(kRedisBreakerChannel), ns},
+            [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+              if (!reply.ok()) {
+                Answer(std::move(done),
+                       absl::StatusOr<BreakerCas>(AsUnavailable(reply.status())));
+                return;
+              }
+              Answer(std::move(done), ParseBreakerCasReply(*reply));
             });
 }
 
@@ -489,12 +514,11 @@ void RedisStore::Ping(StatusCallback done) {
     answer(std::move(done), DownStatus());
     return;
   }
-  commands_->Command(
-      {"PING"}, [answer, done = std::move(done)](
-                    absl::StatusOr<RedisReply> reply) mutable {
-        answer(std::move(done), reply.ok() ? absl::OkStatus()
-                                           : AsUnavailable(reply.status()));
-      });
+  commands_->Command({"PING"}, [answer, done = std::move(done)](
+                                   absl::StatusOr<RedisReply> reply) mutable {
+    answer(std::move(done),
+           reply.ok() ? absl::OkStatus() : AsUnavailable(reply.status()));
+  });
 }
 
 void RedisStore::Watch(const CacheKey& key) {
@@ -536,6 +560,15 @@ void RedisStore::OnSubscribed(uint64_t session, absl::string_view name) {
 void RedisStore::OnMessage(uint64_t session, absl::string_view name,
                            absl::string_view payload) {
   if (session != session_) return;
+  if (name == kRedisBreakerChannel) {
+    auto message = DecodeBreakerMessage(payload);
+    if (!message.ok()) return;
+    loop_.Post([this, alive = std::weak_ptr<int>(alive_), message = *std::move(message)] {
+      if (alive.expired() || listener_ == nullptr) return;
+      listener_->OnBreakerChanged(message.first, message.second);
+    });
+    return;
+  }
   auto it = channels_.find(name);
   if (it == channels_.end() || !it->second.watched) return;
   absl::StatusOr<KeyMessage> message = DecodeKeyMessage(payload);
@@ -544,8 +577,8 @@ void RedisStore::OnMessage(uint64_t session, absl::string_view name,
               message.status().message(), "\"");
     return;
   }
-  PostEvent(std::string(name), KeyEvent{message->kind, it->second.key,
-                                        std::move(message->value)});
+  PostEvent(std::string(name),
+            KeyEvent{message->kind, it->second.key, std::move(message->value)});
 }
 
 void RedisStore::PostEvent(std::string channel, KeyEvent event) {

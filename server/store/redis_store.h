@@ -74,6 +74,9 @@ class RedisStore final : public Store {
                    ReleaseNotice notice, Callback<bool> done) override;
   void Watch(const CacheKey& key) override;
   void Unwatch(const CacheKey& key) override;
+  void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) override;
+  void StoreBreaker(const std::string& ns, uint64_t expected_version, std::string state,
+                    Callback<BreakerCas> done) override;
   void Ping(StatusCallback done) override;
   // Any thread.
   bool IsUp() const override { return up_.load(std::memory_order_acquire); }

@@ -10,7 +10,8 @@ namespace corral {
 namespace {
 
 absl::Status UriError(absl::string_view problem) {
-  return absl::InvalidArgumentError(absl::StrCat("invalid Redis URI: ", problem));
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid Redis URI: ", problem));
 }
 
 int HexValue(char c) {
@@ -50,8 +51,8 @@ std::string RedisOptions::Describe() const {
     auth = absl::StrCat(user, password.empty() ? "" : ":***", "@");
   }
   const bool v6 = absl::StrContains(host, ':');
-  return absl::StrCat("redis://", auth, v6 ? "[" : "", host, v6 ? "]" : "",
-                      ":", port, "/", db);
+  return absl::StrCat("redis://", auth, v6 ? "[" : "", host, v6 ? "]" : "", ":",
+                      port, "/", db);
 }
 
 absl::StatusOr<RedisOptions> ParseRedisUri(absl::string_view uri) {
@@ -72,8 +73,9 @@ absl::StatusOr<RedisOptions> ParseRedisUri(absl::string_view uri) {
   // (a raw '@' in a password is then still taken as part of the password).
   const size_t slash = rest.find('/');
   absl::string_view authority = rest.substr(0, slash);
-  absl::string_view path =
-      slash == absl::string_view::npos ? absl::string_view() : rest.substr(slash);
+  absl::string_view path = slash == absl::string_view::npos
+                               ? absl::string_view()
+                               : rest.substr(slash);
 
   if (const size_t at = authority.rfind('@'); at != absl::string_view::npos) {
     absl::string_view userinfo = authority.substr(0, at);
@@ -103,7 +105,8 @@ absl::StatusOr<RedisOptions> ParseRedisUri(absl::string_view uri) {
     options.host = std::string(authority.substr(1, close - 1));
     absl::string_view after = authority.substr(close + 1);
     if (!after.empty()) {
-      if (after[0] != ':') return UriError("unexpected text after the IPv6 host");
+      if (after[0] != ':')
+        return UriError("unexpected text after the IPv6 host");
       port_text = after.substr(1);
       if (port_text.empty()) return UriError("the port after ':' is empty");
     }

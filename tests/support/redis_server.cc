@@ -93,7 +93,8 @@ class RespConnection {
         return absl::InternalError(rest);
       case '$': {
         int64_t len = 0;
-        if (!absl::SimpleAtoi(rest, &len)) return absl::InternalError("bad bulk");
+        if (!absl::SimpleAtoi(rest, &len))
+          return absl::InternalError("bad bulk");
         if (len < 0) return std::string("(nil)");
         std::string data;
         absl::Status s = ReadExact(static_cast<size_t>(len) + 2, &data);
@@ -103,13 +104,15 @@ class RespConnection {
       }
       case '*': {
         int64_t n = 0;
-        if (!absl::SimpleAtoi(rest, &n)) return absl::InternalError("bad array");
+        if (!absl::SimpleAtoi(rest, &n))
+          return absl::InternalError("bad array");
         if (n < 0) return std::string("(nil)");
         std::vector<std::string> parts;
         for (int64_t i = 0; i < n; ++i) {
           absl::StatusOr<std::string> part = Read();
           // An error inside an array is shown, not raised.
-          parts.push_back(part.ok() ? *part : std::string(part.status().message()));
+          parts.push_back(part.ok() ? *part
+                                    : std::string(part.status().message()));
         }
         return absl::StrJoin(parts, "\n");
       }
@@ -192,13 +195,20 @@ std::string RedisServer::uri() const {
 
 absl::Status RedisServer::Spawn() {
   std::vector<std::string> args = {RedisServerBinary(),
-                                   "--port", absl::StrCat(port_),
-                                   "--bind", "127.0.0.1",
-                                   "--save", "",
-                                   "--appendonly", "no",
-                                   "--daemonize", "no",
-                                   "--dir", dir_,
-                                   "--logfile", dir_ + "/redis.log"};
+                                   "--port",
+                                   absl::StrCat(port_),
+                                   "--bind",
+                                   "127.0.0.1",
+                                   "--save",
+                                   "",
+                                   "--appendonly",
+                                   "no",
+                                   "--daemonize",
+                                   "no",
+                                   "--dir",
+                                   dir_,
+                                   "--logfile",
+                                   dir_ + "/redis.log"};
   args.insert(args.end(), options_.args.begin(), options_.args.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());

@@ -117,6 +117,11 @@ corral::v1::ServerConfig DefaultConfig() {
   ns->set_on_wait_timeout(corral::v1::OnWaitTimeout::FAIL);
   ns->mutable_max_compute_time()->set_nanos(300'000'000);  // 300 ms
   ns->set_max_value_bytes(16);
+  auto* fragile = config.add_namespaces();
+  fragile->set_name("fragile");
+  fragile->mutable_breaker()->set_consecutive_failures(2);
+  fragile->mutable_breaker()->mutable_open_duration()->set_seconds(1);
+  fragile->mutable_stale_window()->set_seconds(60);
   return config;
 }
 
@@ -192,12 +197,14 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
     std::shared_ptr<RecordingSink> sink;
     Coordinator::CallId id;
   };
-  Call Lookup(const CacheKey& key, std::optional<absl::Duration> wait = absl::Seconds(5)) {
+  Call Lookup(const CacheKey& key, std::optional<absl::Duration> wait = absl::Seconds(5),
+              bool allow_stale = false) {
     auto sink = std::make_shared<RecordingSink>();
     Coordinator::CallId id = coordinator_->StartCompute(sink);
     LookupRequest r;
     r.key = key;
     r.wait_timeout = wait;
+    r.allow_stale = allow_stale;
     coordinator_->ComputeLookup(id, std::move(r));
     return Call{sink, id};
   }
@@ -546,6 +553,114 @@ TEST_P(CoordinatorTest, ManyKeysOneComputeEach) {
       EXPECT_OK(c.sink->status());
     }
   }
+}
+
+// Leases the key to one caller and has it report an upstream failure.
+#define FAIL_ONE_COMPUTE(key)                                                  \
+  do {                                                                         \
+    Call c = Lookup(key);                                                      \
+    ASSERT_TRUE(c.sink->WaitLease());                                          \
+    coordinator_->ComputeAbandon(c.id, AbandonRequest{"upstream 503", true});  \
+    ASSERT_TRUE(c.sink->WaitDone());                                           \
+  } while (0)
+
+TEST_P(CoordinatorTest, UpstreamFailuresOpenTheBreakerAndMissesFailFast) {
+  FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
+  ASSERT_OK(Set(CacheKey{"fragile", "cached"}, "still served"));
+  FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
+  absl::SleepFor(absl::Milliseconds(50));  // Let the breaker write land.
+
+  Call miss = Lookup(CacheKey{"fragile", "c"});
+  ASSERT_TRUE(miss.sink->WaitDone());
+  EXPECT_THAT(miss.sink->status(), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(ReasonOf(miss.sink->status()), "breaker-open");
+  auto retry = RetryAfterOf(miss.sink->status());
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_GT(*retry, absl::ZeroDuration());
+  EXPECT_LE(*retry, absl::Seconds(1));
+
+  Call hit = Lookup(CacheKey{"fragile", "cached"});  // Hits are served.
+  ASSERT_TRUE(hit.sink->WaitDone());
+  EXPECT_EQ(hit.sink->value()->value, "still served");
+
+  auto lock = Acquire(CacheKey{"fragile", "d"}, absl::ZeroDuration());
+  EXPECT_THAT(lock, StatusIs(absl::StatusCode::kUnavailable));
+
+  auto view = Sync<BreakerView>(
+      [&](auto done) { coordinator_->DescribeBreaker("fragile", std::move(done)); });
+  ASSERT_OK(view);
+  EXPECT_EQ(view->state, BreakerState::kOpen);
+  // Another namespace is unaffected.
+  Call other = Lookup(CacheKey{"plant_id", "x"});
+  EXPECT_TRUE(other.sink->WaitLease());
+}
+
+TEST_P(CoordinatorTest, OpenBreakerServesStaleToThoseWhoAllowIt) {
+  const CacheKey key{"fragile", "old"};
+  ASSERT_OK(Set(key, "yesterday", absl::Milliseconds(200)));
+  if (GetParam() == StoreKind::kEmbedded) {
+    fake_clock_.Advance(absl::Milliseconds(300));
+  } else {
+    absl::SleepFor(absl::Milliseconds(300));
+  }
+  FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
+  FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
+  absl::SleepFor(absl::Milliseconds(50));
+  Call stale = Lookup(key, absl::Seconds(5), /*allow_stale=*/true);
+  ASSERT_TRUE(stale.sink->WaitDone());
+  ASSERT_TRUE(stale.sink->value().has_value()) << stale.sink->status();
+  EXPECT_EQ(stale.sink->value()->value, "yesterday");
+  EXPECT_EQ(stale.sink->value()->source, Source::kStale);
+  EXPECT_TRUE(stale.sink->value()->stale);
+  Call strict = Lookup(key);
+  ASSERT_TRUE(strict.sink->WaitDone());
+  EXPECT_EQ(ReasonOf(strict.sink->status()), "breaker-open");
+}
+
+TEST_P(CoordinatorTest, HalfOpenAdmitsOneProbeAndItsSuccessCloses) {
+  FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
+  FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
+  absl::SleepFor(absl::Milliseconds(50));
+  if (GetParam() == StoreKind::kEmbedded) {
+    fake_clock_.Advance(absl::Seconds(1));
+  } else {
+    absl::SleepFor(absl::Seconds(1));
+  }
+  std::vector<Call> calls;
+  for (int i = 0; i < 5; ++i) calls.push_back(Lookup(CacheKey{"fragile", absl::StrCat("p", i)}));
+  absl::SleepFor(absl::Milliseconds(300));
+  int leases = 0, rejected = 0;
+  Call* probe = nullptr;
+  for (Call& c : calls) {
+    if (c.sink->HasLease()) {
+      ++leases;
+      probe = &c;
+    } else if (c.sink->Done() && ReasonOf(c.sink->status()) == "breaker-open") {
+      ++rejected;
+    }
+  }
+  EXPECT_EQ(leases, 1);
+  EXPECT_EQ(rejected, 4);
+  ASSERT_NE(probe, nullptr);
+  coordinator_->ComputeFill(probe->id, FillRequest{"recovered", std::nullopt});
+  ASSERT_TRUE(probe->sink->WaitDone());
+  absl::SleepFor(absl::Milliseconds(50));
+  Call after = Lookup(CacheKey{"fragile", "z"});
+  EXPECT_TRUE(after.sink->WaitLease()) << after.sink->status();
+}
+
+TEST_P(CoordinatorTest, LockApiOutcomesFeedTheBreaker) {
+  for (const char* k : {"l1", "l2"}) {
+    auto lock = Acquire(CacheKey{"fragile", k}, absl::ZeroDuration());
+    ASSERT_TRUE(lock->acquired);
+    ASSERT_THAT(Release(CacheKey{"fragile", k}, lock->token, Outcome::kFailure),
+                corral::testing::IsOkAndHolds(true));
+  }
+  absl::SleepFor(absl::Milliseconds(50));
+  auto view = Sync<BreakerView>(
+      [&](auto done) { coordinator_->DescribeBreaker("fragile", std::move(done)); });
+  ASSERT_OK(view);
+  EXPECT_EQ(view->state, BreakerState::kOpen);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, CoordinatorTest,

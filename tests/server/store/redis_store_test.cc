@@ -1,6 +1,8 @@
 // What only the Redis store has: URIs, outages (down, killed, hung),
 // reconnects, pipelining, authentication, the script cache and the key
 // layout. Each test starts its own redis-server.
+#include "server/store/redis_store.h"
+
 #include <atomic>
 #include <functional>
 #include <future>
@@ -18,7 +20,6 @@
 #include "server/core/errors.h"
 #include "server/core/event_loop.h"
 #include "server/store/redis_scripts.h"
-#include "server/store/redis_store.h"
 #include "server/store/redis_uri.h"
 #include "tests/server/store/store_test_harness.h"
 #include "tests/support/free_port.h"
@@ -115,7 +116,8 @@ TEST(ParseRedisUriTest, DescribeMasksThePassword) {
 }
 
 TEST(RedisScriptsTest, DecodesWhatTheScriptsPublish) {
-  auto fill = DecodeKeyMessage(std::string("F1700000000123:1700000010123:a\0:b", 33));
+  auto fill =
+      DecodeKeyMessage(std::string("F1700000000123:1700000010123:a\0:b", 33));
   ASSERT_TRUE(fill.ok()) << fill.status();
   EXPECT_EQ(fill->kind, KeyEvent::Kind::kFilled);
   EXPECT_EQ(fill->value->stored_at, absl::FromUnixMillis(1700000000123));
@@ -123,7 +125,7 @@ TEST(RedisScriptsTest, DecodesWhatTheScriptsPublish) {
   EXPECT_EQ(fill->value->value, std::string("a\0:b", 4));
   EXPECT_THAT(DecodeKeyMessage("F1:2:"),
               IsOkAndHolds(::testing::Field(&KeyMessage::kind,
-                                          KeyEvent::Kind::kFilled)));
+                                            KeyEvent::Kind::kFilled)));
   EXPECT_EQ(DecodeKeyMessage("R")->kind, KeyEvent::Kind::kReleased);
   EXPECT_EQ(DecodeKeyMessage("X")->kind, KeyEvent::Kind::kUpstreamFailed);
   EXPECT_FALSE(DecodeKeyMessage("").ok());
@@ -206,7 +208,8 @@ class RedisStoreTest : public ::testing::Test {
 TEST_F(RedisStoreTest, NothingListeningIsAClearErrorAndOpsFailFast) {
   const int port = PickFreePort();
   MakeStore(FastOptions(absl::StrCat("redis://127.0.0.1:", port)));
-  const absl::Status status = store_->WaitUntilConnected(absl::Milliseconds(300));
+  const absl::Status status =
+      store_->WaitUntilConnected(absl::Milliseconds(300));
   ExpectStoreUnavailable(status);
   EXPECT_THAT(std::string(status.message()),
               HasSubstr(absl::StrCat("cannot connect to 127.0.0.1:", port,
@@ -281,8 +284,8 @@ TEST_F(RedisStoreTest, CommandsPendingWhenTheServerDiesAreAnswered) {
   EXPECT_EQ(answered.load(), 0) << "answered while the server was stopped";
   const absl::Time killed = absl::Now();
   server_->Kill();
-  ASSERT_TRUE(WaitUntil([&] { return answered.load() == 100; },
-                        absl::Seconds(2)));
+  ASSERT_TRUE(
+      WaitUntil([&] { return answered.load() == 100; }, absl::Seconds(2)));
   // By the connection reset, well before the 500 ms command timeout.
   EXPECT_LT(absl::Now() - killed, absl::Milliseconds(300));
   EXPECT_EQ(unavailable.load(), 100);
@@ -326,7 +329,8 @@ TEST_F(RedisStoreTest, ShutdownAnswersEverythingAndIsFinal) {
   });
   store_->Shutdown();
   auto answer = pending.get_future();
-  ASSERT_EQ(answer.wait_for(std::chrono::seconds(2)), std::future_status::ready);
+  ASSERT_EQ(answer.wait_for(std::chrono::seconds(2)),
+            std::future_status::ready);
   const absl::Status status = answer.get();
   ExpectStoreUnavailable(status);
   EXPECT_THAT(std::string(status.message()), HasSubstr("shut down"));
@@ -365,8 +369,8 @@ TEST_F(RedisStoreTest, TenThousandConcurrentGetsAreAllAnswered) {
                   });
     }
   });
-  ASSERT_TRUE(WaitUntil([&] { return answered.load() == kGets; },
-                        absl::Seconds(20)));
+  ASSERT_TRUE(
+      WaitUntil([&] { return answered.load() == kGets; }, absl::Seconds(20)));
   EXPECT_EQ(ok.load(), kGets);
   std::cout << "10000 pipelined gets took " << (absl::Now() - start) << "\n";
 }
@@ -375,8 +379,8 @@ TEST_F(RedisStoreTest, TenThousandConcurrentGetsAreAllAnswered) {
 
 TEST_F(RedisStoreTest, RequirePassWithThePasswordInTheUri) {
   StartServer({{"--requirepass", "s3cret"}, "s3cret"});
-  MakeStore(FastOptions(
-      absl::StrCat("redis://:s3cret@127.0.0.1:", server_->port())));
+  MakeStore(
+      FastOptions(absl::StrCat("redis://:s3cret@127.0.0.1:", server_->port())));
   ASSERT_OK(store_->WaitUntilConnected(absl::Seconds(5)));
   ASSERT_THAT(runner_->Put(key_, "v", absl::Seconds(10)), IsOkAndHolds(true));
   runner_->Watch(key_);
@@ -385,8 +389,8 @@ TEST_F(RedisStoreTest, RequirePassWithThePasswordInTheUri) {
 
 TEST_F(RedisStoreTest, WrongPasswordIsAClearErrorAtOnce) {
   StartServer({{"--requirepass", "s3cret"}, "s3cret"});
-  MakeStore(FastOptions(
-      absl::StrCat("redis://:wrong@127.0.0.1:", server_->port())));
+  MakeStore(
+      FastOptions(absl::StrCat("redis://:wrong@127.0.0.1:", server_->port())));
   const absl::Time start = absl::Now();
   const absl::Status status = store_->WaitUntilConnected(absl::Seconds(5));
   EXPECT_LT(absl::Now() - start, absl::Seconds(1)) << "waited for the timeout";
@@ -412,12 +416,11 @@ TEST_F(RedisStoreTest, MissingPasswordIsAClearError) {
 
 TEST_F(RedisStoreTest, AclUserWithAPercentEncodedPassword) {
   StartServer();
-  ASSERT_THAT(server_->Command({"ACL", "SETUSER", "corral", "on",
-                                ">p@ss:w/rd", "~corral:*", "&corral:*",
-                                "+@all"}),
+  ASSERT_THAT(server_->Command({"ACL", "SETUSER", "corral", "on", ">p@ss:w/rd",
+                                "~corral:*", "&corral:*", "+@all"}),
               IsOkAndHolds(Eq("OK")));
-  MakeStore(FastOptions(absl::StrCat("redis://corral:p%40ss%3Aw%2Frd@127.0.0.1:",
-                                     server_->port())));
+  MakeStore(FastOptions(absl::StrCat(
+      "redis://corral:p%40ss%3Aw%2Frd@127.0.0.1:", server_->port())));
   ASSERT_OK(store_->WaitUntilConnected(absl::Seconds(5)));
   runner_->Watch(key_);
   ASSERT_TRUE(listener_.TakeEvent(key_, KeyEvent::Kind::kWatching));
@@ -430,8 +433,9 @@ TEST_F(RedisStoreTest, AclUserWithAPercentEncodedPassword) {
 
 TEST_F(RedisStoreTest, AclUserWithAWrongPassword) {
   StartServer();
-  ASSERT_OK(server_->Command({"ACL", "SETUSER", "corral", "on", ">right",
-                              "~corral:*", "&corral:*", "+@all"})
+  ASSERT_OK(server_
+                ->Command({"ACL", "SETUSER", "corral", "on", ">right",
+                           "~corral:*", "&corral:*", "+@all"})
                 .status());
   MakeStore(FastOptions(
       absl::StrCat("redis://corral:wrong@127.0.0.1:", server_->port())));
@@ -460,7 +464,8 @@ TEST_F(RedisStoreTest, ScriptsRunByShaAndSurviveAScriptFlush) {
   ASSERT_OK(stats.status());
   EXPECT_THAT(*stats, HasSubstr("cmdstat_eval:"));  // The NOSCRIPT fallback.
   // Reloaded for what follows.
-  EXPECT_THAT(runner_->Get(key_), IsOkAndHolds(::testing::Optional(::testing::_)));
+  EXPECT_THAT(runner_->Get(key_),
+              IsOkAndHolds(::testing::Optional(::testing::_)));
 }
 
 TEST_F(RedisStoreTest, KeysFollowTheDocumentedLayout) {
@@ -492,7 +497,8 @@ TEST_F(RedisStoreTest, KeysFollowTheDocumentedLayout) {
 
   auto lock = runner_->TryLock(key, "tok", absl::Seconds(30));
   ASSERT_OK(lock.status());
-  EXPECT_THAT(server_->Command({"GET", prefix + ":l"}), IsOkAndHolds(Eq("tok")));
+  EXPECT_THAT(server_->Command({"GET", prefix + ":l"}),
+              IsOkAndHolds(Eq("tok")));
   EXPECT_THAT(server_->Command({"GET", prefix + ":f"}),
               IsOkAndHolds(Eq(absl::StrCat(lock->fencing_token))));
   auto fence_ttl = server_->Command({"PTTL", prefix + ":f"});
@@ -503,7 +509,6 @@ TEST_F(RedisStoreTest, KeysFollowTheDocumentedLayout) {
   // The fencing token is Redis' time in microseconds (or just above it).
   EXPECT_GT(absl::FromUnixMicros(static_cast<int64_t>(lock->fencing_token)),
             absl::Now() - absl::Seconds(5));
-
 }
 
 TEST_F(RedisStoreTest, SelectsTheDatabaseFromTheUri) {
@@ -527,8 +532,9 @@ TEST_F(RedisStoreTest, UnknownDatabaseIsAClearError) {
 
 TEST_F(RedisStoreTest, AclUserWithoutScriptingIsAClearError) {
   StartServer();
-  ASSERT_OK(server_->Command({"ACL", "SETUSER", "corral", "on", ">pw",
-                              "~corral:*", "&corral:*", "+@all", "-@scripting"})
+  ASSERT_OK(server_
+                ->Command({"ACL", "SETUSER", "corral", "on", ">pw", "~corral:*",
+                           "&corral:*", "+@all", "-@scripting"})
                 .status());
   MakeStore(FastOptions(
       absl::StrCat("redis://corral:pw@127.0.0.1:", server_->port())));
@@ -541,8 +547,9 @@ TEST_F(RedisStoreTest, AclUserWithoutScriptingIsAClearError) {
 TEST_F(RedisStoreTest, AclUserWithoutChannelsIsAClearError) {
   StartServer();
   // Redis 7 gives new users no channels (acl-pubsub-default resetchannels).
-  ASSERT_OK(server_->Command({"ACL", "SETUSER", "corral", "on", ">pw",
-                              "~corral:*", "+@all"})
+  ASSERT_OK(server_
+                ->Command({"ACL", "SETUSER", "corral", "on", ">pw", "~corral:*",
+                           "+@all"})
                 .status());
   MakeStore(FastOptions(
       absl::StrCat("redis://corral:pw@127.0.0.1:", server_->port())));

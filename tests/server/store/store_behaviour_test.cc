@@ -113,8 +113,8 @@ class StoreBehaviourTest : public ::testing::TestWithParam<Backend> {
     ASSERT_TRUE(
         listener_.TakeEvent(barrier, KeyEvent::Kind::kWatching).has_value());
     for (const KeyEvent& e : listener_.events()) {
-      EXPECT_FALSE(e.key == key) << "unexpected event kind "
-                                 << static_cast<int>(e.kind);
+      EXPECT_FALSE(e.key == key)
+          << "unexpected event kind " << static_cast<int>(e.kind);
     }
     runner_->Unwatch(barrier);
   }
@@ -172,9 +172,10 @@ TEST_P(StoreBehaviourTest, ValueExpiresAfterTtl) {
 TEST_P(StoreBehaviourTest, StaleValueKeptThroughStaleWindowThenGone) {
   // Generous windows: only lower bounds are exact with real time, and the
   // stale read must land before 100 + 1000 ms even on a loaded machine.
-  ASSERT_THAT(runner_->Put(key_, "v", Ttl(absl::Milliseconds(100),
-                                          absl::Milliseconds(1000))),
-              IsOkAndHolds(true));
+  ASSERT_THAT(
+      runner_->Put(key_, "v",
+                   Ttl(absl::Milliseconds(100), absl::Milliseconds(1000))),
+      IsOkAndHolds(true));
   AdvanceTime(absl::Milliseconds(250));
   auto stale = runner_->Get(key_);
   ASSERT_OK(stale);
@@ -243,8 +244,8 @@ TEST_P(StoreBehaviourTest, OnlyIfAbsentRespectsAFreshValue) {
 }
 
 TEST_P(StoreBehaviourTest, OnlyIfAbsentReplacesAnExpiredValue) {
-  ASSERT_THAT(runner_->Put(key_, "old", Ttl(absl::Milliseconds(100),
-                                            absl::Seconds(10))),
+  ASSERT_THAT(runner_->Put(key_, "old",
+                           Ttl(absl::Milliseconds(100), absl::Seconds(10))),
               IsOkAndHolds(true));
   AdvanceTime(absl::Milliseconds(250));  // Expired, still in its stale window.
   PutOptions absent = Ttl(absl::Seconds(10));
@@ -455,9 +456,9 @@ TEST_P(StoreBehaviourTest, BinaryKeysAreDistinctAndRoundTrip) {
       {"ns", RandomBytes(1024, 7)},
   };
   for (size_t i = 0; i < keys.size(); ++i) {
-    ASSERT_THAT(runner_->Put(keys[i], absl::StrCat("value-", i),
-                             absl::Seconds(10)),
-                IsOkAndHolds(true));
+    ASSERT_THAT(
+        runner_->Put(keys[i], absl::StrCat("value-", i), absl::Seconds(10)),
+        IsOkAndHolds(true));
   }
   for (size_t i = 0; i < keys.size(); ++i) {
     auto got = runner_->Get(keys[i]);

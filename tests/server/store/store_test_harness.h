@@ -94,16 +94,15 @@ class StoreRunner {
   StoreRunner(EventLoop& loop, Store& store) : loop_(loop), store_(store) {}
 
   absl::StatusOr<std::optional<StoredValue>> Get(const CacheKey& key) {
-    return Call<std::optional<StoredValue>>([key](Store& s, auto done) {
-      s.Get(key, std::move(done));
-    });
+    return Call<std::optional<StoredValue>>(
+        [key](Store& s, auto done) { s.Get(key, std::move(done)); });
   }
   absl::StatusOr<bool> Put(const CacheKey& key, std::string value,
                            PutOptions options) {
-    return Call<bool>([key, value = std::move(value), options](
-                          Store& s, auto done) mutable {
-      s.Put(key, std::move(value), options, std::move(done));
-    });
+    return Call<bool>(
+        [key, value = std::move(value), options](Store& s, auto done) mutable {
+          s.Put(key, std::move(value), options, std::move(done));
+        });
   }
   absl::StatusOr<bool> Put(const CacheKey& key, std::string value,
                            absl::Duration ttl) {
@@ -180,11 +179,11 @@ class StoreRunner {
     loop_.Post([this, op = std::move(op), promise,
                 inline_answers = inline_answers_]() mutable {
       auto returned = std::make_shared<bool>(false);
-      op(store_, Store::Callback<T>([promise, returned, inline_answers](
-                                        absl::StatusOr<T> result) {
-        if (!*returned) inline_answers->fetch_add(1);
-        promise->set_value(std::move(result));
-      }));
+      op(store_, Store::Callback<T>([promise, returned,
+                                     inline_answers](absl::StatusOr<T> result) {
+           if (!*returned) inline_answers->fetch_add(1);
+           promise->set_value(std::move(result));
+         }));
       *returned = true;
     });
     if (answer.wait_for(std::chrono::seconds(10)) !=

@@ -1,0 +1,97 @@
+// Each replica's view of the fleet's circuit breakers, one per namespace.
+//
+// The state lives in the store as a versioned record; this registry caches
+// it, so deciding whether a compute may start costs no store round trip
+// while the breaker is closed (or plainly open). Changes are compare-and-set
+// writes of a snapshot the breaker rules (breaker.h) produced from the latest
+// version; other replicas hear of them through the store's notices. If the
+// store is unreachable the breaker keeps working on the cached state alone.
+//
+// Threading: loop thread only.
+#ifndef CORRAL_SERVER_CORE_BREAKER_REGISTRY_H_
+#define CORRAL_SERVER_CORE_BREAKER_REGISTRY_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "server/core/breaker.h"
+#include "server/core/clock.h"
+#include "server/core/event_loop.h"
+#include "server/core/namespace_config.h"
+#include "server/core/observer.h"
+#include "server/core/store.h"
+
+namespace corral {
+
+struct BreakerVerdict {
+  bool allowed = true;
+  bool probe = false;  // Allowed as one of HALF_OPEN's probes.
+  absl::Duration retry_after;
+};
+
+struct BreakerView {
+  BreakerState state = BreakerState::kClosed;
+  absl::Time since;
+  absl::Duration retry_after;
+  uint64_t recent_failures = 0;
+  uint64_t recent_successes = 0;
+};
+
+class BreakerRegistry {
+ public:
+  BreakerRegistry(EventLoop& loop, Store& store, const Clock& clock,
+                  CoordinatorObserver& observer);
+  ~BreakerRegistry();
+
+  // May a compute start in this namespace? Answers at once from the cache,
+  // except the first time a namespace is seen (its state is loaded) and for
+  // a half-open probe permit (taken by a compare-and-set).
+  void Admit(const NamespaceSettings& ns, absl::AnyInvocable<void(BreakerVerdict)> done);
+  // The cached answer, without waiting: nullopt when it needs the store
+  // (not loaded yet, or a probe permit). For fast failure at a miss.
+  std::optional<BreakerVerdict> Peek(const NamespaceSettings& ns) const;
+  // Feeds one outcome to the namespace's breaker.
+  void Record(const NamespaceSettings& ns, ComputeOutcome outcome);
+  // The state for GetBreaker (loads it first if unknown).
+  void Describe(const NamespaceSettings& ns, absl::AnyInvocable<void(BreakerView)> done);
+
+  // From the store listener.
+  void OnChanged(const std::string& ns, const BreakerRecord& record);
+  void OnStoreAvailability(bool up);
+
+ private:
+  struct Entry {
+    uint64_t version = 0;
+    BreakerSnapshot snapshot;
+    bool loaded = false;
+    bool loading = false;
+    std::vector<absl::AnyInvocable<void()>> after_load;
+  };
+
+  // Runs `then` once the namespace's state is known.
+  void WhenLoaded(const std::string& ns, absl::AnyInvocable<void()> then);
+  void Load(const std::string& ns);
+  // Takes the store's record if it is newer than the cached one.
+  void Adopt(const std::string& ns, const BreakerRecord& record);
+  // Applies `change` to the latest snapshot and writes it with
+  // compare-and-set, retrying on conflict. `change` returns false to give up
+  // (e.g. no probe permit left); `done` hears whether the change took.
+  void Mutate(const NamespaceSettings& ns, std::function<bool(BreakerSnapshot&)> change,
+              absl::AnyInvocable<void(bool)> done, int attempt = 0);
+  void Tick();
+
+  EventLoop& loop_;
+  Store& store_;
+  const Clock& clock_;
+  CoordinatorObserver& observer_;
+  absl::flat_hash_map<std::string, Entry> entries_;
+  EventLoop::TimerId tick_timer_ = 0;
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_CORE_BREAKER_REGISTRY_H_
