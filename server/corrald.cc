@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
@@ -61,6 +63,9 @@ constexpr char kUsage[] =
     "\n"
     "It logs one `corrald ready ...` line when serving and stops cleanly on SIGTERM\n"
     "or SIGINT. Exit codes: 0 clean stop, 1 runtime failure, 2 bad flags or config.";
+
+// The health-service name that tracks the store.
+constexpr char kServiceName[] = "corral.v1.Corral";
 
 [[noreturn]] void Die(int code, absl::string_view message) {
   std::fprintf(stderr, "corrald: %s\n", std::string(message).c_str());
@@ -145,7 +150,14 @@ int Run() {
   } else {
     store = std::make_unique<EmbeddedStore>(loop, clock);
   }
-  MeasuredStore measured(*store, metrics);
+  // The health service's "corral.v1.Corral" entry follows the store; the
+  // overall ("") entry says the process serves (it does, degraded or not).
+  std::atomic<grpc::HealthCheckServiceInterface*> health{nullptr};
+  std::atomic<bool> store_up{store->IsUp() || redis == nullptr};
+  MeasuredStore measured(*store, metrics, [&health, &store_up](bool up) {
+    store_up = up;
+    if (auto* h = health.load()) h->SetServingStatus(kServiceName, up);
+  });
   Coordinator coordinator(loop, measured, *registry, clock, metrics);
   loop.Start();
   if (redis != nullptr) {
@@ -185,6 +197,10 @@ int Run() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // A flood of calls is refused before it takes the host's memory.
+  grpc::ResourceQuota quota("corrald");
+  quota.Resize(static_cast<size_t>(registry->limits().memory_quota_bytes));
+  builder.SetResourceQuota(quota);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     if (redis != nullptr) redis->Shutdown();
@@ -192,6 +208,8 @@ int Run() {
     Die(1, absl::StrCat("cannot listen on ", listen,
                         " (address in use, or not an address of this host?)"));
   }
+  health = server->GetHealthCheckService();
+  health.load()->SetServingStatus(kServiceName, store_up.load());
   const std::string host = listen.substr(0, listen.rfind(':'));
   // The ready line: tests and scripts wait for it. Keep its shape.
   std::fprintf(stderr, "corrald ready listen=%s:%d metrics=%s store=%s\n", host.c_str(), port,

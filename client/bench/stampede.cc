@@ -226,6 +226,8 @@ StampedeReport RunStampede(const StampedeOptions& options) {
     if (options.spread > absl::ZeroDuration() && i > 0) absl::SleepFor(options.spread);
     // Callers of one key land on every target: the fleet-wide case.
     pb::Corral::Stub* stub = stubs[i % stubs.size()].get();
+    report.callers[i].target =
+        static_cast<int>((i % stubs.size()) / std::max(1, options.channels_per_target));
     new Caller(stub, options, i % std::max(1, options.keys), &timers, &report.callers[i], [&] {
       absl::MutexLock lock(&mu);
       --remaining;

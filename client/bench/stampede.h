@@ -41,6 +41,7 @@ struct StampedeOptions {
 
 struct CallerResult {
   int key = 0;
+  int target = 0;           // Index into StampedeOptions::targets.
   absl::Status status;      // The call's final status.
   std::string reason;       // corral-reason trailer, if any.
   bool computed = false;    // This caller held a lease and filled/abandoned.

@@ -40,6 +40,12 @@ absl::Status BreakerOpen(absl::Duration retry_after) {
       retry_after);
 }
 
+absl::Status TooManyWaiters(absl::string_view what, uint32_t limit) {
+  return WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                        "too many callers waiting ", what, " (limit ", limit, ")")),
+                    kReasonTooManyWaiters);
+}
+
 absl::Status ShuttingDown() {
   return WithReason(absl::UnavailableError("corrald is shutting down"),
                     kReasonShuttingDown);
@@ -286,6 +292,11 @@ void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
                    });
     return;
   }
+  if (absl::Status admitted = AdmitWaiter(w.request.key); !admitted.ok()) {
+    LockWaiter gone = std::move(w);
+    lock_waiters_.erase(id);
+    return gone.done(admitted);
+  }
   w.timer = loop_.RunAfter(budget, [this, id] { OnLockWaitTimeout(id); });
   observer_.OnWaitersChanged(w.request.key.ns, +1);
   Enqueue(w.request.key, QueueEntry{true, id});
@@ -498,8 +509,13 @@ void Coordinator::FinishSession(Session& s, absl::Status status) {
 
 void Coordinator::RetireSession(Session& s) {
   EndLease(s);
+  const bool degraded =
+      s.state == SessionState::kLeased && s.mode == LeaseMode::kUnlockedDegraded;
+  const CacheKey key = s.lookup.key;
+  const CallId id = s.id;
   s.state = SessionState::kDone;
-  sessions_.erase(s.id);
+  sessions_.erase(id);
+  if (degraded) EndDegraded(key, id);
 }
 
 // ---------------------------------------------------------------------------
@@ -538,10 +554,22 @@ void Coordinator::OnRead(const CacheKey& key,
       SendValue(s, **result, Source::kCache);
       continue;
     }
-    if (!result.ok()) {
+    if (!result.ok() && !(absl::IsUnavailable(result.status()) &&
+                          s.ns.on_store_unavailable ==
+                              StoreUnavailablePolicy::kCoordinateLocally)) {
       FinishSession(s, result.status());
       continue;
     }
+    if (!result.ok()) {
+      // Coordinating locally: a value this replica computed during the
+      // outage serves like a cache hit.
+      auto local = degraded_values_.find(key);
+      if (local != degraded_values_.end() && IsFresh(local->second)) {
+        SendValue(s, local->second, Source::kCache);
+        continue;
+      }
+    }
+    // A miss (or, with the store down, coordination on this replica alone).
     BeginWait(s);
   }
   // A read that an event asked for (kWatching/kResync) serves the waiters.
@@ -566,6 +594,9 @@ void Coordinator::BeginWait(Session& s) {
   }
   // Wait in line for the lock (or for someone else's fill).
   const CacheKey& key = s.lookup.key;
+  if (absl::Status admitted = AdmitWaiter(key); !admitted.ok()) {
+    return FinishSession(s, admitted);
+  }
   s.state = SessionState::kWaiting;
   observer_.OnWaitersChanged(key.ns, +1);
   Enqueue(key, QueueEntry{false, s.id});
@@ -579,10 +610,25 @@ void Coordinator::BeginWait(Session& s) {
   s.wait_timer = loop_.RunAfter(budget, [this, sid] { OnWaitTimeout(sid); });
 }
 
+absl::Status Coordinator::AdmitWaiter(const CacheKey& key) {
+  // The first caller of a key is the one that will compute; the limits are
+  // about callers piling up behind it.
+  if (FlightFor(key).waiting == 0) return absl::OkStatus();
+  const LimitSettings& limits = registry_.limits();
+  if (total_waiting_ >= static_cast<int>(limits.max_waiters)) {
+    return TooManyWaiters("on this server", limits.max_waiters);
+  }
+  if (FlightFor(key).waiting >= static_cast<int>(limits.max_waiters_per_key)) {
+    return TooManyWaiters("for this key", limits.max_waiters_per_key);
+  }
+  return absl::OkStatus();
+}
+
 void Coordinator::Enqueue(const CacheKey& key, QueueEntry entry) {
   Flight& f = FlightFor(key);
   f.queue.push_back(entry);
   ++f.waiting;
+  ++total_waiting_;
 }
 
 void Coordinator::LeaveQueue(const CacheKey& key) {
@@ -590,6 +636,7 @@ void Coordinator::LeaveQueue(const CacheKey& key) {
   if (it == flights_.end()) return;
   Flight& f = it->second;
   --f.waiting;
+  --total_waiting_;
   // Drop skipped entries at the front now, the rest when they come up.
   while (!f.queue.empty()) {
     const QueueEntry& e = f.queue.front();
@@ -619,7 +666,9 @@ void Coordinator::Pump(const CacheKey& key) {
   auto fit = flights_.find(key);
   if (fit == flights_.end()) return;
   Flight& f = fit->second;
-  if (f.waiting == 0 || f.held_elsewhere || f.attempt_in_flight) return;
+  if (f.waiting == 0 || f.held_elsewhere || f.attempt_in_flight || f.degraded_holder != 0) {
+    return;
+  }
   // The head: the first live waiter that can take the lock. A GetOrCompute
   // waiter that half-closed cannot send a Fill, so it only waits for one.
   std::optional<QueueEntry> head;
@@ -692,22 +741,33 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
   const bool head_live = head.is_lock ? lock_waiters_.contains(head.id)
                                       : IsWaitingSession(head.id, key);
   if (!result.ok()) {
-    // The store is unreachable: the head cannot be helped now. It gets the
-    // error; the next waiter's attempt will tell whether the store is back.
     LOG_EVENT("lock_attempt_failed", key, "error=\"", result.status().message(), "\"");
-    if (head_live) {
-      if (head.is_lock) {
-        LockWaiter w = std::move(lock_waiters_.at(head.id));
-        lock_waiters_.erase(head.id);
-        loop_.Cancel(w.timer);
-        observer_.OnWaitersChanged(key.ns, -1);
-        observer_.OnWaitEnded(key.ns, clock_.Now() - w.started);
-        observer_.OnLockAcquisition(key.ns, "error");
-        LeaveQueue(key);
-        w.done(result.status());
-      } else {
-        FinishSession(sessions_.at(head.id), result.status());
+    // Nobody can be promised the fleet-wide lock now: lock callers get the
+    // error at once rather than at their timeout.
+    std::vector<CallId> lock_ids;
+    for (const QueueEntry& e : FlightFor(key).queue) {
+      if (e.is_lock && lock_waiters_.contains(e.id)) lock_ids.push_back(e.id);
+    }
+    for (CallId id : lock_ids) {
+      LockWaiter w = std::move(lock_waiters_.at(id));
+      lock_waiters_.erase(id);
+      loop_.Cancel(w.timer);
+      observer_.OnWaitersChanged(key.ns, -1);
+      observer_.OnWaitEnded(key.ns, clock_.Now() - w.started);
+      observer_.OnLockAcquisition(key.ns, "error");
+      LeaveQueue(key);
+      w.done(result.status());
+    }
+    if (!head.is_lock && IsWaitingSession(head.id, key)) {
+      Session& s = sessions_.at(head.id);
+      if (absl::IsUnavailable(result.status()) &&
+          s.ns.on_store_unavailable == StoreUnavailablePolicy::kCoordinateLocally) {
+        ComputeDegraded(key, s.id);
+        return FinishAttempt(key, /*pump=*/false);
       }
+      // FAIL policy: every compute waiter of the key gets the error.
+      const absl::Status error = result.status();
+      EndWaiters(key, [this, &error](Session& s) { FinishSession(s, error); });
     }
     return FinishAttempt(key, /*pump=*/true);
   }
@@ -830,7 +890,8 @@ void Coordinator::MaybeRetire(const CacheKey& key) {
   auto it = flights_.find(key);
   if (it == flights_.end()) return;
   Flight& f = it->second;
-  if (f.waiting > 0 || !f.readers.empty() || f.read_in_flight || f.attempt_in_flight) {
+  if (f.waiting > 0 || !f.readers.empty() || f.read_in_flight || f.attempt_in_flight ||
+      f.degraded_holder != 0) {
     return;
   }
   if (f.watching) store_.Unwatch(key);
@@ -874,6 +935,7 @@ void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value, Source
   }
   f.queue.swap(kept);
   f.waiting -= served;
+  total_waiting_ -= served;
   if (served > 0) observer_.OnWaitersChanged(key.ns, -served);
   MaybeRetire(key);
 }
@@ -893,6 +955,7 @@ void Coordinator::EndWaiters(const CacheKey& key, const std::function<void(Sessi
   }
   f.queue.swap(kept);
   f.waiting -= static_cast<int>(ending.size());
+  total_waiting_ -= static_cast<int>(ending.size());
   if (!ending.empty()) observer_.OnWaitersChanged(key.ns, -static_cast<int>(ending.size()));
   const absl::Time now = clock_.Now();
   for (CallId id : ending) {
@@ -908,6 +971,47 @@ void Coordinator::EndWaiters(const CacheKey& key, const std::function<void(Sessi
 
 void Coordinator::FailWaiters(const CacheKey& key, const absl::Status& status) {
   EndWaiters(key, [this, &status](Session& s) { FinishSession(s, status); });
+}
+
+void Coordinator::ComputeDegraded(const CacheKey& key, CallId sid) {
+  FlightFor(key).degraded_holder = sid;  // Pump stays away until it ends.
+  // The seed's last-chance check before an unlocked compute.
+  store_.Get(key, [this, key, sid](absl::StatusOr<std::optional<StoredValue>> r) {
+    std::optional<StoredValue> found;
+    if (r.ok() && r->has_value() && IsFresh(**r)) found = **r;
+    if (auto local = degraded_values_.find(key);
+        !found && local != degraded_values_.end() && IsFresh(local->second)) {
+      found = local->second;
+    }
+    observer_.OnLookup(key.ns, LookupStage::kBeforeFallback, found.has_value());
+    if (found || !IsWaitingSession(sid, key)) {
+      if (found) ServeAll(key, *found, Source::kPeerFill, LookupStage::kBeforeFallback);
+      return EndDegraded(key, sid);
+    }
+    breakers_.Admit(sessions_.at(sid).ns, [this, key, sid](BreakerVerdict verdict) {
+      if (!IsWaitingSession(sid, key)) return EndDegraded(key, sid);
+      if (!verdict.allowed) {
+        EndWaiters(key, [this, &verdict](Session& s) { RejectForBreaker(s, verdict); });
+        return EndDegraded(key, sid);
+      }
+      Session& s = sessions_.at(sid);
+      loop_.Cancel(s.wait_timer);
+      s.wait_timer = 0;
+      observer_.OnWaitersChanged(key.ns, -1);
+      observer_.OnWaitEnded(key.ns, clock_.Now() - s.wait_started);
+      LOG_EVENT("unlocked_compute", key, "cause=store_unavailable scope=this_replica");
+      GrantLease(s, LeaseMode::kUnlockedDegraded, 0, "");
+      LeaveQueue(key);
+    });
+  });
+}
+
+void Coordinator::EndDegraded(const CacheKey& key, CallId sid) {
+  auto it = flights_.find(key);
+  if (it == flights_.end() || it->second.degraded_holder != sid) return;
+  it->second.degraded_holder = 0;
+  Wake(key);
+  MaybeRetire(key);
 }
 
 void Coordinator::RejectForBreaker(Session& s, const BreakerVerdict& verdict) {
@@ -983,6 +1087,7 @@ void Coordinator::OnKeyEvent(const KeyEvent& event) {
 void Coordinator::OnStoreAvailability(bool up) {
   LOG_EVENT(up ? "store_up" : "store_down", CacheKey{}, "");
   breakers_.OnStoreAvailability(up);
+  if (up) degraded_values_.clear();
   if (!up) {
     // No events arrive now: new callers must not wait on one.
     for (auto& [key, flight] : flights_) flight.watch_confirmed = false;
@@ -1143,8 +1248,13 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
                // store's notice.
                if (filled.stored || !stored.ok()) {
                  const absl::Time now = clock_.Now();
-                 ServeAll(key, StoredValue{value, now, now + ttl}, Source::kPeerFill,
-                          LookupStage::kAfterWait);
+                 StoredValue fresh{value, now, now + ttl};
+                 if (!stored.ok()) {
+                   constexpr size_t kMaxDegradedValues = 10000;
+                   if (degraded_values_.size() >= kMaxDegradedValues) degraded_values_.clear();
+                   degraded_values_[key] = fresh;
+                 }
+                 ServeAll(key, fresh, Source::kPeerFill, LookupStage::kAfterWait);
                }
              });
 }

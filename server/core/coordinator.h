@@ -162,6 +162,9 @@ class Coordinator final : public StoreListener {
     // The last value read past its TTL (kept for the stale window): what an
     // allow_stale caller gets when the breaker refuses a compute.
     std::optional<StoredValue> stale;
+    // While the store is unreachable (COORDINATE_LOCALLY): the session that
+    // computes this key on this replica. The queue waits for its fill.
+    CallId degraded_holder = 0;
     EventLoop::TimerId retry_timer = 0;
     absl::Time retry_at = absl::InfiniteFuture();
   };
@@ -212,6 +215,13 @@ class Coordinator final : public StoreListener {
   // The breaker refused a compute: a stale value for those who accept one,
   // UNAVAILABLE breaker-open with retry-after-ms for the rest.
   void RejectForBreaker(Session& s, const BreakerVerdict& verdict);
+  // The store is unreachable and the namespace coordinates locally: the
+  // queue's head computes for this replica (after one last read).
+  void ComputeDegraded(const CacheKey& key, CallId sid);
+  // The degraded compute `sid` ended: the next one may start.
+  void EndDegraded(const CacheKey& key, CallId sid);
+  // Whether a caller may start waiting (waiter limits); answers the error.
+  absl::Status AdmitWaiter(const CacheKey& key);
   // Records what a compute's end says about the upstream.
   void RecordOutcome(const NamespaceSettings& ns, ComputeOutcome outcome);
   bool IsWaitingSession(CallId id, const CacheKey& key) const;
@@ -248,6 +258,11 @@ class Coordinator final : public StoreListener {
   absl::node_hash_map<CallId, Session> sessions_;
   absl::node_hash_map<CallId, LockWaiter> lock_waiters_;
   BreakerRegistry breakers_;
+  int total_waiting_ = 0;  // Live queue entries over all flights.
+  // Values computed while the store was unreachable, so that this replica
+  // computes each key once per outage, not once per wave of callers.
+  // Dropped when the store is back (the store is the truth again).
+  absl::flat_hash_map<CacheKey, StoredValue> degraded_values_;
   bool shutting_down_ = false;
 };
 

@@ -131,6 +131,12 @@ absl::Status MergeLimits(const corral::v1::Limits& in, LimitSettings* out) {
   if (in.has_max_waiters()) out->max_waiters = in.max_waiters();
   if (in.has_max_waiters_per_key()) out->max_waiters_per_key = in.max_waiters_per_key();
   if (in.has_max_concurrent_streams()) out->max_concurrent_streams = in.max_concurrent_streams();
+  if (in.has_memory_quota_bytes()) {
+    if (in.memory_quota_bytes() < (16u << 20)) {
+      return ConfigError("limits.memory_quota_bytes", "must be at least 16 MiB");
+    }
+    out->memory_quota_bytes = in.memory_quota_bytes();
+  }
   RETURN_IF_ERROR(MergeDuration("limits.drain_timeout", in.has_drain_timeout(), in.drain_timeout(),
                                 true, absl::Hours(1), &out->drain_timeout));
   RETURN_IF_ERROR(MergeDuration("limits.max_ttl", in.has_max_ttl(), in.max_ttl(), false, kYear,

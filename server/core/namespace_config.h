@@ -50,6 +50,7 @@ struct LimitSettings {
   absl::Duration drain_timeout = absl::Seconds(10);
   absl::Duration max_ttl = absl::Hours(24 * 7);
   absl::Duration max_wait = absl::Hours(1);
+  uint64_t memory_quota_bytes = 2ull << 30;
 };
 
 // Immutable after construction; safe to share across threads.

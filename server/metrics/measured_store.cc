@@ -6,8 +6,9 @@
 
 namespace corral {
 
-MeasuredStore::MeasuredStore(Store& inner, Metrics& metrics)
-    : inner_(inner), metrics_(metrics) {
+MeasuredStore::MeasuredStore(Store& inner, Metrics& metrics,
+                             std::function<void(bool)> on_availability)
+    : inner_(inner), metrics_(metrics), on_availability_(std::move(on_availability)) {
   inner_.SetListener(this);
   metrics_.SetStoreUp(inner_.IsUp());
 }
@@ -74,6 +75,7 @@ void MeasuredStore::OnKeyEvent(const KeyEvent& event) {
 
 void MeasuredStore::OnStoreAvailability(bool up) {
   metrics_.SetStoreUp(up);
+  if (on_availability_) on_availability_(up);
   if (listener_ != nullptr) listener_->OnStoreAvailability(up);
 }
 

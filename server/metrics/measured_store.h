@@ -4,6 +4,7 @@
 #ifndef CORRAL_SERVER_METRICS_MEASURED_STORE_H_
 #define CORRAL_SERVER_METRICS_MEASURED_STORE_H_
 
+#include <functional>
 #include <string>
 
 #include "server/core/store.h"
@@ -13,8 +14,10 @@ namespace corral {
 
 class MeasuredStore final : public Store, public StoreListener {
  public:
-  // `inner` and `metrics` must outlive this object.
-  MeasuredStore(Store& inner, Metrics& metrics);
+  // `inner` and `metrics` must outlive this object. `on_availability`, if
+  // set, also hears reachability changes (loop thread; must not block).
+  MeasuredStore(Store& inner, Metrics& metrics,
+                std::function<void(bool)> on_availability = nullptr);
 
   void SetListener(StoreListener* listener) override { listener_ = listener; }
   void Get(const CacheKey& key, Callback<std::optional<StoredValue>> done) override;
@@ -50,6 +53,7 @@ class MeasuredStore final : public Store, public StoreListener {
   Store& inner_;
   Metrics& metrics_;
   StoreListener* listener_ = nullptr;
+  std::function<void(bool)> on_availability_;
 };
 
 }  // namespace corral
