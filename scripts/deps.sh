@@ -8,8 +8,10 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libevent-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev redis-server
+  libgtest-dev libgmock-dev redis-server libssl-dev
   python3-grpcio python3-protobuf python3-redis
+  prometheus python3-yaml docker-compose
+  clang libclang-rt-14-dev
 )
 
 missing=()
