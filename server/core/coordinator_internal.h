@@ -1,0 +1,63 @@
+// Helpers shared by the Coordinator's source files (not part of its API).
+#ifndef CORRAL_SERVER_CORE_COORDINATOR_INTERNAL_H_
+#define CORRAL_SERVER_CORE_COORDINATOR_INTERNAL_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/core/cache_key.h"
+#include "server/core/errors.h"
+#include "server/core/types.h"
+#include "server/core/validation.h"
+
+namespace corral::coordinator_internal {
+
+inline absl::string_view ModeLabel(LeaseMode mode) {
+  switch (mode) {
+    case LeaseMode::kLocked:
+      return "locked";
+    case LeaseMode::kUnlockedTimeout:
+      return "unlocked_timeout";
+    case LeaseMode::kUnlockedDegraded:
+      return "unlocked_degraded";
+    case LeaseMode::kRefresh:
+      return "refresh";
+  }
+  return "unknown";
+}
+
+inline absl::Status ProtocolError(absl::string_view what) {
+  return WithReason(absl::InvalidArgumentError(what), kReasonInvalidArgument);
+}
+
+inline absl::Status BreakerOpen(absl::Duration retry_after) {
+  return WithRetryAfter(
+      WithReason(absl::UnavailableError(
+                     "the circuit breaker for this namespace is open: its upstream is failing"),
+                 kReasonBreakerOpen),
+      retry_after);
+}
+
+inline absl::Status TooManyWaiters(absl::string_view what, uint32_t limit) {
+  return WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                        "too many callers waiting ", what, " (limit ", limit, ")")),
+                    kReasonTooManyWaiters);
+}
+
+inline absl::Status ShuttingDown() {
+  return WithReason(absl::UnavailableError("corrald is shutting down"),
+                    kReasonShuttingDown);
+}
+
+// Validates namespace and key, the first thing every request checks.
+inline absl::Status ValidateKeyFields(const CacheKey& key) {
+  if (absl::Status s = ValidateNamespace("namespace", key.ns); !s.ok()) return s;
+  return ValidateKey("key", key.key);
+}
+
+}  // namespace corral::coordinator_internal
+
+#endif  // CORRAL_SERVER_CORE_COORDINATOR_INTERNAL_H_

@@ -1,0 +1,154 @@
+// The Coordinator: AcquireLock waits.
+#include "server/core/coordinator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/core/coordinator_internal.h"
+#include "server/core/errors.h"
+#include "server/core/log.h"
+#include "server/core/validation.h"
+
+namespace corral {
+
+using namespace coordinator_internal;  // NOLINT: this file's own helpers.
+
+// ---------------------------------------------------------------------------
+// AcquireLock
+// ---------------------------------------------------------------------------
+
+Coordinator::CallId Coordinator::AcquireLock(AcquireLockRequest request,
+                                             Callback<LockGrant> done) {
+  CallId id = next_id_.fetch_add(1);
+  loop_.Post([this, id, request = std::move(request), done = std::move(done)]() mutable {
+    DoAcquireLock(id, std::move(request), std::move(done));
+  });
+  return id;
+}
+
+void Coordinator::DoAcquireLock(CallId id, AcquireLockRequest request,
+                                Callback<LockGrant> done) {
+  if (shutting_down_) return done(ShuttingDown());
+  auto settings = Settings(request.key);
+  if (!settings.ok()) return done(settings.status());
+  const LimitSettings& limits = registry_.limits();
+  auto ttl = ResolveDuration("ttl", request.ttl, settings->lease_ttl,
+                             DurationRule::kPositive, limits.max_wait);
+  if (!ttl.ok()) return done(ttl.status());
+  auto wait = ResolveDuration("wait_timeout", request.wait_timeout,
+                              settings->wait_timeout, DurationRule::kNonNegative,
+                              limits.max_wait);
+  if (!wait.ok()) return done(wait.status());
+
+  // The waiter exists from here on, so a cancellation at any point finds it.
+  const absl::Time now = clock_.Now();
+  LockWaiter& w = lock_waiters_[id];
+  w.id = id;
+  w.ttl = *ttl;
+  w.token = NewToken();
+  w.started = now;
+  w.done = std::move(done);
+  w.request = std::move(request);
+  // A lock is taken to compute: an open breaker fails it fast.
+  breakers_.Admit(*settings, [this, id, wait = *wait](BreakerVerdict verdict) {
+    auto it = lock_waiters_.find(id);
+    if (it == lock_waiters_.end()) return;  // Cancelled meanwhile.
+    if (!verdict.allowed) {
+      LockWaiter w = std::move(it->second);
+      lock_waiters_.erase(it);
+      return w.done(BreakerOpen(verdict.retry_after));
+    }
+    StartLockWait(id, wait);
+  });
+}
+
+void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
+  LockWaiter& w = lock_waiters_.at(id);
+  if (shutting_down_) {
+    LockWaiter gone = std::move(w);
+    lock_waiters_.erase(id);
+    return gone.done(ShuttingDown());
+  }
+  const absl::Time now = clock_.Now();
+  absl::Duration budget = std::min(wait, w.request.deadline - now);
+  if (budget <= absl::ZeroDuration()) {
+    // Try once, outside the queue: nobody waits, so nobody is overtaken.
+    CacheKey key = w.request.key;
+    store_.TryLock(key, w.token, w.ttl,
+                   [this, id, key, token = w.token](absl::StatusOr<LockAttempt> r) {
+                     auto it = lock_waiters_.find(id);
+                     if (it == lock_waiters_.end()) {
+                       // Cancelled while we asked: give back what we got.
+                       if (r.ok() && r->acquired) {
+                         store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
+                                            [](absl::StatusOr<bool>) {});
+                       }
+                       return;
+                     }
+                     LockWaiter waiter = std::move(it->second);
+                     lock_waiters_.erase(it);
+                     const std::string& ns = waiter.request.key.ns;
+                     if (!r.ok()) {
+                       observer_.OnLockAcquisition(ns, "error");
+                       return waiter.done(r.status());
+                     }
+                     LockGrant grant;
+                     grant.acquired = r->acquired;
+                     if (r->acquired) {
+                       grant.token = waiter.token;
+                       grant.fencing_token = r->fencing_token;
+                       grant.expires_at = r->expires_at;
+                     }
+                     observer_.OnLockAcquisition(ns, r->acquired ? "acquired" : "contended");
+                     waiter.done(grant);
+                   });
+    return;
+  }
+  if (absl::Status admitted = AdmitWaiter(w.request.key); !admitted.ok()) {
+    LockWaiter gone = std::move(w);
+    lock_waiters_.erase(id);
+    return gone.done(admitted);
+  }
+  w.timer = loop_.RunAfter(budget, [this, id] { OnLockWaitTimeout(id); });
+  observer_.OnWaitersChanged(w.request.key.ns, +1);
+  Enqueue(w.request.key, QueueEntry{true, id});
+  Pump(w.request.key);
+}
+
+void Coordinator::CancelAcquire(CallId id) {
+  loop_.Post([this, id] {
+    auto it = lock_waiters_.find(id);
+    if (it == lock_waiters_.end()) return;
+    LockWaiter& w = it->second;
+    loop_.Cancel(w.timer);
+    CacheKey key = w.request.key;
+    bool queued = w.timer != 0;
+    if (queued) {
+      observer_.OnWaitersChanged(key.ns, -1);
+      observer_.OnWaitEnded(key.ns, clock_.Now() - w.started);
+    }
+    lock_waiters_.erase(it);
+    if (queued) LeaveQueue(key);
+  });
+}
+
+void Coordinator::OnLockWaitTimeout(CallId id) {
+  auto it = lock_waiters_.find(id);
+  if (it == lock_waiters_.end()) return;
+  LockWaiter w = std::move(it->second);
+  lock_waiters_.erase(it);
+  const absl::Duration waited = clock_.Now() - w.started;
+  observer_.OnWaitersChanged(w.request.key.ns, -1);
+  observer_.OnWaitEnded(w.request.key.ns, waited);
+  observer_.OnLockAcquisition(w.request.key.ns, "timeout");
+  LeaveQueue(w.request.key);
+  LockGrant grant;
+  grant.acquired = false;
+  grant.waited = waited;
+  w.done(grant);
+}
+
+}  // namespace corral

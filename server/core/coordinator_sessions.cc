@@ -1,0 +1,426 @@
+// The Coordinator: GetOrCompute sessions and their leases.
+#include "server/core/coordinator.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/core/coordinator_internal.h"
+#include "server/core/errors.h"
+#include "server/core/log.h"
+#include "server/core/validation.h"
+
+namespace corral {
+
+using namespace coordinator_internal;  // NOLINT: this file's own helpers.
+
+// ---------------------------------------------------------------------------
+// GetOrCompute sessions
+// ---------------------------------------------------------------------------
+
+Coordinator::CallId Coordinator::StartCompute(std::shared_ptr<ComputeSink> sink) {
+  CallId id = next_id_.fetch_add(1);
+  loop_.Post([this, id, sink = std::move(sink)]() mutable {
+    if (shutting_down_) return sink->Finish(ShuttingDown());
+    Session& s = sessions_[id];
+    s.id = id;
+    s.sink = std::move(sink);
+  });
+  return id;
+}
+
+void Coordinator::ComputeLookup(CallId id, LookupRequest request) {
+  loop_.Post([this, id, request = std::move(request)]() mutable {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    Session& s = it->second;
+    if (s.state != SessionState::kAwaitLookup) {
+      return FinishSession(s, ProtocolError("a second Lookup on one stream"));
+    }
+    DoLookup(s, std::move(request));
+  });
+}
+
+void Coordinator::ComputeFill(CallId id, FillRequest request) {
+  loop_.Post([this, id, request = std::move(request)]() mutable {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    Session& s = it->second;
+    if (s.state == SessionState::kAwaitLookup) {
+      return FinishSession(s, ProtocolError("the first message must be a Lookup"));
+    }
+    if (s.state != SessionState::kLeased || s.fill_in_flight) {
+      return FinishSession(s, ProtocolError("Fill without a lease"));
+    }
+    DoFill(s, std::move(request));
+  });
+}
+
+void Coordinator::ComputeAbandon(CallId id, AbandonRequest request) {
+  loop_.Post([this, id, request = std::move(request)]() mutable {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    Session& s = it->second;
+    if (s.state == SessionState::kAwaitLookup) {
+      return FinishSession(s, ProtocolError("the first message must be a Lookup"));
+    }
+    if (s.state != SessionState::kLeased || s.fill_in_flight) {
+      return FinishSession(s, ProtocolError("Abandon without a lease"));
+    }
+    DoAbandon(s, std::move(request));
+  });
+}
+
+void Coordinator::ComputeHalfClosed(CallId id) {
+  loop_.Post([this, id] {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    Session& s = it->second;
+    s.half_closed = true;
+    switch (s.state) {
+      case SessionState::kAwaitLookup:
+        return FinishSession(s, ProtocolError("the stream closed before a Lookup"));
+      case SessionState::kLeased:
+        // A leaseholder that can no longer send a Fill has abandoned.
+        if (!s.fill_in_flight) DoAbandon(s, AbandonRequest{"half-closed", false});
+        return;
+      default:
+        return;  // A waiter may half-close; it still gets its answer.
+    }
+  });
+}
+
+void Coordinator::ComputeGone(CallId id) {
+  loop_.Post([this, id] { DoGone(id); });
+}
+
+void Coordinator::DoGone(CallId id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& s = it->second;
+  s.sink.reset();  // Nobody listens any more.
+  switch (s.state) {
+    case SessionState::kLeased:
+      if (!s.fill_in_flight) DoAbandon(s, AbandonRequest{"stream ended", false});
+      return;
+    case SessionState::kWaiting:
+      loop_.Cancel(s.wait_timer);
+      observer_.OnWaitersChanged(s.lookup.key.ns, -1);
+      observer_.OnWaitEnded(s.lookup.key.ns, clock_.Now() - s.wait_started);
+      {
+        CacheKey key = s.lookup.key;
+        sessions_.erase(it);
+        LeaveQueue(key);
+      }
+      return;
+    case SessionState::kReading:
+      // The flight's reader list still names it; OnRead skips missing ids.
+      sessions_.erase(it);
+      return;
+    default:
+      sessions_.erase(it);
+      return;
+  }
+}
+
+void Coordinator::DoLookup(Session& s, LookupRequest request) {
+  auto settings = Settings(request.key);
+  if (!settings.ok()) return FinishSession(s, settings.status());
+  const LimitSettings& limits = registry_.limits();
+  auto ttl = ResolveDuration("lookup.ttl", request.ttl, settings->ttl,
+                             DurationRule::kPositive, limits.max_ttl);
+  if (!ttl.ok()) return FinishSession(s, ttl.status());
+  auto wait = ResolveDuration("lookup.wait_timeout", request.wait_timeout,
+                              settings->wait_timeout, DurationRule::kNonNegative,
+                              limits.max_wait);
+  if (!wait.ok()) return FinishSession(s, wait.status());
+  auto lease_ttl = ResolveDuration("lookup.lease_ttl", request.lease_ttl,
+                                   settings->lease_ttl, DurationRule::kPositive,
+                                   limits.max_wait);
+  if (!lease_ttl.ok()) return FinishSession(s, lease_ttl.status());
+  s.ns = *std::move(settings);
+  s.ttl = *ttl;
+  s.wait_timeout = *wait;
+  s.lease_ttl = *lease_ttl;
+  s.lookup = std::move(request);
+  s.state = SessionState::kReading;
+  s.wait_started = clock_.Now();
+  Flight& f = FlightFor(s.lookup.key);
+  if (f.known_miss && f.held_elsewhere && f.watch_confirmed) {
+    // Another caller's compute is under way and its fill will be delivered
+    // to this flight: wait for it without asking the store again.
+    observer_.OnLookup(s.lookup.key.ns, LookupStage::kInitial, false);
+    return BeginWait(s);
+  }
+  f.readers.push_back(s.id);
+  Read(s.lookup.key);
+}
+
+void Coordinator::SendValue(Session& s, const StoredValue& value, Source source) {
+  if (s.sink) s.sink->SendValue(ViewOf(value, source));
+  RetireSession(s);
+}
+
+void Coordinator::FinishSession(Session& s, absl::Status status) {
+  if (s.state == SessionState::kWaiting) {
+    loop_.Cancel(s.wait_timer);
+    observer_.OnWaitersChanged(s.lookup.key.ns, -1);
+    CacheKey key = s.lookup.key;
+    if (s.sink) s.sink->Finish(std::move(status));
+    RetireSession(s);
+    LeaveQueue(key);
+    return;
+  }
+  if (s.state == SessionState::kLeased) {
+    // A protocol error while holding the lease: release it as an abandon.
+    if (!s.fill_in_flight) {
+      AbandonRequest abandon{"protocol error", false};
+      std::shared_ptr<ComputeSink> sink = std::move(s.sink);
+      DoAbandon(s, abandon);  // Retires the session.
+      if (sink) sink->Finish(std::move(status));
+      return;
+    }
+  }
+  if (s.sink) s.sink->Finish(std::move(status));
+  RetireSession(s);
+}
+
+void Coordinator::RetireSession(Session& s) {
+  EndLease(s);
+  const bool degraded =
+      s.state == SessionState::kLeased && s.mode == LeaseMode::kUnlockedDegraded;
+  const CacheKey key = s.lookup.key;
+  const CallId id = s.id;
+  s.state = SessionState::kDone;
+  sessions_.erase(id);
+  if (degraded) EndDegraded(key, id);
+}
+
+// ---------------------------------------------------------------------------
+// Leases
+// ---------------------------------------------------------------------------
+
+void Coordinator::GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,
+                             std::string current_value) {
+  const absl::Time now = clock_.Now();
+  s.state = SessionState::kLeased;
+  s.mode = mode;
+  s.fencing_token = fencing_token;
+  s.lease_started = now;
+  s.revoked = false;
+  CallId id = s.id;
+  if (mode == LeaseMode::kLocked) {
+    // Keep the lock alive while the stream is open, up to max_compute_time.
+    s.renew_timer = loop_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
+    s.revoke_timer = loop_.RunAfter(s.ns.max_compute_time, [this, id] { RevokeLease(id); });
+  } else {
+    observer_.OnDuplicateCompute(s.lookup.key.ns);
+  }
+  LeaseView lease;
+  lease.fencing_token = fencing_token;
+  lease.deadline = now + s.ns.max_compute_time;
+  lease.mode = mode;
+  lease.current_value = std::move(current_value);
+  if (s.sink) s.sink->SendLease(std::move(lease));
+}
+
+void Coordinator::EndLease(Session& s) {
+  if (s.renew_timer != 0) loop_.Cancel(s.renew_timer);
+  if (s.revoke_timer != 0) loop_.Cancel(s.revoke_timer);
+  if (s.wait_timer != 0) loop_.Cancel(s.wait_timer);
+  s.renew_timer = s.revoke_timer = s.wait_timer = 0;
+}
+
+void Coordinator::RenewLease(CallId id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& s = it->second;
+  s.renew_timer = loop_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
+  store_.RenewLock(s.lookup.key, s.token, s.lease_ttl,
+                   [this, id](absl::StatusOr<std::optional<absl::Time>> r) {
+                     auto it = sessions_.find(id);
+                     if (it == sessions_.end() || it->second.state != SessionState::kLeased) {
+                       return;
+                     }
+                     // A store error leaves the lease as it is: the fill's
+                     // fence decides. A definite "not yours" revokes it.
+                     if (r.ok() && !r->has_value() && !it->second.revoked) {
+                       Session& s = it->second;
+                       LOG_EVENT("lease_lost", s.lookup.key,
+                                 "fencing_token=", s.fencing_token);
+                       s.revoked = true;
+                       EndLease(s);
+                       observer_.OnCompute(s.lookup.key.ns, "locked", "revoked");
+                     }
+                   });
+}
+
+void Coordinator::RevokeLease(CallId id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& s = it->second;
+  s.revoke_timer = 0;
+  if (s.state != SessionState::kLeased || s.revoked || s.fill_in_flight) return;
+  LOG_EVENT("lease_revoked", s.lookup.key, "fencing_token=", s.fencing_token,
+            " max_compute_time=", absl::FormatDuration(s.ns.max_compute_time));
+  s.revoked = true;
+  EndLease(s);
+  observer_.OnCompute(s.lookup.key.ns, "locked", "revoked");
+  RecordOutcome(s.ns, ComputeOutcome::kFailure);  // The upstream hung.
+  CacheKey key = s.lookup.key;
+  store_.ReleaseLock(key, s.token, ReleaseNotice::kReleased,
+                     [this, key](absl::StatusOr<bool>) { Wake(key); });
+}
+
+void Coordinator::DoFill(Session& s, FillRequest request) {
+  const CacheKey key = s.lookup.key;
+  if (request.value.size() > s.ns.max_value_bytes) {
+    return FinishSession(
+        s, InvalidField("fill.value", absl::StrCat("is ", request.value.size(),
+                                                   " bytes; the namespace limit is ",
+                                                   s.ns.max_value_bytes)));
+  }
+  auto ttl = ResolveDuration("fill.ttl", request.ttl, s.ttl, DurationRule::kPositive,
+                             registry_.limits().max_ttl);
+  if (!ttl.ok()) return FinishSession(s, ttl.status());
+  if (s.revoked) {
+    if (s.sink) s.sink->SendFilled(FilledView{false, s.fencing_token, "lease-revoked"});
+    observer_.OnCompute(key.ns, ModeLabel(s.mode), "not_stored");
+    return RetireSession(s);
+  }
+  EndLease(s);
+  s.fill_in_flight = true;
+  {
+    const absl::Duration took = clock_.Now() - s.lease_started;
+    const bool slow = s.ns.breaker.slow_call_duration.has_value() &&
+                      took > *s.ns.breaker.slow_call_duration;
+    RecordOutcome(s.ns, slow ? ComputeOutcome::kSlowSuccess : ComputeOutcome::kSuccess);
+  }
+  PutOptions options;
+  options.ttl = *ttl;
+  options.stale_window = s.ns.stale_window;
+  if (s.mode == LeaseMode::kLocked) {
+    options.lock_token = s.token;
+    options.release_lock = true;
+  } else {
+    options.only_if_absent = true;
+  }
+  const absl::Duration compute_time = clock_.Now() - s.lease_started;
+  CallId id = s.id;
+  std::string value = request.value;
+  store_.Put(key, std::move(request.value), options,
+             [this, id, key, value = std::move(value), ttl = *ttl,
+              compute_time](absl::StatusOr<bool> stored) {
+               auto it = sessions_.find(id);
+               if (it == sessions_.end()) return;
+               Session& s = it->second;
+               FilledView filled;
+               filled.fencing_token = s.fencing_token;
+               const absl::string_view mode = ModeLabel(s.mode);
+               if (!stored.ok()) {
+                 filled.reason = std::string(kReasonStoreUnavailable);
+                 observer_.OnCompute(key.ns, mode, "not_stored");
+               } else if (!*stored) {
+                 filled.reason = s.mode == LeaseMode::kLocked ? "lease-lost" : "value-present";
+                 observer_.OnCompute(key.ns, mode, "not_stored");
+               } else {
+                 filled.stored = true;
+                 observer_.OnCompute(key.ns, mode, "filled");
+               }
+               LOG_EVENT("fill", key, "mode=", mode, " stored=", filled.stored,
+                         " fencing_token=", s.fencing_token,
+                         " compute_ms=", absl::ToInt64Milliseconds(compute_time));
+               if (s.sink) s.sink->SendFilled(filled);
+               RetireSession(s);
+               // Waiters on this replica get the value now, whatever the
+               // store said (it may be down); other replicas hear the
+               // store's notice.
+               if (filled.stored || !stored.ok()) {
+                 const absl::Time now = clock_.Now();
+                 StoredValue fresh{value, now, now + ttl};
+                 if (!stored.ok()) {
+                   constexpr size_t kMaxDegradedValues = 10000;
+                   if (degraded_values_.size() >= kMaxDegradedValues) degraded_values_.clear();
+                   degraded_values_[key] = fresh;
+                 }
+                 ServeAll(key, fresh, Source::kPeerFill, LookupStage::kAfterWait);
+               }
+             });
+}
+
+void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
+  const CacheKey key = s.lookup.key;
+  const absl::string_view mode = ModeLabel(s.mode);
+  observer_.OnCompute(key.ns, mode, request.upstream_failure ? "failed" : "abandoned");
+  if (request.upstream_failure) RecordOutcome(s.ns, ComputeOutcome::kFailure);
+  LOG_EVENT("abandon", key, "mode=", mode, " upstream_failure=", request.upstream_failure,
+            " reason=\"", absl::CEscape(request.reason.substr(0, 200)), "\"");
+  EndLease(s);
+  const bool held = s.mode == LeaseMode::kLocked && !s.revoked;
+  std::string token = s.token;
+  if (s.sink) s.sink->Finish(absl::OkStatus());
+  RetireSession(s);
+  if (request.upstream_failure) {
+    FailWaiters(key, WithReason(absl::UnavailableError(
+                                    "the caller computing this value reported an "
+                                    "upstream failure"),
+                                kReasonPeerComputeFailed));
+  }
+  if (!held) return;
+  store_.ReleaseLock(key, token,
+                     request.upstream_failure ? ReleaseNotice::kUpstreamFailed
+                                              : ReleaseNotice::kReleased,
+                     [this, key](absl::StatusOr<bool>) {
+                       Wake(key);
+                       MaybeRetire(key);
+                     });
+}
+
+void Coordinator::OnWaitTimeout(CallId id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || it->second.state != SessionState::kWaiting) return;
+  Session& s = it->second;
+  s.wait_timer = 0;
+  const CacheKey key = s.lookup.key;
+  observer_.OnWaitersChanged(key.ns, -1);
+  observer_.OnWaitEnded(key.ns, clock_.Now() - s.wait_started);
+  observer_.OnLockAcquisition(key.ns, "timeout");
+  // Out of the queue, but not done: read once more before the policy.
+  s.state = SessionState::kReading;
+  LeaveQueue(key);
+  store_.Get(key, [this, id, key](absl::StatusOr<std::optional<StoredValue>> r) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.state != SessionState::kReading) return;
+    Session& s = it->second;
+    const bool hit = r.ok() && r->has_value() && IsFresh(**r);
+    observer_.OnLookup(key.ns, LookupStage::kAfterTimeout, hit);
+    if (hit) return SendValue(s, **r, Source::kCacheAfterTimeout);
+    if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kFail) {
+      LOG_EVENT("wait_timeout", key, "policy=fail wait_ms=",
+                absl::ToInt64Milliseconds(s.wait_timeout));
+      return FinishSession(
+          s, WithReason(absl::DeadlineExceededError(absl::StrCat(
+                            "no value within wait_timeout ",
+                            absl::FormatDuration(s.wait_timeout))),
+                        kReasonWaitTimeout));
+    }
+    if (s.half_closed || !s.sink) {
+      return FinishSession(s, WithReason(absl::DeadlineExceededError(
+                                             "no value within wait_timeout"),
+                                         kReasonWaitTimeout));
+    }
+    breakers_.Admit(s.ns, [this, id, key](BreakerVerdict verdict) {
+      auto it = sessions_.find(id);
+      if (it == sessions_.end() || it->second.state != SessionState::kReading) return;
+      Session& s = it->second;
+      if (!verdict.allowed) return RejectForBreaker(s, verdict);
+      LOG_EVENT("unlocked_compute", key, "cause=wait_timeout wait_ms=",
+                absl::ToInt64Milliseconds(s.wait_timeout));
+      GrantLease(s, LeaseMode::kUnlockedTimeout, 0, "");
+    });
+  });
+}
+
+}  // namespace corral
