@@ -1,0 +1,168 @@
+"""Shared helpers for the deploy/ tests: paths, required tools, and real
+redis-server + corrald processes on free loopback ports."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.environ.get("CORRAL_SOURCE_DIR") or os.path.normpath(os.path.join(HERE, "..", ".."))
+BUILD = os.environ.get("CORRAL_BUILD_DIR") or os.path.join(SOURCE, "build")
+CORRALD = os.path.join(BUILD, "server", "corrald")
+CORRALCTL = os.path.join(BUILD, "client", "corralctl", "corralctl")
+BENCH = os.path.join(BUILD, "client", "bench", "corral-bench")
+
+# The metric contract (docs/OPERATIONS.md, DESIGN.md "Metrics"): rules and
+# dashboards may use these names only. Histograms also expose _bucket, _sum
+# and _count.
+COUNTERS_AND_GAUGES = {
+    "corral_lookups_total", "corral_lock_acquisitions_total", "corral_computes_total",
+    "corral_duplicate_computes_total", "corral_waiters", "corral_breaker_state",
+    "corral_breaker_state_since_seconds", "corral_breaker_transitions_total",
+    "corral_breaker_open_seconds_total",
+    "corral_store_up", "corral_rpc_requests_total",
+}
+HISTOGRAMS = {"corral_lock_wait_seconds", "corral_store_op_seconds", "corral_rpc_duration_seconds"}
+KNOWN_METRICS = COUNTERS_AND_GAUGES | {
+    f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
+
+
+def src(*parts):
+    return os.path.join(SOURCE, *parts)
+
+
+def require_tool(name):
+    """The path of a declared dependency; fails the test loudly if missing."""
+    path = shutil.which(name)
+    if path is None:
+        raise AssertionError(
+            f"{name} is not installed: it is a declared test dependency "
+            f"(scripts/deps.sh installs it); run scripts/deps.sh")
+    return path
+
+
+def run(args, timeout=60, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metric_names(expr):
+    """corral_* metric names an expression mentions (not recording rules)."""
+    return set(re.findall(r"(?<![:\w])(corral_[a-z_]+)", expr))
+
+
+_FLAGS = None
+
+
+def corrald_flags():
+    """Flag names `corrald --help` documents (absl exits 1 after --help)."""
+    global _FLAGS
+    if _FLAGS is None:
+        out = run([CORRALD, "--help"])
+        _FLAGS = set(re.findall(r"^\s+--(\w+) \(", out.stdout + out.stderr, re.M))
+        if not {"listen_address", "metrics_address", "redis", "config"} <= _FLAGS:
+            raise AssertionError(f"cannot read corrald's flags from --help:\n{out.stdout}{out.stderr}")
+    return _FLAGS
+
+
+def assert_known_flags(testcase, args, where):
+    for arg in args:
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0]
+            testcase.assertIn(name, corrald_flags(),
+                              f"{where}: corrald has no flag --{name} (corrald --help)")
+
+
+class Processes:
+    """Starts redis-server and corrald instances; stops them in reverse order."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="corral-deploy-test-")
+        self.procs = []
+
+    def redis(self):
+        port = free_port()
+        with open(os.path.join(self.dir, f"redis-{port}.log"), "w") as log:
+            p = subprocess.Popen(
+                [require_tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no"],
+                stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return port
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"redis-server on port {port} did not answer PING")
+
+    def corrald(self, args, name="corrald"):
+        """Starts corrald with `args`; returns (proc, grpc_port, metrics_port)."""
+        log = os.path.join(self.dir, f"{name}-{len(self.procs)}.log")
+        with open(log, "w") as out:
+            p = subprocess.Popen([CORRALD, *args], stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with open(log) as f:
+                text = f.read()
+            m = re.search(r"corrald ready listen=\S+:(\d+) metrics=(\S+)", text)
+            if m:
+                metrics = m.group(2)
+                return p, int(m.group(1)), (None if metrics == "off" else int(metrics.rsplit(":", 1)[1]))
+            if p.poll() is not None:
+                raise AssertionError(f"corrald {args} exited with {p.returncode}:\n{text}")
+            time.sleep(0.05)
+        with open(log) as f:
+            raise AssertionError(f"corrald {args} not ready after 20 s:\n{f.read()}")
+
+    def stop(self, proc, timeout=20):
+        """SIGTERM; returns the exit code."""
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+
+    def close(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+class TestCase(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        self.procs = None
+
+    def processes(self):
+        if self.procs is None:
+            self.procs = Processes()
+            self.addCleanup(self.procs.close)
+        return self.procs
