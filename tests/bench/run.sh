@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Benchmarks corrald on a real redis-server that this script starts (and
+# stops) on a free loopback port. Results are printed; tests/bench/RESULTS.md
+# records a run.
+#   tests/bench/run.sh [--smoke] [BUILD_DIR]
+# --smoke: a seconds-long run (CI keeps the tool working with it).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+smoke=0
+if [[ ${1:-} == --smoke ]]; then smoke=1; shift; fi
+build=${1:-$root/build}
+bench=$build/client/bench/corral-bench
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+"$build/server/corrald" --listen_address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
+  --redis="redis://127.0.0.1:$port" --log_level=warning 2>"$tmp/corrald.log" &
+corrald=$!
+pids+=($corrald)
+for _ in $(seq 100); do grep -q "corrald ready" "$tmp/corrald.log" && break; sleep 0.1; done
+target=$(grep -o 'listen=[^ ]*' "$tmp/corrald.log" | cut -d= -f2)
+echo "corrald pid=$corrald target=$target redis=127.0.0.1:$port"
+
+run() { echo "\$ corral-bench $*"; "$bench" --targets="$target" "$@"; }
+if ((smoke)); then
+  run --callers=200 --keys=1 --compute_ms=100 --redis_port="$port" --corrald_pids="$corrald"
+  run --mode=locks --workers=2 --duration_s=1
+  exit 0
+fi
+# Stampede: 10,000 callers on one cold key, compute 200 ms (issue 3's run),
+# and with a 2 s compute so that every caller is waiting when the fill lands.
+run --callers=10000 --keys=1 --compute_ms=200 --redis_port="$port" --corrald_pids="$corrald"
+run --callers=10000 --keys=1 --compute_ms=2000 --redis_port="$port" --corrald_pids="$corrald"
+run --callers=1000 --keys=1 --compute_ms=200 --redis_port="$port" --corrald_pids="$corrald"
+# Locks: AcquireLock + ReleaseLock cycles.
+run --mode=locks --workers=1 --duration_s=5
+run --mode=locks --workers=8 --duration_s=5
+run --mode=locks --workers=8 --contended --duration_s=5
