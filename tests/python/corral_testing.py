@@ -181,7 +181,7 @@ class Fleet:
     on the embedded store). Stop it with stop() (tests: addCleanup)."""
 
     def __init__(self, replicas: int = 1, redis: bool = True, upstream: bool = False,
-                 upstream_delay=(0.2, 0.3)):
+                 upstream_delay=(0.2, 0.3), corrald_args: List[str] = ()):
         self.dir = tempfile.mkdtemp(prefix="corral-pytest-")
         self.redis: Optional[RedisServer] = None
         self.replicas: List[Corrald] = []
@@ -190,7 +190,8 @@ class Fleet:
             if redis:
                 self.redis = RedisServer(self.dir)
             for _ in range(replicas):
-                self.replicas.append(Corrald(self.dir, self.redis.uri if self.redis else None))
+                self.replicas.append(Corrald(self.dir, self.redis.uri if self.redis else None,
+                                             list(corrald_args)))
             if upstream:
                 self.upstream = FakeUpstream(self.dir, *upstream_delay)
         except BaseException:
