@@ -175,6 +175,10 @@ class Coordinator final : public StoreListener {
   // Past the breaker: try once, or queue with a timer.
   void StartLockWait(CallId id, absl::Duration wait);
   void DoLookup(Session& s, LookupRequest request);
+  // The session if it holds a lease; otherwise ends it with the protocol
+  // error "<message> without a lease" (or "first message must be a
+  // Lookup") and answers null.
+  Session* SessionHoldingLease(CallId id, absl::string_view message);
   void DoFill(Session& s, FillRequest request);
   void DoAbandon(Session& s, AbandonRequest request);
   void DoGone(CallId id);

@@ -43,33 +43,30 @@ void Coordinator::ComputeLookup(CallId id, LookupRequest request) {
   });
 }
 
+Coordinator::Session* Coordinator::SessionHoldingLease(CallId id, absl::string_view message) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return nullptr;
+  Session& s = it->second;
+  if (s.state == SessionState::kAwaitLookup) {
+    FinishSession(s, ProtocolError("the first message must be a Lookup"));
+    return nullptr;
+  }
+  if (s.state != SessionState::kLeased || s.fill_in_flight) {
+    FinishSession(s, ProtocolError(absl::StrCat(message, " without a lease")));
+    return nullptr;
+  }
+  return &s;
+}
+
 void Coordinator::ComputeFill(CallId id, FillRequest request) {
   loop_.Post([this, id, request = std::move(request)]() mutable {
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) return;
-    Session& s = it->second;
-    if (s.state == SessionState::kAwaitLookup) {
-      return FinishSession(s, ProtocolError("the first message must be a Lookup"));
-    }
-    if (s.state != SessionState::kLeased || s.fill_in_flight) {
-      return FinishSession(s, ProtocolError("Fill without a lease"));
-    }
-    DoFill(s, std::move(request));
+    if (Session* s = SessionHoldingLease(id, "Fill")) DoFill(*s, std::move(request));
   });
 }
 
 void Coordinator::ComputeAbandon(CallId id, AbandonRequest request) {
   loop_.Post([this, id, request = std::move(request)]() mutable {
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) return;
-    Session& s = it->second;
-    if (s.state == SessionState::kAwaitLookup) {
-      return FinishSession(s, ProtocolError("the first message must be a Lookup"));
-    }
-    if (s.state != SessionState::kLeased || s.fill_in_flight) {
-      return FinishSession(s, ProtocolError("Abandon without a lease"));
-    }
-    DoAbandon(s, std::move(request));
+    if (Session* s = SessionHoldingLease(id, "Abandon")) DoAbandon(*s, std::move(request));
   });
 }
 

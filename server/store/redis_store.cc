@@ -377,18 +377,27 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
   });
 }
 
+template <typename T, typename Parse>
+void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
+                              std::vector<std::string> args, Parse parse,
+                              Callback<T> done) {
+  RunScript(script, std::move(keys), std::move(args),
+            [this, parse,
+             done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+              if (!reply.ok()) {
+                Answer(std::move(done),
+                       absl::StatusOr<T>(AsUnavailable(reply.status())));
+                return;
+              }
+              Answer(std::move(done), absl::StatusOr<T>(parse(*reply)));
+            });
+}
+
 void RedisStore::Get(const CacheKey& key,
                      Callback<std::optional<StoredValue>> done) {
-  RunScript(
-      RedisScript::kGet, {RedisKeysFor(key).value}, {},
-      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done), absl::StatusOr<std::optional<StoredValue>>(
-                                      AsUnavailable(reply.status())));
-          return;
-        }
-        Answer(std::move(done), ParseGetReply(*reply));
-      });
+  RunAndAnswer<std::optional<StoredValue>>(RedisScript::kGet,
+                                           {RedisKeysFor(key).value}, {},
+                                           ParseGetReply, std::move(done));
 }
 
 void RedisStore::Put(const CacheKey& key, std::string value,
@@ -404,104 +413,54 @@ void RedisStore::Put(const CacheKey& key, std::string value,
   args.push_back(options.release_lock ? "1" : "0");
   args.push_back(options.only_if_absent ? "1" : "0");
   args.push_back(std::move(keys.channel));
-  RunScript(
-      RedisScript::kPut, {std::move(keys.value), std::move(keys.lock)},
-      std::move(args),
-      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<bool>(AsUnavailable(reply.status())));
-          return;
-        }
-        Answer(std::move(done), ParseCountReply(*reply));
-      });
+  RunAndAnswer<bool>(RedisScript::kPut,
+                     {std::move(keys.value), std::move(keys.lock)},
+                     std::move(args), ParseCountReply, std::move(done));
 }
 
 void RedisStore::Delete(const CacheKey& key, Callback<bool> done) {
-  RunScript(
-      RedisScript::kDelete, {RedisKeysFor(key).value}, {},
-      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<bool>(AsUnavailable(reply.status())));
-          return;
-        }
-        Answer(std::move(done), ParseCountReply(*reply));
-      });
+  RunAndAnswer<bool>(RedisScript::kDelete, {RedisKeysFor(key).value}, {},
+                     ParseCountReply, std::move(done));
 }
 
 void RedisStore::TryLock(const CacheKey& key, const std::string& token,
                          absl::Duration ttl, Callback<LockAttempt> done) {
   RedisItemKeys keys = RedisKeysFor(key);
-  RunScript(
+  RunAndAnswer<LockAttempt>(
       RedisScript::kTryLock, {std::move(keys.lock), std::move(keys.fence)},
       {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
-      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<LockAttempt>(AsUnavailable(reply.status())));
-          return;
-        }
-        Answer(std::move(done), ParseTryLockReply(*reply));
-      });
+      ParseTryLockReply, std::move(done));
 }
 
 void RedisStore::RenewLock(const CacheKey& key, const std::string& token,
                            absl::Duration ttl,
                            Callback<std::optional<absl::Time>> done) {
-  RunScript(
+  RunAndAnswer<std::optional<absl::Time>>(
       RedisScript::kRenew, {RedisKeysFor(key).lock}, {token, LeaseMillis(ttl)},
-      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done), absl::StatusOr<std::optional<absl::Time>>(
-                                      AsUnavailable(reply.status())));
-          return;
-        }
-        Answer(std::move(done), ParseRenewReply(*reply));
-      });
+      ParseRenewReply, std::move(done));
 }
 
 void RedisStore::ReleaseLock(const CacheKey& key, const std::string& token,
                              ReleaseNotice notice, Callback<bool> done) {
   RedisItemKeys keys = RedisKeysFor(key);
-  RunScript(
+  RunAndAnswer<bool>(
       RedisScript::kRelease, {std::move(keys.lock)},
       {token, std::string(ReleaseMessage(notice)), std::move(keys.channel)},
-      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<bool>(AsUnavailable(reply.status())));
-          return;
-        }
-        Answer(std::move(done), ParseCountReply(*reply));
-      });
+      ParseCountReply, std::move(done));
 }
 
-void RedisStore::LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) {
-  RunScript(RedisScript::kBreakerLoad, {RedisBreakerKey(ns)}, {},
-            [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-              if (!reply.ok()) {
-                Answer(std::move(done),
-                       absl::StatusOr<BreakerRecord>(AsUnavailable(reply.status())));
-                return;
-              }
-              Answer(std::move(done), ParseBreakerLoadReply(*reply));
-            });
+void RedisStore::LoadBreaker(const std::string& ns,
+                             Callback<BreakerRecord> done) {
+  RunAndAnswer<BreakerRecord>(RedisScript::kBreakerLoad, {RedisBreakerKey(ns)},
+                              {}, ParseBreakerLoadReply, std::move(done));
 }
 
 void RedisStore::StoreBreaker(const std::string& ns, uint64_t expected_version,
                               std::string state, Callback<BreakerCas> done) {
-  RunScript(RedisScript::kBreakerCas, {RedisBreakerKey(ns)},
-            {absl::StrCat(expected_version), std::move(state),
-             std::string(kRedisBreakerChannel), ns},
-            [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-              if (!reply.ok()) {
-                Answer(std::move(done),
-                       absl::StatusOr<BreakerCas>(AsUnavailable(reply.status())));
-                return;
-              }
-              Answer(std::move(done), ParseBreakerCasReply(*reply));
-            });
+  RunAndAnswer<BreakerCas>(RedisScript::kBreakerCas, {RedisBreakerKey(ns)},
+                           {absl::StrCat(expected_version), std::move(state),
+                            std::string(kRedisBreakerChannel), ns},
+                           ParseBreakerCasReply, std::move(done));
 }
 
 void RedisStore::Ping(StatusCallback done) {
@@ -563,7 +522,8 @@ void RedisStore::OnMessage(uint64_t session, absl::string_view name,
   if (name == kRedisBreakerChannel) {
     auto message = DecodeBreakerMessage(payload);
     if (!message.ok()) return;
-    loop_.Post([this, alive = std::weak_ptr<int>(alive_), message = *std::move(message)] {
+    loop_.Post([this, alive = std::weak_ptr<int>(alive_),
+                message = *std::move(message)] {
       if (alive.expired() || listener_ == nullptr) return;
       listener_->OnBreakerChanged(message.first, message.second);
     });

@@ -120,6 +120,12 @@ class RedisStore final : public Store {
   // StoreUnavailable with the reason the store is down.
   absl::Status DownStatus() const;
 
+  // Runs `script` and answers `done` with `parse(reply)`, or with the
+  // connection's error as UNAVAILABLE store-unavailable. Loop thread.
+  template <typename T, typename Parse>
+  void RunAndAnswer(RedisScript script, std::vector<std::string> keys,
+                    std::vector<std::string> args, Parse parse, Callback<T> done);
+
   // Answers on the loop, never inline.
   template <typename T>
   void Answer(Callback<T> done, absl::StatusOr<T> result) {
