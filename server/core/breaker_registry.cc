@@ -77,15 +77,7 @@ void BreakerRegistry::OnChanged(const std::string& ns, const BreakerRecord& reco
 void BreakerRegistry::OnStoreAvailability(bool up) {
   if (!up) return;
   // Changes made while we could not hear them: read every namespace again.
-  for (auto& [ns, e] : entries_) {
-    if (!e.loading) {
-      e.loading = true;
-      store_.LoadBreaker(ns, [this, ns = ns](absl::StatusOr<BreakerRecord> record) {
-        entries_[ns].loading = false;
-        if (record.ok()) Adopt(ns, *record);
-      });
-    }
-  }
+  for (auto& [ns, e] : entries_) Load(ns);
 }
 
 std::optional<BreakerVerdict> BreakerRegistry::Peek(const NamespaceSettings& ns) const {

@@ -265,12 +265,7 @@ void Coordinator::Shutdown(absl::Duration timeout) {
     }
     std::vector<CallId> lock_ids;
     for (const auto& [id, w] : lock_waiters_) lock_ids.push_back(id);
-    for (CallId id : lock_ids) {
-      LockWaiter w = std::move(lock_waiters_.at(id));
-      lock_waiters_.erase(id);
-      loop_.Cancel(w.timer);
-      w.done(ShuttingDown());
-    }
+    for (CallId id : lock_ids) TakeLockWaiter(id, "").done(ShuttingDown());
     finish_one();
   });
   done->WaitForNotificationWithTimeout(timeout);

@@ -196,6 +196,9 @@ class Coordinator final : public StoreListener {
   void Wake(const CacheKey& key);
   // Puts a session whose lookup missed into the queue, with its wait timer.
   void BeginWait(Session& s);
+  // The opposite: a queued session leaves the queue (its wait is observed);
+  // the caller then answers, leases or re-reads it.
+  void StopWaiting(Session& s);
   void OnAttempt(const CacheKey& key, QueueEntry head, std::string token,
                  absl::Duration ttl, absl::StatusOr<LockAttempt> result);
   // Ends the flight's lock attempt. `pump`: let the next head try now (after
@@ -236,6 +239,10 @@ class Coordinator final : public StoreListener {
   void EndLease(Session& s);  // Cancels renew/revoke timers.
   void OnWaitTimeout(CallId id);
   void OnLockWaitTimeout(CallId id);
+  // Removes a lock waiter (which must exist) and returns it: cancels its
+  // timer and leaves the queue if it was queued, records `outcome` ("":
+  // none). The caller answers it.
+  LockWaiter TakeLockWaiter(CallId id, absl::string_view outcome);
   void RenewLease(CallId id);
   void RevokeLease(CallId id);
   void SendValue(Session& s, const StoredValue& value, Source source);

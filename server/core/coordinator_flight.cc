@@ -246,16 +246,7 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
     for (const QueueEntry& e : FlightFor(key).queue) {
       if (e.is_lock && lock_waiters_.contains(e.id)) lock_ids.push_back(e.id);
     }
-    for (CallId id : lock_ids) {
-      LockWaiter w = std::move(lock_waiters_.at(id));
-      lock_waiters_.erase(id);
-      loop_.Cancel(w.timer);
-      observer_.OnWaitersChanged(key.ns, -1);
-      observer_.OnWaitEnded(key.ns, clock_.Now() - w.started);
-      observer_.OnLockAcquisition(key.ns, "error");
-      LeaveQueue(key);
-      w.done(result.status());
-    }
+    for (CallId id : lock_ids) TakeLockWaiter(id, "error").done(result.status());
     if (!head.is_lock && IsWaitingSession(head.id, key)) {
       Session& s = sessions_.at(head.id);
       if (absl::IsUnavailable(result.status()) &&
@@ -289,19 +280,13 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
   }
   const absl::Time now = clock_.Now();
   if (head.is_lock) {
-    LockWaiter w = std::move(lock_waiters_.at(head.id));
-    lock_waiters_.erase(head.id);
-    loop_.Cancel(w.timer);
-    observer_.OnWaitersChanged(key.ns, -1);
-    observer_.OnWaitEnded(key.ns, now - w.started);
-    observer_.OnLockAcquisition(key.ns, "acquired");
+    LockWaiter w = TakeLockWaiter(head.id, "acquired");
     LockGrant grant;
     grant.acquired = true;
     grant.token = w.token;
     grant.fencing_token = result->fencing_token;
     grant.expires_at = result->expires_at;
     grant.waited = now - w.started;
-    LeaveQueue(key);
     w.done(grant);
     return FinishAttempt(key, /*pump=*/true);
   }
@@ -327,10 +312,8 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
         const bool live = IsWaitingSession(sid, key);
         if (live && verdict.allowed) {
           Session& s = sessions_.at(sid);
-          observer_.OnWaitersChanged(key.ns, -1);
-          observer_.OnWaitEnded(key.ns, clock_.Now() - s.wait_started);
+          StopWaiting(s);
           GrantLease(s, LeaseMode::kLocked, fence, "");
-          LeaveQueue(key);
           return FinishAttempt(key, /*pump=*/true);
         }
         store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
@@ -348,11 +331,8 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
     if (hit) {
       if (live) {
         Session& s = sessions_.at(sid);
-        loop_.Cancel(s.wait_timer);
-        observer_.OnWaitersChanged(key.ns, -1);
-        observer_.OnWaitEnded(key.ns, clock_.Now() - s.wait_started);
+        StopWaiting(s);
         SendValue(s, **r, Source::kCacheAfterLock);
-        LeaveQueue(key);
       }
       ServeAll(key, **r, Source::kPeerFill, LookupStage::kAfterLock);
     } else if (live) {
@@ -401,41 +381,19 @@ void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value, Source
                            LookupStage stage) {
   auto fit = flights_.find(key);
   if (fit == flights_.end()) return;
-  Flight& f = fit->second;
   // Readers still waiting on a store read can take the value too.
   std::vector<CallId> readers;
-  readers.swap(f.readers);
+  readers.swap(fit->second.readers);
   for (CallId id : readers) {
     auto it = sessions_.find(id);
     if (it == sessions_.end() || it->second.state != SessionState::kReading) continue;
     observer_.OnLookup(key.ns, LookupStage::kInitial, true);
     SendValue(it->second, value, Source::kCache);
   }
-  std::deque<QueueEntry> kept;
-  int served = 0;
-  const absl::Time now = clock_.Now();
-  for (const QueueEntry& e : f.queue) {
-    if (e.is_lock) {
-      if (lock_waiters_.contains(e.id)) kept.push_back(e);
-      continue;
-    }
-    auto it = sessions_.find(e.id);
-    if (it == sessions_.end() || it->second.state != SessionState::kWaiting ||
-        !(it->second.lookup.key == key)) {
-      continue;
-    }
-    Session& s = it->second;
-    loop_.Cancel(s.wait_timer);
-    observer_.OnWaitEnded(key.ns, now - s.wait_started);
+  EndWaiters(key, [&](Session& s) {
     observer_.OnLookup(key.ns, stage, true);
     SendValue(s, value, source);
-    ++served;
-  }
-  f.queue.swap(kept);
-  f.waiting -= served;
-  total_waiting_ -= served;
-  if (served > 0) observer_.OnWaitersChanged(key.ns, -served);
-  MaybeRetire(key);
+  });
 }
 
 void Coordinator::EndWaiters(const CacheKey& key, const std::function<void(Session&)>& end) {
@@ -493,15 +451,20 @@ void Coordinator::ComputeDegraded(const CacheKey& key, CallId sid) {
         return EndDegraded(key, sid);
       }
       Session& s = sessions_.at(sid);
-      loop_.Cancel(s.wait_timer);
-      s.wait_timer = 0;
-      observer_.OnWaitersChanged(key.ns, -1);
-      observer_.OnWaitEnded(key.ns, clock_.Now() - s.wait_started);
+      StopWaiting(s);
       LOG_EVENT("unlocked_compute", key, "cause=store_unavailable scope=this_replica");
       GrantLease(s, LeaseMode::kUnlockedDegraded, 0, "");
-      LeaveQueue(key);
     });
   });
+}
+
+void Coordinator::StopWaiting(Session& s) {
+  loop_.Cancel(s.wait_timer);
+  s.wait_timer = 0;
+  observer_.OnWaitersChanged(s.lookup.key.ns, -1);
+  observer_.OnWaitEnded(s.lookup.key.ns, clock_.Now() - s.wait_started);
+  s.state = SessionState::kReading;
+  LeaveQueue(s.lookup.key);
 }
 
 void Coordinator::EndDegraded(const CacheKey& key, CallId sid) {
@@ -519,13 +482,8 @@ void Coordinator::RejectForBreaker(Session& s, const BreakerVerdict& verdict) {
     observer_.OnLookup(key.ns, LookupStage::kBeforeFallback, true);
     return SendValue(s, *fit->second.stale, Source::kStale);
   }
-  if (s.state == SessionState::kWaiting) {
-    // Still queued (a fast failure at the miss never queued it).
-    loop_.Cancel(s.wait_timer);
-    observer_.OnWaitersChanged(key.ns, -1);
-    s.state = SessionState::kReading;
-    LeaveQueue(key);
-  }
+  // Still queued unless it failed fast at the miss.
+  if (s.state == SessionState::kWaiting) StopWaiting(s);
   FinishSession(s, BreakerOpen(verdict.retry_after));
 }
 

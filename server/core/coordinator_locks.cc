@@ -56,22 +56,14 @@ void Coordinator::DoAcquireLock(CallId id, AcquireLockRequest request,
   breakers_.Admit(*settings, [this, id, wait = *wait](BreakerVerdict verdict) {
     auto it = lock_waiters_.find(id);
     if (it == lock_waiters_.end()) return;  // Cancelled meanwhile.
-    if (!verdict.allowed) {
-      LockWaiter w = std::move(it->second);
-      lock_waiters_.erase(it);
-      return w.done(BreakerOpen(verdict.retry_after));
-    }
+    if (!verdict.allowed) return TakeLockWaiter(id, "").done(BreakerOpen(verdict.retry_after));
     StartLockWait(id, wait);
   });
 }
 
 void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
   LockWaiter& w = lock_waiters_.at(id);
-  if (shutting_down_) {
-    LockWaiter gone = std::move(w);
-    lock_waiters_.erase(id);
-    return gone.done(ShuttingDown());
-  }
+  if (shutting_down_) return TakeLockWaiter(id, "").done(ShuttingDown());
   const absl::Time now = clock_.Now();
   absl::Duration budget = std::min(wait, w.request.deadline - now);
   if (budget <= absl::ZeroDuration()) {
@@ -79,8 +71,7 @@ void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
     CacheKey key = w.request.key;
     store_.TryLock(key, w.token, w.ttl,
                    [this, id, key, token = w.token](absl::StatusOr<LockAttempt> r) {
-                     auto it = lock_waiters_.find(id);
-                     if (it == lock_waiters_.end()) {
+                     if (!lock_waiters_.contains(id)) {
                        // Cancelled while we asked: give back what we got.
                        if (r.ok() && r->acquired) {
                          store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
@@ -88,13 +79,9 @@ void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
                        }
                        return;
                      }
-                     LockWaiter waiter = std::move(it->second);
-                     lock_waiters_.erase(it);
-                     const std::string& ns = waiter.request.key.ns;
-                     if (!r.ok()) {
-                       observer_.OnLockAcquisition(ns, "error");
-                       return waiter.done(r.status());
-                     }
+                     LockWaiter waiter = TakeLockWaiter(
+                         id, !r.ok() ? "error" : r->acquired ? "acquired" : "contended");
+                     if (!r.ok()) return waiter.done(r.status());
                      LockGrant grant;
                      grant.acquired = r->acquired;
                      if (r->acquired) {
@@ -102,15 +89,12 @@ void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
                        grant.fencing_token = r->fencing_token;
                        grant.expires_at = r->expires_at;
                      }
-                     observer_.OnLockAcquisition(ns, r->acquired ? "acquired" : "contended");
                      waiter.done(grant);
                    });
     return;
   }
   if (absl::Status admitted = AdmitWaiter(w.request.key); !admitted.ok()) {
-    LockWaiter gone = std::move(w);
-    lock_waiters_.erase(id);
-    return gone.done(admitted);
+    return TakeLockWaiter(id, "").done(admitted);
   }
   w.timer = loop_.RunAfter(budget, [this, id] { OnLockWaitTimeout(id); });
   observer_.OnWaitersChanged(w.request.key.ns, +1);
@@ -120,34 +104,32 @@ void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
 
 void Coordinator::CancelAcquire(CallId id) {
   loop_.Post([this, id] {
-    auto it = lock_waiters_.find(id);
-    if (it == lock_waiters_.end()) return;
-    LockWaiter& w = it->second;
-    loop_.Cancel(w.timer);
-    CacheKey key = w.request.key;
-    bool queued = w.timer != 0;
-    if (queued) {
-      observer_.OnWaitersChanged(key.ns, -1);
-      observer_.OnWaitEnded(key.ns, clock_.Now() - w.started);
-    }
-    lock_waiters_.erase(it);
-    if (queued) LeaveQueue(key);
+    if (lock_waiters_.contains(id)) TakeLockWaiter(id, "");
   });
 }
 
-void Coordinator::OnLockWaitTimeout(CallId id) {
+Coordinator::LockWaiter Coordinator::TakeLockWaiter(CallId id, absl::string_view outcome) {
   auto it = lock_waiters_.find(id);
-  if (it == lock_waiters_.end()) return;
   LockWaiter w = std::move(it->second);
   lock_waiters_.erase(it);
-  const absl::Duration waited = clock_.Now() - w.started;
-  observer_.OnWaitersChanged(w.request.key.ns, -1);
-  observer_.OnWaitEnded(w.request.key.ns, waited);
-  observer_.OnLockAcquisition(w.request.key.ns, "timeout");
-  LeaveQueue(w.request.key);
+  const std::string& ns = w.request.key.ns;
+  if (w.timer != 0) {
+    // It was queued: it stops waiting now.
+    loop_.Cancel(w.timer);
+    observer_.OnWaitersChanged(ns, -1);
+    observer_.OnWaitEnded(ns, clock_.Now() - w.started);
+    LeaveQueue(w.request.key);
+  }
+  if (!outcome.empty()) observer_.OnLockAcquisition(ns, outcome);
+  return w;
+}
+
+void Coordinator::OnLockWaitTimeout(CallId id) {
+  if (!lock_waiters_.contains(id)) return;
+  LockWaiter w = TakeLockWaiter(id, "timeout");
   LockGrant grant;
   grant.acquired = false;
-  grant.waited = waited;
+  grant.waited = clock_.Now() - w.started;
   w.done(grant);
 }
 

@@ -103,14 +103,8 @@ void Coordinator::DoGone(CallId id) {
       if (!s.fill_in_flight) DoAbandon(s, AbandonRequest{"stream ended", false});
       return;
     case SessionState::kWaiting:
-      loop_.Cancel(s.wait_timer);
-      observer_.OnWaitersChanged(s.lookup.key.ns, -1);
-      observer_.OnWaitEnded(s.lookup.key.ns, clock_.Now() - s.wait_started);
-      {
-        CacheKey key = s.lookup.key;
-        sessions_.erase(it);
-        LeaveQueue(key);
-      }
+      StopWaiting(s);
+      sessions_.erase(it);
       return;
     case SessionState::kReading:
       // The flight's reader list still names it; OnRead skips missing ids.
@@ -161,15 +155,7 @@ void Coordinator::SendValue(Session& s, const StoredValue& value, Source source)
 }
 
 void Coordinator::FinishSession(Session& s, absl::Status status) {
-  if (s.state == SessionState::kWaiting) {
-    loop_.Cancel(s.wait_timer);
-    observer_.OnWaitersChanged(s.lookup.key.ns, -1);
-    CacheKey key = s.lookup.key;
-    if (s.sink) s.sink->Finish(std::move(status));
-    RetireSession(s);
-    LeaveQueue(key);
-    return;
-  }
+  if (s.state == SessionState::kWaiting) StopWaiting(s);
   if (s.state == SessionState::kLeased) {
     // A protocol error while holding the lease: release it as an abandon.
     if (!s.fill_in_flight) {
@@ -379,14 +365,11 @@ void Coordinator::OnWaitTimeout(CallId id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second.state != SessionState::kWaiting) return;
   Session& s = it->second;
-  s.wait_timer = 0;
+  s.wait_timer = 0;  // It fired.
   const CacheKey key = s.lookup.key;
-  observer_.OnWaitersChanged(key.ns, -1);
-  observer_.OnWaitEnded(key.ns, clock_.Now() - s.wait_started);
   observer_.OnLockAcquisition(key.ns, "timeout");
   // Out of the queue, but not done: read once more before the policy.
-  s.state = SessionState::kReading;
-  LeaveQueue(key);
+  StopWaiting(s);
   store_.Get(key, [this, id, key](absl::StatusOr<std::optional<StoredValue>> r) {
     auto it = sessions_.find(id);
     if (it == sessions_.end() || it->second.state != SessionState::kReading) return;
