@@ -62,13 +62,12 @@ void Coordinator::Get(CacheKey key, Callback<GetResult> done) {
   loop_.Post([this, key = std::move(key), done = std::move(done)]() mutable {
     auto settings = Settings(key);
     if (!settings.ok()) return done(settings.status());
-    store_.Get(key, [this, done = std::move(done)](
-                        absl::StatusOr<std::optional<StoredValue>> r) mutable {
+    store_.Get(key, [this, done = std::move(done)](absl::StatusOr<KeyRead> r) mutable {
       if (!r.ok()) return done(r.status());
       GetResult result;
-      if (r->has_value() && IsFresh(**r)) {
+      if (r->value.has_value() && IsFresh(*r->value)) {
         result.found = true;
-        result.value = ViewOf(**r, Source::kCache);
+        result.value = ViewOf(*r->value, Source::kCache);
       }
       done(std::move(result));
     });
@@ -176,10 +175,7 @@ void Coordinator::OnKeyEvent(const KeyEvent& event) {
       return;
     case KeyEvent::Kind::kUpstreamFailed:
       // Like singleflight sharing an error: the current waiters get it.
-      FailWaiters(key, WithReason(absl::UnavailableError(
-                                      "the caller computing this value reported an "
-                                      "upstream failure"),
-                                  kReasonPeerComputeFailed));
+      FailWaiters(key, PeerComputeFailed());
       Wake(key);
       return;
     case KeyEvent::Kind::kFilled:
@@ -248,7 +244,7 @@ void Coordinator::Shutdown(absl::Duration timeout) {
       auto it = sessions_.find(id);
       if (it == sessions_.end()) continue;
       Session& s = it->second;
-      if (s.state == SessionState::kLeased && s.mode == LeaseMode::kLocked && !s.revoked) {
+      if (s.state == SessionState::kLeased && HoldsLock(s.mode) && !s.revoked) {
         pending->fetch_add(1);
         store_.ReleaseLock(s.lookup.key, s.token, ReleaseNotice::kReleased,
                            [finish_one](absl::StatusOr<bool>) { finish_one(); });

@@ -121,6 +121,8 @@ class Coordinator final : public StoreListener {
     absl::Time lease_started;
     bool revoked = false;
     bool fill_in_flight = false;
+    // A REFRESH lease: "stale" or "early" (metrics).
+    absl::string_view refresh_trigger;
     EventLoop::TimerId renew_timer = 0;
     EventLoop::TimerId revoke_timer = 0;
   };
@@ -150,6 +152,9 @@ class Coordinator final : public StoreListener {
     bool reread = false;  // A read was asked for while one was in flight.
     bool attempt_in_flight = false;
     bool repump = false;  // A wake-up came while the attempt was in flight.
+    // A caller is trying for the lock to refresh the key (at most one per
+    // replica; the lock makes it one per fleet).
+    bool refresh_attempt = false;
     bool watching = false;
     // The store confirmed it delivers this key's events (kWatching).
     bool watch_confirmed = false;
@@ -186,8 +191,18 @@ class Coordinator final : public StoreListener {
   // Flight machinery.
   Flight& FlightFor(const CacheKey& key) { return flights_[key]; }
   void Read(const CacheKey& key);
-  void OnRead(const CacheKey& key,
-              absl::StatusOr<std::optional<StoredValue>> result);
+  void OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result);
+  // Whether a hit on `value` should become an early refresh (XFetch: with a
+  // probability that rises as expiry nears and with the compute time).
+  bool WantsEarlyRefresh(const Session& s, const StoredValue& value);
+  // Tries once for the key's lock; if it is won (and the breaker admits a
+  // compute) the reading session gets a REFRESH lease carrying `current`,
+  // otherwise `current` itself. `trigger`: "stale" or "early".
+  void StartRefresh(Session& s, StoredValue current, absl::string_view trigger);
+  // The refresh attempt of `sid` is over without a lease: it gets `current`
+  // and the lock, if `token` took it, goes back.
+  void EndRefreshAttempt(const CacheKey& key, CallId sid, const StoredValue& current,
+                         const std::string& token, bool release);
   void Enqueue(const CacheKey& key, QueueEntry entry);
   // Lets the head waiter try for the lock unless it is known to be held.
   void Pump(const CacheKey& key);
@@ -246,6 +261,9 @@ class Coordinator final : public StoreListener {
   void RenewLease(CallId id);
   void RevokeLease(CallId id);
   void SendValue(Session& s, const StoredValue& value, Source source);
+  // Answers a remembered upstream failure (negative caching).
+  void FailRemembered(Session& s, absl::Time failed_until);
+  bool IsReadingSession(CallId id, const CacheKey& key) const;
   void FinishSession(Session& s, absl::Status status);
   void RetireSession(Session& s);
   ValueView ViewOf(const StoredValue& value, Source source) const;

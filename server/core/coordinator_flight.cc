@@ -27,21 +27,25 @@ void Coordinator::Read(const CacheKey& key) {
     return;
   }
   f.read_in_flight = true;
-  store_.Get(key, [this, key](absl::StatusOr<std::optional<StoredValue>> r) {
-    OnRead(key, std::move(r));
-  });
+  store_.Get(key, [this, key](absl::StatusOr<KeyRead> r) { OnRead(key, std::move(r)); });
 }
 
-void Coordinator::OnRead(const CacheKey& key,
-                         absl::StatusOr<std::optional<StoredValue>> result) {
+void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
   // read_in_flight stays set while the readers are handled, so the flight
   // cannot be retired under us.
   std::vector<CallId> readers;
   readers.swap(FlightFor(key).readers);
-  const bool hit = result.ok() && result->has_value() && IsFresh(**result);
-  // A value past its TTL, kept for the stale window: served to allow_stale
-  // callers if the breaker refuses the compute.
-  if (result.ok() && result->has_value() && !hit) FlightFor(key).stale = **result;
+  const StoredValue* found =
+      result.ok() && result->value.has_value() ? &*result->value : nullptr;
+  const bool hit = found != nullptr && IsFresh(*found);
+  // A value past its TTL, kept for the stale window: what allow_stale
+  // callers get while it is refreshed, or while the breaker refuses.
+  if (found != nullptr && !hit) FlightFor(key).stale = *found;
+  const bool failed = result.ok() && result->failed_until > clock_.Now();
+  // One caller of this read may refresh the value, if nobody holds the lock
+  // (no compute or refresh under way) and no failure is remembered.
+  bool may_refresh =
+      result.ok() && !result->locked && !failed && !FlightFor(key).refresh_attempt;
 
   for (CallId id : readers) {
     auto it = sessions_.find(id);
@@ -49,7 +53,26 @@ void Coordinator::OnRead(const CacheKey& key,
     Session& s = it->second;
     observer_.OnLookup(key.ns, LookupStage::kInitial, hit);
     if (hit) {
-      SendValue(s, **result, Source::kCache);
+      if (may_refresh && WantsEarlyRefresh(s, *found)) {
+        may_refresh = false;
+        StartRefresh(s, *found, "early");
+      } else {
+        SendValue(s, *found, Source::kCache);
+      }
+      continue;
+    }
+    if (found != nullptr && s.lookup.allow_stale) {
+      // Stale-while-revalidate: the old value now, one caller refreshes.
+      if (may_refresh && !s.half_closed) {
+        may_refresh = false;
+        StartRefresh(s, *found, "stale");
+      } else {
+        SendValue(s, *found, Source::kStale);
+      }
+      continue;
+    }
+    if (failed) {
+      FailRemembered(s, result->failed_until);
       continue;
     }
     if (!result.ok() && !(absl::IsUnavailable(result.status()) &&
@@ -71,7 +94,7 @@ void Coordinator::OnRead(const CacheKey& key,
     BeginWait(s);
   }
   // A read that an event asked for (kWatching/kResync) serves the waiters.
-  if (hit) ServeAll(key, **result, Source::kPeerFill, LookupStage::kAfterWait);
+  if (hit) ServeAll(key, *found, Source::kPeerFill, LookupStage::kAfterWait);
 
   Flight& f = FlightFor(key);
   f.read_in_flight = false;
@@ -299,13 +322,21 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
   observer_.OnLockAcquisition(key.ns, "acquired");
   const CallId sid = s.id;
   const uint64_t fence = result->fencing_token;
-  store_.Get(key, [this, key, sid, token, fence](
-                      absl::StatusOr<std::optional<StoredValue>> r) {
+  store_.Get(key, [this, key, sid, token, fence](absl::StatusOr<KeyRead> r) {
     const bool live = IsWaitingSession(sid, key);
-    const bool hit = r.ok() && r->has_value() && IsFresh(**r);
+    const bool hit = r.ok() && r->value.has_value() && IsFresh(*r->value);
     observer_.OnLookup(key.ns, LookupStage::kAfterLock, hit);
+    if (r.ok() && r->failed_until > clock_.Now()) {
+      // The last compute failed, and that is remembered: nobody here
+      // computes against it now.
+      store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
+                         [this, key](absl::StatusOr<bool>) { FinishAttempt(key, true); });
+      const absl::Time until = r->failed_until;
+      EndWaiters(key, [this, until](Session& s) { FailRemembered(s, until); });
+      return;
+    }
     if (live && r.ok() && !hit) {
-      if (r->has_value()) FlightFor(key).stale = **r;
+      if (r->value.has_value()) FlightFor(key).stale = *r->value;
       // The compute is about to start: the breaker has the last word.
       breakers_.Admit(sessions_.at(sid).ns, [this, key, sid, token,
                                              fence](BreakerVerdict verdict) {
@@ -332,9 +363,9 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
       if (live) {
         Session& s = sessions_.at(sid);
         StopWaiting(s);
-        SendValue(s, **r, Source::kCacheAfterLock);
+        SendValue(s, *r->value, Source::kCacheAfterLock);
       }
-      ServeAll(key, **r, Source::kPeerFill, LookupStage::kAfterLock);
+      ServeAll(key, *r->value, Source::kPeerFill, LookupStage::kAfterLock);
     } else if (live) {
       FinishSession(sessions_.at(sid), r.status());
     }
@@ -369,7 +400,7 @@ void Coordinator::MaybeRetire(const CacheKey& key) {
   if (it == flights_.end()) return;
   Flight& f = it->second;
   if (f.waiting > 0 || !f.readers.empty() || f.read_in_flight || f.attempt_in_flight ||
-      f.degraded_holder != 0) {
+      f.refresh_attempt || f.degraded_holder != 0) {
     return;
   }
   if (f.watching) store_.Unwatch(key);
@@ -432,9 +463,9 @@ void Coordinator::FailWaiters(const CacheKey& key, const absl::Status& status) {
 void Coordinator::ComputeDegraded(const CacheKey& key, CallId sid) {
   FlightFor(key).degraded_holder = sid;  // Pump stays away until it ends.
   // The seed's last-chance check before an unlocked compute.
-  store_.Get(key, [this, key, sid](absl::StatusOr<std::optional<StoredValue>> r) {
+  store_.Get(key, [this, key, sid](absl::StatusOr<KeyRead> r) {
     std::optional<StoredValue> found;
-    if (r.ok() && r->has_value() && IsFresh(**r)) found = **r;
+    if (r.ok() && r->value.has_value() && IsFresh(*r->value)) found = *r->value;
     if (auto local = degraded_values_.find(key);
         !found && local != degraded_values_.end() && IsFresh(local->second)) {
       found = local->second;

@@ -29,6 +29,20 @@ inline absl::string_view ModeLabel(LeaseMode mode) {
   return "unknown";
 }
 
+// Whether a lease of this mode holds the key's fleet-wide lock (renewed
+// while the stream is open, released by the fenced fill or an abandon).
+inline bool HoldsLock(LeaseMode mode) {
+  return mode == LeaseMode::kLocked || mode == LeaseMode::kRefresh;
+}
+
+// What waiters get when the caller computing their key reports an upstream
+// failure, and what callers get while that failure is remembered.
+inline absl::Status PeerComputeFailed() {
+  return WithReason(absl::UnavailableError(
+                        "the caller computing this value reported an upstream failure"),
+                    kReasonPeerComputeFailed);
+}
+
 inline absl::Status ProtocolError(absl::string_view what) {
   return WithReason(absl::InvalidArgumentError(what), kReasonInvalidArgument);
 }

@@ -141,8 +141,13 @@ void Coordinator::DoLookup(Session& s, LookupRequest request) {
   Flight& f = FlightFor(s.lookup.key);
   if (f.known_miss && f.held_elsewhere && f.watch_confirmed) {
     // Another caller's compute is under way and its fill will be delivered
-    // to this flight: wait for it without asking the store again.
+    // to this flight: wait for it without asking the store again (or take
+    // the value it replaces, if this caller accepts a stale one).
     observer_.OnLookup(s.lookup.key.ns, LookupStage::kInitial, false);
+    if (s.lookup.allow_stale && f.stale.has_value() &&
+        f.stale->expires_at + s.ns.stale_window > clock_.Now()) {
+      return SendValue(s, *f.stale, Source::kStale);
+    }
     return BeginWait(s);
   }
   f.readers.push_back(s.id);
@@ -150,8 +155,14 @@ void Coordinator::DoLookup(Session& s, LookupRequest request) {
 }
 
 void Coordinator::SendValue(Session& s, const StoredValue& value, Source source) {
+  if (source == Source::kStale) observer_.OnStaleServed(s.lookup.key.ns);
   if (s.sink) s.sink->SendValue(ViewOf(value, source));
   RetireSession(s);
+}
+
+void Coordinator::FailRemembered(Session& s, absl::Time failed_until) {
+  observer_.OnNegativeHit(s.lookup.key.ns);
+  FinishSession(s, WithRetryAfter(PeerComputeFailed(), failed_until - clock_.Now()));
 }
 
 void Coordinator::FinishSession(Session& s, absl::Status status) {
@@ -194,13 +205,14 @@ void Coordinator::GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,
   s.lease_started = now;
   s.revoked = false;
   CallId id = s.id;
-  if (mode == LeaseMode::kLocked) {
+  if (HoldsLock(mode)) {
     // Keep the lock alive while the stream is open, up to max_compute_time.
     s.renew_timer = loop_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
     s.revoke_timer = loop_.RunAfter(s.ns.max_compute_time, [this, id] { RevokeLease(id); });
   } else {
     observer_.OnDuplicateCompute(s.lookup.key.ns);
   }
+  if (mode == LeaseMode::kRefresh) observer_.OnRefreshStarted(s.lookup.key.ns, s.refresh_trigger);
   LeaseView lease;
   lease.fencing_token = fencing_token;
   lease.deadline = now + s.ns.max_compute_time;
@@ -235,7 +247,7 @@ void Coordinator::RenewLease(CallId id) {
                                  "fencing_token=", s.fencing_token);
                        s.revoked = true;
                        EndLease(s);
-                       observer_.OnCompute(s.lookup.key.ns, "locked", "revoked");
+                       observer_.OnCompute(s.lookup.key.ns, ModeLabel(s.mode), "revoked");
                      }
                    });
 }
@@ -250,7 +262,7 @@ void Coordinator::RevokeLease(CallId id) {
             " max_compute_time=", absl::FormatDuration(s.ns.max_compute_time));
   s.revoked = true;
   EndLease(s);
-  observer_.OnCompute(s.lookup.key.ns, "locked", "revoked");
+  observer_.OnCompute(s.lookup.key.ns, ModeLabel(s.mode), "revoked");
   RecordOutcome(s.ns, ComputeOutcome::kFailure);  // The upstream hung.
   CacheKey key = s.lookup.key;
   store_.ReleaseLock(key, s.token, ReleaseNotice::kReleased,
@@ -281,16 +293,17 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
                       took > *s.ns.breaker.slow_call_duration;
     RecordOutcome(s.ns, slow ? ComputeOutcome::kSlowSuccess : ComputeOutcome::kSuccess);
   }
+  const absl::Duration compute_time = clock_.Now() - s.lease_started;
   PutOptions options;
   options.ttl = *ttl;
   options.stale_window = s.ns.stale_window;
-  if (s.mode == LeaseMode::kLocked) {
+  options.compute_time = compute_time;
+  if (HoldsLock(s.mode)) {
     options.lock_token = s.token;
     options.release_lock = true;
   } else {
     options.only_if_absent = true;
   }
-  const absl::Duration compute_time = clock_.Now() - s.lease_started;
   CallId id = s.id;
   std::string value = request.value;
   store_.Put(key, std::move(request.value), options,
@@ -306,7 +319,7 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
                  filled.reason = std::string(kReasonStoreUnavailable);
                  observer_.OnCompute(key.ns, mode, "not_stored");
                } else if (!*stored) {
-                 filled.reason = s.mode == LeaseMode::kLocked ? "lease-lost" : "value-present";
+                 filled.reason = HoldsLock(s.mode) ? "lease-lost" : "value-present";
                  observer_.OnCompute(key.ns, mode, "not_stored");
                } else {
                  filled.stored = true;
@@ -322,7 +335,7 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
                // store's notice.
                if (filled.stored || !stored.ok()) {
                  const absl::Time now = clock_.Now();
-                 StoredValue fresh{value, now, now + ttl};
+                 StoredValue fresh{value, now, now + ttl, compute_time};
                  if (!stored.ok()) {
                    constexpr size_t kMaxDegradedValues = 10000;
                    if (degraded_values_.size() >= kMaxDegradedValues) degraded_values_.clear();
@@ -341,15 +354,18 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
   LOG_EVENT("abandon", key, "mode=", mode, " upstream_failure=", request.upstream_failure,
             " reason=\"", absl::CEscape(request.reason.substr(0, 200)), "\"");
   EndLease(s);
-  const bool held = s.mode == LeaseMode::kLocked && !s.revoked;
+  const bool held = HoldsLock(s.mode) && !s.revoked;
+  const absl::Duration negative_ttl = s.ns.negative_ttl;
   std::string token = s.token;
   if (s.sink) s.sink->Finish(absl::OkStatus());
   RetireSession(s);
   if (request.upstream_failure) {
-    FailWaiters(key, WithReason(absl::UnavailableError(
-                                    "the caller computing this value reported an "
-                                    "upstream failure"),
-                                kReasonPeerComputeFailed));
+    FailWaiters(key, PeerComputeFailed());
+    // Negative caching: remembered before the lock is released (the store
+    // answers in order), so no caller slips between the two into a compute.
+    if (negative_ttl > absl::ZeroDuration()) {
+      store_.RememberFailure(key, negative_ttl, [](absl::StatusOr<absl::Time>) {});
+    }
   }
   if (!held) return;
   store_.ReleaseLock(key, token,
@@ -370,13 +386,15 @@ void Coordinator::OnWaitTimeout(CallId id) {
   observer_.OnLockAcquisition(key.ns, "timeout");
   // Out of the queue, but not done: read once more before the policy.
   StopWaiting(s);
-  store_.Get(key, [this, id, key](absl::StatusOr<std::optional<StoredValue>> r) {
+  store_.Get(key, [this, id, key](absl::StatusOr<KeyRead> r) {
     auto it = sessions_.find(id);
     if (it == sessions_.end() || it->second.state != SessionState::kReading) return;
     Session& s = it->second;
-    const bool hit = r.ok() && r->has_value() && IsFresh(**r);
+    const bool hit = r.ok() && r->value.has_value() && IsFresh(*r->value);
     observer_.OnLookup(key.ns, LookupStage::kAfterTimeout, hit);
-    if (hit) return SendValue(s, **r, Source::kCacheAfterTimeout);
+    if (hit) return SendValue(s, *r->value, Source::kCacheAfterTimeout);
+    // A failure remembered meanwhile: no unlocked compute against it.
+    if (r.ok() && r->failed_until > clock_.Now()) return FailRemembered(s, r->failed_until);
     if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kFail) {
       LOG_EVENT("wait_timeout", key, "policy=fail wait_ms=",
                 absl::ToInt64Milliseconds(s.wait_timeout));

@@ -95,6 +95,14 @@ absl::Status MergeNamespace(const std::string& where, const NamespaceConfig& in,
                                 &out->max_compute_time));
   RETURN_IF_ERROR(MergeDuration(where + ".stale_window", in.has_stale_window(),
                                 in.stale_window(), true, limits.max_ttl, &out->stale_window));
+  RETURN_IF_ERROR(MergeDuration(where + ".negative_ttl", in.has_negative_ttl(),
+                                in.negative_ttl(), true, limits.max_ttl, &out->negative_ttl));
+  if (in.has_early_refresh_beta()) {
+    if (!(in.early_refresh_beta() >= 0 && in.early_refresh_beta() <= 100)) {
+      return ConfigError(where + ".early_refresh_beta", "must be in [0, 100] (0 disables)");
+    }
+    out->early_refresh_beta = in.early_refresh_beta();
+  }
   switch (in.on_wait_timeout()) {
     case OnWaitTimeout::COMPUTE_UNLOCKED:
       out->on_wait_timeout = WaitTimeoutPolicy::kComputeUnlocked;

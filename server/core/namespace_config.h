@@ -40,7 +40,13 @@ struct NamespaceSettings {
       StoreUnavailablePolicy::kCoordinateLocally;
   BreakerSettings breaker;
   uint64_t max_value_bytes = 1 << 20;
+  // After a value's TTL: kept for stale-while-revalidate and breaker-open
+  // serving.
   absl::Duration stale_window = absl::ZeroDuration();
+  // XFetch's beta: how eagerly a hit turns into an early refresh (0: never).
+  double early_refresh_beta = 1.0;
+  // How long an upstream failure is remembered (0: not at all).
+  absl::Duration negative_ttl = absl::ZeroDuration();
 };
 
 struct LimitSettings {

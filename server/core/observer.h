@@ -48,6 +48,16 @@ class CoordinatorObserver {
   virtual void OnBreakerTransition(absl::string_view ns, BreakerState from, BreakerState to) {
     (void)ns, (void)from, (void)to;
   }
+  // A caller was handed a REFRESH lease; `trigger` is "stale" (the value is
+  // past its TTL) or "early" (probabilistic early refresh of a fresh value).
+  // How it ends is an OnCompute with mode "refresh".
+  virtual void OnRefreshStarted(absl::string_view ns, absl::string_view trigger) {
+    (void)ns, (void)trigger;
+  }
+  // A caller got a value past its TTL (Source::kStale).
+  virtual void OnStaleServed(absl::string_view ns) { (void)ns; }
+  // A caller got a remembered upstream failure instead of a compute.
+  virtual void OnNegativeHit(absl::string_view ns) { (void)ns; }
 };
 
 }  // namespace corral

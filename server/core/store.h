@@ -26,6 +26,20 @@ struct StoredValue {
   // Logical expiry. A value past it is only returned while the stale window
   // given at write time lasts; callers decide whether to serve it.
   absl::Time expires_at;
+  // How long the compute that produced it took (lease to fill; zero when
+  // unknown): the delta of probabilistic early refresh.
+  absl::Duration compute_time = absl::ZeroDuration();
+};
+
+// What one read of a key finds.
+struct KeyRead {
+  // The value, fresh or inside its stale window.
+  std::optional<StoredValue> value;
+  // An upstream failure of this key is remembered until then (negative
+  // caching); InfinitePast when none is.
+  absl::Time failed_until = absl::InfinitePast();
+  // Someone holds the key's lock: a compute or a refresh is under way.
+  bool locked = false;
 };
 
 struct PutOptions {
@@ -40,6 +54,8 @@ struct PutOptions {
   // Store only if no fresh (unexpired) value is present: the fill of an
   // unlocked compute must not overwrite a locked fill that landed first.
   bool only_if_absent = false;
+  // Stored with the value (StoredValue::compute_time).
+  absl::Duration compute_time = absl::ZeroDuration();
 };
 
 struct LockAttempt {
@@ -117,16 +133,22 @@ class Store {
   // before the first Watch.
   virtual void SetListener(StoreListener* listener) = 0;
 
-  // The value, including one past expires_at that is still inside its stale
-  // window; nullopt when there is none.
-  virtual void Get(const CacheKey& key,
-                   Callback<std::optional<StoredValue>> done) = 0;
-  // Stores a value and notifies watchers (kFilled). Answers whether it was
-  // stored (false: the fence or only_if_absent refused it).
+  // The value (including one past expires_at that is still inside its stale
+  // window), a remembered failure, and whether the lock is held: one round
+  // trip.
+  virtual void Get(const CacheKey& key, Callback<KeyRead> done) = 0;
+  // Stores a value, forgets a remembered failure and notifies watchers
+  // (kFilled). Answers whether it was stored (false: the fence or
+  // only_if_absent refused it; a refused fenced write keeps the lock).
   virtual void Put(const CacheKey& key, std::string value,
                    const PutOptions& options, Callback<bool> done) = 0;
-  // Removes the value; answers whether one existed.
+  // Removes the value and any remembered failure; answers whether a value
+  // existed.
   virtual void Delete(const CacheKey& key, Callback<bool> done) = 0;
+  // Remembers that computing the key failed, for `ttl` (negative caching).
+  // Answers until when.
+  virtual void RememberFailure(const CacheKey& key, absl::Duration ttl,
+                               Callback<absl::Time> done) = 0;
 
   // Takes the key's lock for `token` if it is free.
   virtual void TryLock(const CacheKey& key, const std::string& token,

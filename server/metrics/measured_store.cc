@@ -23,7 +23,7 @@ Store::Callback<T> MeasuredStore::Timed(absl::string_view op, Callback<T> done) 
   };
 }
 
-void MeasuredStore::Get(const CacheKey& key, Callback<std::optional<StoredValue>> done) {
+void MeasuredStore::Get(const CacheKey& key, Callback<KeyRead> done) {
   inner_.Get(key, Timed("get", std::move(done)));
 }
 
@@ -34,6 +34,11 @@ void MeasuredStore::Put(const CacheKey& key, std::string value, const PutOptions
 
 void MeasuredStore::Delete(const CacheKey& key, Callback<bool> done) {
   inner_.Delete(key, Timed("delete", std::move(done)));
+}
+
+void MeasuredStore::RememberFailure(const CacheKey& key, absl::Duration ttl,
+                                    Callback<absl::Time> done) {
+  inner_.RememberFailure(key, ttl, Timed("remember_failure", std::move(done)));
 }
 
 void MeasuredStore::TryLock(const CacheKey& key, const std::string& token,

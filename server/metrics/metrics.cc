@@ -66,6 +66,22 @@ Metrics::Metrics(prometheus::Registry& registry)
                               .Name("corral_duplicate_computes_total")
                               .Help("Computes started without the fleet-wide lock.")
                               .Register(registry)),
+      refreshes_started_(BuildCounter()
+                             .Name("corral_refreshes_started_total")
+                             .Help("REFRESH leases handed out, by trigger: stale (past "
+                                   "the TTL) or early (probabilistic early refresh). "
+                                   "Their ends: corral_computes_total{mode=\"refresh\"}.")
+                             .Register(registry)),
+      stale_served_(BuildCounter()
+                        .Name("corral_stale_served_total")
+                        .Help("Values served past their TTL (stale-while-revalidate, "
+                              "breaker open).")
+                        .Register(registry)),
+      negative_hits_(BuildCounter()
+                         .Name("corral_negative_cache_hits_total")
+                         .Help("Callers answered with a remembered upstream failure "
+                               "instead of a new compute.")
+                         .Register(registry)),
       waiters_(BuildGauge()
                    .Name("corral_waiters")
                    .Help("Callers waiting on this replica for a lock or a value.")
@@ -131,6 +147,18 @@ void Metrics::OnCompute(absl::string_view ns, absl::string_view mode,
 
 void Metrics::OnDuplicateCompute(absl::string_view ns) {
   duplicate_computes_.Add({{"namespace", S(ns)}}).Increment();
+}
+
+void Metrics::OnRefreshStarted(absl::string_view ns, absl::string_view trigger) {
+  refreshes_started_.Add({{"namespace", S(ns)}, {"trigger", S(trigger)}}).Increment();
+}
+
+void Metrics::OnStaleServed(absl::string_view ns) {
+  stale_served_.Add({{"namespace", S(ns)}}).Increment();
+}
+
+void Metrics::OnNegativeHit(absl::string_view ns) {
+  negative_hits_.Add({{"namespace", S(ns)}}).Increment();
 }
 
 void Metrics::OnWaitersChanged(absl::string_view ns, int delta) {

@@ -34,6 +34,9 @@ class Metrics final : public CoordinatorObserver {
   void OnWaitersChanged(absl::string_view ns, int delta) override;
   void OnBreakerState(absl::string_view ns, BreakerState state, absl::Time since) override;
   void OnBreakerTransition(absl::string_view ns, BreakerState from, BreakerState to) override;
+  void OnRefreshStarted(absl::string_view ns, absl::string_view trigger) override;
+  void OnStaleServed(absl::string_view ns) override;
+  void OnNegativeHit(absl::string_view ns) override;
 
   // One finished RPC: its method, gRPC status code name and latency.
   void OnRpc(absl::string_view method, absl::string_view code, absl::Duration latency);
@@ -47,6 +50,9 @@ class Metrics final : public CoordinatorObserver {
   prometheus::Family<prometheus::Counter>& lock_acquisitions_;
   prometheus::Family<prometheus::Counter>& computes_;
   prometheus::Family<prometheus::Counter>& duplicate_computes_;
+  prometheus::Family<prometheus::Counter>& refreshes_started_;
+  prometheus::Family<prometheus::Counter>& stale_served_;
+  prometheus::Family<prometheus::Counter>& negative_hits_;
   prometheus::Family<prometheus::Gauge>& waiters_;
   prometheus::Family<prometheus::Gauge>& breaker_state_;
   prometheus::Family<prometheus::Gauge>& breaker_since_;

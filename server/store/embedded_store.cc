@@ -28,32 +28,29 @@ void EmbeddedStore::ExpireKey(const CacheKey& key, absl::Time now) {
   if (auto it = locks_.find(key); it != locks_.end() && it->second.expires_at <= now) {
     locks_.erase(it);
   }
+  if (auto it = failures_.find(key); it != failures_.end() && it->second <= now) {
+    failures_.erase(it);
+  }
 }
 
-void EmbeddedStore::Get(const CacheKey& key,
-                        Callback<std::optional<StoredValue>> done) {
+void EmbeddedStore::Get(const CacheKey& key, Callback<KeyRead> done) {
   ExpireKey(key, clock_.Now());
-  std::optional<StoredValue> result;
-  if (auto it = values_.find(key); it != values_.end()) result = it->second.value;
-  Reply(std::move(done), absl::StatusOr<std::optional<StoredValue>>(std::move(result)));
+  KeyRead read;
+  if (auto it = values_.find(key); it != values_.end()) read.value = it->second.value;
+  if (auto it = failures_.find(key); it != failures_.end()) read.failed_until = it->second;
+  read.locked = locks_.contains(key);
+  Reply(std::move(done), absl::StatusOr<KeyRead>(std::move(read)));
 }
 
 void EmbeddedStore::Put(const CacheKey& key, std::string value,
                         const PutOptions& options, Callback<bool> done) {
   const absl::Time now = clock_.Now();
   ExpireKey(key, now);
-  bool fenced = !options.lock_token.empty();
-  bool released = false;
-  if (fenced) {
-    auto lock = locks_.find(key);
-    if (lock == locks_.end() || lock->second.token != options.lock_token) {
-      Reply(std::move(done), absl::StatusOr<bool>(false));
-      return;
-    }
-    if (options.release_lock) {
-      locks_.erase(lock);
-      released = true;
-    }
+  auto lock = locks_.find(key);
+  if (!options.lock_token.empty() &&
+      (lock == locks_.end() || lock->second.token != options.lock_token)) {
+    Reply(std::move(done), absl::StatusOr<bool>(false));
+    return;
   }
   if (options.only_if_absent) {
     auto it = values_.find(key);
@@ -62,17 +59,27 @@ void EmbeddedStore::Put(const CacheKey& key, std::string value,
       return;
     }
   }
-  StoredValue stored{std::move(value), now, now + options.ttl};
+  // kFilled tells waiters the lock may be free too.
+  if (!options.lock_token.empty() && options.release_lock) locks_.erase(lock);
+  failures_.erase(key);
+  StoredValue stored{std::move(value), now, now + options.ttl, options.compute_time};
   values_[key] = Entry{stored, stored.expires_at + options.stale_window};
   Notify(KeyEvent{KeyEvent::Kind::kFilled, key, std::move(stored)});
-  (void)released;  // kFilled tells waiters the lock may be free too.
   Reply(std::move(done), absl::StatusOr<bool>(true));
 }
 
 void EmbeddedStore::Delete(const CacheKey& key, Callback<bool> done) {
   ExpireKey(key, clock_.Now());
+  failures_.erase(key);
   bool existed = values_.erase(key) > 0;
   Reply(std::move(done), absl::StatusOr<bool>(existed));
+}
+
+void EmbeddedStore::RememberFailure(const CacheKey& key, absl::Duration ttl,
+                                    Callback<absl::Time> done) {
+  const absl::Time until = clock_.Now() + ttl;
+  failures_[key] = until;
+  Reply(std::move(done), absl::StatusOr<absl::Time>(until));
 }
 
 void EmbeddedStore::TryLock(const CacheKey& key, const std::string& token,
@@ -178,6 +185,7 @@ void EmbeddedStore::Sweep() {
   const absl::Time now = clock_.Now();
   absl::erase_if(values_, [now](const auto& kv) { return kv.second.keep_until <= now; });
   absl::erase_if(locks_, [now](const auto& kv) { return kv.second.expires_at <= now; });
+  absl::erase_if(failures_, [now](const auto& kv) { return kv.second <= now; });
   const uint64_t now_us = MicrosOf(now);
   absl::erase_if(fences_, [this, now_us](const auto& kv) {
     return kv.second < now_us && !locks_.contains(kv.first);

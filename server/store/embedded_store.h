@@ -23,11 +23,12 @@ class EmbeddedStore final : public Store {
   ~EmbeddedStore() override;
 
   void SetListener(StoreListener* listener) override { listener_ = listener; }
-  void Get(const CacheKey& key,
-           Callback<std::optional<StoredValue>> done) override;
+  void Get(const CacheKey& key, Callback<KeyRead> done) override;
   void Put(const CacheKey& key, std::string value, const PutOptions& options,
            Callback<bool> done) override;
   void Delete(const CacheKey& key, Callback<bool> done) override;
+  void RememberFailure(const CacheKey& key, absl::Duration ttl,
+                       Callback<absl::Time> done) override;
   void TryLock(const CacheKey& key, const std::string& token,
                absl::Duration ttl, Callback<LockAttempt> done) override;
   void RenewLock(const CacheKey& key, const std::string& token,
@@ -75,6 +76,8 @@ class EmbeddedStore final : public Store {
   StoreListener* listener_ = nullptr;
   absl::flat_hash_map<CacheKey, Entry> values_;
   absl::flat_hash_map<CacheKey, Lock> locks_;
+  // Remembered upstream failures: until when.
+  absl::flat_hash_map<CacheKey, absl::Time> failures_;
   // Last fencing token per key; dropped once the clock has passed it, since
   // new tokens start at the current time in microseconds.
   absl::flat_hash_map<CacheKey, uint64_t> fences_;

@@ -16,34 +16,43 @@ namespace {
 constexpr absl::string_view kGetSource = R"lua(
 -- Redis drops the hash at its physical expiry (expires_at + stale window),
 -- so anything still visible is fresh or inside its stale window.
-local r = redis.call('HMGET', KEYS[1], 'v', 's', 'e')
-if not r[1] then return false end
-return r
+local r = redis.call('HMGET', KEYS[1], 'v', 's', 'e', 'd')
+local failed = redis.call('GET', KEYS[2])
+local locked = redis.call('EXISTS', KEYS[3])
+return {r[1], r[2], r[3], r[4], failed, locked}
 )lua";
 
 constexpr absl::string_view kPutSource = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[4] ~= '' then
-  -- Fenced: only the current holder of the lock may fill.
-  if redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
-  if ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
-end
+-- Fenced: only the current holder of the lock may fill.
+if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[4] then return 0 end
 if ARGV[6] == '1' then
   local e = redis.call('HGET', KEYS[1], 'e')
   if e and tonumber(e) > now then return 0 end
 end
+if ARGV[4] ~= '' and ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
+redis.call('DEL', KEYS[3])
 local expires = now + tonumber(ARGV[2])
 local s = string.format('%d', now)
 local e = string.format('%d', expires)
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', s, 'e', e)
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 's', s, 'e', e, 'd', ARGV[8])
 redis.call('PEXPIREAT', KEYS[1], string.format('%d', expires + tonumber(ARGV[3])))
-redis.call('PUBLISH', ARGV[7], 'F' .. s .. ':' .. e .. ':' .. ARGV[1])
+redis.call('PUBLISH', ARGV[7], 'G' .. s .. ':' .. e .. ':' .. ARGV[8] .. ':' .. ARGV[1])
 return 1
 )lua";
 
 constexpr absl::string_view kDeleteSource = R"lua(
+redis.call('DEL', KEYS[2])
 return redis.call('DEL', KEYS[1])
+)lua";
+
+constexpr absl::string_view kRememberFailureSource = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local until_ms = string.format('%d', now + tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], until_ms, 'PX', ARGV[1])
+return until_ms
 )lua";
 
 constexpr absl::string_view kTryLockSource = R"lua(
@@ -100,7 +109,8 @@ bool IsInteger(const RedisReply& r) {
 RedisItemKeys RedisKeysFor(const CacheKey& key) {
   const std::string prefix = ItemPrefix(key);
   return RedisItemKeys{absl::StrCat(prefix, ":v"), absl::StrCat(prefix, ":l"),
-                       absl::StrCat(prefix, ":f"), absl::StrCat(prefix, ":c")};
+                       absl::StrCat(prefix, ":f"), absl::StrCat(prefix, ":c"),
+                       absl::StrCat(prefix, ":n")};
 }
 
 std::string RedisChannelFor(const CacheKey& key) {
@@ -132,6 +142,8 @@ absl::string_view RedisScriptName(RedisScript script) {
       return "put";
     case RedisScript::kDelete:
       return "delete";
+    case RedisScript::kRememberFailure:
+      return "remember_failure";
     case RedisScript::kTryLock:
       return "trylock";
     case RedisScript::kRenew:
@@ -154,6 +166,8 @@ absl::string_view RedisScriptSource(RedisScript script) {
       return kPutSource;
     case RedisScript::kDelete:
       return kDeleteSource;
+    case RedisScript::kRememberFailure:
+      return kRememberFailureSource;
     case RedisScript::kTryLock:
       return kTryLockSource;
     case RedisScript::kRenew:
@@ -215,19 +229,42 @@ absl::StatusOr<std::pair<std::string, BreakerRecord>> DecodeBreakerMessage(
   return std::make_pair(std::string(payload.substr(0, a)), std::move(record));
 }
 
-absl::StatusOr<std::optional<StoredValue>> ParseGetReply(const RedisReply& r) {
-  if (r.type == RedisReply::Type::kNil) return std::nullopt;
-  if (r.type != RedisReply::Type::kArray || r.elements.size() != 3 ||
-      r.elements[0].type != RedisReply::Type::kString) {
+absl::StatusOr<KeyRead> ParseGetReply(const RedisReply& r) {
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 6 ||
+      !IsInteger(r.elements[5])) {
     return Unexpected("get");
   }
+  const auto is_string = [&r](size_t i) {
+    return r.elements[i].type == RedisReply::Type::kString;
+  };
+  KeyRead read;
+  read.locked = r.elements[5].integer == 1;
+  if (is_string(4) && !ParseMillis(r.elements[4].str, &read.failed_until)) {
+    return Unexpected("get");
+  }
+  if (!is_string(0)) return read;
   StoredValue value;
-  if (!ParseMillis(r.elements[1].str, &value.stored_at) ||
+  if (!is_string(1) || !is_string(2) || !ParseMillis(r.elements[1].str, &value.stored_at) ||
       !ParseMillis(r.elements[2].str, &value.expires_at)) {
     return Unexpected("get");
   }
+  // Values written before compute times were kept have none.
+  if (is_string(3)) {
+    int64_t ms = 0;
+    if (!absl::SimpleAtoi(r.elements[3].str, &ms)) return Unexpected("get");
+    value.compute_time = absl::Milliseconds(ms);
+  }
   value.value = r.elements[0].str;
-  return value;
+  read.value = std::move(value);
+  return read;
+}
+
+absl::StatusOr<absl::Time> ParseRememberFailureReply(const RedisReply& r) {
+  absl::Time until;
+  if (r.type != RedisReply::Type::kString || !ParseMillis(r.str, &until)) {
+    return Unexpected("remember_failure");
+  }
+  return until;
 }
 
 absl::StatusOr<bool> ParseCountReply(const RedisReply& r) {
@@ -265,21 +302,26 @@ absl::StatusOr<KeyMessage> DecodeKeyMessage(absl::string_view payload) {
   if (payload == "X") {
     return KeyMessage{KeyEvent::Kind::kUpstreamFailed, std::nullopt};
   }
-  if (payload.empty() || payload[0] != 'F') {
+  if (payload.empty() || (payload[0] != 'G' && payload[0] != 'F')) {
     return absl::DataLossError("unknown key message");
   }
+  // The numbers before the value bytes: stored, expires (and compute for G).
+  const int numbers = payload[0] == 'G' ? 3 : 2;
+  int64_t fields[3] = {0, 0, 0};
   absl::string_view rest = payload.substr(1);
-  const size_t first = rest.find(':');
-  const size_t second =
-      first == absl::string_view::npos ? first : rest.find(':', first + 1);
-  StoredValue value;
-  if (second == absl::string_view::npos ||
-      !ParseMillis(rest.substr(0, first), &value.stored_at) ||
-      !ParseMillis(rest.substr(first + 1, second - first - 1),
-                   &value.expires_at)) {
-    return absl::DataLossError("malformed fill message");
+  for (int i = 0; i < numbers; ++i) {
+    const size_t colon = rest.find(':');
+    if (colon == absl::string_view::npos ||
+        !absl::SimpleAtoi(rest.substr(0, colon), &fields[i])) {
+      return absl::DataLossError("malformed fill message");
+    }
+    rest.remove_prefix(colon + 1);
   }
-  value.value = std::string(rest.substr(second + 1));
+  StoredValue value;
+  value.stored_at = absl::FromUnixMillis(fields[0]);
+  value.expires_at = absl::FromUnixMillis(fields[1]);
+  value.compute_time = absl::Milliseconds(fields[2]);
+  value.value = std::string(rest);
   return KeyMessage{KeyEvent::Kind::kFilled, std::move(value)};
 }
 

@@ -5,10 +5,12 @@
 // Layout of one cache item; every key shares the hash tag, so one item lives
 // in one hash slot (Redis Cluster ready):
 //   corral:{<KeyHash>}:<ns>:<raw key bytes>:v  HASH v=value s=stored_at_ms
-//                                              e=expires_at_ms; PEXPIREAT
-//                                              e + stale window
+//                                              e=expires_at_ms d=compute_ms;
+//                                              PEXPIREAT e + stale window
 //   ...:l  STRING lock token, PX lease ttl
 //   ...:f  STRING last fencing token (kept a few days)
+//   ...:n  STRING failed-until ms of a remembered upstream failure, PX the
+//          namespace's negative_ttl
 //   ...:c  pub/sub channel of the item
 // Namespaces are [A-Za-z0-9_.-], so "<ns>:" cannot be confused with the key
 // bytes that follow; the hash tag covers both anyway.
@@ -34,19 +36,24 @@ struct RedisItemKeys {
   std::string lock;
   std::string fence;
   std::string channel;
+  std::string failure;
 };
 RedisItemKeys RedisKeysFor(const CacheKey& key);
 std::string RedisChannelFor(const CacheKey& key);
 
 enum class RedisScript {
-  // KEYS: value. Answers nil or {value, stored_ms, expires_ms}.
+  // KEYS: value, failure, lock. Answers {value, stored_ms, expires_ms,
+  // compute_ms, failed_until_ms, locked 1/0}; the first five may be nil.
   kGet,
-  // KEYS: value, lock. ARGV: value, ttl_ms, stale_ms, lock token ("" =
-  // unfenced), release ("1"/"0"), only_if_absent ("1"/"0"), channel.
-  // Answers 1 stored / 0 refused; publishes a fill message when stored.
+  // KEYS: value, lock, failure. ARGV: value, ttl_ms, stale_ms, lock token
+  // ("" = unfenced), release ("1"/"0"), only_if_absent ("1"/"0"), channel,
+  // compute_ms. Answers 1 stored / 0 refused; publishes a fill message and
+  // forgets a remembered failure when stored.
   kPut,
-  // KEYS: value. Answers the number of keys deleted.
+  // KEYS: value, failure. Answers 1 if a value existed, else 0.
   kDelete,
+  // KEYS: failure. ARGV: ttl_ms. Answers failed_until_ms.
+  kRememberFailure,
   // KEYS: lock, fence. ARGV: token, ttl_ms, fence_keep_ms.
   // Answers {1, fencing_token, expires_ms} or {0, 0, holder_expires_ms}.
   kTryLock,
@@ -61,14 +68,15 @@ enum class RedisScript {
   // "<namespace> <version> <state>" on the breaker channel when stored.
   kBreakerCas,
 };
-inline constexpr int kRedisScriptCount = 8;
+inline constexpr int kRedisScriptCount = 9;
 
 absl::string_view RedisScriptName(RedisScript script);
 absl::string_view RedisScriptSource(RedisScript script);
 
 // Reads each script's answer. Shapes that the script cannot produce are
 // INTERNAL errors (a different script under our SHA, or a bug).
-absl::StatusOr<std::optional<StoredValue>> ParseGetReply(const RedisReply& r);
+absl::StatusOr<KeyRead> ParseGetReply(const RedisReply& r);
+absl::StatusOr<absl::Time> ParseRememberFailureReply(const RedisReply& r);
 // kPut, kRelease (1/0) and kDelete (count): whether anything happened.
 absl::StatusOr<bool> ParseCountReply(const RedisReply& r);
 absl::StatusOr<LockAttempt> ParseTryLockReply(const RedisReply& r);
@@ -92,8 +100,11 @@ struct KeyMessage {
   KeyEvent::Kind kind;
   std::optional<StoredValue> value;  // kFilled only
 };
-// Decodes what kPut and kRelease publish: "F<stored_ms>:<expires_ms>:<value
-// bytes>", "R" (released) or "X" (upstream failed).
+// Decodes what kPut and kRelease publish:
+// "G<stored_ms>:<expires_ms>:<compute_ms>:<value bytes>", "R" (released) or
+// "X" (upstream failed). Also reads "F<stored_ms>:<expires_ms>:<value bytes>",
+// the fill message of corrald before compute times were kept, so that a
+// fleet can be upgraded one replica at a time (an older replica ignores "G").
 absl::StatusOr<KeyMessage> DecodeKeyMessage(absl::string_view payload);
 
 }  // namespace corral

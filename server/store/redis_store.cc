@@ -393,18 +393,19 @@ void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
             });
 }
 
-void RedisStore::Get(const CacheKey& key,
-                     Callback<std::optional<StoredValue>> done) {
-  RunAndAnswer<std::optional<StoredValue>>(RedisScript::kGet,
-                                           {RedisKeysFor(key).value}, {},
-                                           ParseGetReply, std::move(done));
+void RedisStore::Get(const CacheKey& key, Callback<KeyRead> done) {
+  RedisItemKeys keys = RedisKeysFor(key);
+  RunAndAnswer<KeyRead>(
+      RedisScript::kGet,
+      {std::move(keys.value), std::move(keys.failure), std::move(keys.lock)}, {},
+      ParseGetReply, std::move(done));
 }
 
 void RedisStore::Put(const CacheKey& key, std::string value,
                      const PutOptions& options, Callback<bool> done) {
   RedisItemKeys keys = RedisKeysFor(key);
   std::vector<std::string> args;
-  args.reserve(7);
+  args.reserve(8);
   args.push_back(std::move(value));
   args.push_back(absl::StrCat(Millis(options.ttl)));
   args.push_back(
@@ -413,14 +414,25 @@ void RedisStore::Put(const CacheKey& key, std::string value,
   args.push_back(options.release_lock ? "1" : "0");
   args.push_back(options.only_if_absent ? "1" : "0");
   args.push_back(std::move(keys.channel));
-  RunAndAnswer<bool>(RedisScript::kPut,
-                     {std::move(keys.value), std::move(keys.lock)},
-                     std::move(args), ParseCountReply, std::move(done));
+  args.push_back(absl::StrCat(std::max<int64_t>(0, Millis(options.compute_time))));
+  RunAndAnswer<bool>(
+      RedisScript::kPut,
+      {std::move(keys.value), std::move(keys.lock), std::move(keys.failure)},
+      std::move(args), ParseCountReply, std::move(done));
 }
 
 void RedisStore::Delete(const CacheKey& key, Callback<bool> done) {
-  RunAndAnswer<bool>(RedisScript::kDelete, {RedisKeysFor(key).value}, {},
+  RedisItemKeys keys = RedisKeysFor(key);
+  RunAndAnswer<bool>(RedisScript::kDelete,
+                     {std::move(keys.value), std::move(keys.failure)}, {},
                      ParseCountReply, std::move(done));
+}
+
+void RedisStore::RememberFailure(const CacheKey& key, absl::Duration ttl,
+                                 Callback<absl::Time> done) {
+  RunAndAnswer<absl::Time>(RedisScript::kRememberFailure, {RedisKeysFor(key).failure},
+                           {LeaseMillis(ttl)}, ParseRememberFailureReply,
+                           std::move(done));
 }
 
 void RedisStore::TryLock(const CacheKey& key, const std::string& token,

@@ -60,11 +60,12 @@ class RedisStore final : public Store {
   void Shutdown();
 
   void SetListener(StoreListener* listener) override { listener_ = listener; }
-  void Get(const CacheKey& key,
-           Callback<std::optional<StoredValue>> done) override;
+  void Get(const CacheKey& key, Callback<KeyRead> done) override;
   void Put(const CacheKey& key, std::string value, const PutOptions& options,
            Callback<bool> done) override;
   void Delete(const CacheKey& key, Callback<bool> done) override;
+  void RememberFailure(const CacheKey& key, absl::Duration ttl,
+                       Callback<absl::Time> done) override;
   void TryLock(const CacheKey& key, const std::string& token,
                absl::Duration ttl, Callback<LockAttempt> done) override;
   void RenewLock(const CacheKey& key, const std::string& token,

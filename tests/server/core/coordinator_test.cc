@@ -36,8 +36,17 @@ class CountingObserver : public CoordinatorObserver {
   void OnCompute(absl::string_view, absl::string_view, absl::string_view) override {}
   void OnDuplicateCompute(absl::string_view) override { ++duplicates; }
   void OnWaitersChanged(absl::string_view, int delta) override { waiters += delta; }
+  void OnRefreshStarted(absl::string_view, absl::string_view trigger) override {
+    ++(trigger == "early" ? early_refreshes : stale_refreshes);
+  }
+  void OnStaleServed(absl::string_view) override { ++stale_served; }
+  void OnNegativeHit(absl::string_view) override { ++negative_hits; }
   std::atomic<int> duplicates{0};
   std::atomic<int> waiters{0};
+  std::atomic<int> early_refreshes{0};
+  std::atomic<int> stale_refreshes{0};
+  std::atomic<int> stale_served{0};
+  std::atomic<int> negative_hits{0};
 };
 
 // Records what one GetOrCompute stream received.
@@ -122,6 +131,21 @@ corral::v1::ServerConfig DefaultConfig() {
   fragile->mutable_breaker()->set_consecutive_failures(2);
   fragile->mutable_breaker()->mutable_open_duration()->set_seconds(1);
   fragile->mutable_stale_window()->set_seconds(60);
+  // Stale-while-revalidate, no early refresh.
+  auto* revalidate = config.add_namespaces();
+  revalidate->set_name("revalidate");
+  revalidate->mutable_stale_window()->set_seconds(60);
+  revalidate->set_early_refresh_beta(0);
+  // Early refresh as eager as allowed.
+  auto* eager = config.add_namespaces();
+  eager->set_name("eager");
+  eager->set_early_refresh_beta(100);
+  // Negative caching for 1 s.
+  auto* negative = config.add_namespaces();
+  negative->set_name("negative");
+  negative->mutable_negative_ttl()->set_seconds(1);
+  negative->mutable_stale_window()->set_seconds(60);
+  negative->set_early_refresh_beta(0);
   return config;
 }
 
@@ -207,6 +231,25 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
     r.allow_stale = allow_stale;
     coordinator_->ComputeLookup(id, std::move(r));
     return Call{sink, id};
+  }
+  // Lets time pass: the fake clock on the embedded store, real time on Redis
+  // (which keeps its own clock).
+  void Advance(absl::Duration d) {
+    if (GetParam() == StoreKind::kEmbedded) {
+      fake_clock_.Advance(d);
+    } else {
+      absl::SleepFor(d);
+    }
+  }
+  // One caller computes `value` for `key`, taking `compute_time` for it.
+  void ComputeOnce(const CacheKey& key, const std::string& value, absl::Duration ttl,
+                   absl::Duration compute_time = absl::ZeroDuration()) {
+    Call c = Lookup(key);
+    ASSERT_TRUE(c.sink->WaitLease()) << c.sink->status();
+    Advance(compute_time);
+    coordinator_->ComputeFill(c.id, FillRequest{value, ttl});
+    ASSERT_TRUE(c.sink->WaitDone());
+    ASSERT_TRUE(c.sink->filled().has_value() && c.sink->filled()->stored);
   }
   // Waits until `calls` settle: exactly one holds a lease (returned).
   int WaitForOneLease(const std::vector<Call>& calls) {
@@ -661,6 +704,199 @@ TEST_P(CoordinatorTest, LockApiOutcomesFeedTheBreaker) {
       [&](auto done) { coordinator_->DescribeBreaker("fragile", std::move(done)); });
   ASSERT_OK(view);
   EXPECT_EQ(view->state, BreakerState::kOpen);
+}
+
+// --- Freshness: stale-while-revalidate, early refresh, negative caching ---
+
+TEST_P(CoordinatorTest, StaleValueIsServedAtOnceWhileOneCallerRefreshes) {
+  const CacheKey key{"revalidate", "k"};
+  ComputeOnce(key, "old", absl::Milliseconds(200));
+  Advance(absl::Milliseconds(300));  // Past the TTL, inside the stale window.
+  std::vector<Call> calls;
+  for (int i = 0; i < 20; ++i) calls.push_back(Lookup(key, absl::Seconds(5), true));
+  int refresher = WaitForOneLease(calls);
+  ASSERT_GE(refresher, 0);
+  const Call& r = calls[refresher];
+  EXPECT_EQ(r.sink->lease()->mode, LeaseMode::kRefresh);
+  EXPECT_EQ(r.sink->lease()->current_value, "old");
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (static_cast<int>(i) == refresher) continue;
+    ASSERT_TRUE(calls[i].sink->WaitDone()) << i;
+    ASSERT_TRUE(calls[i].sink->value().has_value()) << calls[i].sink->status();
+    EXPECT_EQ(calls[i].sink->value()->value, "old");
+    EXPECT_EQ(calls[i].sink->value()->source, Source::kStale);
+    EXPECT_TRUE(calls[i].sink->value()->stale);
+  }
+  // During the refresh: stale callers still get the old value at once; a
+  // caller that does not accept it waits for the refresh like on a miss.
+  Call more_stale = Lookup(key, absl::Seconds(5), true);
+  ASSERT_TRUE(more_stale.sink->WaitDone());
+  EXPECT_EQ(more_stale.sink->value()->source, Source::kStale);
+  Call strict = Lookup(key);
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(strict.sink->Done());
+  EXPECT_FALSE(strict.sink->HasLease());
+
+  coordinator_->ComputeFill(r.id, FillRequest{"new", absl::Seconds(60)});
+  ASSERT_TRUE(r.sink->WaitDone());
+  ASSERT_TRUE(r.sink->filled().has_value());
+  EXPECT_TRUE(r.sink->filled()->stored);
+  ASSERT_TRUE(strict.sink->WaitDone());
+  ASSERT_TRUE(strict.sink->value().has_value()) << strict.sink->status();
+  EXPECT_EQ(strict.sink->value()->value, "new");
+  EXPECT_EQ(strict.sink->value()->source, Source::kPeerFill);
+  Call after = Lookup(key, absl::Seconds(5), true);
+  ASSERT_TRUE(after.sink->WaitDone());
+  EXPECT_EQ(after.sink->value()->value, "new");
+  EXPECT_EQ(after.sink->value()->source, Source::kCache);
+  EXPECT_EQ(observer_.stale_refreshes.load(), 1);
+  EXPECT_EQ(observer_.stale_served.load(), 20);
+  EXPECT_EQ(observer_.duplicates.load(), 0);
+}
+
+TEST_P(CoordinatorTest, FailedRefreshKeepsServingStaleAndTheNextCallerRefreshes) {
+  const CacheKey key{"revalidate", "k"};
+  ComputeOnce(key, "old", absl::Milliseconds(200));
+  Advance(absl::Milliseconds(300));
+  Call first = Lookup(key, absl::Seconds(5), true);
+  ASSERT_TRUE(first.sink->WaitLease());
+  ASSERT_EQ(first.sink->lease()->mode, LeaseMode::kRefresh);
+  coordinator_->ComputeAbandon(first.id, AbandonRequest{"upstream 503", true});
+  ASSERT_TRUE(first.sink->WaitDone());
+  absl::SleepFor(absl::Milliseconds(30));
+  // No negative caching here: the next stale caller refreshes again.
+  Call second = Lookup(key, absl::Seconds(5), true);
+  ASSERT_TRUE(second.sink->WaitLease()) << second.sink->status();
+  EXPECT_EQ(second.sink->lease()->mode, LeaseMode::kRefresh);
+  EXPECT_EQ(second.sink->lease()->current_value, "old");
+  Call third = Lookup(key, absl::Seconds(5), true);
+  ASSERT_TRUE(third.sink->WaitDone());
+  EXPECT_EQ(third.sink->value()->value, "old");
+}
+
+TEST_P(CoordinatorTest, StaleRefreshIsRefusedByAnOpenBreakerButStaleIsStillServed) {
+  const CacheKey key{"fragile", "stale"};
+  ComputeOnce(key, "old", absl::Milliseconds(200));
+  Advance(absl::Milliseconds(300));
+  FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
+  FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
+  absl::SleepFor(absl::Milliseconds(50));
+  for (int i = 0; i < 3; ++i) {
+    Call c = Lookup(key, absl::Seconds(5), true);
+    ASSERT_TRUE(c.sink->WaitDone());
+    ASSERT_TRUE(c.sink->value().has_value()) << c.sink->status();
+    EXPECT_EQ(c.sink->value()->source, Source::kStale);
+    EXPECT_FALSE(c.sink->HasLease());
+  }
+  EXPECT_EQ(observer_.stale_refreshes.load(), 0);
+}
+
+TEST_P(CoordinatorTest, EarlyRefreshHandsOneHitARefreshLeaseNearExpiry) {
+  const CacheKey key{"eager", "k"};
+  // delta = 200 ms, TTL 1 s; 900 ms later the value has 100 ms left, and
+  // with beta = 100 nearly every hit draws an early refresh.
+  ComputeOnce(key, "v1", absl::Seconds(1), absl::Milliseconds(200));
+  Advance(absl::Milliseconds(900));
+  std::vector<Call> calls;
+  for (int i = 0; i < 10; ++i) calls.push_back(Lookup(key));
+  int refresher = WaitForOneLease(calls);
+  ASSERT_GE(refresher, 0);
+  const Call& r = calls[refresher];
+  EXPECT_EQ(r.sink->lease()->mode, LeaseMode::kRefresh);
+  EXPECT_EQ(r.sink->lease()->current_value, "v1");
+  for (size_t i = 0; i < calls.size(); ++i) {
+    if (static_cast<int>(i) == refresher) continue;
+    ASSERT_TRUE(calls[i].sink->WaitDone()) << i;
+    ASSERT_TRUE(calls[i].sink->value().has_value()) << calls[i].sink->status();
+    EXPECT_EQ(calls[i].sink->value()->value, "v1");
+    EXPECT_EQ(calls[i].sink->value()->source, Source::kCache);
+  }
+  coordinator_->ComputeFill(r.id, FillRequest{"v2", absl::Seconds(60)});
+  ASSERT_TRUE(r.sink->WaitDone());
+  ASSERT_TRUE(r.sink->filled().has_value() && r.sink->filled()->stored);
+  Call after = Lookup(key);
+  ASSERT_TRUE(after.sink->WaitDone());
+  EXPECT_EQ(after.sink->value()->value, "v2");
+  EXPECT_EQ(observer_.early_refreshes.load(), 1);
+}
+
+TEST_P(CoordinatorTest, AbandonedEarlyRefreshLeavesTheValueAsItWas) {
+  const CacheKey key{"eager", "k"};
+  ComputeOnce(key, "v1", absl::Seconds(1), absl::Milliseconds(200));
+  Advance(absl::Milliseconds(900));
+  Call refresher = Lookup(key);
+  ASSERT_TRUE(refresher.sink->WaitLease()) << refresher.sink->status();
+  ASSERT_EQ(refresher.sink->lease()->mode, LeaseMode::kRefresh);
+  coordinator_->ComputeAbandon(refresher.id, AbandonRequest{"not now", false});
+  ASSERT_TRUE(refresher.sink->WaitDone());
+  auto got = Get(key);
+  ASSERT_OK(got);
+  ASSERT_TRUE(got->found);
+  EXPECT_EQ(got->value.value, "v1");
+}
+
+TEST_P(CoordinatorTest, NoEarlyRefreshWithBetaZeroOrUnknownComputeTime) {
+  const CacheKey zero{"revalidate", "k"};  // beta 0
+  ComputeOnce(zero, "v", absl::Seconds(1), absl::Milliseconds(200));
+  const CacheKey unknown{"eager", "set"};  // Set: no compute time
+  ASSERT_OK(Set(unknown, "v", absl::Seconds(1)));
+  Advance(absl::Milliseconds(900));
+  for (const CacheKey& key : {zero, unknown}) {
+    for (int i = 0; i < 10; ++i) {
+      Call c = Lookup(key);
+      ASSERT_TRUE(c.sink->WaitDone());
+      EXPECT_FALSE(c.sink->HasLease());
+      EXPECT_EQ(c.sink->value()->source, Source::kCache);
+    }
+  }
+  EXPECT_EQ(observer_.early_refreshes.load(), 0);
+}
+
+TEST_P(CoordinatorTest, RememberedFailureAnswersWithoutACompute) {
+  const CacheKey key{"negative", "k"};
+  Call first = Lookup(key);
+  ASSERT_TRUE(first.sink->WaitLease());
+  coordinator_->ComputeAbandon(first.id, AbandonRequest{"upstream 503", true});
+  ASSERT_TRUE(first.sink->WaitDone());
+  absl::SleepFor(absl::Milliseconds(30));
+  for (int i = 0; i < 5; ++i) {
+    Call c = Lookup(key);
+    ASSERT_TRUE(c.sink->WaitDone());
+    EXPECT_FALSE(c.sink->HasLease());
+    EXPECT_THAT(c.sink->status(), StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_EQ(ReasonOf(c.sink->status()), "peer-compute-failed");
+    EXPECT_GT(RetryAfterOf(c.sink->status()).value_or(absl::ZeroDuration()),
+              absl::ZeroDuration());
+  }
+  EXPECT_EQ(observer_.negative_hits.load(), 5);
+  // It expires: the next caller computes.
+  Advance(absl::Milliseconds(1100));
+  Call later = Lookup(key);
+  EXPECT_TRUE(later.sink->WaitLease()) << later.sink->status();
+}
+
+TEST_P(CoordinatorTest, RememberedFailureStillServesStaleAndStartsNoRefresh) {
+  const CacheKey key{"negative", "k"};
+  ComputeOnce(key, "old", absl::Milliseconds(200));
+  Advance(absl::Milliseconds(300));
+  Call refresher = Lookup(key, absl::Seconds(5), true);
+  ASSERT_TRUE(refresher.sink->WaitLease());
+  coordinator_->ComputeAbandon(refresher.id, AbandonRequest{"upstream 503", true});
+  ASSERT_TRUE(refresher.sink->WaitDone());
+  absl::SleepFor(absl::Milliseconds(30));
+  Call stale = Lookup(key, absl::Seconds(5), true);
+  ASSERT_TRUE(stale.sink->WaitDone());
+  EXPECT_FALSE(stale.sink->HasLease());
+  ASSERT_TRUE(stale.sink->value().has_value()) << stale.sink->status();
+  EXPECT_EQ(stale.sink->value()->value, "old");
+  Call strict = Lookup(key);
+  ASSERT_TRUE(strict.sink->WaitDone());
+  EXPECT_EQ(ReasonOf(strict.sink->status()), "peer-compute-failed");
+  // A value stored by other means ends the remembered failure.
+  ASSERT_OK(Set(key, "fixed", absl::Seconds(60)));
+  Call fixed = Lookup(key);
+  ASSERT_TRUE(fixed.sink->WaitDone());
+  EXPECT_EQ(fixed.sink->value()->value, "fixed");
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, CoordinatorTest,

@@ -62,6 +62,8 @@ TEST(ParseRedisUriTest, AcceptsTheDocumentedForms) {
       {"redis://:p@ss@h:1", "h", 1, "", "p@ss", 0},  // Last '@' ends userinfo.
       {"REDIS://H:2", "H", 2, "", "", 0},
       {"redis://[::1]:6380/1", "::1", 6380, "", "", 1},
+      // An ACL user whose password corrald reads from a file or $ENV.
+      {"redis://corral@h:7000", "h", 7000, "corral", "", 0},
   };
   for (const UriCase& c : cases) {
     SCOPED_TRACE(c.uri);
@@ -92,7 +94,7 @@ TEST(ParseRedisUriTest, RejectsWithAClearMessageAndNeverThePassword) {
       {"redis://h:1/x", "database"},
       {"redis://h:1/-2", "database"},
       {"redis://h:1?db=2", "query"},
-      {"redis://justuser@h", "user:password@"},
+      {"redis://@h", "user before '@' is empty"},
       {"redis://u:@h", "password after ':' is empty"},
       {"redis://u:secret%zz@h", "password has a malformed percent-escape"},
       {"redis://u%g:secret@h", "user has a malformed percent-escape"},
@@ -123,6 +125,14 @@ TEST(RedisScriptsTest, DecodesWhatTheScriptsPublish) {
   EXPECT_EQ(fill->value->stored_at, absl::FromUnixMillis(1700000000123));
   EXPECT_EQ(fill->value->expires_at, absl::FromUnixMillis(1700000010123));
   EXPECT_EQ(fill->value->value, std::string("a\0:b", 4));
+  auto timed = DecodeKeyMessage(std::string("G1700000000123:1700000010123:250:a\0:b", 37));
+  ASSERT_TRUE(timed.ok()) << timed.status();
+  EXPECT_EQ(timed->value->stored_at, absl::FromUnixMillis(1700000000123));
+  EXPECT_EQ(timed->value->expires_at, absl::FromUnixMillis(1700000010123));
+  EXPECT_EQ(timed->value->compute_time, absl::Milliseconds(250));
+  EXPECT_EQ(timed->value->value, std::string("a\0:b", 4));
+  EXPECT_FALSE(DecodeKeyMessage("G1:2:v").ok());
+  EXPECT_FALSE(DecodeKeyMessage("G1:2:x:v").ok());
   EXPECT_THAT(DecodeKeyMessage("F1:2:"),
               IsOkAndHolds(::testing::Field(&KeyMessage::kind,
                                             KeyEvent::Kind::kFilled)));
@@ -272,7 +282,7 @@ TEST_F(RedisStoreTest, CommandsPendingWhenTheServerDiesAreAnswered) {
   std::atomic<int> unavailable{0};
   runner_->OnLoop([&] {
     for (int i = 0; i < 100; ++i) {
-      store_->Get(key_, [&](absl::StatusOr<std::optional<StoredValue>> r) {
+      store_->Get(key_, [&](absl::StatusOr<KeyRead> r) {
         if (!r.ok() && ReasonOf(r.status()) == kReasonStoreUnavailable) {
           ++unavailable;
         }
@@ -323,7 +333,7 @@ TEST_F(RedisStoreTest, ShutdownAnswersEverythingAndIsFinal) {
   server_->Pause();  // Keeps the Get below in flight.
   std::promise<absl::Status> pending;
   runner_->OnLoop([&] {
-    store_->Get(key_, [&](absl::StatusOr<std::optional<StoredValue>> r) {
+    store_->Get(key_, [&](absl::StatusOr<KeyRead> r) {
       pending.set_value(r.status());
     });
   });
@@ -363,7 +373,7 @@ TEST_F(RedisStoreTest, TenThousandConcurrentGetsAreAllAnswered) {
   runner_->OnLoop([&] {
     for (int i = 0; i < kGets; ++i) {
       store_->Get(i % 2 == 0 ? key_ : CacheKey{"ns", absl::StrCat("k", i)},
-                  [&](absl::StatusOr<std::optional<StoredValue>> r) {
+                  [&](absl::StatusOr<KeyRead> r) {
                     if (r.ok()) ++ok;
                     ++answered;
                   });

@@ -257,6 +257,79 @@ TEST_P(StoreBehaviourTest, OnlyIfAbsentReplacesAnExpiredValue) {
   EXPECT_EQ((*got)->value, "new");
 }
 
+TEST_P(StoreBehaviourTest, ComputeTimeIsKeptWithTheValueAndInTheFillEvent) {
+  runner_->Watch(key_);
+  ASSERT_TRUE(listener_.TakeEvent(key_, KeyEvent::Kind::kWatching));
+  PutOptions fill = Ttl(absl::Seconds(10));
+  fill.compute_time = absl::Milliseconds(1234);
+  ASSERT_THAT(runner_->Put(key_, "v", fill), IsOkAndHolds(true));
+  auto got = runner_->Get(key_);
+  ASSERT_OK(got);
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ((*got)->compute_time, absl::Milliseconds(1234));
+  auto filled = listener_.TakeEvent(key_, KeyEvent::Kind::kFilled);
+  ASSERT_TRUE(filled.has_value());
+  EXPECT_EQ(filled->value->compute_time, absl::Milliseconds(1234));
+}
+
+TEST_P(StoreBehaviourTest, ReadTellsWhetherTheLockIsHeld) {
+  auto before = runner_->Read(key_);
+  ASSERT_OK(before);
+  EXPECT_FALSE(before->locked);
+  EXPECT_FALSE(before->value.has_value());
+  ASSERT_THAT(runner_->TryLock(key_, "tok-a", absl::Seconds(10)),
+              IsOkAndHolds(::testing::Field(&LockAttempt::acquired, true)));
+  auto during = runner_->Read(key_);
+  ASSERT_OK(during);
+  EXPECT_TRUE(during->locked);
+  ASSERT_THAT(runner_->Release(key_, "tok-a"), IsOkAndHolds(true));
+  auto after = runner_->Read(key_);
+  ASSERT_OK(after);
+  EXPECT_FALSE(after->locked);
+}
+
+TEST_P(StoreBehaviourTest, RememberedFailureIsReadUntilItExpires) {
+  auto until = runner_->RememberFailure(key_, absl::Milliseconds(300));
+  ASSERT_OK(until);
+  auto read = runner_->Read(key_);
+  ASSERT_OK(read);
+  EXPECT_EQ(read->failed_until, *until);
+  EXPECT_GT(read->failed_until, Now());
+  EXPECT_FALSE(read->value.has_value());
+  AdvanceTime(absl::Milliseconds(600));
+  read = runner_->Read(key_);
+  ASSERT_OK(read);
+  EXPECT_EQ(read->failed_until, absl::InfinitePast());
+}
+
+TEST_P(StoreBehaviourTest, AStoredValueOrADeleteForgetsARememberedFailure) {
+  ASSERT_OK(runner_->RememberFailure(key_, absl::Seconds(30)));
+  ASSERT_THAT(runner_->Put(key_, "v", absl::Seconds(10)), IsOkAndHolds(true));
+  auto read = runner_->Read(key_);
+  ASSERT_OK(read);
+  EXPECT_EQ(read->failed_until, absl::InfinitePast());
+
+  ASSERT_OK(runner_->RememberFailure(key_, absl::Seconds(30)));
+  EXPECT_THAT(runner_->Delete(key_), IsOkAndHolds(true));
+  read = runner_->Read(key_);
+  ASSERT_OK(read);
+  EXPECT_EQ(read->failed_until, absl::InfinitePast());
+}
+
+TEST_P(StoreBehaviourTest, AFencedPutRefusedByOnlyIfAbsentKeepsTheLock) {
+  ASSERT_THAT(runner_->Put(key_, "fresh", absl::Seconds(10)), IsOkAndHolds(true));
+  ASSERT_THAT(runner_->TryLock(key_, "tok-a", absl::Seconds(10)),
+              IsOkAndHolds(::testing::Field(&LockAttempt::acquired, true)));
+  PutOptions fill = Ttl(absl::Seconds(10));
+  fill.lock_token = "tok-a";
+  fill.release_lock = true;
+  fill.only_if_absent = true;
+  EXPECT_THAT(runner_->Put(key_, "late", fill), IsOkAndHolds(false));
+  // Refused writes change nothing: the holder still holds the lock.
+  EXPECT_THAT(runner_->TryLock(key_, "tok-b", absl::Seconds(10)),
+              IsOkAndHolds(::testing::Field(&LockAttempt::acquired, false)));
+}
+
 TEST_P(StoreBehaviourTest, DeleteAnswersWhetherAValueExisted) {
   EXPECT_THAT(runner_->Delete(key_), IsOkAndHolds(false));
   ASSERT_THAT(runner_->Put(key_, "v", absl::Seconds(10)), IsOkAndHolds(true));

@@ -93,9 +93,19 @@ class StoreRunner {
  public:
   StoreRunner(EventLoop& loop, Store& store) : loop_(loop), store_(store) {}
 
+  // The whole read: value, remembered failure, lock held.
+  absl::StatusOr<KeyRead> Read(const CacheKey& key) {
+    return Call<KeyRead>([key](Store& s, auto done) { s.Get(key, std::move(done)); });
+  }
+  // Just the value part of a read.
   absl::StatusOr<std::optional<StoredValue>> Get(const CacheKey& key) {
-    return Call<std::optional<StoredValue>>(
-        [key](Store& s, auto done) { s.Get(key, std::move(done)); });
+    absl::StatusOr<KeyRead> read = Read(key);
+    if (!read.ok()) return read.status();
+    return std::move(read->value);
+  }
+  absl::StatusOr<absl::Time> RememberFailure(const CacheKey& key, absl::Duration ttl) {
+    return Call<absl::Time>(
+        [key, ttl](Store& s, auto done) { s.RememberFailure(key, ttl, std::move(done)); });
   }
   absl::StatusOr<bool> Put(const CacheKey& key, std::string value,
                            PutOptions options) {
