@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs corral's build and test dependencies from Debian 12's archive.
+#   scripts/deps.sh [--bench]
 # Idempotent: does nothing when everything is already installed. Needs root
 # (or sudo) only when something is missing.
 set -euo pipefail
@@ -8,11 +9,17 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libhiredis-dev libevent-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev redis-server libssl-dev
+  libgtest-dev libgmock-dev redis-server libssl-dev openssl
   python3-grpcio python3-protobuf python3-redis
   prometheus python3-yaml docker-compose
   clang libclang-rt-14-dev
 )
+
+# --bench: also what tests/bench/compare.sh and the profiles compare with or
+# use (not needed to build or test): etcd's lock service, perf, heaptrack.
+if [[ ${1:-} == --bench ]]; then
+  packages+=(etcd-server etcd-client linux-perf heaptrack valgrind)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

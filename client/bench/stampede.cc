@@ -104,10 +104,7 @@ class Caller final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
         // The hold keeps the reactor alive until the compute has written,
         // even if the call ends first.
         AddHold();
-        timers_->RunAt(absl::Now() + options_.compute_time, [this] {
-          Complete();
-          RemoveHold();
-        });
+        timers_->RunAt(absl::Now() + options_.compute_time, [this] { CompleteWhenOpen(); });
         StartRead(&response_);
         break;
       }
@@ -117,7 +114,8 @@ class Caller final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
   }
 
   void OnDone(const grpc::Status& status) override {
-    result_->latency = absl::Now() - start_;
+    result_->done = absl::Now();
+    result_->latency = result_->done - start_;
     result_->status = absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                                    status.error_message());
     const auto& trailers = ctx_.GetServerTrailingMetadata();
@@ -130,7 +128,18 @@ class Caller final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
   }
 
  private:
+  // On the timer thread: fills once the gate (if any) is open, polling it.
+  void CompleteWhenOpen() {
+    if (options_.fill_gate != nullptr && !options_.fill_gate->HasBeenNotified()) {
+      timers_->RunAt(absl::Now() + absl::Milliseconds(1), [this] { CompleteWhenOpen(); });
+      return;
+    }
+    Complete();
+    RemoveHold();
+  }
+
   void Complete() {
+    result_->fill_sent = absl::Now();
     if (options_.fail_compute) {
       second_.mutable_abandon()->set_upstream_failure(true);
       second_.mutable_abandon()->set_reason("bench: upstream failed");
@@ -215,6 +224,10 @@ StampedeReport RunStampede(const StampedeOptions& options) {
           grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
       stubs.push_back(pb::Corral::NewStub(channels.back()));
     }
+  }
+  // Connected before the clock starts, as a worker's long-lived channel is.
+  for (auto& channel : channels) {
+    channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   }
   StampedeReport report;
   report.callers.resize(options.callers);

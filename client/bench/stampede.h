@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 
 namespace corral::bench {
@@ -37,6 +38,9 @@ struct StampedeOptions {
   std::function<std::string(int)> value_for;
   // Delay between starting consecutive callers (0: all at once).
   absl::Duration spread = absl::ZeroDuration();
+  // When set, a leaseholder fills (or abandons) only once this is notified
+  // and compute_time has passed: the driver decides when everyone waits.
+  const absl::Notification* fill_gate = nullptr;
 };
 
 struct CallerResult {
@@ -51,6 +55,8 @@ struct CallerResult {
   std::string value;        // The value it ended with.
   int source = 0;           // corral.v1.Source of a Value answer.
   absl::Duration latency;   // Start of call to its end.
+  absl::Time fill_sent;     // When a leaseholder wrote its Fill/Abandon.
+  absl::Time done;          // When the call ended.
 };
 
 struct StampedeReport {

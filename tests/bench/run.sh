@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks corrald on a real redis-server that this script starts (and
 # stops) on a free loopback port. Results are printed; tests/bench/RESULTS.md
-# records a run.
+# records a run. tests/bench/compare.sh runs issue 9's side-by-side
+# comparison (baselines, redis-benchmark, etcd) with medians.
 #   tests/bench/run.sh [--smoke] [BUILD_DIR]
 # --smoke: a seconds-long run (CI keeps the tool working with it).
 set -euo pipefail
@@ -33,9 +34,17 @@ target=$(grep -o 'listen=[^ ]*' "$tmp/corrald.log" | cut -d= -f2)
 echo "corrald pid=$corrald target=$target redis=127.0.0.1:$port"
 
 run() { echo "\$ corral-bench $*"; "$bench" --targets="$target" "$@"; }
+metrics=$(grep -o 'metrics=[^ ]*' "$tmp/corrald.log" | cut -d= -f2)
 if ((smoke)); then
   run --callers=200 --keys=1 --compute_ms=100 --redis_port="$port" --corrald_pids="$corrald"
   run --mode=locks --workers=2 --duration_s=1
+  run --mode=hits --rpc=get --concurrency=4 --duration_s=1
+  run --mode=hits --rpc=get_or_compute --concurrency=4 --duration_s=1 --redis_port="$port"
+  run --mode=waiters --callers=100 --channels=1 --metrics="$metrics" --corrald_pids="$corrald"
+  for m in cache-aside client-lock; do
+    echo "\$ corral-baseline --mode=$m --callers=50"
+    "$build/client/bench/corral-baseline" --mode="$m" --redis_port="$port" --callers=50 --compute_ms=100
+  done
   exit 0
 fi
 # Stampede: 10,000 callers on one cold key, compute 200 ms (issue 3's run),
