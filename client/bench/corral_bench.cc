@@ -23,12 +23,17 @@
 #include "client/bench/lock_cycles.h"
 #include "client/bench/probes.h"
 #include "client/bench/stampede.h"
+#include "client/bench/steady.h"
 
 ABSL_FLAG(std::string, mode, "stampede",
           "stampede: GetOrCompute callers on cold keys; waiters: --callers wait on one key "
           "until all are waiting (corral_waiters, from --metrics), then one fill; hits: "
           "closed-loop callers on one warm key (--rpc, --concurrency, --duration_s); locks: "
-          "AcquireLock+ReleaseLock cycles (--workers, --contended, --duration_s).");
+          "AcquireLock+ReleaseLock cycles (--workers, --contended, --duration_s); steady: "
+          "--callers threads call GetOrCompute on one hot key in a loop for --duration_s "
+          "(--pace_ms between calls, --allow_stale) and count computes and waits.");
+ABSL_FLAG(int, pace_ms, 10, "steady mode: pause between one caller's calls, in ms.");
+ABSL_FLAG(bool, allow_stale, false, "steady mode: callers accept stale values.");
 ABSL_FLAG(int, workers, 1, "locks mode: concurrent workers (one blocking stub each).");
 ABSL_FLAG(bool, contended, false, "locks mode: all workers on one key.");
 ABSL_FLAG(int, duration_s, 5, "locks and hits modes: how long to run.");
@@ -115,6 +120,23 @@ int RunLocks() {
   auto report = bench::RunLockCycles(options);
   std::printf("%s\n", report.Summary().c_str());
   return report.errors == 0 ? 0 : 1;
+}
+
+int RunSteadyMode() {
+  bench::SteadyOptions options;
+  options.targets = Targets();
+  options.ns = absl::GetFlag(FLAGS_ns);
+  options.key = absl::StrCat("steady-", absl::ToUnixNanos(absl::Now()));
+  options.callers = absl::GetFlag(FLAGS_callers);
+  options.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+  options.compute_time = absl::Milliseconds(absl::GetFlag(FLAGS_compute_ms));
+  options.pace = absl::Milliseconds(absl::GetFlag(FLAGS_pace_ms));
+  options.allow_stale = absl::GetFlag(FLAGS_allow_stale);
+  options.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
+  const auto report = bench::RunSteady(options);
+  std::printf("ns=%s %s\n", options.ns.c_str(), report.Summary().c_str());
+  if (!report.first_error.empty()) std::printf("first error: %s\n", report.first_error.c_str());
+  return report.errors == 0 && report.calls > 0 ? 0 : 1;
 }
 
 int RunHits() {
@@ -263,15 +285,16 @@ int main(int argc, char** argv) {
       "corral-bench: load for corrald. Default mode: N concurrent GetOrCompute callers on K\n"
       "cold keys; the leaseholder computes for C ms and fills. Reports computes, caller\n"
       "latency p50/p99/max, Redis commands issued (--redis_port) and corrald RSS\n"
-      "(--corrald_pids). Other modes: waiters, hits, locks (see --mode).\n"
+      "(--corrald_pids). Other modes: waiters, hits, locks, steady (see --mode).\n"
       "Example: corral-bench --targets=127.0.0.1:50051 --callers=10000 --keys=1 "
       "--compute_ms=200");
   absl::ParseCommandLine(argc, argv);
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode == "locks") return RunLocks();
   if (mode == "hits") return RunHits();
+  if (mode == "steady") return RunSteadyMode();
   if (mode == "waiters") return RunWaiters();
   if (mode == "stampede") return RunStampedeMode();
-  std::fprintf(stderr, "corral-bench: --mode must be stampede, waiters, hits or locks\n");
+  std::fprintf(stderr, "corral-bench: --mode must be stampede, waiters, hits, locks or steady\n");
   return 2;
 }
