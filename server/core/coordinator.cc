@@ -62,15 +62,9 @@ void Coordinator::Get(CacheKey key, Callback<GetResult> done) {
   loop_.Post([this, key = std::move(key), done = std::move(done)]() mutable {
     auto settings = Settings(key);
     if (!settings.ok()) return done(settings.status());
-    store_.Get(key, [this, done = std::move(done)](absl::StatusOr<KeyRead> r) mutable {
-      if (!r.ok()) return done(r.status());
-      GetResult result;
-      if (r->value.has_value() && IsFresh(*r->value)) {
-        result.found = true;
-        result.value = ViewOf(*r->value, Source::kCache);
-      }
-      done(std::move(result));
-    });
+    // Concurrent reads of one key share one store round trip.
+    FlightFor(key).get_readers.push_back(std::move(done));
+    Read(key);
   });
 }
 

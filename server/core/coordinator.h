@@ -147,6 +147,8 @@ class Coordinator final : public StoreListener {
   struct Flight {
     std::deque<QueueEntry> queue;  // May hold entries of calls that left.
     std::vector<CallId> readers;   // Sessions waiting for `read`.
+    // Unary Gets waiting for `read` (they share it with the sessions).
+    std::vector<Callback<GetResult>> get_readers;
     int waiting = 0;               // Live entries in `queue`.
     bool read_in_flight = false;
     bool reread = false;  // A read was asked for while one was in flight.

@@ -35,9 +35,23 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
   // cannot be retired under us.
   std::vector<CallId> readers;
   readers.swap(FlightFor(key).readers);
+  std::vector<Callback<GetResult>> get_readers;
+  get_readers.swap(FlightFor(key).get_readers);
   const StoredValue* found =
       result.ok() && result->value.has_value() ? &*result->value : nullptr;
   const bool hit = found != nullptr && IsFresh(*found);
+  for (Callback<GetResult>& done : get_readers) {
+    if (!result.ok()) {
+      done(result.status());
+      continue;
+    }
+    GetResult got;
+    if (hit) {
+      got.found = true;
+      got.value = ViewOf(*found, Source::kCache);
+    }
+    done(std::move(got));
+  }
   // A value past its TTL, kept for the stale window: what allow_stale
   // callers get while it is refreshed, or while the breaker refuses.
   if (found != nullptr && !hit) FlightFor(key).stale = *found;
@@ -399,7 +413,8 @@ void Coordinator::MaybeRetire(const CacheKey& key) {
   auto it = flights_.find(key);
   if (it == flights_.end()) return;
   Flight& f = it->second;
-  if (f.waiting > 0 || !f.readers.empty() || f.read_in_flight || f.attempt_in_flight ||
+  if (f.waiting > 0 || !f.readers.empty() || !f.get_readers.empty() || f.read_in_flight ||
+      f.attempt_in_flight ||
       f.refresh_attempt || f.degraded_holder != 0) {
     return;
   }
