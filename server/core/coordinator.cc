@@ -43,10 +43,11 @@ std::string Coordinator::NewToken() {
                          absl::Uniform<uint64_t>(rng_));
 }
 
-ValueView Coordinator::ViewOf(const StoredValue& value, Source source) const {
+ValueView Coordinator::ViewOf(const StoredValue& value, Source source,
+                              std::shared_ptr<const std::string> bytes) const {
   const absl::Time now = clock_.Now();
   ValueView view;
-  view.value = value.value;
+  view.value = bytes ? std::move(bytes) : std::make_shared<const std::string>(value.value);
   view.source = source;
   view.age = std::max(absl::ZeroDuration(), now - value.stored_at);
   view.ttl_remaining = std::max(absl::ZeroDuration(), value.expires_at - now);

@@ -262,13 +262,17 @@ class Coordinator final : public StoreListener {
   LockWaiter TakeLockWaiter(CallId id, absl::string_view outcome);
   void RenewLease(CallId id);
   void RevokeLease(CallId id);
-  void SendValue(Session& s, const StoredValue& value, Source source);
+  // `bytes`: the value's bytes when already shared with other callers
+  // (null: shared from here on).
+  void SendValue(Session& s, const StoredValue& value, Source source,
+                 std::shared_ptr<const std::string> bytes = nullptr);
   // Answers a remembered upstream failure (negative caching).
   void FailRemembered(Session& s, absl::Time failed_until);
   bool IsReadingSession(CallId id, const CacheKey& key) const;
   void FinishSession(Session& s, absl::Status status);
   void RetireSession(Session& s);
-  ValueView ViewOf(const StoredValue& value, Source source) const;
+  ValueView ViewOf(const StoredValue& value, Source source,
+                   std::shared_ptr<const std::string> bytes = nullptr) const;
   bool IsFresh(const StoredValue& value) const {
     return value.expires_at > clock_.Now();
   }

@@ -40,6 +40,9 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
   const StoredValue* found =
       result.ok() && result->value.has_value() ? &*result->value : nullptr;
   const bool hit = found != nullptr && IsFresh(*found);
+  // Everyone this read serves shares one copy of the bytes.
+  std::shared_ptr<const std::string> bytes;
+  if (found != nullptr) bytes = std::make_shared<const std::string>(found->value);
   for (Callback<GetResult>& done : get_readers) {
     if (!result.ok()) {
       done(result.status());
@@ -48,7 +51,7 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
     GetResult got;
     if (hit) {
       got.found = true;
-      got.value = ViewOf(*found, Source::kCache);
+      got.value = ViewOf(*found, Source::kCache, bytes);
     }
     done(std::move(got));
   }
@@ -71,7 +74,7 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
         may_refresh = false;
         StartRefresh(s, *found, "early");
       } else {
-        SendValue(s, *found, Source::kCache);
+        SendValue(s, *found, Source::kCache, bytes);
       }
       continue;
     }
@@ -81,7 +84,7 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
         may_refresh = false;
         StartRefresh(s, *found, "stale");
       } else {
-        SendValue(s, *found, Source::kStale);
+        SendValue(s, *found, Source::kStale, bytes);
       }
       continue;
     }
@@ -427,6 +430,7 @@ void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value, Source
                            LookupStage stage) {
   auto fit = flights_.find(key);
   if (fit == flights_.end()) return;
+  auto bytes = std::make_shared<const std::string>(value.value);  // One copy for all.
   // Readers still waiting on a store read can take the value too.
   std::vector<CallId> readers;
   readers.swap(fit->second.readers);
@@ -434,11 +438,11 @@ void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value, Source
     auto it = sessions_.find(id);
     if (it == sessions_.end() || it->second.state != SessionState::kReading) continue;
     observer_.OnLookup(key.ns, LookupStage::kInitial, true);
-    SendValue(it->second, value, Source::kCache);
+    SendValue(it->second, value, Source::kCache, bytes);
   }
   EndWaiters(key, [&](Session& s) {
     observer_.OnLookup(key.ns, stage, true);
-    SendValue(s, value, source);
+    SendValue(s, value, source, bytes);
   });
 }
 

@@ -154,9 +154,10 @@ void Coordinator::DoLookup(Session& s, LookupRequest request) {
   Read(s.lookup.key);
 }
 
-void Coordinator::SendValue(Session& s, const StoredValue& value, Source source) {
+void Coordinator::SendValue(Session& s, const StoredValue& value, Source source,
+                            std::shared_ptr<const std::string> bytes) {
   if (source == Source::kStale) observer_.OnStaleServed(s.lookup.key.ns);
-  if (s.sink) s.sink->SendValue(ViewOf(value, source));
+  if (s.sink) s.sink->SendValue(ViewOf(value, source, std::move(bytes)));
   RetireSession(s);
 }
 

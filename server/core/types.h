@@ -5,6 +5,7 @@
 #define CORRAL_SERVER_CORE_TYPES_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -34,11 +35,18 @@ enum class LeaseMode {
 enum class Outcome { kUnspecified = 0, kSuccess = 1, kFailure = 2 };
 
 struct ValueView {
-  std::string value;
+  // The value's bytes, shared (not copied) by every caller that one read or
+  // one fill serves. Never null when sent.
+  std::shared_ptr<const std::string> value;
   Source source = Source::kCache;
   absl::Duration age;
   absl::Duration ttl_remaining;
   bool stale = false;
+
+  const std::string& bytes() const {
+    static const std::string kEmpty;
+    return value ? *value : kEmpty;
+  }
 };
 
 struct LeaseView {

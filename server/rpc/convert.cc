@@ -34,7 +34,7 @@ void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
 }
 
 void ToProto(const ValueView& v, corral::v1::Value* out) {
-  out->set_value(v.value);
+  out->set_value(v.bytes());
   out->set_source(static_cast<corral::v1::Source>(v.source));
   ToProto(v.age, out->mutable_age());
   ToProto(v.ttl_remaining, out->mutable_ttl_remaining());

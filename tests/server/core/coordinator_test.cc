@@ -295,7 +295,7 @@ TEST_P(CoordinatorTest, GetMissSetGetHit) {
   auto got = Get(kKey);
   ASSERT_OK(got);
   EXPECT_TRUE(got->found);
-  EXPECT_EQ(got->value.value, "rose");
+  EXPECT_EQ(got->value.bytes(), "rose");
   EXPECT_LE(got->value.ttl_remaining, absl::Seconds(60));
   EXPECT_GT(got->value.ttl_remaining, absl::Seconds(55));
 }
@@ -400,7 +400,7 @@ TEST_P(CoordinatorTest, HitIsServedFromCache) {
   Call c = Lookup(kKey);
   ASSERT_TRUE(c.sink->WaitDone());
   ASSERT_TRUE(c.sink->value().has_value());
-  EXPECT_EQ(c.sink->value()->value, "rose");
+  EXPECT_EQ(c.sink->value()->bytes(), "rose");
   EXPECT_EQ(c.sink->value()->source, Source::kCache);
 }
 
@@ -420,11 +420,11 @@ TEST_P(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {
     if (static_cast<int>(i) == leader) continue;
     ASSERT_TRUE(calls[i].sink->WaitDone()) << i;
     ASSERT_TRUE(calls[i].sink->value().has_value()) << calls[i].sink->status();
-    EXPECT_EQ(calls[i].sink->value()->value, "rose");
+    EXPECT_EQ(calls[i].sink->value()->bytes(), "rose");
     EXPECT_EQ(calls[i].sink->value()->source, Source::kPeerFill);
   }
   EXPECT_EQ(observer_.waiters.load(), 0);
-  EXPECT_EQ(Get(kKey)->value.value, "rose");
+  EXPECT_EQ(Get(kKey)->value.bytes(), "rose");
 }
 
 TEST_P(CoordinatorTest, AbandonHandsTheLeaseToTheNextWaiter) {
@@ -477,7 +477,7 @@ TEST_P(CoordinatorTest, WaitTimeoutComputesUnlockedByDefault) {
   coordinator_->ComputeFill(late.id, FillRequest{"unlocked", std::nullopt});
   ASSERT_TRUE(late.sink->WaitDone());
   EXPECT_FALSE(late.sink->filled()->stored);
-  EXPECT_EQ(Get(kKey)->value.value, "locked");
+  EXPECT_EQ(Get(kKey)->value.bytes(), "locked");
 }
 
 TEST_P(CoordinatorTest, WaitTimeoutFailsUnderFailPolicy) {
@@ -498,7 +498,7 @@ TEST_P(CoordinatorTest, WaitTimeoutRereadsTheCacheFirst) {
   ASSERT_OK(Set(kKey, "from-elsewhere"));
   ASSERT_TRUE(late.sink->WaitDone());
   ASSERT_TRUE(late.sink->value().has_value());
-  EXPECT_EQ(late.sink->value()->value, "from-elsewhere");
+  EXPECT_EQ(late.sink->value()->bytes(), "from-elsewhere");
 }
 
 TEST_P(CoordinatorTest, LeaseRevokedAfterMaxComputeTimeAndLateFillRefused) {
@@ -516,7 +516,7 @@ TEST_P(CoordinatorTest, LeaseRevokedAfterMaxComputeTimeAndLateFillRefused) {
   coordinator_->ComputeFill(calls[1 - first].id, FillRequest{"fresh", std::nullopt});
   ASSERT_TRUE(calls[1 - first].sink->WaitDone());
   EXPECT_TRUE(calls[1 - first].sink->filled()->stored);
-  EXPECT_EQ(Get(key)->value.value, "fresh");
+  EXPECT_EQ(Get(key)->value.bytes(), "fresh");
 }
 
 TEST_P(CoordinatorTest, LockApiWorkerWakesComputeWaiters) {
@@ -531,7 +531,7 @@ TEST_P(CoordinatorTest, LockApiWorkerWakesComputeWaiters) {
   for (const Call& c : calls) {
     ASSERT_TRUE(c.sink->WaitDone());
     ASSERT_TRUE(c.sink->value().has_value()) << c.sink->status();
-    EXPECT_EQ(c.sink->value()->value, "from-lock-worker");
+    EXPECT_EQ(c.sink->value()->bytes(), "from-lock-worker");
   }
 }
 
@@ -624,7 +624,7 @@ TEST_P(CoordinatorTest, UpstreamFailuresOpenTheBreakerAndMissesFailFast) {
 
   Call hit = Lookup(CacheKey{"fragile", "cached"});  // Hits are served.
   ASSERT_TRUE(hit.sink->WaitDone());
-  EXPECT_EQ(hit.sink->value()->value, "still served");
+  EXPECT_EQ(hit.sink->value()->bytes(), "still served");
 
   auto lock = Acquire(CacheKey{"fragile", "d"}, absl::ZeroDuration());
   EXPECT_THAT(lock, StatusIs(absl::StatusCode::kUnavailable));
@@ -652,7 +652,7 @@ TEST_P(CoordinatorTest, OpenBreakerServesStaleToThoseWhoAllowIt) {
   Call stale = Lookup(key, absl::Seconds(5), /*allow_stale=*/true);
   ASSERT_TRUE(stale.sink->WaitDone());
   ASSERT_TRUE(stale.sink->value().has_value()) << stale.sink->status();
-  EXPECT_EQ(stale.sink->value()->value, "yesterday");
+  EXPECT_EQ(stale.sink->value()->bytes(), "yesterday");
   EXPECT_EQ(stale.sink->value()->source, Source::kStale);
   EXPECT_TRUE(stale.sink->value()->stale);
   Call strict = Lookup(key);
@@ -723,7 +723,7 @@ TEST_P(CoordinatorTest, StaleValueIsServedAtOnceWhileOneCallerRefreshes) {
     if (static_cast<int>(i) == refresher) continue;
     ASSERT_TRUE(calls[i].sink->WaitDone()) << i;
     ASSERT_TRUE(calls[i].sink->value().has_value()) << calls[i].sink->status();
-    EXPECT_EQ(calls[i].sink->value()->value, "old");
+    EXPECT_EQ(calls[i].sink->value()->bytes(), "old");
     EXPECT_EQ(calls[i].sink->value()->source, Source::kStale);
     EXPECT_TRUE(calls[i].sink->value()->stale);
   }
@@ -743,11 +743,11 @@ TEST_P(CoordinatorTest, StaleValueIsServedAtOnceWhileOneCallerRefreshes) {
   EXPECT_TRUE(r.sink->filled()->stored);
   ASSERT_TRUE(strict.sink->WaitDone());
   ASSERT_TRUE(strict.sink->value().has_value()) << strict.sink->status();
-  EXPECT_EQ(strict.sink->value()->value, "new");
+  EXPECT_EQ(strict.sink->value()->bytes(), "new");
   EXPECT_EQ(strict.sink->value()->source, Source::kPeerFill);
   Call after = Lookup(key, absl::Seconds(5), true);
   ASSERT_TRUE(after.sink->WaitDone());
-  EXPECT_EQ(after.sink->value()->value, "new");
+  EXPECT_EQ(after.sink->value()->bytes(), "new");
   EXPECT_EQ(after.sink->value()->source, Source::kCache);
   EXPECT_EQ(observer_.stale_refreshes.load(), 1);
   EXPECT_EQ(observer_.stale_served.load(), 20);
@@ -771,7 +771,7 @@ TEST_P(CoordinatorTest, FailedRefreshKeepsServingStaleAndTheNextCallerRefreshes)
   EXPECT_EQ(second.sink->lease()->current_value, "old");
   Call third = Lookup(key, absl::Seconds(5), true);
   ASSERT_TRUE(third.sink->WaitDone());
-  EXPECT_EQ(third.sink->value()->value, "old");
+  EXPECT_EQ(third.sink->value()->bytes(), "old");
 }
 
 TEST_P(CoordinatorTest, StaleRefreshIsRefusedByAnOpenBreakerButStaleIsStillServed) {
@@ -808,7 +808,7 @@ TEST_P(CoordinatorTest, EarlyRefreshHandsOneHitARefreshLeaseNearExpiry) {
     if (static_cast<int>(i) == refresher) continue;
     ASSERT_TRUE(calls[i].sink->WaitDone()) << i;
     ASSERT_TRUE(calls[i].sink->value().has_value()) << calls[i].sink->status();
-    EXPECT_EQ(calls[i].sink->value()->value, "v1");
+    EXPECT_EQ(calls[i].sink->value()->bytes(), "v1");
     EXPECT_EQ(calls[i].sink->value()->source, Source::kCache);
   }
   coordinator_->ComputeFill(r.id, FillRequest{"v2", absl::Seconds(60)});
@@ -816,7 +816,7 @@ TEST_P(CoordinatorTest, EarlyRefreshHandsOneHitARefreshLeaseNearExpiry) {
   ASSERT_TRUE(r.sink->filled().has_value() && r.sink->filled()->stored);
   Call after = Lookup(key);
   ASSERT_TRUE(after.sink->WaitDone());
-  EXPECT_EQ(after.sink->value()->value, "v2");
+  EXPECT_EQ(after.sink->value()->bytes(), "v2");
   EXPECT_EQ(observer_.early_refreshes.load(), 1);
 }
 
@@ -832,7 +832,7 @@ TEST_P(CoordinatorTest, AbandonedEarlyRefreshLeavesTheValueAsItWas) {
   auto got = Get(key);
   ASSERT_OK(got);
   ASSERT_TRUE(got->found);
-  EXPECT_EQ(got->value.value, "v1");
+  EXPECT_EQ(got->value.bytes(), "v1");
 }
 
 TEST_P(CoordinatorTest, NoEarlyRefreshWithBetaZeroOrUnknownComputeTime) {
@@ -888,7 +888,7 @@ TEST_P(CoordinatorTest, RememberedFailureStillServesStaleAndStartsNoRefresh) {
   ASSERT_TRUE(stale.sink->WaitDone());
   EXPECT_FALSE(stale.sink->HasLease());
   ASSERT_TRUE(stale.sink->value().has_value()) << stale.sink->status();
-  EXPECT_EQ(stale.sink->value()->value, "old");
+  EXPECT_EQ(stale.sink->value()->bytes(), "old");
   Call strict = Lookup(key);
   ASSERT_TRUE(strict.sink->WaitDone());
   EXPECT_EQ(ReasonOf(strict.sink->status()), "peer-compute-failed");
@@ -896,7 +896,7 @@ TEST_P(CoordinatorTest, RememberedFailureStillServesStaleAndStartsNoRefresh) {
   ASSERT_OK(Set(key, "fixed", absl::Seconds(60)));
   Call fixed = Lookup(key);
   ASSERT_TRUE(fixed.sink->WaitDone());
-  EXPECT_EQ(fixed.sink->value()->value, "fixed");
+  EXPECT_EQ(fixed.sink->value()->bytes(), "fixed");
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, CoordinatorTest,
