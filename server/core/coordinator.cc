@@ -1,7 +1,13 @@
 // The Coordinator: construction, unary operations, store events, shutdown.
 #include "server/core/coordinator.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/escaping.h"
@@ -38,9 +44,21 @@ absl::StatusOr<NamespaceSettings> Coordinator::Settings(const CacheKey& key) con
 }
 
 std::string Coordinator::NewToken() {
-  // 128 random bits: unguessable, so only the holder can renew or release.
-  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(rng_),
-                         absl::Uniform<uint64_t>(rng_));
+  // 128 bits from the kernel's CSPRNG, so only the holder can renew or
+  // release (absl::BitGen is fast but not meant for secrets).
+  char bytes[16];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+    } else if (errno != EINTR) {
+      // Never hand out a guessable lock token.
+      std::fprintf(stderr, "corrald: getrandom failed: %s\n", std::strerror(errno));
+      std::abort();
+    }
+  }
+  return absl::BytesToHexString(absl::string_view(bytes, sizeof(bytes)));
 }
 
 ValueView Coordinator::ViewOf(const StoredValue& value, Source source,

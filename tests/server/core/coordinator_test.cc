@@ -351,6 +351,25 @@ TEST_P(CoordinatorTest, LockIsExclusiveAndFencingTokensIncrease) {
   EXPECT_GT(third->fencing_token, first->fencing_token);
 }
 
+TEST_P(CoordinatorTest, LockTokensAre128RandomBitsAndOnlyTheHoldersReleases) {
+  std::set<std::string> tokens;
+  for (int i = 0; i < 200; ++i) {
+    auto lock = Acquire(CacheKey{"plant_id", absl::StrCat("t", i)}, absl::ZeroDuration());
+    ASSERT_OK(lock);
+    ASSERT_TRUE(lock->acquired);
+    EXPECT_EQ(lock->token.size(), 32u);
+    EXPECT_EQ(lock->token.find_first_not_of("0123456789abcdef"), std::string::npos);
+    tokens.insert(lock->token);
+  }
+  EXPECT_EQ(tokens.size(), 200u);
+  auto lock = Acquire(kKey, absl::ZeroDuration());
+  ASSERT_TRUE(lock->acquired);
+  std::string forged = lock->token;
+  forged[0] = forged[0] == '0' ? '1' : '0';
+  EXPECT_THAT(Release(kKey, forged), corral::testing::IsOkAndHolds(false));
+  EXPECT_THAT(Release(kKey, lock->token), corral::testing::IsOkAndHolds(true));
+}
+
 TEST_P(CoordinatorTest, ReleaseWakesAWaiterWithoutPolling) {
   auto holder = Acquire(kKey, absl::ZeroDuration());
   ASSERT_TRUE(holder->acquired);
