@@ -1,11 +1,11 @@
 """The corral-reason → exception mapping, unit-tested and over real gRPC.
 
-The breaker is not in corrald yet (GetBreaker answers UNIMPLEMENTED), so the
-breaker-open path is checked against a scripted in-process gRPC server that
-answers exactly what the contract specifies: UNAVAILABLE with trailers
-`corral-reason: breaker-open` and `retry-after-ms`. The same scripted server
-plays a refresh lease (stale serving is not in corrald yet either) and a
-transport failure that the client must retry.
+A scripted in-process gRPC server answers exactly what the contract
+specifies, so each path is pinned down without timing: UNAVAILABLE with
+trailers `corral-reason: breaker-open` and `retry-after-ms`, a refresh
+lease, and a transport failure that the client must retry. The same paths
+against real corrald processes are in test_polyglot (breaker) and
+test_freshness (refresh leases).
 """
 
 import asyncio
