@@ -4,14 +4,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <atomic>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -26,7 +30,10 @@
 #include "server/core/namespace_config.h"
 #include "server/metrics/measured_store.h"
 #include "server/metrics/metrics.h"
+#include "server/rpc/auth.h"
+#include "server/rpc/call_auth.h"
 #include "server/rpc/corral_service.h"
+#include "server/rpc/tls.h"
 #include "server/store/embedded_store.h"
 #include "server/store/redis_store.h"
 #include "server/store/redis_uri.h"
@@ -38,9 +45,20 @@ ABSL_FLAG(std::string, metrics_address, "",
           "Prometheus /metrics address, host:port (default 127.0.0.1:9464); \"off\" "
           "disables it. Port 0 picks a free port.");
 ABSL_FLAG(std::string, redis, "",
-          "Redis to coordinate through: redis://[user:password@]host:port[/db]. Unset: "
-          "the embedded in-memory store (one replica only). The password may instead "
-          "come from $CORRAL_REDIS_PASSWORD.");
+          "Redis to coordinate through: redis://[user[:password]@]host:port[/db]. Unset: "
+          "the embedded in-memory store (one replica only). Keep the password out of "
+          "the process listing: leave it out of the URI and use --redis_password_file "
+          "or $CORRAL_REDIS_PASSWORD (with an ACL user, redis://user@host:port).");
+ABSL_FLAG(std::string, redis_password_file, "",
+          "File holding the Redis password (one trailing newline is ignored); used when "
+          "the --redis URI has none. Overrides $CORRAL_REDIS_PASSWORD.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain to serve gRPC over TLS (with --tls_key). Unset: "
+          "plaintext, which is only safe on a loopback address.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert (unencrypted).");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle for mutual TLS: every client must present a certificate that "
+          "chains to it. Needs --tls_cert and --tls_key.");
 ABSL_FLAG(std::string, config, "",
           "Configuration file (textproto, or JSON if it ends in .json), schema "
           "corral.v1.ServerConfig in proto/corral/v1/config.proto. Flags given on the "
@@ -63,7 +81,14 @@ constexpr char kUsage[] =
     "replica.\n"
     "\n"
     "Usage: corrald [--listen_address=HOST:PORT] [--metrics_address=HOST:PORT|off]\n"
-    "               [--redis=redis://HOST:PORT[/DB]] [--config=FILE] [--log_level=LEVEL]\n"
+    "               [--redis=redis://HOST:PORT[/DB]] [--redis_password_file=FILE]\n"
+    "               [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]]\n"
+    "               [--config=FILE] [--log_level=LEVEL]\n"
+    "\n"
+    "Security: --tls_* serve TLS or mutual TLS; the config file's `credentials`\n"
+    "require a bearer token on every call (health and reflection stay open).\n"
+    "Without either, anyone who can reach the port can do anything: keep such a\n"
+    "server on loopback (it warns otherwise).\n"
     "\n"
     "It logs one `corrald ready ...` line when serving and stops cleanly on SIGTERM\n"
     "or SIGINT. Exit codes: 0 clean stop, 1 runtime failure, 2 bad flags or config.";
@@ -76,6 +101,46 @@ constexpr char kServiceName[] = "corral.v1.Corral";
   std::exit(code);
 }
 
+// The contents of a secret file, without the trailing newline that editors
+// and `echo` add.
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string secret = buffer.str();
+  if (!secret.empty() && secret.back() == '\n') secret.pop_back();
+  if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+  if (secret.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " is empty"));
+  return secret;
+}
+
+// Fills in the Redis password when the URI has none: --redis_password_file,
+// else $CORRAL_REDIS_PASSWORD. Never logs or echoes it.
+void ResolveRedisPassword(RedisOptions& options) {
+  const std::string file = absl::GetFlag(FLAGS_redis_password_file);
+  if (!options.password.empty()) {
+    if (!file.empty()) {
+      Die(2, "--redis_password_file: the --redis URI already holds a password; give it once");
+    }
+    return;
+  }
+  if (!file.empty()) {
+    absl::StatusOr<std::string> password = ReadSecretFile(file);
+    if (!password.ok()) {
+      Die(2, absl::StrCat("--redis_password_file: ", password.status().message()));
+    }
+    options.password = *std::move(password);
+  } else if (const char* pw = std::getenv("CORRAL_REDIS_PASSWORD"); pw != nullptr && *pw) {
+    options.password = pw;
+  }
+  if (!options.user.empty() && options.password.empty()) {
+    Die(2, absl::StrCat("--redis names the ACL user \"", options.user,
+                        "\" but no password: put it in --redis_password_file or "
+                        "$CORRAL_REDIS_PASSWORD"));
+  }
+}
+
 // The flag's value if given, else the config file's, else the default.
 std::string Pick(const absl::Flag<std::string>& flag, const std::string& from_config,
                  absl::string_view fallback) {
@@ -85,7 +150,44 @@ std::string Pick(const absl::Flag<std::string>& flag, const std::string& from_co
   return std::string(fallback);
 }
 
+// One line on how callers are checked, and a loud warning when a port
+// beyond this host is open to anyone or carries tokens in clear text.
+void LogSecurity(const std::string& listen, rpc::TransportSecurity security,
+                 const rpc::Authorizer& authorizer, const std::string& metrics_address) {
+  CORRAL_LOG(LogLevel::kInfo, "security", "transport=", rpc::TransportSecurityName(security),
+             " auth=", authorizer.open() ? "open" : "tokens",
+             " credentials=", authorizer.size());
+  if (security == rpc::TransportSecurity::kPlaintext && !rpc::IsLoopbackAddress(listen)) {
+    CORRAL_LOG(LogLevel::kWarning, "insecure_listener", "listen=", listen,
+               " WARNING: plaintext gRPC on a non-loopback address: ",
+               authorizer.open()
+                   ? "anyone who can reach it can read, write and lock every namespace"
+                   : "bearer tokens and cached values cross the network unencrypted",
+               "; serve TLS with --tls_cert/--tls_key, or bind 127.0.0.1");
+  } else if (authorizer.open() && !rpc::IsLoopbackAddress(listen)) {
+    CORRAL_LOG(LogLevel::kWarning, "open_listener", "listen=", listen,
+               " WARNING: no credentials configured: every caller that reaches it may "
+               "use every namespace",
+               security == rpc::TransportSecurity::kMutualTls
+                   ? " (client certificates are still required)"
+                   : "; add `credentials` to the config file");
+  }
+  if (metrics_address != "off" && !rpc::IsLoopbackAddress(metrics_address)) {
+    CORRAL_LOG(LogLevel::kInfo, "metrics_exposed", "metrics=", metrics_address,
+               " (no keys or values; namespaces and counts only)");
+  }
+}
+
 int Run() {
+  // Signals are taken by sigwait() below: block them before any thread
+  // starts. That is before anything touches gRPC (building credentials
+  // starts its threads); a signal that arrives while starting up waits.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   LogLevel level;
   if (!ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
     Die(2, "--log_level must be one of debug, info, warning, error");
@@ -110,20 +212,15 @@ int Run() {
   if (!redis_uri.empty()) {
     auto parsed = ParseRedisUri(redis_uri);
     if (!parsed.ok()) Die(2, absl::StrCat("--redis: ", parsed.status().message()));
-    if (parsed->password.empty()) {
-      if (const char* pw = std::getenv("CORRAL_REDIS_PASSWORD"); pw != nullptr) {
-        parsed->password = pw;
-      }
-    }
+    ResolveRedisPassword(*parsed);
     redis_options = *std::move(parsed);
   }
-
-  // Signals are taken by sigwait() below: block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto authorizer = rpc::Authorizer::Create(config.credentials());
+  if (!authorizer.ok()) Die(2, authorizer.status().message());
+  auto transport = rpc::MakeServerTransport(rpc::ServerTlsFiles{
+      absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+      absl::GetFlag(FLAGS_tls_client_ca)});
+  if (!transport.ok()) Die(2, transport.status().message());
 
   auto prometheus_registry = std::make_shared<prometheus::Registry>();
   Metrics metrics(*prometheus_registry);
@@ -183,12 +280,13 @@ int Run() {
     }
   }
 
-  rpc::CorralService service(coordinator, metrics);
+  rpc::CallAuthorizer call_auth(*authorizer, *prometheus_registry);
+  rpc::CorralService service(coordinator, metrics, call_auth);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, transport->credentials, &port);
   builder.RegisterService(&service);
   // Room for the largest value plus the message around it.
   const int max_message = static_cast<int>(registry->LargestValueBytes() + (64 << 10));
@@ -212,6 +310,7 @@ int Run() {
     Die(1, absl::StrCat("cannot listen on ", listen,
                         " (address in use, or not an address of this host?)"));
   }
+  LogSecurity(listen, transport->security, *authorizer, metrics_address);
   health = server->GetHealthCheckService();
   health.load()->SetServingStatus(kServiceName, store_up.load());
   const std::string host = listen.substr(0, listen.rfind(':'));
@@ -246,6 +345,10 @@ int Run() {
 }  // namespace corral
 
 int main(int argc, char** argv) {
+  // Debian's abseil is built with mutex deadlock detection on: a cycle
+  // search on every lock, 3-5 % of corrald's CPU in profiles
+  // (tests/bench/PROFILE.md). Lock-order bugs are for the test builds to find.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(corral::kUsage);
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {

@@ -106,6 +106,17 @@ const std::vector<CommandSpec>& Specs() {
        "still-served value fails, that value is printed (exit 0) with a\n"
        "warning. --verbose prints the source and lease details on stderr.\n"
        "--timeout must cover the wait and CMD's run time.\n"},
+      {Command::kHashToken,
+       "hash-token",
+       "",
+       0,
+       0,
+       {},
+       "Reads a bearer token from stdin (one trailing newline is ignored)\n"
+       "and prints its SHA-256 as the `token_sha256` of a credential in\n"
+       "corrald's config file. Makes no call. A new token, for instance:\n"
+       "  token=$(openssl rand -hex 32)\n"
+       "  printf %s \"$token\" | corralctl hash-token\n"},
   };
   return *kSpecs;
 }
@@ -113,7 +124,8 @@ const std::vector<CommandSpec>& Specs() {
 // Flags every command takes, and whether each takes a value.
 bool IsGlobalFlag(absl::string_view name) {
   return name == "target" || name == "timeout" || name == "verbose" ||
-         name == "help";
+         name == "help" || name == "tls-ca" || name == "tls-cert" ||
+         name == "tls-key" || name == "token";
 }
 
 bool TakesValue(absl::string_view name) {
@@ -139,6 +151,13 @@ constexpr absl::string_view kGlobalFlagsHelp =
     "  --timeout D         deadline of the call, retries included (default "
     "30s)\n"
     "  --verbose           details on stderr\n"
+    "  --tls-ca PEM        connect over TLS, trusting this CA for the server\n"
+    "                      (TLS with the system roots when only --tls-cert\n"
+    "                      is given)\n"
+    "  --tls-cert PEM      client certificate for mutual TLS (with --tls-key)\n"
+    "  --tls-key PEM       its private key\n"
+    "  --token T           bearer token (default $CORRAL_TOKEN; prefer the\n"
+    "                      variable: flags show in process listings)\n"
     "  --help, -h          help for the tool or a command\n"
     "Durations: 250ms, 10s, 1m, 1h30m.\n";
 
@@ -209,6 +228,12 @@ absl::Status ApplyFlag(const RawFlag& flag, Invocation& inv) {
     inv.timeout = *d;
   } else if (name == "verbose") {
     inv.verbose = true;
+  } else if (name == "tls-ca" || name == "tls-cert" || name == "tls-key") {
+    if (value.empty()) return UsageError(absl::StrCat("--", name, " must not be empty"));
+    (name == "tls-ca" ? inv.tls_ca : name == "tls-cert" ? inv.tls_cert : inv.tls_key) = value;
+  } else if (name == "token") {
+    if (value.empty()) return UsageError("--token must not be empty");
+    inv.token = value;
   } else if (name == "ttl" || name == "wait" || name == "lease-ttl") {
     absl::StatusOr<absl::Duration> d = ParseDurationFlag(name, value);
     if (!d.ok()) return d.status();
@@ -302,6 +327,7 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args,
     } else {
       flag.name = std::string(body);
     }
+    std::replace(flag.name.begin(), flag.name.end(), '_', '-');
     if (!IsKnownFlag(flag.name)) {
       return UsageError(absl::StrCat("unknown flag --", flag.name));
     }
@@ -375,6 +401,9 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args,
   }
   if (inv.release_lock && inv.lock_token.empty()) {
     return UsageError("--release-lock needs --lock-token");
+  }
+  if (inv.tls_cert.empty() != inv.tls_key.empty()) {
+    return UsageError("--tls-cert and --tls-key must be given together");
   }
   return inv;
 }

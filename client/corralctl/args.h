@@ -37,6 +37,7 @@ enum class Command {
   kHealth,
   kBreaker,
   kGetOrCompute,
+  kHashToken,
 };
 
 struct Invocation {
@@ -47,6 +48,12 @@ struct Invocation {
   std::string target = std::string(kDefaultTarget);
   absl::Duration timeout = absl::Seconds(30);
   bool verbose = false;
+  // TLS: used when any of the three is given (tls_ca empty: system roots).
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  // Bearer token; --token, else $CORRAL_TOKEN (main fills it in).
+  std::string token;
 
   // Positional arguments after the command words (NS, KEY, ...).
   std::vector<std::string> args;
@@ -64,7 +71,7 @@ struct Invocation {
 };
 
 // Parses the arguments after argv[0]. `env_target` is $CORRAL_TARGET, which
-// --target overrides. Errors are INVALID_ARGUMENT with a message for the user
+// --target overrides. Flag names may use '_' for '-' (--tls_ca). Errors are INVALID_ARGUMENT with a message for the user
 // (exit code kExitUsage).
 absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args,
                                      std::optional<std::string> env_target);

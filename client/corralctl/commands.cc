@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/corralctl/hash_token.h"
 #include "client/cpp/errors.h"
 
 namespace corral::ctl {
@@ -195,6 +196,8 @@ int RunCommand(const Invocation& inv, client::Client& client, Io& io) {
       return Breaker(inv, client, io);
     case Command::kGetOrCompute:
       return GetOrCompute(inv, client, io);
+    case Command::kHashToken:
+      return HashToken(io.in, io.out, io.err);
     case Command::kHelp:
       io.out << inv.help;
       return kExitOk;

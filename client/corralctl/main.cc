@@ -9,8 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "client/corralctl/args.h"
 #include "client/corralctl/commands.h"
+#include "client/corralctl/hash_token.h"
 #include "client/corralctl/shell.h"
 #include "client/cpp/corral_client.h"
+#include "client/cpp/credentials.h"
 
 int main(int argc, char** argv) {
   using corral::ctl::Invocation;
@@ -28,10 +30,30 @@ int main(int argc, char** argv) {
     return corral::ctl::kExitOk;
   }
 
+  corral::ctl::Io io{std::cin, std::cout, std::cerr, corral::ctl::RunShell};
+  if (inv->command == corral::ctl::Command::kHashToken) {
+    return corral::ctl::HashToken(io.in, io.out, io.err);
+  }
+
   corral::client::ClientOptions options;
   options.default_timeout = inv->timeout;
   options.worker_id = absl::StrCat("corralctl/", ::getpid());
+  options.token = inv->token;
+  if (options.token.empty()) {
+    // From the environment, so that it stays out of process listings.
+    if (const char* token = std::getenv("CORRAL_TOKEN"); token != nullptr) {
+      options.token = token;
+    }
+  }
+  if (!inv->tls_ca.empty() || !inv->tls_cert.empty()) {
+    auto tls = corral::client::TlsCredentialsFromFiles(
+        {inv->tls_ca, inv->tls_cert, inv->tls_key});
+    if (!tls.ok()) {
+      std::cerr << "corralctl: " << tls.status().message() << "\n";
+      return corral::ctl::kExitUsage;
+    }
+    options.credentials = *std::move(tls);
+  }
   corral::client::Client client(inv->target, options);
-  corral::ctl::Io io{std::cin, std::cout, std::cerr, corral::ctl::RunShell};
   return corral::ctl::RunCommand(*inv, client, io);
 }

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/cpp/credentials.h"
 #include "client/cpp/errors.h"
 #include "client/cpp/retry.h"
 #include "client/cpp/types.h"
@@ -35,8 +36,14 @@ namespace corral::client {
 struct ClientOptions {
   // Deadline of one call, retries included, unless the call overrides it.
   absl::Duration default_timeout = absl::Seconds(30);
-  // Null means plaintext (grpc::InsecureChannelCredentials()).
+  // Null means plaintext (grpc::InsecureChannelCredentials()); for TLS see
+  // TlsCredentialsFromFiles in credentials.h.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Bearer token sent as `authorization: Bearer <token>` on every call, for
+  // servers with credentials configured. Empty: none. Applied to channels
+  // the Client makes; a channel passed in must carry it itself (see
+  // BearerTokenInterceptor).
+  std::string token;
   // Transport failures (UNAVAILABLE without a corral-reason) of idempotent
   // calls are retried; AcquireLock, ReleaseLock and fenced Sets run once.
   RetryPolicy retry;

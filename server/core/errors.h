@@ -26,6 +26,9 @@ inline constexpr absl::string_view kReasonTooManyWaiters = "too-many-waiters";
 inline constexpr absl::string_view kReasonUnknownNamespace =
     "unknown-namespace";
 inline constexpr absl::string_view kReasonShuttingDown = "shutting-down";
+inline constexpr absl::string_view kReasonUnauthenticated = "unauthenticated";
+inline constexpr absl::string_view kReasonPermissionDenied =
+    "permission-denied";
 
 // Returns `status` with the corral reason attached.
 absl::Status WithReason(absl::Status status, absl::string_view reason);

@@ -5,6 +5,7 @@
 #include "absl/time/clock.h"
 #include "server/core/errors.h"
 #include "server/rpc/convert.h"
+#include "server/rpc/lookup_auth.h"
 
 namespace corral::rpc {
 
@@ -74,10 +75,11 @@ class ComputeReactor::Sink final : public ComputeSink {
 };
 
 ComputeReactor::ComputeReactor(grpc::CallbackServerContext* ctx, Coordinator& coordinator,
-                               Metrics& metrics)
+                               Metrics& metrics, const CallAuthorizer& auth)
     : ctx_(ctx),
       coordinator_(coordinator),
       metrics_(metrics),
+      auth_(auth),
       started_(absl::Now()),
       sink_(std::make_shared<Sink>(this)) {
   id_ = coordinator_.StartCompute(sink_);
@@ -93,6 +95,11 @@ void ComputeReactor::OnReadDone(bool ok) {
   switch (request_.msg_case()) {
     case GetOrComputeRequest::kLookup: {
       const auto& in = request_.lookup();
+      if (!AuthorizeLookup(auth_, *ctx_, coordinator_, CacheKey{in.namespace_(), in.key()},
+                           sink_)) {
+        coordinator_.ComputeGone(id_);  // Answered there, without a session.
+        return;
+      }
       auto ttl = DurationField("lookup.ttl", in.has_ttl(), in.ttl());
       auto wait = DurationField("lookup.wait_timeout", in.has_wait_timeout(), in.wait_timeout());
       auto lease = DurationField("lookup.lease_ttl", in.has_lease_ttl(), in.lease_ttl());

@@ -13,6 +13,7 @@
 #include "corral/v1/corral.grpc.pb.h"
 #include "server/core/coordinator.h"
 #include "server/metrics/metrics.h"
+#include "server/rpc/call_auth.h"
 
 namespace corral::rpc {
 
@@ -22,7 +23,7 @@ class ComputeReactor final
  public:
   // Starts reading; deletes itself in OnDone.
   ComputeReactor(grpc::CallbackServerContext* ctx, Coordinator& coordinator,
-                 Metrics& metrics);
+                 Metrics& metrics, const CallAuthorizer& auth);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -43,6 +44,7 @@ class ComputeReactor final
   grpc::CallbackServerContext* const ctx_;
   Coordinator& coordinator_;
   Metrics& metrics_;
+  const CallAuthorizer& auth_;
   const absl::Time started_;
   std::shared_ptr<Sink> sink_;
   Coordinator::CallId id_ = 0;

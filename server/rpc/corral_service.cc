@@ -30,6 +30,15 @@ class Finisher {
     reactor_->Finish(out);
   }
 
+  // True when the caller may use `right` in `ns`; otherwise finishes the
+  // call with the refusal.
+  bool Authorized(const CallAuthorizer& auth, absl::string_view ns, Right right) const {
+    absl::Status status = auth.Check(*ctx_, method_, ns, right);
+    if (status.ok()) return true;
+    Finish(status);
+    return false;
+  }
+
  private:
   grpc::CallbackServerContext* ctx_;
   grpc::ServerUnaryReactor* reactor_;
@@ -55,8 +64,11 @@ class AcquireLockReactor final : public grpc::ServerUnaryReactor {
       : coordinator_(coordinator),
         state_(std::make_shared<State>(ctx, this, &metrics, response)) {}
 
-  void Start(pb::AcquireLockRequest request) {
+  void Start(pb::AcquireLockRequest request, const CallAuthorizer& auth) {
     std::shared_ptr<State> state = state_;
+    absl::Status allowed =
+        auth.Check(*state->ctx, "AcquireLock", request.namespace_(), Right::kLock);
+    if (!allowed.ok()) return state->FinishOnce(allowed);
     corral::AcquireLockRequest domain;
     domain.key = CacheKey{request.namespace_(), request.key()};
     auto ttl = DurationField("ttl", request.has_ttl(), request.ttl());
@@ -122,14 +134,14 @@ class AcquireLockReactor final : public grpc::ServerUnaryReactor {
 
 grpc::ServerBidiReactor<pb::GetOrComputeRequest, pb::GetOrComputeResponse>*
 CorralService::GetOrCompute(grpc::CallbackServerContext* ctx) {
-  return new ComputeReactor(ctx, coordinator_, metrics_);
+  return new ComputeReactor(ctx, coordinator_, metrics_, auth_);
 }
 
 grpc::ServerUnaryReactor* CorralService::AcquireLock(grpc::CallbackServerContext* ctx,
                                                      const pb::AcquireLockRequest* request,
                                                      pb::AcquireLockResponse* response) {
   auto* reactor = new AcquireLockReactor(ctx, coordinator_, metrics_, response);
-  reactor->Start(*request);
+  reactor->Start(*request, auth_);
   return reactor;
 }
 
@@ -138,6 +150,7 @@ grpc::ServerUnaryReactor* CorralService::RenewLock(grpc::CallbackServerContext* 
                                                    pb::RenewLockResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "RenewLock");
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kLock)) return reactor;
   CORRAL_DURATION_OR_FINISH(ttl, "ttl", *request, ttl);
   corral::RenewLockRequest domain{CacheKey{request->namespace_(), request->key()},
                                   request->token(), *ttl};
@@ -156,6 +169,7 @@ grpc::ServerUnaryReactor* CorralService::ReleaseLock(grpc::CallbackServerContext
                                                      pb::ReleaseLockResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "ReleaseLock");
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kLock)) return reactor;
   corral::ReleaseLockRequest domain{CacheKey{request->namespace_(), request->key()},
                                     request->token(),
                                     static_cast<Outcome>(request->outcome())};
@@ -174,6 +188,7 @@ grpc::ServerUnaryReactor* CorralService::Get(grpc::CallbackServerContext* ctx,
                                              const pb::GetRequest* request, pb::GetResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "Get");
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kRead)) return reactor;
   coordinator_.Get(CacheKey{request->namespace_(), request->key()},
                    [fin, response](absl::StatusOr<GetResult> r) {
                      if (r.ok()) {
@@ -189,6 +204,9 @@ grpc::ServerUnaryReactor* CorralService::Set(grpc::CallbackServerContext* ctx,
                                              const pb::SetRequest* request, pb::SetResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "Set");
+  // A fenced write is the lock API's Fill: the lock holder's to make.
+  const Right needed = request->lock_token().empty() ? Right::kAdmin : Right::kLock;
+  if (!fin.Authorized(auth_, request->namespace_(), needed)) return reactor;
   CORRAL_DURATION_OR_FINISH(ttl, "ttl", *request, ttl);
   corral::SetRequest domain;
   domain.key = CacheKey{request->namespace_(), request->key()};
@@ -208,6 +226,7 @@ grpc::ServerUnaryReactor* CorralService::Invalidate(grpc::CallbackServerContext*
                                                     pb::InvalidateResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "Invalidate");
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kAdmin)) return reactor;
   coordinator_.Invalidate(CacheKey{request->namespace_(), request->key()},
                           [fin, response](absl::StatusOr<bool> r) {
                             if (r.ok()) response->set_existed(*r);
@@ -221,6 +240,7 @@ grpc::ServerUnaryReactor* CorralService::GetBreaker(grpc::CallbackServerContext*
                                                     pb::GetBreakerResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "GetBreaker");
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kAdmin)) return reactor;
   coordinator_.DescribeBreaker(
       request->namespace_(),
       [fin, response, ns = request->namespace_()](absl::StatusOr<BreakerView> view) {

@@ -7,14 +7,16 @@
 #include "corral/v1/corral.grpc.pb.h"
 #include "server/core/coordinator.h"
 #include "server/metrics/metrics.h"
+#include "server/rpc/call_auth.h"
 
 namespace corral::rpc {
 
 class CorralService final : public corral::v1::Corral::CallbackService {
  public:
-  // Both must outlive the service.
-  CorralService(Coordinator& coordinator, Metrics& metrics)
-      : coordinator_(coordinator), metrics_(metrics) {}
+  // All must outlive the service. `auth` decides who may call what (health
+  // and reflection are other services, open to all).
+  CorralService(Coordinator& coordinator, Metrics& metrics, const CallAuthorizer& auth)
+      : coordinator_(coordinator), metrics_(metrics), auth_(auth) {}
 
   grpc::ServerBidiReactor<corral::v1::GetOrComputeRequest,
                           corral::v1::GetOrComputeResponse>*
@@ -45,6 +47,7 @@ class CorralService final : public corral::v1::Corral::CallbackService {
  private:
   Coordinator& coordinator_;
   Metrics& metrics_;
+  const CallAuthorizer& auth_;
 };
 
 }  // namespace corral::rpc

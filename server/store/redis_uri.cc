@@ -81,19 +81,22 @@ absl::StatusOr<RedisOptions> ParseRedisUri(absl::string_view uri) {
     absl::string_view userinfo = authority.substr(0, at);
     authority = authority.substr(at + 1);
     const size_t colon = userinfo.find(':');
-    if (colon == absl::string_view::npos) {
-      return UriError(
-          "credentials must be written user:password@ or :password@");
-    }
     auto user = PercentDecode(userinfo.substr(0, colon), "user");
     if (!user.ok()) return user.status();
-    auto password = PercentDecode(userinfo.substr(colon + 1), "password");
-    if (!password.ok()) return password.status();
-    if (password->empty()) {
-      return UriError("the password after ':' is empty");
+    if (colon == absl::string_view::npos) {
+      // user@: an ACL user whose password comes from elsewhere (a file or
+      // the environment), so that it stays out of process listings.
+      if (user->empty()) return UriError("the user before '@' is empty");
+      options.user = *std::move(user);
+    } else {
+      auto password = PercentDecode(userinfo.substr(colon + 1), "password");
+      if (!password.ok()) return password.status();
+      if (password->empty()) {
+        return UriError("the password after ':' is empty");
+      }
+      options.user = *std::move(user);
+      options.password = *std::move(password);
     }
-    options.user = *std::move(user);
-    options.password = *std::move(password);
   }
 
   absl::string_view port_text;

@@ -1,5 +1,5 @@
 // Where the Redis store connects, and how patiently. Parsed from the
-// --redis flag: redis://[user:password@]host[:port][/db].
+// --redis flag: redis://[user[:password]@]host[:port][/db].
 #ifndef CORRAL_SERVER_STORE_REDIS_URI_H_
 #define CORRAL_SERVER_STORE_REDIS_URI_H_
 
@@ -35,7 +35,8 @@ struct RedisOptions {
 };
 
 // Parses redis://[user:password@]host[:port][/db] (also redis://:password@…,
-// and [v6-address] hosts). user and password are percent-decoded. Errors are
+// redis://user@… for an ACL user whose password is given separately, and
+// [v6-address] hosts). user and password are percent-decoded. Errors are
 // INVALID_ARGUMENT naming the part that is wrong; they never echo the
 // password. Timeouts keep their defaults.
 absl::StatusOr<RedisOptions> ParseRedisUri(absl::string_view uri);

@@ -167,5 +167,43 @@ TEST(ParseArgsTest, Help) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(ParseArgsTest, TlsAndTokenFlags) {
+  auto inv = Parse({"--tls-ca", "ca.pem", "--tls-cert=c.pem", "--tls-key", "k.pem",
+                    "health", "--token", "T0k"});
+  ASSERT_OK(inv);
+  EXPECT_EQ(inv->tls_ca, "ca.pem");
+  EXPECT_EQ(inv->tls_cert, "c.pem");
+  EXPECT_EQ(inv->tls_key, "k.pem");
+  EXPECT_EQ(inv->token, "T0k");
+  auto plain = Parse({"health"});
+  ASSERT_OK(plain);
+  EXPECT_EQ(plain->tls_ca, "");
+  EXPECT_EQ(plain->token, "");  // main falls back to $CORRAL_TOKEN.
+  EXPECT_THAT(Parse({"--tls-cert", "c.pem", "health"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Parse({"--tls-key", "k.pem", "health"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Parse({"--token=", "health"}), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(ParseArgsTest, UnderscoresSpellDashes) {
+  auto inv = Parse({"--tls_ca=ca.pem", "set", "ns", "k", "v", "--lock_token", "T",
+                    "--release_lock"});
+  ASSERT_OK(inv);
+  EXPECT_EQ(inv->tls_ca, "ca.pem");
+  EXPECT_EQ(inv->lock_token, "T");
+  EXPECT_TRUE(inv->release_lock);
+}
+
+TEST(ParseArgsTest, HashTokenTakesNoArguments) {
+  auto inv = Parse({"hash-token"});
+  ASSERT_OK(inv);
+  EXPECT_EQ(inv->command, Command::kHashToken);
+  EXPECT_THAT(Parse({"hash-token", "secret"}), StatusIs(absl::StatusCode::kInvalidArgument));
+  auto help = Parse({"hash-token", "--help"});
+  ASSERT_OK(help);
+  EXPECT_THAT(help->help, HasSubstr("token_sha256"));
+}
+
 }  // namespace
 }  // namespace corral::ctl

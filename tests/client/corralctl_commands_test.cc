@@ -29,6 +29,7 @@ class CommandsTest : public ::testing::Test {
     client::ClientOptions options;
     options.retry.initial_backoff = absl::Milliseconds(1);
     options.default_timeout = inv->timeout;
+    options.token = inv->token;
     client::Client client(inv->target, options);
     std::istringstream in(stdin_text);
     out_.str("");
@@ -244,6 +245,30 @@ TEST_F(CommandsTest, GetOrComputeServerErrorIsExitThree) {
   EXPECT_THAT(err_.str(), HasSubstr("corral-reason: breaker-open"));
   EXPECT_THAT(err_.str(), HasSubstr("retry after 1m"));
   EXPECT_TRUE(shell_commands_.empty());
+}
+
+TEST_F(CommandsTest, HashTokenPrintsTheSha256OfStdin) {
+  // SHA-256("abc"); the newline `echo` adds is not part of the token.
+  EXPECT_EQ(Run({"hash-token"}, "abc\n"), kExitOk);
+  EXPECT_EQ(out_.str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n");
+  EXPECT_EQ(Run({"hash-token"}, "abc"), kExitOk);
+  EXPECT_EQ(out_.str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n");
+  EXPECT_EQ(Run({"hash-token"}, "\n"), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("empty"));
+}
+
+TEST_F(CommandsTest, TokenTravelsAsBearerMetadataOnEveryCall) {
+  std::vector<std::string> seen;
+  fake_.get = [&](grpc::ServerContext* ctx, const v1::GetRequest&, v1::GetResponse*) {
+    auto it = ctx->client_metadata().find("authorization");
+    seen.push_back(it == ctx->client_metadata().end()
+                       ? "(none)"
+                       : std::string(it->second.data(), it->second.size()));
+    return grpc::Status::OK;
+  };
+  EXPECT_EQ(Run({"get", "ns", "k", "--token", "s3cret"}), kExitNegative);
+  EXPECT_EQ(Run({"get", "ns", "k"}), kExitNegative);
+  EXPECT_THAT(seen, ::testing::ElementsAre("Bearer s3cret", "(none)"));
 }
 
 }  // namespace

@@ -27,7 +27,9 @@ COUNTERS_AND_GAUGES = {
     "corral_duplicate_computes_total", "corral_waiters", "corral_breaker_state",
     "corral_breaker_state_since_seconds", "corral_breaker_transitions_total",
     "corral_breaker_open_seconds_total",
-    "corral_store_up", "corral_rpc_requests_total",
+    "corral_store_up", "corral_rpc_requests_total", "corral_auth_failures_total",
+    "corral_refreshes_started_total", "corral_stale_served_total",
+    "corral_negative_cache_hits_total",
 }
 HISTOGRAMS = {"corral_lock_wait_seconds", "corral_store_op_seconds", "corral_rpc_duration_seconds"}
 KNOWN_METRICS = COUNTERS_AND_GAUGES | {

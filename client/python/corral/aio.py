@@ -68,6 +68,7 @@ class AsyncClient:
                  timeout: float = 30.0, worker_id: str = "",
                  retry: RetryPolicy = RetryPolicy(),
                  credentials: Optional[grpc.ChannelCredentials] = None,
+                 token: Optional[str] = None,
                  max_receive_message_bytes: int = 64 << 20):
         if (target is None) == (channel is None):
             raise ValueError("pass exactly one of target and channel")
@@ -75,6 +76,8 @@ class AsyncClient:
         self.timeout = float(timeout)
         self.worker_id = worker_id
         self._retry = retry
+        # Sent on every call; the server's credentials decide what it may do.
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._owns_channel = channel is None
         if channel is None:
             opts = channel_options(max_receive_message_bytes)
@@ -186,7 +189,7 @@ class AsyncClient:
                 await asyncio.sleep(delay)
 
     async def _attempt(self, request, compute, ttl, state: RetryState, ran) -> GetOrComputeResult:
-        call = self._stub.GetOrCompute(timeout=state.remaining())
+        call = self._stub.GetOrCompute(timeout=state.remaining(), metadata=self._metadata)
         try:
             return await self._exchange(call, request, compute, ttl, state, ran)
         except BaseException:
@@ -257,7 +260,7 @@ class AsyncClient:
         state = RetryState(self._retry if idempotent else _NO_RETRY, time.monotonic() + budget)
         while True:
             try:
-                return await method(request, timeout=state.remaining())
+                return await method(request, timeout=state.remaining(), metadata=self._metadata)
             except grpc.RpcError as e:
                 err = error_from_rpc(e)
                 delay = state.next_delay(err, False)

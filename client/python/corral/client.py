@@ -78,12 +78,17 @@ class Client:
     get_or_compute it covers the wait for a peer *and* this caller's compute.
     ``worker_id`` is sent for the server's logs and is the default lock owner.
     Pass ``channel`` to use an existing ``grpc.Channel`` instead of
-    ``target`` (``credentials`` None means plaintext)."""
+    ``target`` (``credentials`` None means plaintext; for TLS pass
+    ``grpc.ssl_channel_credentials(root_certificates=ca_pem)``, plus
+    ``private_key`` and ``certificate_chain`` for mutual TLS). ``token`` is
+    the bearer token sent on every call to a server with credentials
+    configured, e.g. ``token=os.environ["CORRAL_TOKEN"]``."""
 
     def __init__(self, target: Optional[str] = None, *, channel: Optional[grpc.Channel] = None,
                  timeout: float = 30.0, worker_id: str = "",
                  retry: RetryPolicy = RetryPolicy(),
                  credentials: Optional[grpc.ChannelCredentials] = None,
+                 token: Optional[str] = None,
                  max_receive_message_bytes: int = 64 << 20):
         if (target is None) == (channel is None):
             raise ValueError("pass exactly one of target and channel")
@@ -91,6 +96,8 @@ class Client:
         self.timeout = float(timeout)
         self.worker_id = worker_id
         self._retry = retry
+        # Sent on every call; the server's credentials decide what it may do.
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._owns_channel = channel is None
         if channel is None:
             opts = channel_options(max_receive_message_bytes)
@@ -225,7 +232,8 @@ class Client:
 
     def _attempt(self, request, compute, ttl, state: RetryState, ran) -> GetOrComputeResult:
         feed = _RequestFeed(request)
-        call = self._stub.GetOrCompute(iter(feed), timeout=state.remaining())
+        call = self._stub.GetOrCompute(iter(feed), timeout=state.remaining(),
+                                   metadata=self._metadata)
         try:
             try:
                 first = next(call)
@@ -288,7 +296,7 @@ class Client:
         state = RetryState(self._retry if idempotent else _NO_RETRY, time.monotonic() + budget)
         while True:
             try:
-                return method(request, timeout=state.remaining())
+                return method(request, timeout=state.remaining(), metadata=self._metadata)
             except grpc.RpcError as e:
                 err = error_from_rpc(e)
                 delay = state.next_delay(err, False)
