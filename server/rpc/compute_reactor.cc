@@ -6,6 +6,7 @@
 #include "server/core/errors.h"
 #include "server/rpc/convert.h"
 #include "server/rpc/lookup_auth.h"
+#include "server/rpc/wire.h"
 
 namespace corral::rpc {
 
@@ -34,24 +35,22 @@ class ComputeReactor::Sink final : public ComputeSink {
   }
 
   void SendValue(ValueView value) override {
-    GetOrComputeResponse r;
-    ToProto(value, r.mutable_value());
-    Forward(std::move(r), absl::OkStatus());
+    Forward(EncodeValueResponse(value), absl::OkStatus());
   }
   void SendLease(LeaseView lease) override {
     GetOrComputeResponse r;
     ToProto(lease, r.mutable_lease());
-    Forward(std::move(r), std::nullopt);
+    Forward(EncodeResponse(r), std::nullopt);
   }
   void SendFilled(FilledView filled) override {
     GetOrComputeResponse r;
     ToProto(filled, r.mutable_filled());
-    Forward(std::move(r), absl::OkStatus());
+    Forward(EncodeResponse(r), absl::OkStatus());
   }
   void Finish(absl::Status status) override { Forward(std::nullopt, std::move(status)); }
 
  private:
-  void Forward(std::optional<GetOrComputeResponse> r, std::optional<absl::Status> finish) {
+  void Forward(std::optional<grpc::ByteBuffer> r, std::optional<absl::Status> finish) {
     ComputeReactor* reactor;
     {
       absl::MutexLock lock(&mu_);
@@ -83,7 +82,7 @@ ComputeReactor::ComputeReactor(grpc::CallbackServerContext* ctx, Coordinator& co
       started_(absl::Now()),
       sink_(std::make_shared<Sink>(this)) {
   id_ = coordinator_.StartCompute(sink_);
-  StartRead(&request_);
+  StartRead(&reading_);
 }
 
 void ComputeReactor::OnReadDone(bool ok) {
@@ -91,6 +90,11 @@ void ComputeReactor::OnReadDone(bool ok) {
     // Half-close, or the call is over.
     coordinator_.ComputeHalfClosed(id_);
     return;
+  }
+  request_.Clear();
+  if (absl::Status decoded = DecodeRequest(reading_, &request_); !decoded.ok()) {
+    coordinator_.ComputeGone(id_);
+    return Send(std::nullopt, WithReason(decoded, kReasonInvalidArgument));
   }
   switch (request_.msg_case()) {
     case GetOrComputeRequest::kLookup: {
@@ -145,10 +149,10 @@ void ComputeReactor::OnReadDone(bool ok) {
     absl::MutexLock lock(&mu_);
     if (finish_.has_value()) return;  // The call is ending; read no more.
   }
-  StartRead(&request_);
+  StartRead(&reading_);
 }
 
-void ComputeReactor::Send(std::optional<GetOrComputeResponse> response,
+void ComputeReactor::Send(std::optional<grpc::ByteBuffer> response,
                           std::optional<absl::Status> finish) {
   {
     absl::MutexLock lock(&mu_);
@@ -171,7 +175,7 @@ void ComputeReactor::Drive() {
     if (write_in_flight_ || finish_started_) return;
     if (!writes_.empty()) {
       writing_ = std::move(writes_.front());
-      writes_.pop_front();
+      writes_.erase(writes_.begin());
       if (writes_.empty() && finish_.has_value()) {
         action = kWriteAndFinish;
         finish_started_ = true;

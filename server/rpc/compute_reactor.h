@@ -1,13 +1,15 @@
 // One GetOrCompute stream: reads the client's messages and hands them to the
-// Coordinator's session; writes what the session sends back, in order.
+// Coordinator's session; writes what the session sends back, in order. Raw
+// bytes on both sides (server/rpc/wire.h): a value is sent from the copy all
+// its waiters share.
 #ifndef CORRAL_SERVER_RPC_COMPUTE_REACTOR_H_
 #define CORRAL_SERVER_RPC_COMPUTE_REACTOR_H_
 
-#include <deque>
 #include <memory>
 #include <optional>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "corral/v1/corral.grpc.pb.h"
@@ -17,9 +19,7 @@
 
 namespace corral::rpc {
 
-class ComputeReactor final
-    : public grpc::ServerBidiReactor<corral::v1::GetOrComputeRequest,
-                                     corral::v1::GetOrComputeResponse> {
+class ComputeReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   // Starts reading; deletes itself in OnDone.
   ComputeReactor(grpc::CallbackServerContext* ctx, Coordinator& coordinator,
@@ -32,8 +32,7 @@ class ComputeReactor final
 
   // Queues a response, and the end of the call after it when `finish` is
   // set. Anything after the end is dropped. Any thread.
-  void Send(std::optional<corral::v1::GetOrComputeResponse> response,
-            std::optional<absl::Status> finish);
+  void Send(std::optional<grpc::ByteBuffer> response, std::optional<absl::Status> finish);
 
  private:
   class Sink;
@@ -48,11 +47,13 @@ class ComputeReactor final
   const absl::Time started_;
   std::shared_ptr<Sink> sink_;
   Coordinator::CallId id_ = 0;
-  corral::v1::GetOrComputeRequest request_;  // Owned by the pending read.
+  grpc::ByteBuffer reading_;  // Owned by the pending read.
+  corral::v1::GetOrComputeRequest request_;
 
   absl::Mutex mu_;
-  std::deque<corral::v1::GetOrComputeResponse> writes_ ABSL_GUARDED_BY(mu_);
-  corral::v1::GetOrComputeResponse writing_ ABSL_GUARDED_BY(mu_);
+  // At most a lease and a filled/value are ever queued: no heap for them.
+  absl::InlinedVector<grpc::ByteBuffer, 2> writes_ ABSL_GUARDED_BY(mu_);
+  grpc::ByteBuffer writing_ ABSL_GUARDED_BY(mu_);
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> finish_ ABSL_GUARDED_BY(mu_);
   bool finish_started_ ABSL_GUARDED_BY(mu_) = false;

@@ -132,8 +132,8 @@ class AcquireLockReactor final : public grpc::ServerUnaryReactor {
 
 }  // namespace
 
-grpc::ServerBidiReactor<pb::GetOrComputeRequest, pb::GetOrComputeResponse>*
-CorralService::GetOrCompute(grpc::CallbackServerContext* ctx) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* CorralService::GetOrCompute(
+    grpc::CallbackServerContext* ctx) {
   return new ComputeReactor(ctx, coordinator_, metrics_, auth_);
 }
 

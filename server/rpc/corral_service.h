@@ -11,16 +11,28 @@
 
 namespace corral::rpc {
 
-class CorralService final : public corral::v1::Corral::CallbackService {
+// Every method on the callback API; GetOrCompute raw (grpc::ByteBuffer), so
+// that a value goes out to all its waiters from one shared copy
+// (server/rpc/wire.h). The wire format is the proto's either way.
+using CorralServiceBase = corral::v1::Corral::WithCallbackMethod_AcquireLock<
+    corral::v1::Corral::WithCallbackMethod_RenewLock<
+        corral::v1::Corral::WithCallbackMethod_ReleaseLock<
+            corral::v1::Corral::WithCallbackMethod_Get<
+                corral::v1::Corral::WithCallbackMethod_Set<
+                    corral::v1::Corral::WithCallbackMethod_Invalidate<
+                        corral::v1::Corral::WithCallbackMethod_GetBreaker<
+                            corral::v1::Corral::WithRawCallbackMethod_GetOrCompute<
+                                corral::v1::Corral::Service>>>>>>>>;
+
+class CorralService final : public CorralServiceBase {
  public:
   // All must outlive the service. `auth` decides who may call what (health
   // and reflection are other services, open to all).
   CorralService(Coordinator& coordinator, Metrics& metrics, const CallAuthorizer& auth)
       : coordinator_(coordinator), metrics_(metrics), auth_(auth) {}
 
-  grpc::ServerBidiReactor<corral::v1::GetOrComputeRequest,
-                          corral::v1::GetOrComputeResponse>*
-  GetOrCompute(grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GetOrCompute(
+      grpc::CallbackServerContext* ctx) override;
 
   grpc::ServerUnaryReactor* AcquireLock(grpc::CallbackServerContext* ctx,
                                         const corral::v1::AcquireLockRequest* request,
