@@ -39,7 +39,8 @@ ABSL_FLAG(bool, contended, false, "locks mode: all workers on one key.");
 ABSL_FLAG(int, duration_s, 5, "locks and hits modes: how long to run.");
 ABSL_FLAG(std::string, rpc, "get_or_compute", "hits mode: get or get_or_compute.");
 ABSL_FLAG(int, concurrency, 16, "hits mode: closed-loop callers.");
-ABSL_FLAG(int, value_bytes, 100, "hits mode: size of the warm value.");
+ABSL_FLAG(int, value_bytes, 100,
+          "hits mode: size of the warm value; waiters mode: size of the value filled.");
 ABSL_FLAG(std::string, targets, "127.0.0.1:50051", "Comma-separated corrald addresses.");
 ABSL_FLAG(int, callers, 1000, "Concurrent GetOrCompute callers.");
 ABSL_FLAG(int, keys, 1, "Distinct cold keys the callers spread over.");
@@ -194,6 +195,8 @@ int RunWaiters() {
   // Nobody gives up waiting before the fill: the namespace's default wait
   // (15 s) is shorter than opening 50,000 calls can take.
   options.wait_timeout = options.deadline;
+  const std::string filled(static_cast<size_t>(absl::GetFlag(FLAGS_value_bytes)), 'v');
+  options.value_for = [&filled](int) { return filled; };
   const std::string metrics = absl::GetFlag(FLAGS_metrics);
   const std::vector<int> pids = Pids();
   if (metrics.empty() || pids.size() != 1 || options.targets.size() != 1) {
@@ -220,8 +223,10 @@ int RunWaiters() {
   const absl::Duration to_wait = absl::Now() - start;
   absl::SleepFor(absl::Milliseconds(300));  // Let allocations settle.
   const long rss_waiting = bench::RssKiB(pids[0]);
+  RssSampler fan_out({pids[0]});  // The peak while the value goes out.
   gate.Notify();
   run.join();
+  fan_out.Stop();
 
   absl::Time fill_sent, last_done;
   std::vector<absl::Duration> fill_to_waiter;
@@ -238,13 +243,14 @@ int RunWaiters() {
               absl::StrFormat(
                   "waiters=%.0f of %d (after %s) corrald pid=%d rss_before_kib=%d "
                   "rss_waiting_kib=%d kib_per_waiter=%.2f fill_to_waiter p50=%s p99=%s "
-                  "fill_to_last=%s",
+                  "fill_to_last=%s value_bytes=%d rss_peak_during_fill_kib=%d",
                   waiting, want, absl::FormatDuration(to_wait), pids[0], rss_before,
                   rss_waiting,
                   static_cast<double>(rss_waiting - rss_before) / std::max(1.0, waiting),
                   absl::FormatDuration(bench::Quantile(fill_to_waiter, 0.5)),
                   absl::FormatDuration(bench::Quantile(fill_to_waiter, 0.99)),
-                  absl::FormatDuration(last_done - fill_sent))
+                  absl::FormatDuration(last_done - fill_sent), filled.size(),
+                  fan_out.peak(0))
                   .c_str());
   return report.ok() == options.callers && report.computes() == 1 && waiting >= want ? 0 : 1;
 }

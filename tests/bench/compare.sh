@@ -27,18 +27,10 @@ bench=$build/client/bench/corral-bench
 baseline=$build/client/bench/corral-baseline
 py=/usr/bin/python3  # Debian's: python3-grpcio, python3-redis
 export PYTHONPATH=$build/client/python
-tmp=$(mktemp -d)
+source "$here/lib.sh"
 out=${OUT:-$tmp/compare.log}
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
 # One descriptor per simulated caller (10,000 Redis connections in a row).
 ulimit -n "$(ulimit -Hn)"
-free_port() { $py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 want() { [[ ,$only, == *,$1,* ]]; }
 log() { echo "$*" | tee -a "$out"; }
 # run TAG CMD...: one measured run, its output tagged for summarize.py.
@@ -48,29 +40,19 @@ run() {
   "$@" 2>&1 | tee -a "$out" || log "!!! exit $? ($tag)"
 }
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-  --maxclients 19000 --tcp-backlog 4096 --dir "$tmp" >"$tmp/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis --maxclients 19000 --tcp-backlog 4096
 
 # Waiter runs go past corrald's default of 20,000 waiters on one key.
 cat >"$tmp/corrald.textproto" <<CONF
 limits { max_waiters: 200000 max_waiters_per_key: 100000 }
 CONF
-corrald_pid="" target="" metrics=""
-start_corrald() {
+corrald_pid=""
+fresh_corrald() {  # Stops the previous corrald, starts a new one.
   [[ -n $corrald_pid ]] && { kill "$corrald_pid"; wait "$corrald_pid" 2>/dev/null || true; }
-  "$corrald_bin" --config="$tmp/corrald.textproto" --listen_address=127.0.0.1:0 \
-    --metrics_address=127.0.0.1:0 --redis="redis://127.0.0.1:$redis_port" \
-    --log_level=warning 2>"$tmp/corrald.log" &
-  corrald_pid=$!
-  pids+=($corrald_pid)
-  for _ in $(seq 100); do grep -q "corrald ready" "$tmp/corrald.log" && break; sleep 0.1; done
-  target=$(grep -o 'listen=[^ ]*' "$tmp/corrald.log" | cut -d= -f2)
-  metrics=$(grep -o 'metrics=[^ ]*' "$tmp/corrald.log" | cut -d= -f2)
+  start_corrald "$tmp/corrald.log" --config="$tmp/corrald.textproto" \
+    --redis="redis://127.0.0.1:$redis_port"
 }
-start_corrald
+fresh_corrald
 log "# compare.sh $(date -u +%FT%TZ) commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?) corrald=$corrald_bin redis=$(redis-server --version | grep -o 'v=[^ ]*') nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
 
 if ((smoke)); then ns=(10); hits_c=(4); lock_w=(1 8); waiters=(200); dur=1
@@ -154,7 +136,7 @@ fi
 if want waiters; then
   for w in "${waiters[@]}"; do
     for r in $(seq "$runs"); do
-      start_corrald  # A fresh process: its RSS growth is this run's alone.
+      fresh_corrald  # A fresh process: its RSS growth is this run's alone.
       run "waiters system=corral w=$w run=$r" "$bench" --targets="$target" --mode=waiters \
         --callers="$w" --channels=$(((w + 7999) / 8000)) --metrics="$metrics" \
         --corrald_pids="$corrald_pid" --deadline_s=600

@@ -10,14 +10,7 @@ build=${1:-$root/build}
 runs=${2:-3}
 duration=${3:-20}
 bench=$build/client/bench/corral-bench
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$root/tests/bench/lib.sh"
 
 # TTL 2 s everywhere; the compute (200 ms) is 10 % of it.
 cat >"$tmp/corral.textproto" <<'CONFIG'
@@ -27,19 +20,13 @@ namespaces { name: "swr"    ttl { seconds: 2 } early_refresh_beta: 0 stale_windo
 namespaces { name: "both"   ttl { seconds: 2 } early_refresh_beta: 1 stale_window { seconds: 60 } }
 CONFIG
 
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
+start_redis
+port=$redis_port
 targets=()
 for i in 0 1; do
-  "$build/server/corrald" --listen_address=127.0.0.1:0 --metrics_address=off \
-    --redis="redis://127.0.0.1:$port" --config="$tmp/corral.textproto" --log_level=warning \
-    2>"$tmp/corrald-$i.log" &
-  pids+=($!)
-  for _ in $(seq 100); do grep -q "corrald ready" "$tmp/corrald-$i.log" && break; sleep 0.1; done
-  targets+=("$(grep -o 'listen=[^ ]*' "$tmp/corrald-$i.log" | cut -d= -f2)")
+  start_corrald "$tmp/corrald-$i.log" --redis="redis://127.0.0.1:$port" \
+    --config="$tmp/corral.textproto"
+  targets+=("$target")
 done
 joined=$(IFS=,; echo "${targets[*]}")
 echo "corralds ${joined} redis=127.0.0.1:$port runs=$runs duration=${duration}s"

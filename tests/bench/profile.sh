@@ -15,31 +15,11 @@ out=${2:-$(mktemp -d)}
 mkdir -p "$out"
 corrald_bin=${CORRALD:-$build/server/corrald}
 bench=$build/client/bench/corral-bench
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
-  >"$tmp/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
-corrald_pid="" target="" metrics=""
-start_corrald() {  # start_corrald [WRAPPER...]: a fresh corrald, maybe under heaptrack.
-  "$@" "$corrald_bin" --listen_address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
-    --redis="redis://127.0.0.1:$redis_port" --log_level=warning 2>"$tmp/corrald.log" &
-  corrald_pid=$!
-  pids+=($corrald_pid)
-  for _ in $(seq 300); do grep -q "corrald ready" "$tmp/corrald.log" && break; sleep 0.1; done
-  target=$(grep -o 'listen=[^ ]*' "$tmp/corrald.log" | cut -d= -f2)
-  metrics=$(grep -o 'metrics=[^ ]*' "$tmp/corrald.log" | cut -d= -f2)
+source "$here/lib.sh"
+start_redis
+# fresh_corrald [WRAPPER]: a new corrald on the shared Redis, maybe under heaptrack.
+fresh_corrald() {
+  WRAPPER=${1:-} start_corrald "$tmp/corrald.log" --redis="redis://127.0.0.1:$redis_port"
 }
 # perf_during NAME CMD...: perf record of corrald while CMD runs.
 perf_during() {
@@ -56,20 +36,20 @@ perf_during() {
     --sort symbol -g none 2>/dev/null >"$out/$name.children.txt" || true
 }
 
-start_corrald
+fresh_corrald
 perf_during hits-goc "$bench" --targets="$target" --mode=hits --rpc=get_or_compute \
   --concurrency=64 --duration_s=8
 perf_during hits-get "$bench" --targets="$target" --mode=hits --rpc=get --concurrency=64 \
   --duration_s=8
 kill "$corrald_pid"; wait "$corrald_pid" 2>/dev/null || true
 
-start_corrald
+fresh_corrald
 perf_during waiters "$bench" --targets="$target" --mode=waiters --callers=10000 --channels=2 \
   --metrics="$metrics" --corrald_pids="$corrald_pid"
 kill "$corrald_pid"; wait "$corrald_pid" 2>/dev/null || true
 
 # heaptrack: 10,000 waiters, then a clean stop so that heaptrack writes its file.
-start_corrald heaptrack -o "$out/waiters.heaptrack"
+fresh_corrald "heaptrack -o $out/waiters.heaptrack"
 heaptrack_pid=$corrald_pid
 corrald_pid=$(pgrep -P "$heaptrack_pid" -f "$corrald_bin" | head -1 || true)
 [[ -z $corrald_pid ]] && corrald_pid=$heaptrack_pid

@@ -11,30 +11,14 @@ smoke=0
 if [[ ${1:-} == --smoke ]]; then smoke=1; shift; fi
 build=${1:-$root/build}
 bench=$build/client/bench/corral-bench
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-
-"$build/server/corrald" --listen_address=127.0.0.1:0 --metrics_address=127.0.0.1:0 \
-  --redis="redis://127.0.0.1:$port" --log_level=warning 2>"$tmp/corrald.log" &
-corrald=$!
-pids+=($corrald)
-for _ in $(seq 100); do grep -q "corrald ready" "$tmp/corrald.log" && break; sleep 0.1; done
-target=$(grep -o 'listen=[^ ]*' "$tmp/corrald.log" | cut -d= -f2)
+source "$root/tests/bench/lib.sh"
+start_redis
+port=$redis_port
+start_corrald "$tmp/corrald.log" --redis="redis://127.0.0.1:$port"
+corrald=$corrald_pid
 echo "corrald pid=$corrald target=$target redis=127.0.0.1:$port"
 
 run() { echo "\$ corral-bench $*"; "$bench" --targets="$target" "$@"; }
-metrics=$(grep -o 'metrics=[^ ]*' "$tmp/corrald.log" | cut -d= -f2)
 if ((smoke)); then
   run --callers=200 --keys=1 --compute_ms=100 --redis_port="$port" --corrald_pids="$corrald"
   run --mode=locks --workers=2 --duration_s=1
