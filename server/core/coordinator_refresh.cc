@@ -61,8 +61,9 @@ void Coordinator::StartRefresh(Session& s, StoredValue current, absl::string_vie
       breakers_.Admit(sessions_.at(sid).ns, [this, key, sid, token, fence,
                                              current = std::move(current),
                                              trigger](BreakerVerdict verdict) {
-        if (!verdict.allowed || !IsReadingSession(sid, key)) {
-          // An open breaker: the upstream is not asked; the value stays.
+        // An open breaker: the upstream is not asked; the value stays. A
+        // caller that half-closed meanwhile could not send the Fill.
+        if (!verdict.allowed || !IsReadingSession(sid, key) || sessions_.at(sid).half_closed) {
           return EndRefreshAttempt(key, sid, current, token, /*release=*/true);
         }
         Session& s = sessions_.at(sid);
