@@ -72,6 +72,7 @@ void Coordinator::StartRefresh(Session& s, StoredValue current, absl::string_vie
         LOG_EVENT("refresh", key, "trigger=", trigger, " fencing_token=", fence,
                   " expires_in_ms=", absl::ToInt64Milliseconds(current.expires_at - clock_.Now()));
         GrantLease(s, LeaseMode::kRefresh, fence, current.value);
+        MaybeRetire(key);  // The flight kept only for the attempt goes.
       });
     });
   });
