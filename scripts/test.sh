@@ -12,6 +12,7 @@ if [[ ${1:-} == --sanitize ]]; then
   cmake_args=(-DCORRAL_SANITIZE=ON)
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/sanitizer/lsan.supp}
 fi
 "$root/scripts/deps.sh"
 "$root/scripts/build.sh" "$build" "${cmake_args[@]}"
