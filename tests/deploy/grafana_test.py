@@ -82,7 +82,8 @@ class DashboardShape(ds.TestCase):
         titles = {p["title"] for p in panels(load())}
         for wanted in ("Hit ratio by stage", "Lock wait percentiles",
                        "Computes vs duplicate computes", "Breaker state", "Waiters by namespace",
-                       "Store latency"):
+                       "Store latency", "Refreshes started and how they ended",
+                       "Stale values served and remembered failures"):
             self.assertIn(wanted, titles)
 
     def test_no_unexpanded_variables(self):
