@@ -4,9 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <atomic>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -26,6 +24,7 @@
 #include "server/core/clock.h"
 #include "server/core/coordinator.h"
 #include "server/core/event_loop.h"
+#include "server/core/file.h"
 #include "server/core/log.h"
 #include "server/core/namespace_config.h"
 #include "server/metrics/measured_store.h"
@@ -104,11 +103,9 @@ constexpr char kServiceName[] = "corral.v1.Corral";
 // The contents of a secret file, without the trailing newline that editors
 // and `echo` add.
 absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::string secret = buffer.str();
+  absl::StatusOr<std::string> contents = ReadWholeFile(path);
+  if (!contents.ok()) return contents.status();
+  std::string secret = *std::move(contents);
   if (!secret.empty() && secret.back() == '\n') secret.pop_back();
   if (!secret.empty() && secret.back() == '\r') secret.pop_back();
   if (secret.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " is empty"));

@@ -1,13 +1,11 @@
 #include "server/core/namespace_config.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
+#include "server/core/file.h"
 #include "server/core/status_macros.h"
 #include "server/core/validation.h"
 
@@ -215,13 +213,11 @@ class ErrorCollector : public google::protobuf::io::ErrorCollector {
 }  // namespace
 
 absl::StatusOr<corral::v1::ServerConfig> LoadServerConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("config: cannot open ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  if (!text.ok()) return absl::NotFoundError(absl::StrCat("config: cannot open ", path));
   corral::v1::ServerConfig config;
   if (absl::EndsWith(path, ".json")) {
-    auto status = google::protobuf::util::JsonStringToMessage(buffer.str(), &config);
+    auto status = google::protobuf::util::JsonStringToMessage(*text, &config);
     if (!status.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("config: ", path, ": ", status.ToString()));
@@ -231,7 +227,7 @@ absl::StatusOr<corral::v1::ServerConfig> LoadServerConfig(const std::string& pat
   google::protobuf::TextFormat::Parser parser;
   ErrorCollector errors;
   parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(buffer.str(), &config)) {
+  if (!parser.ParseFromString(*text, &config)) {
     return absl::InvalidArgumentError(absl::StrCat("config: ", path, ": ", errors.first()));
   }
   return config;

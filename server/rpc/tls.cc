@@ -5,12 +5,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/core/file.h"
 
 namespace corral::rpc {
 namespace {
@@ -36,14 +34,12 @@ absl::Status FlagError(absl::string_view flag, absl::string_view path,
 
 absl::StatusOr<std::string> ReadPem(absl::string_view flag,
                                     const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return FlagError(flag, path, "cannot be read");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (!absl::StrContains(buffer.str(), "-----BEGIN ")) {
+  absl::StatusOr<std::string> pem = ReadWholeFile(path);
+  if (!pem.ok()) return FlagError(flag, path, "cannot be read");
+  if (!absl::StrContains(*pem, "-----BEGIN ")) {
     return FlagError(flag, path, "is not a PEM file");
   }
-  return buffer.str();
+  return pem;
 }
 
 Bio MemoryBio(const std::string& pem) {

@@ -112,6 +112,15 @@ absl::Status Ok(bool expected_true, absl::string_view what) {
                        : absl::InternalError(absl::StrCat(what, " was false"));
 }
 
+// The key's lock, taken by `ops` so that the caller under test can renew,
+// release or write under it.
+absl::StatusOr<client::AcquireLockResult> OpsLock(client::Client& ops, const std::string& ns,
+                                                  const std::string& key) {
+  auto lock = ops.AcquireLock(ns, key, absl::Seconds(30), absl::ZeroDuration());
+  if (!lock.ok() || !lock->acquired) return absl::InternalError("ops: no lock");
+  return lock;
+}
+
 std::vector<Operation> Operations() {
   using client::Client;
   return {
@@ -155,10 +164,8 @@ std::vector<Operation> Operations() {
        {"lock"},
        [](Client& c, Client& ops, const std::string& ns,
           const std::string& key) {
-         auto lock =
-             ops.AcquireLock(ns, key, absl::Seconds(30), absl::ZeroDuration());
-         if (!lock.ok() || !lock->acquired)
-           return absl::InternalError("ops: no lock");
+         auto lock = OpsLock(ops, ns, key);
+         if (!lock.ok()) return lock.status();
          client::SetOptions set;
          set.lock_token = lock->token;
          set.release_lock = true;
@@ -185,10 +192,8 @@ std::vector<Operation> Operations() {
        {"lock"},
        [](Client& c, Client& ops, const std::string& ns,
           const std::string& key) {
-         auto lock =
-             ops.AcquireLock(ns, key, absl::Seconds(30), absl::ZeroDuration());
-         if (!lock.ok() || !lock->acquired)
-           return absl::InternalError("ops: no lock");
+         auto lock = OpsLock(ops, ns, key);
+         if (!lock.ok()) return lock.status();
          auto r = c.RenewLock(ns, key, lock->token, absl::Seconds(30));
          ops.ReleaseLock(ns, key, lock->token).IgnoreError();
          return r.ok() ? Ok(r->renewed, "renewed") : r.status();
@@ -197,10 +202,8 @@ std::vector<Operation> Operations() {
        {"lock"},
        [](Client& c, Client& ops, const std::string& ns,
           const std::string& key) {
-         auto lock =
-             ops.AcquireLock(ns, key, absl::Seconds(30), absl::ZeroDuration());
-         if (!lock.ok() || !lock->acquired)
-           return absl::InternalError("ops: no lock");
+         auto lock = OpsLock(ops, ns, key);
+         if (!lock.ok()) return lock.status();
          auto r = c.ReleaseLock(ns, key, lock->token);
          if (!r.ok()) ops.ReleaseLock(ns, key, lock->token).IgnoreError();
          return r.ok() ? Ok(r->released, "released") : r.status();

@@ -18,15 +18,7 @@ namespace {
 
 bench::StampedeOptions Options(const Fleet& fleet, int callers, int keys,
                                absl::Duration compute) {
-  bench::StampedeOptions o;
-  o.targets = fleet.targets();
-  o.ns = "chaos";
-  o.callers = callers;
-  o.keys = keys;
-  o.compute_time = compute;
-  o.key_prefix = absl::StrCat("k", absl::ToUnixNanos(absl::Now()), "-");
-  o.deadline = absl::Seconds(30);
-  return o;
+  return StampedeOn(fleet, "chaos", callers, keys, compute, absl::Seconds(30));
 }
 
 // 2,000 callers over 2 replicas; Redis is SIGKILLed mid-stampede and comes

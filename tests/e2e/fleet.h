@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/bench/stampede.h"
 #include "client/cpp/corral_client.h"
 #include "gtest/gtest.h"
 #include "tests/support/corrald_process.h"
@@ -77,6 +79,22 @@ class Fleet {
   std::string config_path_;
   std::vector<std::unique_ptr<CorraldProcess>> replicas_;
 };
+
+// A stampede of `callers` over `keys` fresh keys (a prefix no earlier run
+// used) of namespace `ns`, spread over the fleet's replicas.
+inline bench::StampedeOptions StampedeOn(const Fleet& fleet, const std::string& ns,
+                                         int callers, int keys, absl::Duration compute,
+                                         absl::Duration deadline) {
+  bench::StampedeOptions o;
+  o.targets = fleet.targets();
+  o.ns = ns;
+  o.callers = callers;
+  o.keys = keys;
+  o.compute_time = compute;
+  o.key_prefix = absl::StrCat(ns, "-", absl::ToUnixNanos(absl::Now()), "-");
+  o.deadline = deadline;
+  return o;
+}
 
 }  // namespace corral::testing
 

@@ -20,15 +20,7 @@ using bench::StampedeOptions;
 using bench::StampedeReport;
 
 StampedeOptions Options(const Fleet& fleet, int callers, int keys, absl::Duration compute) {
-  StampedeOptions o;
-  o.targets = fleet.targets();
-  o.ns = "e2e";
-  o.callers = callers;
-  o.keys = keys;
-  o.compute_time = compute;
-  o.key_prefix = absl::StrCat("cold-", absl::ToUnixNanos(absl::Now()), "-");
-  o.deadline = absl::Seconds(60);
-  return o;
+  return StampedeOn(fleet, "e2e", callers, keys, compute, absl::Seconds(60));
 }
 
 void ExpectEveryoneGotTheirKeysValue(const StampedeReport& report) {

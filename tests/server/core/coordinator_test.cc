@@ -660,11 +660,7 @@ TEST_P(CoordinatorTest, UpstreamFailuresOpenTheBreakerAndMissesFailFast) {
 TEST_P(CoordinatorTest, OpenBreakerServesStaleToThoseWhoAllowIt) {
   const CacheKey key{"fragile", "old"};
   ASSERT_OK(Set(key, "yesterday", absl::Milliseconds(200)));
-  if (GetParam() == StoreKind::kEmbedded) {
-    fake_clock_.Advance(absl::Milliseconds(300));
-  } else {
-    absl::SleepFor(absl::Milliseconds(300));
-  }
+  Advance(absl::Milliseconds(300));
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
   absl::SleepFor(absl::Milliseconds(50));
@@ -683,11 +679,7 @@ TEST_P(CoordinatorTest, HalfOpenAdmitsOneProbeAndItsSuccessCloses) {
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
   absl::SleepFor(absl::Milliseconds(50));
-  if (GetParam() == StoreKind::kEmbedded) {
-    fake_clock_.Advance(absl::Seconds(1));
-  } else {
-    absl::SleepFor(absl::Seconds(1));
-  }
+  Advance(absl::Seconds(1));
   std::vector<Call> calls;
   for (int i = 0; i < 5; ++i) calls.push_back(Lookup(CacheKey{"fragile", absl::StrCat("p", i)}));
   absl::SleepFor(absl::Milliseconds(300));
