@@ -20,6 +20,8 @@
 
 namespace corral {
 
+class ReadCache;
+
 struct StoredValue {
   std::string value;
   absl::Time stored_at;
@@ -182,6 +184,10 @@ class Store {
   virtual void Ping(StatusCallback done) = 0;
   // Whether the store is believed reachable right now.
   virtual bool IsUp() const = 0;
+
+  // The replica's read cache that this store keeps coherent
+  // (server/core/read_cache.h), or null. Any thread.
+  virtual const ReadCache* read_cache() const { return nullptr; }
 };
 
 }  // namespace corral

@@ -39,6 +39,7 @@ class MeasuredStore final : public Store, public StoreListener {
                     Callback<BreakerCas> done) override;
   void Ping(StatusCallback done) override;
   bool IsUp() const override { return inner_.IsUp(); }
+  const ReadCache* read_cache() const override { return inner_.read_cache(); }
 
   // StoreListener: forwards to the listener set on this store.
   void OnKeyEvent(const KeyEvent& event) override;

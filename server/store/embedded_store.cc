@@ -12,8 +12,13 @@ uint64_t MicrosOf(absl::Time t) {
 }
 }  // namespace
 
-EmbeddedStore::EmbeddedStore(EventLoop& loop, const Clock& clock)
+EmbeddedStore::EmbeddedStore(EventLoop& loop, const Clock& clock, size_t read_cache_bytes)
     : loop_(loop), clock_(clock) {
+  if (read_cache_bytes > 0) {
+    read_cache_ = std::make_unique<ReadCache>(read_cache_bytes);
+    // Every write goes through this object: nothing is ever missed.
+    read_cache_->SetCoherent(true);
+  }
   loop_.Post([this] { SweepSoon(); });
 }
 
@@ -39,6 +44,10 @@ void EmbeddedStore::Get(const CacheKey& key, Callback<KeyRead> done) {
   if (auto it = values_.find(key); it != values_.end()) read.value = it->second.value;
   if (auto it = failures_.find(key); it != failures_.end()) read.failed_until = it->second;
   read.locked = locks_.contains(key);
+  if (read_cache_) {
+    const bool fresh = read.value.has_value() && read.value->expires_at > clock_.Now();
+    read_cache_->EndRead(key, read_cache_->BeginRead(key), fresh ? &*read.value : nullptr);
+  }
   Reply(std::move(done), absl::StatusOr<KeyRead>(std::move(read)));
 }
 
@@ -59,6 +68,7 @@ void EmbeddedStore::Put(const CacheKey& key, std::string value,
       return;
     }
   }
+  if (read_cache_) read_cache_->Invalidate(key);
   // kFilled tells waiters the lock may be free too.
   if (!options.lock_token.empty() && options.release_lock) locks_.erase(lock);
   failures_.erase(key);
@@ -71,6 +81,7 @@ void EmbeddedStore::Put(const CacheKey& key, std::string value,
 void EmbeddedStore::Delete(const CacheKey& key, Callback<bool> done) {
   ExpireKey(key, clock_.Now());
   failures_.erase(key);
+  if (read_cache_) read_cache_->Invalidate(key);
   bool existed = values_.erase(key) > 0;
   Reply(std::move(done), absl::StatusOr<bool>(existed));
 }

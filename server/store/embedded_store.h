@@ -5,12 +5,14 @@
 #define CORRAL_SERVER_STORE_EMBEDDED_STORE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "server/core/clock.h"
 #include "server/core/event_loop.h"
+#include "server/core/read_cache.h"
 #include "server/core/store.h"
 
 namespace corral {
@@ -18,8 +20,9 @@ namespace corral {
 class EmbeddedStore final : public Store {
  public:
   // `loop` and `clock` must outlive the store. Destroy the store on the loop
-  // thread or after the loop has stopped.
-  EmbeddedStore(EventLoop& loop, const Clock& clock);
+  // thread or after the loop has stopped. `read_cache_bytes` > 0: keeps a
+  // read cache of that size (server/core/read_cache.h).
+  EmbeddedStore(EventLoop& loop, const Clock& clock, size_t read_cache_bytes = 0);
   ~EmbeddedStore() override;
 
   void SetListener(StoreListener* listener) override { listener_ = listener; }
@@ -43,6 +46,7 @@ class EmbeddedStore final : public Store {
                     Callback<BreakerCas> done) override;
   void Ping(StatusCallback done) override;
   bool IsUp() const override { return true; }
+  const ReadCache* read_cache() const override { return read_cache_.get(); }
 
   // Entries held, for tests of expiry (loop thread).
   size_t values_held() const { return values_.size(); }
@@ -84,6 +88,7 @@ class EmbeddedStore final : public Store {
   absl::flat_hash_set<CacheKey> watched_;
   absl::flat_hash_map<std::string, BreakerRecord> breakers_;
   EventLoop::TimerId sweep_timer_ = 0;
+  std::unique_ptr<ReadCache> read_cache_;
 };
 
 }  // namespace corral

@@ -200,6 +200,23 @@ void RedisConnection::OnSubscriptionReply(redisAsyncContext*, void* reply,
   const absl::string_view channel = View(r->element[1]);
   if (kind == "message") {
     self->progress_at_ = absl::Now();
+    if (channel == kRedisInvalidateChannel) {
+      // An array of key names, or nil for "everything". Anything we do
+      // not understand also counts as everything.
+      std::vector<absl::string_view> keys;
+      const redisReply* payload = r->element[2];
+      if (payload->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < payload->elements; ++i) {
+          if (!IsString(payload->element[i])) {
+            keys.clear();
+            break;
+          }
+          keys.push_back(View(payload->element[i]));
+        }
+      }
+      if (self->handlers_.on_invalidate) self->handlers_.on_invalidate(keys);
+      return;
+    }
     if (IsString(r->element[2]) && self->handlers_.on_message) {
       self->handlers_.on_message(channel, View(r->element[2]));
     }

@@ -44,6 +44,10 @@ struct RedisReply {
 // from an error reply; "" for any other status.
 std::string RedisErrorCode(const absl::Status& status);
 
+// Where Redis sends a RESP2 client's tracking invalidations (CLIENT
+// TRACKING ... REDIRECT <subscriber>).
+inline constexpr absl::string_view kRedisInvalidateChannel = "__redis__:invalidate";
+
 class RedisConnection {
  public:
   using ReplyCallback = absl::AnyInvocable<void(absl::StatusOr<RedisReply>)>;
@@ -59,6 +63,10 @@ class RedisConnection {
     absl::AnyInvocable<void(absl::string_view channel,
                             absl::string_view payload)>
         on_message;
+    // Client-side caching: a message on kRedisInvalidateChannel names the
+    // keys that changed; none means every key (FLUSHALL, FLUSHDB).
+    absl::AnyInvocable<void(const std::vector<absl::string_view>& keys)>
+        on_invalidate;
   };
 
   // Starts a non-blocking connect to host:port; commands may be issued at

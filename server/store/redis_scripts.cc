@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace corral {
 namespace {
@@ -111,6 +112,36 @@ RedisItemKeys RedisKeysFor(const CacheKey& key) {
   return RedisItemKeys{absl::StrCat(prefix, ":v"), absl::StrCat(prefix, ":l"),
                        absl::StrCat(prefix, ":f"), absl::StrCat(prefix, ":c"),
                        absl::StrCat(prefix, ":n")};
+}
+
+absl::string_view RedisTrackingProbeSource() {
+  return R"lua(
+if not redis.acl_check_cmd then return 0 end
+if redis.acl_check_cmd('subscribe', '__redis__:invalidate')
+    and redis.acl_check_cmd('client', 'id')
+    and redis.acl_check_cmd('client', 'tracking', 'on', 'redirect', '1') then
+  return 1
+end
+return 0
+)lua";
+}
+
+std::optional<CacheKey> CacheKeyOfValueKey(absl::string_view redis_key) {
+  // corral:{<hash>}:<ns>:<key bytes>:v, where ns holds no ':' and the hash
+  // no '}'.
+  absl::string_view rest = redis_key;
+  if (!absl::ConsumePrefix(&rest, "corral:{") || !absl::ConsumeSuffix(&rest, ":v")) {
+    return std::nullopt;
+  }
+  const size_t tag_end = rest.find("}:");
+  if (tag_end == absl::string_view::npos) return std::nullopt;
+  rest.remove_prefix(tag_end + 2);
+  const size_t ns_end = rest.find(':');
+  if (ns_end == absl::string_view::npos) return std::nullopt;
+  CacheKey key{std::string(rest.substr(0, ns_end)), std::string(rest.substr(ns_end + 1))};
+  // Only a key we would have written: the hash must match too.
+  if (RedisKeysFor(key).value != redis_key) return std::nullopt;
+  return key;
 }
 
 std::string RedisChannelFor(const CacheKey& key) {

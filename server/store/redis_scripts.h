@@ -40,6 +40,16 @@ struct RedisItemKeys {
 };
 RedisItemKeys RedisKeysFor(const CacheKey& key);
 std::string RedisChannelFor(const CacheKey& key);
+// A script that answers 1 when this connection's user may turn on
+// client-side caching with RESP2 invalidations (CLIENT ID, CLIENT TRACKING,
+// SUBSCRIBE __redis__:invalidate), 0 otherwise (or before Redis 7, which
+// lacks redis.acl_check_cmd). Asking first keeps a refused SUBSCRIBE from
+// dropping the subscriber connection, and refusals out of the ACL LOG.
+absl::string_view RedisTrackingProbeSource();
+
+// The cache key whose value key (RedisItemKeys::value) is `redis_key`;
+// nullopt for any other Redis key (locks, fences, breakers, strangers').
+std::optional<CacheKey> CacheKeyOfValueKey(absl::string_view redis_key);
 
 enum class RedisScript {
   // KEYS: value, failure, lock. Answers {value, stored_ms, expires_ms,

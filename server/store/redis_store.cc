@@ -72,6 +72,9 @@ constexpr absl::string_view kProbeChannel = "corral:{probe}:c";
 
 RedisStore::RedisStore(EventLoop& loop, RedisOptions options)
     : loop_(loop), options_(std::move(options)) {
+  if (options_.read_cache_bytes > 0) {
+    read_cache_ = std::make_unique<ReadCache>(options_.read_cache_bytes);
+  }
   down_reason_ = StoreUnavailable(
       absl::StrCat("not connected to ", options_.host, ":", options_.port));
 }
@@ -128,6 +131,7 @@ void RedisStore::ShutdownOnLoop() {
   // the store), so the connections can go at once.
   CloseConnections(down_reason_, /*defer_destruction=*/false);
   channels_.clear();
+  if (read_cache_) read_cache_->SetCoherent(false);
   absl::MutexLock lock(&mu_);
   shut_down_ = true;
   connected_ = false;
@@ -164,6 +168,10 @@ void RedisStore::StartAttempt() {
                                                    absl::string_view payload) {
     OnMessage(session, ch, payload);
   };
+  subscriber_handlers.on_invalidate =
+      [this, session](const std::vector<absl::string_view>& keys) {
+        OnInvalidate(session, keys);
+      };
   auto subscriber = RedisConnection::Connect(
       loop_, options_.host, options_.port, std::move(subscriber_handlers));
   if (!subscriber.ok()) {
@@ -194,6 +202,41 @@ void RedisStore::StartAttempt() {
   // Also what makes hiredis 0.14 notice that the socket connected. Pub/sub
   // is database-independent, so the subscriber needs no SELECT.
   Handshake(*subscriber_, {"PING"}, "PING", -1);
+  subscriber_id_ = 0;
+  if (read_cache_ && !tracking_refused_) {
+    // May this user track? Then: where the invalidations will go. Neither
+    // is fatal: without them the read cache stays off.
+    ++handshake_left_;
+    commands_->Command(
+        {"EVAL", std::string(RedisTrackingProbeSource()), "0"},
+        [this, session](absl::StatusOr<RedisReply> reply) {
+          if (session != session_ || state_ != State::kConnecting) return;
+          if (!reply.ok() && IsStoreUnavailable(reply.status())) {
+            Fail(session, reply.status());
+            return;
+          }
+          if (!reply.ok()) {
+            TrackingUnavailable(reply.status());
+          } else if (reply->type != RedisReply::Type::kInteger || reply->integer != 1) {
+            TrackingUnavailable(absl::PermissionDeniedError(
+                "Redis is older than 7.0, or its ACL user lacks &__redis__:invalidate, "
+                "+client|id or +client|tracking"));
+          } else {
+            ++handshake_left_;
+            subscriber_->Command({"CLIENT", "ID"}, [this, session](
+                                                     absl::StatusOr<RedisReply> id) {
+              if (session != session_ || state_ != State::kConnecting) return;
+              if (!id.ok()) {
+                Fail(session, id.status());
+                return;
+              }
+              if (id->type == RedisReply::Type::kInteger) subscriber_id_ = id->integer;
+              if (--handshake_left_ == 0) Connected();
+            });
+          }
+          if (--handshake_left_ == 0) Connected();
+        });
+  }
   ScheduleTick();
 }
 
@@ -239,6 +282,7 @@ void RedisStore::Connected() {
   }
   // Breaker changes of every namespace, for as long as we are connected.
   subscriber_->Subscribe(std::string(kRedisBreakerChannel));
+  StartTracking();
   CORRAL_LOG(LogLevel::kInfo, "store_connected", "redis=", options_.Describe());
   PostAvailability(true);
 }
@@ -260,6 +304,8 @@ void RedisStore::Fail(uint64_t session, absl::Status error) {
     last_error_ = error;
   }
   if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
+  // Invalidations may be lost from here until tracking is back.
+  if (read_cache_) read_cache_->SetCoherent(false);
   // Possibly inside a callback of one of these connections: destroy later.
   CloseConnections(down_reason_, /*defer_destruction=*/true);
   for (auto& [channel, c] : channels_) c.subscribes_in_flight = 0;
@@ -395,14 +441,31 @@ void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
 
 void RedisStore::Get(const CacheKey& key, Callback<KeyRead> done) {
   RedisItemKeys keys = RedisKeysFor(key);
+  Callback<KeyRead> answer = std::move(done);
+  if (read_cache_) {
+    // A fresh value read while tracking holds goes into the read cache,
+    // unless an invalidation of the key overtook the read.
+    const uint64_t ticket = read_cache_->BeginRead(key);
+    answer = [this, alive = std::weak_ptr<int>(alive_), key, ticket,
+              done = std::move(answer)](absl::StatusOr<KeyRead> read) mutable {
+      if (!alive.expired()) {
+        const bool fresh = read.ok() && read->value.has_value() &&
+                           read->value->expires_at > absl::Now();
+        read_cache_->EndRead(key, ticket, fresh ? &*read->value : nullptr);
+      }
+      done(std::move(read));
+    };
+  }
   RunAndAnswer<KeyRead>(
       RedisScript::kGet,
       {std::move(keys.value), std::move(keys.failure), std::move(keys.lock)}, {},
-      ParseGetReply, std::move(done));
+      ParseGetReply, std::move(answer));
 }
 
 void RedisStore::Put(const CacheKey& key, std::string value,
                      const PutOptions& options, Callback<bool> done) {
+  // Before the write: this replica reads its own writes.
+  if (read_cache_) read_cache_->Invalidate(key);
   RedisItemKeys keys = RedisKeysFor(key);
   std::vector<std::string> args;
   args.reserve(8);
@@ -422,6 +485,7 @@ void RedisStore::Put(const CacheKey& key, std::string value,
 }
 
 void RedisStore::Delete(const CacheKey& key, Callback<bool> done) {
+  if (read_cache_) read_cache_->Invalidate(key);
   RedisItemKeys keys = RedisKeysFor(key);
   RunAndAnswer<bool>(RedisScript::kDelete,
                      {std::move(keys.value), std::move(keys.failure)}, {},
@@ -515,6 +579,7 @@ void RedisStore::Unwatch(const CacheKey& key) {
 
 void RedisStore::OnSubscribed(uint64_t session, absl::string_view name) {
   if (session != session_) return;
+  if (name == kRedisInvalidateChannel) return OnTrackingStep(session);
   auto it = channels_.find(name);
   if (it == channels_.end()) return;
   Channel& channel = it->second;
@@ -551,6 +616,51 @@ void RedisStore::OnMessage(uint64_t session, absl::string_view name,
   }
   PostEvent(std::string(name),
             KeyEvent{message->kind, it->second.key, std::move(message->value)});
+}
+
+void RedisStore::StartTracking() {
+  if (!read_cache_ || tracking_refused_ || subscriber_id_ == 0) return;
+  const uint64_t session = session_;
+  tracking_steps_left_ = 2;
+  subscriber_->Subscribe(kRedisInvalidateChannel);
+  // Default mode: Redis remembers the keys each read touched (the read
+  // script's too) and sends one invalidation when any of them changes.
+  commands_->Command(
+      {"CLIENT", "TRACKING", "on", "REDIRECT", absl::StrCat(subscriber_id_)},
+      [this, session](absl::StatusOr<RedisReply> reply) {
+        if (session != session_ || state_ != State::kUp) return;
+        if (!reply.ok()) {
+          // A dropped connection ends the session anyway.
+          if (!IsStoreUnavailable(reply.status())) TrackingUnavailable(reply.status());
+          return;
+        }
+        OnTrackingStep(session);
+      });
+}
+
+void RedisStore::OnTrackingStep(uint64_t session) {
+  if (session != session_ || state_ != State::kUp || tracking_steps_left_ == 0) return;
+  if (--tracking_steps_left_ > 0) return;
+  read_cache_->SetCoherent(true);
+  CORRAL_LOG(LogLevel::kInfo, "read_cache_on", "redis=", options_.Describe(),
+             " max_bytes=", read_cache_->max_bytes());
+}
+
+void RedisStore::OnInvalidate(uint64_t session, const std::vector<absl::string_view>& keys) {
+  if (session != session_ || !read_cache_) return;
+  if (keys.empty()) return read_cache_->InvalidateAll();
+  for (absl::string_view name : keys) {
+    // Lock, failure and breaker keys are tracked too; only values matter.
+    if (std::optional<CacheKey> key = CacheKeyOfValueKey(name)) read_cache_->Invalidate(*key);
+  }
+}
+
+void RedisStore::TrackingUnavailable(const absl::Status& why) {
+  if (tracking_refused_) return;
+  tracking_refused_ = true;
+  CORRAL_LOG(LogLevel::kWarning, "read_cache_off", "redis=", options_.Describe(),
+             " error=\"", why.message(),
+             "\" (the read cache is off: every hit reads Redis)");
 }
 
 void RedisStore::PostEvent(std::string channel, KeyEvent event) {

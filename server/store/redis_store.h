@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/event_loop.h"
+#include "server/core/read_cache.h"
 #include "server/core/store.h"
 #include "server/store/redis_connection.h"
 #include "server/store/redis_scripts.h"
@@ -81,6 +82,7 @@ class RedisStore final : public Store {
   void Ping(StatusCallback done) override;
   // Any thread.
   bool IsUp() const override { return up_.load(std::memory_order_acquire); }
+  const ReadCache* read_cache() const override { return read_cache_.get(); }
 
  private:
   enum class State { kIdle, kConnecting, kUp, kBackoff, kShutdown };
@@ -110,6 +112,16 @@ class RedisStore final : public Store {
   void OnMessage(uint64_t session, absl::string_view channel,
                  absl::string_view payload);
   void PostEvent(std::string channel, KeyEvent event);
+
+  // The read cache (loop thread). Coherent once both the invalidation
+  // subscription and CLIENT TRACKING on the command connection are
+  // confirmed in this session; off again when either connection drops.
+  void StartTracking();
+  void OnTrackingStep(uint64_t session);
+  void OnInvalidate(uint64_t session, const std::vector<absl::string_view>& keys);
+  // Tracking cannot work with this server (too old, or an ACL refuses
+  // CLIENT): the read cache stays off; said once.
+  void TrackingUnavailable(const absl::Status& why);
   void PostAvailability(bool up);
 
   // Runs `script` on the command connection (EVALSHA, then EVAL on
@@ -166,6 +178,12 @@ class RedisStore final : public Store {
   bool fatal_ ABSL_GUARDED_BY(mu_) = false;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+
+  // Read cache (loop thread, except the pointer's Find users).
+  std::unique_ptr<ReadCache> read_cache_;
+  int64_t subscriber_id_ = 0;  // CLIENT ID of this session's subscriber.
+  int tracking_steps_left_ = 0;
+  bool tracking_refused_ = false;
 
   // Posted tasks that touch the store check it first.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -3,6 +3,7 @@
 #ifndef CORRAL_SERVER_STORE_REDIS_URI_H_
 #define CORRAL_SERVER_STORE_REDIS_URI_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -29,6 +30,10 @@ struct RedisOptions {
   // Reconnect delays grow from min to max, doubling, with jitter.
   absl::Duration reconnect_backoff_min = absl::Milliseconds(100);
   absl::Duration reconnect_backoff_max = absl::Seconds(5);
+
+  // > 0: keep a read cache of this many bytes, made coherent with Redis'
+  // server-assisted client-side caching (CLIENT TRACKING, Redis >= 6).
+  size_t read_cache_bytes = 0;
 
   // "redis://user:***@host:port/db": safe to log (the password is masked).
   std::string Describe() const;

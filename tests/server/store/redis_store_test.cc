@@ -36,8 +36,10 @@ using ::corral::testing::RedisServer;
 using ::corral::testing::StatusIs;
 using ::corral::testing::StoreRunner;
 using ::testing::Eq;
+using ::testing::Field;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::Optional;
 
 // ---------------------------------------------------------------- URIs
 
@@ -115,6 +117,19 @@ TEST(ParseRedisUriTest, DescribeMasksThePassword) {
   auto parsed = ParseRedisUri("redis://corral:secret@h:7000/2");
   ASSERT_TRUE(parsed.ok());
   EXPECT_EQ(parsed->Describe(), "redis://corral:***@h:7000/2");
+}
+
+TEST(RedisScriptsTest, ValueKeysDecodeBackToTheirCacheKeys) {
+  for (const CacheKey& key : {CacheKey{"ns", "k"}, CacheKey{"a.b-c_1", std::string("x:y}:v\0z", 8)},
+                              CacheKey{"ns", ":v"}}) {
+    RedisItemKeys keys = RedisKeysFor(key);
+    EXPECT_THAT(CacheKeyOfValueKey(keys.value), Optional(Eq(key))) << keys.value;
+    EXPECT_EQ(CacheKeyOfValueKey(keys.lock), std::nullopt);
+    EXPECT_EQ(CacheKeyOfValueKey(keys.failure), std::nullopt);
+  }
+  EXPECT_EQ(CacheKeyOfValueKey("corral:{0000}:ns:k:v"), std::nullopt);  // Wrong hash.
+  EXPECT_EQ(CacheKeyOfValueKey("someone:else:v"), std::nullopt);
+  EXPECT_EQ(CacheKeyOfValueKey(RedisBreakerKey("ns")), std::nullopt);
 }
 
 TEST(RedisScriptsTest, DecodesWhatTheScriptsPublish) {
@@ -567,6 +582,129 @@ TEST_F(RedisStoreTest, AclUserWithoutChannelsIsAClearError) {
   EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("may not run PUBLISH: NOPERM"));
+}
+
+
+// ---------------------------------------------------------------- Read cache
+
+// The read cache kept coherent by CLIENT TRACKING: another writer's change
+// reaches it, a lost connection empties it, and a user who may not track
+// gets no cache (and no refusal in the ACL LOG).
+class RedisReadCacheTest : public RedisStoreTest {
+ protected:
+  void ConnectWithCache(const std::string& uri) {
+    RedisOptions options = FastOptions(uri);
+    options.read_cache_bytes = 1 << 20;
+    MakeStore(std::move(options));
+    ASSERT_OK(store_->WaitUntilConnected(absl::Seconds(5)));
+  }
+  const ReadCache& cache() const { return *store_->read_cache(); }
+  std::string Cached(const CacheKey& key) const {
+    std::shared_ptr<const CachedValue> entry = cache().Find(key);
+    return entry == nullptr ? "<none>" : *entry->bytes;
+  }
+  // Tracking turns on shortly after the connection: read until the value
+  // is cached.
+  bool ReadUntilCached(const CacheKey& key, const std::string& value) {
+    return WaitUntil(
+        [&] {
+          EXPECT_OK(runner_->Get(key).status());
+          return Cached(key) == value;
+        },
+        absl::Seconds(3));
+  }
+  // A second replica: its own store on the same Redis, no cache.
+  void StartOtherReplica() {
+    other_ = std::make_unique<RedisStore>(loop_, FastOptions(server_->uri()));
+    other_runner_ = std::make_unique<StoreRunner>(loop_, *other_);
+    other_->Start();
+    ASSERT_OK(other_->WaitUntilConnected(absl::Seconds(5)));
+  }
+  void TearDown() override {
+    if (other_) other_->Shutdown();
+    RedisStoreTest::TearDown();
+    other_runner_.reset();
+    other_.reset();
+  }
+
+  std::unique_ptr<RedisStore> other_;
+  std::unique_ptr<StoreRunner> other_runner_;
+};
+
+TEST_F(RedisReadCacheTest, AnotherReplicasWritesReachTheCache) {
+  StartServer();
+  ConnectWithCache(server_->uri());
+  StartOtherReplica();
+  ASSERT_THAT(runner_->Put(key_, "one", absl::Seconds(30)), IsOkAndHolds(true));
+  ASSERT_TRUE(ReadUntilCached(key_, "one")) << Cached(key_);
+
+  ASSERT_THAT(other_runner_->Put(key_, "two", absl::Seconds(30)), IsOkAndHolds(true));
+  EXPECT_TRUE(WaitUntil([&] { return Cached(key_) == "<none>"; }, absl::Seconds(2)))
+      << "still cached: " << Cached(key_);
+  ASSERT_TRUE(ReadUntilCached(key_, "two"));
+
+  ASSERT_THAT(other_runner_->Delete(key_), IsOkAndHolds(true));
+  EXPECT_TRUE(WaitUntil([&] { return Cached(key_) == "<none>"; }, absl::Seconds(2)));
+  EXPECT_THAT(runner_->Get(key_), IsOkAndHolds(Eq(std::nullopt)));
+
+  // Not through corral at all: a FLUSHALL empties every replica's cache.
+  const CacheKey other_key{"ns", "other"};
+  ASSERT_THAT(runner_->Put(other_key, "x", absl::Seconds(30)), IsOkAndHolds(true));
+  ASSERT_TRUE(ReadUntilCached(other_key, "x"));
+  ASSERT_OK(server_->Command({"FLUSHALL"}).status());
+  EXPECT_TRUE(WaitUntil([&] { return cache().entries() == 0; }, absl::Seconds(2)));
+}
+
+TEST_F(RedisReadCacheTest, OwnWritesDropTheEntryBeforeTheyAreSent) {
+  StartServer();
+  ConnectWithCache(server_->uri());
+  ASSERT_THAT(runner_->Put(key_, "one", absl::Seconds(30)), IsOkAndHolds(true));
+  ASSERT_TRUE(ReadUntilCached(key_, "one"));
+  ASSERT_THAT(runner_->Put(key_, "two", absl::Seconds(30)), IsOkAndHolds(true));
+  EXPECT_EQ(Cached(key_), "<none>");  // No wait: gone before the write went out.
+  ASSERT_TRUE(ReadUntilCached(key_, "two"));
+  ASSERT_THAT(runner_->Delete(key_), IsOkAndHolds(true));
+  EXPECT_EQ(Cached(key_), "<none>");
+}
+
+TEST_F(RedisReadCacheTest, ALostConnectionEmptiesItAndTrackingComesBack) {
+  StartServer();
+  ConnectWithCache(server_->uri());
+  ASSERT_TRUE(listener_.WaitForAvailability(true));
+  ASSERT_THAT(runner_->Put(key_, "one", absl::Seconds(30)), IsOkAndHolds(true));
+  ASSERT_TRUE(ReadUntilCached(key_, "one"));
+
+  server_->Kill();
+  ASSERT_TRUE(listener_.WaitForAvailability(false));
+  EXPECT_EQ(cache().entries(), 0u);  // Invalidations could be missed now.
+
+  ASSERT_OK(server_->Restart());
+  ASSERT_TRUE(listener_.WaitForAvailability(true));
+  StartOtherReplica();
+  ASSERT_THAT(runner_->Put(key_, "after", absl::Seconds(30)), IsOkAndHolds(true));
+  ASSERT_TRUE(ReadUntilCached(key_, "after"));
+  // Tracking was set up again on the new connections.
+  ASSERT_THAT(other_runner_->Put(key_, "changed", absl::Seconds(30)), IsOkAndHolds(true));
+  EXPECT_TRUE(WaitUntil([&] { return Cached(key_) == "<none>"; }, absl::Seconds(2)));
+}
+
+TEST_F(RedisReadCacheTest, AUserWhoMayNotTrackServesWithoutACache) {
+  StartServer();
+  // What README's ACL advice grants: corral's keys and channels only.
+  ASSERT_OK(server_
+                ->Command({"ACL", "SETUSER", "corral", "on", ">pw", "~corral:*",
+                           "&corral:*", "+@all"})
+                .status());
+  ConnectWithCache(absl::StrCat("redis://corral:pw@127.0.0.1:", server_->port()));
+  ASSERT_THAT(runner_->Put(key_, "one", absl::Seconds(30)), IsOkAndHolds(true));
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_THAT(runner_->Get(key_), IsOkAndHolds(Optional(Field(&StoredValue::value, "one"))));
+  }
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(cache().entries(), 0u);
+  EXPECT_TRUE(store_->IsUp());
+  // It asked before it tried: nothing was refused.
+  EXPECT_THAT(server_->Command({"ACL", "LOG"}), IsOkAndHolds(Not(HasSubstr("corral"))));
 }
 
 }  // namespace
