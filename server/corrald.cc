@@ -63,6 +63,12 @@ ABSL_FLAG(std::string, config, "",
           "corral.v1.ServerConfig in proto/corral/v1/config.proto. Flags given on the "
           "command line override its listen_address, metrics_address and redis.");
 ABSL_FLAG(std::string, log_level, "info", "Log threshold: debug, info, warning, error.");
+ABSL_FLAG(int64_t, read_cache_mb, 64,
+          "MiB of recently read values to answer hits from without asking the store "
+          "(0: off). With --redis it is kept coherent by Redis' client-side caching "
+          "(CLIENT TRACKING, Redis >= 6): a write by another replica reaches it one "
+          "invalidation message later. Off by itself, with a warning, where Redis "
+          "cannot track.");
 
 namespace corral {
 
@@ -204,12 +210,19 @@ int Run() {
   const std::string metrics_address =
       Pick(FLAGS_metrics_address, config.metrics_address(), "127.0.0.1:9464");
   const std::string redis_uri = Pick(FLAGS_redis, config.redis(), "");
+  const int64_t read_cache_mb = absl::GetFlag(FLAGS_read_cache_mb);
+  if (read_cache_mb < 0 || read_cache_mb > (int64_t{1} << 20)) {
+    Die(2, absl::StrCat("--read_cache_mb: ", read_cache_mb,
+                        " is not a size in MiB between 0 (off) and 1048576"));
+  }
+  const size_t read_cache_bytes = static_cast<size_t>(read_cache_mb) << 20;
 
   std::optional<RedisOptions> redis_options;
   if (!redis_uri.empty()) {
     auto parsed = ParseRedisUri(redis_uri);
     if (!parsed.ok()) Die(2, absl::StrCat("--redis: ", parsed.status().message()));
     ResolveRedisPassword(*parsed);
+    parsed->read_cache_bytes = read_cache_bytes;
     redis_options = *std::move(parsed);
   }
   auto authorizer = rpc::Authorizer::Create(config.credentials());
@@ -246,7 +259,7 @@ int Run() {
                               redis_options->db);
     store = std::move(owned);
   } else {
-    store = std::make_unique<EmbeddedStore>(loop, clock);
+    store = std::make_unique<EmbeddedStore>(loop, clock, read_cache_bytes);
   }
   // The health service's "corral.v1.Corral" entry follows the store; the
   // overall ("") entry says the process serves (it does, degraded or not).

@@ -78,6 +78,13 @@ ValueView Coordinator::ViewOf(const StoredValue& value, Source source,
 // ---------------------------------------------------------------------------
 
 void Coordinator::Get(CacheKey key, Callback<GetResult> done) {
+  // Only keys that passed Settings() were ever read into the cache.
+  if (std::shared_ptr<const CachedValue> hit = FreshCached(key)) {
+    GetResult got;
+    got.found = true;
+    got.value = ViewOf(hit->meta, Source::kCache, hit->bytes);
+    return done(std::move(got));
+  }
   loop_.Post([this, key = std::move(key), done = std::move(done)]() mutable {
     auto settings = Settings(key);
     if (!settings.ok()) return done(settings.status());

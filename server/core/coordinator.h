@@ -10,7 +10,9 @@
 //
 // Threading: public methods may be called from any thread; they post to the
 // EventLoop, where all state lives. Sinks and callbacks run on the loop
-// thread and must not block.
+// thread and must not block, with one exception: a hit that the store's
+// read cache answers (server/core/read_cache.h) is answered on the calling
+// thread, without a hop to the loop (Get, ServeFromReadCache).
 #ifndef CORRAL_SERVER_CORE_COORDINATOR_H_
 #define CORRAL_SERVER_CORE_COORDINATOR_H_
 
@@ -34,6 +36,7 @@
 #include "server/core/event_loop.h"
 #include "server/core/namespace_config.h"
 #include "server/core/observer.h"
+#include "server/core/read_cache.h"
 #include "server/core/store.h"
 #include "server/core/types.h"
 
@@ -64,6 +67,7 @@ class Coordinator final : public StoreListener {
   ~Coordinator() override;
 
   // --- Unary operations -----------------------------------------------------
+  // A fresh value in the read cache is answered inline, on this thread.
   void Get(CacheKey key, Callback<GetResult> done);
   void Set(SetRequest request, Callback<bool> done);
   void Invalidate(CacheKey key, Callback<bool> done);
@@ -79,7 +83,16 @@ class Coordinator final : public StoreListener {
   // --- GetOrCompute ---------------------------------------------------------
   // Starts a session for one stream; feed it the client's messages in order.
   CallId StartCompute(std::shared_ptr<ComputeSink> sink);
-  void ComputeLookup(CallId id, LookupRequest request);
+  // A stream's first Lookup, before any session: if the read cache holds a
+  // fresh value and the lookup is valid, `sink` gets it here, on this
+  // thread, and the answer is true (no session is needed). When the value
+  // is due for an early refresh, the answer is false and *refresh_due_for
+  // is set to its expiry: pass it on to ComputeLookup, so that the read
+  // there refreshes it (a second draw would make refreshes rarer).
+  bool ServeFromReadCache(const LookupRequest& request, ComputeSink& sink,
+                          absl::Time* refresh_due_for);
+  void ComputeLookup(CallId id, LookupRequest request,
+                     absl::Time refresh_due_for = absl::InfinitePast());
   void ComputeFill(CallId id, FillRequest request);
   void ComputeAbandon(CallId id, AbandonRequest request);
   // The client half-closed its side (no more messages will come).
@@ -114,6 +127,9 @@ class Coordinator final : public StoreListener {
     absl::Time wait_started;
     EventLoop::TimerId wait_timer = 0;
     bool half_closed = false;
+    // ServeFromReadCache found the value due for an early refresh: a value
+    // that expires no later than this is refreshed without a second draw.
+    absl::Time refresh_due_for = absl::InfinitePast();
     // Lease.
     LeaseMode mode = LeaseMode::kLocked;
     std::string token;
@@ -197,6 +213,10 @@ class Coordinator final : public StoreListener {
   // Whether a hit on `value` should become an early refresh (XFetch: with a
   // probability that rises as expiry nears and with the compute time).
   bool WantsEarlyRefresh(const Session& s, const StoredValue& value);
+  // XFetch's test with the draw `u` in (0, 1]. Any thread.
+  bool EarlyRefreshDue(double beta, const StoredValue& value, double u) const;
+  // The read cache's entry for `key` if it is fresh. Any thread.
+  std::shared_ptr<const CachedValue> FreshCached(const CacheKey& key) const;
   // Tries once for the key's lock; if it is won (and the breaker admits a
   // compute) the reading session gets a REFRESH lease carrying `current`,
   // otherwise `current` itself. `trigger`: "stale" or "early".

@@ -18,10 +18,15 @@ namespace corral {
 using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 
 bool Coordinator::WantsEarlyRefresh(const Session& s, const StoredValue& value) {
-  const double beta = s.ns.early_refresh_beta;
-  if (beta <= 0 || value.compute_time <= absl::ZeroDuration() || s.half_closed) return false;
+  if (s.half_closed) return false;
+  if (value.expires_at <= s.refresh_due_for) return true;  // Drawn already.
+  return EarlyRefreshDue(s.ns.early_refresh_beta, value,
+                         absl::Uniform<double>(absl::IntervalOpenClosed, rng_, 0.0, 1.0));
+}
+
+bool Coordinator::EarlyRefreshDue(double beta, const StoredValue& value, double u) const {
+  if (beta <= 0 || value.compute_time <= absl::ZeroDuration()) return false;
   // now - delta * beta * ln(u) >= expiry, u uniform in (0, 1].
-  const double u = absl::Uniform<double>(absl::IntervalOpenClosed, rng_, 0.0, 1.0);
   const absl::Duration head_start = value.compute_time * (beta * -std::log(u));
   return clock_.Now() + head_start >= value.expires_at;
 }

@@ -31,14 +31,15 @@ Coordinator::CallId Coordinator::StartCompute(std::shared_ptr<ComputeSink> sink)
   return id;
 }
 
-void Coordinator::ComputeLookup(CallId id, LookupRequest request) {
-  loop_.Post([this, id, request = std::move(request)]() mutable {
+void Coordinator::ComputeLookup(CallId id, LookupRequest request, absl::Time refresh_due_for) {
+  loop_.Post([this, id, request = std::move(request), refresh_due_for]() mutable {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return;
     Session& s = it->second;
     if (s.state != SessionState::kAwaitLookup) {
       return FinishSession(s, ProtocolError("a second Lookup on one stream"));
     }
+    s.refresh_due_for = refresh_due_for;
     DoLookup(s, std::move(request));
   });
 }

@@ -81,19 +81,35 @@ ComputeReactor::ComputeReactor(grpc::CallbackServerContext* ctx, Coordinator& co
       auth_(auth),
       started_(absl::Now()),
       sink_(std::make_shared<Sink>(this)) {
-  id_ = coordinator_.StartCompute(sink_);
   StartRead(&reading_);
+}
+
+Coordinator::CallId ComputeReactor::Session() {
+  Coordinator::CallId id = id_.load(std::memory_order_acquire);
+  if (id == 0) {
+    id = coordinator_.StartCompute(sink_);
+    id_.store(id, std::memory_order_release);
+  }
+  return id;
+}
+
+void ComputeReactor::Gone() {
+  // OnDone runs after every other reaction, so a session started by
+  // OnReadDone is seen there at the latest.
+  if (Coordinator::CallId id = id_.load(std::memory_order_acquire); id != 0) {
+    coordinator_.ComputeGone(id);
+  }
 }
 
 void ComputeReactor::OnReadDone(bool ok) {
   if (!ok) {
     // Half-close, or the call is over.
-    coordinator_.ComputeHalfClosed(id_);
+    coordinator_.ComputeHalfClosed(Session());
     return;
   }
   request_.Clear();
   if (absl::Status decoded = DecodeRequest(reading_, &request_); !decoded.ok()) {
-    coordinator_.ComputeGone(id_);
+    Gone();
     return Send(std::nullopt, WithReason(decoded, kReasonInvalidArgument));
   }
   switch (request_.msg_case()) {
@@ -101,7 +117,7 @@ void ComputeReactor::OnReadDone(bool ok) {
       const auto& in = request_.lookup();
       if (!AuthorizeLookup(auth_, *ctx_, coordinator_, CacheKey{in.namespace_(), in.key()},
                            sink_)) {
-        coordinator_.ComputeGone(id_);  // Answered there, without a session.
+        Gone();  // Answered there, without a session.
         return;
       }
       auto ttl = DurationField("lookup.ttl", in.has_ttl(), in.ttl());
@@ -109,7 +125,7 @@ void ComputeReactor::OnReadDone(bool ok) {
       auto lease = DurationField("lookup.lease_ttl", in.has_lease_ttl(), in.lease_ttl());
       for (const absl::Status& s : {ttl.status(), wait.status(), lease.status()}) {
         if (!s.ok()) {
-          coordinator_.ComputeGone(id_);
+          Gone();
           return Send(std::nullopt, s);
         }
       }
@@ -121,27 +137,32 @@ void ComputeReactor::OnReadDone(bool ok) {
       lookup.allow_stale = in.allow_stale();
       lookup.worker_id = in.worker_id();
       lookup.deadline = DeadlineOf(*ctx_);
-      coordinator_.ComputeLookup(id_, std::move(lookup));
+      absl::Time refresh_due_for = absl::InfinitePast();
+      if (id_.load(std::memory_order_acquire) == 0 &&
+          coordinator_.ServeFromReadCache(lookup, *sink_, &refresh_due_for)) {
+        return;  // Answered and finished: a hit, with no session at all.
+      }
+      coordinator_.ComputeLookup(Session(), std::move(lookup), refresh_due_for);
       break;
     }
     case GetOrComputeRequest::kFill: {
       auto ttl = DurationField("fill.ttl", request_.fill().has_ttl(), request_.fill().ttl());
       if (!ttl.ok()) {
-        coordinator_.ComputeGone(id_);
+        Gone();
         return Send(std::nullopt, ttl.status());
       }
       FillRequest fill;
       fill.value = std::move(*request_.mutable_fill()->mutable_value());
       fill.ttl = *ttl;
-      coordinator_.ComputeFill(id_, std::move(fill));
+      coordinator_.ComputeFill(Session(), std::move(fill));
       break;
     }
     case GetOrComputeRequest::kAbandon:
       coordinator_.ComputeAbandon(
-          id_, AbandonRequest{request_.abandon().reason(), request_.abandon().upstream_failure()});
+          Session(), AbandonRequest{request_.abandon().reason(), request_.abandon().upstream_failure()});
       break;
     default:
-      coordinator_.ComputeGone(id_);
+      Gone();
       return Send(std::nullopt,
                   InvalidField("msg", "a GetOrComputeRequest must set lookup, fill or abandon"));
   }
@@ -216,17 +237,17 @@ void ComputeReactor::OnWriteDone(bool ok) {
       final_code_ = grpc::CANCELLED;
     }
   }
-  if (!ok) coordinator_.ComputeGone(id_);
+  if (!ok) Gone();
   Drive();
 }
 
 void ComputeReactor::OnCancel() {
-  coordinator_.ComputeGone(id_);
+  Gone();
   Send(std::nullopt, absl::CancelledError("cancelled by the client"));
 }
 
 void ComputeReactor::OnDone() {
-  coordinator_.ComputeGone(id_);
+  Gone();
   grpc::StatusCode code;
   {
     absl::MutexLock lock(&mu_);

@@ -5,6 +5,7 @@
 #ifndef CORRAL_SERVER_RPC_COMPUTE_REACTOR_H_
 #define CORRAL_SERVER_RPC_COMPUTE_REACTOR_H_
 
+#include <atomic>
 #include <memory>
 #include <optional>
 
@@ -39,6 +40,11 @@ class ComputeReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   // Starts the next write or the finish, outside the mutex (gRPC may run a
   // reaction inline).
   void Drive();
+  // The coordinator's session for this stream, started on first need (a
+  // hit from the read cache needs none). Reaction threads only.
+  Coordinator::CallId Session();
+  // Tells the coordinator the call is over, if it has a session.
+  void Gone();
 
   grpc::CallbackServerContext* const ctx_;
   Coordinator& coordinator_;
@@ -46,7 +52,8 @@ class ComputeReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   const CallAuthorizer& auth_;
   const absl::Time started_;
   std::shared_ptr<Sink> sink_;
-  Coordinator::CallId id_ = 0;
+  // 0 until Session(); read by OnCancel, which may run concurrently.
+  std::atomic<Coordinator::CallId> id_{0};
   grpc::ByteBuffer reading_;  // Owned by the pending read.
   corral::v1::GetOrComputeRequest request_;
 

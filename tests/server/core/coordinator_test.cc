@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -153,16 +154,20 @@ enum class StoreKind { kEmbedded, kRedis };
 
 class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
  protected:
+  // Both stores keep a read cache, as corrald's do by default.
+  static constexpr size_t kReadCacheBytes = 1 << 20;
+
   CoordinatorTest() : registry_(*NamespaceRegistry::Create(DefaultConfig())) {
     if (GetParam() == StoreKind::kEmbedded) {
       clock_ = &fake_clock_;
-      store_ = std::make_unique<EmbeddedStore>(loop_, fake_clock_);
+      store_ = std::make_unique<EmbeddedStore>(loop_, fake_clock_, kReadCacheBytes);
     } else {
       auto redis = corral::testing::RedisServer::Start();
       EXPECT_TRUE(redis.ok()) << redis.status();
       redis_ = *std::move(redis);
       RedisOptions options;
       options.port = redis_->port();
+      options.read_cache_bytes = kReadCacheBytes;
       auto store = std::make_unique<RedisStore>(loop_, options);
       redis_store_ = store.get();
       store_ = std::move(store);
@@ -224,12 +229,15 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
   Call Lookup(const CacheKey& key, std::optional<absl::Duration> wait = absl::Seconds(5),
               bool allow_stale = false) {
     auto sink = std::make_shared<RecordingSink>();
-    Coordinator::CallId id = coordinator_->StartCompute(sink);
     LookupRequest r;
     r.key = key;
     r.wait_timeout = wait;
     r.allow_stale = allow_stale;
-    coordinator_->ComputeLookup(id, std::move(r));
+    // As the gRPC layer does: the read cache first, then a session.
+    absl::Time refresh_due_for = absl::InfinitePast();
+    if (coordinator_->ServeFromReadCache(r, *sink, &refresh_due_for)) return Call{sink, 0};
+    Coordinator::CallId id = coordinator_->StartCompute(sink);
+    coordinator_->ComputeLookup(id, std::move(r), refresh_due_for);
     return Call{sink, id};
   }
   // Lets time pass: the fake clock on the embedded store, real time on Redis
@@ -421,6 +429,50 @@ TEST_P(CoordinatorTest, HitIsServedFromCache) {
   ASSERT_TRUE(c.sink->value().has_value());
   EXPECT_EQ(c.sink->value()->bytes(), "rose");
   EXPECT_EQ(c.sink->value()->source, Source::kCache);
+}
+
+// A hot key's hits come from the read cache, on the caller's own thread,
+// and a write on this replica is seen by the very next read.
+TEST_P(CoordinatorTest, WarmHitsAreAnsweredOnTheCallersThreadAndSeeOwnWrites) {
+  ASSERT_OK(Set(kKey, "rose"));
+  // The first reads go to the store (with Redis, tracking may still be
+  // starting); then a hit is answered before Get returns.
+  bool inline_hit = false;
+  for (int i = 0; i < 200 && !inline_hit; ++i) {
+    const std::thread::id caller = std::this_thread::get_id();
+    std::thread::id answered;
+    std::string value;
+    coordinator_->Get(kKey, [&](absl::StatusOr<GetResult> r) {
+      answered = std::this_thread::get_id();
+      if (r.ok() && r->found) value = r->value.bytes();
+    });
+    inline_hit = answered == caller && value == "rose";
+    if (!inline_hit) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(inline_hit) << "no hit was answered from the read cache";
+  auto sink = std::make_shared<RecordingSink>();
+  LookupRequest lookup;
+  lookup.key = kKey;
+  absl::Time due = absl::InfinitePast();
+  ASSERT_TRUE(coordinator_->ServeFromReadCache(lookup, *sink, &due));
+  ASSERT_TRUE(sink->value().has_value());
+  EXPECT_EQ(sink->value()->bytes(), "rose");
+  EXPECT_EQ(sink->value()->source, Source::kCache);
+
+  // An invalid lookup is not answered from the cache: the session says why.
+  LookupRequest bad = lookup;
+  bad.ttl = absl::Seconds(-1);
+  EXPECT_FALSE(coordinator_->ServeFromReadCache(bad, *sink, &due));
+
+  ASSERT_OK(Set(kKey, "tulip"));
+  auto got = Get(kKey);
+  ASSERT_OK(got.status());
+  EXPECT_EQ(got->value.bytes(), "tulip");
+  ASSERT_THAT(Sync<bool>([&](auto done) { coordinator_->Invalidate(kKey, std::move(done)); }),
+              corral::testing::IsOkAndHolds(true));
+  got = Get(kKey);
+  ASSERT_OK(got.status());
+  EXPECT_FALSE(got->found);
 }
 
 TEST_P(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {

@@ -1,0 +1,60 @@
+// The Coordinator: hits answered from the store's read cache on the caller's
+// thread (server/core/read_cache.h). The loop, the flight and the store are
+// not involved; everything here is const or thread-safe.
+#include <memory>
+
+#include "absl/random/distributions.h"
+#include "absl/random/random.h"
+#include "server/core/coordinator.h"
+#include "server/core/coordinator_internal.h"
+#include "server/core/validation.h"
+
+namespace corral {
+
+using namespace coordinator_internal;  // NOLINT: this file's own helpers.
+
+namespace {
+// XFetch's draw for callers off the loop thread (rng_ is the loop's).
+double DrawOpenClosed() {
+  thread_local absl::BitGen gen;
+  return absl::Uniform<double>(absl::IntervalOpenClosed, gen, 0.0, 1.0);
+}
+}  // namespace
+
+std::shared_ptr<const CachedValue> Coordinator::FreshCached(const CacheKey& key) const {
+  const ReadCache* cache = store_.read_cache();
+  if (cache == nullptr) return nullptr;
+  std::shared_ptr<const CachedValue> entry = cache->Find(key);
+  if (entry == nullptr || !IsFresh(entry->meta)) return nullptr;
+  return entry;
+}
+
+bool Coordinator::ServeFromReadCache(const LookupRequest& request, ComputeSink& sink,
+                                     absl::Time* refresh_due_for) {
+  std::shared_ptr<const CachedValue> hit = FreshCached(request.key);
+  if (hit == nullptr) return false;
+  // DoLookup's checks: a lookup it would refuse gets its error there.
+  auto settings = Settings(request.key);
+  if (!settings.ok()) return false;
+  const LimitSettings& limits = registry_.limits();
+  if (!ResolveDuration("lookup.ttl", request.ttl, settings->ttl, DurationRule::kPositive,
+                       limits.max_ttl)
+           .ok() ||
+      !ResolveDuration("lookup.wait_timeout", request.wait_timeout, settings->wait_timeout,
+                       DurationRule::kNonNegative, limits.max_wait)
+           .ok() ||
+      !ResolveDuration("lookup.lease_ttl", request.lease_ttl, settings->lease_ttl,
+                       DurationRule::kPositive, limits.max_wait)
+           .ok()) {
+    return false;
+  }
+  if (EarlyRefreshDue(settings->early_refresh_beta, hit->meta, DrawOpenClosed())) {
+    *refresh_due_for = hit->meta.expires_at;
+    return false;
+  }
+  observer_.OnLookup(request.key.ns, LookupStage::kInitial, true);
+  sink.SendValue(ViewOf(hit->meta, Source::kCache, hit->bytes));
+  return true;
+}
+
+}  // namespace corral
