@@ -270,6 +270,8 @@ int Run() {
     if (auto* h = health.load()) h->SetServingStatus(kServiceName, up);
   });
   Coordinator coordinator(loop, measured, *registry, clock, metrics);
+  auto read_cache_gauges = std::make_shared<ReadCacheGauges>(store->read_cache());
+  if (exposer) exposer->RegisterCollectable(read_cache_gauges);
   loop.Start();
   if (redis != nullptr) {
     redis->Start();
@@ -343,6 +345,8 @@ int Run() {
   server->Wait();
   if (redis != nullptr) redis->Shutdown();
   loop.Stop();
+  // Scrapes must not reach the cache once the store goes.
+  if (exposer) exposer->RemoveCollectable(read_cache_gauges);
   CORRAL_LOG(LogLevel::kInfo, "stopped", "");
   // civetweb's stop polls its listener for up to 2 s; the process is exiting
   // and owes the metrics endpoint nothing, so skip it. (Kept reachable from a

@@ -53,6 +53,7 @@ bool Coordinator::ServeFromReadCache(const LookupRequest& request, ComputeSink& 
     return false;
   }
   observer_.OnLookup(request.key.ns, LookupStage::kInitial, true);
+  observer_.OnReadCacheHit(request.key.ns);
   sink.SendValue(ViewOf(hit->meta, Source::kCache, hit->bytes));
   return true;
 }

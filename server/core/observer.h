@@ -1,6 +1,7 @@
 // What the coordination core reports as it works. The metrics layer
 // implements it with Prometheus; tests may record it. Called on the loop
-// thread; implementations must be cheap and must not block.
+// thread (OnLookup and OnReadCacheHit also on gRPC threads: a read-cache
+// hit); implementations must be cheap, thread-safe and must not block.
 #ifndef CORRAL_SERVER_CORE_OBSERVER_H_
 #define CORRAL_SERVER_CORE_OBSERVER_H_
 
@@ -58,6 +59,9 @@ class CoordinatorObserver {
   virtual void OnStaleServed(absl::string_view ns) { (void)ns; }
   // A caller got a remembered upstream failure instead of a compute.
   virtual void OnNegativeHit(absl::string_view ns) { (void)ns; }
+  // A hit (Get or GetOrCompute) answered from the read cache. Called on the
+  // caller's thread, not the loop's.
+  virtual void OnReadCacheHit(absl::string_view ns) { (void)ns; }
 };
 
 }  // namespace corral

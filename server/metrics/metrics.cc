@@ -82,6 +82,11 @@ Metrics::Metrics(prometheus::Registry& registry)
                          .Help("Callers answered with a remembered upstream failure "
                                "instead of a new compute.")
                          .Register(registry)),
+      read_cache_hits_(BuildCounter()
+                           .Name("corral_read_cache_hits_total")
+                           .Help("Hits (Get and GetOrCompute) answered from this "
+                                 "replica's read cache, without a store round trip.")
+                           .Register(registry)),
       waiters_(BuildGauge()
                    .Name("corral_waiters")
                    .Help("Callers waiting on this replica for a lock or a value.")
@@ -151,6 +156,28 @@ void Metrics::OnDuplicateCompute(absl::string_view ns) {
 
 void Metrics::OnRefreshStarted(absl::string_view ns, absl::string_view trigger) {
   refreshes_started_.Add({{"namespace", S(ns)}, {"trigger", S(trigger)}}).Increment();
+}
+
+void Metrics::OnReadCacheHit(absl::string_view ns) {
+  read_cache_hits_.Add({{"namespace", S(ns)}}).Increment();
+}
+
+std::vector<prometheus::MetricFamily> ReadCacheGauges::Collect() const {
+  if (cache_ == nullptr) return {};
+  auto gauge = [](std::string name, std::string help, double value) {
+    prometheus::MetricFamily family;
+    family.name = std::move(name);
+    family.help = std::move(help);
+    family.type = prometheus::MetricType::Gauge;
+    family.metric.emplace_back().gauge.value = value;
+    return family;
+  };
+  return {gauge("corral_read_cache_entries", "Values in this replica's read cache.",
+                static_cast<double>(cache_->entries())),
+          gauge("corral_read_cache_bytes",
+                "Bytes this replica's read cache holds (values, keys, bookkeeping); "
+                "at most --read_cache_mb.",
+                static_cast<double>(cache_->bytes()))};
 }
 
 void Metrics::OnStaleServed(absl::string_view ns) {

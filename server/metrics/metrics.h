@@ -4,6 +4,7 @@
 #define CORRAL_SERVER_METRICS_METRICS_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -11,12 +12,14 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "server/core/observer.h"
+#include "server/core/read_cache.h"
 
 namespace corral {
 
@@ -37,6 +40,7 @@ class Metrics final : public CoordinatorObserver {
   void OnRefreshStarted(absl::string_view ns, absl::string_view trigger) override;
   void OnStaleServed(absl::string_view ns) override;
   void OnNegativeHit(absl::string_view ns) override;
+  void OnReadCacheHit(absl::string_view ns) override;
 
   // One finished RPC: its method, gRPC status code name and latency.
   void OnRpc(absl::string_view method, absl::string_view code, absl::Duration latency);
@@ -53,6 +57,7 @@ class Metrics final : public CoordinatorObserver {
   prometheus::Family<prometheus::Counter>& refreshes_started_;
   prometheus::Family<prometheus::Counter>& stale_served_;
   prometheus::Family<prometheus::Counter>& negative_hits_;
+  prometheus::Family<prometheus::Counter>& read_cache_hits_;
   prometheus::Family<prometheus::Gauge>& waiters_;
   prometheus::Family<prometheus::Gauge>& breaker_state_;
   prometheus::Family<prometheus::Gauge>& breaker_since_;
@@ -65,6 +70,19 @@ class Metrics final : public CoordinatorObserver {
   prometheus::Family<prometheus::Histogram>& rpc_latency_;
   prometheus::Gauge& store_up_;
   prometheus::Family<prometheus::Histogram>& store_op_;
+};
+
+// corral_read_cache_entries and corral_read_cache_bytes, read from the
+// cache when Prometheus scrapes (register it with the exposer).
+class ReadCacheGauges final : public prometheus::Collectable {
+ public:
+  // `cache` may be null (no read cache: nothing is exported); it must
+  // outlive this object.
+  explicit ReadCacheGauges(const ReadCache* cache) : cache_(cache) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const ReadCache* const cache_;
 };
 
 }  // namespace corral

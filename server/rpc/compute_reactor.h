@@ -54,8 +54,7 @@ class ComputeReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   std::shared_ptr<Sink> sink_;
   // 0 until Session(); read by OnCancel, which may run concurrently.
   std::atomic<Coordinator::CallId> id_{0};
-  grpc::ByteBuffer reading_;  // Owned by the pending read.
-  corral::v1::GetOrComputeRequest request_;
+  grpc::ByteBuffer reading_;  // Owned by the pending read; emptied once decoded.
 
   absl::Mutex mu_;
   // At most a lease and a filled/value are ever queued: no heap for them.

@@ -29,7 +29,8 @@ COUNTERS_AND_GAUGES = {
     "corral_breaker_open_seconds_total",
     "corral_store_up", "corral_rpc_requests_total", "corral_auth_failures_total",
     "corral_refreshes_started_total", "corral_stale_served_total",
-    "corral_negative_cache_hits_total",
+    "corral_negative_cache_hits_total", "corral_read_cache_hits_total",
+    "corral_read_cache_entries", "corral_read_cache_bytes",
 }
 HISTOGRAMS = {"corral_lock_wait_seconds", "corral_store_op_seconds", "corral_rpc_duration_seconds"}
 KNOWN_METRICS = COUNTERS_AND_GAUGES | {
