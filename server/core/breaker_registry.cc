@@ -9,6 +9,7 @@ namespace corral {
 namespace {
 constexpr int kMaxCasAttempts = 8;
 constexpr absl::Duration kTick = absl::Seconds(1);
+constexpr absl::Duration kSuccessBatch = absl::Milliseconds(100);
 }  // namespace
 
 BreakerRegistry::BreakerRegistry(EventLoop& loop, Store& store, const Clock& clock,
@@ -19,6 +20,9 @@ BreakerRegistry::BreakerRegistry(EventLoop& loop, Store& store, const Clock& clo
 
 BreakerRegistry::~BreakerRegistry() {
   if (tick_timer_ != 0) loop_.Cancel(tick_timer_);
+  for (auto& [ns, e] : entries_) {
+    if (e.flush_timer != 0) loop_.Cancel(e.flush_timer);
+  }
 }
 
 void BreakerRegistry::Tick() {
@@ -50,6 +54,9 @@ void BreakerRegistry::Load(const std::string& ns) {
                  record.status().message(), "\"");
     }
     e.loaded = true;
+    // Known from now on (a namespace without a record is closed): its
+    // gauges appear at first use, not at its first write.
+    observer_.OnBreakerState(ns, e.snapshot.state, e.snapshot.since);
     std::vector<absl::AnyInvocable<void()>> waiting;
     waiting.swap(e.after_load);
     for (auto& fn : waiting) fn();
@@ -115,14 +122,38 @@ void BreakerRegistry::Admit(const NamespaceSettings& ns,
 
 void BreakerRegistry::Record(const NamespaceSettings& ns, ComputeOutcome outcome) {
   WhenLoaded(ns.name, [this, ns, outcome] {
-    Mutate(
-        ns,
-        [this, settings = ns.breaker, outcome](BreakerSnapshot& s) {
-          RecordOutcome(s, settings, outcome, clock_.Now());
-          return true;
-        },
-        [](bool) {});
+    Entry& e = entries_[ns.name];
+    if (outcome == ComputeOutcome::kSuccess && e.snapshot.state == BreakerState::kClosed) {
+      ++e.pending_successes;
+      if (e.flush_timer == 0) {
+        e.flush_timer = loop_.RunAfter(kSuccessBatch, [this, ns] {
+          entries_[ns.name].flush_timer = 0;
+          Flush(ns, std::nullopt);
+        });
+      }
+      return;
+    }
+    Flush(ns, outcome);
   });
+}
+
+void BreakerRegistry::Flush(const NamespaceSettings& ns, std::optional<ComputeOutcome> outcome) {
+  Entry& e = entries_[ns.name];
+  const uint64_t successes = std::exchange(e.pending_successes, 0);
+  if (e.flush_timer != 0) loop_.Cancel(std::exchange(e.flush_timer, 0));
+  if (successes == 0 && !outcome.has_value()) return;
+  Mutate(
+      ns,
+      [this, settings = ns.breaker, successes, outcome](BreakerSnapshot& s) {
+        const absl::Time now = clock_.Now();
+        // In order: the successes came before the outcome that flushes them.
+        for (uint64_t i = 0; i < successes; ++i) {
+          RecordOutcome(s, settings, ComputeOutcome::kSuccess, now);
+        }
+        if (outcome.has_value()) RecordOutcome(s, settings, *outcome, now);
+        return true;
+      },
+      [](bool) {});
 }
 
 void BreakerRegistry::Describe(const NamespaceSettings& ns,
@@ -139,7 +170,7 @@ void BreakerRegistry::Describe(const NamespaceSettings& ns,
     }
     BreakerSnapshot::Totals t = e.snapshot.InWindow(ns.breaker, now);
     view.recent_failures = t.failures;
-    view.recent_successes = t.successes;
+    view.recent_successes = t.successes + e.pending_successes;
     done(view);
   });
 }

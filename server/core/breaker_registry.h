@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,7 +55,12 @@ class BreakerRegistry {
   // The cached answer, without waiting: nullopt when it needs the store
   // (not loaded yet, or a probe permit). For fast failure at a miss.
   std::optional<BreakerVerdict> Peek(const NamespaceSettings& ns) const;
-  // Feeds one outcome to the namespace's breaker.
+  // Feeds one outcome to the namespace's breaker. Plain successes while it
+  // is closed are batched: written (with compare-and-set) at most once per
+  // kSuccessBatch per namespace, or at once with the next other outcome,
+  // so that a busy namespace does not pay one store write and one pub/sub
+  // message per compute. A closed breaker decides nothing on successes
+  // alone; they only dilute later failures, which carry them along.
   void Record(const NamespaceSettings& ns, ComputeOutcome outcome);
   // The state for GetBreaker (loads it first if unknown).
   void Describe(const NamespaceSettings& ns, absl::AnyInvocable<void(BreakerView)> done);
@@ -70,6 +76,10 @@ class BreakerRegistry {
     bool loaded = false;
     bool loading = false;
     std::vector<absl::AnyInvocable<void()>> after_load;
+    // Successes recorded here but not yet written, and the timer that
+    // writes them.
+    uint64_t pending_successes = 0;
+    EventLoop::TimerId flush_timer = 0;
   };
 
   // Runs `then` once the namespace's state is known.
@@ -83,6 +93,8 @@ class BreakerRegistry {
   void Mutate(const NamespaceSettings& ns, std::function<bool(BreakerSnapshot&)> change,
               absl::AnyInvocable<void(bool)> done, int attempt = 0);
   void Tick();
+  // Writes the pending successes, then `outcome` if any, in one change.
+  void Flush(const NamespaceSettings& ns, std::optional<ComputeOutcome> outcome);
 
   EventLoop& loop_;
   Store& store_;

@@ -359,6 +359,67 @@ TEST_P(CoordinatorTest, LockIsExclusiveAndFencingTokensIncrease) {
   EXPECT_GT(third->fencing_token, first->fencing_token);
 }
 
+// The breaker's shared record is not rewritten for every success: a closed
+// breaker's successes go out in batches, and a failure carries the ones
+// before it along, in order.
+TEST_P(CoordinatorTest, BreakerSuccessesAreWrittenInBatchesAndFailuresAtOnce) {
+  auto stored = [&] {
+    std::promise<absl::StatusOr<BreakerRecord>> promise;
+    loop_.Post([&] {
+      store_->LoadBreaker(kKey.ns, [&](absl::StatusOr<BreakerRecord> r) {
+        promise.set_value(std::move(r));
+      });
+    });
+    return promise.get_future().get();
+  };
+  const BreakerSettings settings = registry_.Find(kKey.ns)->breaker;
+  auto totals = [&](const BreakerRecord& record) {
+    auto snapshot = BreakerSnapshot::Decode(record.state);
+    EXPECT_OK(snapshot.status());
+    return snapshot.ok() ? snapshot->InWindow(settings, clock_->Now())
+                         : BreakerSnapshot::Totals{};
+  };
+  for (int i = 0; i < 30; ++i) {
+    auto grant = Acquire(kKey, absl::ZeroDuration());
+    ASSERT_OK(grant);
+    ASSERT_TRUE(grant->acquired);
+    ASSERT_THAT(Release(kKey, grant->token, Outcome::kSuccess),
+                corral::testing::IsOkAndHolds(true));
+  }
+  // Written within the batch interval (100 ms of real time), in few writes.
+  absl::StatusOr<BreakerRecord> record;
+  for (int spin = 0; spin < 100; ++spin) {
+    record = stored();
+    ASSERT_OK(record.status());
+    if (record->version > 0 && totals(*record).successes == 30) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(totals(*record).successes, 30u);
+  EXPECT_LE(record->version, 10u) << "one write per success";
+
+  // Successes, then a failure: written together, the failure last.
+  for (int i = 0; i < 5; ++i) {
+    auto grant = Acquire(kKey, absl::ZeroDuration());
+    ASSERT_OK(grant);
+    ASSERT_THAT(Release(kKey, grant->token, Outcome::kSuccess),
+                corral::testing::IsOkAndHolds(true));
+  }
+  auto grant = Acquire(kKey, absl::ZeroDuration());
+  ASSERT_OK(grant);
+  ASSERT_THAT(Release(kKey, grant->token, Outcome::kFailure),
+              corral::testing::IsOkAndHolds(true));
+  for (int spin = 0; spin < 100; ++spin) {
+    record = stored();
+    if (record.ok() && totals(*record).failures == 1) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(totals(*record).failures, 1u);
+  EXPECT_EQ(totals(*record).successes, 35u);
+  auto snapshot = BreakerSnapshot::Decode(record->state);
+  ASSERT_OK(snapshot.status());
+  EXPECT_EQ(snapshot->consecutive_failures, 1u);
+}
+
 TEST_P(CoordinatorTest, LockTokensAre128RandomBitsAndOnlyTheHoldersReleases) {
   std::set<std::string> tokens;
   for (int i = 0; i < 200; ++i) {
