@@ -215,14 +215,20 @@ int Run() {
     Die(2, absl::StrCat("--read_cache_mb: ", read_cache_mb,
                         " is not a size in MiB between 0 (off) and 1048576"));
   }
-  const size_t read_cache_bytes = static_cast<size_t>(read_cache_mb) << 20;
+  // Namespaces configured with read_cache: false never enter it.
+  ReadCacheOptions read_cache;
+  read_cache.max_bytes = static_cast<size_t>(read_cache_mb) << 20;
+  read_cache.cacheable = [&registry](absl::string_view ns) {
+    auto settings = registry->Find(ns);
+    return settings.ok() && settings->read_cache;
+  };
 
   std::optional<RedisOptions> redis_options;
   if (!redis_uri.empty()) {
     auto parsed = ParseRedisUri(redis_uri);
     if (!parsed.ok()) Die(2, absl::StrCat("--redis: ", parsed.status().message()));
     ResolveRedisPassword(*parsed);
-    parsed->read_cache_bytes = read_cache_bytes;
+    parsed->read_cache = read_cache;
     redis_options = *std::move(parsed);
   }
   auto authorizer = rpc::Authorizer::Create(config.credentials());
@@ -259,7 +265,7 @@ int Run() {
                               redis_options->db);
     store = std::move(owned);
   } else {
-    store = std::make_unique<EmbeddedStore>(loop, clock, read_cache_bytes);
+    store = std::make_unique<EmbeddedStore>(loop, clock, read_cache);
   }
   // The health service's "corral.v1.Corral" entry follows the store; the
   // overall ("") entry says the process serves (it does, degraded or not).

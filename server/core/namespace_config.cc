@@ -95,6 +95,7 @@ absl::Status MergeNamespace(const std::string& where, const NamespaceConfig& in,
                                 in.stale_window(), true, limits.max_ttl, &out->stale_window));
   RETURN_IF_ERROR(MergeDuration(where + ".negative_ttl", in.has_negative_ttl(),
                                 in.negative_ttl(), true, limits.max_ttl, &out->negative_ttl));
+  if (in.has_read_cache()) out->read_cache = in.read_cache();
   if (in.has_early_refresh_beta()) {
     if (!(in.early_refresh_beta() >= 0 && in.early_refresh_beta() <= 100)) {
       return ConfigError(where + ".early_refresh_beta", "must be in [0, 100] (0 disables)");

@@ -47,6 +47,8 @@ struct NamespaceSettings {
   double early_refresh_beta = 1.0;
   // How long an upstream failure is remembered (0: not at all).
   absl::Duration negative_ttl = absl::ZeroDuration();
+  // Hits may come from the replica's read cache.
+  bool read_cache = true;
 };
 
 struct LimitSettings {

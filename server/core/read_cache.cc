@@ -43,6 +43,7 @@ void ReadCache::EndRead(const CacheKey& key, uint64_t ticket, const StoredValue*
   const bool invalidated = it->second.invalidated_at > ticket;
   if (--it->second.reads == 0) pending_.erase(it);
   if (value == nullptr || invalidated || !coherent_ || ticket <= incoherent_until_) return;
+  if (cacheable_ && !cacheable_(key.ns)) return;
   auto entry = std::make_shared<CachedValue>();
   entry->meta = *value;
   entry->bytes = std::make_shared<const std::string>(std::move(entry->meta.value));

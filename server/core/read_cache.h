@@ -29,11 +29,14 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "server/core/cache_key.h"
 #include "server/core/store.h"
@@ -46,9 +49,18 @@ struct CachedValue {
   std::shared_ptr<const std::string> bytes;
 };
 
+struct ReadCacheOptions {
+  // 0: no read cache.
+  size_t max_bytes = 0;
+  // Whether values of a namespace may be cached (null: all may). Called on
+  // the store's loop thread.
+  std::function<bool(absl::string_view ns)> cacheable;
+};
+
 class ReadCache {
  public:
-  explicit ReadCache(size_t max_bytes) : max_bytes_(max_bytes) {}
+  explicit ReadCache(ReadCacheOptions options)
+      : max_bytes_(options.max_bytes), cacheable_(std::move(options.cacheable)) {}
   ReadCache(const ReadCache&) = delete;
   ReadCache& operator=(const ReadCache&) = delete;
 
@@ -81,6 +93,7 @@ class ReadCache {
   void EvictFor(size_t incoming) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const size_t max_bytes_;
+  const std::function<bool(absl::string_view ns)> cacheable_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<CacheKey, std::shared_ptr<const CachedValue>> entries_
       ABSL_GUARDED_BY(mu_);

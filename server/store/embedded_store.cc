@@ -12,10 +12,10 @@ uint64_t MicrosOf(absl::Time t) {
 }
 }  // namespace
 
-EmbeddedStore::EmbeddedStore(EventLoop& loop, const Clock& clock, size_t read_cache_bytes)
+EmbeddedStore::EmbeddedStore(EventLoop& loop, const Clock& clock, ReadCacheOptions read_cache)
     : loop_(loop), clock_(clock) {
-  if (read_cache_bytes > 0) {
-    read_cache_ = std::make_unique<ReadCache>(read_cache_bytes);
+  if (read_cache.max_bytes > 0) {
+    read_cache_ = std::make_unique<ReadCache>(std::move(read_cache));
     // Every write goes through this object: nothing is ever missed.
     read_cache_->SetCoherent(true);
   }

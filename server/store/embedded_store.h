@@ -20,9 +20,9 @@ namespace corral {
 class EmbeddedStore final : public Store {
  public:
   // `loop` and `clock` must outlive the store. Destroy the store on the loop
-  // thread or after the loop has stopped. `read_cache_bytes` > 0: keeps a
-  // read cache of that size (server/core/read_cache.h).
-  EmbeddedStore(EventLoop& loop, const Clock& clock, size_t read_cache_bytes = 0);
+  // thread or after the loop has stopped. With read_cache.max_bytes > 0 it
+  // keeps a read cache (server/core/read_cache.h).
+  EmbeddedStore(EventLoop& loop, const Clock& clock, ReadCacheOptions read_cache = {});
   ~EmbeddedStore() override;
 
   void SetListener(StoreListener* listener) override { listener_ = listener; }

@@ -72,8 +72,8 @@ constexpr absl::string_view kProbeChannel = "corral:{probe}:c";
 
 RedisStore::RedisStore(EventLoop& loop, RedisOptions options)
     : loop_(loop), options_(std::move(options)) {
-  if (options_.read_cache_bytes > 0) {
-    read_cache_ = std::make_unique<ReadCache>(options_.read_cache_bytes);
+  if (options_.read_cache.max_bytes > 0) {
+    read_cache_ = std::make_unique<ReadCache>(options_.read_cache);
   }
   down_reason_ = StoreUnavailable(
       absl::StrCat("not connected to ", options_.host, ":", options_.port));

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/core/read_cache.h"
 
 namespace corral {
 
@@ -31,9 +32,9 @@ struct RedisOptions {
   absl::Duration reconnect_backoff_min = absl::Milliseconds(100);
   absl::Duration reconnect_backoff_max = absl::Seconds(5);
 
-  // > 0: keep a read cache of this many bytes, made coherent with Redis'
-  // server-assisted client-side caching (CLIENT TRACKING, Redis >= 6).
-  size_t read_cache_bytes = 0;
+  // max_bytes > 0: keep a read cache, made coherent with Redis'
+  // server-assisted client-side caching (CLIENT TRACKING, Redis >= 7).
+  ReadCacheOptions read_cache;
 
   // "redis://user:***@host:port/db": safe to log (the password is masked).
   std::string Describe() const;

@@ -142,6 +142,9 @@ corral::v1::ServerConfig DefaultConfig() {
   eager->set_name("eager");
   eager->set_early_refresh_beta(100);
   // Negative caching for 1 s.
+  auto* uncached = config.add_namespaces();
+  uncached->set_name("uncached");
+  uncached->set_read_cache(false);
   auto* negative = config.add_namespaces();
   negative->set_name("negative");
   negative->mutable_negative_ttl()->set_seconds(1);
@@ -154,20 +157,26 @@ enum class StoreKind { kEmbedded, kRedis };
 
 class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
  protected:
-  // Both stores keep a read cache, as corrald's do by default.
-  static constexpr size_t kReadCacheBytes = 1 << 20;
+  // Both stores keep a read cache, as corrald's do by default, and leave
+  // out namespaces configured with read_cache: false.
+  static ReadCacheOptions ReadCacheOptionsFor(const NamespaceRegistry& registry) {
+    return ReadCacheOptions{1 << 20, [&registry](absl::string_view ns) {
+                              auto settings = registry.Find(ns);
+                              return settings.ok() && settings->read_cache;
+                            }};
+  }
 
   CoordinatorTest() : registry_(*NamespaceRegistry::Create(DefaultConfig())) {
     if (GetParam() == StoreKind::kEmbedded) {
       clock_ = &fake_clock_;
-      store_ = std::make_unique<EmbeddedStore>(loop_, fake_clock_, kReadCacheBytes);
+      store_ = std::make_unique<EmbeddedStore>(loop_, fake_clock_, ReadCacheOptionsFor(registry_));
     } else {
       auto redis = corral::testing::RedisServer::Start();
       EXPECT_TRUE(redis.ok()) << redis.status();
       redis_ = *std::move(redis);
       RedisOptions options;
       options.port = redis_->port();
-      options.read_cache_bytes = kReadCacheBytes;
+      options.read_cache = ReadCacheOptionsFor(registry_);
       auto store = std::make_unique<RedisStore>(loop_, options);
       redis_store_ = store.get();
       store_ = std::move(store);
@@ -534,6 +543,27 @@ TEST_P(CoordinatorTest, WarmHitsAreAnsweredOnTheCallersThreadAndSeeOwnWrites) {
   got = Get(kKey);
   ASSERT_OK(got.status());
   EXPECT_FALSE(got->found);
+}
+
+// A namespace with read_cache: false reads the store every time: nothing is
+// ever answered on the caller's thread.
+TEST_P(CoordinatorTest, ANamespaceWithoutReadCacheAlwaysAsksTheStore) {
+  const CacheKey key{"uncached", "k"};
+  ASSERT_OK(Set(key, "rose"));
+  for (int i = 0; i < 50; ++i) {
+    const std::thread::id caller = std::this_thread::get_id();
+    std::promise<std::thread::id> answered;
+    coordinator_->Get(key, [&](absl::StatusOr<GetResult> r) {
+      EXPECT_TRUE(r.ok() && r->found);
+      answered.set_value(std::this_thread::get_id());
+    });
+    ASSERT_NE(answered.get_future().get(), caller);
+  }
+  auto sink = std::make_shared<RecordingSink>();
+  LookupRequest lookup;
+  lookup.key = key;
+  absl::Time due = absl::InfinitePast();
+  EXPECT_FALSE(coordinator_->ServeFromReadCache(lookup, *sink, &due));
 }
 
 TEST_P(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {

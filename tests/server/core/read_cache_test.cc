@@ -26,7 +26,7 @@ std::string Cached(const ReadCache& cache, const CacheKey& key) {
 }
 
 TEST(ReadCacheTest, CachesOnlyWhileCoherent) {
-  ReadCache cache(1 << 20);
+  ReadCache cache(ReadCacheOptions{1 << 20, nullptr});
   const StoredValue v = Value("one");
   cache.EndRead(kKey, cache.BeginRead(kKey), &v);
   EXPECT_EQ(Cached(cache, kKey), "<none>");
@@ -42,7 +42,7 @@ TEST(ReadCacheTest, CachesOnlyWhileCoherent) {
 }
 
 TEST(ReadCacheTest, AReadSentBeforeCoherenceCachesNothing) {
-  ReadCache cache(1 << 20);
+  ReadCache cache(ReadCacheOptions{1 << 20, nullptr});
   const StoredValue v = Value("one");
   const uint64_t early = cache.BeginRead(kKey);
   cache.SetCoherent(true);
@@ -51,7 +51,7 @@ TEST(ReadCacheTest, AReadSentBeforeCoherenceCachesNothing) {
 }
 
 TEST(ReadCacheTest, AnInvalidationDuringTheReadWins) {
-  ReadCache cache(1 << 20);
+  ReadCache cache(ReadCacheOptions{1 << 20, nullptr});
   cache.SetCoherent(true);
   const StoredValue old_value = Value("old");
   const uint64_t racing = cache.BeginRead(kKey);
@@ -77,8 +77,19 @@ TEST(ReadCacheTest, AnInvalidationDuringTheReadWins) {
   EXPECT_EQ(Cached(cache, kKey), "<none>");
 }
 
+TEST(ReadCacheTest, KeepsOutNamespacesItMayNotCache) {
+  ReadCache cache(ReadCacheOptions{1 << 20, [](absl::string_view ns) { return ns != "strict"; }});
+  cache.SetCoherent(true);
+  const StoredValue v = Value("one");
+  const CacheKey strict{"strict", "k"};
+  cache.EndRead(strict, cache.BeginRead(strict), &v);
+  cache.EndRead(kKey, cache.BeginRead(kKey), &v);
+  EXPECT_EQ(Cached(cache, strict), "<none>");
+  EXPECT_EQ(Cached(cache, kKey), "one");
+}
+
 TEST(ReadCacheTest, StaysWithinItsBudget) {
-  ReadCache cache(64 * 1024);
+  ReadCache cache(ReadCacheOptions{64 * 1024, nullptr});
   cache.SetCoherent(true);
   const StoredValue big = Value(std::string(6000, 'x'));
   for (int i = 0; i < 100; ++i) {

@@ -594,7 +594,7 @@ class RedisReadCacheTest : public RedisStoreTest {
  protected:
   void ConnectWithCache(const std::string& uri) {
     RedisOptions options = FastOptions(uri);
-    options.read_cache_bytes = 1 << 20;
+    options.read_cache.max_bytes = 1 << 20;
     MakeStore(std::move(options));
     ASSERT_OK(store_->WaitUntilConnected(absl::Seconds(5)));
   }
