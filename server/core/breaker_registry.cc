@@ -125,6 +125,7 @@ void BreakerRegistry::Record(const NamespaceSettings& ns, ComputeOutcome outcome
     Entry& e = entries_[ns.name];
     if (outcome == ComputeOutcome::kSuccess && e.snapshot.state == BreakerState::kClosed) {
       ++e.pending_successes;
+      if (!e.pending_for.has_value()) e.pending_for = ns;
       if (e.flush_timer == 0) {
         e.flush_timer = loop_.RunAfter(kSuccessBatch, [this, ns] {
           entries_[ns.name].flush_timer = 0;
@@ -137,11 +138,29 @@ void BreakerRegistry::Record(const NamespaceSettings& ns, ComputeOutcome outcome
   });
 }
 
-void BreakerRegistry::Flush(const NamespaceSettings& ns, std::optional<ComputeOutcome> outcome) {
+int BreakerRegistry::FlushPending(const std::function<void()>& written) {
+  int started = 0;
+  std::vector<NamespaceSettings> due;
+  for (auto& [name, e] : entries_) {
+    if (e.pending_successes > 0 && e.pending_for.has_value()) due.push_back(*e.pending_for);
+  }
+  for (const NamespaceSettings& ns : due) {
+    ++started;
+    Flush(ns, std::nullopt, written);
+  }
+  return started;
+}
+
+void BreakerRegistry::Flush(const NamespaceSettings& ns, std::optional<ComputeOutcome> outcome,
+                            std::function<void()> written) {
   Entry& e = entries_[ns.name];
   const uint64_t successes = std::exchange(e.pending_successes, 0);
+  e.pending_for.reset();
   if (e.flush_timer != 0) loop_.Cancel(std::exchange(e.flush_timer, 0));
-  if (successes == 0 && !outcome.has_value()) return;
+  if (successes == 0 && !outcome.has_value()) {
+    if (written) written();
+    return;
+  }
   Mutate(
       ns,
       [this, settings = ns.breaker, successes, outcome](BreakerSnapshot& s) {
@@ -153,7 +172,9 @@ void BreakerRegistry::Flush(const NamespaceSettings& ns, std::optional<ComputeOu
         if (outcome.has_value()) RecordOutcome(s, settings, *outcome, now);
         return true;
       },
-      [](bool) {});
+      [written = std::move(written)](bool) {
+        if (written) written();
+      });
 }
 
 void BreakerRegistry::Describe(const NamespaceSettings& ns,

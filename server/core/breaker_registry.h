@@ -62,6 +62,10 @@ class BreakerRegistry {
   // message per compute. A closed breaker decides nothing on successes
   // alone; they only dilute later failures, which carry them along.
   void Record(const NamespaceSettings& ns, ComputeOutcome outcome);
+  // Writes every namespace's pending successes now (shutdown); `written`
+  // runs once per write started, when it is answered. Answers how many
+  // were started.
+  int FlushPending(const std::function<void()>& written);
   // The state for GetBreaker (loads it first if unknown).
   void Describe(const NamespaceSettings& ns, absl::AnyInvocable<void(BreakerView)> done);
 
@@ -80,6 +84,7 @@ class BreakerRegistry {
     // writes them.
     uint64_t pending_successes = 0;
     EventLoop::TimerId flush_timer = 0;
+    std::optional<NamespaceSettings> pending_for;  // Whose they are.
   };
 
   // Runs `then` once the namespace's state is known.
@@ -94,7 +99,8 @@ class BreakerRegistry {
               absl::AnyInvocable<void(bool)> done, int attempt = 0);
   void Tick();
   // Writes the pending successes, then `outcome` if any, in one change.
-  void Flush(const NamespaceSettings& ns, std::optional<ComputeOutcome> outcome);
+  void Flush(const NamespaceSettings& ns, std::optional<ComputeOutcome> outcome,
+             std::function<void()> written = nullptr);
 
   EventLoop& loop_;
   Store& store_;

@@ -259,6 +259,11 @@ void Coordinator::Shutdown(absl::Duration timeout) {
   };
   loop_.Post([this, pending, finish_one] {
     shutting_down_ = true;
+    // Batched breaker successes go out first (before the releases, on the
+    // same connection), so a stop loses none of them.
+    pending->fetch_add(1);  // Held while they are counted.
+    pending->fetch_add(breakers_.FlushPending(finish_one));
+    finish_one();
     std::vector<CallId> ids;
     for (const auto& [id, s] : sessions_) ids.push_back(id);
     for (CallId id : ids) {

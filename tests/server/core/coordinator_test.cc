@@ -429,6 +429,29 @@ TEST_P(CoordinatorTest, BreakerSuccessesAreWrittenInBatchesAndFailuresAtOnce) {
   EXPECT_EQ(snapshot->consecutive_failures, 1u);
 }
 
+// A stop does not wait for the batch timer: pending successes are written
+// before Shutdown returns.
+TEST_P(CoordinatorTest, ShutdownWritesTheBreakersPendingSuccesses) {
+  for (int i = 0; i < 10; ++i) {
+    auto grant = Acquire(kKey, absl::ZeroDuration());
+    ASSERT_OK(grant);
+    ASSERT_THAT(Release(kKey, grant->token, Outcome::kSuccess),
+                corral::testing::IsOkAndHolds(true));
+  }
+  coordinator_->Shutdown(absl::Seconds(2));
+  std::promise<absl::StatusOr<BreakerRecord>> promise;
+  loop_.Post([&] {
+    store_->LoadBreaker(kKey.ns, [&](absl::StatusOr<BreakerRecord> r) {
+      promise.set_value(std::move(r));
+    });
+  });
+  absl::StatusOr<BreakerRecord> record = promise.get_future().get();
+  ASSERT_OK(record.status());
+  auto snapshot = BreakerSnapshot::Decode(record->state);
+  ASSERT_OK(snapshot.status());
+  EXPECT_EQ(snapshot->InWindow(registry_.Find(kKey.ns)->breaker, clock_->Now()).successes, 10u);
+}
+
 TEST_P(CoordinatorTest, LockTokensAre128RandomBitsAndOnlyTheHoldersReleases) {
   std::set<std::string> tokens;
   for (int i = 0; i < 200; ++i) {
