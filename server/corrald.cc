@@ -66,7 +66,7 @@ ABSL_FLAG(std::string, log_level, "info", "Log threshold: debug, info, warning, 
 ABSL_FLAG(int64_t, read_cache_mb, 64,
           "MiB of recently read values to answer hits from without asking the store "
           "(0: off). With --redis it is kept coherent by Redis' client-side caching "
-          "(CLIENT TRACKING, Redis >= 6): a write by another replica reaches it one "
+          "(CLIENT TRACKING, Redis >= 7): a write by another replica reaches it one "
           "invalidation message later. Off by itself, with a warning, where Redis "
           "cannot track.");
 
@@ -219,8 +219,7 @@ int Run() {
   ReadCacheOptions read_cache;
   read_cache.max_bytes = static_cast<size_t>(read_cache_mb) << 20;
   read_cache.cacheable = [&registry](absl::string_view ns) {
-    auto settings = registry->Find(ns);
-    return settings.ok() && settings->read_cache;
+    return registry->UsesReadCache(ns);
   };
 
   std::optional<RedisOptions> redis_options;

@@ -78,14 +78,7 @@ ValueView Coordinator::ViewOf(const StoredValue& value, Source source,
 // ---------------------------------------------------------------------------
 
 void Coordinator::Get(CacheKey key, Callback<GetResult> done) {
-  // Only keys that passed Settings() were ever read into the cache.
-  if (std::shared_ptr<const CachedValue> hit = FreshCached(key)) {
-    observer_.OnReadCacheHit(key.ns);
-    GetResult got;
-    got.found = true;
-    got.value = ViewOf(hit->meta, Source::kCache, hit->bytes);
-    return done(std::move(got));
-  }
+  if (GetFromReadCache(key, done)) return;
   loop_.Post([this, key = std::move(key), done = std::move(done)]() mutable {
     auto settings = Settings(key);
     if (!settings.ok()) return done(settings.status());

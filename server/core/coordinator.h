@@ -12,7 +12,7 @@
 // EventLoop, where all state lives. Sinks and callbacks run on the loop
 // thread and must not block, with one exception: a hit that the store's
 // read cache answers (server/core/read_cache.h) is answered on the calling
-// thread, without a hop to the loop (Get, ServeFromReadCache).
+// thread, without a hop to the loop (Get, Lookup).
 #ifndef CORRAL_SERVER_CORE_COORDINATOR_H_
 #define CORRAL_SERVER_CORE_COORDINATOR_H_
 
@@ -83,16 +83,19 @@ class Coordinator final : public StoreListener {
   // --- GetOrCompute ---------------------------------------------------------
   // Starts a session for one stream; feed it the client's messages in order.
   CallId StartCompute(std::shared_ptr<ComputeSink> sink);
-  // A stream's first Lookup, before any session: if the read cache holds a
-  // fresh value and the lookup is valid, `sink` gets it here, on this
-  // thread, and the answer is true (no session is needed). When the value
-  // is due for an early refresh, the answer is false and *refresh_due_for
-  // is set to its expiry: pass it on to ComputeLookup, so that the read
-  // there refreshes it (a second draw would make refreshes rarer).
+  // A stream's Lookup. `id` 0 (no session yet): a fresh value in the read
+  // cache answers it here, on this thread, and no session is started (the
+  // answer is 0); otherwise a session starts with it (its id is the
+  // answer). A later Lookup on a session is ComputeLookup's.
+  CallId Lookup(CallId id, std::shared_ptr<ComputeSink> sink, LookupRequest request);
+  void ComputeLookup(CallId id, LookupRequest request);
+  // The read-cache half of Lookup: true when `sink` got a fresh cached
+  // value. A valid lookup whose value is due for an early refresh is not
+  // answered; *refresh_due_for is set to the value's expiry, so that the
+  // session's read refreshes it without a second draw (which would make
+  // refreshes rarer).
   bool ServeFromReadCache(const LookupRequest& request, ComputeSink& sink,
                           absl::Time* refresh_due_for);
-  void ComputeLookup(CallId id, LookupRequest request,
-                     absl::Time refresh_due_for = absl::InfinitePast());
   void ComputeFill(CallId id, FillRequest request);
   void ComputeAbandon(CallId id, AbandonRequest request);
   // The client half-closed its side (no more messages will come).
@@ -192,11 +195,21 @@ class Coordinator final : public StoreListener {
     absl::Time retry_at = absl::InfiniteFuture();
   };
 
+  // A Lookup's durations and namespace settings, resolved and checked.
+  // Any thread.
+  struct ResolvedLookup {
+    NamespaceSettings ns;
+    absl::Duration ttl, wait_timeout, lease_ttl;
+  };
+  absl::StatusOr<ResolvedLookup> ResolveLookup(const LookupRequest& request) const;
+
   // Loop-thread implementations of the public methods.
   void DoAcquireLock(CallId id, AcquireLockRequest request,
                      Callback<LockGrant> done);
   // Past the breaker: try once, or queue with a timer.
   void StartLockWait(CallId id, absl::Duration wait);
+  // ComputeLookup, with ServeFromReadCache's early-refresh verdict.
+  void PostLookup(CallId id, LookupRequest request, absl::Time refresh_due_for);
   void DoLookup(Session& s, LookupRequest request);
   // The session if it holds a lease; otherwise ends it with the protocol
   // error "<message> without a lease" (or "first message must be a
@@ -217,6 +230,9 @@ class Coordinator final : public StoreListener {
   bool EarlyRefreshDue(double beta, const StoredValue& value, double u) const;
   // The read cache's entry for `key` if it is fresh. Any thread.
   std::shared_ptr<const CachedValue> FreshCached(const CacheKey& key) const;
+  // Get's read-cache half: true when `done` was answered with a fresh
+  // cached value. Any thread.
+  bool GetFromReadCache(const CacheKey& key, Callback<GetResult>& done);
   // Tries once for the key's lock; if it is won (and the breaker admits a
   // compute) the reading session gets a REFRESH lease carrying `current`,
   // otherwise `current` itself. `trigger`: "stale" or "early".

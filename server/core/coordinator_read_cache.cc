@@ -7,7 +7,6 @@
 #include "absl/random/random.h"
 #include "server/core/coordinator.h"
 #include "server/core/coordinator_internal.h"
-#include "server/core/validation.h"
 
 namespace corral {
 
@@ -29,26 +28,26 @@ std::shared_ptr<const CachedValue> Coordinator::FreshCached(const CacheKey& key)
   return entry;
 }
 
+bool Coordinator::GetFromReadCache(const CacheKey& key, Callback<GetResult>& done) {
+  // Only keys that passed Settings() were ever read into the cache.
+  std::shared_ptr<const CachedValue> hit = FreshCached(key);
+  if (hit == nullptr) return false;
+  observer_.OnReadCacheHit(key.ns);
+  GetResult got;
+  got.found = true;
+  got.value = ViewOf(hit->meta, Source::kCache, hit->bytes);
+  done(std::move(got));
+  return true;
+}
+
 bool Coordinator::ServeFromReadCache(const LookupRequest& request, ComputeSink& sink,
                                      absl::Time* refresh_due_for) {
   std::shared_ptr<const CachedValue> hit = FreshCached(request.key);
   if (hit == nullptr) return false;
   // DoLookup's checks: a lookup it would refuse gets its error there.
-  auto settings = Settings(request.key);
-  if (!settings.ok()) return false;
-  const LimitSettings& limits = registry_.limits();
-  if (!ResolveDuration("lookup.ttl", request.ttl, settings->ttl, DurationRule::kPositive,
-                       limits.max_ttl)
-           .ok() ||
-      !ResolveDuration("lookup.wait_timeout", request.wait_timeout, settings->wait_timeout,
-                       DurationRule::kNonNegative, limits.max_wait)
-           .ok() ||
-      !ResolveDuration("lookup.lease_ttl", request.lease_ttl, settings->lease_ttl,
-                       DurationRule::kPositive, limits.max_wait)
-           .ok()) {
-    return false;
-  }
-  if (EarlyRefreshDue(settings->early_refresh_beta, hit->meta, DrawOpenClosed())) {
+  auto resolved = ResolveLookup(request);
+  if (!resolved.ok()) return false;
+  if (EarlyRefreshDue(resolved->ns.early_refresh_beta, hit->meta, DrawOpenClosed())) {
     *refresh_due_for = hit->meta.expires_at;
     return false;
   }

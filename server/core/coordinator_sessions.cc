@@ -31,7 +31,24 @@ Coordinator::CallId Coordinator::StartCompute(std::shared_ptr<ComputeSink> sink)
   return id;
 }
 
-void Coordinator::ComputeLookup(CallId id, LookupRequest request, absl::Time refresh_due_for) {
+Coordinator::CallId Coordinator::Lookup(CallId id, std::shared_ptr<ComputeSink> sink,
+                                        LookupRequest request) {
+  if (id != 0) {
+    ComputeLookup(id, std::move(request));
+    return id;
+  }
+  absl::Time refresh_due_for = absl::InfinitePast();
+  if (ServeFromReadCache(request, *sink, &refresh_due_for)) return 0;
+  id = StartCompute(std::move(sink));
+  PostLookup(id, std::move(request), refresh_due_for);
+  return id;
+}
+
+void Coordinator::ComputeLookup(CallId id, LookupRequest request) {
+  PostLookup(id, std::move(request), absl::InfinitePast());
+}
+
+void Coordinator::PostLookup(CallId id, LookupRequest request, absl::Time refresh_due_for) {
   loop_.Post([this, id, request = std::move(request), refresh_due_for]() mutable {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return;
@@ -117,25 +134,32 @@ void Coordinator::DoGone(CallId id) {
   }
 }
 
-void Coordinator::DoLookup(Session& s, LookupRequest request) {
+absl::StatusOr<Coordinator::ResolvedLookup> Coordinator::ResolveLookup(
+    const LookupRequest& request) const {
   auto settings = Settings(request.key);
-  if (!settings.ok()) return FinishSession(s, settings.status());
+  if (!settings.ok()) return settings.status();
   const LimitSettings& limits = registry_.limits();
   auto ttl = ResolveDuration("lookup.ttl", request.ttl, settings->ttl,
                              DurationRule::kPositive, limits.max_ttl);
-  if (!ttl.ok()) return FinishSession(s, ttl.status());
+  if (!ttl.ok()) return ttl.status();
   auto wait = ResolveDuration("lookup.wait_timeout", request.wait_timeout,
                               settings->wait_timeout, DurationRule::kNonNegative,
                               limits.max_wait);
-  if (!wait.ok()) return FinishSession(s, wait.status());
+  if (!wait.ok()) return wait.status();
   auto lease_ttl = ResolveDuration("lookup.lease_ttl", request.lease_ttl,
                                    settings->lease_ttl, DurationRule::kPositive,
                                    limits.max_wait);
-  if (!lease_ttl.ok()) return FinishSession(s, lease_ttl.status());
-  s.ns = *std::move(settings);
-  s.ttl = *ttl;
-  s.wait_timeout = *wait;
-  s.lease_ttl = *lease_ttl;
+  if (!lease_ttl.ok()) return lease_ttl.status();
+  return ResolvedLookup{*std::move(settings), *ttl, *wait, *lease_ttl};
+}
+
+void Coordinator::DoLookup(Session& s, LookupRequest request) {
+  auto resolved = ResolveLookup(request);
+  if (!resolved.ok()) return FinishSession(s, resolved.status());
+  s.ns = std::move(resolved->ns);
+  s.ttl = resolved->ttl;
+  s.wait_timeout = resolved->wait_timeout;
+  s.lease_ttl = resolved->lease_ttl;
   s.lookup = std::move(request);
   s.state = SessionState::kReading;
   s.wait_started = clock_.Now();

@@ -191,6 +191,12 @@ absl::StatusOr<NamespaceSettings> NamespaceRegistry::Find(absl::string_view ns) 
   return settings;
 }
 
+bool NamespaceRegistry::UsesReadCache(absl::string_view ns) const {
+  auto it = namespaces_.find(ns);
+  if (it != namespaces_.end()) return it->second.read_cache;
+  return !forbid_unknown_ && defaults_.read_cache;
+}
+
 uint64_t NamespaceRegistry::LargestValueBytes() const {
   uint64_t largest = defaults_.max_value_bytes;
   for (const auto& [name, settings] : namespaces_) {

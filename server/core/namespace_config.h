@@ -73,6 +73,10 @@ class NamespaceRegistry {
   // name. NOT_FOUND when unknown namespaces are forbidden. `ns` must already
   // be a valid namespace name.
   absl::StatusOr<NamespaceSettings> Find(absl::string_view ns) const;
+  // Whether values of `ns` may enter a replica's read cache (its
+  // read_cache setting), without copying its settings: the read cache asks
+  // on every store read.
+  bool UsesReadCache(absl::string_view ns) const;
 
   const LimitSettings& limits() const { return limits_; }
   // The largest max_value_bytes of any namespace (message size limits).

@@ -24,12 +24,7 @@ void ReadCache::SetCoherent(bool coherent) {
   coherent_ = coherent;
   // Reads in flight now were sent while changes could be missed (or, on
   // the way up, before the store heard of every change): never cached.
-  incoherent_until_ = ++seq_;
-  if (!coherent) {
-    absl::MutexLock lock(&mu_);
-    entries_.clear();
-    bytes_ = 0;
-  }
+  InvalidateAll();
 }
 
 uint64_t ReadCache::BeginRead(const CacheKey& key) {

@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -107,15 +108,9 @@ Sha256Digest Sha256(absl::string_view data) {
 }
 
 std::string Sha256Hex(absl::string_view data) {
-  constexpr char kHex[] = "0123456789abcdef";
   const Sha256Digest digest = Sha256(data);
-  std::string out;
-  out.reserve(digest.size() * 2);
-  for (uint8_t byte : digest) {
-    out.push_back(kHex[byte >> 4]);
-    out.push_back(kHex[byte & 0xf]);
-  }
-  return out;
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 absl::StatusOr<Authorizer> Authorizer::Create(

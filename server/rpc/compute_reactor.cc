@@ -141,12 +141,10 @@ void ComputeReactor::OnReadDone(bool ok) {
       lookup.allow_stale = in.allow_stale();
       lookup.worker_id = in.worker_id();
       lookup.deadline = DeadlineOf(*ctx_);
-      absl::Time refresh_due_for = absl::InfinitePast();
-      if (id_.load(std::memory_order_acquire) == 0 &&
-          coordinator_.ServeFromReadCache(lookup, *sink_, &refresh_due_for)) {
-        return;  // Answered and finished: a hit, with no session at all.
-      }
-      coordinator_.ComputeLookup(Session(), std::move(lookup), refresh_due_for);
+      const Coordinator::CallId id = coordinator_.Lookup(
+          id_.load(std::memory_order_acquire), sink_, std::move(lookup));
+      if (id == 0) return;  // Answered from the read cache and finished.
+      id_.store(id, std::memory_order_release);
       break;
     }
     case GetOrComputeRequest::kFill: {

@@ -185,78 +185,69 @@ void RedisStore::StartAttempt() {
     std::vector<std::string> auth = {"AUTH"};
     if (!options_.user.empty()) auth.push_back(options_.user);
     auth.push_back(options_.password);
-    Handshake(*commands_, auth, "AUTH", -1);
-    Handshake(*subscriber_, std::move(auth), "AUTH", -1);
+    Handshake(*commands_, auth, "AUTH");
+    Handshake(*subscriber_, std::move(auth), "AUTH");
   }
   if (options_.db != 0) {
-    Handshake(*commands_, {"SELECT", absl::StrCat(options_.db)}, "SELECT", -1);
+    Handshake(*commands_, {"SELECT", absl::StrCat(options_.db)}, "SELECT");
   }
-  Handshake(*commands_, {"PUBLISH", std::string(kProbeChannel), ""}, "PUBLISH",
-            -1);
+  Handshake(*commands_, {"PUBLISH", std::string(kProbeChannel), ""}, "PUBLISH");
   for (int i = 0; i < kRedisScriptCount; ++i) {
     Handshake(*commands_,
               {"SCRIPT", "LOAD",
                std::string(RedisScriptSource(static_cast<RedisScript>(i)))},
-              "SCRIPT LOAD", i);
+              "SCRIPT LOAD", [this, i](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return reply.status();
+                if (reply->type != RedisReply::Type::kString) {
+                  return absl::InternalError("SCRIPT LOAD answered no SHA");
+                }
+                script_shas_[i] = std::move(reply->str);
+                return absl::OkStatus();
+              });
   }
   // Also what makes hiredis 0.14 notice that the socket connected. Pub/sub
   // is database-independent, so the subscriber needs no SELECT.
-  Handshake(*subscriber_, {"PING"}, "PING", -1);
+  Handshake(*subscriber_, {"PING"}, "PING");
   subscriber_id_ = 0;
   if (read_cache_ && !tracking_refused_) {
     // May this user track? Then: where the invalidations will go. Neither
     // is fatal: without them the read cache stays off.
-    ++handshake_left_;
-    commands_->Command(
-        {"EVAL", std::string(RedisTrackingProbeSource()), "0"},
-        [this, session](absl::StatusOr<RedisReply> reply) {
-          if (session != session_ || state_ != State::kConnecting) return;
-          if (!reply.ok() && IsStoreUnavailable(reply.status())) {
-            Fail(session, reply.status());
-            return;
-          }
-          if (!reply.ok()) {
-            TrackingUnavailable(reply.status());
-          } else if (reply->type != RedisReply::Type::kInteger || reply->integer != 1) {
-            TrackingUnavailable(absl::PermissionDeniedError(
-                "Redis is older than 7.0, or its ACL user lacks &__redis__:invalidate, "
-                "+client|id or +client|tracking"));
-          } else {
-            ++handshake_left_;
-            subscriber_->Command({"CLIENT", "ID"}, [this, session](
-                                                     absl::StatusOr<RedisReply> id) {
-              if (session != session_ || state_ != State::kConnecting) return;
-              if (!id.ok()) {
-                Fail(session, id.status());
-                return;
-              }
-              if (id->type == RedisReply::Type::kInteger) subscriber_id_ = id->integer;
-              if (--handshake_left_ == 0) Connected();
-            });
-          }
-          if (--handshake_left_ == 0) Connected();
-        });
+    Handshake(*commands_, {"EVAL", std::string(RedisTrackingProbeSource()), "0"},
+              "tracking probe", [this](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok() && IsStoreUnavailable(reply.status())) return reply.status();
+                if (!reply.ok()) {
+                  TrackingUnavailable(reply.status());
+                } else if (reply->type != RedisReply::Type::kInteger || reply->integer != 1) {
+                  TrackingUnavailable(absl::PermissionDeniedError(
+                      "Redis is older than 7.0, or its ACL user lacks &__redis__:invalidate, "
+                      "+client|id or +client|tracking"));
+                } else {
+                  Handshake(*subscriber_, {"CLIENT", "ID"}, "CLIENT ID",
+                            [this](absl::StatusOr<RedisReply> id) {
+                              if (!id.ok()) return id.status();
+                              if (id->type == RedisReply::Type::kInteger) {
+                                subscriber_id_ = id->integer;
+                              }
+                              return absl::OkStatus();
+                            });
+                }
+                return absl::OkStatus();
+              });
   }
   ScheduleTick();
 }
 
 void RedisStore::Handshake(RedisConnection& conn, std::vector<std::string> args,
-                           absl::string_view step, int script_index) {
+                           absl::string_view step, HandshakeReply take) {
   ++handshake_left_;
   const uint64_t session = session_;
   conn.Command(args, [this, session, step = std::string(step),
-                      script_index](absl::StatusOr<RedisReply> reply) {
+                      take = std::move(take)](absl::StatusOr<RedisReply> reply) mutable {
     if (session != session_ || state_ != State::kConnecting) return;
-    if (!reply.ok()) {
-      Fail(session, HandshakeError(step, reply.status()));
+    absl::Status taken = take ? take(std::move(reply)) : reply.status();
+    if (!taken.ok()) {
+      Fail(session, HandshakeError(step, taken));
       return;
-    }
-    if (script_index >= 0) {
-      if (reply->type != RedisReply::Type::kString) {
-        Fail(session, absl::InternalError("SCRIPT LOAD answered no SHA"));
-        return;
-      }
-      script_shas_[script_index] = std::move(reply->str);
     }
     if (--handshake_left_ == 0) Connected();
   });

@@ -22,6 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -96,8 +97,13 @@ class RedisStore final : public Store {
 
   // Connection lifecycle (loop thread).
   void StartAttempt();
+  // One counted handshake step of this session; Connected() follows the
+  // last. `take` reads the reply and answers the error that ends the
+  // attempt (OK: go on); by default any error reply does. It may start
+  // further steps.
+  using HandshakeReply = absl::AnyInvocable<absl::Status(absl::StatusOr<RedisReply>)>;
   void Handshake(RedisConnection& conn, std::vector<std::string> args,
-                 absl::string_view step, int script_index);
+                 absl::string_view step, HandshakeReply take = nullptr);
   void Connected();
   // Ends session `session` (if it is still the current one) with `error`.
   void Fail(uint64_t session, absl::Status error);

@@ -160,10 +160,8 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
   // Both stores keep a read cache, as corrald's do by default, and leave
   // out namespaces configured with read_cache: false.
   static ReadCacheOptions ReadCacheOptionsFor(const NamespaceRegistry& registry) {
-    return ReadCacheOptions{1 << 20, [&registry](absl::string_view ns) {
-                              auto settings = registry.Find(ns);
-                              return settings.ok() && settings->read_cache;
-                            }};
+    return ReadCacheOptions{
+        1 << 20, [&registry](absl::string_view ns) { return registry.UsesReadCache(ns); }};
   }
 
   CoordinatorTest() : registry_(*NamespaceRegistry::Create(DefaultConfig())) {
@@ -243,10 +241,7 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
     r.wait_timeout = wait;
     r.allow_stale = allow_stale;
     // As the gRPC layer does: the read cache first, then a session.
-    absl::Time refresh_due_for = absl::InfinitePast();
-    if (coordinator_->ServeFromReadCache(r, *sink, &refresh_due_for)) return Call{sink, 0};
-    Coordinator::CallId id = coordinator_->StartCompute(sink);
-    coordinator_->ComputeLookup(id, std::move(r), refresh_due_for);
+    Coordinator::CallId id = coordinator_->Lookup(0, sink, std::move(r));
     return Call{sink, id};
   }
   // Lets time pass: the fake clock on the embedded store, real time on Redis
