@@ -112,7 +112,20 @@ void Coordinator::Set(SetRequest request, Callback<bool> done) {
     options.stale_window = settings->stale_window;
     options.lock_token = request.lock_token;
     options.release_lock = request.release_lock;
-    store_.Put(request.key, std::move(request.value), options, std::move(done));
+    CacheKey key = request.key;
+    std::string value = request.value;
+    store_.Put(request.key, std::move(request.value), options,
+               [this, key = std::move(key), value = std::move(value), ttl = *ttl,
+                done = std::move(done)](absl::StatusOr<bool> stored) mutable {
+                 // This replica's waiters may be waiting for a compute here
+                 // rather than watching the key: they take the value now.
+                 if (stored.ok() && *stored && flights_.contains(key)) {
+                   const absl::Time now = clock_.Now();
+                   ServeAll(key, StoredValue{value, now, now + ttl, absl::ZeroDuration()},
+                            Source::kPeerFill, LookupStage::kAfterWait);
+                 }
+                 done(std::move(stored));
+               });
   });
 }
 
@@ -181,7 +194,7 @@ void Coordinator::OnKeyEvent(const KeyEvent& event) {
       // Whatever happened before the store delivered events was not seen.
       f.watch_confirmed = true;
       f.known_miss = false;
-      Read(key);
+      ReadAgain(key);
       Wake(key);
       return;
     case KeyEvent::Kind::kReleased:
@@ -220,7 +233,7 @@ void Coordinator::OnStoreAvailability(bool up) {
     flight.watch_confirmed = false;  // Until the store re-subscribes.
   }
   for (const CacheKey& key : keys) {
-    Read(key);
+    ReadAgain(key);
     Wake(key);
   }
 }

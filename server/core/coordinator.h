@@ -185,6 +185,10 @@ class Coordinator final : public StoreListener {
     // round trip, so a stampede costs O(1) store commands per replica.
     bool known_miss = false;
     bool held_elsewhere = false;
+    // A session of this replica holds the key's lock for its compute: the
+    // queue waits for its fill (or abandon) here, with no lock attempts and
+    // no subscription of its own. Checked by Pump (HoldsLockHere).
+    CallId lease_holder = 0;
     // The last value read past its TTL (kept for the stale window): what an
     // allow_stale caller gets when the breaker refuses a compute.
     std::optional<StoredValue> stale;
@@ -221,7 +225,13 @@ class Coordinator final : public StoreListener {
 
   // Flight machinery.
   Flight& FlightFor(const CacheKey& key) { return flights_[key]; }
+  // A store read of `key` for its readers; a read already under way
+  // answers new readers too (it is at most one round trip old).
   void Read(const CacheKey& key);
+  // A read that starts after now, even if one is under way: for events that
+  // say the store may have changed unseen (a subscription confirmed, the
+  // store back).
+  void ReadAgain(const CacheKey& key);
   void OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result);
   // Whether a hit on `value` should become an early refresh (XFetch: with a
   // probability that rises as expiry nears and with the compute time).
@@ -244,6 +254,9 @@ class Coordinator final : public StoreListener {
   void Enqueue(const CacheKey& key, QueueEntry entry);
   // Lets the head waiter try for the lock unless it is known to be held.
   void Pump(const CacheKey& key);
+  // Whether the flight's lease_holder still holds the lock (clears it if
+  // not).
+  bool HoldsLockHere(Flight& f, const CacheKey& key);
   // Something suggests the lock may be free (a release, a fill, an expiry):
   // forget that it was held, and pump.
   void Wake(const CacheKey& key);

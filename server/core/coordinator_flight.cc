@@ -22,12 +22,21 @@ using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 
 void Coordinator::Read(const CacheKey& key) {
   Flight& f = FlightFor(key);
+  // A caller that arrives while a read is under way shares it. A fill that
+  // read missed cannot strand it: the caller then waits, and a wait ends in
+  // a read after the lock is taken, or after the subscription is confirmed.
+  if (f.read_in_flight) return;
+  f.read_in_flight = true;
+  store_.Get(key, [this, key](absl::StatusOr<KeyRead> r) { OnRead(key, std::move(r)); });
+}
+
+void Coordinator::ReadAgain(const CacheKey& key) {
+  Flight& f = FlightFor(key);
   if (f.read_in_flight) {
     f.reread = true;
     return;
   }
-  f.read_in_flight = true;
-  store_.Get(key, [this, key](absl::StatusOr<KeyRead> r) { OnRead(key, std::move(r)); });
+  Read(key);
 }
 
 void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
@@ -204,7 +213,8 @@ void Coordinator::Pump(const CacheKey& key) {
   auto fit = flights_.find(key);
   if (fit == flights_.end()) return;
   Flight& f = fit->second;
-  if (f.waiting == 0 || f.held_elsewhere || f.attempt_in_flight || f.degraded_holder != 0) {
+  if (f.waiting == 0 || f.held_elsewhere || f.attempt_in_flight || f.degraded_holder != 0 ||
+      HoldsLockHere(f, key)) {
     return;
   }
   // The head: the first live waiter that can take the lock. A GetOrCompute
@@ -243,10 +253,27 @@ void Coordinator::Pump(const CacheKey& key) {
   }
   f.attempt_in_flight = true;
   f.repump = false;
-  store_.TryLock(key, token, ttl,
-                 [this, key, h = *head, token, ttl](absl::StatusOr<LockAttempt> r) mutable {
-                   OnAttempt(key, h, std::move(token), ttl, std::move(r));
-                 });
+  auto on_attempt = [this, key, h = *head, token, ttl](absl::StatusOr<LockAttempt> r) mutable {
+    OnAttempt(key, h, std::move(token), ttl, std::move(r));
+  };
+  // A compute reads the key with the lock (the seed's double check).
+  if (head->is_lock) {
+    store_.TryLock(key, token, ttl, std::move(on_attempt));
+  } else {
+    store_.TryLockAndRead(key, token, ttl, std::move(on_attempt));
+  }
+}
+
+bool Coordinator::HoldsLockHere(Flight& f, const CacheKey& key) {
+  if (f.lease_holder == 0) return false;
+  auto it = sessions_.find(f.lease_holder);
+  // Until its fill is answered the lock is held: the fill releases it.
+  if (it != sessions_.end() && it->second.state == SessionState::kLeased &&
+      HoldsLock(it->second.mode) && !it->second.revoked && it->second.lookup.key == key) {
+    return true;
+  }
+  f.lease_holder = 0;
+  return false;
 }
 
 void Coordinator::Wake(const CacheKey& key) {
@@ -330,8 +357,8 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
     w.done(grant);
     return FinishAttempt(key, /*pump=*/true);
   }
-  // A GetOrCompute waiter took the lock: read again, since a fill may have
-  // landed between its miss and now (the seed's double check).
+  // A GetOrCompute waiter took the lock, with a read of the key: a fill may
+  // have landed between its miss and now (the seed's double check).
   Session& s = sessions_.at(head.id);
   loop_.Cancel(s.wait_timer);
   s.wait_timer = 0;
@@ -339,52 +366,47 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
   observer_.OnLockAcquisition(key.ns, "acquired");
   const CallId sid = s.id;
   const uint64_t fence = result->fencing_token;
-  store_.Get(key, [this, key, sid, token, fence](absl::StatusOr<KeyRead> r) {
-    const bool live = IsWaitingSession(sid, key);
-    const bool hit = r.ok() && r->value.has_value() && IsFresh(*r->value);
-    observer_.OnLookup(key.ns, LookupStage::kAfterLock, hit);
-    if (r.ok() && r->failed_until > clock_.Now()) {
-      // The last compute failed, and that is remembered: nobody here
-      // computes against it now.
-      store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
-                         [this, key](absl::StatusOr<bool>) { FinishAttempt(key, true); });
-      const absl::Time until = r->failed_until;
-      EndWaiters(key, [this, until](Session& s) { FailRemembered(s, until); });
-      return;
-    }
-    if (live && r.ok() && !hit) {
-      if (r->value.has_value()) FlightFor(key).stale = *r->value;
-      // The compute is about to start: the breaker has the last word.
-      breakers_.Admit(sessions_.at(sid).ns, [this, key, sid, token,
-                                             fence](BreakerVerdict verdict) {
-        const bool live = IsWaitingSession(sid, key);
-        if (live && verdict.allowed) {
-          Session& s = sessions_.at(sid);
-          StopWaiting(s);
-          GrantLease(s, LeaseMode::kLocked, fence, "");
-          return FinishAttempt(key, /*pump=*/true);
-        }
-        store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
-                           [this, key](absl::StatusOr<bool>) { FinishAttempt(key, true); });
-        if (!verdict.allowed) {
-          // Everyone here would be refused the same way.
-          EndWaiters(key, [this, &verdict](Session& s) { RejectForBreaker(s, verdict); });
-        }
-      });
-      return;
-    }
-    // Nobody to lease to, or nothing to compute: the lock goes back.
+  auto release = [this, key, token] {
     store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
                        [this, key](absl::StatusOr<bool>) { FinishAttempt(key, /*pump=*/true); });
-    if (hit) {
-      if (live) {
-        Session& s = sessions_.at(sid);
-        StopWaiting(s);
-        SendValue(s, *r->value, Source::kCacheAfterLock);
-      }
-      ServeAll(key, *r->value, Source::kPeerFill, LookupStage::kAfterLock);
-    } else if (live) {
-      FinishSession(sessions_.at(sid), r.status());
+  };
+  if (!result->read.has_value()) {  // A store that broke TryLockAndRead's contract.
+    release();
+    return FinishSession(s, absl::InternalError("the store took the lock without the read"));
+  }
+  const KeyRead& read = *result->read;
+  const bool hit = read.value.has_value() && IsFresh(*read.value);
+  observer_.OnLookup(key.ns, LookupStage::kAfterLock, hit);
+  if (read.failed_until > clock_.Now()) {
+    // The last compute failed, and that is remembered: nobody here
+    // computes against it now.
+    release();
+    const absl::Time until = read.failed_until;
+    EndWaiters(key, [this, until](Session& s) { FailRemembered(s, until); });
+    return;
+  }
+  if (hit) {
+    // Nothing to compute: the lock goes back.
+    release();
+    StopWaiting(s);
+    SendValue(s, *read.value, Source::kCacheAfterLock);
+    ServeAll(key, *read.value, Source::kPeerFill, LookupStage::kAfterLock);
+    return;
+  }
+  if (read.value.has_value()) FlightFor(key).stale = *read.value;
+  // The compute is about to start: the breaker has the last word.
+  breakers_.Admit(s.ns, [this, key, sid, fence, release](BreakerVerdict verdict) {
+    const bool live = IsWaitingSession(sid, key);
+    if (live && verdict.allowed) {
+      Session& s = sessions_.at(sid);
+      StopWaiting(s);
+      GrantLease(s, LeaseMode::kLocked, fence, "");
+      return FinishAttempt(key, /*pump=*/true);
+    }
+    release();
+    if (!verdict.allowed) {
+      // Everyone here would be refused the same way.
+      EndWaiters(key, [this, &verdict](Session& s) { RejectForBreaker(s, verdict); });
     }
   });
 }
@@ -417,8 +439,8 @@ void Coordinator::MaybeRetire(const CacheKey& key) {
   if (it == flights_.end()) return;
   Flight& f = it->second;
   if (f.waiting > 0 || !f.readers.empty() || !f.get_readers.empty() || f.read_in_flight ||
-      f.attempt_in_flight ||
-      f.refresh_attempt || f.degraded_holder != 0) {
+      f.attempt_in_flight || f.refresh_attempt || f.degraded_holder != 0 ||
+      HoldsLockHere(f, key)) {
     return;
   }
   if (f.watching) store_.Unwatch(key);

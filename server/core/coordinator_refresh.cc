@@ -42,43 +42,38 @@ void Coordinator::StartRefresh(Session& s, StoredValue current, absl::string_vie
   const CallId sid = s.id;
   FlightFor(key).refresh_attempt = true;
   std::string token = NewToken();
-  store_.TryLock(key, token, s.lease_ttl,
-                 [this, key, sid, token, current = std::move(current),
-                  trigger](absl::StatusOr<LockAttempt> attempt) mutable {
+  store_.TryLockAndRead(key, token, s.lease_ttl,
+                        [this, key, sid, token, current = std::move(current),
+                         trigger](absl::StatusOr<LockAttempt> attempt) mutable {
     if (auto f = flights_.find(key); f != flights_.end()) f->second.refresh_attempt = false;
     const bool acquired = attempt.ok() && attempt->acquired;
     if (!acquired || !IsReadingSession(sid, key)) {
       // Someone else computes or refreshes it (or the caller left).
       return EndRefreshAttempt(key, sid, current, token, acquired);
     }
+    // The seed's double check, made with the lock: a fill may have landed
+    // since the read; then there is nothing to refresh.
+    const std::optional<KeyRead>& read = attempt->read;
+    if (read.has_value() && read->value.has_value() &&
+        read->value->stored_at != current.stored_at) {
+      return EndRefreshAttempt(key, sid, *read->value, token, /*release=*/true);
+    }
     const uint64_t fence = attempt->fencing_token;
-    // The seed's double check: a fill may have landed between the read and
-    // the lock; then there is nothing to refresh.
-    store_.Get(key, [this, key, sid, token, fence, current = std::move(current),
-                     trigger](absl::StatusOr<KeyRead> r) mutable {
-      if (r.ok() && r->value.has_value() && r->value->stored_at != current.stored_at) {
-        current = *r->value;
+    breakers_.Admit(sessions_.at(sid).ns, [this, key, sid, token, fence,
+                                           current = std::move(current),
+                                           trigger](BreakerVerdict verdict) {
+      // An open breaker: the upstream is not asked; the value stays. A
+      // caller that half-closed meanwhile could not send the Fill.
+      if (!verdict.allowed || !IsReadingSession(sid, key) || sessions_.at(sid).half_closed) {
         return EndRefreshAttempt(key, sid, current, token, /*release=*/true);
       }
-      if (!IsReadingSession(sid, key)) {
-        return EndRefreshAttempt(key, sid, current, token, /*release=*/true);
-      }
-      breakers_.Admit(sessions_.at(sid).ns, [this, key, sid, token, fence,
-                                             current = std::move(current),
-                                             trigger](BreakerVerdict verdict) {
-        // An open breaker: the upstream is not asked; the value stays. A
-        // caller that half-closed meanwhile could not send the Fill.
-        if (!verdict.allowed || !IsReadingSession(sid, key) || sessions_.at(sid).half_closed) {
-          return EndRefreshAttempt(key, sid, current, token, /*release=*/true);
-        }
-        Session& s = sessions_.at(sid);
-        s.token = token;
-        s.refresh_trigger = trigger;
-        LOG_EVENT("refresh", key, "trigger=", trigger, " fencing_token=", fence,
-                  " expires_in_ms=", absl::ToInt64Milliseconds(current.expires_at - clock_.Now()));
-        GrantLease(s, LeaseMode::kRefresh, fence, current.value);
-        MaybeRetire(key);  // The flight kept only for the attempt goes.
-      });
+      Session& s = sessions_.at(sid);
+      s.token = token;
+      s.refresh_trigger = trigger;
+      LOG_EVENT("refresh", key, "trigger=", trigger, " fencing_token=", fence,
+                " expires_in_ms=", absl::ToInt64Milliseconds(current.expires_at - clock_.Now()));
+      GrantLease(s, LeaseMode::kRefresh, fence, current.value);
+      MaybeRetire(key);  // The flight kept only for the attempt goes.
     });
   });
 }

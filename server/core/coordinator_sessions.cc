@@ -164,10 +164,13 @@ void Coordinator::DoLookup(Session& s, LookupRequest request) {
   s.state = SessionState::kReading;
   s.wait_started = clock_.Now();
   Flight& f = FlightFor(s.lookup.key);
-  if (f.known_miss && f.held_elsewhere && f.watch_confirmed) {
-    // Another caller's compute is under way and its fill will be delivered
-    // to this flight: wait for it without asking the store again (or take
-    // the value it replaces, if this caller accepts a stale one).
+  if (f.known_miss && (f.attempt_in_flight || HoldsLockHere(f, s.lookup.key) ||
+                      (f.held_elsewhere && f.watch_confirmed))) {
+    // A compute is being started or is under way, here or on another
+    // replica whose fill will be delivered to this flight: wait for it
+    // without asking the store again (or take the value it replaces, if
+    // this caller accepts a stale one). A lock attempt reads the key as it
+    // takes the lock, and a failed one watches it, so no fill is missed.
     observer_.OnLookup(s.lookup.key.ns, LookupStage::kInitial, false);
     if (s.lookup.allow_stale && f.stale.has_value() &&
         f.stale->expires_at + s.ns.stale_window > clock_.Now()) {
@@ -216,6 +219,7 @@ void Coordinator::RetireSession(Session& s) {
   s.state = SessionState::kDone;
   sessions_.erase(id);
   if (degraded) EndDegraded(key, id);
+  MaybeRetire(key);  // It may have kept the flight as its leaseholder.
 }
 
 // ---------------------------------------------------------------------------
@@ -232,6 +236,9 @@ void Coordinator::GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,
   s.revoked = false;
   CallId id = s.id;
   if (HoldsLock(mode)) {
+    // This replica's callers for the key now wait for this lease; the
+    // flight stays until it ends.
+    FlightFor(s.lookup.key).lease_holder = id;
     // Keep the lock alive while the stream is open, up to max_compute_time.
     s.renew_timer = loop_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
     s.revoke_timer = loop_.RunAfter(s.ns.max_compute_time, [this, id] { RevokeLease(id); });
@@ -274,6 +281,7 @@ void Coordinator::RenewLease(CallId id) {
                        s.revoked = true;
                        EndLease(s);
                        observer_.OnCompute(s.lookup.key.ns, ModeLabel(s.mode), "revoked");
+                       Wake(s.lookup.key);  // The waiters here try for it again.
                      }
                    });
 }
@@ -369,6 +377,12 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
                  }
                  ServeAll(key, fresh, Source::kPeerFill, LookupStage::kAfterWait);
                }
+               // The lock is free: lock waiters, and waiters the fill did not
+               // serve, try for it.
+               if (auto f = flights_.find(key); f != flights_.end() && filled.stored) {
+                 f->second.known_miss = false;
+               }
+               Wake(key);
              });
 }
 

@@ -68,6 +68,9 @@ struct LockAttempt {
   // Acquired: when our lock expires. Not acquired: when the current holder's
   // lock expires unless renewed (the time to try again if no release comes).
   absl::Time expires_at;
+  // TryLockAndRead, when acquired: the key as read right after the lock was
+  // taken, in the same step.
+  std::optional<KeyRead> read;
 };
 
 // What a lock release tells the key's waiters.
@@ -155,6 +158,12 @@ class Store {
   // Takes the key's lock for `token` if it is free.
   virtual void TryLock(const CacheKey& key, const std::string& token,
                        absl::Duration ttl, Callback<LockAttempt> done) = 0;
+  // TryLock that, when it takes the lock, also reads the key
+  // (LockAttempt::read): the check a compute makes before it starts (a fill
+  // may have landed since the caller's miss), without another round trip.
+  // An error leaves the lock free.
+  virtual void TryLockAndRead(const CacheKey& key, const std::string& token,
+                              absl::Duration ttl, Callback<LockAttempt> done) = 0;
   // Extends the lock if `token` still holds it; answers the new expiry, or
   // nullopt when the lock is no longer ours.
   virtual void RenewLock(const CacheKey& key, const std::string& token,

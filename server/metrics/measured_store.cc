@@ -46,6 +46,11 @@ void MeasuredStore::TryLock(const CacheKey& key, const std::string& token,
   inner_.TryLock(key, token, ttl, Timed("try_lock", std::move(done)));
 }
 
+void MeasuredStore::TryLockAndRead(const CacheKey& key, const std::string& token,
+                                   absl::Duration ttl, Callback<LockAttempt> done) {
+  inner_.TryLockAndRead(key, token, ttl, Timed("try_lock", std::move(done)));
+}
+
 void MeasuredStore::RenewLock(const CacheKey& key, const std::string& token,
                               absl::Duration ttl,
                               Callback<std::optional<absl::Time>> done) {

@@ -28,6 +28,8 @@ class MeasuredStore final : public Store, public StoreListener {
                        Callback<absl::Time> done) override;
   void TryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
                Callback<LockAttempt> done) override;
+  void TryLockAndRead(const CacheKey& key, const std::string& token, absl::Duration ttl,
+                      Callback<LockAttempt> done) override;
   void RenewLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
                  Callback<std::optional<absl::Time>> done) override;
   void ReleaseLock(const CacheKey& key, const std::string& token, ReleaseNotice notice,

@@ -38,12 +38,17 @@ void EmbeddedStore::ExpireKey(const CacheKey& key, absl::Time now) {
   }
 }
 
-void EmbeddedStore::Get(const CacheKey& key, Callback<KeyRead> done) {
+KeyRead EmbeddedStore::Read(const CacheKey& key) {
   ExpireKey(key, clock_.Now());
   KeyRead read;
   if (auto it = values_.find(key); it != values_.end()) read.value = it->second.value;
   if (auto it = failures_.find(key); it != failures_.end()) read.failed_until = it->second;
   read.locked = locks_.contains(key);
+  return read;
+}
+
+void EmbeddedStore::Get(const CacheKey& key, Callback<KeyRead> done) {
+  KeyRead read = Read(key);
   if (read_cache_) {
     const bool fresh = read.value.has_value() && read.value->expires_at > clock_.Now();
     read_cache_->EndRead(key, read_cache_->BeginRead(key), fresh ? &*read.value : nullptr);
@@ -95,6 +100,18 @@ void EmbeddedStore::RememberFailure(const CacheKey& key, absl::Duration ttl,
 
 void EmbeddedStore::TryLock(const CacheKey& key, const std::string& token,
                             absl::Duration ttl, Callback<LockAttempt> done) {
+  Reply(std::move(done), absl::StatusOr<LockAttempt>(TakeLock(key, token, ttl)));
+}
+
+void EmbeddedStore::TryLockAndRead(const CacheKey& key, const std::string& token,
+                                   absl::Duration ttl, Callback<LockAttempt> done) {
+  LockAttempt attempt = TakeLock(key, token, ttl);
+  if (attempt.acquired) attempt.read = Read(key);
+  Reply(std::move(done), absl::StatusOr<LockAttempt>(std::move(attempt)));
+}
+
+LockAttempt EmbeddedStore::TakeLock(const CacheKey& key, const std::string& token,
+                                    absl::Duration ttl) {
   const absl::Time now = clock_.Now();
   ExpireKey(key, now);
   LockAttempt attempt;
@@ -109,7 +126,7 @@ void EmbeddedStore::TryLock(const CacheKey& key, const std::string& token,
     attempt.fencing_token = fence;
     attempt.expires_at = now + ttl;
   }
-  Reply(std::move(done), absl::StatusOr<LockAttempt>(attempt));
+  return attempt;
 }
 
 void EmbeddedStore::RenewLock(const CacheKey& key, const std::string& token,

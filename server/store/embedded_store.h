@@ -34,6 +34,8 @@ class EmbeddedStore final : public Store {
                        Callback<absl::Time> done) override;
   void TryLock(const CacheKey& key, const std::string& token,
                absl::Duration ttl, Callback<LockAttempt> done) override;
+  void TryLockAndRead(const CacheKey& key, const std::string& token,
+                      absl::Duration ttl, Callback<LockAttempt> done) override;
   void RenewLock(const CacheKey& key, const std::string& token,
                  absl::Duration ttl,
                  Callback<std::optional<absl::Time>> done) override;
@@ -64,6 +66,9 @@ class EmbeddedStore final : public Store {
 
   // Drops what has expired at `now` for `key`.
   void ExpireKey(const CacheKey& key, absl::Time now);
+  // Get and TryLock without the reply.
+  KeyRead Read(const CacheKey& key);
+  LockAttempt TakeLock(const CacheKey& key, const std::string& token, absl::Duration ttl);
   void Notify(KeyEvent event);
   void SweepSoon();
   void Sweep();

@@ -32,8 +32,11 @@ if ARGV[6] == '1' then
   local e = redis.call('HGET', KEYS[1], 'e')
   if e and tonumber(e) > now then return 0 end
 end
-if ARGV[4] ~= '' and ARGV[5] == '1' then redis.call('DEL', KEYS[2]) end
-redis.call('DEL', KEYS[3])
+if ARGV[4] ~= '' and ARGV[5] == '1' then
+  redis.call('DEL', KEYS[2], KEYS[3])
+else
+  redis.call('DEL', KEYS[3])
+end
 local expires = now + tonumber(ARGV[2])
 local s = string.format('%d', now)
 local e = string.format('%d', expires)
@@ -65,6 +68,12 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   -- Redis restarts empty (as long as its clock does not step back).
   local fence = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, now_us)
   redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', ARGV[3])
+  if KEYS[3] then
+    -- The holder's first question: did a fill land since its miss?
+    local r = redis.call('HMGET', KEYS[3], 'v', 's', 'e', 'd')
+    local failed = redis.call('GET', KEYS[4])
+    return {1, fence, now_ms + tonumber(ARGV[2]), r[1], r[2], r[3], r[4], failed}
+  end
   return {1, fence, now_ms + tonumber(ARGV[2])}
 end
 return {0, 0, now_ms + redis.call('PTTL', KEYS[1])}
@@ -103,6 +112,34 @@ absl::Status Unexpected(absl::string_view script) {
 
 bool IsInteger(const RedisReply& r) {
   return r.type == RedisReply::Type::kInteger;
+}
+
+// The key read from r.elements[at .. at + 4]: value, stored_ms, expires_ms,
+// compute_ms, failed_until_ms, each possibly nil. `script` names it in
+// errors.
+absl::StatusOr<KeyRead> ParseKeyFields(const RedisReply& r, size_t at,
+                                       absl::string_view script) {
+  const auto is_string = [&r, at](size_t i) {
+    return r.elements[at + i].type == RedisReply::Type::kString;
+  };
+  const auto str = [&r, at](size_t i) -> const std::string& { return r.elements[at + i].str; };
+  KeyRead read;
+  if (is_string(4) && !ParseMillis(str(4), &read.failed_until)) return Unexpected(script);
+  if (!is_string(0)) return read;
+  StoredValue value;
+  if (!is_string(1) || !is_string(2) || !ParseMillis(str(1), &value.stored_at) ||
+      !ParseMillis(str(2), &value.expires_at)) {
+    return Unexpected(script);
+  }
+  // Values written before compute times were kept have none.
+  if (is_string(3)) {
+    int64_t ms = 0;
+    if (!absl::SimpleAtoi(str(3), &ms)) return Unexpected(script);
+    value.compute_time = absl::Milliseconds(ms);
+  }
+  value.value = str(0);
+  read.value = std::move(value);
+  return read;
 }
 
 }  // namespace
@@ -265,28 +302,8 @@ absl::StatusOr<KeyRead> ParseGetReply(const RedisReply& r) {
       !IsInteger(r.elements[5])) {
     return Unexpected("get");
   }
-  const auto is_string = [&r](size_t i) {
-    return r.elements[i].type == RedisReply::Type::kString;
-  };
-  KeyRead read;
-  read.locked = r.elements[5].integer == 1;
-  if (is_string(4) && !ParseMillis(r.elements[4].str, &read.failed_until)) {
-    return Unexpected("get");
-  }
-  if (!is_string(0)) return read;
-  StoredValue value;
-  if (!is_string(1) || !is_string(2) || !ParseMillis(r.elements[1].str, &value.stored_at) ||
-      !ParseMillis(r.elements[2].str, &value.expires_at)) {
-    return Unexpected("get");
-  }
-  // Values written before compute times were kept have none.
-  if (is_string(3)) {
-    int64_t ms = 0;
-    if (!absl::SimpleAtoi(r.elements[3].str, &ms)) return Unexpected("get");
-    value.compute_time = absl::Milliseconds(ms);
-  }
-  value.value = r.elements[0].str;
-  read.value = std::move(value);
+  auto read = ParseKeyFields(r, 0, "get");
+  if (read.ok()) read->locked = r.elements[5].integer == 1;
   return read;
 }
 
@@ -304,15 +321,22 @@ absl::StatusOr<bool> ParseCountReply(const RedisReply& r) {
 }
 
 absl::StatusOr<LockAttempt> ParseTryLockReply(const RedisReply& r) {
-  if (r.type != RedisReply::Type::kArray || r.elements.size() != 3 ||
-      !IsInteger(r.elements[0]) || !IsInteger(r.elements[1]) ||
-      !IsInteger(r.elements[2])) {
+  if (r.type != RedisReply::Type::kArray ||
+      (r.elements.size() != 3 && r.elements.size() != 8) || !IsInteger(r.elements[0]) ||
+      !IsInteger(r.elements[1]) || !IsInteger(r.elements[2])) {
     return Unexpected("trylock");
   }
   LockAttempt attempt;
   attempt.acquired = r.elements[0].integer == 1;
   attempt.fencing_token = static_cast<uint64_t>(r.elements[1].integer);
   attempt.expires_at = absl::FromUnixMillis(r.elements[2].integer);
+  if (r.elements.size() == 8) {
+    if (!attempt.acquired) return Unexpected("trylock");
+    auto read = ParseKeyFields(r, 3, "trylock");
+    if (!read.ok()) return read.status();
+    read->locked = true;  // By us.
+    attempt.read = *std::move(read);
+  }
   return attempt;
 }
 

@@ -64,8 +64,11 @@ enum class RedisScript {
   kDelete,
   // KEYS: failure. ARGV: ttl_ms. Answers failed_until_ms.
   kRememberFailure,
-  // KEYS: lock, fence. ARGV: token, ttl_ms, fence_keep_ms.
-  // Answers {1, fencing_token, expires_ms} or {0, 0, holder_expires_ms}.
+  // KEYS: lock, fence [, value, failure]. ARGV: token, ttl_ms, fence_keep_ms.
+  // Answers {1, fencing_token, expires_ms} or {0, 0, holder_expires_ms};
+  // with the value and failure keys, an acquired lock also answers the
+  // key's read: {1, fencing_token, expires_ms, value, stored_ms,
+  // expires_ms, compute_ms, failed_until_ms} (the last five may be nil).
   kTryLock,
   // KEYS: lock. ARGV: token, ttl_ms. Answers expires_ms or nil (not ours).
   kRenew,

@@ -499,6 +499,17 @@ void RedisStore::TryLock(const CacheKey& key, const std::string& token,
       ParseTryLockReply, std::move(done));
 }
 
+void RedisStore::TryLockAndRead(const CacheKey& key, const std::string& token,
+                                absl::Duration ttl, Callback<LockAttempt> done) {
+  RedisItemKeys keys = RedisKeysFor(key);
+  RunAndAnswer<LockAttempt>(
+      RedisScript::kTryLock,
+      {std::move(keys.lock), std::move(keys.fence), std::move(keys.value),
+       std::move(keys.failure)},
+      {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)}, ParseTryLockReply,
+      std::move(done));
+}
+
 void RedisStore::RenewLock(const CacheKey& key, const std::string& token,
                            absl::Duration ttl,
                            Callback<std::optional<absl::Time>> done) {

@@ -70,6 +70,8 @@ class RedisStore final : public Store {
                        Callback<absl::Time> done) override;
   void TryLock(const CacheKey& key, const std::string& token,
                absl::Duration ttl, Callback<LockAttempt> done) override;
+  void TryLockAndRead(const CacheKey& key, const std::string& token,
+                      absl::Duration ttl, Callback<LockAttempt> done) override;
   void RenewLock(const CacheKey& key, const std::string& token,
                  absl::Duration ttl,
                  Callback<std::optional<absl::Time>> done) override;

@@ -50,6 +50,75 @@ class CountingObserver : public CoordinatorObserver {
   std::atomic<int> negative_hits{0};
 };
 
+// The store the coordinator talks to, counting what it is asked: how many
+// store round trips a scenario costs. Everything goes to the real store.
+class CountingStore final : public Store {
+ public:
+  explicit CountingStore(std::unique_ptr<Store> inner) : inner_(std::move(inner)) {}
+  Store& inner() { return *inner_; }
+
+  void SetListener(StoreListener* listener) override { inner_->SetListener(listener); }
+  void Get(const CacheKey& key, Callback<KeyRead> done) override {
+    ++reads;
+    inner_->Get(key, std::move(done));
+  }
+  void Put(const CacheKey& key, std::string value, const PutOptions& options,
+           Callback<bool> done) override {
+    ++puts;
+    inner_->Put(key, std::move(value), options, std::move(done));
+  }
+  void Delete(const CacheKey& key, Callback<bool> done) override {
+    inner_->Delete(key, std::move(done));
+  }
+  void RememberFailure(const CacheKey& key, absl::Duration ttl,
+                       Callback<absl::Time> done) override {
+    inner_->RememberFailure(key, ttl, std::move(done));
+  }
+  void TryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+               Callback<LockAttempt> done) override {
+    ++lock_attempts;
+    inner_->TryLock(key, token, ttl, std::move(done));
+  }
+  void TryLockAndRead(const CacheKey& key, const std::string& token, absl::Duration ttl,
+                      Callback<LockAttempt> done) override {
+    ++lock_attempts;
+    inner_->TryLockAndRead(key, token, ttl, std::move(done));
+  }
+  void RenewLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+                 Callback<std::optional<absl::Time>> done) override {
+    inner_->RenewLock(key, token, ttl, std::move(done));
+  }
+  void ReleaseLock(const CacheKey& key, const std::string& token, ReleaseNotice notice,
+                   Callback<bool> done) override {
+    ++releases;
+    inner_->ReleaseLock(key, token, notice, std::move(done));
+  }
+  void Watch(const CacheKey& key) override {
+    ++watches;
+    inner_->Watch(key);
+  }
+  void Unwatch(const CacheKey& key) override { inner_->Unwatch(key); }
+  void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) override {
+    inner_->LoadBreaker(ns, std::move(done));
+  }
+  void StoreBreaker(const std::string& ns, uint64_t expected_version, std::string state,
+                    Callback<BreakerCas> done) override {
+    inner_->StoreBreaker(ns, expected_version, std::move(state), std::move(done));
+  }
+  void Ping(StatusCallback done) override { inner_->Ping(std::move(done)); }
+  bool IsUp() const override { return inner_->IsUp(); }
+  const ReadCache* read_cache() const override { return inner_->read_cache(); }
+
+  std::atomic<int> reads{0};
+  std::atomic<int> puts{0};
+  std::atomic<int> lock_attempts{0};
+  std::atomic<int> releases{0};
+  std::atomic<int> watches{0};
+
+ private:
+  std::unique_ptr<Store> inner_;
+};
+
 // Records what one GetOrCompute stream received.
 class RecordingSink : public ComputeSink {
  public:
@@ -167,7 +236,8 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
   CoordinatorTest() : registry_(*NamespaceRegistry::Create(DefaultConfig())) {
     if (GetParam() == StoreKind::kEmbedded) {
       clock_ = &fake_clock_;
-      store_ = std::make_unique<EmbeddedStore>(loop_, fake_clock_, ReadCacheOptionsFor(registry_));
+      store_ = std::make_unique<CountingStore>(std::make_unique<EmbeddedStore>(
+          loop_, fake_clock_, ReadCacheOptionsFor(registry_)));
     } else {
       auto redis = corral::testing::RedisServer::Start();
       EXPECT_TRUE(redis.ok()) << redis.status();
@@ -177,7 +247,7 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
       options.read_cache = ReadCacheOptionsFor(registry_);
       auto store = std::make_unique<RedisStore>(loop_, options);
       redis_store_ = store.get();
-      store_ = std::move(store);
+      store_ = std::make_unique<CountingStore>(std::move(store));
       clock_ = &real_clock_;
     }
     coordinator_ = std::make_unique<Coordinator>(loop_, *store_, registry_, *clock_, observer_);
@@ -294,7 +364,7 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
   NamespaceRegistry registry_;
   std::unique_ptr<corral::testing::RedisServer> redis_;
   RedisStore* redis_store_ = nullptr;
-  std::unique_ptr<Store> store_;
+  std::unique_ptr<CountingStore> store_;
   CountingObserver observer_;
   std::unique_ptr<Coordinator> coordinator_;
 };
@@ -605,6 +675,80 @@ TEST_P(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {
   }
   EXPECT_EQ(observer_.waiters.load(), 0);
   EXPECT_EQ(Get(kKey)->value.bytes(), "rose");
+}
+
+TEST_P(CoordinatorTest, AStampedeOnOneReplicaCostsOneReadOneLockAttemptAndOneFill) {
+  // Callers that arrive while the read is under way share it; callers that
+  // arrive during the lock attempt or the compute wait without a read; and
+  // nobody tries for a lock this replica's leaseholder holds, or subscribes
+  // to hear a fill that will happen here.
+  std::vector<Call> calls;
+  for (int i = 0; i < 50; ++i) calls.push_back(Lookup(kKey));
+  int leader = WaitForOneLease(calls);
+  ASSERT_GE(leader, 0);
+  for (int i = 0; i < 50; ++i) calls.push_back(Lookup(kKey));  // During the compute.
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(observer_.waiters.load(), 99);
+  coordinator_->ComputeFill(calls[leader].id, FillRequest{"rose", std::nullopt});
+  for (size_t i = 0; i < calls.size(); ++i) {
+    ASSERT_TRUE(calls[i].sink->WaitDone()) << i;
+    if (static_cast<int>(i) == leader) continue;
+    ASSERT_TRUE(calls[i].sink->value().has_value()) << calls[i].sink->status();
+    EXPECT_EQ(calls[i].sink->value()->bytes(), "rose");
+  }
+  EXPECT_EQ(store_->reads.load(), 1);
+  EXPECT_EQ(store_->lock_attempts.load(), 1);
+  EXPECT_EQ(store_->puts.load(), 1);
+  EXPECT_EQ(store_->watches.load(), 0);
+  EXPECT_EQ(store_->releases.load(), 0);  // The fill released the lock.
+}
+
+TEST_P(CoordinatorTest, AFillThatLandedBeforeTheLockIsFoundWithIt) {
+  // The seed's double check: the miss, then someone else's fill, then the
+  // lock. The lock attempt reads the key too, so the value is served and
+  // nobody computes.
+  Call c = Lookup(kKey);
+  ASSERT_TRUE(c.sink->WaitLease());
+  std::vector<Call> late;
+  for (int i = 0; i < 3; ++i) late.push_back(Lookup(kKey));
+  absl::SleepFor(absl::Milliseconds(30));  // Let them queue.
+  // Another replica's unfenced write, straight to the store: no event
+  // reaches this replica's waiters (nobody here watches the key).
+  std::promise<absl::StatusOr<bool>> put;
+  loop_.Post([&] {
+    PutOptions options;
+    options.ttl = absl::Seconds(60);
+    store_->inner().Put(kKey, "tulip", options,
+                        [&](absl::StatusOr<bool> r) { put.set_value(std::move(r)); });
+  });
+  ASSERT_THAT(put.get_future().get(), corral::testing::IsOkAndHolds(true));
+  const int attempts = store_->lock_attempts.load();
+  const int reads = store_->reads.load();
+  // Abandon: the next waiter takes the lock and finds the value with it.
+  coordinator_->ComputeAbandon(c.id, AbandonRequest{"changed my mind", false});
+  for (Call& l : late) {
+    ASSERT_TRUE(l.sink->WaitDone());
+    ASSERT_TRUE(l.sink->value().has_value()) << l.sink->status();
+    EXPECT_EQ(l.sink->value()->bytes(), "tulip");
+    EXPECT_FALSE(l.sink->HasLease());
+  }
+  EXPECT_EQ(store_->lock_attempts.load(), attempts + 1);
+  EXPECT_EQ(store_->reads.load(), reads);  // The lock attempt was the read.
+}
+
+TEST_P(CoordinatorTest, ASetOnThisReplicaServesItsWaitersAtOnce) {
+  Call c = Lookup(kKey);
+  ASSERT_TRUE(c.sink->WaitLease());
+  std::vector<Call> waiting;
+  for (int i = 0; i < 3; ++i) waiting.push_back(Lookup(kKey));
+  absl::SleepFor(absl::Milliseconds(30));
+  ASSERT_THAT(Set(kKey, "tulip"), corral::testing::IsOkAndHolds(true));
+  for (Call& w : waiting) {
+    ASSERT_TRUE(w.sink->WaitDone(absl::Seconds(2)));
+    ASSERT_TRUE(w.sink->value().has_value()) << w.sink->status();
+    EXPECT_EQ(w.sink->value()->bytes(), "tulip");
+  }
+  EXPECT_FALSE(c.sink->Done());  // The leaseholder may still fill.
 }
 
 TEST_P(CoordinatorTest, AbandonHandsTheLeaseToTheNextWaiter) {

@@ -359,6 +359,47 @@ TEST_P(StoreBehaviourTest, TryLockIsMutuallyExclusive) {
               IsOkAndHolds(::testing::Field(&LockAttempt::acquired, false)));
 }
 
+TEST_P(StoreBehaviourTest, TryLockAndReadReadsTheKeyOnlyWhenItTakesTheLock) {
+  // Free lock, no value, no failure: taken, and the read says so.
+  auto empty = runner_->TryLockAndRead(key_, "tok-a", absl::Seconds(10));
+  ASSERT_OK(empty);
+  ASSERT_TRUE(empty->acquired);
+  EXPECT_GT(empty->fencing_token, 0u);
+  ASSERT_TRUE(empty->read.has_value());
+  EXPECT_FALSE(empty->read->value.has_value());
+  EXPECT_EQ(empty->read->failed_until, absl::InfinitePast());
+  EXPECT_TRUE(empty->read->locked);
+
+  // Held: not taken, no read.
+  auto held = runner_->TryLockAndRead(key_, "tok-b", absl::Seconds(10));
+  ASSERT_OK(held);
+  EXPECT_FALSE(held->acquired);
+  EXPECT_FALSE(held->read.has_value());
+  ASSERT_THAT(runner_->Release(key_, "tok-a"), IsOkAndHolds(true));
+
+  // A value and a remembered failure are both in the read, byte for byte.
+  PutOptions options;
+  options.ttl = absl::Seconds(60);
+  options.compute_time = absl::Milliseconds(250);
+  const std::string bytes("a\0b\xff", 4);
+  ASSERT_THAT(runner_->Put(key_, bytes, options), IsOkAndHolds(true));
+  ASSERT_OK(runner_->RememberFailure(key_, absl::Seconds(5)));
+  auto full = runner_->TryLockAndRead(key_, "tok-c", absl::Seconds(10));
+  ASSERT_OK(full);
+  ASSERT_TRUE(full->acquired);
+  ASSERT_TRUE(full->read.has_value());
+  ASSERT_TRUE(full->read->value.has_value());
+  EXPECT_EQ(full->read->value->value, bytes);
+  EXPECT_EQ(full->read->value->compute_time, absl::Milliseconds(250));
+  EXPECT_GT(full->read->value->expires_at, Now() + absl::Seconds(50));
+  EXPECT_GT(full->read->failed_until, Now() + absl::Seconds(3));
+  // The lock is ours like any other.
+  EXPECT_GT(full->fencing_token, empty->fencing_token);
+  EXPECT_THAT(runner_->TryLock(key_, "tok-d", absl::Seconds(10)),
+              IsOkAndHolds(::testing::Field(&LockAttempt::acquired, false)));
+  EXPECT_THAT(runner_->Release(key_, "tok-c"), IsOkAndHolds(true));
+}
+
 TEST_P(StoreBehaviourTest, FencingTokensStrictlyIncrease) {
   auto a = runner_->TryLock(key_, "a", absl::Seconds(10));
   ASSERT_OK(a);

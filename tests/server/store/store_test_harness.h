@@ -131,6 +131,12 @@ class StoreRunner {
       s.TryLock(key, token, ttl, std::move(done));
     });
   }
+  absl::StatusOr<LockAttempt> TryLockAndRead(const CacheKey& key, const std::string& token,
+                                             absl::Duration ttl) {
+    return Call<LockAttempt>([key, token, ttl](Store& s, auto done) {
+      s.TryLockAndRead(key, token, ttl, std::move(done));
+    });
+  }
   absl::StatusOr<std::optional<absl::Time>> Renew(const CacheKey& key,
                                                   const std::string& token,
                                                   absl::Duration ttl) {
