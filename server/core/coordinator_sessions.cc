@@ -397,7 +397,9 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
   const bool held = HoldsLock(s.mode) && !s.revoked;
   const absl::Duration negative_ttl = s.ns.negative_ttl;
   std::string token = s.token;
-  if (s.sink) s.sink->Finish(absl::OkStatus());
+  // The caller hears OK once the lock is free (below), so that its retry on
+  // any replica finds it free.
+  std::shared_ptr<ComputeSink> sink = std::move(s.sink);
   RetireSession(s);
   if (request.upstream_failure) {
     FailWaiters(key, PeerComputeFailed());
@@ -407,11 +409,17 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
       store_.RememberFailure(key, negative_ttl, [](absl::StatusOr<absl::Time>) {});
     }
   }
-  if (!held) return;
+  if (!held) {
+    if (sink) sink->Finish(absl::OkStatus());
+    return;
+  }
   store_.ReleaseLock(key, token,
                      request.upstream_failure ? ReleaseNotice::kUpstreamFailed
                                               : ReleaseNotice::kReleased,
-                     [this, key](absl::StatusOr<bool>) {
+                     [this, key, sink = std::move(sink)](absl::StatusOr<bool>) {
+                       // A failed release still ends the call: the lock then
+                       // expires with its lease TTL.
+                       if (sink) sink->Finish(absl::OkStatus());
                        Wake(key);
                        MaybeRetire(key);
                      });

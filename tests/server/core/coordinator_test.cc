@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "server/core/errors.h"
 #include "server/store/embedded_store.h"
+#include "server/store/redis_scripts.h"
 #include "server/store/redis_store.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/status_matchers.h"
@@ -763,6 +764,22 @@ TEST_P(CoordinatorTest, AbandonHandsTheLeaseToTheNextWaiter) {
   int second = WaitForOneLease(rest);
   ASSERT_GE(second, 0);
   EXPECT_GT(rest[second].sink->lease()->fencing_token, calls[first].sink->lease()->fencing_token);
+}
+
+TEST_P(CoordinatorTest, AbandonIsAnsweredOnceTheLockIsFree) {
+  // So that the caller's retry through another replica finds the lock free.
+  // Redis' writes are paused, which holds up the release: the answer waits
+  // for it.
+  if (GetParam() != StoreKind::kRedis) GTEST_SKIP() << "needs a store that can be paused";
+  Call c = Lookup(kKey);
+  ASSERT_TRUE(c.sink->WaitLease());
+  ASSERT_OK(redis_->Command({"CLIENT", "PAUSE", "300", "WRITE"}));
+  coordinator_->ComputeAbandon(c.id, AbandonRequest{"changed my mind", false});
+  EXPECT_FALSE(c.sink->WaitDone(absl::Milliseconds(150)));  // Writes are paused.
+  ASSERT_TRUE(c.sink->WaitDone());
+  EXPECT_OK(c.sink->status());
+  EXPECT_THAT(redis_->Command({"EXISTS", RedisKeysFor(kKey).lock}),
+              corral::testing::IsOkAndHolds("0"));
 }
 
 TEST_P(CoordinatorTest, BrokenLeaseholderStreamHandsTheLeaseOn) {
