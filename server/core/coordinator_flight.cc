@@ -68,10 +68,10 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
   // callers get while it is refreshed, or while the breaker refuses.
   if (found != nullptr && !hit) FlightFor(key).stale = *found;
   const bool failed = result.ok() && result->failed_until > clock_.Now();
-  // One caller of this read may refresh the value, if nobody holds the lock
-  // (no compute or refresh under way) and no failure is remembered.
-  bool may_refresh =
-      result.ok() && !result->locked && !failed && !FlightFor(key).refresh_attempt;
+  // One caller of this read may try to refresh the value, if no failure is
+  // remembered. The lock decides whether it does: a compute or refresh under
+  // way elsewhere holds it (and the attempt reads a failure remembered since).
+  bool may_refresh = result.ok() && !failed && !FlightFor(key).refresh_attempt;
 
   for (CallId id : readers) {
     auto it = sessions_.find(id);

@@ -52,11 +52,15 @@ void Coordinator::StartRefresh(Session& s, StoredValue current, absl::string_vie
       return EndRefreshAttempt(key, sid, current, token, acquired);
     }
     // The seed's double check, made with the lock: a fill may have landed
-    // since the read; then there is nothing to refresh.
+    // since the read; then there is nothing to refresh. Nor while a failure
+    // is remembered: the upstream is not asked again before it expires.
     const std::optional<KeyRead>& read = attempt->read;
     if (read.has_value() && read->value.has_value() &&
         read->value->stored_at != current.stored_at) {
       return EndRefreshAttempt(key, sid, *read->value, token, /*release=*/true);
+    }
+    if (!read.has_value() || read->failed_until > clock_.Now()) {
+      return EndRefreshAttempt(key, sid, current, token, /*release=*/true);
     }
     const uint64_t fence = attempt->fencing_token;
     breakers_.Admit(sessions_.at(sid).ns, [this, key, sid, token, fence,

@@ -38,10 +38,10 @@ struct KeyRead {
   // The value, fresh or inside its stale window.
   std::optional<StoredValue> value;
   // An upstream failure of this key is remembered until then (negative
-  // caching); InfinitePast when none is.
+  // caching); InfinitePast when none is. A read that finds a fresh value may
+  // leave it out (a failure matters only without one; a refresh learns it
+  // with the lock, TryLockAndRead).
   absl::Time failed_until = absl::InfinitePast();
-  // Someone holds the key's lock: a compute or a refresh is under way.
-  bool locked = false;
 };
 
 struct PutOptions {

@@ -43,7 +43,6 @@ KeyRead EmbeddedStore::Read(const CacheKey& key) {
   KeyRead read;
   if (auto it = values_.find(key); it != values_.end()) read.value = it->second.value;
   if (auto it = failures_.find(key); it != failures_.end()) read.failed_until = it->second;
-  read.locked = locks_.contains(key);
   return read;
 }
 

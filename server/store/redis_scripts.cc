@@ -18,9 +18,12 @@ constexpr absl::string_view kGetSource = R"lua(
 -- Redis drops the hash at its physical expiry (expires_at + stale window),
 -- so anything still visible is fresh or inside its stale window.
 local r = redis.call('HMGET', KEYS[1], 'v', 's', 'e', 'd')
-local failed = redis.call('GET', KEYS[2])
-local locked = redis.call('EXISTS', KEYS[3])
-return {r[1], r[2], r[3], r[4], failed, locked}
+-- A fresh value (by the caller's clock, ARGV[1]) answers alone: a
+-- remembered failure matters only without one.
+if r[3] and tonumber(r[3]) > tonumber(ARGV[1]) then
+  return {r[1], r[2], r[3], r[4], false}
+end
+return {r[1], r[2], r[3], r[4], redis.call('GET', KEYS[2])}
 )lua";
 
 constexpr absl::string_view kPutSource = R"lua(
@@ -298,13 +301,8 @@ absl::StatusOr<std::pair<std::string, BreakerRecord>> DecodeBreakerMessage(
 }
 
 absl::StatusOr<KeyRead> ParseGetReply(const RedisReply& r) {
-  if (r.type != RedisReply::Type::kArray || r.elements.size() != 6 ||
-      !IsInteger(r.elements[5])) {
-    return Unexpected("get");
-  }
-  auto read = ParseKeyFields(r, 0, "get");
-  if (read.ok()) read->locked = r.elements[5].integer == 1;
-  return read;
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 5) return Unexpected("get");
+  return ParseKeyFields(r, 0, "get");
 }
 
 absl::StatusOr<absl::Time> ParseRememberFailureReply(const RedisReply& r) {
@@ -334,7 +332,6 @@ absl::StatusOr<LockAttempt> ParseTryLockReply(const RedisReply& r) {
     if (!attempt.acquired) return Unexpected("trylock");
     auto read = ParseKeyFields(r, 3, "trylock");
     if (!read.ok()) return read.status();
-    read->locked = true;  // By us.
     attempt.read = *std::move(read);
   }
   return attempt;

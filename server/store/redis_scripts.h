@@ -52,8 +52,9 @@ absl::string_view RedisTrackingProbeSource();
 std::optional<CacheKey> CacheKeyOfValueKey(absl::string_view redis_key);
 
 enum class RedisScript {
-  // KEYS: value, failure, lock. Answers {value, stored_ms, expires_ms,
-  // compute_ms, failed_until_ms, locked 1/0}; the first five may be nil.
+  // KEYS: value, failure. ARGV: now_ms. Answers {value, stored_ms,
+  // expires_ms, compute_ms, failed_until_ms}, any of them nil;
+  // failed_until_ms is nil when the value is fresh at now_ms (not read).
   kGet,
   // KEYS: value, lock, failure. ARGV: value, ttl_ms, stale_ms, lock token
   // ("" = unfenced), release ("1"/"0"), only_if_absent ("1"/"0"), channel,

@@ -258,6 +258,10 @@ void RedisStore::Connected() {
   backoff_ = absl::ZeroDuration();
   last_ping_ = absl::Now();
   up_.store(true, std::memory_order_release);
+  CORRAL_LOG(LogLevel::kInfo, "store_connected", "redis=", options_.Describe());
+  // The listener hears of it before WaitUntilConnected returns, so that it
+  // does not take calls made after that for calls made before.
+  PostAvailability(true);
   {
     absl::MutexLock lock(&mu_);
     connected_ = true;
@@ -274,8 +278,6 @@ void RedisStore::Connected() {
   // Breaker changes of every namespace, for as long as we are connected.
   subscriber_->Subscribe(std::string(kRedisBreakerChannel));
   StartTracking();
-  CORRAL_LOG(LogLevel::kInfo, "store_connected", "redis=", options_.Describe());
-  PostAvailability(true);
 }
 
 void RedisStore::Fail(uint64_t session, absl::Status error) {
@@ -448,9 +450,8 @@ void RedisStore::Get(const CacheKey& key, Callback<KeyRead> done) {
     };
   }
   RunAndAnswer<KeyRead>(
-      RedisScript::kGet,
-      {std::move(keys.value), std::move(keys.failure), std::move(keys.lock)}, {},
-      ParseGetReply, std::move(answer));
+      RedisScript::kGet, {std::move(keys.value), std::move(keys.failure)},
+      {absl::StrCat(absl::ToUnixMillis(absl::Now()))}, ParseGetReply, std::move(answer));
 }
 
 void RedisStore::Put(const CacheKey& key, std::string value,

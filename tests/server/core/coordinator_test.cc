@@ -211,6 +211,7 @@ corral::v1::ServerConfig DefaultConfig() {
   auto* eager = config.add_namespaces();
   eager->set_name("eager");
   eager->set_early_refresh_beta(100);
+  eager->mutable_negative_ttl()->set_seconds(1);
   // Negative caching for 1 s.
   auto* uncached = config.add_namespaces();
   uncached->set_name("uncached");
@@ -1150,6 +1151,27 @@ TEST_P(CoordinatorTest, EarlyRefreshHandsOneHitARefreshLeaseNearExpiry) {
   Call after = Lookup(key);
   ASSERT_TRUE(after.sink->WaitDone());
   EXPECT_EQ(after.sink->value()->bytes(), "v2");
+  EXPECT_EQ(observer_.early_refreshes.load(), 1);
+}
+
+TEST_P(CoordinatorTest, EarlyRefreshWaitsOutARememberedFailure) {
+  // A read of a fresh value does not carry the remembered failure; the
+  // lock attempt of an early refresh does, and gives up on the refresh.
+  const CacheKey key{"eager", "k"};
+  ComputeOnce(key, "v1", absl::Seconds(2), absl::Milliseconds(200));
+  Advance(absl::Milliseconds(1800));  // 200 ms left: nearly every hit draws a refresh.
+  Call first = Lookup(key);
+  ASSERT_TRUE(first.sink->WaitLease());
+  EXPECT_EQ(first.sink->lease()->mode, LeaseMode::kRefresh);
+  coordinator_->ComputeAbandon(first.id, AbandonRequest{"upstream 503", true});
+  ASSERT_TRUE(first.sink->WaitDone());
+  for (int i = 0; i < 5; ++i) {
+    Call c = Lookup(key);
+    ASSERT_TRUE(c.sink->WaitDone());
+    EXPECT_FALSE(c.sink->HasLease()) << i;
+    ASSERT_TRUE(c.sink->value().has_value()) << c.sink->status();
+    EXPECT_EQ(c.sink->value()->bytes(), "v1");
+  }
   EXPECT_EQ(observer_.early_refreshes.load(), 1);
 }
 
