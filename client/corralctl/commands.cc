@@ -18,9 +18,10 @@ std::string FormatInstant(absl::Time t) {
   return absl::FormatTime(absl::RFC3339_full, t, absl::UTCTimeZone());
 }
 
-void WriteRaw(std::ostream& out, const std::string& bytes) {
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  out.flush();
+void WriteValue(Io& io, const std::string& bytes) {
+  io.out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (io.out_is_terminal && (bytes.empty() || bytes.back() != '\n')) io.out << '\n';
+  io.out.flush();
 }
 
 int RpcFailed(Io& io, absl::string_view what, const absl::Status& status) {
@@ -38,7 +39,7 @@ int Get(const Invocation& inv, Client& client, Io& io) {
   auto result = client.Get(inv.args[0], inv.args[1]);
   if (!result.ok()) return RpcFailed(io, "get", result.status());
   if (!result->found) return Negative(io, "not found");
-  WriteRaw(io.out, result->value.value);
+  WriteValue(io, result->value.value);
   if (inv.verbose) {
     io.err << "source=" << client::SourceName(result->value.source)
            << " age=" << absl::FormatDuration(result->value.age)
@@ -150,7 +151,7 @@ int GetOrCompute(const Invocation& inv, Client& client, Io& io) {
     }
     return RpcFailed(io, "get-or-compute", result.status());
   }
-  WriteRaw(io.out, result->value);
+  WriteValue(io, result->value);
   if (!result->refresh_error.ok()) {
     io.err << "corralctl: warning: refresh failed ("
            << result->refresh_error.message()

@@ -20,6 +20,9 @@ struct Io {
   std::ostream& err;  // Messages.
   // get-or-compute's --exec runner (RunShell in corralctl).
   std::function<absl::StatusOr<std::string>(const std::string&)> run_shell;
+  // `out` is a terminal: a value without a final newline gets one, so the
+  // prompt does not run on after it. Piped output stays byte for byte.
+  bool out_is_terminal = false;
 };
 
 // Runs `inv` (not kHelp) and returns the process exit code (kExit*).

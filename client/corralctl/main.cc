@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
     return corral::ctl::kExitOk;
   }
 
-  corral::ctl::Io io{std::cin, std::cout, std::cerr, corral::ctl::RunShell};
+  corral::ctl::Io io{std::cin, std::cout, std::cerr, corral::ctl::RunShell,
+                     isatty(STDOUT_FILENO) == 1};
   if (inv->command == corral::ctl::Command::kHashToken) {
     return corral::ctl::HashToken(io.in, io.out, io.err);
   }

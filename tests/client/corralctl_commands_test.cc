@@ -34,10 +34,12 @@ class CommandsTest : public ::testing::Test {
     std::istringstream in(stdin_text);
     out_.str("");
     err_.str("");
-    Io io{in, out_, err_, [this](const std::string& cmd) {
+    Io io{in, out_, err_,
+          [this](const std::string& cmd) {
             shell_commands_.push_back(cmd);
             return shell_result_;
-          }};
+          },
+          out_is_terminal_};
     return RunCommand(*inv, client, io);
   }
 
@@ -47,6 +49,7 @@ class CommandsTest : public ::testing::Test {
   std::ostringstream err_;
   std::vector<std::string> shell_commands_;
   absl::StatusOr<std::string> shell_result_ = std::string("computed\n");
+  bool out_is_terminal_ = false;
 };
 
 TEST_F(CommandsTest, GetPrintsRawValueOrExitsOne) {
@@ -65,6 +68,10 @@ TEST_F(CommandsTest, GetPrintsRawValueOrExitsOne) {
   EXPECT_EQ(Run({"get", "ns", "missing"}), kExitNegative);
   EXPECT_EQ(out_.str(), "");
   EXPECT_THAT(err_.str(), HasSubstr("not found"));
+  // On a terminal the value ends its line; piped (above) it is exact.
+  out_is_terminal_ = true;
+  EXPECT_EQ(Run({"get", "ns", "k"}), kExitOk);
+  EXPECT_EQ(out_.str(), std::string("a\0b\n", 4));
 }
 
 TEST_F(CommandsTest, SetReadsStdinForDash) {
