@@ -4,7 +4,7 @@
 # warm key (100-byte value), back to back, so that each ratio compares runs
 # that saw the same machine. This machine's speed drifts by up to 2x within
 # minutes; a ratio per round is steadier than medians of absolute numbers.
-#   tests/bench/hits_ratio.sh [BUILD_DIR] [ROUNDS] [DURATION_S]
+#   tests/bench/hits_ratio.sh [BUILD_DIR] [ROUNDS] [DURATION_S] [REDIS_REQUESTS]
 # BENCH=path overrides the load generator (e.g. an older corral-bench, to
 # compare two of them in the same rounds: BENCH2=path adds a second
 # GetOrCompute run per round with it).
@@ -13,6 +13,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build}
 rounds=${2:-12}
 dur=${3:-4}
+redis_requests=${4:-200000}  # About 4 s of redis-benchmark here.
 bench=${BENCH:-$build/client/bench/corral-bench}
 source "$root/tests/bench/lib.sh"
 
@@ -30,7 +31,7 @@ for r in $(seq "$rounds"); do
   goc=$(hits "$bench" get_or_compute)
   second=""
   if [[ -n ${BENCH2:-} ]]; then second=" goc_bench2=$(hits "$BENCH2" get_or_compute)"; fi
-  redis=$(redis-benchmark -p "$redis_port" -t get -c 64 -n 200000 -P 1 -d 100 --csv |
+  redis=$(redis-benchmark -p "$redis_port" -t get -c 64 -n "$redis_requests" -P 1 -d 100 --csv |
     tail -1 | cut -d, -f2 | tr -d '"' | cut -d. -f1)
   echo "round=$r get=$get goc=$goc$second redis=$redis get_ratio=$(ratio "$get" "$redis")" \
     "goc_ratio=$(ratio "$goc" "$redis")"

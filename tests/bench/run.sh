@@ -29,6 +29,9 @@ if ((smoke)); then
     echo "\$ corral-baseline --mode=$m --callers=50"
     "$build/client/bench/corral-baseline" --mode="$m" --redis_port="$port" --callers=50 --compute_ms=100
   done
+  # The other scripts' tools, as small as they go.
+  "$root/tests/bench/hits_ratio.sh" "$build" 1 1 20000
+  "$root/tests/bench/stampede_replicas.sh" "$build" 2 1 "10 100"
   exit 0
 fi
 # Stampede: 10,000 callers on one cold key, compute 200 ms (issue 3's run),

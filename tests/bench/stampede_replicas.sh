@@ -4,12 +4,14 @@
 # fleet-wide case), N = 10 .. 10,000, compute 200 ms. Reports what
 # corral-bench reports (computes, latency, Redis commands for the whole
 # stampede: divide by REPLICAS for issue 9's "per replica").
-#   tests/bench/stampede_replicas.sh [BUILD_DIR] [REPLICAS] [RUNS]
+#   tests/bench/stampede_replicas.sh [BUILD_DIR] [REPLICAS] [RUNS] [NS]
+# NS: the caller counts, space-separated (default "10 100 1000 10000").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build}
 replicas=${2:-2}
 runs=${3:-3}
+ns=${4:-10 100 1000 10000}
 bench=$build/client/bench/corral-bench
 ulimit -n "$(ulimit -Hn)"
 source "$root/tests/bench/lib.sh"
@@ -21,7 +23,7 @@ for i in $(seq "$replicas"); do
   targets+=("$target") corralds+=("$corrald_pid")
 done
 echo "# stampede_replicas.sh $(date -u +%FT%TZ) commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo ?) replicas=$replicas nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
-for n in 10 100 1000 10000; do
+for n in $ns; do
   for r in $(seq "$runs"); do
     echo "=== stampede replicas=$replicas n=$n run=$r"
     "$bench" --targets="$(IFS=,; echo "${targets[*]}")" --callers="$n" --keys=1 \
