@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/random/random.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -703,6 +704,58 @@ TEST_P(CoordinatorTest, AStampedeOnOneReplicaCostsOneReadOneLockAttemptAndOneFil
   EXPECT_EQ(store_->puts.load(), 1);
   EXPECT_EQ(store_->watches.load(), 0);
   EXPECT_EQ(store_->releases.load(), 0);  // The fill released the lock.
+}
+
+TEST_P(CoordinatorTest, LeaseholdersThatFillAbandonFailOrVanishAtRandomStrandNobody) {
+  // Rounds of callers on three keys; whoever gets a lease does one of the
+  // four things a worker can do, at random. Every call must end (a value, a
+  // lease it acted on, or an error) and the waiter count must return to 0.
+  absl::BitGen rng;
+  const std::vector<CacheKey> keys{{"plant_id", "a"}, {"plant_id", "b"}, {"plant_id", "c"}};
+  for (int round = 0; round < 4; ++round) {
+    struct Caller {
+      Call call;
+      bool acted = false;
+      bool gone = false;
+    };
+    std::vector<Caller> callers;
+    for (int i = 0; i < 20; ++i) {
+      for (const CacheKey& key : keys) callers.push_back(Caller{Lookup(key)});
+    }
+    const absl::Time deadline = absl::Now() + absl::Seconds(4);  // Below wait_timeout.
+    for (;;) {
+      bool all_done = true;
+      for (Caller& c : callers) {
+        if (c.gone || c.call.sink->Done()) continue;
+        all_done = false;
+        if (c.acted || !c.call.sink->HasLease()) continue;
+        c.acted = true;
+        switch (absl::Uniform(rng, 0, 4)) {
+          case 0:
+            coordinator_->ComputeFill(c.call.id, FillRequest{"v", std::nullopt});
+            break;
+          case 1:
+            coordinator_->ComputeAbandon(c.call.id, AbandonRequest{"not now", false});
+            break;
+          case 2:
+            coordinator_->ComputeAbandon(c.call.id, AbandonRequest{"upstream 503", true});
+            break;
+          default:
+            coordinator_->ComputeGone(c.call.id);  // The stream broke.
+            c.gone = true;
+            break;
+        }
+      }
+      if (all_done) break;
+      ASSERT_LT(absl::Now(), deadline) << "round " << round << ": a caller was stranded";
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    for (const CacheKey& key : keys) {
+      ASSERT_OK(Sync<bool>([&](auto done) { coordinator_->Invalidate(key, std::move(done)); }));
+    }
+  }
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(observer_.waiters.load(), 0);
 }
 
 TEST_P(CoordinatorTest, AFillThatLandedBeforeTheLockIsFoundWithIt) {
