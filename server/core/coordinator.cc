@@ -112,16 +112,21 @@ void Coordinator::Set(SetRequest request, Callback<bool> done) {
     options.stale_window = settings->stale_window;
     options.lock_token = request.lock_token;
     options.release_lock = request.release_lock;
+    // This replica's callers of the key may be waiting for a compute here
+    // rather than watching the key: they take the value once it is stored.
+    // (Callers that arrive later read it, or wait behind a flight that
+    // exists now.) Only then is the value copied.
+    std::optional<std::string> for_waiters;
+    if (flights_.contains(request.key)) for_waiters = request.value;
     CacheKey key = request.key;
-    std::string value = request.value;
     store_.Put(request.key, std::move(request.value), options,
-               [this, key = std::move(key), value = std::move(value), ttl = *ttl,
+               [this, key = std::move(key), for_waiters = std::move(for_waiters), ttl = *ttl,
                 done = std::move(done)](absl::StatusOr<bool> stored) mutable {
-                 // This replica's waiters may be waiting for a compute here
-                 // rather than watching the key: they take the value now.
-                 if (stored.ok() && *stored && flights_.contains(key)) {
+                 if (stored.ok() && *stored && for_waiters.has_value()) {
                    const absl::Time now = clock_.Now();
-                   ServeAll(key, StoredValue{value, now, now + ttl, absl::ZeroDuration()},
+                   ServeAll(key,
+                            StoredValue{*std::move(for_waiters), now, now + ttl,
+                                        absl::ZeroDuration()},
                             Source::kPeerFill, LookupStage::kAfterWait);
                  }
                  done(std::move(stored));
@@ -276,7 +281,7 @@ void Coordinator::Shutdown(absl::Duration timeout) {
       auto it = sessions_.find(id);
       if (it == sessions_.end()) continue;
       Session& s = it->second;
-      if (s.state == SessionState::kLeased && HoldsLock(s.mode) && !s.revoked) {
+      if (HoldsKeyLock(s)) {
         pending->fetch_add(1);
         store_.ReleaseLock(s.lookup.key, s.token, ReleaseNotice::kReleased,
                            [finish_one](absl::StatusOr<bool>) { finish_one(); });

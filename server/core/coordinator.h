@@ -298,6 +298,9 @@ class Coordinator final : public StoreListener {
   // Records what a compute's end says about the upstream.
   void RecordOutcome(const NamespaceSettings& ns, ComputeOutcome outcome);
   bool IsWaitingSession(CallId id, const CacheKey& key) const;
+  // Whether `s` holds its key's fleet-wide lock right now (a locked or
+  // refresh lease, not revoked; until its fill is answered).
+  static bool HoldsKeyLock(const Session& s);
 
   // Session helpers.
   void GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,

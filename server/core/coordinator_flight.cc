@@ -264,12 +264,15 @@ void Coordinator::Pump(const CacheKey& key) {
   }
 }
 
+bool Coordinator::HoldsKeyLock(const Session& s) {
+  // Until its fill is answered the lock is held: the fill releases it.
+  return s.state == SessionState::kLeased && HoldsLock(s.mode) && !s.revoked;
+}
+
 bool Coordinator::HoldsLockHere(Flight& f, const CacheKey& key) {
   if (f.lease_holder == 0) return false;
   auto it = sessions_.find(f.lease_holder);
-  // Until its fill is answered the lock is held: the fill releases it.
-  if (it != sessions_.end() && it->second.state == SessionState::kLeased &&
-      HoldsLock(it->second.mode) && !it->second.revoked && it->second.lookup.key == key) {
+  if (it != sessions_.end() && HoldsKeyLock(it->second) && it->second.lookup.key == key) {
     return true;
   }
   f.lease_holder = 0;

@@ -394,7 +394,7 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
   LOG_EVENT("abandon", key, "mode=", mode, " upstream_failure=", request.upstream_failure,
             " reason=\"", absl::CEscape(request.reason.substr(0, 200)), "\"");
   EndLease(s);
-  const bool held = HoldsLock(s.mode) && !s.revoked;
+  const bool held = HoldsKeyLock(s);
   const absl::Duration negative_ttl = s.ns.negative_ttl;
   std::string token = s.token;
   // The caller hears OK once the lock is free (below), so that its retry on

@@ -493,22 +493,26 @@ void RedisStore::RememberFailure(const CacheKey& key, absl::Duration ttl,
 
 void RedisStore::TryLock(const CacheKey& key, const std::string& token,
                          absl::Duration ttl, Callback<LockAttempt> done) {
-  RedisItemKeys keys = RedisKeysFor(key);
-  RunAndAnswer<LockAttempt>(
-      RedisScript::kTryLock, {std::move(keys.lock), std::move(keys.fence)},
-      {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
-      ParseTryLockReply, std::move(done));
+  RunTryLock(key, token, ttl, /*read=*/false, std::move(done));
 }
 
 void RedisStore::TryLockAndRead(const CacheKey& key, const std::string& token,
                                 absl::Duration ttl, Callback<LockAttempt> done) {
+  RunTryLock(key, token, ttl, /*read=*/true, std::move(done));
+}
+
+void RedisStore::RunTryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+                            bool read, Callback<LockAttempt> done) {
   RedisItemKeys keys = RedisKeysFor(key);
-  RunAndAnswer<LockAttempt>(
-      RedisScript::kTryLock,
-      {std::move(keys.lock), std::move(keys.fence), std::move(keys.value),
-       std::move(keys.failure)},
-      {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)}, ParseTryLockReply,
-      std::move(done));
+  std::vector<std::string> script_keys = {std::move(keys.lock), std::move(keys.fence)};
+  // With the value and failure keys the script also reads the key.
+  if (read) {
+    script_keys.push_back(std::move(keys.value));
+    script_keys.push_back(std::move(keys.failure));
+  }
+  RunAndAnswer<LockAttempt>(RedisScript::kTryLock, std::move(script_keys),
+                            {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
+                            ParseTryLockReply, std::move(done));
 }
 
 void RedisStore::RenewLock(const CacheKey& key, const std::string& token,

@@ -131,6 +131,9 @@ class RedisStore final : public Store {
   // CLIENT): the read cache stays off; said once.
   void TrackingUnavailable(const absl::Status& why);
   void PostAvailability(bool up);
+  // TryLock and TryLockAndRead: one script; `read` adds the key's read.
+  void RunTryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+                  bool read, Callback<LockAttempt> done);
 
   // Runs `script` on the command connection (EVALSHA, then EVAL on
   // NOSCRIPT). `done` may run inline when the store is down, so it must only
