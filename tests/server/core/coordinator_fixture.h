@@ -1,0 +1,434 @@
+// The coordination core's test fixture: the same suite on both stores, the
+// embedded store with a fake clock for TTLs, and a real redis-server that the
+// fixture starts (Redis keeps its own time, so the clock there is real).
+// Waits use short real timers on the event loop.
+#ifndef CORRAL_TESTS_SERVER_CORE_COORDINATOR_FIXTURE_H_
+#define CORRAL_TESTS_SERVER_CORE_COORDINATOR_FIXTURE_H_
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/core/coordinator.h"
+#include "server/core/errors.h"
+#include "server/store/embedded_store.h"
+#include "server/store/redis_store.h"
+#include "tests/support/redis_server.h"
+#include "tests/support/status_matchers.h"
+
+namespace corral {
+namespace testing_internal {
+
+using ::corral::testing::IsOk;
+using ::corral::testing::StatusIs;
+
+
+// Counts what the coordinator reports; checked where a test cares.
+class CountingObserver : public CoordinatorObserver {
+ public:
+  void OnLookup(absl::string_view, LookupStage, bool) override {}
+  void OnWaitEnded(absl::string_view, absl::Duration) override {}
+  void OnLockAcquisition(absl::string_view, absl::string_view) override {}
+  void OnCompute(absl::string_view, absl::string_view, absl::string_view) override {}
+  void OnDuplicateCompute(absl::string_view) override { ++duplicates; }
+  void OnWaitersChanged(absl::string_view, int delta) override { waiters += delta; }
+  void OnRefreshStarted(absl::string_view, absl::string_view trigger) override {
+    ++(trigger == "early" ? early_refreshes : stale_refreshes);
+  }
+  void OnStaleServed(absl::string_view) override { ++stale_served; }
+  void OnNegativeHit(absl::string_view) override { ++negative_hits; }
+  std::atomic<int> duplicates{0};
+  std::atomic<int> waiters{0};
+  std::atomic<int> early_refreshes{0};
+  std::atomic<int> stale_refreshes{0};
+  std::atomic<int> stale_served{0};
+  std::atomic<int> negative_hits{0};
+};
+
+// The store the coordinator talks to, counting what it is asked: how many
+// store round trips a scenario costs. Everything goes to the real store.
+class CountingStore final : public Store {
+ public:
+  CountingStore(EventLoop& loop, std::unique_ptr<Store> inner)
+      : loop_(loop), inner_(std::move(inner)) {}
+  Store& inner() { return *inner_; }
+
+  // While holding, the answers of Get and TryLockAndRead are kept back (in
+  // order) until Release: a test decides what happens between a request and
+  // its answer.
+  void Hold() {
+    absl::MutexLock lock(&hold_mu_);
+    holding_ = true;
+  }
+  // Waits (up to 5 s) until `n` answers are held.
+  bool WaitHeld(size_t n) {
+    absl::MutexLock lock(&hold_mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(hold_mu_) {
+      return held_.size() >= n;
+    };
+    return hold_mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
+  }
+  // Hands the held answers over on the loop thread; `keep_holding` keeps
+  // back the answers that come after.
+  void Release(bool keep_holding = false) {
+    std::vector<absl::AnyInvocable<void()>> held;
+    {
+      absl::MutexLock lock(&hold_mu_);
+      held.swap(held_);
+      holding_ = keep_holding;
+    }
+    for (auto& answer : held) loop_.Post(std::move(answer));
+  }
+
+  void SetListener(StoreListener* listener) override { inner_->SetListener(listener); }
+  void Get(const CacheKey& key, Callback<KeyRead> done) override {
+    ++reads;
+    inner_->Get(key, MaybeHold(std::move(done)));
+  }
+  void Put(const CacheKey& key, std::string value, const PutOptions& options,
+           Callback<bool> done) override {
+    ++puts;
+    inner_->Put(key, std::move(value), options, std::move(done));
+  }
+  void Delete(const CacheKey& key, Callback<bool> done) override {
+    inner_->Delete(key, std::move(done));
+  }
+  void RememberFailure(const CacheKey& key, absl::Duration ttl,
+                       Callback<absl::Time> done) override {
+    inner_->RememberFailure(key, ttl, std::move(done));
+  }
+  void TryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+               Callback<LockAttempt> done) override {
+    ++lock_attempts;
+    inner_->TryLock(key, token, ttl, std::move(done));
+  }
+  void TryLockAndRead(const CacheKey& key, const std::string& token, absl::Duration ttl,
+                      Callback<LockAttempt> done) override {
+    ++lock_attempts;
+    inner_->TryLockAndRead(key, token, ttl, MaybeHold(std::move(done)));
+  }
+  void RenewLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+                 Callback<std::optional<absl::Time>> done) override {
+    inner_->RenewLock(key, token, ttl, std::move(done));
+  }
+  void ReleaseLock(const CacheKey& key, const std::string& token, ReleaseNotice notice,
+                   Callback<bool> done) override {
+    ++releases;
+    inner_->ReleaseLock(key, token, notice, std::move(done));
+  }
+  void Watch(const CacheKey& key) override {
+    ++watches;
+    inner_->Watch(key);
+  }
+  void Unwatch(const CacheKey& key) override { inner_->Unwatch(key); }
+  void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) override {
+    inner_->LoadBreaker(ns, std::move(done));
+  }
+  void StoreBreaker(const std::string& ns, uint64_t expected_version, std::string state,
+                    Callback<BreakerCas> done) override {
+    inner_->StoreBreaker(ns, expected_version, std::move(state), std::move(done));
+  }
+  void Ping(StatusCallback done) override { inner_->Ping(std::move(done)); }
+  bool IsUp() const override { return inner_->IsUp(); }
+  const ReadCache* read_cache() const override { return inner_->read_cache(); }
+
+  std::atomic<int> reads{0};
+  std::atomic<int> puts{0};
+  std::atomic<int> lock_attempts{0};
+  std::atomic<int> releases{0};
+  std::atomic<int> watches{0};
+
+ private:
+  template <typename T>
+  Callback<T> MaybeHold(Callback<T> done) {
+    return [this, done = std::move(done)](absl::StatusOr<T> r) mutable {
+      {
+        absl::MutexLock lock(&hold_mu_);
+        if (holding_) {
+          held_.push_back([done = std::move(done), r = std::move(r)]() mutable {
+            done(std::move(r));
+          });
+          return;
+        }
+      }
+      done(std::move(r));
+    };
+  }
+
+  EventLoop& loop_;
+  std::unique_ptr<Store> inner_;
+  absl::Mutex hold_mu_;
+  bool holding_ ABSL_GUARDED_BY(hold_mu_) = false;
+  std::vector<absl::AnyInvocable<void()>> held_ ABSL_GUARDED_BY(hold_mu_);
+};
+
+// Records what one GetOrCompute stream received.
+class RecordingSink : public ComputeSink {
+ public:
+  void SendValue(ValueView value) override {
+    absl::MutexLock lock(&mu_);
+    value_ = std::move(value);
+    done_ = true;
+    status_ = absl::OkStatus();
+  }
+  void SendLease(LeaseView lease) override {
+    absl::MutexLock lock(&mu_);
+    lease_ = std::move(lease);
+  }
+  void SendFilled(FilledView filled) override {
+    absl::MutexLock lock(&mu_);
+    filled_ = std::move(filled);
+    done_ = true;
+    status_ = absl::OkStatus();
+  }
+  void Finish(absl::Status status) override {
+    absl::MutexLock lock(&mu_);
+    done_ = true;
+    status_ = std::move(status);
+  }
+
+  bool WaitLease(absl::Duration timeout = absl::Seconds(5)) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(
+        absl::Condition(+[](RecordingSink* s) { return s->lease_.has_value() || s->done_; },
+                        this),
+        timeout) && lease_.has_value();
+  }
+  bool WaitDone(absl::Duration timeout = absl::Seconds(5)) {
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
+  }
+  bool HasLease() {
+    absl::MutexLock lock(&mu_);
+    return lease_.has_value();
+  }
+  bool Done() {
+    absl::MutexLock lock(&mu_);
+    return done_;
+  }
+  std::optional<ValueView> value() {
+    absl::MutexLock lock(&mu_);
+    return value_;
+  }
+  std::optional<LeaseView> lease() {
+    absl::MutexLock lock(&mu_);
+    return lease_;
+  }
+  std::optional<FilledView> filled() {
+    absl::MutexLock lock(&mu_);
+    return filled_;
+  }
+  absl::Status status() {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::optional<ValueView> value_ ABSL_GUARDED_BY(mu_);
+  std::optional<LeaseView> lease_ ABSL_GUARDED_BY(mu_);
+  std::optional<FilledView> filled_ ABSL_GUARDED_BY(mu_);
+};
+
+corral::v1::ServerConfig DefaultConfig() {
+  corral::v1::ServerConfig config;
+  auto* ns = config.add_namespaces();
+  ns->set_name("strict");
+  ns->set_on_wait_timeout(corral::v1::OnWaitTimeout::FAIL);
+  ns->mutable_max_compute_time()->set_nanos(300'000'000);  // 300 ms
+  ns->set_max_value_bytes(16);
+  auto* fragile = config.add_namespaces();
+  fragile->set_name("fragile");
+  fragile->mutable_breaker()->set_consecutive_failures(2);
+  fragile->mutable_breaker()->mutable_open_duration()->set_seconds(1);
+  fragile->mutable_stale_window()->set_seconds(60);
+  // Stale-while-revalidate, no early refresh.
+  auto* revalidate = config.add_namespaces();
+  revalidate->set_name("revalidate");
+  revalidate->mutable_stale_window()->set_seconds(60);
+  revalidate->set_early_refresh_beta(0);
+  // Early refresh as eager as allowed.
+  auto* eager = config.add_namespaces();
+  eager->set_name("eager");
+  eager->set_early_refresh_beta(100);
+  eager->mutable_negative_ttl()->set_seconds(1);
+  // Negative caching for 1 s.
+  auto* uncached = config.add_namespaces();
+  uncached->set_name("uncached");
+  uncached->set_read_cache(false);
+  auto* negative = config.add_namespaces();
+  negative->set_name("negative");
+  negative->mutable_negative_ttl()->set_seconds(1);
+  negative->mutable_stale_window()->set_seconds(60);
+  negative->set_early_refresh_beta(0);
+  return config;
+}
+
+enum class StoreKind { kEmbedded, kRedis };
+
+class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
+ protected:
+  // Both stores keep a read cache, as corrald's do by default, and leave
+  // out namespaces configured with read_cache: false.
+  static ReadCacheOptions ReadCacheOptionsFor(const NamespaceRegistry& registry) {
+    return ReadCacheOptions{
+        1 << 20, [&registry](absl::string_view ns) { return registry.UsesReadCache(ns); }};
+  }
+
+  CoordinatorTest() : CoordinatorTest(DefaultConfig()) {}
+  explicit CoordinatorTest(const corral::v1::ServerConfig& config)
+      : registry_(*NamespaceRegistry::Create(config)) {
+    if (GetParam() == StoreKind::kEmbedded) {
+      clock_ = &fake_clock_;
+      store_ = std::make_unique<CountingStore>(loop_, std::make_unique<EmbeddedStore>(
+          loop_, fake_clock_, ReadCacheOptionsFor(registry_)));
+    } else {
+      auto redis = corral::testing::RedisServer::Start();
+      EXPECT_TRUE(redis.ok()) << redis.status();
+      redis_ = *std::move(redis);
+      RedisOptions options;
+      options.port = redis_->port();
+      options.read_cache = ReadCacheOptionsFor(registry_);
+      auto store = std::make_unique<RedisStore>(loop_, options);
+      redis_store_ = store.get();
+      store_ = std::make_unique<CountingStore>(loop_, std::move(store));
+      clock_ = &real_clock_;
+    }
+    coordinator_ = std::make_unique<Coordinator>(loop_, *store_, registry_, *clock_, observer_);
+    loop_.Start();
+    if (redis_store_ != nullptr) {
+      redis_store_->Start();
+      EXPECT_OK(redis_store_->WaitUntilConnected(absl::Seconds(5)));
+    }
+  }
+  ~CoordinatorTest() override {
+    coordinator_->Shutdown(absl::Seconds(1));
+    if (redis_store_ != nullptr) redis_store_->Shutdown();
+    loop_.Stop();
+  }
+
+  // Runs an async coordinator call and waits for its answer.
+  template <typename T, typename Call>
+  absl::StatusOr<T> Sync(Call call) {
+    auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
+    auto future = promise->get_future();
+    call([promise](absl::StatusOr<T> r) { promise->set_value(std::move(r)); });
+    return future.get();
+  }
+
+  absl::StatusOr<bool> Set(const CacheKey& key, std::string value,
+                           std::optional<absl::Duration> ttl = absl::Seconds(60),
+                           std::string token = "", bool release = false) {
+    return Sync<bool>([&](auto done) {
+      coordinator_->Set(SetRequest{key, std::move(value), ttl, token, release}, std::move(done));
+    });
+  }
+  absl::StatusOr<GetResult> Get(const CacheKey& key) {
+    return Sync<GetResult>([&](auto done) { coordinator_->Get(key, std::move(done)); });
+  }
+  absl::StatusOr<LockGrant> Acquire(const CacheKey& key, absl::Duration wait,
+                                    absl::Duration ttl = absl::Seconds(30)) {
+    return Sync<LockGrant>([&](auto done) {
+      AcquireLockRequest r;
+      r.key = key;
+      r.ttl = ttl;
+      r.wait_timeout = wait;
+      coordinator_->AcquireLock(std::move(r), std::move(done));
+    });
+  }
+  absl::StatusOr<bool> Release(const CacheKey& key, const std::string& token,
+                               Outcome outcome = Outcome::kSuccess) {
+    return Sync<bool>([&](auto done) {
+      coordinator_->ReleaseLock(ReleaseLockRequest{key, token, outcome}, std::move(done));
+    });
+  }
+
+  struct Call {
+    std::shared_ptr<RecordingSink> sink;
+    Coordinator::CallId id;
+  };
+  Call Lookup(const CacheKey& key, std::optional<absl::Duration> wait = absl::Seconds(5),
+              bool allow_stale = false) {
+    auto sink = std::make_shared<RecordingSink>();
+    LookupRequest r;
+    r.key = key;
+    r.wait_timeout = wait;
+    r.allow_stale = allow_stale;
+    // As the gRPC layer does: the read cache first, then a session.
+    Coordinator::CallId id = coordinator_->Lookup(0, sink, std::move(r));
+    return Call{sink, id};
+  }
+  // Returns once every task posted to the loop before the call has run.
+  void Drain() {
+    absl::Notification ran;
+    loop_.Post([&ran] { ran.Notify(); });
+    ran.WaitForNotification();
+  }
+  // Lets time pass: the fake clock on the embedded store, real time on Redis
+  // (which keeps its own clock).
+  void Advance(absl::Duration d) {
+    if (GetParam() == StoreKind::kEmbedded) {
+      fake_clock_.Advance(d);
+    } else {
+      absl::SleepFor(d);
+    }
+  }
+  // One caller computes `value` for `key`, taking `compute_time` for it.
+  void ComputeOnce(const CacheKey& key, const std::string& value, absl::Duration ttl,
+                   absl::Duration compute_time = absl::ZeroDuration()) {
+    Call c = Lookup(key);
+    ASSERT_TRUE(c.sink->WaitLease()) << c.sink->status();
+    Advance(compute_time);
+    coordinator_->ComputeFill(c.id, FillRequest{value, ttl});
+    ASSERT_TRUE(c.sink->WaitDone());
+    ASSERT_TRUE(c.sink->filled().has_value() && c.sink->filled()->stored);
+  }
+  // Waits until `calls` settle: exactly one holds a lease (returned).
+  int WaitForOneLease(const std::vector<Call>& calls) {
+    for (int spin = 0; spin < 500; ++spin) {
+      int leases = 0, index = -1;
+      for (size_t i = 0; i < calls.size(); ++i) {
+        if (calls[i].sink->HasLease() && !calls[i].sink->Done()) {
+          ++leases;
+          index = static_cast<int>(i);
+        }
+      }
+      if (leases == 1) {
+        absl::SleepFor(absl::Milliseconds(20));  // Would a second one appear?
+        int again = 0;
+        for (const Call& c : calls) again += c.sink->HasLease() ? 1 : 0;
+        EXPECT_EQ(again, 1) << "more than one lease was handed out";
+        return index;
+      }
+      EXPECT_LE(leases, 1);
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ADD_FAILURE() << "no lease within 5 s";
+    return -1;
+  }
+
+  FakeClock fake_clock_;
+  RealClock real_clock_;
+  const Clock* clock_ = nullptr;
+  EventLoop loop_;
+  NamespaceRegistry registry_;
+  std::unique_ptr<corral::testing::RedisServer> redis_;
+  RedisStore* redis_store_ = nullptr;
+  std::unique_ptr<CountingStore> store_;
+  CountingObserver observer_;
+  std::unique_ptr<Coordinator> coordinator_;
+};
+
+}  // namespace testing_internal
+}  // namespace corral
+
+#endif  // CORRAL_TESTS_SERVER_CORE_COORDINATOR_FIXTURE_H_
