@@ -1,5 +1,6 @@
 // corrald: the corral server. See --help.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -12,7 +13,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -63,6 +66,11 @@ ABSL_FLAG(std::string, config, "",
           "corral.v1.ServerConfig in proto/corral/v1/config.proto. Flags given on the "
           "command line override its listen_address, metrics_address and redis.");
 ABSL_FLAG(std::string, log_level, "info", "Log threshold: debug, info, warning, error.");
+ABSL_FLAG(std::string, log_key_file, "",
+          "File holding the key (at least 16 bytes) that log lines hash cache keys "
+          "under (HMAC-SHA-256), so that keys cannot be guessed back from the logs. "
+          "Give every replica the same file so their logs name a key alike. Unset (and "
+          "no log_key_file in --config): a random key per process, with a warning.");
 ABSL_FLAG(int64_t, read_cache_mb, 64,
           "MiB of recently read values to answer hits from without asking the store "
           "(0: off). With --redis it is kept coherent by Redis' client-side caching "
@@ -88,7 +96,7 @@ constexpr char kUsage[] =
     "Usage: corrald [--listen_address=HOST:PORT] [--metrics_address=HOST:PORT|off]\n"
     "               [--redis=redis://HOST:PORT[/DB]] [--redis_password_file=FILE]\n"
     "               [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]]\n"
-    "               [--config=FILE] [--log_level=LEVEL]\n"
+    "               [--config=FILE] [--log_level=LEVEL] [--log_key_file=FILE]\n"
     "\n"
     "Security: --tls_* serve TLS or mutual TLS; the config file's `credentials`\n"
     "require a bearer token on every call (health and reflection stay open).\n"
@@ -118,6 +126,19 @@ absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
   return secret;
 }
 
+// Secrets belong to corrald's user alone: a file that its group or anyone
+// may read gets a warning (not an error: a deploy may rely on group access).
+void WarnIfShared(const std::string& path, absl::string_view what) {
+  if (path.empty()) return;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return;  // Reading it reports that.
+  if ((st.st_mode & (S_IRGRP | S_IROTH)) == 0) return;
+  CORRAL_LOG(LogLevel::kWarning, "secret_file_readable", "file=", path, " holds=", what,
+             absl::StrFormat(" mode=%04o", st.st_mode & 07777),
+             " WARNING: readable by ", (st.st_mode & S_IROTH) ? "every user" : "its group",
+             " of this host; chmod 600 it (owned by corrald's user)");
+}
+
 // Fills in the Redis password when the URI has none: --redis_password_file,
 // else $CORRAL_REDIS_PASSWORD. Never logs or echoes it.
 void ResolveRedisPassword(RedisOptions& options) {
@@ -134,6 +155,7 @@ void ResolveRedisPassword(RedisOptions& options) {
       Die(2, absl::StrCat("--redis_password_file: ", password.status().message()));
     }
     options.password = *std::move(password);
+    WarnIfShared(file, "redis_password");
   } else if (const char* pw = std::getenv("CORRAL_REDIS_PASSWORD"); pw != nullptr && *pw) {
     options.password = pw;
   }
@@ -142,6 +164,24 @@ void ResolveRedisPassword(RedisOptions& options) {
                         "\" but no password: put it in --redis_password_file or "
                         "$CORRAL_REDIS_PASSWORD"));
   }
+}
+
+// The log key: --log_key_file, else the config file's log_key_file, else a
+// random key of this process (warned: its logs will not correlate).
+void SetUpLogKey(const std::string& path, bool fleet) {
+  if (path.empty()) {
+    CORRAL_LOG(fleet ? LogLevel::kWarning : LogLevel::kInfo, "log_key_random",
+               "key hashes in the logs are keyed with a random key of this process: "
+               "they match no other replica's (nor this one's after a restart); give "
+               "every replica the same --log_key_file to correlate them");
+    return;
+  }
+  absl::StatusOr<std::string> key = ReadSecretFile(path);
+  if (!key.ok()) Die(2, absl::StrCat("--log_key_file: ", key.status().message()));
+  if (absl::Status set = SetLogKeySecret(*key); !set.ok()) {
+    Die(2, absl::StrCat("--log_key_file: ", path, ": ", set.message()));
+  }
+  WarnIfShared(path, "log_key");
 }
 
 // The flag's value if given, else the config file's, else the default.
@@ -205,6 +245,9 @@ int Run() {
   }
   auto registry = NamespaceRegistry::Create(config);
   if (!registry.ok()) Die(2, registry.status().message());
+  if (!config.credentials().empty() || absl::StrContains(config.redis(), "@")) {
+    WarnIfShared(absl::GetFlag(FLAGS_config), "credentials");
+  }
   const std::string listen =
       Pick(FLAGS_listen_address, config.listen_address(), "127.0.0.1:50051");
   const std::string metrics_address =
@@ -222,6 +265,7 @@ int Run() {
     return registry->UsesReadCache(ns);
   };
 
+  SetUpLogKey(Pick(FLAGS_log_key_file, config.log_key_file(), ""), !redis_uri.empty());
   std::optional<RedisOptions> redis_options;
   if (!redis_uri.empty()) {
     auto parsed = ParseRedisUri(redis_uri);
@@ -236,6 +280,7 @@ int Run() {
       absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
       absl::GetFlag(FLAGS_tls_client_ca)});
   if (!transport.ok()) Die(2, transport.status().message());
+  WarnIfShared(absl::GetFlag(FLAGS_tls_key), "tls_key");
 
   auto prometheus_registry = std::make_shared<prometheus::Registry>();
   Metrics metrics(*prometheus_registry);

@@ -23,7 +23,10 @@ void Enter(BreakerSnapshot& snapshot, BreakerState state, absl::Time now) {
   snapshot.since = now;
   snapshot.probes_granted = 0;
   snapshot.consecutive_failures = 0;
-  // A fresh state judges fresh outcomes.
+  // A fresh state judges fresh outcomes. OPEN judges none (it only waits
+  // out open_duration), so it keeps the window that opened it: GetBreaker
+  // then reports the failures that tripped it, not zero.
+  if (state == BreakerState::kOpen) return;
   for (auto& b : snapshot.buckets) b = BreakerSnapshot::Bucket{};
 }
 

@@ -78,8 +78,20 @@ void BreakerRegistry::Adopt(const std::string& ns, const BreakerRecord& record) 
 }
 
 void BreakerRegistry::OnChanged(const std::string& ns, const BreakerRecord& record) {
+  // Another replica's namespace that this one does not use: nothing to
+  // keep (its first use here loads the record).
+  if (!entries_.contains(ns)) return;
   Adopt(ns, record);
 }
+
+bool BreakerRegistry::Busy(const std::string& ns) const {
+  auto it = entries_.find(ns);
+  if (it == entries_.end()) return false;
+  const Entry& e = it->second;
+  return e.loading || !e.after_load.empty() || e.pending_successes > 0 || e.flush_timer != 0;
+}
+
+void BreakerRegistry::Forget(const std::string& ns) { entries_.erase(ns); }
 
 void BreakerRegistry::OnStoreAvailability(bool up) {
   if (!up) return;

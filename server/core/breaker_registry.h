@@ -69,6 +69,13 @@ class BreakerRegistry {
   // The state for GetBreaker (loads it first if unknown).
   void Describe(const NamespaceSettings& ns, absl::AnyInvocable<void(BreakerView)> done);
 
+  // Whether the namespace's entry has work under way (a load, waiting
+  // callers, successes not yet written): then it must not be forgotten.
+  bool Busy(const std::string& ns) const;
+  // Drops the namespace's entry (an evicted idle namespace); the next use
+  // loads it again. Only when not Busy.
+  void Forget(const std::string& ns);
+
   // From the store listener.
   void OnChanged(const std::string& ns, const BreakerRecord& record);
   void OnStoreAvailability(bool up);

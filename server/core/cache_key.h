@@ -22,8 +22,10 @@ struct CacheKey {
   }
 };
 
-// A short, stable, non-reversible name for logs and metrics labels: 16 hex
-// digits of a 64-bit FNV-1a over namespace and key. Never log the raw key.
+// A short, stable name for a key: 16 hex digits of a 64-bit FNV-1a over
+// namespace and key. It is the Redis hash tag of the key's entries (so it
+// must never change), and it is not secret: anyone can compute it from a
+// guessed key. Logs use the keyed LogKeyHash (log.h) instead.
 std::string KeyHash(const CacheKey& key);
 
 }  // namespace corral

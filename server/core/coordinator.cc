@@ -10,6 +10,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -30,17 +31,53 @@ Coordinator::Coordinator(EventLoop& loop, Store& store,
       registry_(registry),
       clock_(clock),
       observer_(observer),
+      namespaces_(registry, clock, observer),
       breakers_(loop, store, clock, observer) {
   store_.SetListener(this);
+  const absl::Duration every =
+      std::min(absl::Minutes(1), registry_.limits().dynamic_namespace_idle / 4);
+  loop_.Post([this, every] { ArmEvictionTimer(every); });
 }
 
-Coordinator::~Coordinator() { store_.SetListener(nullptr); }
+void Coordinator::ArmEvictionTimer(absl::Duration every) {
+  evict_timer_ = loop_.RunAfter(every, [this, every] {
+    DoEvictIdleNamespaces([](size_t) {});
+    ArmEvictionTimer(every);
+  });
+}
+
+Coordinator::~Coordinator() {
+  if (evict_timer_ != 0) loop_.Cancel(evict_timer_);
+  store_.SetListener(nullptr);
+}
 
 absl::StatusOr<NamespaceSettings> Coordinator::Settings(const CacheKey& key) const {
   if (absl::Status s = ValidateKeyFields(key); !s.ok()) return s;
-  auto settings = registry_.Find(key.ns);
+  return Settings(key.ns);
+}
+
+absl::StatusOr<NamespaceSettings> Coordinator::Settings(absl::string_view ns) const {
+  auto settings = registry_.Find(ns);
   if (!settings.ok()) return WithReason(settings.status(), kReasonUnknownNamespace);
+  if (absl::Status used = namespaces_.Use(ns); !used.ok()) return used;
   return settings;
+}
+
+void Coordinator::EvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
+  loop_.Post([this, done = std::move(done)]() mutable { DoEvictIdleNamespaces(std::move(done)); });
+}
+
+void Coordinator::DoEvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
+  // A namespace with a caller here (waiting, computing, reading) or breaker
+  // work under way stays, however long ago it was last named.
+  absl::flat_hash_set<std::string> active;
+  for (const auto& [id, s] : sessions_) active.insert(s.lookup.key.ns);
+  for (const auto& [id, w] : lock_waiters_) active.insert(w.request.key.ns);
+  for (const auto& [key, f] : flights_) active.insert(key.ns);
+  std::vector<std::string> evicted = namespaces_.EvictIdle(
+      [&](const std::string& ns) { return active.contains(ns) || breakers_.Busy(ns); });
+  for (const std::string& ns : evicted) breakers_.Forget(ns);
+  done(evicted.size());
 }
 
 std::string Coordinator::NewToken() {
@@ -246,8 +283,8 @@ void Coordinator::OnStoreAvailability(bool up) {
 void Coordinator::DescribeBreaker(std::string ns, Callback<BreakerView> done) {
   loop_.Post([this, ns = std::move(ns), done = std::move(done)]() mutable {
     if (absl::Status s = ValidateNamespace("namespace", ns); !s.ok()) return done(s);
-    auto settings = registry_.Find(ns);
-    if (!settings.ok()) return done(WithReason(settings.status(), kReasonUnknownNamespace));
+    auto settings = Settings(ns);
+    if (!settings.ok()) return done(settings.status());
     breakers_.Describe(*settings, [done = std::move(done)](BreakerView view) mutable {
       done(std::move(view));
     });

@@ -35,6 +35,7 @@
 #include "server/core/clock.h"
 #include "server/core/event_loop.h"
 #include "server/core/namespace_config.h"
+#include "server/core/namespace_tracker.h"
 #include "server/core/observer.h"
 #include "server/core/read_cache.h"
 #include "server/core/store.h"
@@ -106,6 +107,11 @@ class Coordinator final : public StoreListener {
 
   // The namespace's circuit breaker as this replica sees it.
   void DescribeBreaker(std::string ns, Callback<BreakerView> done);
+
+  // Forgets idle dynamic namespaces (NamespaceTracker); `done` hears how
+  // many. Runs by itself every limits.dynamic_namespace_idle / 4 (at most
+  // once a minute); tests call it after moving the clock.
+  void EvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done);
 
   // Releases every lock this replica's calls hold and ends every waiting
   // call with UNAVAILABLE (shutting-down). Blocks until the store has
@@ -260,8 +266,17 @@ class Coordinator final : public StoreListener {
   // Something suggests the lock may be free (a release, a fill, an expiry):
   // forget that it was held, and pump.
   void Wake(const CacheKey& key);
-  // Puts a session whose lookup missed into the queue, with its wait timer.
-  void BeginWait(Session& s);
+  // Puts a session whose lookup missed into the queue, with its wait timer
+  // (`wait`, or the session's whole wait_timeout).
+  void BeginWait(Session& s, std::optional<absl::Duration> wait = std::nullopt);
+  // Starts a queued session's wait timer: `wait`, or what is left of its
+  // wait_timeout since its Lookup; capped by its deadline. None left: the
+  // timeout policy runs now.
+  void ArmWaitTimer(Session& s, std::optional<absl::Duration> wait);
+  // A locked leaseholder half-closed without a Fill: the lock goes back at
+  // once (the next waiter gets it) and the caller waits on as a reader for
+  // what is left of its wait_timeout.
+  void ReturnLease(Session& s);
   // The opposite: a queued session leaves the queue (its wait is observed);
   // the caller then answers, leases or re-reads it.
   void StopWaiting(Session& s);
@@ -330,7 +345,13 @@ class Coordinator final : public StoreListener {
   }
 
   std::string NewToken();
+  // A key's namespace settings, once the key is valid and its namespace
+  // allowed (configured, or within the dynamic-namespace limit). Any thread.
   absl::StatusOr<NamespaceSettings> Settings(const CacheKey& key) const;
+  absl::StatusOr<NamespaceSettings> Settings(absl::string_view ns) const;
+  void DoEvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done);
+  // Runs DoEvictIdleNamespaces every `every`, from now on.
+  void ArmEvictionTimer(absl::Duration every);
 
   EventLoop& loop_;
   Store& store_;
@@ -338,6 +359,8 @@ class Coordinator final : public StoreListener {
   const Clock& clock_;
   CoordinatorObserver& observer_;
   std::atomic<CallId> next_id_{1};
+  // Thread-safe; Settings() records each use.
+  mutable NamespaceTracker namespaces_;
 
   // Loop thread only.
   absl::BitGen rng_;
@@ -351,6 +374,7 @@ class Coordinator final : public StoreListener {
   // Dropped when the store is back (the store is the truth again).
   absl::flat_hash_map<CacheKey, StoredValue> degraded_values_;
   bool shutting_down_ = false;
+  EventLoop::TimerId evict_timer_ = 0;
 };
 
 }  // namespace corral

@@ -133,7 +133,7 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
   MaybeRetire(key);
 }
 
-void Coordinator::BeginWait(Session& s) {
+void Coordinator::BeginWait(Session& s, std::optional<absl::Duration> wait) {
   // A miss. While the breaker is open it fails fast (no wait for a compute
   // that would be refused).
   if (auto verdict = breakers_.Peek(s.ns); verdict.has_value() && !verdict->allowed) {
@@ -147,13 +147,19 @@ void Coordinator::BeginWait(Session& s) {
   s.state = SessionState::kWaiting;
   observer_.OnWaitersChanged(key.ns, +1);
   Enqueue(key, QueueEntry{false, s.id});
-  absl::Duration budget = std::min(s.wait_timeout, s.lookup.deadline - clock_.Now());
+  ArmWaitTimer(s, wait.value_or(s.wait_timeout));
+}
+
+void Coordinator::ArmWaitTimer(Session& s, std::optional<absl::Duration> wait) {
+  const absl::Time now = clock_.Now();
+  const absl::Duration budget =
+      std::min(wait.value_or(s.wait_timeout - (now - s.wait_started)), s.lookup.deadline - now);
   if (budget <= absl::ZeroDuration()) {
-    // Zero wait: straight to the timeout policy.
+    // Zero wait (or none left): straight to the timeout policy.
     OnWaitTimeout(s.id);
     return;
   }
-  CallId sid = s.id;
+  const CallId sid = s.id;
   s.wait_timer = loop_.RunAfter(budget, [this, sid] { OnWaitTimeout(sid); });
 }
 
@@ -240,7 +246,12 @@ void Coordinator::Pump(const CacheKey& key) {
       break;
     }
   }
-  if (!head) return;
+  if (!head) {
+    // Everyone here half-closed: nobody may take the lock, but each still
+    // gets the value of whoever fills it, so the key is watched.
+    if (f.waiting > 0) EnsureWatching(key);
+    return;
+  }
   std::string token;
   absl::Duration ttl;
   if (head->is_lock) {
@@ -399,8 +410,10 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
   if (read.value.has_value()) FlightFor(key).stale = *read.value;
   // The compute is about to start: the breaker has the last word.
   breakers_.Admit(s.ns, [this, key, sid, fence, release](BreakerVerdict verdict) {
-    const bool live = IsWaitingSession(sid, key);
-    if (live && verdict.allowed) {
+    // A caller that half-closed while the lock was asked for cannot send a
+    // Fill: the lock goes back and it waits on as a reader.
+    const bool waiting = IsWaitingSession(sid, key);
+    if (waiting && verdict.allowed && !sessions_.at(sid).half_closed) {
       Session& s = sessions_.at(sid);
       StopWaiting(s);
       GrantLease(s, LeaseMode::kLocked, fence, "");
@@ -410,6 +423,10 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
     if (!verdict.allowed) {
       // Everyone here would be refused the same way.
       EndWaiters(key, [this, &verdict](Session& s) { RejectForBreaker(s, verdict); });
+    } else if (waiting) {
+      // It half-closed: it waits on for what is left of its wait (its timer
+      // was stopped when the lock came).
+      ArmWaitTimer(sessions_.at(sid), std::nullopt);
     }
   });
 }
@@ -520,7 +537,10 @@ void Coordinator::ComputeDegraded(const CacheKey& key, CallId sid) {
       return EndDegraded(key, sid);
     }
     breakers_.Admit(sessions_.at(sid).ns, [this, key, sid](BreakerVerdict verdict) {
-      if (!IsWaitingSession(sid, key)) return EndDegraded(key, sid);
+      // A caller that half-closed meanwhile cannot send a Fill: it waits on.
+      if (!IsWaitingSession(sid, key) || sessions_.at(sid).half_closed) {
+        return EndDegraded(key, sid);
+      }
       if (!verdict.allowed) {
         EndWaiters(key, [this, &verdict](Session& s) { RejectForBreaker(s, verdict); });
         return EndDegraded(key, sid);

@@ -3,8 +3,10 @@
 #define CORRAL_SERVER_CORE_COORDINATOR_INTERNAL_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -64,6 +66,13 @@ inline absl::Status TooManyWaiters(absl::string_view what, uint32_t limit) {
 inline absl::Status ShuttingDown() {
   return WithReason(absl::UnavailableError("corrald is shutting down"),
                     kReasonShuttingDown);
+}
+
+// ` name="value"` for a log line (a caller's worker_id or lock owner,
+// already validated: no control characters), or nothing when it is empty.
+inline std::string CallerField(absl::string_view name, absl::string_view value) {
+  if (value.empty()) return "";
+  return absl::StrCat(" ", name, "=\"", absl::CEscape(value), "\"");
 }
 
 // Validates namespace and key, the first thing every request checks.

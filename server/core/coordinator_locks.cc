@@ -34,6 +34,9 @@ void Coordinator::DoAcquireLock(CallId id, AcquireLockRequest request,
   if (shutting_down_) return done(ShuttingDown());
   auto settings = Settings(request.key);
   if (!settings.ok()) return done(settings.status());
+  if (absl::Status owner = ValidateLabel("owner", request.owner); !owner.ok()) {
+    return done(owner);
+  }
   const LimitSettings& limits = registry_.limits();
   auto ttl = ResolveDuration("ttl", request.ttl, settings->lease_ttl,
                              DurationRule::kPositive, limits.max_wait);
@@ -120,7 +123,19 @@ Coordinator::LockWaiter Coordinator::TakeLockWaiter(CallId id, absl::string_view
     observer_.OnWaitEnded(ns, clock_.Now() - w.started);
     LeaveQueue(w.request.key);
   }
-  if (!outcome.empty()) observer_.OnLockAcquisition(ns, outcome);
+  if (!outcome.empty()) {
+    observer_.OnLockAcquisition(ns, outcome);
+    // Every grant and timeout, with who asked: a timeout at info (someone
+    // held the lock too long), the rest per call, at debug.
+    if (outcome == "timeout") {
+      LOG_EVENT("lock_wait_timeout", w.request.key,
+                "waited_ms=", absl::ToInt64Milliseconds(clock_.Now() - w.started),
+                CallerField("owner", w.request.owner));
+    } else {
+      LOG_DEBUG_EVENT("lock_attempt", w.request.key, "outcome=", outcome,
+                      CallerField("owner", w.request.owner));
+    }
+  }
   return w;
 }
 

@@ -29,9 +29,11 @@ std::shared_ptr<const CachedValue> Coordinator::FreshCached(const CacheKey& key)
 }
 
 bool Coordinator::GetFromReadCache(const CacheKey& key, Callback<GetResult>& done) {
-  // Only keys that passed Settings() were ever read into the cache.
+  // Only keys that passed Settings() were ever read into the cache, but
+  // their namespace may have been evicted since: it is used again (or, past
+  // the limit, refused on the loop's path).
   std::shared_ptr<const CachedValue> hit = FreshCached(key);
-  if (hit == nullptr) return false;
+  if (hit == nullptr || !namespaces_.Use(key.ns).ok()) return false;
   observer_.OnReadCacheHit(key.ns);
   GetResult got;
   got.found = true;

@@ -10,6 +10,7 @@
 #include "server/core/coordinator_internal.h"
 #include "server/core/errors.h"
 #include "server/core/log.h"
+#include "server/core/status_macros.h"
 #include "server/core/validation.h"
 
 namespace corral {
@@ -98,11 +99,18 @@ void Coordinator::ComputeHalfClosed(CallId id) {
       case SessionState::kAwaitLookup:
         return FinishSession(s, ProtocolError("the stream closed before a Lookup"));
       case SessionState::kLeased:
-        // A leaseholder that can no longer send a Fill has abandoned.
-        if (!s.fill_in_flight) DoAbandon(s, AbandonRequest{"half-closed", false});
+        if (s.fill_in_flight) return;
+        // A caller that can no longer send a Fill must not hold the lock
+        // (grpcurl half-closes right after its Lookup). A locked lease goes
+        // back and the caller is served as a reader; any other lease is
+        // simply abandoned.
+        if (s.mode == LeaseMode::kLocked && HoldsKeyLock(s)) return ReturnLease(s);
+        DoAbandon(s, AbandonRequest{"half-closed", false});
         return;
       default:
-        return;  // A waiter may half-close; it still gets its answer.
+        // A waiter may half-close; it still gets its answer but never the
+        // lock (Pump and OnAttempt pass it over).
+        return;
     }
   });
 }
@@ -138,6 +146,7 @@ absl::StatusOr<Coordinator::ResolvedLookup> Coordinator::ResolveLookup(
     const LookupRequest& request) const {
   auto settings = Settings(request.key);
   if (!settings.ok()) return settings.status();
+  RETURN_IF_ERROR(ValidateLabel("lookup.worker_id", request.worker_id));
   const LimitSettings& limits = registry_.limits();
   auto ttl = ResolveDuration("lookup.ttl", request.ttl, settings->ttl,
                              DurationRule::kPositive, limits.max_ttl);
@@ -246,6 +255,8 @@ void Coordinator::GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,
     observer_.OnDuplicateCompute(s.lookup.key.ns);
   }
   if (mode == LeaseMode::kRefresh) observer_.OnRefreshStarted(s.lookup.key.ns, s.refresh_trigger);
+  LOG_EVENT("lease", s.lookup.key, "mode=", ModeLabel(mode), " fencing_token=", fencing_token,
+            CallerField("worker_id", s.lookup.worker_id));
   LeaseView lease;
   lease.fencing_token = fencing_token;
   lease.deadline = now + s.ns.max_compute_time;
@@ -361,7 +372,8 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
                }
                LOG_EVENT("fill", key, "mode=", mode, " stored=", filled.stored,
                          " fencing_token=", s.fencing_token,
-                         " compute_ms=", absl::ToInt64Milliseconds(compute_time));
+                         " compute_ms=", absl::ToInt64Milliseconds(compute_time),
+                         CallerField("worker_id", s.lookup.worker_id));
                if (s.sink) s.sink->SendFilled(filled);
                RetireSession(s);
                // Waiters on this replica get the value now, whatever the
@@ -392,7 +404,8 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
   observer_.OnCompute(key.ns, mode, request.upstream_failure ? "failed" : "abandoned");
   if (request.upstream_failure) RecordOutcome(s.ns, ComputeOutcome::kFailure);
   LOG_EVENT("abandon", key, "mode=", mode, " upstream_failure=", request.upstream_failure,
-            " reason=\"", absl::CEscape(request.reason.substr(0, 200)), "\"");
+            " reason=\"", absl::CEscape(request.reason.substr(0, 200)), "\"",
+            CallerField("worker_id", s.lookup.worker_id));
   EndLease(s);
   const bool held = HoldsKeyLock(s);
   const absl::Duration negative_ttl = s.ns.negative_ttl;
@@ -425,6 +438,25 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
                      });
 }
 
+void Coordinator::ReturnLease(Session& s) {
+  const CacheKey key = s.lookup.key;
+  LOG_EVENT("lease_returned", key, "cause=half_closed fencing_token=", s.fencing_token,
+            CallerField("worker_id", s.lookup.worker_id));
+  observer_.OnCompute(key.ns, ModeLabel(s.mode), "abandoned");
+  EndLease(s);
+  const std::string token = std::move(s.token);
+  s.token.clear();
+  s.fencing_token = 0;
+  s.state = SessionState::kReading;  // No longer the flight's lease holder.
+  // The wait goes on from the Lookup, not from now.
+  BeginWait(s, s.wait_timeout - (clock_.Now() - s.wait_started));
+  store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
+                     [this, key](absl::StatusOr<bool>) {
+                       Wake(key);
+                       MaybeRetire(key);
+                     });
+}
+
 void Coordinator::OnWaitTimeout(CallId id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end() || it->second.state != SessionState::kWaiting) return;
@@ -443,19 +475,26 @@ void Coordinator::OnWaitTimeout(CallId id) {
     if (hit) return SendValue(s, *r->value, Source::kCacheAfterTimeout);
     // A failure remembered meanwhile: no unlocked compute against it.
     if (r.ok() && r->failed_until > clock_.Now()) return FailRemembered(s, r->failed_until);
+    // What ended the wait: the wait_timeout, or the call's own deadline.
+    const std::string limit =
+        s.lookup.deadline - s.wait_started < s.wait_timeout
+            ? "before the call's deadline"
+            : absl::StrCat("within wait_timeout ", absl::FormatDuration(s.wait_timeout));
     if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kFail) {
       LOG_EVENT("wait_timeout", key, "policy=fail wait_ms=",
-                absl::ToInt64Milliseconds(s.wait_timeout));
-      return FinishSession(
-          s, WithReason(absl::DeadlineExceededError(absl::StrCat(
-                            "no value within wait_timeout ",
-                            absl::FormatDuration(s.wait_timeout))),
-                        kReasonWaitTimeout));
+                absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
+                CallerField("worker_id", s.lookup.worker_id));
+      return FinishSession(s, WithReason(absl::DeadlineExceededError(
+                                             absl::StrCat("no value ", limit)),
+                                         kReasonWaitTimeout));
     }
     if (s.half_closed || !s.sink) {
-      return FinishSession(s, WithReason(absl::DeadlineExceededError(
-                                             "no value within wait_timeout"),
-                                         kReasonWaitTimeout));
+      // It cannot compute (it half-closed): nothing else to offer.
+      return FinishSession(
+          s, WithReason(absl::DeadlineExceededError(absl::StrCat(
+                            "no value ", limit,
+                            " (the stream was half-closed, so it could not compute)")),
+                        kReasonWaitTimeout));
     }
     breakers_.Admit(s.ns, [this, id, key](BreakerVerdict verdict) {
       auto it = sessions_.find(id);

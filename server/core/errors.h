@@ -23,6 +23,7 @@ inline constexpr absl::string_view kReasonPeerComputeFailed =
 inline constexpr absl::string_view kReasonWaitTimeout = "wait-timeout";
 inline constexpr absl::string_view kReasonInvalidArgument = "invalid-argument";
 inline constexpr absl::string_view kReasonTooManyWaiters = "too-many-waiters";
+inline constexpr absl::string_view kReasonTooManyNamespaces = "too-many-namespaces";
 inline constexpr absl::string_view kReasonUnknownNamespace =
     "unknown-namespace";
 inline constexpr absl::string_view kReasonShuttingDown = "shutting-down";

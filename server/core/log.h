@@ -2,10 +2,17 @@
 //
 //   2026-11-26T07:50:01.123Z INFO lease_revoked ns=plant_id key=9f2c41d07ab3e215 fencing_token=17
 //
-// A cache key is logged only as its KeyHash, never raw, and values never.
+// A cache key is logged only as its LogKeyHash, never raw, and values never.
+// That hash is keyed (HMAC-SHA-256 under the log key), so that keys made of
+// guessable things (user ids, e-mail addresses) cannot be recovered from the
+// logs by hashing candidates; replicas that share the log key log the same
+// hash for the same key, and nobody without it can compute one.
 #ifndef CORRAL_SERVER_CORE_LOG_H_
 #define CORRAL_SERVER_CORE_LOG_H_
 
+#include <string>
+
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "server/core/cache_key.h"
@@ -19,6 +26,14 @@ void SetLogLevel(LogLevel level);
 bool LogEnabled(LogLevel level);
 // Parses "debug", "info", "warning", "error".
 bool ParseLogLevel(absl::string_view text, LogLevel* level);
+
+// The key under which log lines hash cache keys. Set once at startup,
+// before any line is logged; unset, a random key of this process is used
+// (its lines then do not correlate with other replicas'). Fails on a key
+// shorter than 16 bytes.
+absl::Status SetLogKeySecret(absl::string_view secret);
+// 16 hex digits: HMAC-SHA-256(log key, ns 0xff key), truncated. Thread-safe.
+std::string LogKeyHash(const CacheKey& key);
 
 // Writes one line atomically. `fields` is already "k=v k=v". Thread-safe.
 void LogLine(LogLevel level, absl::string_view event, absl::string_view fields);

@@ -138,6 +138,7 @@ absl::Status MergeLimits(const corral::v1::Limits& in, LimitSettings* out) {
   if (in.has_max_waiters()) out->max_waiters = in.max_waiters();
   if (in.has_max_waiters_per_key()) out->max_waiters_per_key = in.max_waiters_per_key();
   if (in.has_max_concurrent_streams()) out->max_concurrent_streams = in.max_concurrent_streams();
+  if (in.has_max_dynamic_namespaces()) out->max_dynamic_namespaces = in.max_dynamic_namespaces();
   if (in.has_memory_quota_bytes()) {
     if (in.memory_quota_bytes() < (16u << 20)) {
       return ConfigError("limits.memory_quota_bytes", "must be at least 16 MiB");
@@ -150,6 +151,9 @@ absl::Status MergeLimits(const corral::v1::Limits& in, LimitSettings* out) {
                                 &out->max_ttl));
   RETURN_IF_ERROR(MergeDuration("limits.max_wait", in.has_max_wait(), in.max_wait(), false, kYear,
                                 &out->max_wait));
+  RETURN_IF_ERROR(MergeDuration("limits.dynamic_namespace_idle",
+                                in.has_dynamic_namespace_idle(), in.dynamic_namespace_idle(),
+                                false, kYear, &out->dynamic_namespace_idle));
   return absl::OkStatus();
 }
 

@@ -59,6 +59,12 @@ struct LimitSettings {
   absl::Duration max_ttl = absl::Hours(24 * 7);
   absl::Duration max_wait = absl::Hours(1);
   uint64_t memory_quota_bytes = 2ull << 30;
+  // Namespaces not listed in the config file that one replica keeps state
+  // for at once; more are refused (RESOURCE_EXHAUSTED too-many-namespaces).
+  uint32_t max_dynamic_namespaces = 1000;
+  // An unlisted namespace unused this long (and with nothing in flight) is
+  // forgotten: its breaker entry and metric series go.
+  absl::Duration dynamic_namespace_idle = absl::Minutes(10);
 };
 
 // Immutable after construction; safe to share across threads.
@@ -77,6 +83,8 @@ class NamespaceRegistry {
   // read_cache setting), without copying its settings: the read cache asks
   // on every store read.
   bool UsesReadCache(absl::string_view ns) const;
+  // Whether `ns` is listed in the config file (not a dynamic namespace).
+  bool IsListed(absl::string_view ns) const { return namespaces_.contains(ns); }
 
   const LimitSettings& limits() const { return limits_; }
   // The largest max_value_bytes of any namespace (message size limits).

@@ -62,6 +62,13 @@ class CoordinatorObserver {
   // A hit (Get or GetOrCompute) answered from the read cache. Called on the
   // caller's thread, not the loop's.
   virtual void OnReadCacheHit(absl::string_view ns) { (void)ns; }
+  // A namespace is used for the first time since start (or since it was
+  // evicted): counters with known label sets can be exported at 0 now, so
+  // that dashboards and rate() see them before the first event. Any thread.
+  virtual void OnNamespaceFirstUse(absl::string_view ns) { (void)ns; }
+  // An idle dynamic namespace was forgotten: drop what is kept for it.
+  // Loop thread.
+  virtual void OnNamespaceEvicted(absl::string_view ns) { (void)ns; }
 };
 
 }  // namespace corral

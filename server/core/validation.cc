@@ -44,6 +44,19 @@ absl::Status ValidateToken(absl::string_view field, absl::string_view token) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateLabel(absl::string_view field, absl::string_view label) {
+  if (label.size() > kMaxLabelBytes) {
+    return InvalidField(field, absl::StrCat("is ", label.size(), " bytes; at most ",
+                                            kMaxLabelBytes, " are kept for the logs"));
+  }
+  for (unsigned char c : label) {
+    if (c < 0x20 || c == 0x7f) {
+      return InvalidField(field, "must not hold control characters (it is logged)");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<absl::Duration> ResolveDuration(
     absl::string_view field, std::optional<absl::Duration> requested,
     absl::Duration fallback, DurationRule rule, absl::Duration max) {

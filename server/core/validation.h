@@ -15,6 +15,7 @@ namespace corral {
 inline constexpr size_t kMaxNamespaceBytes = 128;
 inline constexpr size_t kMaxKeyBytes = 1024;
 inline constexpr size_t kMaxTokenBytes = 128;
+inline constexpr size_t kMaxLabelBytes = 256;
 
 // [A-Za-z0-9_.-]{1,128}
 absl::Status ValidateNamespace(absl::string_view field, absl::string_view ns);
@@ -22,6 +23,10 @@ absl::Status ValidateNamespace(absl::string_view field, absl::string_view ns);
 absl::Status ValidateKey(absl::string_view field, absl::string_view key);
 // A lock token as corral issues them: 1..128 printable ASCII characters.
 absl::Status ValidateToken(absl::string_view field, absl::string_view token);
+
+// A caller's name for itself, for logs (Lookup.worker_id,
+// AcquireLockRequest.owner): 0..256 bytes, none of them a control character.
+absl::Status ValidateLabel(absl::string_view field, absl::string_view label);
 
 // How a request may spell a duration.
 enum class DurationRule {

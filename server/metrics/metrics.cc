@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 namespace corral {
 namespace {
@@ -40,6 +41,32 @@ Histogram::BucketBoundaries LatencyBuckets() {
 }
 
 std::string S(absl::string_view v) { return std::string(v); }
+
+// The label values the core reports (observer.h): what a namespace's series
+// can be, so that an evicted namespace's series can all be found again.
+constexpr LookupStage kStages[] = {LookupStage::kInitial, LookupStage::kAfterLock,
+                                   LookupStage::kAfterWait, LookupStage::kAfterTimeout,
+                                   LookupStage::kBeforeFallback};
+constexpr absl::string_view kLockOutcomes[] = {"acquired", "contended", "timeout", "error"};
+constexpr absl::string_view kComputeModes[] = {"locked", "unlocked_timeout",
+                                               "unlocked_degraded", "refresh"};
+constexpr absl::string_view kComputeOutcomes[] = {"filled", "not_stored", "abandoned",
+                                                  "failed", "revoked"};
+constexpr absl::string_view kRefreshTriggers[] = {"stale", "early"};
+constexpr BreakerState kBreakerStates[] = {BreakerState::kClosed, BreakerState::kOpen,
+                                           BreakerState::kHalfOpen};
+// The moves breaker.h makes: closed -> open -> half_open -> closed or open.
+constexpr std::pair<BreakerState, BreakerState> kBreakerMoves[] = {
+    {BreakerState::kClosed, BreakerState::kOpen},
+    {BreakerState::kOpen, BreakerState::kHalfOpen},
+    {BreakerState::kHalfOpen, BreakerState::kClosed},
+    {BreakerState::kHalfOpen, BreakerState::kOpen}};
+
+template <typename T, typename... Args>
+void RemoveSeries(prometheus::Family<T>& family, const prometheus::Labels& labels,
+                  Args&&... args) {
+  if (family.Has(labels)) family.Remove(&family.Add(labels, std::forward<Args>(args)...));
+}
 
 }  // namespace
 
@@ -220,6 +247,55 @@ void Metrics::OnBreakerTransition(absl::string_view ns, BreakerState from, Break
       .Add({{"namespace", S(ns)}, {"from", S(BreakerStateName(from))},
             {"to", S(BreakerStateName(to))}})
       .Increment();
+}
+
+void Metrics::OnNamespaceFirstUse(absl::string_view ns) {
+  // Counters whose label sets are known are exported at 0 from the start.
+  const std::string n(ns);
+  duplicate_computes_.Add({{"namespace", n}});
+  for (const auto& [from, to] : kBreakerMoves) {
+    breaker_transitions_.Add({{"namespace", n},
+                              {"from", S(BreakerStateName(from))},
+                              {"to", S(BreakerStateName(to))}});
+  }
+}
+
+void Metrics::OnNamespaceEvicted(absl::string_view ns) {
+  const std::string n(ns);
+  for (LookupStage stage : kStages) {
+    for (const char* result : {"hit", "miss"}) {
+      RemoveSeries(lookups_, {{"namespace", n}, {"stage", S(StageLabel(stage))},
+                              {"result", result}});
+    }
+  }
+  RemoveSeries(lock_wait_, {{"namespace", n}}, WaitBuckets());
+  for (absl::string_view outcome : kLockOutcomes) {
+    RemoveSeries(lock_acquisitions_, {{"namespace", n}, {"outcome", S(outcome)}});
+  }
+  for (absl::string_view mode : kComputeModes) {
+    for (absl::string_view outcome : kComputeOutcomes) {
+      RemoveSeries(computes_, {{"namespace", n}, {"mode", S(mode)}, {"outcome", S(outcome)}});
+    }
+  }
+  for (absl::string_view trigger : kRefreshTriggers) {
+    RemoveSeries(refreshes_started_, {{"namespace", n}, {"trigger", S(trigger)}});
+  }
+  for (auto* family : {&duplicate_computes_, &stale_served_, &negative_hits_,
+                       &read_cache_hits_, &breaker_open_seconds_}) {
+    RemoveSeries(*family, {{"namespace", n}});
+  }
+  RemoveSeries(waiters_, {{"namespace", n}});
+  RemoveSeries(breaker_since_, {{"namespace", n}});
+  for (BreakerState state : kBreakerStates) {
+    RemoveSeries(breaker_state_, {{"namespace", n}, {"state", S(BreakerStateName(state))}});
+    for (BreakerState to : kBreakerStates) {
+      RemoveSeries(breaker_transitions_, {{"namespace", n},
+                                          {"from", S(BreakerStateName(state))},
+                                          {"to", S(BreakerStateName(to))}});
+    }
+  }
+  absl::MutexLock lock(&breaker_mu_);
+  open_accounted_.erase(n);
 }
 
 void Metrics::OnRpc(absl::string_view method, absl::string_view code,

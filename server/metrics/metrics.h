@@ -41,6 +41,8 @@ class Metrics final : public CoordinatorObserver {
   void OnStaleServed(absl::string_view ns) override;
   void OnNegativeHit(absl::string_view ns) override;
   void OnReadCacheHit(absl::string_view ns) override;
+  void OnNamespaceFirstUse(absl::string_view ns) override;
+  void OnNamespaceEvicted(absl::string_view ns) override;
 
   // One finished RPC: its method, gRPC status code name and latency.
   void OnRpc(absl::string_view method, absl::string_view code, absl::Duration latency);

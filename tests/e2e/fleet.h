@@ -20,10 +20,13 @@ namespace corral::testing {
 class Fleet {
  public:
   // Starts Redis (unless `embedded`) and `replicas` corralds using it, with
-  // `config_text` (textproto) as their --config when non-empty.
+  // `config_text` (textproto) as their --config when non-empty, and `args`
+  // as further flags.
   static std::unique_ptr<Fleet> Start(int replicas, bool embedded = false,
-                                      const std::string& config_text = "") {
+                                      const std::string& config_text = "",
+                                      std::vector<std::string> args = {}) {
     auto fleet = std::unique_ptr<Fleet>(new Fleet());
+    fleet->args_ = std::move(args);
     if (!embedded) {
       auto redis = RedisServer::Start();
       EXPECT_TRUE(redis.ok()) << redis.status();
@@ -42,8 +45,11 @@ class Fleet {
     return fleet;
   }
 
-  bool AddReplica() {
+  bool AddReplica() { return AddReplica(args_); }
+  // A replica with `args` instead of the fleet's flags.
+  bool AddReplica(const std::vector<std::string>& args) {
     CorraldOptions options;
+    options.args = args;
     if (redis_) options.args.push_back(absl::StrCat("--redis=", redis_->uri()));
     if (!config_path_.empty()) options.args.push_back(absl::StrCat("--config=", config_path_));
     auto p = CorraldProcess::Start(options);
@@ -77,6 +83,7 @@ class Fleet {
   Fleet() = default;
   std::unique_ptr<RedisServer> redis_;
   std::string config_path_;
+  std::vector<std::string> args_;
   std::vector<std::unique_ptr<CorraldProcess>> replicas_;
 };
 

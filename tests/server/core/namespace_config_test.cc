@@ -105,5 +105,28 @@ TEST(NamespaceConfigTest, ErrorsSayWhere) {
   EXPECT_THAT(NamespaceRegistry::Create(rate), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(NamespaceConfigTest, DynamicNamespaceLimits) {
+  auto defaults = NamespaceRegistry::Create(corral::v1::ServerConfig());
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->limits().max_dynamic_namespaces, 1000u);
+  EXPECT_EQ(defaults->limits().dynamic_namespace_idle, absl::Minutes(10));
+  auto config = LoadServerConfig(WriteTemp(
+      "limits.textproto",
+      "namespaces { name: \"listed\" }\n"
+      "limits { max_dynamic_namespaces: 5 dynamic_namespace_idle { seconds: 30 } }\n"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto registry = NamespaceRegistry::Create(*config);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  EXPECT_EQ(registry->limits().max_dynamic_namespaces, 5u);
+  EXPECT_EQ(registry->limits().dynamic_namespace_idle, absl::Seconds(30));
+  EXPECT_TRUE(registry->IsListed("listed"));
+  EXPECT_FALSE(registry->IsListed("other"));
+  corral::v1::ServerConfig zero_idle;
+  zero_idle.mutable_limits()->mutable_dynamic_namespace_idle();
+  auto bad = NamespaceRegistry::Create(zero_idle);
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("limits.dynamic_namespace_idle"));
+}
+
 }  // namespace
 }  // namespace corral
