@@ -35,6 +35,7 @@
 #include "server/rpc/auth.h"
 #include "server/rpc/call_auth.h"
 #include "server/rpc/corral_service.h"
+#include "server/rpc/reflection_v1.h"
 #include "server/rpc/tls.h"
 #include "server/store/embedded_store.h"
 #include "server/store/redis_store.h"
@@ -346,10 +347,15 @@ int Run() {
   rpc::CorralService service(coordinator, metrics, call_auth);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  // gRPC 1.51's plugin serves v1alpha only; newer clients ask for v1 first.
+  rpc::ReflectionV1Service reflection_v1(
+      {kServiceName, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+       grpc::reflection::v1::ServerReflection::service_full_name()});
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, transport->credentials, &port);
   builder.RegisterService(&service);
+  builder.RegisterService(&reflection_v1);
   // Room for the largest value plus the message around it.
   const int max_message = static_cast<int>(registry->LargestValueBytes() + (64 << 10));
   builder.SetMaxReceiveMessageSize(max_message);
