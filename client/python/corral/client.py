@@ -82,7 +82,9 @@ class Client:
     ``grpc.ssl_channel_credentials(root_certificates=ca_pem)``, plus
     ``private_key`` and ``certificate_chain`` for mutual TLS). ``token`` is
     the bearer token sent on every call to a server with credentials
-    configured, e.g. ``token=os.environ["CORRAL_TOKEN"]``."""
+    configured, e.g. ``token=os.environ["CORRAL_TOKEN"]``; with a ``target``
+    beyond this host and no ``credentials`` it would cross the network in
+    clear text, and the constructor warns (``corral.PlaintextTokenWarning``)."""
 
     def __init__(self, target: Optional[str] = None, *, channel: Optional[grpc.Channel] = None,
                  timeout: float = 30.0, worker_id: str = "",
