@@ -5,12 +5,16 @@
 #include <grpcpp/support/channel_arguments.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/cpp/call.h"
 #include "client/cpp/convert.h"
+#include "client/cpp/target.h"
 
 namespace corral::client {
 
@@ -21,8 +25,27 @@ using internal::TimeFromProto;
 
 namespace {
 
+void WarnIfPlaintextToken(const std::string& target,
+                          const ClientOptions& options) {
+  if (options.token.empty() || options.credentials ||
+      IsLoopbackTarget(target)) {
+    return;
+  }
+  const std::string message = absl::StrCat(
+      "corral client: WARNING: sending a bearer token in plaintext to ", target,
+      ": anyone on the network path can read it and use it; set "
+      "ClientOptions::credentials (TLS, see credentials.h)");
+  if (options.on_plaintext_token) {
+    options.on_plaintext_token(message);
+  } else {
+    // One write, so that the line is not interleaved with others.
+    std::fprintf(stderr, "%s\n", message.c_str());
+  }
+}
+
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
                                            const ClientOptions& options) {
+  WarnIfPlaintextToken(target, options);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   std::shared_ptr<grpc::ChannelCredentials> credentials =

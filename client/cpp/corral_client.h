@@ -17,6 +17,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,13 @@ struct ClientOptions {
   // the Client makes; a channel passed in must carry it itself (see
   // BearerTokenInterceptor).
   std::string token;
+  // Called once, by the target constructor, when `token` would be sent
+  // without TLS (no `credentials`) to a target beyond this host (see
+  // IsLoopbackTarget in target.h): anyone on the path can read the token
+  // and use it. A warning, not an error: the Client is made all the same.
+  // Unset: the message is written to stderr as one line. The constructor
+  // taking a channel cannot see the channel's security and never calls it.
+  std::function<void(absl::string_view message)> on_plaintext_token;
   // Transport failures (UNAVAILABLE without a corral-reason) of idempotent
   // calls are retried; AcquireLock, ReleaseLock and fenced Sets run once.
   RetryPolicy retry;

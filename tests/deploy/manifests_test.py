@@ -8,9 +8,11 @@ No container engine or cluster runs here: the Dockerfile and compose file
 are checked statically (plus docker-compose's own schema validation), and
 each deployment's command line is run against the locally built corrald."""
 
+import hashlib
 import os
 import re
 import shlex
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -51,6 +53,28 @@ def port_of(address):
     return int(address.rsplit(":", 1)[1])
 
 
+def uncommented(textproto):
+    """A textproto's lines without their comments (none of ours has # in a string)."""
+    return "\n".join(line.split("#", 1)[0] for line in textproto.splitlines())
+
+
+def make_server_pki(d):
+    """A CA (ca.crt) and a server certificate for localhost and 127.0.0.1
+    (tls.crt, tls.key), named as in a kubernetes.io/tls Secret."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *curve, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=deploy-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("req", "-new", *curve, "-keyout", "tls.key", "-out", "server.csr", "-subj", "/CN=corrald")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-set_serial", "9", "-days", "2", "-extfile", "server.ext", "-out", "tls.crt")
+    return {n: os.path.join(d, n) for n in ("ca.crt", "tls.crt", "tls.key")}
+
+
 # --- Dockerfile ---------------------------------------------------------------------
 
 def dockerfile():
@@ -87,9 +111,13 @@ class Dockerfile(ds.TestCase):
         return found[0]
 
     def installed_paths(self):
+        return self.installed_paths_of(self.instr)
+
+    @staticmethod
+    def installed_paths_of(instr):
         """Paths the final stage COPYs into the image."""
         paths = set()
-        for i, a in self.final:
+        for i, a in [(i, a) for s, i, a in instr if s == 1]:
             if i == "COPY":
                 words = [w for w in a.split() if not w.startswith("--")]
                 *sources, dest = words
@@ -275,6 +303,14 @@ def by_kind(kind):
     return [d for docs in k8s_docs().values() for d in docs if d.get("kind") == kind]
 
 
+def config_secret():
+    """The Secret holding corrald's config file."""
+    found = [s for s in by_kind("Secret") if "corrald.textproto" in s.get("stringData", {})]
+    if len(found) != 1:
+        raise AssertionError(f"expected one Secret with corrald.textproto, found {len(found)}")
+    return found[0]
+
+
 class Kubernetes(ds.TestCase):
     def setUp(self):
         super().setUp()
@@ -282,7 +318,8 @@ class Kubernetes(ds.TestCase):
         self.pod = self.deployment["spec"]["template"]
         self.container = self.pod["spec"]["containers"][0]
         self.ports = {p["name"]: p["containerPort"] for p in self.container["ports"]}
-        self.configmap = by_kind("ConfigMap")[0]
+        self.config_secret = config_secret()
+        self.config_text = self.config_secret["stringData"]["corrald.textproto"]
 
     def matches_pods(self, selector):
         labels = self.pod["metadata"]["labels"]
@@ -300,8 +337,11 @@ class Kubernetes(ds.TestCase):
         manifests = {p for p, c in docs.items() if not any(d["kind"] == "Kustomization" for d in c)}
         self.assertEqual(manifests, listed)
         kinds = {d["kind"] for c in docs.values() for d in c}
-        self.assertLessEqual({"Deployment", "Service", "ConfigMap", "PodDisruptionBudget",
-                              "PodMonitor", "PrometheusRule"}, kinds)
+        self.assertLessEqual({"Deployment", "Service", "Secret", "NetworkPolicy",
+                              "PodDisruptionBudget", "PodMonitor", "PrometheusRule"}, kinds)
+        # The config holds credentials: never in a ConfigMap.
+        for cm in by_kind("ConfigMap"):
+            self.assertNotIn("corrald.textproto", cm.get("data", {}))
 
     def test_deployment(self):
         spec = self.deployment["spec"]
@@ -313,9 +353,19 @@ class Kubernetes(ds.TestCase):
         self.assertEqual(self.ports["metrics"], port_of(flag(args, "metrics_address")))
         self.assertTrue(flag(args, "listen_address").startswith("0.0.0.0:"))
         self.assertTrue(flag(args, "metrics_address").startswith("0.0.0.0:"))
+        installed = Dockerfile.installed_paths_of(dockerfile())
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             with self.subTest(probe=probe):
-                self.assertEqual(self.container[probe]["grpc"]["port"], self.ports["grpc"])
+                # gRPC probes cannot speak TLS: corralctl health over TLS, on
+                # the gRPC port, trusting the CA of the mounted TLS Secret.
+                self.assertNotIn("grpc", self.container[probe])
+                argv = self.container[probe]["exec"]["command"]
+                self.assertIn(argv[0], installed)
+                self.assertEqual(os.path.basename(argv[0]), "corralctl")
+                self.assertEqual(argv[-1], "health")
+                self.assertEqual(port_of(argv[argv.index("--target") + 1]), self.ports["grpc"])
+                self.assertEqual(argv[argv.index("--tls-ca") + 1], self.tls_file("ca.crt"))
+                self.assertNotIn("--token", argv)  # Health needs none; argv is visible.
         resources = self.container["resources"]
         for kind in ("requests", "limits"):
             self.assertLessEqual({"cpu", "memory"}, set(resources[kind]), kind)
@@ -328,19 +378,89 @@ class Kubernetes(ds.TestCase):
         self.assertTrue(self.container["securityContext"]["readOnlyRootFilesystem"])
 
     def test_termination_grace_covers_prestop_drain_and_lock_release(self):
-        drain = drain_seconds(self.configmap["data"]["corrald.textproto"])
+        drain = drain_seconds(self.config_text)
         pre_stop = self.container["lifecycle"]["preStop"]["exec"]["command"]
         self.assertEqual(pre_stop[0], "/bin/sleep")  # coreutils, in debian-slim
         grace = self.pod["spec"]["terminationGracePeriodSeconds"]
         self.assertGreaterEqual(grace, int(pre_stop[1]) + drain + RELEASE_LOCKS_S)
 
-    def test_config_map_is_mounted_where_config_points(self):
-        config = flag(self.container["args"], "config")
+    def secret_volume_of(self, path):
+        """The Secret volume mounted where `path` lies; checks it is private."""
         mount = [m for m in self.container["volumeMounts"]
-                 if config.startswith(m["mountPath"] + "/")][0]
+                 if path.startswith(m["mountPath"] + "/")][0]
+        self.assertTrue(mount.get("readOnly"), mount)
         volume = [v for v in self.pod["spec"]["volumes"] if v["name"] == mount["name"]][0]
-        self.assertEqual(volume["configMap"]["name"], self.configmap["metadata"]["name"])
-        self.assertIn(os.path.basename(config), self.configmap["data"])
+        self.assertIn("secret", volume, f"{path} must come from a Secret")
+        # Readable by the owner and the pod's fsGroup (kubelet makes the
+        # files root-owned, group fsGroup): never world-readable.
+        mode = volume["secret"]["defaultMode"]
+        self.assertEqual(mode & 0o007, 0, oct(mode))
+        self.assertEqual(mode & 0o222, 0, oct(mode))
+        sc = self.pod["spec"]["securityContext"]
+        self.assertEqual(sc["fsGroup"], sc["runAsGroup"])
+        return volume["secret"], mount
+
+    def tls_file(self, name):
+        tls_key = flag(self.container["args"], "tls_key")
+        self.assertIsNotNone(tls_key)
+        return os.path.join(os.path.dirname(tls_key), name)
+
+    def test_config_secret_is_mounted_where_config_points(self):
+        config = flag(self.container["args"], "config")
+        secret, _ = self.secret_volume_of(config)
+        self.assertEqual(secret["secretName"], self.config_secret["metadata"]["name"])
+        self.assertIn(os.path.basename(config), self.config_secret["stringData"])
+
+    def test_credentials_required_and_unknown_namespaces_refused(self):
+        config = uncommented(self.config_text)
+        self.assertRegex(config, r"(?m)^\s*forbid_unknown_namespaces:\s*true\s*$")
+        hashes = re.findall(r'credentials\s*\{[^}]*token_sha256:\s*"([0-9a-f]{64})"', config)
+        self.assertTrue(hashes, "no credentials: every caller could do everything")
+        # The listed namespaces are what credentials grant.
+        listed = set(re.findall(r'namespaces\s*\{\s*name:\s*"([^"]+)"', config))
+        granted = set(re.findall(r'credentials\s*\{[^}]*?namespaces:\s*"([^"]+)"', config))
+        self.assertTrue(listed)
+        self.assertLessEqual(granted - {"*"}, listed)
+
+    def test_tls_is_served_from_a_secret(self):
+        args = self.container["args"]
+        cert, key = flag(args, "tls_cert"), flag(args, "tls_key")
+        self.assertIsNotNone(cert, "plaintext gRPC on 0.0.0.0")
+        self.assertIsNotNone(key)
+        cert_secret, cert_mount = self.secret_volume_of(cert)
+        key_secret, _ = self.secret_volume_of(key)
+        self.assertEqual(cert_secret, key_secret)
+        self.assertEqual(cert_secret["secretName"], "corrald-tls")
+        # kubernetes.io/tls and cert-manager key names.
+        self.assertEqual((os.path.basename(cert), os.path.basename(key)), ("tls.crt", "tls.key"))
+        self.assertNotIn("optional", cert_secret)  # No Secret: no plaintext fallback.
+        # The Secret carries a private key: it is not shipped in the manifests.
+        self.assertNotIn("corrald-tls", {s["metadata"]["name"] for s in by_kind("Secret")})
+        self.assertTrue(cert_mount["mountPath"].startswith("/etc/corral/"))
+
+    def test_network_policy_admits_only_labelled_clients_and_prometheus(self):
+        policies = [p for p in by_kind("NetworkPolicy")
+                    if self.matches_pods(p["spec"]["podSelector"]["matchLabels"])]
+        self.assertEqual(len(policies), 1)
+        spec = policies[0]["spec"]
+        self.assertIn("Ingress", spec["policyTypes"])
+        covered = set()
+        for rule in spec["ingress"]:
+            with self.subTest(rule=rule):
+                # An empty or missing `from` admits every source.
+                self.assertTrue(rule.get("from"), "a rule open to everyone")
+                for peer in rule["from"]:
+                    self.assertNotIn("ipBlock", peer)
+                    self.assertTrue(any(sel.get("matchLabels") or sel.get("matchExpressions")
+                                        for sel in (peer.get("podSelector") or {},
+                                                    peer.get("namespaceSelector") or {})), peer)
+                self.assertTrue(rule.get("ports"), "a rule open on every port")
+                for p in rule["ports"]:
+                    self.assertIn(p["port"], self.ports)
+                    covered.add(p["port"])
+        self.assertEqual(covered, {"grpc", "metrics"})
+        grpc_rules = [r for r in spec["ingress"] if any(p["port"] == "grpc" for p in r["ports"])]
+        self.assertTrue(all(peer.get("podSelector") for r in grpc_rules for peer in r["from"]))
 
     def test_services_and_budget_select_the_pods(self):
         services = by_kind("Service")
@@ -381,6 +501,23 @@ class Systemd(ds.TestCase):
         self.assertGreaterEqual(duration_s(unit_values("TimeoutStopSec")[0].rstrip("s")),
                                 drain + RELEASE_LOCKS_S)
 
+    def test_secrets_come_through_load_credential_and_tls_is_on(self):
+        argv = shlex.split(unit_values("ExecStart")[0])
+        loaded = dict(v.split(":", 1) for v in unit_values("LoadCredential"))
+        for name in ("config", "tls_cert", "tls_key"):
+            with self.subTest(flag=name):
+                path = flag(argv, name)
+                self.assertIsNotNone(path, f"ExecStart lacks --{name}")
+                # Not the on-disk file (root-only): systemd's private copy.
+                prefix = "${CREDENTIALS_DIRECTORY}/"
+                self.assertTrue(path.startswith(prefix), path)
+                self.assertIn(path[len(prefix):], loaded)
+                self.assertTrue(loaded[path[len(prefix):]].startswith("/etc/corral/"))
+        with open(UNIT) as f:
+            header = f.read()
+        self.assertNotRegex(header, r"install -m 06[4-7]4 .*corrald\.textproto",
+                            "the config holds credentials: not world-readable")
+
     def _analyze(self, *args):
         tool = ds.run(["sh", "-c", "command -v systemd-analyze"]).stdout.strip()
         if not tool:
@@ -410,10 +547,24 @@ class Systemd(ds.TestCase):
 
 # --- every deployment's command line starts a real corrald --------------------------
 
+def local_argv(argv, grpc_port, files):
+    """A deployment's corralctl command line, run here: this build's
+    corralctl, this corrald's port (same host name), local copies of files."""
+    argv = [files.get(a, a) for a in argv]
+    argv[0] = ds.CORRALCTL
+    i = argv.index("--target") + 1
+    argv[i] = f"{argv[i].rsplit(':', 1)[0]}:{grpc_port}"
+    return argv
+
+
 class DeploymentsStartCorrald(ds.TestCase):
-    def launch(self, args, config_text):
+    def launch(self, args, config_text, health=None, files=None, check=None):
         """Runs corrald with a deployment's args, its config and a test Redis;
-        checks the container HEALTHCHECK passes, metrics flow, SIGTERM is clean."""
+        checks its health command (default: the container HEALTHCHECK)
+        passes, metrics flow, SIGTERM is clean. `files` maps the
+        deployment's paths (TLS) to local ones; `check(grpc_port)` runs
+        more checks against the live corrald."""
+        files = files or {}
         procs = self.processes()
         if not hasattr(self, "redis_port"):
             self.redis_port = procs.redis()
@@ -429,17 +580,22 @@ class DeploymentsStartCorrald(ds.TestCase):
                 a = f"--{name}=127.0.0.1:0"
             elif name == "redis":
                 continue
+            elif name in ("tls_cert", "tls_key", "tls_client_ca"):
+                path = a.split("=", 1)[1]
+                self.assertIn(path, files, f"no local file for --{name}")
+                a = f"--{name}={files[path]}"
             local.append(a)
         local.append(f"--redis=redis://127.0.0.1:{self.redis_port}")
         proc, grpc_port, metrics_port = procs.corrald(local)
 
-        health = [a for _, i, a in dockerfile() if i == "HEALTHCHECK"][0]
-        argv = exec_form(health[health.index("CMD") + 3:].strip())
-        argv[0] = ds.CORRALCTL
-        argv[argv.index("--target") + 1] = f"127.0.0.1:{grpc_port}"
-        out = ds.run(argv, timeout=10)
+        if health is None:
+            entry = [a for _, i, a in dockerfile() if i == "HEALTHCHECK"][0]
+            health = exec_form(entry[entry.index("CMD") + 3:].strip())
+        out = ds.run(local_argv(health, grpc_port, files), timeout=10)
         self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
         self.assertIn("SERVING", out.stdout + out.stderr)
+        if check:
+            check(grpc_port)
 
         metrics = ds.scrape(metrics_port)
         self.assertRegex(metrics, r"(?m)^corral_store_up 1")
@@ -460,14 +616,62 @@ class DeploymentsStartCorrald(ds.TestCase):
         with open(EXAMPLE_CONFIG) as f:
             self.launch(compose["services"]["corrald-1"]["command"], f.read())
 
-    def test_kubernetes_args_and_configmap(self):
+    def test_kubernetes_args_config_secret_and_tls(self):
+        """The Deployment's args with its config Secret serve TLS with the
+        certificate of a corrald-tls Secret, pass their own probe, and refuse
+        calls without a token and, with one, namespaces the config does not
+        list."""
         container = by_kind("Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
-        self.launch(container["args"], by_kind("ConfigMap")[0]["data"]["corrald.textproto"])
+        probe = container["readinessProbe"]["exec"]["command"]
+        tls_dir = os.path.dirname(flag(container["args"], "tls_key"))
+        pki_dir = tempfile.mkdtemp(prefix="corral-deploy-pki-", dir=self.processes().dir)
+        files = {os.path.join(tls_dir, n): p for n, p in make_server_pki(pki_dir).items()}
+        # A known token in place of the shipped placeholder hash.
+        token = "deploy-test-token-5d1c"
+        text = config_secret()["stringData"]["corrald.textproto"]
+        placeholder = re.search(r'token_sha256:\s*"([0-9a-f]{64})"', uncommented(text)).group(1)
+        text = text.replace(placeholder, hashlib.sha256(token.encode()).hexdigest())
+        ns = re.search(r'namespaces\s*\{\s*name:\s*"([^"]+)"', text).group(1)
+        # And one for every namespace, to meet forbid_unknown_namespaces.
+        any_ns = "deploy-test-any-namespace-91e0"
+        text += ('credentials { name: "deploy-test-any" token_sha256: "'
+                 + hashlib.sha256(any_ns.encode()).hexdigest()
+                 + '" namespaces: "*" rights: READ }\n')
+
+        def check(grpc_port):
+            base = local_argv(probe, grpc_port, files)[:-1]  # corralctl --target --tls-ca ...
+
+            def ctl(*args, token=None):
+                env = {k: v for k, v in os.environ.items() if k != "CORRAL_TOKEN"}
+                if token:
+                    env["CORRAL_TOKEN"] = token
+                return ds.run([*base, *args], timeout=10, env=env)
+            plain = ds.run([ds.CORRALCTL, "--target", f"127.0.0.1:{grpc_port}", "--timeout",
+                            "2s", "health"], timeout=10)
+            self.assertNotEqual(plain.returncode, 0, "plaintext reached a TLS listener")
+            out = ctl("get", ns, "k")
+            self.assertEqual(out.returncode, 3, out.stdout + out.stderr)
+            self.assertIn("UNAUTHENTICATED", out.stderr)
+            out = ctl("get", ns, "k", token=token)
+            self.assertEqual(out.returncode, 1, out.stdout + out.stderr)  # Not found: allowed.
+            out = ctl("get", "not-listed", "k", token=token)
+            self.assertEqual(out.returncode, 3, out.stdout + out.stderr)
+            self.assertIn("PERMISSION_DENIED", out.stderr)
+            out = ctl("get", "not-listed", "k", token=any_ns)
+            self.assertEqual(out.returncode, 3, out.stdout + out.stderr)
+            self.assertIn("NOT_FOUND", out.stderr)
+            self.assertEqual(ctl("get", ns, "k", token=any_ns).returncode, 1)
+        self.launch(container["args"], text, health=probe, files=files, check=check)
 
     def test_systemd_exec_start(self):
         argv = shlex.split(unit_values("ExecStart")[0])
+        pki_dir = tempfile.mkdtemp(prefix="corral-deploy-pki-", dir=self.processes().dir)
+        pki = make_server_pki(pki_dir)
+        files = {flag(argv, "tls_cert"): pki["tls.crt"], flag(argv, "tls_key"): pki["tls.key"]}
+        health = ["corralctl", "--target", "127.0.0.1:0", "--tls-ca", pki["ca.crt"],
+                  "--timeout", "2s", "health"]
         with open(EXAMPLE_CONFIG) as f:
-            self.launch(argv[1:], f.read())
+            self.launch(argv[1:], f.read(), health=health, files=files)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ by the blocking and the asyncio clients (which differ only in how they wait).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
+import warnings
 from typing import Optional
 
 from corral import _convert
@@ -14,6 +17,74 @@ from corral.v1 import corral_pb2 as pb
 
 # Abandon reasons are for the server's logs; keep them bounded.
 MAX_ABANDON_REASON = 512
+
+
+class PlaintextTokenWarning(UserWarning):
+    """A client was given a bearer token and no TLS credentials for a target
+    beyond this host: the token (and every key and value) crosses the
+    network unencrypted. Pass ``credentials`` (TLS), or silence it with
+    ``warnings.filterwarnings("ignore", category=corral.PlaintextTokenWarning)``
+    where the network is trusted."""
+
+
+# gRPC target schemes that name this host only.
+_LOCAL_SCHEMES = ("unix:", "unix-abstract:")
+
+
+def _is_loopback_host(host: str) -> bool:
+    host = host.strip()
+    if host.startswith("[") and "]" in host:
+        host = host[1:host.index("]")]
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False  # Any other name may resolve beyond this host.
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def _strip_port(address: str) -> str:
+    """host of host:port, [v6]:port, a bare v6 address or a bare host."""
+    if address.startswith("["):
+        return address
+    if address.count(":") == 1:
+        return address.rsplit(":", 1)[0]
+    return address  # No port, or a bare IPv6 address.
+
+
+def is_loopback_target(target: str) -> bool:
+    """True when a gRPC target can only reach this host: unix sockets,
+    localhost, 127.0.0.0/8 and ::1 (as host:port, dns:[//authority/]host:port,
+    ipv4:/ipv6: address lists). Anything else -- other names, other
+    addresses, other resolvers -- is not."""
+    t = target.strip()
+    if t.startswith(_LOCAL_SCHEMES):
+        return True
+    if t.startswith(("ipv4:", "ipv6:")):
+        addresses = t.split(":", 1)[1].split(",")
+        return bool(addresses) and all(_is_loopback_host(_strip_port(a)) for a in addresses)
+    if t.startswith("dns:"):
+        t = t[len("dns:"):]
+        if t.startswith("//"):
+            t = t[2:].split("/", 1)[1] if "/" in t[2:] else ""
+    elif "://" in t or re.match(r"^[a-z][a-z0-9+.-]*:(?!\d)", t):
+        return False  # Another resolver (xds:, a custom one): not provably local.
+    return bool(t) and _is_loopback_host(_strip_port(t))
+
+
+def warn_if_plaintext_token(target: str, secure: bool, token: Optional[str],
+                            stacklevel: int = 3) -> None:
+    """Warns (PlaintextTokenWarning) when ``token`` would be sent without TLS
+    to a target beyond this host. The default ``stacklevel`` points at the
+    code that constructed the client (this function <- the client's
+    ``__init__`` <- that code)."""
+    if token and not secure and not is_loopback_target(target):
+        warnings.warn(
+            f"corral: sending a bearer token in plaintext to {target!r}: without TLS "
+            f"anyone on the network path can read it and use it; pass credentials="
+            f"grpc.ssl_channel_credentials(...)", PlaintextTokenWarning, stacklevel=stacklevel)
 
 
 def lookup(namespace: str, key, *, ttl=None, wait_timeout=None, lease_ttl=None,

@@ -80,6 +80,9 @@ class AsyncClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._owns_channel = channel is None
         if channel is None:
+            # A channel passed in is the caller's to secure: its credentials
+            # cannot be inspected.
+            _protocol.warn_if_plaintext_token(target, credentials is not None, token)
             opts = channel_options(max_receive_message_bytes)
             channel = (grpc.aio.secure_channel(target, credentials, opts) if credentials
                        else grpc.aio.insecure_channel(target, opts))

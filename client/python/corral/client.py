@@ -82,7 +82,9 @@ class Client:
     ``grpc.ssl_channel_credentials(root_certificates=ca_pem)``, plus
     ``private_key`` and ``certificate_chain`` for mutual TLS). ``token`` is
     the bearer token sent on every call to a server with credentials
-    configured, e.g. ``token=os.environ["CORRAL_TOKEN"]``."""
+    configured, e.g. ``token=os.environ["CORRAL_TOKEN"]``; with a ``target``
+    beyond this host and no ``credentials`` it would cross the network in
+    clear text, and the constructor warns (``corral.PlaintextTokenWarning``)."""
 
     def __init__(self, target: Optional[str] = None, *, channel: Optional[grpc.Channel] = None,
                  timeout: float = 30.0, worker_id: str = "",
@@ -100,6 +102,9 @@ class Client:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._owns_channel = channel is None
         if channel is None:
+            # A channel passed in is the caller's to secure: its credentials
+            # cannot be inspected.
+            _protocol.warn_if_plaintext_token(target, credentials is not None, token)
             opts = channel_options(max_receive_message_bytes)
             channel = (grpc.secure_channel(target, credentials, opts) if credentials
                        else grpc.insecure_channel(target, opts))
