@@ -191,4 +191,6 @@ function uniqueKey(prefix = 'k') {
   return `${prefix}-${process.pid}-${process.hrtime.bigint()}-${crypto.randomBytes(3).toString('hex')}`;
 }
 
-module.exports = { CORRALD, PACKAGE_DIR, REPO_DIR, Fleet, Corrald, RedisServer, scratchDir, uniqueKey, waitFor, delay };
+module.exports = {
+  CORRALD, PACKAGE_DIR, REPO_DIR, Fleet, Corrald, RedisServer, freePort, scratchDir, uniqueKey, waitFor, delay,
+};
