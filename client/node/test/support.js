@@ -158,14 +158,48 @@ class Corrald {
   }
 }
 
-// One redis-server (unless redis: false: the embedded store) and one corrald.
+// The examples' fake plant-identification API
+// (client/python/examples/fake_upstream.py, on Debian's python3).
+class FakeUpstream {
+  static async start(dir, { minDelay = 0.2, maxDelay = 0.3 } = {}) {
+    const script = path.join(REPO_DIR, 'client', 'python', 'examples', 'fake_upstream.py');
+    const proc = new Process('fake-upstream', ['/usr/bin/python3', script, 'serve',
+      `--min-delay=${minDelay}`, `--max-delay=${maxDelay}`], dir);
+    const m = await proc.waitForLog(/fake-upstream ready url=(\S+)/);
+    return Object.assign(new FakeUpstream(), { proc, url: m[1] });
+  }
+
+  async setFailing(failing) {
+    const res = await fetch(`${this.url}/fail`, { method: 'POST', body: failing ? '1' : '0' });
+    assertOk(res);
+  }
+
+  // Upstream calls per image SHA-256.
+  async perImage() {
+    const res = await fetch(`${this.url}/stats`);
+    assertOk(res);
+    return (await res.json()).per_image;
+  }
+
+  stop() {
+    return this.proc.stop();
+  }
+}
+
+function assertOk(res) {
+  if (!res.ok) throw new Error(`fake upstream answered ${res.status}`);
+}
+
+// One redis-server (unless redis: false: the embedded store), one corrald and,
+// with upstream: true, the fake upstream.
 class Fleet {
-  static async start({ redis = true, args = [] } = {}) {
+  static async start({ redis = true, args = [], upstream = false } = {}) {
     const fleet = new Fleet();
     fleet.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-nodetest-'));
     try {
       if (redis) fleet.redis = await RedisServer.start(fleet.dir);
       fleet.corrald = await Corrald.start(fleet.dir, { redisUri: fleet.redis?.uri, args });
+      if (upstream) fleet.upstream = await FakeUpstream.start(fleet.dir);
     } catch (err) {
       await fleet.stop();
       throw err;
@@ -175,6 +209,7 @@ class Fleet {
   }
 
   async stop() {
+    if (this.upstream) await this.upstream.stop();
     if (this.corrald) await this.corrald.stop();
     if (this.redis) await this.redis.stop();
     fs.rmSync(this.dir, { recursive: true, force: true });
@@ -192,5 +227,5 @@ function uniqueKey(prefix = 'k') {
 }
 
 module.exports = {
-  CORRALD, PACKAGE_DIR, REPO_DIR, Fleet, Corrald, RedisServer, freePort, scratchDir, uniqueKey, waitFor, delay,
+  CORRALD, PACKAGE_DIR, REPO_DIR, Fleet, Corrald, RedisServer, FakeUpstream, freePort, scratchDir, uniqueKey, waitFor, delay,
 };
