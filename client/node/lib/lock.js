@@ -14,8 +14,6 @@
 // `lost` turns true and `onLost` runs once; the token then no longer
 // protects writes (a fenced set is refused). Mirrors client/python/corral/lock.py.
 
-const { CorralError } = require('./errors');
-
 class Lock {
   constructor(client, namespace, key, grant, ttl, { renewEvery, onLost } = {}) {
     this._client = client;
@@ -65,8 +63,7 @@ class Lock {
     try {
       r = await this._client.renewLock(this.namespace, this.key, this.token,
         { ttl: this._ttl, timeout: Math.max(this._periodMs / 1000, 0.05) });
-    } catch (err) {
-      if (!(err instanceof CorralError)) throw err;
+    } catch {
       if (performance.now() < this._expiresMono) {
         if (!this.released) this._schedule(); // Still ours; try again next period.
         return;
@@ -87,7 +84,12 @@ class Lock {
   _markLost() {
     if (this.released) return;
     this.lost = true;
-    if (this._onLost) this._onLost();
+    if (!this._onLost) return;
+    try {
+      this._onLost();
+    } catch (err) {
+      process.emitWarning(`corral: onLost threw: ${err && err.stack ? err.stack : err}`);
+    }
   }
 }
 
