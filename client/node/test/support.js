@@ -190,27 +190,40 @@ function assertOk(res) {
   if (!res.ok) throw new Error(`fake upstream answered ${res.status}`);
 }
 
-// One redis-server (unless redis: false: the embedded store), one corrald and,
-// with upstream: true, the fake upstream.
+// One redis-server (unless redis: false: the embedded store), `replicas`
+// corralds sharing it and, with upstream: true, the fake upstream.
+// `corrald`/`target` are the first replica's.
 class Fleet {
-  static async start({ redis = true, args = [], upstream = false } = {}) {
+  static async start({ redis = true, replicas = 1, args = [], upstream = false } = {}) {
     const fleet = new Fleet();
     fleet.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'corral-nodetest-'));
+    fleet.replicas = [];
     try {
       if (redis) fleet.redis = await RedisServer.start(fleet.dir);
-      fleet.corrald = await Corrald.start(fleet.dir, { redisUri: fleet.redis?.uri, args });
+      for (let i = 0; i < replicas; i += 1) {
+        fleet.replicas.push(await Corrald.start(fleet.dir, { redisUri: fleet.redis?.uri, args }));
+      }
       if (upstream) fleet.upstream = await FakeUpstream.start(fleet.dir);
     } catch (err) {
       await fleet.stop();
       throw err;
     }
+    [fleet.corrald] = fleet.replicas;
     fleet.target = fleet.corrald.target;
+    fleet.targets = fleet.replicas.map((r) => r.target);
     return fleet;
+  }
+
+  // Callers waiting in `namespace`, summed over the replicas.
+  async waiters(namespace) {
+    let total = 0;
+    for (const r of this.replicas) total += await r.waiters(namespace);
+    return total;
   }
 
   async stop() {
     if (this.upstream) await this.upstream.stop();
-    if (this.corrald) await this.corrald.stop();
+    for (const r of this.replicas) await r.stop();
     if (this.redis) await this.redis.stop();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
