@@ -1,7 +1,9 @@
 'use strict';
 // examples/plant_worker.js against a real corrald, redis-server and the fake
 // upstream: workers in both modes, racing on the same images, call the
-// upstream once per image; a failing upstream is reported by every job.
+// upstream once per image, also racing the Python worker
+// (client/python/examples/plant_worker.py); a failing upstream is reported
+// by every job.
 
 const assert = require('node:assert/strict');
 const { execFile } = require('node:child_process');
@@ -9,9 +11,10 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const { after, before, test } = require('node:test');
-const { Fleet, PACKAGE_DIR, uniqueKey } = require('./support');
+const { Fleet, PACKAGE_DIR, PYTHONPATH, REPO_DIR, uniqueKey } = require('./support');
 
 const WORKER = path.join(PACKAGE_DIR, 'examples', 'plant_worker.js');
+const PY_WORKER = path.join(REPO_DIR, 'client', 'python', 'examples', 'plant_worker.py');
 const FAILURE_REASONS = ['upstream-failed', 'peer-compute-failed', 'breaker-open'];
 
 let fleet;
@@ -36,11 +39,16 @@ function makeImages(n, tag) {
   return images;
 }
 
-// Runs one worker; resolves to { code, lines: [[key, source, ...rest]] }.
-function runWorker(args) {
+// Runs one worker (the Node one, or with python: true the Python one);
+// resolves to { code, lines: [[key, source, ...rest]] }.
+function runWorker(args, { python = false } = {}) {
+  const argv = ['--target', fleet.target, '--upstream', fleet.upstream.url, ...args];
+  const [cmd, env] = python
+    ? ['/usr/bin/python3', { ...process.env, PYTHONPATH, PYTHONDONTWRITEBYTECODE: '1' }]
+    : [process.execPath, process.env];
   return new Promise((resolve) => {
-    execFile(process.execPath, [WORKER, '--target', fleet.target, '--upstream', fleet.upstream.url, ...args],
-      { timeout: 60000 }, (err, stdout, stderr) => {
+    execFile(cmd, [python ? PY_WORKER : WORKER, ...argv],
+      { timeout: 60000, env }, (err, stdout, stderr) => {
         const code = err ? (err.code ?? 'killed') : 0;
         const lines = stdout.split('\n').filter(Boolean).map((l) => l.split('\t'));
         resolve({ code, lines, stderr });
@@ -48,15 +56,19 @@ function runWorker(args) {
   });
 }
 
-test('workers in both modes, racing on the same images, call the upstream once per image', async () => {
+test('Node workers in both modes and Python workers, racing on the same images, call the upstream once per image', async () => {
   const ns = uniqueKey('plants');
   const images = makeImages(3, 'ok');
   const start = String(Date.now() / 1000 + 1);
   const common = ['--namespace', ns, '--repeat', '3', '--start-at', start, ...Object.values(images)];
+  assert.ok(fs.existsSync(path.join(PYTHONPATH, 'corral', 'v1')),
+    `no Python client at ${PYTHONPATH}: build the project (target corral_python)`);
   const runs = await Promise.all([
     runWorker(['--mode', 'compute', ...common]),
     runWorker(['--mode', 'compute', '--concurrency', '2', ...common]),
     runWorker(['--mode', 'lock', ...common]),
+    runWorker(['--mode', 'sync', ...common], { python: true }),
+    runWorker(['--mode', 'lock', ...common], { python: true }),
   ]);
   const values = {};
   for (const run of runs) {

@@ -19,6 +19,9 @@ const PACKAGE_DIR = path.resolve(__dirname, '..');
 const REPO_DIR = path.resolve(PACKAGE_DIR, '..', '..');
 const CORRALD = process.env.CORRALD
   || path.join(process.env.CORRAL_BUILD_DIR || path.join(REPO_DIR, 'build'), 'server', 'corrald');
+const BUILD_DIR = process.env.CORRAL_BUILD_DIR || path.join(REPO_DIR, 'build');
+// The Python client as the build assembles it (for the polyglot test).
+const PYTHONPATH = path.join(BUILD_DIR, 'client', 'python');
 const REDIS_SERVER = process.env.REDIS_SERVER || '/usr/bin/redis-server';
 const START_TIMEOUT_MS = 15000;
 
@@ -240,5 +243,5 @@ function uniqueKey(prefix = 'k') {
 }
 
 module.exports = {
-  CORRALD, PACKAGE_DIR, REPO_DIR, Fleet, Corrald, RedisServer, FakeUpstream, freePort, scratchDir, uniqueKey, waitFor, delay,
+  CORRALD, PACKAGE_DIR, PYTHONPATH, REPO_DIR, Fleet, Corrald, RedisServer, FakeUpstream, freePort, scratchDir, uniqueKey, waitFor, delay,
 };
