@@ -207,7 +207,6 @@ class Client {
     const { ttl, waitTimeout, leaseTtl, allowStale = false, timeout, workerId } = options;
     const request = convert.lookup(namespace, key, { ttl, waitTimeout, leaseTtl, allowStale,
       workerId: workerId ?? this.workerId });
-    convert.seconds(ttl, 'ttl');
     const state = new RetryState(this._retry, performance.now() + (timeout ?? this.timeout) * 1000);
     for (;;) {
       const ran = { value: false };
