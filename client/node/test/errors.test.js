@@ -91,6 +91,23 @@ test('waiting past waitTimeout under on_wait_timeout FAIL: WaitTimeout', async (
   assert.deepEqual(await leaseholder, Buffer.from('late'));
 });
 
+test('a waiter past its call deadline: DeadlineExceeded without a reason; it stops waiting', async () => {
+  const key = uniqueKey('deadline');
+  let leased;
+  const hasLease = new Promise((resolve) => { leased = resolve; });
+  let release;
+  const gate = new Promise((resolve) => { release = resolve; });
+  const leaseholder = client.getOrCompute(STRICT_NS, key, async () => { leased(); await gate; return 'slow'; });
+  await hasLease;
+  const err = await client.getOrCompute(STRICT_NS, key, () => assert.fail('the waiter computed'),
+    { waitTimeout: 30, timeout: 0.3 }).then(() => assert.fail('no error'), (e) => e);
+  assert.equal(err.constructor, corral.DeadlineExceeded, `got ${err}`);
+  assert.equal(err.reason, '');
+  await waitFor(async () => (await fleet.corrald.waiters(STRICT_NS)) === 0, 'the waiter to leave');
+  release();
+  assert.deepEqual(await leaseholder, Buffer.from('slow'));
+});
+
 test('upstream failures open the breaker: BreakerOpen with retryAfterMs; getBreaker says open', async () => {
   assert.equal((await client.getBreaker(BREAKER_NS)).state, 'closed');
   for (let i = 0; i < 2; i += 1) {
