@@ -21,6 +21,13 @@ if [[ ${1:-} == --bench ]]; then
   packages+=(etcd-server etcd-client linux-perf heaptrack valgrind)
 fi
 
+# The Node.js client (client/node/test.sh): Debian's nodejs and npm, unless a
+# node with npm is already installed (NodeSource's nodejs carries its own npm
+# and conflicts with Debian's npm package).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
