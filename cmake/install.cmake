@@ -44,6 +44,11 @@ install(FILES ${PROJECT_SOURCE_DIR}/proto/corral/v1/corral.proto
               ${PROJECT_SOURCE_DIR}/proto/corral/v1/config.proto
         DESTINATION ${CMAKE_INSTALL_DATADIR}/corral/proto/corral/v1 COMPONENT dev)
 
+# A sanitizer build's libraries need the sanitizer runtimes wherever they are
+# linked, consumers included (scripts/test.sh --sanitize runs install_cpp).
+if(CORRAL_SANITIZE)
+  target_link_options(corral_client INTERFACE -fsanitize=address,undefined)
+endif()
 install(EXPORT corralTargets NAMESPACE corral:: DESTINATION ${CORRAL_CMAKE_DIR} COMPONENT dev)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/corralConfig.cmake.in
   ${PROJECT_BINARY_DIR}/cmake/corralConfig.cmake
