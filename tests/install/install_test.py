@@ -260,6 +260,8 @@ class DebPackage(InstallTestCase):
         self.assertRegex(unit, r"(?m)^User=corral$")
         self.assertRegex(unit, r"(?m)^Group=corral$")
         self.assertNotIn("/usr/local", unit)
+        self.verify_unit(unit.replace("ExecStart=/usr/bin/corrald",
+                                      f"ExecStart={root}/usr/bin/corrald"))
 
         # The packaged corrald starts with the packaged config (addresses
         # moved to free loopback ports) and the packaged corralctl talks to it.
@@ -273,6 +275,22 @@ class DebPackage(InstallTestCase):
             timeout=30)
         got = run([corralctl, "--target", server.target, "get", "plant_id", key], timeout=30)
         self.assertIn("Rosa canina", got.stdout)
+
+
+    def verify_unit(self, unit: str) -> None:
+        """systemd-analyze verify (ExecStart must exist: the unpacked one)."""
+        tool = shutil.which("systemd-analyze")
+        if not tool:
+            return  # Comes with systemd; tests/deploy skips likewise.
+        path = os.path.join(self.tmp, "corrald.service")
+        with open(path, "w") as f:
+            f.write(unit)
+        out = subprocess.run([tool, "verify", path], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=60)
+        if out.returncode != 0 and re.search(r"bus|Failed to (initialize|connect)", out.stdout, re.I):
+            return  # No systemd to ask in this environment.
+        self.assertEqual(out.returncode, 0, out.stdout)
+        self.assertNotRegex(out.stdout, r"Unknown (key|section|lvalue)|[Ii]gnoring|[Ii]nvalid")
 
 
 class Readme(unittest.TestCase):
