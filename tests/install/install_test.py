@@ -13,6 +13,7 @@
                    unpacked in a temporary directory (nothing is installed
                    system-wide).
     Readme         README's Install section carries the commands tested here.
+    OneVersion     image tags in deploy/ match CMake's project VERSION.
 
 Run by ctest (tests/install/CMakeLists.txt) with CORRAL_BUILD_DIR,
 CORRAL_SOURCE_DIR, CORRAL_CMAKE and CORRAL_CPACK set; one class per entry.
@@ -307,6 +308,23 @@ class Readme(unittest.TestCase):
         self.assertIn(f"corral_{project_version()}_amd64.deb", section.group(1))
         major, minor = project_version().split(".")[:2]
         self.assertIn(f"find_package(corral {major}.{minor} REQUIRED)", section.group(1))
+
+
+class OneVersion(unittest.TestCase):
+    """CMake's project VERSION is the version; what cannot derive it must match.
+    (The Python package, the .deb and corralConfigVersion.cmake derive it.)"""
+
+    def test_image_tags_match_the_project_version(self):
+        version = project_version()
+        found = []
+        for path, pattern in (("deploy/k8s/kustomization.yaml", r'newTag: "([^"]+)"'),
+                              ("deploy/docker/Dockerfile", r"corrald:(\d[\w.]*)"),
+                              ("deploy/README.md", r"corrald:(\d[\w.]*)")):
+            with open(os.path.join(SOURCE_DIR, path)) as f:
+                tags = re.findall(pattern, f.read())
+            self.assertTrue(tags, f"no image tag found in {path}")
+            found += [(path, tag) for tag in tags]
+        self.assertEqual([(p, t) for p, t in found if t != version], [])
 
 
 if __name__ == "__main__":
