@@ -11,6 +11,7 @@ packages=(
   libabsl-dev libhiredis-dev libevent-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev redis-server libssl-dev openssl
   python3-grpcio python3-protobuf python3-redis
+  python3-setuptools python3-venv dpkg-dev
   prometheus python3-yaml docker-compose
   clang libclang-rt-14-dev
 )
