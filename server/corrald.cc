@@ -1,6 +1,7 @@
 // corrald: the corral server. See --help.
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -127,13 +128,15 @@ absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
   return secret;
 }
 
-// Secrets belong to corrald's user alone: a file that its group or anyone
-// may read gets a warning (not an error: a deploy may rely on group access).
+// Secrets belong to corrald's user alone: a file that another group or
+// anyone may read gets a warning (not an error: a deploy may rely on it).
 void WarnIfShared(const std::string& path, absl::string_view what) {
   if (path.empty()) return;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return;  // Reading it reports that.
-  if ((st.st_mode & (S_IRGRP | S_IROTH)) == 0) return;
+  // A group that is corrald's own (Kubernetes' fsGroup) shares nothing.
+  const bool group = (st.st_mode & S_IRGRP) != 0 && st.st_gid != ::getegid();
+  if (!group && (st.st_mode & S_IROTH) == 0) return;
   CORRAL_LOG(LogLevel::kWarning, "secret_file_readable", "file=", path, " holds=", what,
              absl::StrFormat(" mode=%04o", st.st_mode & 07777),
              " WARNING: readable by ", (st.st_mode & S_IROTH) ? "every user" : "its group",

@@ -326,6 +326,10 @@ class OneVersion(unittest.TestCase):
             found += [(path, tag) for tag in tags]
         self.assertEqual([(p, t) for p, t in found if t != version], [])
 
+    def test_node_package_matches_the_project_version(self):
+        with open(os.path.join(SOURCE_DIR, "client/node/package.json")) as f:
+            self.assertEqual(json.load(f)["version"], project_version())
+
 
 if __name__ == "__main__":
     unittest.main()
