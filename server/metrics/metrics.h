@@ -1,5 +1,6 @@
-// corral's Prometheus metrics (names as in DESIGN.md "Metrics"). One object
-// per process, built on a registry that is passed in. Thread-safe.
+// corral's Prometheus metrics (names and labels as in docs/OPERATIONS.md,
+// "Metrics and recording rules"). One object per process, built on a
+// registry that is passed in. Thread-safe.
 #ifndef CORRAL_SERVER_METRICS_METRICS_H_
 #define CORRAL_SERVER_METRICS_METRICS_H_
 

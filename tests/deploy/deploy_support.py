@@ -19,7 +19,7 @@ CORRALD = os.path.join(BUILD, "server", "corrald")
 CORRALCTL = os.path.join(BUILD, "client", "corralctl", "corralctl")
 BENCH = os.path.join(BUILD, "client", "bench", "corral-bench")
 
-# The metric contract (docs/OPERATIONS.md, DESIGN.md "Metrics"): rules and
+# The metric contract (docs/OPERATIONS.md "Metrics and recording rules"): rules and
 # dashboards may use these names only. Histograms also expose _bucket, _sum
 # and _count.
 COUNTERS_AND_GAUGES = {
