@@ -172,8 +172,10 @@ class CppPackage(InstallTestCase):
         # The unit points into the prefix it was installed to.
         with open(os.path.join(prefix, "lib/systemd/system/corrald.service")) as f:
             unit = f.read()
-        self.assertIn(f"ExecStart={prefix}/bin/corrald --config={prefix}/etc/corral/corrald.textproto",
+        self.assertIn(f"LoadCredential=corrald.textproto:{prefix}/etc/corral/corrald.textproto",
                       unit)
+        self.assertIn(f"ExecStart={prefix}/bin/corrald "
+                      "--config=${CREDENTIALS_DIRECTORY}/corrald.textproto", unit)
 
         consumer = os.path.join(self.tmp, "consumer")
         configure = [CMAKE, "-S", os.path.join(SOURCE_DIR, "tests", "install", "consumer"),
@@ -256,7 +258,10 @@ class DebPackage(InstallTestCase):
         run(["dpkg-deb", "-x", deb, root])
         with open(os.path.join(root, "usr/lib/systemd/system/corrald.service")) as f:
             unit = f.read()
-        self.assertIn("ExecStart=/usr/bin/corrald --config=/etc/corral/corrald.textproto", unit)
+        self.assertIn("LoadCredential=corrald.textproto:/etc/corral/corrald.textproto", unit)
+        self.assertIn("LoadCredential=tls.key:/etc/corral/tls/tls.key", unit)
+        self.assertIn("ExecStart=/usr/bin/corrald --config=${CREDENTIALS_DIRECTORY}/corrald.textproto",
+                      unit)
         self.assertIn("EnvironmentFile=-/etc/corral/corrald.env", unit)
         self.assertRegex(unit, r"(?m)^User=corral$")
         self.assertRegex(unit, r"(?m)^Group=corral$")
