@@ -10,6 +10,7 @@
 // process and target; close() it when done. Mirrors client/python/corral/client.py.
 
 const grpc = require('@grpc/grpc-js');
+const { isLoopbackTarget } = require('./target');
 const convert = require('./convert');
 const { CorralError, Internal, LockNotAcquired, errorFromGrpc } = require('./errors');
 const { Lock } = require('./lock');
@@ -92,6 +93,13 @@ class Client {
     this.workerId = workerId;
     this._retry = retry;
     this._token = token || '';
+    if (this._token && !tls && !credentials && !isLoopbackTarget(target)) {
+      // Not an error (a trusted network or a sidecar may carry it), but a
+      // bearer token in clear text is readable by anyone on the path.
+      process.emitWarning(
+        `corral: the token for ${target} would be sent in plaintext; pass { tls } ` +
+        '(or credentials) to encrypt it', { type: 'PlaintextTokenWarning', code: 'CORRAL_PLAINTEXT_TOKEN' });
+    }
     const Service = corralService();
     this._stub = new Service(target, credentialsFor(tls, credentials), {
       'grpc.max_receive_message_length': maxReceiveMessageBytes, ...channelOptions,
