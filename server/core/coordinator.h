@@ -108,6 +108,12 @@ class Coordinator final : public StoreListener {
   // The namespace's circuit breaker as this replica sees it.
   void DescribeBreaker(std::string ns, Callback<BreakerView> done);
 
+  // Replaces XFetch's uniform draw in (0, 1] (early refresh), so that tests
+  // make a refresh certain (a tiny draw) or impossible (1). Called on the
+  // loop and on gRPC threads: it must be thread-safe. Set it before the
+  // first call.
+  void SetEarlyRefreshDraw(std::function<double()> draw) { early_refresh_draw_ = std::move(draw); }
+
   // Forgets idle dynamic namespaces (NamespaceTracker); `done` hears how
   // many. Runs by itself every limits.dynamic_namespace_idle / 4 (at most
   // once a minute); tests call it after moving the clock.
@@ -359,6 +365,8 @@ class Coordinator final : public StoreListener {
   const Clock& clock_;
   CoordinatorObserver& observer_;
   std::atomic<CallId> next_id_{1};
+  // Null: the built-in uniform draw.
+  std::function<double()> early_refresh_draw_;
   // Thread-safe; Settings() records each use.
   mutable NamespaceTracker namespaces_;
 

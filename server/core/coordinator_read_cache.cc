@@ -49,7 +49,8 @@ bool Coordinator::ServeFromReadCache(const LookupRequest& request, ComputeSink& 
   // DoLookup's checks: a lookup it would refuse gets its error there.
   auto resolved = ResolveLookup(request);
   if (!resolved.ok()) return false;
-  if (EarlyRefreshDue(resolved->ns.early_refresh_beta, hit->meta, DrawOpenClosed())) {
+  const double u = early_refresh_draw_ ? early_refresh_draw_() : DrawOpenClosed();
+  if (EarlyRefreshDue(resolved->ns.early_refresh_beta, hit->meta, u)) {
     *refresh_due_for = hit->meta.expires_at;
     return false;
   }

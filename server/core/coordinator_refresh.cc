@@ -20,8 +20,10 @@ using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 bool Coordinator::WantsEarlyRefresh(const Session& s, const StoredValue& value) {
   if (s.half_closed) return false;
   if (value.expires_at <= s.refresh_due_for) return true;  // Drawn already.
-  return EarlyRefreshDue(s.ns.early_refresh_beta, value,
-                         absl::Uniform<double>(absl::IntervalOpenClosed, rng_, 0.0, 1.0));
+  const double u = early_refresh_draw_
+                       ? early_refresh_draw_()
+                       : absl::Uniform<double>(absl::IntervalOpenClosed, rng_, 0.0, 1.0);
+  return EarlyRefreshDue(s.ns.early_refresh_beta, value, u);
 }
 
 bool Coordinator::EarlyRefreshDue(double beta, const StoredValue& value, double u) const {

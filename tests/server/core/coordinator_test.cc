@@ -837,7 +837,9 @@ TEST_P(CoordinatorTest, StaleRefreshIsRefusedByAnOpenBreakerButStaleIsStillServe
 TEST_P(CoordinatorTest, EarlyRefreshHandsOneHitARefreshLeaseNearExpiry) {
   const CacheKey key{"eager", "k"};
   // delta = 200 ms, TTL 1 s; 900 ms later the value has 100 ms left, and
-  // with beta = 100 nearly every hit draws an early refresh.
+  // with beta = 100 nearly every hit draws an early refresh (every one,
+  // with the draw fixed: the test does not fail 1 time in 200).
+  coordinator_->SetEarlyRefreshDraw([] { return 1e-6; });
   ComputeOnce(key, "v1", absl::Seconds(1), absl::Milliseconds(200));
   Advance(absl::Milliseconds(900));
   std::vector<Call> calls;
@@ -867,8 +869,9 @@ TEST_P(CoordinatorTest, EarlyRefreshWaitsOutARememberedFailure) {
   // A read of a fresh value does not carry the remembered failure; the
   // lock attempt of an early refresh does, and gives up on the refresh.
   const CacheKey key{"eager", "k"};
+  coordinator_->SetEarlyRefreshDraw([] { return 1e-6; });  // Every hit wants a refresh.
   ComputeOnce(key, "v1", absl::Seconds(2), absl::Milliseconds(200));
-  Advance(absl::Milliseconds(1800));  // 200 ms left: nearly every hit draws a refresh.
+  Advance(absl::Milliseconds(1800));  // 200 ms left.
   Call first = Lookup(key);
   ASSERT_TRUE(first.sink->WaitLease());
   EXPECT_EQ(first.sink->lease()->mode, LeaseMode::kRefresh);
@@ -886,6 +889,7 @@ TEST_P(CoordinatorTest, EarlyRefreshWaitsOutARememberedFailure) {
 
 TEST_P(CoordinatorTest, AbandonedEarlyRefreshLeavesTheValueAsItWas) {
   const CacheKey key{"eager", "k"};
+  coordinator_->SetEarlyRefreshDraw([] { return 1e-6; });  // Every hit wants a refresh.
   ComputeOnce(key, "v1", absl::Seconds(1), absl::Milliseconds(200));
   Advance(absl::Milliseconds(900));
   Call refresher = Lookup(key);
