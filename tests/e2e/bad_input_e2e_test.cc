@@ -12,6 +12,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet.h"
+#include "tests/support/joining_thread.h"
 
 namespace corral::testing {
 namespace {
@@ -247,7 +248,7 @@ TEST_P(BadInputE2E, GetOrComputeOutOfTurn) {
   // it got goes back, the next caller computes, and the quitter is served
   // the value like any waiter (in whichever order the two arrive).
   StreamResult quitter;
-  std::thread quit([&] { quitter = Stream(*stub_, {Lookup("ns", "quit")}, true); });
+  JoiningThread quit([&] { quitter = Stream(*stub_, {Lookup("ns", "quit")}, true); });
   auto after_quit = Stream(*stub_, {Lookup("ns", "quit"), FillOf("v")}, true);
   quit.join();
   ASSERT_FALSE(after_quit.responses.empty());

@@ -7,11 +7,13 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "client/bench/stampede.h"
 #include "corral/v1/corral.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet.h"
+#include "tests/support/joining_thread.h"
 
 namespace corral::testing {
 namespace {
@@ -30,7 +32,7 @@ TEST(FaultsE2E, ChaosStampedeRedisKilledAndRestarted) {
   bench::StampedeOptions o = Options(*fleet, 2000, 20, absl::Milliseconds(600));
   o.spread = absl::Microseconds(500);  // Arrivals span the outage.
   bench::StampedeReport report;
-  std::thread stampede([&] { report = bench::RunStampede(o); });
+  JoiningThread stampede([&] { report = bench::RunStampede(o); });
   absl::SleepFor(absl::Milliseconds(250));
   fleet->redis().Kill();
   absl::SleepFor(absl::Milliseconds(800));
@@ -83,9 +85,10 @@ TEST(FaultsE2E, ReplicaKilledWhileHoldingALease) {
   auto fleet = Fleet::Start(2, /*embedded=*/false, kShortLeases);
   ASSERT_NE(fleet, nullptr);
   auto holder = fleet->ClientFor(0);
-  std::thread computing([&] {
-    (void)holder->GetOrCompute("chaos", "k", []() -> absl::StatusOr<std::string> {
-      absl::SleepFor(absl::Seconds(20));
+  absl::Notification give_up;  // The compute outlives its replica; ends here.
+  JoiningThread computing([&] {
+    (void)holder->GetOrCompute("chaos", "k", [&]() -> absl::StatusOr<std::string> {
+      give_up.WaitForNotificationWithTimeout(absl::Seconds(20));
       return std::string("never");
     });
   });
@@ -93,7 +96,7 @@ TEST(FaultsE2E, ReplicaKilledWhileHoldingALease) {
   auto waiter = fleet->ClientFor(1);
   absl::StatusOr<client::GetOrComputeResult> took_over;
   absl::Time killed;
-  std::thread waiting([&] {
+  JoiningThread waiting([&] {
     took_over = waiter->GetOrCompute("chaos", "k", []() -> absl::StatusOr<std::string> {
       return std::string("from-replica-1");
     });
@@ -107,7 +110,8 @@ TEST(FaultsE2E, ReplicaKilledWhileHoldingALease) {
   EXPECT_TRUE(took_over->computed);
   EXPECT_EQ(took_over->value, "from-replica-1");
   EXPECT_LT(handover, absl::Seconds(2) + absl::Milliseconds(800)) << "within the lease TTL";
-  computing.detach();  // Its stream died with the replica; it ends on its own.
+  give_up.Notify();  // Its stream died with the replica; its compute ends now.
+  computing.join();
 }
 
 // SIGTERM while a local leaseholder computes: corrald drains (1 s here),
@@ -116,7 +120,7 @@ TEST(FaultsE2E, SigtermDrainsAndReleasesLocksAtOnce) {
   auto fleet = Fleet::Start(2, /*embedded=*/false, kShortLeases);
   ASSERT_NE(fleet, nullptr);
   auto holder = fleet->ClientFor(0);
-  std::thread computing([&] {
+  JoiningThread computing([&] {
     (void)holder->GetOrCompute("chaos", "drain", []() -> absl::StatusOr<std::string> {
       absl::SleepFor(absl::Seconds(4));
       return std::string("late");

@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet.h"
+#include "tests/support/joining_thread.h"
 
 namespace corral::testing {
 namespace {
@@ -83,7 +84,7 @@ TEST(FreshnessE2E, StaleIsServedAtOnceDuringASlowRefresh) {
   GetOrComputeOptions stale_ok;
   stale_ok.allow_stale = true;
   std::atomic<bool> refreshing{false};
-  std::thread refresher([&] {
+  JoiningThread refresher([&] {
     auto r = a->GetOrCompute("revalidate", "k", [&]() -> absl::StatusOr<std::string> {
       refreshing = true;
       absl::SleepFor(absl::Seconds(1));

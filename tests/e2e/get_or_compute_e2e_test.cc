@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet.h"
+#include "tests/support/joining_thread.h"
 #include "tests/support/process.h"
 
 namespace corral::testing {
@@ -83,7 +84,7 @@ TEST(GetOrComputeE2E, LeaseholderProcessKilledMidCompute) {
   ASSERT_EQ(::access(marker.c_str(), F_OK), 0) << "the worker never got the lease";
 
   StampedeReport report;
-  std::thread stampede([&] { report = RunStampede(o); });
+  JoiningThread stampede([&] { report = RunStampede(o); });
   absl::SleepFor(absl::Milliseconds(500));  // Everyone is waiting now.
   const absl::Time killed = absl::Now();
   ASSERT_TRUE((*worker)->Signal(SIGKILL).ok());
@@ -111,7 +112,7 @@ TEST(GetOrComputeE2E, HungLeaseholderIsRevokedAndItsLateFillRefused) {
   ASSERT_NE(fleet, nullptr);
   auto hung_client = fleet->ClientFor(0);
   absl::StatusOr<client::GetOrComputeResult> hung;
-  std::thread hung_worker([&] {
+  JoiningThread hung_worker([&] {
     hung = hung_client->GetOrCompute("slow", "k0", []() -> absl::StatusOr<std::string> {
       absl::SleepFor(absl::Milliseconds(2500));
       return std::string("late");
@@ -152,7 +153,7 @@ TEST(GetOrComputeE2E, LockApiWorkerAndGetOrComputeCallersComputeOnce) {
   auto lock = lock_worker->AcquireLock("e2e", key, absl::Seconds(30), absl::ZeroDuration());
   ASSERT_TRUE(lock.ok() && lock->acquired);
   StampedeReport report;
-  std::thread stampede([&] { report = RunStampede(o); });
+  JoiningThread stampede([&] { report = RunStampede(o); });
   absl::SleepFor(absl::Milliseconds(500));
   client::SetOptions fenced;
   fenced.lock_token = lock->token;
@@ -175,7 +176,7 @@ TEST(GetOrComputeE2E, RedisRestartedMidStampede) {
   StampedeOptions o = Options(*fleet, 500, 5, absl::Milliseconds(800));
   o.deadline = absl::Seconds(30);
   StampedeReport report;
-  std::thread stampede([&] { report = RunStampede(o); });
+  JoiningThread stampede([&] { report = RunStampede(o); });
   absl::SleepFor(absl::Milliseconds(300));
   fleet->redis().Kill();
   absl::SleepFor(absl::Milliseconds(700));

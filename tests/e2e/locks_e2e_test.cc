@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet.h"
+#include "tests/support/joining_thread.h"
 
 namespace corral::testing {
 namespace {
@@ -28,7 +29,7 @@ TEST(LocksE2E, MutualExclusionAcrossTwoReplicas) {
   std::vector<uint64_t> tokens_in_order;
   std::atomic<int> acquired{0}, errors{0};
 
-  std::vector<std::thread> threads;
+  std::vector<JoiningThread> threads;
   for (int i = 0; i < kCallers; ++i) {
     threads.emplace_back([&, i] {
       client::Client& c = *clients[i % 2];
@@ -95,7 +96,7 @@ TEST(LocksE2E, CacheRpcsAndFencedSetWakeWaiters) {
   // fenced Set and gets the lock right after, with a larger fence.
   auto lock = a->AcquireLock("e2e", "fenced", absl::Seconds(30), absl::ZeroDuration());
   ASSERT_TRUE(lock->acquired);
-  std::thread waiter([&] {
+  JoiningThread waiter([&] {
     auto w = b->AcquireLock("e2e", "fenced", absl::Seconds(30), absl::Seconds(20));
     ASSERT_TRUE(w.ok() && w->acquired) << w.status();
     EXPECT_GT(w->fencing_token, lock->fencing_token);
@@ -137,7 +138,7 @@ TEST(LocksE2E, RedisKilledAndRestartedWhileCallsAreInFlight) {
 
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0}, unavailable{0}, other{0};
-  std::vector<std::thread> load;
+  std::vector<JoiningThread> load;
   for (int t = 0; t < 4; ++t) {
     load.emplace_back([&] {
       while (!stop) {

@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet.h"
+#include "tests/support/joining_thread.h"
 #include "tests/support/http_get.h"
 #include "tests/support/status_matchers.h"
 
@@ -79,7 +80,7 @@ TEST(ReadCacheE2E, ReadersOnAnotherReplicaNeverGoBackInTime) {
   constexpr int kWrites = 300;
   std::atomic<bool> writing{true};
   std::atomic<int> backwards{0}, errors{0}, reads{0};
-  std::vector<std::thread> readers;
+  std::vector<JoiningThread> readers;
   for (int r = 0; r < 8; ++r) {
     readers.emplace_back([&] {
       auto b = fleet->ClientFor(1);
