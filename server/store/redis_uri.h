@@ -1,10 +1,13 @@
 // Where the Redis store connects, and how patiently. Parsed from the
-// --redis flag: redis://[user[:password]@]host[:port][/db].
+// --redis flag: redis://[user[:password]@]host[:port][/db], or
+// redis-sentinel://[user[:password]@]host[:port][,host[:port]...]/master
+// [?db=N&sentinel_password=...] for a master that Redis Sentinel names.
 #ifndef CORRAL_SERVER_STORE_REDIS_URI_H_
 #define CORRAL_SERVER_STORE_REDIS_URI_H_
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -13,9 +16,25 @@
 
 namespace corral {
 
+struct RedisAddress {
+  std::string host;
+  int port = 0;
+};
+
 struct RedisOptions {
+  // The data node. With sentinels: where the latest discovery found the
+  // master (until then, nothing: the store asks the sentinels first).
   std::string host = "127.0.0.1";
   int port = 6379;
+  // Non-empty: Sentinel mode. The store asks these in turn which node is
+  // the master named master_name, checks that node's ROLE before using it,
+  // and asks again after any loss, any -READONLY/-LOADING/-MASTERDOWN, a
+  // +switch-master of master_name, or a ROLE that is no longer master.
+  std::vector<RedisAddress> sentinels;
+  std::string master_name;
+  // For the sentinels only (user/password are the data nodes'). Never log.
+  std::string sentinel_password;
+
   // ACL user; empty: the legacy AUTH <password> form (or no AUTH at all).
   std::string user;
   // Empty: no AUTH. Never log it; use Describe().
@@ -36,8 +55,11 @@ struct RedisOptions {
   // server-assisted client-side caching (CLIENT TRACKING, Redis >= 7).
   ReadCacheOptions read_cache;
 
-  // "redis://user:***@host:port/db": safe to log (the password is masked).
+  // "redis://user:***@host:port/db" or
+  // "redis-sentinel://user:***@s1:p1,s2:p2/master?db=N": safe to log (the
+  // passwords are masked).
   std::string Describe() const;
+  bool sentinel() const { return !sentinels.empty(); }
 };
 
 // Parses redis://[user:password@]host[:port][/db] (also redis://:password@…,
@@ -45,6 +67,11 @@ struct RedisOptions {
 // [v6-address] hosts). user and password are percent-decoded. Errors are
 // INVALID_ARGUMENT naming the part that is wrong; they never echo the
 // password. Timeouts keep their defaults.
+//
+// Also parses redis-sentinel://[user[:password]@]host[:port][,host[:port]...]
+// /master_name[?db=N&sentinel_password=...] (sentinel port 26379 by
+// default; sentinel_password percent-decoded; unknown or repeated query
+// parameters are errors).
 absl::StatusOr<RedisOptions> ParseRedisUri(absl::string_view uri);
 
 }  // namespace corral
