@@ -44,7 +44,9 @@ ABSL_FLAG(std::string, metrics_address, "",
           "Prometheus /metrics address, host:port (default 127.0.0.1:9464); \"off\" "
           "disables it. Port 0 picks a free port.");
 ABSL_FLAG(std::string, redis, "",
-          "Redis to coordinate through: redis://[user[:password]@]host:port[/db]. Unset: "
+          "Redis to coordinate through: redis://[user[:password]@]host:port[/db], or a "
+          "master found through Redis Sentinel: redis-sentinel://[user[:password]@]"
+          "host:port[,host:port...]/MASTER_NAME[?db=N&sentinel_password=...]. Unset: "
           "the embedded in-memory store (one replica only). Keep the password out of "
           "the process listing: leave it out of the URI and use --redis_password_file "
           "or $CORRAL_REDIS_PASSWORD (with an ACL user, redis://user@host:port).");
@@ -86,7 +88,8 @@ constexpr char kUsage[] =
     "replica.\n"
     "\n"
     "Usage: corrald [--listen_address=HOST:PORT] [--metrics_address=HOST:PORT|off]\n"
-    "               [--redis=redis://HOST:PORT[/DB]] [--redis_password_file=FILE]\n"
+    "               [--redis=redis://HOST:PORT[/DB] | redis-sentinel://HOST:PORT,.../NAME]\n"
+    "               [--redis_password_file=FILE]\n"
     "               [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]]\n"
     "               [--config=FILE] [--log_level=LEVEL]\n"
     "\n"
@@ -260,8 +263,11 @@ int Run() {
   if (redis_options.has_value()) {
     auto owned = std::make_unique<RedisStore>(loop, *redis_options);
     redis = owned.get();
-    store_name = absl::StrCat("redis://", redis_options->host, ":", redis_options->port, "/",
-                              redis_options->db);
+    store_name = redis_options->sentinel()
+                     ? absl::StrCat("redis-sentinel://.../", redis_options->master_name, "?db=",
+                                    redis_options->db)
+                     : absl::StrCat("redis://", redis_options->host, ":", redis_options->port,
+                                    "/", redis_options->db);
     store = std::move(owned);
   } else {
     store = std::make_unique<EmbeddedStore>(loop, clock, read_cache);

@@ -71,12 +71,17 @@ constexpr absl::string_view kProbeChannel = "corral:{probe}:c";
 }  // namespace
 
 RedisStore::RedisStore(EventLoop& loop, RedisOptions options)
-    : loop_(loop), options_(std::move(options)) {
+    : loop_(loop), options_(std::move(options)), host_(options_.host), port_(options_.port) {
   if (options_.read_cache.max_bytes > 0) {
     read_cache_ = std::make_unique<ReadCache>(options_.read_cache);
   }
-  down_reason_ = StoreUnavailable(
-      absl::StrCat("not connected to ", options_.host, ":", options_.port));
+  if (options_.sentinel()) {
+    sentinel_ = std::make_unique<SentinelClient>(loop_, options_);
+    down_reason_ = StoreUnavailable(
+        absl::StrCat("not connected to the master ", options_.master_name));
+  } else {
+    down_reason_ = StoreUnavailable(absl::StrCat("not connected to ", host_, ":", port_));
+  }
 }
 
 RedisStore::~RedisStore() {
@@ -87,6 +92,16 @@ RedisStore::~RedisStore() {
 void RedisStore::Start() {
   loop_.Post([this, alive = std::weak_ptr<int>(alive_)] {
     if (alive.expired() || state_ != State::kIdle) return;
+    if (sentinel_) {
+      // The watch outlives sessions, so that a switch during a backoff
+      // cuts the backoff short.
+      sentinel_->Watch([this](const RedisAddress& master) {
+        if (state_ == State::kUp && master.host == host_ && master.port == port_) return;
+        Rediscover(StoreUnavailable(absl::StrCat("the sentinels switched the master ",
+                                                 options_.master_name, " to ", master.host,
+                                                 ":", master.port)));
+      });
+    }
     StartAttempt();
   });
 }
@@ -98,8 +113,7 @@ absl::Status RedisStore::WaitUntilConnected(absl::Duration timeout) {
   if (connected_) return absl::OkStatus();
   if (shut_down_) return absl::FailedPreconditionError("store shut down");
   if (!last_error_.ok()) return last_error_;
-  return StoreUnavailable(absl::StrCat("not connected to ", options_.host, ":",
-                                       options_.port, " after ",
+  return StoreUnavailable(absl::StrCat(DownStatus().message(), " after ",
                                        absl::FormatDuration(timeout)));
 }
 
@@ -127,6 +141,7 @@ void RedisStore::ShutdownOnLoop() {
   down_reason_ = StoreUnavailable("store shut down");
   if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
   if (reconnect_timer_ != 0) loop_.Cancel(std::exchange(reconnect_timer_, 0));
+  if (sentinel_) sentinel_->Shutdown();
   // Not inside a hiredis callback here (those never call out to the owner of
   // the store), so the connections can go at once.
   CloseConnections(down_reason_, /*defer_destruction=*/false);
@@ -144,13 +159,36 @@ void RedisStore::StartAttempt() {
   state_ = State::kConnecting;
   attempt_started_ = absl::Now();
   handshake_left_ = 0;
+  ScheduleTick();
+  if (!sentinel_) {
+    ConnectDataNode(session);
+    return;
+  }
+  discovering_ = true;
+  sentinel_->Discover([this, session](absl::StatusOr<RedisAddress> master) {
+    if (session != session_ || state_ != State::kConnecting) return;
+    discovering_ = false;
+    if (!master.ok()) {
+      Fail(session, master.status());
+      return;
+    }
+    if (master->host != host_ || master->port != port_) {
+      CORRAL_LOG(LogLevel::kInfo, "store_master_found", "master=", options_.master_name,
+                 " address=", master->host, ":", master->port);
+    }
+    host_ = master->host;
+    port_ = master->port;
+    attempt_started_ = absl::Now();
+    ConnectDataNode(session);
+  });
+}
 
+void RedisStore::ConnectDataNode(uint64_t session) {
   RedisConnection::Handlers command_handlers;
   command_handlers.on_down = [this, session](absl::Status s) {
     Fail(session, std::move(s));
   };
-  auto commands = RedisConnection::Connect(loop_, options_.host, options_.port,
-                                           std::move(command_handlers));
+  auto commands = RedisConnection::Connect(loop_, host_, port_, std::move(command_handlers));
   if (!commands.ok()) {
     Fail(session, commands.status());
     return;
@@ -173,7 +211,7 @@ void RedisStore::StartAttempt() {
         OnInvalidate(session, keys);
       };
   auto subscriber = RedisConnection::Connect(
-      loop_, options_.host, options_.port, std::move(subscriber_handlers));
+      loop_, host_, port_, std::move(subscriber_handlers));
   if (!subscriber.ok()) {
     Fail(session, subscriber.status());
     return;
@@ -190,6 +228,11 @@ void RedisStore::StartAttempt() {
   }
   if (options_.db != 0) {
     Handshake(*commands_, {"SELECT", absl::StrCat(options_.db)}, "SELECT");
+  }
+  if (sentinel_) {
+    // What a sentinel said may be stale: never take a replica for the master.
+    Handshake(*commands_, {"ROLE"}, "ROLE",
+              [this](absl::StatusOr<RedisReply> reply) { return RoleIsMaster(reply); });
   }
   Handshake(*commands_, {"PUBLISH", std::string(kProbeChannel), ""}, "PUBLISH");
   for (int i = 0; i < kRedisScriptCount; ++i) {
@@ -234,7 +277,35 @@ void RedisStore::StartAttempt() {
                 return absl::OkStatus();
               });
   }
-  ScheduleTick();
+}
+
+absl::Status RedisStore::RoleIsMaster(const absl::StatusOr<RedisReply>& reply) const {
+  if (!reply.ok()) return reply.status();
+  const std::string role = reply->type == RedisReply::Type::kArray && !reply->elements.empty()
+                               ? reply->elements[0].str
+                               : std::string("?");
+  if (role == "master") return absl::OkStatus();
+  // Retryable: the next attempt asks the sentinels again.
+  return StoreUnavailable(absl::StrCat(host_, ":", port_, " is not the master ",
+                                       options_.master_name, " (ROLE says ", role, ")"));
+}
+
+void RedisStore::CheckRole() {
+  const uint64_t session = session_;
+  commands_->Command({"ROLE"}, [this, session](absl::StatusOr<RedisReply> reply) {
+    if (session != session_ || state_ != State::kUp || !reply.ok()) return;
+    if (absl::Status master = RoleIsMaster(reply); !master.ok()) Rediscover(master);
+  });
+}
+
+void RedisStore::Rediscover(absl::Status why) {
+  if (!sentinel_ || state_ == State::kShutdown || state_ == State::kIdle) return;
+  if (state_ == State::kUp || state_ == State::kConnecting) Fail(session_, std::move(why));
+  if (state_ != State::kBackoff) return;
+  // Sentinels moved the master: no reason to wait out a backoff.
+  if (reconnect_timer_ != 0) loop_.Cancel(std::exchange(reconnect_timer_, 0));
+  backoff_ = absl::ZeroDuration();
+  reconnect_timer_ = loop_.RunAfter(absl::ZeroDuration(), [this] { StartAttempt(); });
 }
 
 void RedisStore::Handshake(RedisConnection& conn, std::vector<std::string> args,
@@ -258,7 +329,8 @@ void RedisStore::Connected() {
   backoff_ = absl::ZeroDuration();
   last_ping_ = absl::Now();
   up_.store(true, std::memory_order_release);
-  CORRAL_LOG(LogLevel::kInfo, "store_connected", "redis=", options_.Describe());
+  CORRAL_LOG(LogLevel::kInfo, "store_connected", "redis=", options_.Describe(),
+             sentinel_ ? absl::StrCat(" master=", host_, ":", port_) : std::string());
   // The listener hears of it before WaitUntilConnected returns, so that it
   // does not take calls made after that for calls made before.
   PostAvailability(true);
@@ -287,6 +359,8 @@ void RedisStore::Fail(uint64_t session, absl::Status error) {
   }
   const bool was_up = state_ == State::kUp;
   state_ = State::kBackoff;
+  discovering_ = false;
+  if (sentinel_) sentinel_->CancelDiscovery();
   up_.store(false, std::memory_order_release);
   down_reason_ = AsUnavailable(error);
   {
@@ -347,11 +421,13 @@ void RedisStore::ScheduleTick() {
 
 void RedisStore::Tick() {
   const absl::Time now = absl::Now();
+  // Sentinels that do not answer in time are skipped by this.
+  if (sentinel_) sentinel_->Tick(now);
   if (state_ == State::kConnecting) {
-    if (now - attempt_started_ > options_.connect_timeout) {
+    if (!discovering_ && now - attempt_started_ > options_.connect_timeout) {
       Fail(session_, StoreUnavailable(absl::StrCat(
-                         "cannot connect to ", options_.host, ":",
-                         options_.port, ": no answer within ",
+                         "cannot connect to ", host_, ":",
+                         port_, ": no answer within ",
                          absl::FormatDuration(options_.connect_timeout))));
       return;
     }
@@ -361,7 +437,7 @@ void RedisStore::Tick() {
         std::max(commands_->StalledFor(now), subscriber_->StalledFor(now));
     if (stalled > options_.command_timeout) {
       Fail(session_, StoreUnavailable(absl::StrCat(
-                         "Redis at ", options_.host, ":", options_.port,
+                         "Redis at ", host_, ":", port_,
                          " did not answer within ",
                          absl::FormatDuration(options_.command_timeout))));
       return;
@@ -371,7 +447,11 @@ void RedisStore::Tick() {
     // closed one on both.
     if (now - last_ping_ >= options_.ping_interval) {
       last_ping_ = now;
-      commands_->Command({"PING"}, [](absl::StatusOr<RedisReply>) {});
+      if (sentinel_) {
+        CheckRole();  // Also notices a master that was turned into a replica.
+      } else {
+        commands_->Command({"PING"}, [](absl::StatusOr<RedisReply>) {});
+      }
     }
   } else {
     return;
@@ -397,8 +477,17 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
   argv->push_back(absl::StrCat(keys.size()));
   for (std::string& k : keys) argv->push_back(std::move(k));
   for (std::string& a : args) argv->push_back(std::move(a));
-  commands_->Command(*argv, [this, script, argv, done = std::move(done)](
+  commands_->Command(*argv, [this, script, argv, session = session_, done = std::move(done)](
                                 absl::StatusOr<RedisReply> reply) mutable {
+    if (!reply.ok() && sentinel_ && session == session_ && state_ == State::kUp) {
+      // This node stopped being a usable master (demoted, reloading, or cut
+      // off from its replicas): the command was not run; find the master.
+      const std::string code = RedisErrorCode(reply.status());
+      if (code == "READONLY" || code == "LOADING" || code == "MASTERDOWN") {
+        Rediscover(StoreUnavailable(absl::StrCat("Redis at ", host_, ":", port_, " answered ",
+                                                 reply.status().message())));
+      }
+    }
     // The script cache was flushed (SCRIPT FLUSH, a failover to a replica
     // that never saw SCRIPT LOAD): send the source once, and reload it for
     // the commands that follow.

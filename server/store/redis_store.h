@@ -34,6 +34,7 @@
 #include "server/store/redis_connection.h"
 #include "server/store/redis_scripts.h"
 #include "server/store/redis_uri.h"
+#include "server/store/sentinel_client.h"
 
 namespace corral {
 
@@ -99,6 +100,15 @@ class RedisStore final : public Store {
 
   // Connection lifecycle (loop thread).
   void StartAttempt();
+  // Opens this session's connections to host_:port_ and starts the
+  // handshake.
+  void ConnectDataNode(uint64_t session);
+  // Sentinel mode: ends the session (if any) and asks the sentinels again
+  // at once, without the backoff.
+  void Rediscover(absl::Status why);
+  // Sentinel mode: the keep-alive. Ends the session unless ROLE says master.
+  void CheckRole();
+  absl::Status RoleIsMaster(const absl::StatusOr<RedisReply>& reply) const;
   // One counted handshake step of this session; Connected() follows the
   // last. `take` reads the reply and answers the error that ends the
   // attempt (OK: go on); by default any error reply does. It may start
@@ -165,6 +175,11 @@ class RedisStore final : public Store {
   EventLoop& loop_;
   const RedisOptions options_;
   StoreListener* listener_ = nullptr;
+  // The data node: the URI's, or (Sentinel mode) the latest discovery's.
+  std::string host_;
+  int port_ = 0;
+  std::unique_ptr<SentinelClient> sentinel_;  // Sentinel mode only.
+  bool discovering_ = false;
 
   // Loop thread only.
   State state_ = State::kIdle;
