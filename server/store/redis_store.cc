@@ -217,6 +217,16 @@ void RedisStore::ConnectDataNode(uint64_t session) {
     return;
   }
   subscriber_ = *std::move(subscriber);
+  if (options_.min_replica_acks > 0) {
+    RedisConnection::Handlers grant_handlers;
+    grant_handlers.on_down = [this, session](absl::Status s) { Fail(session, std::move(s)); };
+    auto grants = RedisConnection::Connect(loop_, host_, port_, std::move(grant_handlers));
+    if (!grants.ok()) {
+      Fail(session, grants.status());
+      return;
+    }
+    grants_ = *std::move(grants);
+  }
 
   // The handshake is pipelined behind the TCP connect: one round trip.
   if (!options_.password.empty() || !options_.user.empty()) {
@@ -224,11 +234,15 @@ void RedisStore::ConnectDataNode(uint64_t session) {
     if (!options_.user.empty()) auth.push_back(options_.user);
     auth.push_back(options_.password);
     Handshake(*commands_, auth, "AUTH");
+    if (grants_) Handshake(*grants_, auth, "AUTH");
     Handshake(*subscriber_, std::move(auth), "AUTH");
   }
   if (options_.db != 0) {
     Handshake(*commands_, {"SELECT", absl::StrCat(options_.db)}, "SELECT");
+    if (grants_) Handshake(*grants_, {"SELECT", absl::StrCat(options_.db)}, "SELECT");
   }
+  // Scripts are loaded server-wide, so EVALSHA works on this one too.
+  if (grants_) Handshake(*grants_, {"PING"}, "PING");
   if (sentinel_) {
     // What a sentinel said may be stale: never take a replica for the master.
     Handshake(*commands_, {"ROLE"}, "ROLE",
@@ -388,14 +402,17 @@ void RedisStore::Fail(uint64_t session, absl::Status error) {
 
 void RedisStore::CloseConnections(const absl::Status& reason,
                                   bool defer_destruction) {
+  FailAckWaiters(reason);
   if (commands_) commands_->Close(reason);
   if (subscriber_) subscriber_->Close(reason);
+  if (grants_) grants_->Close(reason);
   if (defer_destruction) {
-    loop_.Post([commands = std::move(commands_),
-                subscriber = std::move(subscriber_)]() mutable {});
+    loop_.Post([commands = std::move(commands_), subscriber = std::move(subscriber_),
+                grants = std::move(grants_)]() mutable {});
   } else {
     commands_.reset();
     subscriber_.reset();
+    grants_.reset();
   }
 }
 
@@ -433,8 +450,11 @@ void RedisStore::Tick() {
     }
   } else if (state_ == State::kUp) {
     // hiredis 0.14 has no command timeout: a hung server is noticed here.
-    const absl::Duration stalled =
-        std::max(commands_->StalledFor(now), subscriber_->StalledFor(now));
+    absl::Duration stalled = std::max(commands_->StalledFor(now), subscriber_->StalledFor(now));
+    // A WAIT may rightly hold the grants connection for its whole timeout.
+    if (grants_) {
+      stalled = std::max(stalled, grants_->StalledFor(now) - options_.replica_ack_timeout);
+    }
     if (stalled > options_.command_timeout) {
       Fail(session_, StoreUnavailable(absl::StrCat(
                          "Redis at ", host_, ":", port_,
@@ -463,7 +483,7 @@ absl::Status RedisStore::DownStatus() const { return down_reason_; }
 
 void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
                            std::vector<std::string> args,
-                           RedisConnection::ReplyCallback done) {
+                           RedisConnection::ReplyCallback done, Via via) {
   if (state_ != State::kUp) {
     done(DownStatus());
     return;
@@ -477,8 +497,8 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
   argv->push_back(absl::StrCat(keys.size()));
   for (std::string& k : keys) argv->push_back(std::move(k));
   for (std::string& a : args) argv->push_back(std::move(a));
-  commands_->Command(*argv, [this, script, argv, session = session_, done = std::move(done)](
-                                absl::StatusOr<RedisReply> reply) mutable {
+  Connection(via).Command(*argv, [this, script, argv, via, session = session_,
+                                 done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
     if (!reply.ok() && sentinel_ && session == session_ && state_ == State::kUp) {
       // This node stopped being a usable master (demoted, reloading, or cut
       // off from its replicas): the command was not run; find the master.
@@ -496,9 +516,8 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
       const std::string source(RedisScriptSource(script));
       (*argv)[0] = "EVAL";
       (*argv)[1] = source;
-      commands_->Command(*argv, std::move(done));
-      commands_->Command({"SCRIPT", "LOAD", source},
-                         [](absl::StatusOr<RedisReply>) {});
+      Connection(via).Command(*argv, std::move(done));
+      Connection(via).Command({"SCRIPT", "LOAD", source}, [](absl::StatusOr<RedisReply>) {});
       return;
     }
     done(std::move(reply));
@@ -508,7 +527,7 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
 template <typename T, typename Parse>
 void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
                               std::vector<std::string> args, Parse parse,
-                              Callback<T> done) {
+                              Callback<T> done, Via via) {
   RunScript(script, std::move(keys), std::move(args),
             [this, parse,
              done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
@@ -518,7 +537,53 @@ void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
                 return;
               }
               Answer(std::move(done), absl::StatusOr<T>(parse(*reply)));
-            });
+            },
+            via);
+}
+
+void RedisStore::AwaitReplicas(absl::AnyInvocable<void(absl::Status)> acked) {
+  if (state_ != State::kUp) {
+    acked(DownStatus());
+    return;
+  }
+  ack_waiters_.push_back(std::move(acked));
+  if (!wait_in_flight_) SendWait();
+}
+
+void RedisStore::SendWait() {
+  wait_in_flight_ = true;
+  const uint64_t session = session_;
+  const absl::Time sent_at = absl::Now();
+  // Everyone waiting now: their writes all went out before this WAIT.
+  auto batch = std::make_shared<std::vector<absl::AnyInvocable<void(absl::Status)>>>(
+      std::exchange(ack_waiters_, {}));
+  Connection(Via::kGrants).Command(
+      {"WAIT", absl::StrCat(options_.min_replica_acks),
+       absl::StrCat(std::max<int64_t>(1, Millis(options_.replica_ack_timeout)))},
+      [this, session, sent_at, batch](absl::StatusOr<RedisReply> reply) {
+        const absl::Duration waited = absl::Now() - sent_at;
+        absl::Status status;
+        if (!reply.ok()) {
+          status = AsUnavailable(reply.status());
+        } else if (reply->type != RedisReply::Type::kInteger ||
+                   reply->integer < options_.min_replica_acks) {
+          status = StoreUnavailable(absl::StrCat(
+              "only ", reply->integer, " of the ", options_.min_replica_acks,
+              " replica acknowledgements required arrived (WAIT took ",
+              absl::FormatDuration(waited), ", limit ",
+              absl::FormatDuration(options_.replica_ack_timeout), ")"));
+        }
+        if (options_.on_replica_ack) options_.on_replica_ack(waited, status.ok());
+        for (auto& acked : *batch) acked(status);
+        if (session != session_) return;  // The session's end answered the rest.
+        wait_in_flight_ = false;
+        if (!ack_waiters_.empty() && state_ == State::kUp) SendWait();
+      });
+}
+
+void RedisStore::FailAckWaiters(const absl::Status& why) {
+  wait_in_flight_ = false;
+  for (auto& acked : std::exchange(ack_waiters_, {})) acked(why);
 }
 
 void RedisStore::Get(const CacheKey& key, Callback<KeyRead> done) {
@@ -559,10 +624,38 @@ void RedisStore::Put(const CacheKey& key, std::string value,
   args.push_back(options.only_if_absent ? "1" : "0");
   args.push_back(std::move(keys.channel));
   args.push_back(absl::StrCat(std::max<int64_t>(0, Millis(options.compute_time))));
-  RunAndAnswer<bool>(
-      RedisScript::kPut,
-      {std::move(keys.value), std::move(keys.lock), std::move(keys.failure)},
-      std::move(args), ParseCountReply, std::move(done));
+  std::vector<std::string> script_keys = {std::move(keys.value), std::move(keys.lock),
+                                          std::move(keys.failure)};
+  if (options.lock_token.empty() || options_.min_replica_acks == 0) {
+    RunAndAnswer<bool>(RedisScript::kPut, std::move(script_keys), std::move(args),
+                       ParseCountReply, std::move(done));
+    return;
+  }
+  // A fenced write is acknowledged only once replicas hold it (it cannot be
+  // undone: a write that was stored but not acknowledged is answered as
+  // StoreUnavailable, and the caller must treat it as unknown).
+  RunScript(
+      RedisScript::kPut, std::move(script_keys), std::move(args),
+      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done), absl::StatusOr<bool>(AsUnavailable(reply.status())));
+          return;
+        }
+        absl::StatusOr<bool> stored = ParseCountReply(*reply);
+        if (!stored.ok() || !*stored) {
+          Answer(std::move(done), std::move(stored));
+          return;
+        }
+        AwaitReplicas([this, done = std::move(done)](absl::Status acked) mutable {
+          if (acked.ok()) {
+            Answer(std::move(done), absl::StatusOr<bool>(true));
+          } else {
+            Answer(std::move(done), absl::StatusOr<bool>(StoreUnavailable(absl::StrCat(
+                                        "fenced write not acknowledged: ", acked.message()))));
+          }
+        });
+      },
+      Via::kGrants);
 }
 
 void RedisStore::Delete(const CacheKey& key, Callback<bool> done) {
@@ -599,9 +692,62 @@ void RedisStore::RunTryLock(const CacheKey& key, const std::string& token, absl:
     script_keys.push_back(std::move(keys.value));
     script_keys.push_back(std::move(keys.failure));
   }
-  RunAndAnswer<LockAttempt>(RedisScript::kTryLock, std::move(script_keys),
-                            {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
-                            ParseTryLockReply, std::move(done));
+  if (options_.min_replica_acks == 0) {
+    RunAndAnswer<LockAttempt>(RedisScript::kTryLock, std::move(script_keys),
+                              {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
+                              ParseTryLockReply, std::move(done));
+    return;
+  }
+  RunScript(
+      RedisScript::kTryLock, std::move(script_keys),
+      {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
+      [this, key, token, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done), absl::StatusOr<LockAttempt>(AsUnavailable(reply.status())));
+          return;
+        }
+        absl::StatusOr<LockAttempt> attempt = ParseTryLockReply(*reply);
+        if (!attempt.ok() || !attempt->acquired) {
+          Answer(std::move(done), std::move(attempt));
+          return;
+        }
+        // A grant the promoted replica might not have is not a grant.
+        //
+        // Why fencing tokens do not go backwards across one failover: the
+        // script writes the lock and the key's fence (the token, which is
+        // max(fence + 1, Redis TIME in us)) in one step, and Redis
+        // replicates the script's writes in order. The token reaches the
+        // caller only after WAIT says min_replica_acks replicas processed
+        // every write up to here, fence included. Sentinel promotes the
+        // reachable replica with the most replicated data, so when it is
+        // one of those that acknowledged (always, with one replica), the new
+        // master's fence for this key is >= every token handed out, and its
+        // next token is fence + 1 or more, whatever its clock says. Not
+        // covered: acks 0; a promoted replica that did not acknowledge
+        // (more replicas than min_replica_acks); a second failover before
+        // the new master's replicas caught up; WAIT is not consensus (a
+        // replica that acknowledged may still lose the data if it restarts
+        // without persistence). See docs/OPERATIONS.md "Redis Sentinel".
+        AwaitReplicas([this, key, token, attempt = *std::move(attempt),
+                       done = std::move(done)](absl::Status acked) mutable {
+          if (acked.ok()) {
+            Answer(std::move(done), absl::StatusOr<LockAttempt>(std::move(attempt)));
+            return;
+          }
+          // Undone before anyone hears of it (best effort: if this fails
+          // too, the lock expires with its lease). Waiters are woken as for
+          // any release.
+          RedisItemKeys keys = RedisKeysFor(key);
+          RunScript(RedisScript::kRelease, {std::move(keys.lock)},
+                    {token, std::string(ReleaseMessage(ReleaseNotice::kReleased)),
+                     std::move(keys.channel)},
+                    [](absl::StatusOr<RedisReply>) {}, Via::kGrants);
+          Answer(std::move(done),
+                 absl::StatusOr<LockAttempt>(StoreUnavailable(absl::StrCat(
+                     "lock not granted: ", acked.message()))));
+        });
+      },
+      Via::kGrants);
 }
 
 void RedisStore::RenewLock(const CacheKey& key, const std::string& token,
@@ -609,7 +755,7 @@ void RedisStore::RenewLock(const CacheKey& key, const std::string& token,
                            Callback<std::optional<absl::Time>> done) {
   RunAndAnswer<std::optional<absl::Time>>(
       RedisScript::kRenew, {RedisKeysFor(key).lock}, {token, LeaseMillis(ttl)},
-      ParseRenewReply, std::move(done));
+      ParseRenewReply, std::move(done), Via::kGrants);
 }
 
 void RedisStore::ReleaseLock(const CacheKey& key, const std::string& token,
@@ -618,7 +764,7 @@ void RedisStore::ReleaseLock(const CacheKey& key, const std::string& token,
   RunAndAnswer<bool>(
       RedisScript::kRelease, {std::move(keys.lock)},
       {token, std::string(ReleaseMessage(notice)), std::move(keys.channel)},
-      ParseCountReply, std::move(done));
+      ParseCountReply, std::move(done), Via::kGrants);
 }
 
 void RedisStore::LoadBreaker(const std::string& ns,

@@ -173,6 +173,9 @@ absl::StatusOr<RedisOptions> ParseSentinelUri(absl::string_view rest) {
   if (name->empty()) return UriError("the master name (after '/') is missing");
   if (absl::StrContains(*name, '/')) return UriError("the master name contains '/'");
   options.master_name = *std::move(name);
+  // Sentinel deployments have replicas that may be promoted: by default a
+  // grant waits until one of them holds it.
+  options.min_replica_acks = 1;
 
   bool seen_db = false;
   bool seen_password = false;

@@ -6,6 +6,7 @@
 #define CORRAL_SERVER_STORE_REDIS_URI_H_
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,19 @@ struct RedisOptions {
   // Reconnect delays grow from min to max, doubling, with jitter.
   absl::Duration reconnect_backoff_min = absl::Milliseconds(100);
   absl::Duration reconnect_backoff_max = absl::Seconds(5);
+
+  // > 0: a grant (a lock taken, a GetOrCompute lease, a fenced write's
+  // acknowledgement) is answered only once this many replicas hold it
+  // (WAIT on the connection that wrote it); otherwise it is undone where
+  // possible and answered StoreUnavailable. 1 for redis-sentinel:// URIs, 0
+  // for redis://.
+  int min_replica_acks = 0;
+  // How long one WAIT may take. Below command_timeout, or a WAIT would look
+  // like a hung server.
+  absl::Duration replica_ack_timeout = absl::Milliseconds(500);
+  // Each WAIT's outcome (how long it took; whether enough replicas acked).
+  // Loop thread. May be empty.
+  std::function<void(absl::Duration waited, bool acked)> on_replica_ack;
 
   // max_bytes > 0: keep a read cache, made coherent with Redis'
   // server-assisted client-side caching (CLIENT TRACKING, Redis >= 7).

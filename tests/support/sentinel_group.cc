@@ -155,6 +155,23 @@ absl::Status SentinelGroup::WaitForMaster(int i, absl::Duration timeout) {
       absl::StrCat("node ", i, " did not become the master: ", last));
 }
 
+absl::Status SentinelGroup::RestartAsReplica(int i, int master, absl::Duration timeout) {
+  absl::Status restarted = nodes_[i]->Restart();
+  if (!restarted.ok()) return restarted;
+  auto replicaof =
+      nodes_[i]->Command({"REPLICAOF", "127.0.0.1", absl::StrCat(nodes_[master]->port())});
+  if (!replicaof.ok()) return replicaof.status();
+  const bool synced = Poll(
+      [&] {
+        auto info = nodes_[master]->Command({"INFO", "replication"});
+        return info.ok() && absl::StrContains(*info, absl::StrCat("port=", nodes_[i]->port(),
+                                                                  ",state=online"));
+      },
+      timeout);
+  if (!synced) return absl::DeadlineExceededError("the restarted node did not sync");
+  return absl::OkStatus();
+}
+
 absl::Status SentinelGroup::WaitForReplication(int i, absl::Duration timeout) {
   const int master = MasterIndex();
   if (master < 0) return absl::FailedPreconditionError("no master");

@@ -47,6 +47,9 @@ class SentinelGroup {
   // Waits until every live sentinel names node `i` as the master and that
   // node says ROLE master.
   absl::Status WaitForMaster(int i, absl::Duration timeout);
+  // Starts node `i` again (empty) as a replica of node `master`, and waits
+  // until it is in sync: after a failover, the old master coming back.
+  absl::Status RestartAsReplica(int i, int master, absl::Duration timeout);
   // Waits until the master's replication offset reached node `i`.
   absl::Status WaitForReplication(int i, absl::Duration timeout);
 

@@ -2,6 +2,7 @@
 // sentinels (tests/support/sentinel_group.h). The store finds the master
 // through the sentinels, and follows a failover to the promoted replica
 // with its locks, values and subscriptions.
+#include <atomic>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -52,8 +53,13 @@ class RedisSentinelTest : public ::testing::Test {
   void ConnectStore(const std::string& uri) {
     auto options = ParseRedisUri(uri);
     ASSERT_TRUE(options.ok()) << options.status();
+    // Generous: under load a WAIT was seen to take over 500 ms.
+    options->replica_ack_timeout = absl::Milliseconds(1000);
+    options->on_replica_ack = [this](absl::Duration, bool acked) {
+      ++(acked ? acks_ : ack_failures_);
+    };
     options->connect_timeout = absl::Milliseconds(500);
-    options->command_timeout = absl::Milliseconds(1000);
+    options->command_timeout = absl::Milliseconds(2000);
     options->ping_interval = absl::Milliseconds(100);
     options->reconnect_backoff_min = absl::Milliseconds(20);
     options->reconnect_backoff_max = absl::Milliseconds(500);
@@ -73,6 +79,8 @@ class RedisSentinelTest : public ::testing::Test {
   std::unique_ptr<RedisStore> store_;
   std::unique_ptr<StoreRunner> runner_;
   RecordingListener listener_;
+  std::atomic<int> acks_{0};
+  std::atomic<int> ack_failures_{0};
 };
 
 TEST_F(RedisSentinelTest, FindsTheMasterAskingTheSentinelsInTurn) {
@@ -131,6 +139,9 @@ TEST_F(RedisSentinelTest, FollowsAKilledMasterToThePromotedReplica) {
   ASSERT_TRUE(other.ok()) << other.status();
   EXPECT_FALSE(other->acquired);
   EXPECT_THAT(runner_->Release(lock_key_, "holder"), IsOkAndHolds(true));
+  // Grants wait for a replica (min_replica_acks is 1 for sentinel URIs): the
+  // old master comes back as one.
+  ASSERT_OK(group_->RestartAsReplica(0, 1, absl::Seconds(10)));
   auto next = runner_->TryLock(lock_key_, "next", absl::Seconds(60));
   ASSERT_TRUE(next.ok()) << next.status();
   ASSERT_TRUE(next->acquired);
@@ -142,6 +153,70 @@ TEST_F(RedisSentinelTest, FollowsAKilledMasterToThePromotedReplica) {
   EXPECT_EQ(filled->value->value, "after");
   EXPECT_THAT(group_->node(1).Command({"GET", RedisKeysFor(lock_key_).lock}),
               IsOkAndHolds(Eq("next")));
+}
+
+TEST_F(RedisSentinelTest, GrantsWaitForAReplicaAndAreUndoneWithoutOne) {
+  ConnectStore(group_->uri());
+  const std::string lock_name = RedisKeysFor(lock_key_).lock;
+  auto held = runner_->TryLock(lock_key_, "holder", absl::Seconds(60));
+  ASSERT_TRUE(held.ok()) << held.status();
+  ASSERT_TRUE(held->acquired);
+  // Answered only after the replica held it: no polling needed.
+  EXPECT_THAT(group_->node(1).Command({"GET", lock_name}), IsOkAndHolds(Eq("holder")));
+  EXPECT_GE(acks_.load(), 1);
+  // A fenced write (by the holder of the value key's lock) is acknowledged
+  // the same way.
+  auto filler = runner_->TryLock(key_, "filler", absl::Seconds(60));
+  ASSERT_TRUE(filler.ok() && filler->acquired) << filler.status();
+  PutOptions fenced;
+  fenced.ttl = absl::Seconds(60);
+  fenced.lock_token = "filler";
+  fenced.release_lock = true;
+  ASSERT_THAT(runner_->Put(key_, "fenced", fenced), IsOkAndHolds(true));
+  EXPECT_THAT(group_->node(1).Command({"EXISTS", RedisKeysFor(key_).value}),
+              IsOkAndHolds(Eq("1")));
+  EXPECT_EQ(ack_failures_.load(), 0);
+  ASSERT_THAT(runner_->Release(lock_key_, "holder"), IsOkAndHolds(true));
+
+  // The replica hangs: a lock can no longer be granted. It is undone on the
+  // master and answered store-unavailable after the ack timeout.
+  group_->node(1).Pause();
+  const absl::Time start = absl::Now();
+  auto refused = runner_->TryLock(lock_key_, "lonely", absl::Seconds(60));
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(ReasonOf(refused.status()), kReasonStoreUnavailable) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("lock not granted"));
+  EXPECT_GE(took, absl::Milliseconds(1000));
+  EXPECT_GE(ack_failures_.load(), 1);
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < deadline &&
+         group_->node(0).Command({"EXISTS", lock_name}).value_or("?") != "0") {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_THAT(group_->node(0).Command({"EXISTS", lock_name}), IsOkAndHolds(Eq("0")))
+      << "the unacknowledged grant was not undone";
+
+  // Hits do not queue behind a WAIT: a Get sent after a grant that waits is
+  // answered before it.
+  std::atomic<bool> lock_answered{false};
+  runner_->OnLoop([&] {
+    store_->TryLock(lock_key_, "waiting", absl::Seconds(60),
+                    [&](absl::StatusOr<LockAttempt>) { lock_answered = true; });
+  });
+  const absl::Time get_start = absl::Now();
+  ASSERT_TRUE(runner_->Get(key_).ok());
+  EXPECT_LT(absl::Now() - get_start, absl::Milliseconds(500));
+  EXPECT_FALSE(lock_answered.load()) << "the grant's WAIT should still be pending";
+  const absl::Time wait_deadline = absl::Now() + absl::Seconds(5);
+  while (!lock_answered && absl::Now() < wait_deadline) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_TRUE(lock_answered.load());
+
+  // The replica is back: grants are handed out again.
+  group_->node(1).Resume();
+  auto again = runner_->TryLock(lock_key_, "again", absl::Seconds(60));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->acquired);
+  EXPECT_GT(again->fencing_token, held->fencing_token);
 }
 
 }  // namespace
