@@ -2,6 +2,7 @@
 // sentinels (tests/support/sentinel_group.h). The store finds the master
 // through the sentinels, and follows a failover to the promoted replica
 // with its locks, values and subscriptions.
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <memory>
@@ -217,6 +218,60 @@ TEST_F(RedisSentinelTest, GrantsWaitForAReplicaAndAreUndoneWithoutOne) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(again->acquired);
   EXPECT_GT(again->fencing_token, held->fencing_token);
+}
+
+// The replica lags when the master dies: what the master granted while the
+// replica could not acknowledge was never handed out, what was handed out
+// is still held, and tokens after the failover exceed every token before.
+TEST_F(RedisSentinelTest, ALaggingReplicaLosesNoGrantAndNoToken) {
+  ConnectStore(group_->uri());
+  const CacheKey held_key{"ns", "held"};
+  const CacheKey late_key{"ns", "late"};
+  auto held = runner_->TryLock(held_key, "holder", absl::Seconds(60));
+  ASSERT_TRUE(held.ok() && held->acquired) << held.status();
+  // Tokens handed out before the failover, the largest last.
+  uint64_t largest_before = held->fencing_token;
+  for (int i = 0; i < 5; ++i) {
+    const CacheKey key{"ns", absl::StrCat("cycle-", i)};
+    auto cycle = runner_->TryLock(key, "c", absl::Seconds(60));
+    ASSERT_TRUE(cycle.ok() && cycle->acquired) << cycle.status();
+    largest_before = std::max(largest_before, cycle->fencing_token);
+    ASSERT_THAT(runner_->Release(key, "c"), IsOkAndHolds(true));
+  }
+
+  // The replica stops reading; the master runs the script, but WAIT cannot
+  // be satisfied: the caller is told no.
+  group_->node(1).Pause();
+  auto late = runner_->TryLock(late_key, "late", absl::Seconds(60));
+  EXPECT_EQ(ReasonOf(late.status()), kReasonStoreUnavailable) << late.status();
+  const bool late_granted = late.ok() && late->acquired;
+  EXPECT_FALSE(late_granted);
+
+  group_->node(0).Kill();
+  group_->node(1).Resume();
+  ASSERT_OK(group_->WaitForMaster(1, absl::Seconds(30)));
+  ASSERT_TRUE(listener_.WaitForAvailability(true, absl::Seconds(30)));
+  ASSERT_OK(group_->RestartAsReplica(0, 1, absl::Seconds(10)));
+
+  // What was handed out is still held.
+  auto intruder = runner_->TryLock(held_key, "intruder", absl::Seconds(60));
+  ASSERT_TRUE(intruder.ok()) << intruder.status();
+  EXPECT_FALSE(intruder->acquired) << "a granted lock was lost in the failover";
+  // Every new token exceeds every token handed out before.
+  for (const CacheKey& key : {late_key, CacheKey{"ns", "cycle-4"}, CacheKey{"ns", "fresh"}}) {
+    SCOPED_TRACE(key.key);
+    // The late lock may have reached the replica (it was in its socket):
+    // then it is held by nobody who was told so, and expires with its lease.
+    auto after = runner_->TryLock(key, "after", absl::Seconds(60));
+    ASSERT_TRUE(after.ok()) << after.status();
+    if (!after->acquired) {
+      EXPECT_EQ(key, late_key) << "only the refused late lock may linger";
+      continue;
+    }
+    EXPECT_GT(after->fencing_token, largest_before);
+    ASSERT_THAT(runner_->Release(key, "after"), IsOkAndHolds(true));
+  }
+  EXPECT_THAT(runner_->Release(held_key, "holder"), IsOkAndHolds(true));
 }
 
 }  // namespace
