@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
@@ -204,6 +205,14 @@ TEST_F(RedisSentinelTest, GrantsWaitForAReplicaAndAreUndoneWithoutOne) {
     store_->TryLock(lock_key_, "waiting", absl::Seconds(60),
                     [&](absl::StatusOr<LockAttempt>) { lock_answered = true; });
   });
+  // Once the master holds the WAIT (a blocked client), a Get is sent.
+  const absl::Time blocked_deadline = absl::Now() + absl::Seconds(2);
+  while (absl::Now() < blocked_deadline &&
+         !absl::StrContains(group_->node(0).Command({"INFO", "clients"}).value_or(""),
+                            "blocked_clients:1")) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_FALSE(lock_answered.load()) << "the grant's WAIT ended too soon for this test";
   const absl::Time get_start = absl::Now();
   ASSERT_TRUE(runner_->Get(key_).ok());
   EXPECT_LT(absl::Now() - get_start, absl::Milliseconds(500));
