@@ -161,5 +161,32 @@ TEST_F(SentinelE2E, AStampedeAcrossTheFailoverAnswersEveryCaller) {
   EXPECT_EQ(WaitUntilServing(0, absl::Seconds(20)) < absl::Seconds(20), true);
 }
 
+// Bad sentinel settings stop corrald at startup (exit 2) with a message
+// naming what is wrong, and never echo a password. No Redis needed.
+TEST(SentinelFlagsE2E, BadSettingsExitTwoNamingThePart) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--redis=redis-sentinel://127.0.0.1:1,127.0.0.1:x/m"},
+       "the port is not a number in 1..65535 (sentinel 2)"},
+      {{"--redis=redis-sentinel://127.0.0.1:1/m?sentinel_password=secret&bogus=1"},
+       "unknown query parameter"},
+      {{"--redis=redis-sentinel://127.0.0.1:1"}, "the master name (after '/') is missing"},
+      {{"--redis=redis-sentinel://127.0.0.1:1/m", "--redis_min_replica_acks=-2"},
+       "--redis_min_replica_acks"},
+      {{"--redis=redis-sentinel://127.0.0.1:1/m", "--redis_replica_ack_timeout=2s"},
+       "--redis_replica_ack_timeout"},
+  };
+  for (const auto& [args, expected] : cases) {
+    SCOPED_TRACE(args.back());
+    std::vector<std::string> argv = {CorraldPath(), "--listen_address=127.0.0.1:0",
+                                     "--metrics_address=off"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = RunCommand(argv, "", absl::Seconds(20));
+    ASSERT_TRUE(r.ok()) << r.status() << " (corrald kept running)";
+    EXPECT_EQ(r->exit_code, 2) << r->stderr_text;
+    EXPECT_NE(r->stderr_text.find(expected), std::string::npos) << r->stderr_text;
+    EXPECT_EQ(r->stderr_text.find("secret"), std::string::npos) << r->stderr_text;
+  }
+}
+
 }  // namespace
 }  // namespace corral::testing
