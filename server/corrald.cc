@@ -49,10 +49,20 @@ ABSL_FLAG(std::string, metrics_address, "",
           "Prometheus /metrics address, host:port (default 127.0.0.1:9464); \"off\" "
           "disables it. Port 0 picks a free port.");
 ABSL_FLAG(std::string, redis, "",
-          "Redis to coordinate through: redis://[user[:password]@]host:port[/db]. Unset: "
+          "Redis to coordinate through: redis://[user[:password]@]host:port[/db], or a "
+          "master found through Redis Sentinel: redis-sentinel://[user[:password]@]"
+          "host:port[,host:port...]/MASTER_NAME[?db=N&sentinel_password=...]. Unset: "
           "the embedded in-memory store (one replica only). Keep the password out of "
           "the process listing: leave it out of the URI and use --redis_password_file "
           "or $CORRAL_REDIS_PASSWORD (with an ACL user, redis://user@host:port).");
+ABSL_FLAG(int, redis_min_replica_acks, -1,
+          "Replicas that must hold a grant (a lock, a GetOrCompute lease, a fenced "
+          "Set/Fill) before it is answered (Redis WAIT); if they do not within "
+          "--redis_replica_ack_timeout the grant is undone and answered as "
+          "store-unavailable. -1: 1 for redis-sentinel:// URIs, 0 for redis://.");
+ABSL_FLAG(absl::Duration, redis_replica_ack_timeout, absl::Milliseconds(500),
+          "How long one WAIT for --redis_min_replica_acks may take (under 2s, the "
+          "store's hung-server timeout).");
 ABSL_FLAG(std::string, redis_password_file, "",
           "File holding the Redis password (one trailing newline is ignored); used when "
           "the --redis URI has none. Overrides $CORRAL_REDIS_PASSWORD.");
@@ -96,7 +106,8 @@ constexpr char kUsage[] =
     "replica.\n"
     "\n"
     "Usage: corrald [--listen_address=HOST:PORT] [--metrics_address=HOST:PORT|off]\n"
-    "               [--redis=redis://HOST:PORT[/DB]] [--redis_password_file=FILE]\n"
+    "               [--redis=redis://HOST:PORT[/DB] | redis-sentinel://HOST:PORT,.../NAME]\n"
+    "               [--redis_password_file=FILE]\n"
     "               [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]]\n"
     "               [--config=FILE] [--log_level=LEVEL] [--log_key_file=FILE]\n"
     "\n"
@@ -276,6 +287,19 @@ int Run() {
     if (!parsed.ok()) Die(2, absl::StrCat("--redis: ", parsed.status().message()));
     ResolveRedisPassword(*parsed);
     parsed->read_cache = read_cache;
+    const int acks = absl::GetFlag(FLAGS_redis_min_replica_acks);
+    if (acks < -1 || acks > 64) {
+      Die(2, absl::StrCat("--redis_min_replica_acks: ", acks,
+                          " is not -1 (by URI) or a replica count in 0..64"));
+    }
+    if (acks >= 0) parsed->min_replica_acks = acks;
+    const absl::Duration ack_timeout = absl::GetFlag(FLAGS_redis_replica_ack_timeout);
+    if (ack_timeout < absl::Milliseconds(1) || ack_timeout >= parsed->command_timeout) {
+      Die(2, absl::StrCat("--redis_replica_ack_timeout: ", absl::FormatDuration(ack_timeout),
+                          " is not between 1ms and ",
+                          absl::FormatDuration(parsed->command_timeout)));
+    }
+    parsed->replica_ack_timeout = ack_timeout;
     redis_options = *std::move(parsed);
   }
   auto authorizer = rpc::Authorizer::Create(config.credentials());
@@ -307,10 +331,16 @@ int Run() {
   std::string store_name = "embedded";
   RedisStore* redis = nullptr;
   if (redis_options.has_value()) {
+    redis_options->on_replica_ack = [&metrics](absl::Duration waited, bool acked) {
+      metrics.OnReplicaAck(waited, acked);
+    };
     auto owned = std::make_unique<RedisStore>(loop, *redis_options);
     redis = owned.get();
-    store_name = absl::StrCat("redis://", redis_options->host, ":", redis_options->port, "/",
-                              redis_options->db);
+    store_name = redis_options->sentinel()
+                     ? absl::StrCat("redis-sentinel://.../", redis_options->master_name, "?db=",
+                                    redis_options->db)
+                     : absl::StrCat("redis://", redis_options->host, ":", redis_options->port,
+                                    "/", redis_options->db);
     store = std::move(owned);
   } else {
     store = std::make_unique<EmbeddedStore>(loop, clock, read_cache);

@@ -152,7 +152,20 @@ Metrics::Metrics(prometheus::Registry& registry)
       store_op_(BuildHistogram()
                     .Name("corral_store_op_seconds")
                     .Help("Store operation latency by operation.")
-                    .Register(registry)) {
+                    .Register(registry)),
+      replica_ack_wait_(BuildHistogram()
+                            .Name("corral_store_replica_ack_seconds")
+                            .Help("Seconds one WAIT for replica acknowledgements of grants "
+                                  "took (one WAIT covers every grant sent before it).")
+                            .Register(registry)
+                            .Add({}, LatencyBuckets())),
+      replica_ack_failures_(BuildCounter()
+                                .Name("corral_store_replica_ack_failures_total")
+                                .Help("WAITs that ended with fewer replica acknowledgements "
+                                      "than --redis_min_replica_acks (their grants were "
+                                      "undone and answered store-unavailable).")
+                                .Register(registry)
+                                .Add({})) {
   store_up_.Set(1);
 }
 
@@ -306,6 +319,11 @@ void Metrics::OnRpc(absl::string_view method, absl::string_view code,
 }
 
 void Metrics::SetStoreUp(bool up) { store_up_.Set(up ? 1 : 0); }
+
+void Metrics::OnReplicaAck(absl::Duration waited, bool acked) {
+  replica_ack_wait_.Observe(absl::ToDoubleSeconds(waited));
+  if (!acked) replica_ack_failures_.Increment();
+}
 
 void Metrics::OnStoreOp(absl::string_view op, absl::Duration latency) {
   store_op_.Add({{"op", S(op)}}, LatencyBuckets()).Observe(absl::ToDoubleSeconds(latency));

@@ -50,6 +50,10 @@ class Metrics final : public CoordinatorObserver {
   // Store health and latency, from the MeasuredStore.
   void SetStoreUp(bool up);
   void OnStoreOp(absl::string_view op, absl::Duration latency);
+  // One WAIT for replica acknowledgements of grants (Redis store with
+  // min_replica_acks > 0): how long it took and whether enough replicas
+  // acknowledged in time.
+  void OnReplicaAck(absl::Duration waited, bool acked);
 
  private:
   prometheus::Family<prometheus::Counter>& lookups_;
@@ -73,6 +77,8 @@ class Metrics final : public CoordinatorObserver {
   prometheus::Family<prometheus::Histogram>& rpc_latency_;
   prometheus::Gauge& store_up_;
   prometheus::Family<prometheus::Histogram>& store_op_;
+  prometheus::Histogram& replica_ack_wait_;
+  prometheus::Counter& replica_ack_failures_;
 };
 
 // corral_read_cache_entries and corral_read_cache_bytes, read from the

@@ -71,12 +71,17 @@ constexpr absl::string_view kProbeChannel = "corral:{probe}:c";
 }  // namespace
 
 RedisStore::RedisStore(EventLoop& loop, RedisOptions options)
-    : loop_(loop), options_(std::move(options)) {
+    : loop_(loop), options_(std::move(options)), host_(options_.host), port_(options_.port) {
   if (options_.read_cache.max_bytes > 0) {
     read_cache_ = std::make_unique<ReadCache>(options_.read_cache);
   }
-  down_reason_ = StoreUnavailable(
-      absl::StrCat("not connected to ", options_.host, ":", options_.port));
+  if (options_.sentinel()) {
+    sentinel_ = std::make_unique<SentinelClient>(loop_, options_);
+    down_reason_ = StoreUnavailable(
+        absl::StrCat("not connected to the master ", options_.master_name));
+  } else {
+    down_reason_ = StoreUnavailable(absl::StrCat("not connected to ", host_, ":", port_));
+  }
 }
 
 RedisStore::~RedisStore() {
@@ -87,6 +92,16 @@ RedisStore::~RedisStore() {
 void RedisStore::Start() {
   loop_.Post([this, alive = std::weak_ptr<int>(alive_)] {
     if (alive.expired() || state_ != State::kIdle) return;
+    if (sentinel_) {
+      // The watch outlives sessions, so that a switch during a backoff
+      // cuts the backoff short.
+      sentinel_->Watch([this](const RedisAddress& master) {
+        if (state_ == State::kUp && master.host == host_ && master.port == port_) return;
+        Rediscover(StoreUnavailable(absl::StrCat("the sentinels switched the master ",
+                                                 options_.master_name, " to ", master.host,
+                                                 ":", master.port)));
+      });
+    }
     StartAttempt();
   });
 }
@@ -98,8 +113,7 @@ absl::Status RedisStore::WaitUntilConnected(absl::Duration timeout) {
   if (connected_) return absl::OkStatus();
   if (shut_down_) return absl::FailedPreconditionError("store shut down");
   if (!last_error_.ok()) return last_error_;
-  return StoreUnavailable(absl::StrCat("not connected to ", options_.host, ":",
-                                       options_.port, " after ",
+  return StoreUnavailable(absl::StrCat(DownStatus().message(), " after ",
                                        absl::FormatDuration(timeout)));
 }
 
@@ -127,6 +141,7 @@ void RedisStore::ShutdownOnLoop() {
   down_reason_ = StoreUnavailable("store shut down");
   if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
   if (reconnect_timer_ != 0) loop_.Cancel(std::exchange(reconnect_timer_, 0));
+  if (sentinel_) sentinel_->Shutdown();
   // Not inside a hiredis callback here (those never call out to the owner of
   // the store), so the connections can go at once.
   CloseConnections(down_reason_, /*defer_destruction=*/false);
@@ -144,13 +159,36 @@ void RedisStore::StartAttempt() {
   state_ = State::kConnecting;
   attempt_started_ = absl::Now();
   handshake_left_ = 0;
+  ScheduleTick();
+  if (!sentinel_) {
+    ConnectDataNode(session);
+    return;
+  }
+  discovering_ = true;
+  sentinel_->Discover([this, session](absl::StatusOr<RedisAddress> master) {
+    if (session != session_ || state_ != State::kConnecting) return;
+    discovering_ = false;
+    if (!master.ok()) {
+      Fail(session, master.status());
+      return;
+    }
+    if (master->host != host_ || master->port != port_) {
+      CORRAL_LOG(LogLevel::kInfo, "store_master_found", "master=", options_.master_name,
+                 " address=", master->host, ":", master->port);
+    }
+    host_ = master->host;
+    port_ = master->port;
+    attempt_started_ = absl::Now();
+    ConnectDataNode(session);
+  });
+}
 
+void RedisStore::ConnectDataNode(uint64_t session) {
   RedisConnection::Handlers command_handlers;
   command_handlers.on_down = [this, session](absl::Status s) {
     Fail(session, std::move(s));
   };
-  auto commands = RedisConnection::Connect(loop_, options_.host, options_.port,
-                                           std::move(command_handlers));
+  auto commands = RedisConnection::Connect(loop_, host_, port_, std::move(command_handlers));
   if (!commands.ok()) {
     Fail(session, commands.status());
     return;
@@ -173,12 +211,22 @@ void RedisStore::StartAttempt() {
         OnInvalidate(session, keys);
       };
   auto subscriber = RedisConnection::Connect(
-      loop_, options_.host, options_.port, std::move(subscriber_handlers));
+      loop_, host_, port_, std::move(subscriber_handlers));
   if (!subscriber.ok()) {
     Fail(session, subscriber.status());
     return;
   }
   subscriber_ = *std::move(subscriber);
+  if (options_.min_replica_acks > 0) {
+    RedisConnection::Handlers grant_handlers;
+    grant_handlers.on_down = [this, session](absl::Status s) { Fail(session, std::move(s)); };
+    auto grants = RedisConnection::Connect(loop_, host_, port_, std::move(grant_handlers));
+    if (!grants.ok()) {
+      Fail(session, grants.status());
+      return;
+    }
+    grants_ = *std::move(grants);
+  }
 
   // The handshake is pipelined behind the TCP connect: one round trip.
   if (!options_.password.empty() || !options_.user.empty()) {
@@ -186,10 +234,19 @@ void RedisStore::StartAttempt() {
     if (!options_.user.empty()) auth.push_back(options_.user);
     auth.push_back(options_.password);
     Handshake(*commands_, auth, "AUTH");
+    if (grants_) Handshake(*grants_, auth, "AUTH");
     Handshake(*subscriber_, std::move(auth), "AUTH");
   }
   if (options_.db != 0) {
     Handshake(*commands_, {"SELECT", absl::StrCat(options_.db)}, "SELECT");
+    if (grants_) Handshake(*grants_, {"SELECT", absl::StrCat(options_.db)}, "SELECT");
+  }
+  // Scripts are loaded server-wide, so EVALSHA works on this one too.
+  if (grants_) Handshake(*grants_, {"PING"}, "PING");
+  if (sentinel_) {
+    // What a sentinel said may be stale: never take a replica for the master.
+    Handshake(*commands_, {"ROLE"}, "ROLE",
+              [this](absl::StatusOr<RedisReply> reply) { return RoleIsMaster(reply); });
   }
   Handshake(*commands_, {"PUBLISH", std::string(kProbeChannel), ""}, "PUBLISH");
   for (int i = 0; i < kRedisScriptCount; ++i) {
@@ -234,7 +291,35 @@ void RedisStore::StartAttempt() {
                 return absl::OkStatus();
               });
   }
-  ScheduleTick();
+}
+
+absl::Status RedisStore::RoleIsMaster(const absl::StatusOr<RedisReply>& reply) const {
+  if (!reply.ok()) return reply.status();
+  const std::string role = reply->type == RedisReply::Type::kArray && !reply->elements.empty()
+                               ? reply->elements[0].str
+                               : std::string("?");
+  if (role == "master") return absl::OkStatus();
+  // Retryable: the next attempt asks the sentinels again.
+  return StoreUnavailable(absl::StrCat(host_, ":", port_, " is not the master ",
+                                       options_.master_name, " (ROLE says ", role, ")"));
+}
+
+void RedisStore::CheckRole() {
+  const uint64_t session = session_;
+  commands_->Command({"ROLE"}, [this, session](absl::StatusOr<RedisReply> reply) {
+    if (session != session_ || state_ != State::kUp || !reply.ok()) return;
+    if (absl::Status master = RoleIsMaster(reply); !master.ok()) Rediscover(master);
+  });
+}
+
+void RedisStore::Rediscover(absl::Status why) {
+  if (!sentinel_ || state_ == State::kShutdown || state_ == State::kIdle) return;
+  if (state_ == State::kUp || state_ == State::kConnecting) Fail(session_, std::move(why));
+  if (state_ != State::kBackoff) return;
+  // Sentinels moved the master: no reason to wait out a backoff.
+  if (reconnect_timer_ != 0) loop_.Cancel(std::exchange(reconnect_timer_, 0));
+  backoff_ = absl::ZeroDuration();
+  reconnect_timer_ = loop_.RunAfter(absl::ZeroDuration(), [this] { StartAttempt(); });
 }
 
 void RedisStore::Handshake(RedisConnection& conn, std::vector<std::string> args,
@@ -258,7 +343,8 @@ void RedisStore::Connected() {
   backoff_ = absl::ZeroDuration();
   last_ping_ = absl::Now();
   up_.store(true, std::memory_order_release);
-  CORRAL_LOG(LogLevel::kInfo, "store_connected", "redis=", options_.Describe());
+  CORRAL_LOG(LogLevel::kInfo, "store_connected", "redis=", options_.Describe(),
+             sentinel_ ? absl::StrCat(" master=", host_, ":", port_) : std::string());
   // The listener hears of it before WaitUntilConnected returns, so that it
   // does not take calls made after that for calls made before.
   PostAvailability(true);
@@ -287,6 +373,8 @@ void RedisStore::Fail(uint64_t session, absl::Status error) {
   }
   const bool was_up = state_ == State::kUp;
   state_ = State::kBackoff;
+  discovering_ = false;
+  if (sentinel_) sentinel_->CancelDiscovery();
   up_.store(false, std::memory_order_release);
   down_reason_ = AsUnavailable(error);
   {
@@ -314,14 +402,17 @@ void RedisStore::Fail(uint64_t session, absl::Status error) {
 
 void RedisStore::CloseConnections(const absl::Status& reason,
                                   bool defer_destruction) {
+  FailAckWaiters(reason);
   if (commands_) commands_->Close(reason);
   if (subscriber_) subscriber_->Close(reason);
+  if (grants_) grants_->Close(reason);
   if (defer_destruction) {
-    loop_.Post([commands = std::move(commands_),
-                subscriber = std::move(subscriber_)]() mutable {});
+    loop_.Post([commands = std::move(commands_), subscriber = std::move(subscriber_),
+                grants = std::move(grants_)]() mutable {});
   } else {
     commands_.reset();
     subscriber_.reset();
+    grants_.reset();
   }
 }
 
@@ -347,21 +438,26 @@ void RedisStore::ScheduleTick() {
 
 void RedisStore::Tick() {
   const absl::Time now = absl::Now();
+  // Sentinels that do not answer in time are skipped by this.
+  if (sentinel_) sentinel_->Tick(now);
   if (state_ == State::kConnecting) {
-    if (now - attempt_started_ > options_.connect_timeout) {
+    if (!discovering_ && now - attempt_started_ > options_.connect_timeout) {
       Fail(session_, StoreUnavailable(absl::StrCat(
-                         "cannot connect to ", options_.host, ":",
-                         options_.port, ": no answer within ",
+                         "cannot connect to ", host_, ":",
+                         port_, ": no answer within ",
                          absl::FormatDuration(options_.connect_timeout))));
       return;
     }
   } else if (state_ == State::kUp) {
     // hiredis 0.14 has no command timeout: a hung server is noticed here.
-    const absl::Duration stalled =
-        std::max(commands_->StalledFor(now), subscriber_->StalledFor(now));
+    absl::Duration stalled = std::max(commands_->StalledFor(now), subscriber_->StalledFor(now));
+    // A WAIT may rightly hold the grants connection for its whole timeout.
+    if (grants_) {
+      stalled = std::max(stalled, grants_->StalledFor(now) - options_.replica_ack_timeout);
+    }
     if (stalled > options_.command_timeout) {
       Fail(session_, StoreUnavailable(absl::StrCat(
-                         "Redis at ", options_.host, ":", options_.port,
+                         "Redis at ", host_, ":", port_,
                          " did not answer within ",
                          absl::FormatDuration(options_.command_timeout))));
       return;
@@ -371,7 +467,11 @@ void RedisStore::Tick() {
     // closed one on both.
     if (now - last_ping_ >= options_.ping_interval) {
       last_ping_ = now;
-      commands_->Command({"PING"}, [](absl::StatusOr<RedisReply>) {});
+      if (sentinel_) {
+        CheckRole();  // Also notices a master that was turned into a replica.
+      } else {
+        commands_->Command({"PING"}, [](absl::StatusOr<RedisReply>) {});
+      }
     }
   } else {
     return;
@@ -383,7 +483,7 @@ absl::Status RedisStore::DownStatus() const { return down_reason_; }
 
 void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
                            std::vector<std::string> args,
-                           RedisConnection::ReplyCallback done) {
+                           RedisConnection::ReplyCallback done, Via via) {
   if (state_ != State::kUp) {
     done(DownStatus());
     return;
@@ -397,8 +497,17 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
   argv->push_back(absl::StrCat(keys.size()));
   for (std::string& k : keys) argv->push_back(std::move(k));
   for (std::string& a : args) argv->push_back(std::move(a));
-  commands_->Command(*argv, [this, script, argv, done = std::move(done)](
-                                absl::StatusOr<RedisReply> reply) mutable {
+  Connection(via).Command(*argv, [this, script, argv, via, session = session_,
+                                 done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+    if (!reply.ok() && sentinel_ && session == session_ && state_ == State::kUp) {
+      // This node stopped being a usable master (demoted, reloading, or cut
+      // off from its replicas): the command was not run; find the master.
+      const std::string code = RedisErrorCode(reply.status());
+      if (code == "READONLY" || code == "LOADING" || code == "MASTERDOWN") {
+        Rediscover(StoreUnavailable(absl::StrCat("Redis at ", host_, ":", port_, " answered ",
+                                                 reply.status().message())));
+      }
+    }
     // The script cache was flushed (SCRIPT FLUSH, a failover to a replica
     // that never saw SCRIPT LOAD): send the source once, and reload it for
     // the commands that follow.
@@ -407,9 +516,8 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
       const std::string source(RedisScriptSource(script));
       (*argv)[0] = "EVAL";
       (*argv)[1] = source;
-      commands_->Command(*argv, std::move(done));
-      commands_->Command({"SCRIPT", "LOAD", source},
-                         [](absl::StatusOr<RedisReply>) {});
+      Connection(via).Command(*argv, std::move(done));
+      Connection(via).Command({"SCRIPT", "LOAD", source}, [](absl::StatusOr<RedisReply>) {});
       return;
     }
     done(std::move(reply));
@@ -419,7 +527,7 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
 template <typename T, typename Parse>
 void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
                               std::vector<std::string> args, Parse parse,
-                              Callback<T> done) {
+                              Callback<T> done, Via via) {
   RunScript(script, std::move(keys), std::move(args),
             [this, parse,
              done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
@@ -429,7 +537,53 @@ void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
                 return;
               }
               Answer(std::move(done), absl::StatusOr<T>(parse(*reply)));
-            });
+            },
+            via);
+}
+
+void RedisStore::AwaitReplicas(absl::AnyInvocable<void(absl::Status)> acked) {
+  if (state_ != State::kUp) {
+    acked(DownStatus());
+    return;
+  }
+  ack_waiters_.push_back(std::move(acked));
+  if (!wait_in_flight_) SendWait();
+}
+
+void RedisStore::SendWait() {
+  wait_in_flight_ = true;
+  const uint64_t session = session_;
+  const absl::Time sent_at = absl::Now();
+  // Everyone waiting now: their writes all went out before this WAIT.
+  auto batch = std::make_shared<std::vector<absl::AnyInvocable<void(absl::Status)>>>(
+      std::exchange(ack_waiters_, {}));
+  Connection(Via::kGrants).Command(
+      {"WAIT", absl::StrCat(options_.min_replica_acks),
+       absl::StrCat(std::max<int64_t>(1, Millis(options_.replica_ack_timeout)))},
+      [this, session, sent_at, batch](absl::StatusOr<RedisReply> reply) {
+        const absl::Duration waited = absl::Now() - sent_at;
+        absl::Status status;
+        if (!reply.ok()) {
+          status = AsUnavailable(reply.status());
+        } else if (reply->type != RedisReply::Type::kInteger ||
+                   reply->integer < options_.min_replica_acks) {
+          status = StoreUnavailable(absl::StrCat(
+              "only ", reply->integer, " of the ", options_.min_replica_acks,
+              " replica acknowledgements required arrived (WAIT took ",
+              absl::FormatDuration(waited), ", limit ",
+              absl::FormatDuration(options_.replica_ack_timeout), ")"));
+        }
+        if (options_.on_replica_ack) options_.on_replica_ack(waited, status.ok());
+        for (auto& acked : *batch) acked(status);
+        if (session != session_) return;  // The session's end answered the rest.
+        wait_in_flight_ = false;
+        if (!ack_waiters_.empty() && state_ == State::kUp) SendWait();
+      });
+}
+
+void RedisStore::FailAckWaiters(const absl::Status& why) {
+  wait_in_flight_ = false;
+  for (auto& acked : std::exchange(ack_waiters_, {})) acked(why);
 }
 
 void RedisStore::Get(const CacheKey& key, Callback<KeyRead> done) {
@@ -470,10 +624,38 @@ void RedisStore::Put(const CacheKey& key, std::string value,
   args.push_back(options.only_if_absent ? "1" : "0");
   args.push_back(std::move(keys.channel));
   args.push_back(absl::StrCat(std::max<int64_t>(0, Millis(options.compute_time))));
-  RunAndAnswer<bool>(
-      RedisScript::kPut,
-      {std::move(keys.value), std::move(keys.lock), std::move(keys.failure)},
-      std::move(args), ParseCountReply, std::move(done));
+  std::vector<std::string> script_keys = {std::move(keys.value), std::move(keys.lock),
+                                          std::move(keys.failure)};
+  if (options.lock_token.empty() || options_.min_replica_acks == 0) {
+    RunAndAnswer<bool>(RedisScript::kPut, std::move(script_keys), std::move(args),
+                       ParseCountReply, std::move(done));
+    return;
+  }
+  // A fenced write is acknowledged only once replicas hold it (it cannot be
+  // undone: a write that was stored but not acknowledged is answered as
+  // StoreUnavailable, and the caller must treat it as unknown).
+  RunScript(
+      RedisScript::kPut, std::move(script_keys), std::move(args),
+      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done), absl::StatusOr<bool>(AsUnavailable(reply.status())));
+          return;
+        }
+        absl::StatusOr<bool> stored = ParseCountReply(*reply);
+        if (!stored.ok() || !*stored) {
+          Answer(std::move(done), std::move(stored));
+          return;
+        }
+        AwaitReplicas([this, done = std::move(done)](absl::Status acked) mutable {
+          if (acked.ok()) {
+            Answer(std::move(done), absl::StatusOr<bool>(true));
+          } else {
+            Answer(std::move(done), absl::StatusOr<bool>(StoreUnavailable(absl::StrCat(
+                                        "fenced write not acknowledged: ", acked.message()))));
+          }
+        });
+      },
+      Via::kGrants);
 }
 
 void RedisStore::Delete(const CacheKey& key, Callback<bool> done) {
@@ -510,9 +692,62 @@ void RedisStore::RunTryLock(const CacheKey& key, const std::string& token, absl:
     script_keys.push_back(std::move(keys.value));
     script_keys.push_back(std::move(keys.failure));
   }
-  RunAndAnswer<LockAttempt>(RedisScript::kTryLock, std::move(script_keys),
-                            {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
-                            ParseTryLockReply, std::move(done));
+  if (options_.min_replica_acks == 0) {
+    RunAndAnswer<LockAttempt>(RedisScript::kTryLock, std::move(script_keys),
+                              {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
+                              ParseTryLockReply, std::move(done));
+    return;
+  }
+  RunScript(
+      RedisScript::kTryLock, std::move(script_keys),
+      {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
+      [this, key, token, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done), absl::StatusOr<LockAttempt>(AsUnavailable(reply.status())));
+          return;
+        }
+        absl::StatusOr<LockAttempt> attempt = ParseTryLockReply(*reply);
+        if (!attempt.ok() || !attempt->acquired) {
+          Answer(std::move(done), std::move(attempt));
+          return;
+        }
+        // A grant the promoted replica might not have is not a grant.
+        //
+        // Why fencing tokens do not go backwards across one failover: the
+        // script writes the lock and the key's fence (the token, which is
+        // max(fence + 1, Redis TIME in us)) in one step, and Redis
+        // replicates the script's writes in order. The token reaches the
+        // caller only after WAIT says min_replica_acks replicas processed
+        // every write up to here, fence included. Sentinel promotes the
+        // reachable replica with the most replicated data, so when it is
+        // one of those that acknowledged (always, with one replica), the new
+        // master's fence for this key is >= every token handed out, and its
+        // next token is fence + 1 or more, whatever its clock says. Not
+        // covered: acks 0; a promoted replica that did not acknowledge
+        // (more replicas than min_replica_acks); a second failover before
+        // the new master's replicas caught up; WAIT is not consensus (a
+        // replica that acknowledged may still lose the data if it restarts
+        // without persistence). See docs/OPERATIONS.md "Redis Sentinel".
+        AwaitReplicas([this, key, token, attempt = *std::move(attempt),
+                       done = std::move(done)](absl::Status acked) mutable {
+          if (acked.ok()) {
+            Answer(std::move(done), absl::StatusOr<LockAttempt>(std::move(attempt)));
+            return;
+          }
+          // Undone before anyone hears of it (best effort: if this fails
+          // too, the lock expires with its lease). Waiters are woken as for
+          // any release.
+          RedisItemKeys keys = RedisKeysFor(key);
+          RunScript(RedisScript::kRelease, {std::move(keys.lock)},
+                    {token, std::string(ReleaseMessage(ReleaseNotice::kReleased)),
+                     std::move(keys.channel)},
+                    [](absl::StatusOr<RedisReply>) {}, Via::kGrants);
+          Answer(std::move(done),
+                 absl::StatusOr<LockAttempt>(StoreUnavailable(absl::StrCat(
+                     "lock not granted: ", acked.message()))));
+        });
+      },
+      Via::kGrants);
 }
 
 void RedisStore::RenewLock(const CacheKey& key, const std::string& token,
@@ -520,7 +755,7 @@ void RedisStore::RenewLock(const CacheKey& key, const std::string& token,
                            Callback<std::optional<absl::Time>> done) {
   RunAndAnswer<std::optional<absl::Time>>(
       RedisScript::kRenew, {RedisKeysFor(key).lock}, {token, LeaseMillis(ttl)},
-      ParseRenewReply, std::move(done));
+      ParseRenewReply, std::move(done), Via::kGrants);
 }
 
 void RedisStore::ReleaseLock(const CacheKey& key, const std::string& token,
@@ -529,7 +764,7 @@ void RedisStore::ReleaseLock(const CacheKey& key, const std::string& token,
   RunAndAnswer<bool>(
       RedisScript::kRelease, {std::move(keys.lock)},
       {token, std::string(ReleaseMessage(notice)), std::move(keys.channel)},
-      ParseCountReply, std::move(done));
+      ParseCountReply, std::move(done), Via::kGrants);
 }
 
 void RedisStore::LoadBreaker(const std::string& ns,

@@ -34,6 +34,7 @@
 #include "server/store/redis_connection.h"
 #include "server/store/redis_scripts.h"
 #include "server/store/redis_uri.h"
+#include "server/store/sentinel_client.h"
 
 namespace corral {
 
@@ -99,6 +100,15 @@ class RedisStore final : public Store {
 
   // Connection lifecycle (loop thread).
   void StartAttempt();
+  // Opens this session's connections to host_:port_ and starts the
+  // handshake.
+  void ConnectDataNode(uint64_t session);
+  // Sentinel mode: ends the session (if any) and asks the sentinels again
+  // at once, without the backoff.
+  void Rediscover(absl::Status why);
+  // Sentinel mode: the keep-alive. Ends the session unless ROLE says master.
+  void CheckRole();
+  absl::Status RoleIsMaster(const absl::StatusOr<RedisReply>& reply) const;
   // One counted handshake step of this session; Connected() follows the
   // last. `take` reads the reply and answers the error that ends the
   // attempt (OK: go on); by default any error reply does. It may start
@@ -135,12 +145,32 @@ class RedisStore final : public Store {
   void RunTryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
                   bool read, Callback<LockAttempt> done);
 
-  // Runs `script` on the command connection (EVALSHA, then EVAL on
-  // NOSCRIPT). `done` may run inline when the store is down, so it must only
-  // post (see Answer).
+  // Which connection a command goes on. Lock traffic (grants, renewals,
+  // releases, fenced writes) has its own connection when grants wait for
+  // replica acks: a WAIT holds up everything behind it on its connection,
+  // and hits must not queue behind it. Without acks both are commands_.
+  enum class Via { kCommands, kGrants };
+  RedisConnection& Connection(Via via) {
+    return via == Via::kGrants && grants_ ? *grants_ : *commands_;
+  }
+
+  // Runs `script` on a connection (EVALSHA, then EVAL on NOSCRIPT). `done`
+  // may run inline when the store is down, so it must only post (see
+  // Answer).
   void RunScript(RedisScript script, std::vector<std::string> keys,
                  std::vector<std::string> args,
-                 RedisConnection::ReplyCallback done);
+                 RedisConnection::ReplyCallback done, Via via = Via::kCommands);
+
+  // Replica acknowledgement of grants (min_replica_acks > 0). `acked` runs
+  // once min_replica_acks replicas hold every write sent so far on the
+  // grants connection (OK), or with StoreUnavailable (too few within
+  // replica_ack_timeout, or the session ended). WAIT acknowledges every
+  // earlier write of its connection, so one WAIT is in flight at a time and
+  // grants answered meanwhile share the next. Loop thread; `acked` may run
+  // inline.
+  void AwaitReplicas(absl::AnyInvocable<void(absl::Status)> acked);
+  void SendWait();
+  void FailAckWaiters(const absl::Status& why);
   // StoreUnavailable with the reason the store is down.
   absl::Status DownStatus() const;
 
@@ -148,7 +178,8 @@ class RedisStore final : public Store {
   // connection's error as UNAVAILABLE store-unavailable. Loop thread.
   template <typename T, typename Parse>
   void RunAndAnswer(RedisScript script, std::vector<std::string> keys,
-                    std::vector<std::string> args, Parse parse, Callback<T> done);
+                    std::vector<std::string> args, Parse parse, Callback<T> done,
+                    Via via = Via::kCommands);
 
   // Answers on the loop, never inline.
   template <typename T>
@@ -165,12 +196,20 @@ class RedisStore final : public Store {
   EventLoop& loop_;
   const RedisOptions options_;
   StoreListener* listener_ = nullptr;
+  // The data node: the URI's, or (Sentinel mode) the latest discovery's.
+  std::string host_;
+  int port_ = 0;
+  std::unique_ptr<SentinelClient> sentinel_;  // Sentinel mode only.
+  bool discovering_ = false;
 
   // Loop thread only.
   State state_ = State::kIdle;
   uint64_t session_ = 0;
   std::unique_ptr<RedisConnection> commands_;
   std::unique_ptr<RedisConnection> subscriber_;
+  std::unique_ptr<RedisConnection> grants_;  // Only with min_replica_acks > 0.
+  std::vector<absl::AnyInvocable<void(absl::Status)>> ack_waiters_;
+  bool wait_in_flight_ = false;
   int handshake_left_ = 0;
   absl::Time attempt_started_;
   absl::Time last_ping_;

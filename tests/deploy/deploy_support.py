@@ -31,8 +31,10 @@ COUNTERS_AND_GAUGES = {
     "corral_refreshes_started_total", "corral_stale_served_total",
     "corral_negative_cache_hits_total", "corral_read_cache_hits_total",
     "corral_read_cache_entries", "corral_read_cache_bytes",
+    "corral_store_replica_ack_failures_total",
 }
-HISTOGRAMS = {"corral_lock_wait_seconds", "corral_store_op_seconds", "corral_rpc_duration_seconds"}
+HISTOGRAMS = {"corral_lock_wait_seconds", "corral_store_op_seconds", "corral_rpc_duration_seconds",
+              "corral_store_replica_ack_seconds"}
 KNOWN_METRICS = COUNTERS_AND_GAUGES | {
     f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")}
 

@@ -286,6 +286,40 @@ class Compose(ds.TestCase):
         self.assertEqual(targets, expected)
 
 
+class ComposeSentinel(ds.TestCase):
+    """deploy/compose-sentinel.yaml: a master, a replica, three sentinels and two
+    corralds on a redis-sentinel:// URI naming every sentinel."""
+
+    PATH = ds.src("deploy", "compose-sentinel.yaml")
+
+    def setUp(self):
+        super().setUp()
+        with open(self.PATH) as f:
+            self.services = yaml.safe_load(f)["services"]
+
+    def test_docker_compose_validates_it(self):
+        out = ds.run([ds.require_tool("docker-compose"), "-f", self.PATH, "config", "-q"],
+                     cwd=tempfile.gettempdir())
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+
+    def test_corrald_follows_the_sentinels(self):
+        sentinels = sorted(n for n in self.services if n.startswith("sentinel-"))
+        self.assertEqual(len(sentinels), 3)
+        for name in sentinels:
+            script = self.services[name]["command"][-1]
+            self.assertIn("sentinel monitor corral redis-primary 6379 2", script)
+        replica = self.services["redis-replica"]["command"]
+        self.assertEqual(replica[replica.index("--replicaof") + 1], "redis-primary")
+        corrald = {n: s for n, s in self.services.items() if s.get("image") == "corrald:local"}
+        self.assertEqual(len(corrald), 2)
+        for name, svc in corrald.items():
+            with self.subTest(service=name):
+                ds.assert_known_flags(self, svc["command"], f"compose-sentinel {name}")
+                self.assertEqual(
+                    flag(svc["command"], "redis"),
+                    "redis-sentinel://" + ",".join(f"{n}:26379" for n in sentinels) + "/corral")
+
+
 # --- Kubernetes --------------------------------------------------------------------
 
 def k8s_docs():

@@ -166,6 +166,16 @@ class RespConnection {
 
 absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(
     Options options) {
+  return StartWith(std::move(options), "");
+}
+
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::StartSentinel(
+    std::string config_text) {
+  return StartWith(Options{}, std::move(config_text));
+}
+
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::StartWith(
+    Options options, std::string sentinel_config) {
   absl::Status last;
   // The port was free a moment ago; another process may take it before
   // redis-server binds, so try a few.
@@ -174,6 +184,7 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(
     if (::mkdtemp(dir) == nullptr) return ErrnoError("mkdtemp");
     std::unique_ptr<RedisServer> server(
         new RedisServer(options, dir, PickFreePort()));
+    server->sentinel_config_ = sentinel_config;
     last = server->Spawn();
     if (last.ok()) return server;
   }
@@ -194,21 +205,20 @@ std::string RedisServer::uri() const {
 }
 
 absl::Status RedisServer::Spawn() {
-  std::vector<std::string> args = {RedisServerBinary(),
-                                   "--port",
-                                   absl::StrCat(port_),
-                                   "--bind",
-                                   "127.0.0.1",
-                                   "--save",
-                                   "",
-                                   "--appendonly",
-                                   "no",
-                                   "--daemonize",
-                                   "no",
-                                   "--dir",
-                                   dir_,
-                                   "--logfile",
-                                   dir_ + "/redis.log"};
+  std::vector<std::string> args = {RedisServerBinary()};
+  if (!sentinel_config_.empty()) {
+    const std::string config = dir_ + "/redis.conf";
+    if (!std::filesystem::exists(config)) {
+      std::ofstream out(config);
+      out << sentinel_config_;
+      if (!out.good()) return absl::InternalError(absl::StrCat("cannot write ", config));
+    }
+    args.push_back(config);
+    args.push_back("--sentinel");
+  }
+  args.insert(args.end(), {"--port", absl::StrCat(port_), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "no", "--daemonize", "no", "--dir", dir_,
+                           "--logfile", dir_ + "/redis.log"});
   args.insert(args.end(), options_.args.begin(), options_.args.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());

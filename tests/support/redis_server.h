@@ -39,6 +39,10 @@ class RedisServer {
   static absl::StatusOr<std::unique_ptr<RedisServer>> Start() {
     return Start(Options{});
   }
+  // A sentinel: redis-server redis.conf --sentinel, with `config_text` (the
+  // `sentinel monitor ...` lines) written to redis.conf in its directory
+  // once (the sentinel rewrites it; a Restart() keeps what it wrote).
+  static absl::StatusOr<std::unique_ptr<RedisServer>> StartSentinel(std::string config_text);
 
   // Kills the server (SIGKILL, also when paused) and removes its
   // directory.
@@ -59,6 +63,7 @@ class RedisServer {
 
   bool running() const { return pid_ > 0; }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   // redis://127.0.0.1:<port> (no credentials).
   std::string uri() const;
 
@@ -70,6 +75,8 @@ class RedisServer {
 
  private:
   RedisServer(Options options, std::string dir, int port);
+  static absl::StatusOr<std::unique_ptr<RedisServer>> StartWith(Options options,
+                                                                std::string sentinel_config);
   absl::Status Spawn();
   absl::Status WaitUntilAnswering(absl::Duration timeout);
   void Signal(int signo, bool wait);
@@ -78,6 +85,7 @@ class RedisServer {
   const Options options_;
   const std::string dir_;
   const int port_;
+  std::string sentinel_config_;  // Non-empty: a sentinel.
   pid_t pid_ = -1;
   bool paused_ = false;
 };
