@@ -12,7 +12,7 @@ import grpc.aio
 import corral
 from corral import _protocol
 from corral._retry import RetryPolicy
-from corral.results import LeaseMode, LockGrant, Source
+from corral.results import LeaseMode, LockGrant, RenewResult, Source
 from corral.v1 import corral_pb2 as pb
 
 
@@ -261,20 +261,29 @@ class LockTest(unittest.TestCase):
     def test_renew_timing(self):
         t = _protocol.RenewTiming(30.0, None, now=100.0)
         self.assertEqual((t.period, t.call_timeout), (10.0, 10.0))
-        self.assertFalse(t.lost_after_failure(129.9))  # Still ours: try again.
-        self.assertTrue(t.lost_after_failure(130.0))
-        t.renewed(sent=125.0)  # Counts from when the renewal was sent.
-        self.assertFalse(t.lost_after_failure(154.9))
-        self.assertTrue(t.lost_after_failure(155.0))
+        # A failed renewal: still ours until the local estimate of the expiry.
+        self.assertTrue(t.still_held(None, sent=110.0, now=129.9))
+        self.assertFalse(t.still_held(None, sent=129.0, now=130.0))
         short = _protocol.RenewTiming(1.0, 0.01, now=0.0)
         self.assertEqual((short.period, short.call_timeout), (0.01, 0.05))
+
+    def test_a_renewal_counts_from_when_it_was_sent(self):
+        t = _protocol.RenewTiming(30.0, 10, now=100.0)
+        self.assertTrue(t.still_held(RenewResult(renewed=True, expires_at=None), sent=125.0,
+                                     now=126.0))
+        self.assertTrue(t.still_held(None, sent=135.0, now=154.9))
+        self.assertFalse(t.still_held(None, sent=145.0, now=155.0))
+
+    def test_a_renewal_refused_is_lost(self):
+        t = _protocol.RenewTiming(30.0, None, now=100.0)
+        self.assertFalse(t.still_held(RenewResult(renewed=False, expires_at=None), sent=110.0,
+                                      now=110.1))
 
     def test_a_held_lock_starts_its_timing_now(self):
         before = time.monotonic()
         t = _protocol.RenewTiming(3.0, 2, now=time.monotonic())
         self.assertEqual(t.period, 2.0)
-        self.assertFalse(t.lost_after_failure(before + 2.9))
-
+        self.assertTrue(t.still_held(None, sent=before, now=before + 2.9))
 
 if __name__ == "__main__":
     unittest.main()

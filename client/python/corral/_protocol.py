@@ -534,11 +534,15 @@ class RenewTiming:
         self.call_timeout = max(self.period, 0.05)
         self._expires = now + ttl
 
-    def renewed(self, sent: float) -> None:
-        """The renewal sent at ``sent`` succeeded."""
+    def still_held(self, r: Optional[RenewResult], sent: float, now: float) -> bool:
+        """After the renewal sent at ``sent``: ``r`` is the server's answer
+        (None: the call failed, noticed at ``now``). False when the lock is
+        lost: the server did not renew it, or renewals failed until it
+        expired. True while it is held (after a failure: try again next
+        period)."""
+        if r is None:
+            return now < self._expires
+        if not r.renewed:
+            return False
         self._expires = sent + self.ttl
-
-    def lost_after_failure(self, now: float) -> bool:
-        """A renewal failed at ``now``: True when the lock has expired (lost),
-        False while it is still ours (try again next period)."""
-        return now >= self._expires
+        return True

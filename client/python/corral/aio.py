@@ -275,15 +275,12 @@ class AsyncLock:
                 r = await self._client.renew_lock(self.namespace, self.key, self.token,
                                                   ttl=timing.ttl, timeout=timing.call_timeout)
             except CorralError:
-                if not timing.lost_after_failure(time.monotonic()):
-                    continue  # Still ours; try again next period.
+                r = None  # Still ours until it expires; try again next period.
+            if not timing.still_held(r, sent, time.monotonic()):
                 self._mark_lost()
                 return
-            if not r.renewed:
-                self._mark_lost()
-                return
-            self.expires_at = r.expires_at
-            timing.renewed(sent)
+            if r is not None:
+                self.expires_at = r.expires_at
 
     def _mark_lost(self) -> None:
         self.lost = True

@@ -104,18 +104,14 @@ class Lock:
                 r = self._client.renew_lock(self.namespace, self.key, self.token, ttl=timing.ttl,
                                             timeout=timing.call_timeout)
             except CorralError:
-                with self._mu:
-                    lost = timing.lost_after_failure(time.monotonic())
-                if not lost:
-                    continue  # Still ours; try again next period.
-                self._mark_lost()
-                return
-            if not r.renewed:
-                self._mark_lost()
-                return
+                r = None  # Still ours until it expires; try again next period.
             with self._mu:
-                self._expires_at = r.expires_at
-                timing.renewed(sent)
+                held = timing.still_held(r, sent, time.monotonic())
+                if held and r is not None:
+                    self._expires_at = r.expires_at
+            if not held:
+                self._mark_lost()
+                return
 
     def _mark_lost(self) -> None:
         with self._mu:
