@@ -24,7 +24,8 @@ from corral import _protocol
 from corral._retry import RetryPolicy
 from corral.client import ComputeResult
 from corral.errors import CorralError, error_from_rpc, error_from_status
-from corral.results import BreakerInfo, CachedValue, GetOrComputeResult, LockGrant, Outcome, RenewResult
+from corral.results import (BreakerInfo, CachedValue, GetOrComputeResult, LockGrant, Outcome,
+                            RenewResult)
 from corral.v1 import corral_pb2_grpc as pb_grpc
 
 AsyncCompute = Callable[[], Union[ComputeResult, Awaitable[ComputeResult]]]
