@@ -1,5 +1,8 @@
-"""The messages of the GetOrCompute exchange and of the unary calls, shared
-by the blocking and the asyncio clients (which differ only in how they wait).
+"""The protocol of the corral clients, sans I/O: the client's settings, the
+unary calls (request, deadline, retries, result), the GetOrCompute exchange
+(every decision, step by step) and the timing of held locks. The blocking
+client (client.py) and the asyncio one (aio.py) are thin shells around it:
+they send, receive and wait, and differ only in how they wait.
 """
 
 from __future__ import annotations
@@ -7,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import time
 import warnings
-from typing import Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from corral import _convert
-from corral.results import (BreakerInfo, BreakerState, GetOrComputeResult, LeaseMode, LockGrant,
-                          RenewResult, Source)
+from corral._retry import RetryPolicy, RetryState
+from corral.errors import CorralError, Internal, LockNotAcquired, error_from_rpc
+from corral.results import (BreakerInfo, BreakerState, CachedValue, GetOrComputeResult, LeaseMode,
+                            LockGrant, RenewResult, Source)
 from corral.v1 import corral_pb2 as pb
 
 # Abandon reasons are for the server's logs; keep them bounded.
@@ -225,3 +231,318 @@ def lock_wait_budget(default_timeout: float, wait_timeout, timeout) -> float:
     base = default_timeout if timeout is None else timeout
     wait = _convert.seconds(wait_timeout)
     return base if wait is None else max(base, wait + default_timeout)
+
+
+# -- the client ----------------------------------------------------------------
+def channel_options(max_receive_message_bytes: int):
+    return [("grpc.max_receive_message_length", max_receive_message_bytes)]
+
+
+_NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class Setting:
+    """A public attribute of a client (``timeout``, ``worker_id``,
+    ``target``) that lives in its ClientCore: setting it on the client
+    changes what the following calls do, as a plain attribute would."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self._name = name
+
+    def __get__(self, client, owner=None):
+        return self if client is None else getattr(client._core, self._name)
+
+    def __set__(self, client, value) -> None:
+        setattr(client._core, self._name, value)
+
+
+@dataclasses.dataclass
+class Unary:
+    """One unary call, planned: the shell calls the stub's ``method`` with
+    ``request``, ``timeout=attempts.remaining()`` and the client's metadata;
+    on a grpc.RpcError it waits ``retry_delay(attempts, error)`` (which
+    raises the corral error when there is no next attempt) and calls again;
+    what the call returns is ``result(response)``."""
+
+    method: str
+    request: Any
+    attempts: RetryState
+    result: Callable[[Any], Any]
+
+
+def retry_delay(attempts: RetryState, rpc_error) -> float:
+    """After a unary attempt failed with ``rpc_error`` (a grpc.RpcError):
+    the seconds to wait before the next one. Raises the corral error for it
+    (``from`` it) when there is none."""
+    err = error_from_rpc(rpc_error)
+    delay = attempts.next_delay(err, False)
+    if delay is None:
+        raise err from rpc_error
+    return delay
+
+
+class ClientCore:
+    """What a client knows and decides, without a channel: its settings and,
+    for each call, the request, the deadline, the retry policy and how the
+    answer becomes the result. ``target`` None means the client was given a
+    ``channel`` (``has_channel``) instead."""
+
+    def __init__(self, target: Optional[str], has_channel: bool, *, timeout: float,
+                 worker_id: str, retry: RetryPolicy, secure: bool, token: Optional[str],
+                 max_receive_message_bytes: int):
+        if (target is None) != has_channel:
+            raise ValueError("pass exactly one of target and channel")
+        self.target = target or ""
+        self.timeout = float(timeout)
+        self.worker_id = worker_id
+        self.retry = retry
+        # Sent on every call; the server's credentials decide what it may do.
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self.owns_channel = not has_channel
+        self.channel_options = channel_options(max_receive_message_bytes)
+        if not has_channel:
+            # A channel passed in is the caller's to secure: its credentials
+            # cannot be inspected. stacklevel: warn <- here <- the client's
+            # __init__ <- the code that constructed it.
+            warn_if_plaintext_token(target, secure, token, stacklevel=4)
+
+    def _attempts(self, timeout: Optional[float], idempotent: bool = True) -> RetryState:
+        """The attempts of a call starting now: its deadline is ``timeout``
+        (None: the client's), and one that is not idempotent is sent once."""
+        budget = self.timeout if timeout is None else timeout
+        return RetryState(self.retry if idempotent else _NO_RETRY, time.monotonic() + budget)
+
+    # -- unary calls ---------------------------------------------------------
+    def get(self, namespace: str, key, timeout: Optional[float]) -> Unary:
+        return Unary("Get", pb.GetRequest(namespace=namespace, key=_convert.to_bytes(key, "key")),
+                     self._attempts(timeout), _cached_or_none)
+
+    def set(self, namespace: str, key, value, ttl, lock_token: str, release_lock: bool,
+            timeout: Optional[float]) -> Unary:
+        """A fenced write (``lock_token``) is sent once, never retried."""
+        return Unary("Set", set_request(namespace, key, value, ttl, lock_token, release_lock),
+                     self._attempts(timeout, idempotent=not lock_token), _stored)
+
+    def invalidate(self, namespace: str, key, timeout: Optional[float]) -> Unary:
+        return Unary("Invalidate",
+                     pb.InvalidateRequest(namespace=namespace, key=_convert.to_bytes(key, "key")),
+                     self._attempts(timeout), _existed)
+
+    def acquire_lock(self, namespace: str, key, ttl, wait_timeout, owner: str,
+                     timeout: Optional[float]) -> Unary:
+        """Sent once; the deadline stretched to wait_timeout + timeout."""
+        return Unary("AcquireLock",
+                     acquire_request(namespace, key, ttl, wait_timeout, owner or self.worker_id),
+                     self._attempts(lock_wait_budget(self.timeout, wait_timeout, timeout),
+                                    idempotent=False), grant)
+
+    def renew_lock(self, namespace: str, key, token: str, ttl, timeout: Optional[float]) -> Unary:
+        return Unary("RenewLock", renew_request(namespace, key, token, ttl),
+                     self._attempts(timeout), renewed)
+
+    def release_lock(self, namespace: str, key, token: str, outcome,
+                     timeout: Optional[float]) -> Unary:
+        """Sent once."""
+        return Unary("ReleaseLock", release_request(namespace, key, token, outcome),
+                     self._attempts(timeout, idempotent=False), _released)
+
+    def get_breaker(self, namespace: str, timeout: Optional[float]) -> Unary:
+        return Unary("GetBreaker", pb.GetBreakerRequest(namespace=namespace),
+                     self._attempts(timeout), breaker)
+
+    # -- GetOrCompute --------------------------------------------------------
+    def get_or_compute(self, namespace: str, key, *, ttl=None, wait_timeout=None, lease_ttl=None,
+                       allow_stale: bool = False, timeout: Optional[float] = None,
+                       worker_id: Optional[str] = None) -> "Exchange":
+        request = lookup(namespace, key, ttl=ttl, wait_timeout=wait_timeout, lease_ttl=lease_ttl,
+                         allow_stale=allow_stale,
+                         worker_id=self.worker_id if worker_id is None else worker_id)
+        return Exchange(request, ttl, self._attempts(timeout))
+
+
+def _cached_or_none(r: pb.GetResponse) -> Optional[CachedValue]:
+    return _convert.cached_value(r.value) if r.found else None
+
+
+def _stored(r: pb.SetResponse) -> bool:
+    return r.stored
+
+
+def _existed(r: pb.InvalidateResponse) -> bool:
+    return r.existed
+
+
+def _released(r: pb.ReleaseLockResponse) -> bool:
+    return r.released
+
+
+# -- the GetOrCompute exchange -------------------------------------------------
+class Ending(NamedTuple):
+    """How an exchange ends once the server answered (or not) this caller's
+    Fill: the ``result``, and whether the shell then half-closes and drains
+    the call (``close``: the server answered Filled) or cancels it."""
+
+    result: GetOrComputeResult
+    close: bool
+
+
+class Exchange:
+    """One get_or_compute call, every decision of it; the shell only moves
+    the messages and waits. Per attempt (until one returns, or
+    ``retry_delay`` says to give up):
+
+    1. open the call with ``timeout=remaining()`` and send ``start()``;
+    2. hand the first answer to ``first_answer`` (None when the call ended
+       without one): a value is the result (half-close and drain the call);
+       a lease (None returned) means run compute, then
+    3. hand what compute returned to ``compute_returned`` (or the Exception
+       it raised to ``compute_raised``) and send the message it returns;
+    4. if ``filling``: hand the answer to ``fill_answered`` (None when the
+       call ended without one; ``fill_failed`` with the corral error when
+       the call failed); otherwise half-close and drain, then ``abandoned()``.
+
+    A BaseException (KeyboardInterrupt, cancellation) just propagates: the
+    shell cancels the call, and a cancelled leaseholder has abandoned."""
+
+    def __init__(self, request: pb.GetOrComputeRequest, ttl, attempts: RetryState):
+        self._request = request
+        self._ttl = ttl
+        self._attempts = attempts
+        self.lease: Optional[pb.Lease] = None
+        self._computed: Optional[Computed] = None
+
+    def remaining(self) -> float:
+        """The timeout of the next call: what is left of the deadline."""
+        return self._attempts.remaining()
+
+    def start(self) -> pb.GetOrComputeRequest:
+        """A new attempt: its first message (the Lookup)."""
+        self.lease = None
+        self._computed = None
+        return self._request
+
+    def retry_delay(self, err: CorralError) -> Optional[float]:
+        """The attempt failed with ``err``: seconds to wait before the next
+        one, or None to give up (always once compute ran: a transport
+        failure then is not retried, or compute would run twice)."""
+        if self.lease is not None:
+            return None
+        return self._attempts.next_delay(err, False)
+
+    def first_answer(self, msg: Optional[pb.GetOrComputeResponse]) -> Optional[GetOrComputeResult]:
+        """The answer to the Lookup: the result for a value, None for a lease
+        (this caller computes). Anything else raises Internal."""
+        if msg is None:
+            raise Internal("corral ended GetOrCompute without a reply")
+        kind = msg.WhichOneof("msg")
+        if kind == "value":
+            return from_value(msg.value, self._attempts.attempts)
+        if kind == "lease":
+            self.lease = msg.lease
+            return None
+        raise Internal(f"corral answered Lookup with {kind!r}")
+
+    def compute_returned(self, raw) -> pb.GetOrComputeRequest:
+        """compute returned ``raw``: the message to send (a Fill, or an
+        Abandon when ``raw`` is not bytes-like or str)."""
+        return self._computed_as(accept_result(raw))
+
+    def compute_raised(self, error: Exception) -> pb.GetOrComputeRequest:
+        """compute raised ``error`` (the upstream failed): the Abandon to send."""
+        return self._computed_as(Computed(error=error, upstream_failure=True))
+
+    def _computed_as(self, computed: Computed) -> pb.GetOrComputeRequest:
+        self._computed = computed
+        if computed.error is not None:
+            return abandon(describe(computed.error), computed.upstream_failure)
+        return fill(computed.value, self._ttl)
+
+    @property
+    def filling(self) -> bool:
+        """The message sent after compute was a Fill (not an Abandon)."""
+        return self._computed is not None and self._computed.error is None
+
+    def abandoned(self) -> GetOrComputeResult:
+        """After the Abandon: a refresh lease whose upstream failed serves
+        the value being refreshed; otherwise compute's error is raised."""
+        c = self._computed
+        if c.upstream_failure and self.lease.mode == LeaseMode.REFRESH:
+            return refresh_fallback(self.lease, c.error, self._attempts.attempts)
+        raise c.error
+
+    def fill_answered(self, answer: Optional[pb.GetOrComputeResponse]) -> Ending:
+        """The server's answer to the Fill (None: the call ended without
+        one). The value is good even if the cache did not take it."""
+        if answer is None:
+            return Ending(self._computed_result(None, "corral ended the call without answering Fill"),
+                          close=False)
+        kind = answer.WhichOneof("msg")
+        if kind != "filled":
+            return Ending(self._computed_result(None, f"unexpected answer to Fill: {kind}"),
+                          close=False)
+        return Ending(self._computed_result(answer.filled), close=True)
+
+    def fill_failed(self, err: CorralError) -> GetOrComputeResult:
+        """The call failed after the Fill was sent: the value, not stored."""
+        return self._computed_result(None, str(err))
+
+    def _computed_result(self, filled: Optional[pb.Filled], reason: str = "") -> GetOrComputeResult:
+        return computed_result(self.lease, self._computed.value, self._attempts.attempts, filled,
+                               reason)
+
+
+# -- held locks ----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class LockOrder:
+    """What ``lock()`` asked for, checked: the key as bytes, the ttl and
+    wait_timeout as seconds."""
+
+    namespace: str
+    key: bytes
+    ttl: float
+    wait_timeout: Optional[float]
+    owner: str
+    renew_every: Any
+    on_lost: Optional[Callable[[], None]]
+
+
+def lock_order(namespace: str, key, ttl, wait_timeout, owner: str, renew_every,
+               on_lost) -> LockOrder:
+    ttl_s = _convert.seconds(ttl)
+    if not ttl_s:
+        raise ValueError("a held lock needs a positive ttl")
+    return LockOrder(namespace, _convert.to_bytes(key, "key"), ttl_s,
+                     _convert.seconds(wait_timeout), owner, renew_every, on_lost)
+
+
+def check_acquired(g: LockGrant, wait_timeout: Optional[float]) -> None:
+    """Raises LockNotAcquired unless ``g`` was acquired."""
+    if not g.acquired:
+        waited = "the namespace's default wait" if wait_timeout is None else f"{wait_timeout:g}s"
+        raise LockNotAcquired(f"lock not acquired within {waited}")
+
+
+class RenewTiming:
+    """When a held lock is renewed and when it counts as lost, on the
+    monotonic clock (``now`` arguments). The local estimate of the expiry
+    counts each renewal from when it was sent. Not thread-safe."""
+
+    def __init__(self, ttl: float, renew_every, now: float):
+        self.ttl = ttl
+        self.period = float(renew_every) if renew_every else ttl / 3.0
+        #: The deadline of one renewal.
+        self.call_timeout = max(self.period, 0.05)
+        self._expires = now + ttl
+
+    def still_held(self, r: Optional[RenewResult], sent: float, now: float) -> bool:
+        """After the renewal sent at ``sent``: ``r`` is the server's answer
+        (None: the call failed, noticed at ``now``). False when the lock is
+        lost: the server did not renew it, or renewals failed until it
+        expired. True while it is held (after a failure: try again next
+        period)."""
+        if r is None:
+            return now < self._expires
+        if not r.renewed:
+            return False
+        self._expires = sent + self.ttl
+        return True

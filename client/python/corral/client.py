@@ -18,23 +18,18 @@ from typing import Callable, Optional, Union
 
 import grpc
 
-from corral import _convert, _protocol
-from corral._retry import RetryPolicy, RetryState
-from corral.errors import CorralError, Internal, error_from_rpc
+from corral import _protocol
+from corral._protocol import channel_options  # noqa: F401 (kept importable from here)
+from corral._retry import RetryPolicy
+from corral.errors import CorralError, error_from_rpc
 from corral.lock import Lock
-from corral.results import (BreakerInfo, CachedValue, GetOrComputeResult, LeaseMode, LockGrant,
-                           Outcome, RenewResult)
+from corral.results import (BreakerInfo, CachedValue, GetOrComputeResult, LockGrant, Outcome,
+                            RenewResult)
 from corral.v1 import corral_pb2 as pb
 from corral.v1 import corral_pb2_grpc as pb_grpc
 
 #: What compute may return: the value as bytes, or str (stored as UTF-8).
 ComputeResult = Union[bytes, bytearray, memoryview, str]
-
-_NO_RETRY = RetryPolicy(max_attempts=1)
-
-
-def channel_options(max_receive_message_bytes: int):
-    return [("grpc.max_receive_message_length", max_receive_message_bytes)]
 
 
 class _RequestFeed:
@@ -86,26 +81,22 @@ class Client:
     beyond this host and no ``credentials`` it would cross the network in
     clear text, and the constructor warns (``corral.PlaintextTokenWarning``)."""
 
+    target = _protocol.Setting()
+    timeout = _protocol.Setting()
+    worker_id = _protocol.Setting()
+
     def __init__(self, target: Optional[str] = None, *, channel: Optional[grpc.Channel] = None,
                  timeout: float = 30.0, worker_id: str = "",
                  retry: RetryPolicy = RetryPolicy(),
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  token: Optional[str] = None,
                  max_receive_message_bytes: int = 64 << 20):
-        if (target is None) == (channel is None):
-            raise ValueError("pass exactly one of target and channel")
-        self.target = target or ""
-        self.timeout = float(timeout)
-        self.worker_id = worker_id
-        self._retry = retry
-        # Sent on every call; the server's credentials decide what it may do.
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self._owns_channel = channel is None
+        self._core = _protocol.ClientCore(
+            target, channel is not None, timeout=timeout, worker_id=worker_id, retry=retry,
+            secure=credentials is not None, token=token,
+            max_receive_message_bytes=max_receive_message_bytes)
         if channel is None:
-            # A channel passed in is the caller's to secure: its credentials
-            # cannot be inspected.
-            _protocol.warn_if_plaintext_token(target, credentials is not None, token)
-            opts = channel_options(max_receive_message_bytes)
+            opts = self._core.channel_options
             channel = (grpc.secure_channel(target, credentials, opts) if credentials
                        else grpc.insecure_channel(target, opts))
         self._channel = channel
@@ -114,7 +105,7 @@ class Client:
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
         """Closes the channel this client created (not one passed in)."""
-        if self._owns_channel:
+        if self._core.owns_channel:
             self._channel.close()
 
     def __enter__(self) -> "Client":
@@ -126,9 +117,7 @@ class Client:
     # -- cache -------------------------------------------------------------
     def get(self, namespace: str, key, *, timeout: Optional[float] = None) -> Optional[CachedValue]:
         """The cached value, or None on a miss."""
-        r = self._unary(self._stub.Get, pb.GetRequest(
-            namespace=namespace, key=_convert.to_bytes(key, "key")), timeout)
-        return _convert.cached_value(r.value) if r.found else None
+        return self._call(self._core.get(namespace, key, timeout))
 
     def set(self, namespace: str, key, value, *, ttl=None, lock_token: str = "",
             release_lock: bool = False, timeout: Optional[float] = None) -> bool:
@@ -137,13 +126,12 @@ class Client:
         is held; it wakes the key's GetOrCompute waiters like a Fill) and is
         sent once, never retried; ``release_lock`` releases it in the same
         call. ``ttl`` None is the namespace default."""
-        req = _protocol.set_request(namespace, key, value, ttl, lock_token, release_lock)
-        return self._unary(self._stub.Set, req, timeout, idempotent=not lock_token).stored
+        return self._call(self._core.set(namespace, key, value, ttl, lock_token, release_lock,
+                                         timeout))
 
     def invalidate(self, namespace: str, key, *, timeout: Optional[float] = None) -> bool:
         """Drops the cached value; returns whether there was one."""
-        return self._unary(self._stub.Invalidate, pb.InvalidateRequest(
-            namespace=namespace, key=_convert.to_bytes(key, "key")), timeout).existed
+        return self._call(self._core.invalidate(namespace, key, timeout))
 
     # -- locks -------------------------------------------------------------
     def acquire_lock(self, namespace: str, key, *, ttl=None, wait_timeout=None, owner: str = "",
@@ -153,26 +141,18 @@ class Client:
         default). Not getting it is ``acquired=False``, not an error. Sent
         once (never retried). The deadline is stretched to
         wait_timeout + timeout so that a long wait is not cut short."""
-        req = _protocol.acquire_request(namespace, key, ttl, wait_timeout, owner or self.worker_id)
-        r = self._unary(self._stub.AcquireLock, req,
-                        _protocol.lock_wait_budget(self.timeout, wait_timeout, timeout),
-                        idempotent=False)
-        return _protocol.grant(r)
+        return self._call(self._core.acquire_lock(namespace, key, ttl, wait_timeout, owner, timeout))
 
     def renew_lock(self, namespace: str, key, token: str, *, ttl=None,
                    timeout: Optional[float] = None) -> RenewResult:
         """Extends the lock held with ``token`` by ``ttl`` (None: default)."""
-        r = self._unary(self._stub.RenewLock, _protocol.renew_request(namespace, key, token, ttl), timeout)
-        return _protocol.renewed(r)
+        return self._call(self._core.renew_lock(namespace, key, token, ttl, timeout))
 
     def release_lock(self, namespace: str, key, token: str, *,
                      outcome: Outcome = Outcome.UNSPECIFIED, timeout: Optional[float] = None) -> bool:
         """Releases the lock if ``token`` still holds it; ``outcome`` feeds the
         namespace's breaker. Returns whether it was released. Sent once."""
-        r = self._unary(self._stub.ReleaseLock,
-                        _protocol.release_request(namespace, key, token, outcome),
-                        timeout, idempotent=False)
-        return r.released
+        return self._call(self._core.release_lock(namespace, key, token, outcome, timeout))
 
     def lock(self, namespace: str, key, *, ttl=30.0, wait_timeout=None, owner: str = "",
              renew_every=None, on_lost: Optional[Callable[[], None]] = None) -> Lock:
@@ -184,19 +164,17 @@ class Client:
                 client.set("plant_id", key, value, lock_token=lock.token)
 
         Raises ``LockNotAcquired`` when ``wait_timeout`` passes first."""
-        ttl_s = _convert.seconds(ttl)
-        if not ttl_s:
-            raise ValueError("a held lock needs a positive ttl")
-        grant = self.acquire_lock(namespace, key, ttl=ttl_s, wait_timeout=wait_timeout, owner=owner)
-        return Lock.start(self, namespace, _convert.to_bytes(key, "key"), grant, ttl_s,
-                          wait_timeout=_convert.seconds(wait_timeout), renew_every=renew_every,
+        order = _protocol.lock_order(namespace, key, ttl, wait_timeout, owner, renew_every, on_lost)
+        grant = self.acquire_lock(namespace, order.key, ttl=order.ttl,
+                                  wait_timeout=order.wait_timeout, owner=owner)
+        return Lock.start(self, namespace, order.key, grant, order.ttl,
+                          wait_timeout=order.wait_timeout, renew_every=renew_every,
                           on_lost=on_lost)
 
     # -- breaker -----------------------------------------------------------
     def get_breaker(self, namespace: str, *, timeout: Optional[float] = None) -> BreakerInfo:
         """The namespace's circuit breaker state."""
-        r = self._unary(self._stub.GetBreaker, pb.GetBreakerRequest(namespace=namespace), timeout)
-        return _protocol.breaker(r)
+        return self._call(self._core.get_breaker(namespace, timeout))
 
     # -- GetOrCompute ------------------------------------------------------
     def get_or_compute(self, namespace: str, key, compute: Callable[[], ComputeResult], **options) -> bytes:
@@ -219,93 +197,72 @@ class Client:
         for a peer's compute; ``lease_ttl``: lock expiry if corrald dies
         (None: namespace defaults). ``timeout`` caps the whole exchange.
         Transport failures are retried only while compute has not run."""
-        request = _protocol.lookup(namespace, key, ttl=ttl, wait_timeout=wait_timeout,
-                                   lease_ttl=lease_ttl, allow_stale=allow_stale,
-                                   worker_id=self.worker_id if worker_id is None else worker_id)
-        state = RetryState(self._retry, time.monotonic() + (self.timeout if timeout is None else timeout))
+        exchange = self._core.get_or_compute(
+            namespace, key, ttl=ttl, wait_timeout=wait_timeout, lease_ttl=lease_ttl,
+            allow_stale=allow_stale, timeout=timeout, worker_id=worker_id)
         while True:
-            ran = [False]
             try:
-                return self._attempt(request, compute, ttl, state, ran)
+                return self._attempt(exchange, compute)
             except CorralError as err:
-                if ran[0]:
-                    raise
-                delay = state.next_delay(err, False)
+                delay = exchange.retry_delay(err)
                 if delay is None:
                     raise
                 time.sleep(delay)
 
-    def _attempt(self, request, compute, ttl, state: RetryState, ran) -> GetOrComputeResult:
-        feed = _RequestFeed(request)
-        call = self._stub.GetOrCompute(iter(feed), timeout=state.remaining(),
-                                   metadata=self._metadata)
+    def _attempt(self, exchange: _protocol.Exchange, compute) -> GetOrComputeResult:
+        feed = _RequestFeed(exchange.start())
+        call = self._stub.GetOrCompute(iter(feed), timeout=exchange.remaining(),
+                                       metadata=self._core.metadata)
         try:
             try:
-                first = next(call)
-            except StopIteration:
-                raise Internal("corral ended GetOrCompute without a reply") from None
+                first = next(call, None)
             except grpc.RpcError as e:
                 raise error_from_rpc(e) from e
-            kind = first.WhichOneof("msg")
-            if kind == "value":
+            result = exchange.first_answer(first)
+            if result is not None:  # A value: how the call ends is moot.
                 feed.close()
-                _drain(call)  # We hold the value; how the call ends is moot.
-                return _protocol.from_value(first.value, state.attempts)
-            if kind == "lease":
-                ran[0] = True
-                return self._run_lease(call, feed, first.lease, compute, ttl, state.attempts)
-            call.cancel()
-            raise Internal(f"corral answered Lookup with {kind!r}")
+                _drain(call)
+                return result
+            return self._run_lease(call, feed, exchange, compute)
         except BaseException:
             call.cancel()  # Leaves the wait, or abandons a lease; no-op once done.
             raise
         finally:
             feed.close()
 
-    def _run_lease(self, call, feed: _RequestFeed, lease: pb.Lease, compute, ttl,
-                   attempts: int) -> GetOrComputeResult:
+    def _run_lease(self, call, feed: _RequestFeed, exchange: _protocol.Exchange,
+                   compute) -> GetOrComputeResult:
         try:
-            computed = _protocol.accept_result(compute())
+            message = exchange.compute_returned(compute())
         except Exception as e:  # The upstream failed.
-            computed = _protocol.Computed(error=e, upstream_failure=True)
+            message = exchange.compute_raised(e)
         # A BaseException (KeyboardInterrupt, SystemExit) propagates: _attempt
         # cancels the call, and a cancelled leaseholder has abandoned.
-        if computed.error is not None:
-            feed.send(_protocol.abandon(_protocol.describe(computed.error), computed.upstream_failure))
+        feed.send(message)
+        if not exchange.filling:
             feed.close()
             _drain(call)
-            if computed.upstream_failure and lease.mode == LeaseMode.REFRESH:
-                return _protocol.refresh_fallback(lease, computed.error, attempts)
-            raise computed.error
-        feed.send(_protocol.fill(computed.value, ttl))
+            return exchange.abandoned()
         try:
-            answer = next(call)
-        except StopIteration:
-            return _protocol.computed_result(lease, computed.value, attempts, None,
-                                             "corral ended the call without answering Fill")
+            answer = next(call, None)
         except grpc.RpcError as e:
-            # The value is good even if the cache did not take it.
-            return _protocol.computed_result(lease, computed.value, attempts, None,
-                                             str(error_from_rpc(e)))
-        if answer.WhichOneof("msg") != "filled":
+            return exchange.fill_failed(error_from_rpc(e))
+        ending = exchange.fill_answered(answer)
+        if ending.close:
+            feed.close()
+            _drain(call)
+        else:
             call.cancel()
-            return _protocol.computed_result(lease, computed.value, attempts, None,
-                                             f"unexpected answer to Fill: {answer.WhichOneof('msg')}")
-        feed.close()
-        _drain(call)
-        return _protocol.computed_result(lease, computed.value, attempts, answer.filled)
+        return ending.result
 
     # -- plumbing ----------------------------------------------------------
-    def _unary(self, method, request, timeout: Optional[float], idempotent: bool = True):
-        budget = self.timeout if timeout is None else timeout
-        state = RetryState(self._retry if idempotent else _NO_RETRY, time.monotonic() + budget)
+    def _call(self, unary: _protocol.Unary):
+        method = getattr(self._stub, unary.method)
         while True:
             try:
-                return method(request, timeout=state.remaining(), metadata=self._metadata)
+                response = method(unary.request, timeout=unary.attempts.remaining(),
+                                  metadata=self._core.metadata)
             except grpc.RpcError as e:
-                err = error_from_rpc(e)
-                delay = state.next_delay(err, False)
-                if delay is None:
-                    raise err from e
-                time.sleep(delay)
-
+                time.sleep(_protocol.retry_delay(unary.attempts, e))
+                continue
+            return unary.result(response)

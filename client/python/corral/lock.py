@@ -18,7 +18,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-from corral.errors import CorralError, LockNotAcquired
+from corral import _protocol
+from corral.errors import CorralError
 from corral.results import LockGrant, Outcome
 
 
@@ -33,13 +34,10 @@ class Lock:
         self.token = grant.token
         self.fencing_token = grant.fencing_token
         self.waited = grant.waited
-        self._ttl = ttl
-        self._period = float(renew_every) if renew_every else ttl / 3.0
         self._on_lost = on_lost
         self._mu = threading.Lock()
         self._expires_at = grant.expires_at
-        # Local estimate of the expiry; each renewal counts from when it was sent.
-        self._expires_mono = time.monotonic() + ttl
+        self._timing = _protocol.RenewTiming(ttl, renew_every, time.monotonic())  # Under _mu.
         self._lost = False
         self._released = False
         self._stop = threading.Event()
@@ -50,9 +48,7 @@ class Lock:
     def start(cls, client, namespace: str, key: bytes, grant: LockGrant, ttl: float, *,
               wait_timeout: Optional[float], renew_every=None, on_lost=None) -> "Lock":
         """The held lock for ``grant``, renewing; LockNotAcquired if it is not."""
-        if not grant.acquired:
-            waited = "the namespace's default wait" if wait_timeout is None else f"{wait_timeout:g}s"
-            raise LockNotAcquired(f"lock not acquired within {waited}")
+        _protocol.check_acquired(grant, wait_timeout)
         lock = cls(client, namespace, key, grant, ttl, renew_every, on_lost)
         lock._thread.start()
         return lock
@@ -101,22 +97,21 @@ class Lock:
             # The block's own exception matters more; the lock expires anyway.
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self._period):
+        timing = self._timing  # Its ttl and period never change.
+        while not self._stop.wait(timing.period):
             sent = time.monotonic()
             try:
-                r = self._client.renew_lock(self.namespace, self.key, self.token, ttl=self._ttl,
-                                            timeout=max(self._period, 0.05))
+                r = self._client.renew_lock(self.namespace, self.key, self.token, ttl=timing.ttl,
+                                            timeout=timing.call_timeout)
             except CorralError:
-                if time.monotonic() < self._expires_mono:
-                    continue  # Still ours; try again next period.
-                self._mark_lost()
-                return
-            if not r.renewed:
-                self._mark_lost()
-                return
+                r = None  # Still ours until it expires; try again next period.
             with self._mu:
-                self._expires_at = r.expires_at
-                self._expires_mono = sent + self._ttl
+                held = timing.still_held(r, sent, time.monotonic())
+                if held and r is not None:
+                    self._expires_at = r.expires_at
+            if not held:
+                self._mark_lost()
+                return
 
     def _mark_lost(self) -> None:
         with self._mu:
