@@ -148,8 +148,12 @@ TEST_F(SentinelE2E, AStampedeAcrossTheFailoverAnswersEveryCaller) {
   for (const auto& [outcome, n] : outcomes) std::cout << "  " << outcome << ": " << n << "\n";
   EXPECT_EQ(static_cast<int>(report.callers.size()), o.callers);
   for (const auto& [where, n] : degraded) {
-    EXPECT_LE(n, 1) << "replica " << where.first << " computed key " << where.second << " "
-                    << n << " times while the store was down";
+    // Once while the store could not grant, at most once more after the
+    // failover: a value stored just before the master died may not have
+    // reached the replica (replication is asynchronous; only grants wait
+    // for acknowledgements).
+    EXPECT_LE(n, 2) << "replica " << where.first << " computed key " << where.second << " "
+                    << n << " times without the fleet-wide lock";
   }
   for (int k = 0; k < o.keys; ++k) {
     std::cout << "  key " << k << ": " << coordinated[k] << " fleet-coordinated computes\n";

@@ -47,13 +47,18 @@ bool Poll(const std::function<bool()>& condition, absl::Duration timeout) {
 absl::StatusOr<std::unique_ptr<SentinelGroup>> SentinelGroup::Start(Options options) {
   std::unique_ptr<SentinelGroup> group(new SentinelGroup(std::move(options)));
   const Options& o = group->options_;
-  auto master = RedisServer::Start();
+  // Redis 7 waits 5 s (repl-diskless-sync-delay) before a full sync, for
+  // more replicas to join; here one replica syncs, now.
+  RedisServer::Options master_options;
+  master_options.args = {"--repl-diskless-sync-delay", "0"};
+  auto master = RedisServer::Start(master_options);
   if (!master.ok()) return master.status();
   group->nodes_.push_back(*std::move(master));
   const int master_port = group->nodes_[0]->port();
 
   RedisServer::Options replica_options;
-  replica_options.args = {"--replicaof", "127.0.0.1", absl::StrCat(master_port)};
+  replica_options.args = {"--replicaof", "127.0.0.1", absl::StrCat(master_port),
+                          "--repl-diskless-sync-delay", "0"};
   auto replica = RedisServer::Start(replica_options);
   if (!replica.ok()) return replica.status();
   group->nodes_.push_back(*std::move(replica));
