@@ -9,7 +9,9 @@
 
 namespace corral::testing {
 
-int PickFreePort() {
+namespace {
+// A TCP socket bound to a port the kernel picks on 127.0.0.1; *port is it.
+int BindAnyPort(int* port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) std::abort();
   sockaddr_in addr{};
@@ -19,9 +21,19 @@ int PickFreePort() {
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) std::abort();
   socklen_t len = sizeof(addr);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  ::close(fd);
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+}  // namespace
+
+int PickFreePort() {
+  int port = 0;
+  ::close(BindAnyPort(&port));
   return port;
 }
+
+ClosedPort::ClosedPort() : fd_(BindAnyPort(&port_)) {}
+
+ClosedPort::~ClosedPort() { ::close(fd_); }
 
 }  // namespace corral::testing
