@@ -42,18 +42,21 @@ absl::StatusOr<Options> ResolveOptions(const CommandLine& flags) {
   options.listen_address = Pick(flags.listen_address, config.listen_address(), "127.0.0.1:50051");
   options.metrics_address = Pick(flags.metrics_address, config.metrics_address(), "127.0.0.1:9464");
   options.redis_uri = Pick(flags.redis, config.redis(), "");
-  if (flags.read_cache_mb < 0 || flags.read_cache_mb > (int64_t{1} << 20)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--read_cache_mb: ", flags.read_cache_mb,
-        " is not a size in MiB between 0 (off) and 1048576"));
-  }
-  options.read_cache_bytes = static_cast<size_t>(flags.read_cache_mb) << 20;
+  options.read_cache_mb = flags.read_cache_mb;
   options.log_key_file = Pick(flags.log_key_file, config.log_key_file(), "");
   options.redis_password_file = flags.redis_password_file;
   options.redis_min_replica_acks = flags.redis_min_replica_acks;
   options.redis_replica_ack_timeout = flags.redis_replica_ack_timeout;
   options.tls = rpc::ServerTlsFiles{flags.tls_cert, flags.tls_key, flags.tls_client_ca};
   return options;
+}
+
+absl::StatusOr<size_t> ReadCacheBytes(int64_t read_cache_mb) {
+  if (read_cache_mb < 0 || read_cache_mb > (int64_t{1} << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--read_cache_mb: ", read_cache_mb, " is not a size in MiB between 0 (off) and 1048576"));
+  }
+  return static_cast<size_t>(read_cache_mb) << 20;
 }
 
 }  // namespace corral::app

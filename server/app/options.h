@@ -47,7 +47,7 @@ struct Options {
   int redis_min_replica_acks = -1;      // Not checked here: see store_factory.h.
   absl::Duration redis_replica_ack_timeout;
   std::string log_key_file;             // "": a random key (see secrets.h).
-  size_t read_cache_bytes = 0;          // 0: off.
+  int64_t read_cache_mb = 64;           // Checked by ReadCacheBytes().
   rpc::ServerTlsFiles tls;
 
   // Whether the config file may hold secrets (credentials, or a password in
@@ -57,9 +57,14 @@ struct Options {
 
 // Resolves `flags` (reading the config file they name) into Options. An
 // error is a bad flag or config; its message is what corrald prints before
-// exiting with status 2. Checks in order: log level, config file, namespaces,
-// read cache size. Logs nothing.
+// exiting with status 2. Checks in order: log level, config file, namespaces.
+// Logs nothing.
 absl::StatusOr<Options> ResolveOptions(const CommandLine& flags);
+
+// --read_cache_mb in bytes (0: off); an error (exit 2) beyond 0..1048576.
+// Apart from ResolveOptions() because corrald has always warned about a
+// shared config file before checking it.
+absl::StatusOr<size_t> ReadCacheBytes(int64_t read_cache_mb);
 
 }  // namespace corral::app
 

@@ -73,7 +73,7 @@ int Run(const CommandLine& flags) {
   const NamespaceRegistry& namespaces = options.namespaces;
   // Namespaces configured with read_cache: false never enter it.
   ReadCacheOptions read_cache;
-  read_cache.max_bytes = options.read_cache_bytes;
+  read_cache.max_bytes = OrDie(ReadCacheBytes(options.read_cache_mb), 2);
   read_cache.cacheable = [&namespaces](absl::string_view ns) {
     return namespaces.UsesReadCache(ns);
   };

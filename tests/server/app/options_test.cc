@@ -44,7 +44,7 @@ TEST(ResolveOptionsTest, DefaultsWithoutFlagsOrConfig) {
   EXPECT_EQ(options->metrics_address, "127.0.0.1:9464");
   EXPECT_EQ(options->redis_uri, "");
   EXPECT_EQ(options->log_key_file, "");
-  EXPECT_EQ(options->read_cache_bytes, size_t{64} << 20);
+  EXPECT_EQ(options->read_cache_mb, 64);
   EXPECT_EQ(options->redis_min_replica_acks, -1);
   EXPECT_EQ(options->redis_replica_ack_timeout, absl::Milliseconds(500));
   EXPECT_FALSE(options->ConfigHoldsSecrets());
@@ -92,7 +92,7 @@ TEST(ResolveOptionsTest, FlagsOverrideTheConfigFile) {
   EXPECT_EQ(options->redis_uri, "redis://127.0.0.1:8003/2");
   EXPECT_EQ(options->log_key_file, "/run/key");
   EXPECT_EQ(options->log_level, LogLevel::kWarning);
-  EXPECT_EQ(options->read_cache_bytes, 0u);
+  EXPECT_EQ(options->read_cache_mb, 0);
   EXPECT_EQ(options->tls.cert, "cert.pem");
   EXPECT_EQ(options->tls.key, "key.pem");
   EXPECT_EQ(options->tls.client_ca, "ca.pem");
@@ -130,21 +130,17 @@ TEST(ResolveOptionsTest, InvalidNamespaceInConfigIsAnError) {
   EXPECT_FALSE(ResolveOptions(flags).ok());
 }
 
-TEST(ResolveOptionsTest, ReadCacheSizeBounds) {
-  CommandLine flags;
-  flags.read_cache_mb = -1;
-  EXPECT_THAT(ResolveOptions(flags),
+TEST(ReadCacheBytesTest, Bounds) {
+  EXPECT_THAT(ReadCacheBytes(-1),
               FailsWith(absl::StatusCode::kInvalidArgument,
-                       "--read_cache_mb: -1 is not a size in MiB between 0 (off) and 1048576"));
-  flags.read_cache_mb = (int64_t{1} << 20) + 1;
-  EXPECT_THAT(ResolveOptions(flags),
+                        "--read_cache_mb: -1 is not a size in MiB between 0 (off) and 1048576"));
+  EXPECT_THAT(ReadCacheBytes((int64_t{1} << 20) + 1),
               FailsWith(absl::StatusCode::kInvalidArgument,
-                       "--read_cache_mb: 1048577 is not a size in MiB between 0 (off) and "
-                       "1048576"));
-  flags.read_cache_mb = int64_t{1} << 20;
-  absl::StatusOr<Options> largest = ResolveOptions(flags);
-  ASSERT_TRUE(largest.ok()) << largest.status();
-  EXPECT_EQ(largest->read_cache_bytes, size_t{1} << 40);
+                        "--read_cache_mb: 1048577 is not a size in MiB between 0 (off) and "
+                        "1048576"));
+  EXPECT_EQ(*ReadCacheBytes(0), 0u);
+  EXPECT_EQ(*ReadCacheBytes(64), size_t{64} << 20);
+  EXPECT_EQ(*ReadCacheBytes(int64_t{1} << 20), size_t{1} << 40);
 }
 
 // The first error wins, in the order corrald has always checked them.
@@ -152,7 +148,6 @@ TEST(ResolveOptionsTest, LogLevelIsCheckedBeforeTheConfigFile) {
   CommandLine flags;
   flags.log_level = "loud";
   flags.config = "/nonexistent/corrald.textproto";
-  flags.read_cache_mb = -1;
   EXPECT_THAT(ResolveOptions(flags),
               FailsWith(absl::StatusCode::kInvalidArgument, HasSubstr("--log_level")));
 }
