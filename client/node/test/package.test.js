@@ -1,6 +1,6 @@
 'use strict';
-// The package as users get it: the proto copy matches proto/ at the
-// repository root, and the `npm pack` tarball, installed into an empty
+// The package as users get it: the `npm pack` tarball carries the
+// repository's proto files as they are, and, installed into an empty
 // project, works from require() and from import against a real corrald.
 
 const assert = require('node:assert/strict');
@@ -11,13 +11,6 @@ const { after, before, test } = require('node:test');
 const { Fleet, PACKAGE_DIR, REPO_DIR, scratchDir } = require('./support');
 
 const PROTO = path.join('corral', 'v1', 'corral.proto');
-
-test('proto/ in the package is a copy of the repository\'s proto/ (refresh it with cp)', () => {
-  const shipped = fs.readFileSync(path.join(PACKAGE_DIR, 'proto', PROTO), 'utf8');
-  const source = fs.readFileSync(path.join(REPO_DIR, 'proto', PROTO), 'utf8');
-  assert.ok(shipped === source,
-    `client/node/proto/${PROTO} differs from proto/${PROTO}: cp proto/${PROTO} client/node/proto/${PROTO}`);
-});
 
 let dir;
 let fleet;
@@ -47,6 +40,13 @@ test('the npm pack tarball installs into an empty project and works from require
   fs.mkdirSync(project);
   fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
   npm(['install', '--prefer-offline', path.join(dir, packed.filename)], project);
+  // The packed protos are the repository's (prepack copies them; postpack
+  // removes the copy from the checkout again).
+  for (const proto of [PROTO, path.join('corral', 'v1', 'config.proto')]) {
+    assert.equal(fs.readFileSync(path.join(project, 'node_modules', 'corral-client', 'proto', proto), 'utf8'),
+      fs.readFileSync(path.join(REPO_DIR, 'proto', proto), 'utf8'), `packed ${proto}`);
+  }
+  assert.ok(!fs.existsSync(path.join(PACKAGE_DIR, 'proto')), 'postpack left the proto copy in the checkout');
 
   fs.writeFileSync(path.join(project, 'cjs.js'), `
     const { Client, BreakerOpen, Unavailable } = require('corral-client');
