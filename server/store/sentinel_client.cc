@@ -61,7 +61,7 @@ std::unique_ptr<RedisConnection> SentinelClient::OpenConnection(
     return nullptr;
   }
   if (!password_.empty()) {
-    (*conn)->Command({"AUTH", password_}, [this, alive = std::weak_ptr<int>(alive_),
+    (*conn)->Command({"AUTH", password_}, [alive = std::weak_ptr<int>(alive_),
                                            where = AddressText(sentinel)](
                                               absl::StatusOr<RedisReply> reply) {
       if (alive.expired() || reply.ok()) return;
