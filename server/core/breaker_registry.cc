@@ -48,7 +48,7 @@ void BreakerRegistry::Load(const std::string& ns) {
     e.loading = false;
     if (record.ok()) {
       Adopt(ns, *record);
-    } else if (!absl::IsUnimplemented(record.status())) {
+    } else {
       // Unreachable store: work on what we have (closed, for a new one).
       CORRAL_LOG(LogLevel::kWarning, "breaker_load_failed", "ns=", ns, " error=\"",
                  record.status().message(), "\"");

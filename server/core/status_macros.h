@@ -16,14 +16,4 @@
     if (!_corral_st.ok()) return _corral_st;  \
   } while (0)
 
-// ASSIGN_OR_RETURN(lhs, expr): evaluates `expr` (an absl::StatusOr<T>); on
-// error returns its status, otherwise moves the value into `lhs`.
-#define ASSIGN_OR_RETURN(lhs, expr)                                        \
-  ASSIGN_OR_RETURN_IMPL_(CORRAL_STATUS_CONCAT_(_corral_sor, __LINE__), lhs, \
-                         expr)
-#define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
-  auto tmp = (expr);                           \
-  if (!tmp.ok()) return tmp.status();          \
-  lhs = std::move(tmp).value()
-
 #endif  // CORRAL_SERVER_CORE_STATUS_MACROS_H_

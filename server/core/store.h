@@ -139,7 +139,7 @@ class Store {
   virtual void SetListener(StoreListener* listener) = 0;
 
   // The value (including one past expires_at that is still inside its stale
-  // window), a remembered failure, and whether the lock is held: one round
+  // window) and, unless the value is fresh, a remembered failure: one round
   // trip.
   virtual void Get(const CacheKey& key, Callback<KeyRead> done) = 0;
   // Stores a value, forgets a remembered failure and notifies watchers

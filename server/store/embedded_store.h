@@ -50,10 +50,6 @@ class EmbeddedStore final : public Store {
   bool IsUp() const override { return true; }
   const ReadCache* read_cache() const override { return read_cache_.get(); }
 
-  // Entries held, for tests of expiry (loop thread).
-  size_t values_held() const { return values_.size(); }
-  size_t locks_held() const { return locks_.size(); }
-
  private:
   struct Entry {
     StoredValue value;

@@ -101,7 +101,6 @@ class RedisConnection {
   // How long commands (or subscription confirmations) have been waiting
   // with no reply at all arriving; zero when nothing is pending.
   absl::Duration StalledFor(absl::Time now) const;
-  size_t in_flight() const { return in_flight_; }
   bool closed() const { return closing_ || ctx_ == nullptr; }
   const std::string& address() const { return address_; }
 

@@ -205,30 +205,6 @@ redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. string.format('%d', nv) .. ' ' 
 return {1, nv, ARGV[2]}
 )lua";
 
-absl::string_view RedisScriptName(RedisScript script) {
-  switch (script) {
-    case RedisScript::kGet:
-      return "get";
-    case RedisScript::kPut:
-      return "put";
-    case RedisScript::kDelete:
-      return "delete";
-    case RedisScript::kRememberFailure:
-      return "remember_failure";
-    case RedisScript::kTryLock:
-      return "trylock";
-    case RedisScript::kRenew:
-      return "renew";
-    case RedisScript::kRelease:
-      return "release";
-    case RedisScript::kBreakerLoad:
-      return "breaker_load";
-    case RedisScript::kBreakerCas:
-      return "breaker_cas";
-  }
-  return "?";
-}
-
 absl::string_view RedisScriptSource(RedisScript script) {
   switch (script) {
     case RedisScript::kGet:

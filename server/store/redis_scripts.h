@@ -15,7 +15,9 @@
 // Namespaces are [A-Za-z0-9_.-], so "<ns>:" cannot be confused with the key
 // bytes that follow; the hash tag covers both anyway.
 //
-// Time inside the scripts comes from Redis TIME: one clock for the fleet.
+// Time inside the scripts that write comes from Redis TIME: one clock for
+// the fleet. The get script alone takes corrald's clock (ARGV[1]) to decide
+// whether a value is fresh enough to answer without the failure record.
 #ifndef CORRAL_SERVER_STORE_REDIS_SCRIPTS_H_
 #define CORRAL_SERVER_STORE_REDIS_SCRIPTS_H_
 
@@ -84,7 +86,6 @@ enum class RedisScript {
 };
 inline constexpr int kRedisScriptCount = 9;
 
-absl::string_view RedisScriptName(RedisScript script);
 absl::string_view RedisScriptSource(RedisScript script);
 
 // Reads each script's answer. Shapes that the script cannot produce are
