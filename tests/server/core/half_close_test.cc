@@ -22,8 +22,12 @@ class HalfCloseTest : public CoordinatorTest {
  protected:
   // Takes the key's lock as another replica would (straight in the store).
   void LockElsewhere(const CacheKey& key, const std::string& token) {
+    // Stores are driven from the loop thread only (hiredis is not
+    // thread-safe), as the coordinator drives them.
     auto attempt = Sync<LockAttempt>([&](auto done) {
-      store_->inner().TryLock(key, token, absl::Seconds(30), std::move(done));
+      loop_.Post([&, done = std::move(done)]() mutable {
+        store_->inner().TryLock(key, token, absl::Seconds(30), std::move(done));
+      });
     });
     ASSERT_OK(attempt);
     ASSERT_TRUE(attempt->acquired);
@@ -37,7 +41,9 @@ class HalfCloseTest : public CoordinatorTest {
     options.lock_token = token;
     options.release_lock = true;
     auto stored = Sync<bool>([&](auto done) {
-      store_->inner().Put(key, value, options, std::move(done));
+      loop_.Post([&, done = std::move(done)]() mutable {
+        store_->inner().Put(key, value, options, std::move(done));
+      });
     });
     ASSERT_THAT(stored, corral::testing::IsOkAndHolds(true));
   }
