@@ -4,7 +4,6 @@
 // what it does not know, and speaks v1alpha's wire format under the v1
 // package (compared field by field with the v1alpha descriptor the server's
 // own gRPC library carries).
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -23,7 +22,7 @@
 #include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "tests/support/corrald_process.h"
+#include "tests/e2e/fleet.h"
 #include "tests/support/status_matchers.h"
 
 namespace corral::testing {
@@ -45,29 +44,20 @@ constexpr char kCredential[] =
 
 class ReflectionE2E : public ::testing::Test {
  protected:
+  // One embedded-store corrald for the suite, with the credential as its
+  // --config (Fleet writes the file).
   static void SetUpTestSuite() {
-    config_path_ = new std::string(absl::StrCat(::testing::TempDir(),
-                                                "/corral-reflection-e2e-",
-                                                getpid(), ".textproto"));
-    std::ofstream(*config_path_) << kCredential;
-    CorraldOptions options;
-    options.args = {absl::StrCat("--config=", *config_path_)};
-    auto p = CorraldProcess::Start(options);
-    ASSERT_TRUE(p.ok()) << p.status();
-    corrald_ = p->release();
+    fleet_ = Fleet::Start(1, /*embedded=*/true, kCredential).release();
   }
-  static void TearDownTestSuite() {
-    if (corrald_ != nullptr) corrald_->Kill();
-    delete corrald_;
-    delete config_path_;
-  }
+  static void TearDownTestSuite() { delete fleet_; }
+  void SetUp() override { ASSERT_NE(fleet_, nullptr); }
 
   // One v1 stream, without a token: every request written, half-closed,
   // every response read.
   static absl::StatusOr<std::vector<ServerReflectionResponse>> Ask(
       const std::vector<ServerReflectionRequest>& requests) {
     auto stub = ServerReflection::NewStub(grpc::CreateChannel(
-        corrald_->target(), grpc::InsecureChannelCredentials()));
+        fleet_->replica(0).target(), grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     auto stream = stub->ServerReflectionInfo(&ctx);
@@ -97,11 +87,9 @@ class ReflectionE2E : public ::testing::Test {
     return responses->front();
   }
 
-  static CorraldProcess* corrald_;
-  static std::string* config_path_;
+  static Fleet* fleet_;
 };
-CorraldProcess* ReflectionE2E::corrald_ = nullptr;
-std::string* ReflectionE2E::config_path_ = nullptr;
+Fleet* ReflectionE2E::fleet_ = nullptr;
 
 ServerReflectionRequest SymbolRequest(const std::string& symbol) {
   ServerReflectionRequest request;
@@ -129,7 +117,7 @@ std::map<std::string, FileDescriptorProto> FilesOf(
 TEST_F(ReflectionE2E, TheServerRequiresTokensForCorral) {
   // What makes the other tests' open access mean something.
   auto stub = corral::v1::Corral::NewStub(grpc::CreateChannel(
-      corrald_->target(), grpc::InsecureChannelCredentials()));
+      fleet_->replica(0).target(), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
   corral::v1::GetRequest request;
