@@ -13,7 +13,7 @@ packages=(
   python3-grpcio python3-protobuf python3-redis
   python3-setuptools python3-venv dpkg-dev
   prometheus python3-yaml docker-compose
-  clang libclang-rt-14-dev
+  clang clang-format libclang-rt-14-dev
 )
 
 # --bench: also what tests/bench/compare.sh and the profiles compare with or

@@ -26,38 +26,53 @@
 #include "client/bench/stampede.h"
 #include "client/bench/steady.h"
 
-ABSL_FLAG(std::string, mode, "stampede",
-          "stampede: GetOrCompute callers on cold keys; waiters: --callers wait on one key "
-          "until all are waiting (corral_waiters, from --metrics), then one fill; hits: "
-          "closed-loop callers on one warm key (--rpc, --concurrency, --duration_s); locks: "
-          "AcquireLock+ReleaseLock cycles (--workers, --contended, --duration_s); steady: "
-          "--callers threads call GetOrCompute on one hot key in a loop for --duration_s "
-          "(--pace_ms between calls, --allow_stale) and count computes and waits.");
-ABSL_FLAG(int, pace_ms, 10, "steady mode: pause between one caller's calls, in ms.");
-ABSL_FLAG(bool, allow_stale, false, "steady mode: callers accept stale values.");
-ABSL_FLAG(int, workers, 1, "locks mode: concurrent workers (one blocking stub each).");
+ABSL_FLAG(
+    std::string, mode, "stampede",
+    "stampede: GetOrCompute callers on cold keys; waiters: --callers wait on "
+    "one key "
+    "until all are waiting (corral_waiters, from --metrics), then one fill; "
+    "hits: "
+    "closed-loop callers on one warm key (--rpc, --concurrency, --duration_s); "
+    "locks: "
+    "AcquireLock+ReleaseLock cycles (--workers, --contended, --duration_s); "
+    "steady: "
+    "--callers threads call GetOrCompute on one hot key in a loop for "
+    "--duration_s "
+    "(--pace_ms between calls, --allow_stale) and count computes and waits.");
+ABSL_FLAG(int, pace_ms, 10,
+          "steady mode: pause between one caller's calls, in ms.");
+ABSL_FLAG(bool, allow_stale, false,
+          "steady mode: callers accept stale values.");
+ABSL_FLAG(int, workers, 1,
+          "locks mode: concurrent workers (one blocking stub each).");
 ABSL_FLAG(bool, contended, false, "locks mode: all workers on one key.");
 ABSL_FLAG(int, duration_s, 5, "locks and hits modes: how long to run.");
-ABSL_FLAG(std::string, rpc, "get_or_compute", "hits mode: get or get_or_compute.");
+ABSL_FLAG(std::string, rpc, "get_or_compute",
+          "hits mode: get or get_or_compute.");
 ABSL_FLAG(int, concurrency, 16, "hits mode: closed-loop callers.");
 ABSL_FLAG(int, value_bytes, 100,
-          "hits mode: size of the warm value; waiters mode: size of the value filled.");
-ABSL_FLAG(std::string, targets, "127.0.0.1:50051", "Comma-separated corrald addresses.");
+          "hits mode: size of the warm value; waiters mode: size of the value "
+          "filled.");
+ABSL_FLAG(std::string, targets, "127.0.0.1:50051",
+          "Comma-separated corrald addresses.");
 ABSL_FLAG(int, callers, 1000, "Concurrent GetOrCompute callers.");
 ABSL_FLAG(int, keys, 1, "Distinct cold keys the callers spread over.");
 ABSL_FLAG(int, compute_ms, 200, "How long the leaseholder computes, in ms.");
-ABSL_FLAG(int, channels, 4,
-          "HTTP/2 connections per target (corrald allows 10,000 streams on each).");
+ABSL_FLAG(
+    int, channels, 4,
+    "HTTP/2 connections per target (corrald allows 10,000 streams on each).");
 ABSL_FLAG(std::string, ns, "bench", "Namespace.");
 ABSL_FLAG(int, deadline_s, 60, "Per-call deadline in seconds.");
 ABSL_FLAG(bool, fail, false, "Leaseholders abandon with upstream_failure.");
-ABSL_FLAG(int, redis_port, 0,
-          "If set, report Redis commands issued during the run (INFO commandstats "
-          "diff via redis-cli on 127.0.0.1:PORT).");
+ABSL_FLAG(
+    int, redis_port, 0,
+    "If set, report Redis commands issued during the run (INFO commandstats "
+    "diff via redis-cli on 127.0.0.1:PORT).");
 ABSL_FLAG(std::string, corrald_pids, "",
           "Comma-separated corrald PIDs: report their RSS before and at peak.");
 ABSL_FLAG(std::string, metrics, "",
-          "waiters mode: corrald's metrics address (host:port), polled for corral_waiters.");
+          "waiters mode: corrald's metrics address (host:port), polled for "
+          "corral_waiters.");
 
 namespace {
 
@@ -90,7 +105,8 @@ class RssSampler {
 
  private:
   void Sample() {
-    for (size_t i = 0; i < pids_.size(); ++i) peak_[i] = std::max(peak_[i], bench::RssKiB(pids_[i]));
+    for (size_t i = 0; i < pids_.size(); ++i)
+      peak_[i] = std::max(peak_[i], bench::RssKiB(pids_[i]));
   }
   std::vector<int> pids_;
   std::vector<long> before_, peak_;
@@ -100,8 +116,8 @@ class RssSampler {
 
 std::vector<int> Pids() {
   std::vector<int> pids;
-  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_corrald_pids), ',',
-                                            absl::SkipEmpty())) {
+  for (absl::string_view p : absl::StrSplit(absl::GetFlag(FLAGS_corrald_pids),
+                                            ',', absl::SkipEmpty())) {
     int pid = 0;
     if (absl::SimpleAtoi(p, &pid)) pids.push_back(pid);
   }
@@ -137,7 +153,8 @@ int RunSteadyMode() {
   options.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
   const auto report = bench::RunSteady(options);
   std::printf("ns=%s %s\n", options.ns.c_str(), report.Summary().c_str());
-  if (!report.first_error.empty()) std::printf("first error: %s\n", report.first_error.c_str());
+  if (!report.first_error.empty())
+    std::printf("first error: %s\n", report.first_error.c_str());
   return report.errors == 0 && report.calls > 0 ? 0 : 1;
 }
 
@@ -165,7 +182,8 @@ int RunHits() {
   if (redis_port > 0) {
     // Per answered request (the warm-up's requests are in the numerator too).
     std::printf("%s\n", bench::FormatCommandDelta(
-                            bench::CommandDelta(before, bench::RedisCommandStats(redis_port)),
+                            bench::CommandDelta(
+                                before, bench::RedisCommandStats(redis_port)),
                             report.requests)
                             .c_str());
   }
@@ -183,7 +201,8 @@ bench::StampedeOptions StampedeFlags() {
   options.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
   options.fail_compute = absl::GetFlag(FLAGS_fail);
   absl::BitGen rng;
-  options.key_prefix = absl::StrCat("bench-", absl::Uniform<uint64_t>(rng), "-");
+  options.key_prefix =
+      absl::StrCat("bench-", absl::Uniform<uint64_t>(rng), "-");
   return options;
 }
 
@@ -196,13 +215,16 @@ int RunWaiters() {
   // Nobody gives up waiting before the fill: the namespace's default wait
   // (15 s) is shorter than opening 50,000 calls can take.
   options.wait_timeout = options.deadline;
-  const std::string filled(static_cast<size_t>(absl::GetFlag(FLAGS_value_bytes)), 'v');
+  const std::string filled(
+      static_cast<size_t>(absl::GetFlag(FLAGS_value_bytes)), 'v');
   options.value_for = [&filled](int) { return filled; };
   const std::string metrics = absl::GetFlag(FLAGS_metrics);
   const std::vector<int> pids = Pids();
   if (metrics.empty() || pids.size() != 1 || options.targets.size() != 1) {
-    std::fprintf(stderr, "corral-bench: waiters mode needs --metrics, one --corrald_pids "
-                         "and one --targets\n");
+    std::fprintf(
+        stderr,
+        "corral-bench: waiters mode needs --metrics, one --corrald_pids "
+        "and one --targets\n");
     return 2;
   }
   const std::string label = absl::StrCat("namespace=\"", options.ns, "\"");
@@ -217,7 +239,9 @@ int RunWaiters() {
   const absl::Time start = absl::Now();
   double waiting = 0;
   while (absl::Now() - start < absl::Seconds(300)) {
-    waiting = bench::ScrapeMetric(metrics, "corral_waiters", label).value_or(0) - waiters_before;
+    waiting =
+        bench::ScrapeMetric(metrics, "corral_waiters", label).value_or(0) -
+        waiters_before;
     if (waiting >= want) break;
     absl::SleepFor(absl::Milliseconds(100));
   }
@@ -240,26 +264,32 @@ int RunWaiters() {
     fill_to_waiter.push_back(c.done - fill_sent);
   }
   std::printf("%s\n", report.Summary().c_str());
-  std::printf("%s\n",
-              absl::StrFormat(
-                  "waiters=%.0f of %d (after %s) corrald pid=%d rss_before_kib=%d "
-                  "rss_waiting_kib=%d kib_per_waiter=%.2f fill_to_waiter p50=%s p99=%s "
-                  "fill_to_last=%s value_bytes=%d rss_peak_during_fill_kib=%d",
-                  waiting, want, absl::FormatDuration(to_wait), pids[0], rss_before,
-                  rss_waiting,
-                  static_cast<double>(rss_waiting - rss_before) / std::max(1.0, waiting),
-                  absl::FormatDuration(bench::Quantile(fill_to_waiter, 0.5)),
-                  absl::FormatDuration(bench::Quantile(fill_to_waiter, 0.99)),
-                  absl::FormatDuration(last_done - fill_sent), filled.size(),
-                  fan_out.peak(0))
-                  .c_str());
-  return report.ok() == options.callers && report.computes() == 1 && waiting >= want ? 0 : 1;
+  std::printf(
+      "%s\n",
+      absl::StrFormat(
+          "waiters=%.0f of %d (after %s) corrald pid=%d rss_before_kib=%d "
+          "rss_waiting_kib=%d kib_per_waiter=%.2f fill_to_waiter p50=%s p99=%s "
+          "fill_to_last=%s value_bytes=%d rss_peak_during_fill_kib=%d",
+          waiting, want, absl::FormatDuration(to_wait), pids[0], rss_before,
+          rss_waiting,
+          static_cast<double>(rss_waiting - rss_before) /
+              std::max(1.0, waiting),
+          absl::FormatDuration(bench::Quantile(fill_to_waiter, 0.5)),
+          absl::FormatDuration(bench::Quantile(fill_to_waiter, 0.99)),
+          absl::FormatDuration(last_done - fill_sent), filled.size(),
+          fan_out.peak(0))
+          .c_str());
+  return report.ok() == options.callers && report.computes() == 1 &&
+                 waiting >= want
+             ? 0
+             : 1;
 }
 
 int RunStampedeMode() {
   bench::StampedeOptions options = StampedeFlags();
   if (options.callers <= 0 || options.keys <= 0 || options.targets.empty()) {
-    std::fprintf(stderr, "corral-bench: --callers, --keys and --targets must be set\n");
+    std::fprintf(stderr,
+                 "corral-bench: --callers, --keys and --targets must be set\n");
     return 2;
   }
   RssSampler rss(Pids());
@@ -271,16 +301,20 @@ int RunStampedeMode() {
   std::printf("%s\n", report.Summary().c_str());
   if (redis_port > 0) {
     std::printf("%s\n", bench::FormatCommandDelta(
-                            bench::CommandDelta(before, bench::RedisCommandStats(redis_port)),
+                            bench::CommandDelta(
+                                before, bench::RedisCommandStats(redis_port)),
                             options.callers)
                             .c_str());
   }
   const auto& pids = rss.pids();
   for (size_t i = 0; i < pids.size(); ++i) {
-    std::printf("corrald pid=%d rss_before_kib=%ld rss_peak_kib=%ld per_caller_bytes=%.0f\n",
-                pids[i], rss.before(i), rss.peak(i),
-                1024.0 * static_cast<double>(rss.peak(i) - rss.before(i)) /
-                    (static_cast<double>(options.callers) / static_cast<double>(pids.size())));
+    std::printf(
+        "corrald pid=%d rss_before_kib=%ld rss_peak_kib=%ld "
+        "per_caller_bytes=%.0f\n",
+        pids[i], rss.before(i), rss.peak(i),
+        1024.0 * static_cast<double>(rss.peak(i) - rss.before(i)) /
+            (static_cast<double>(options.callers) /
+             static_cast<double>(pids.size())));
   }
   return report.ok() == options.callers ? 0 : 1;
 }
@@ -293,11 +327,16 @@ int main(int argc, char** argv) {
   // server it shares the machine with.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
-      "corral-bench: load for corrald. Default mode: N concurrent GetOrCompute callers on K\n"
-      "cold keys; the leaseholder computes for C ms and fills. Reports computes, caller\n"
-      "latency p50/p99/max, Redis commands issued (--redis_port) and corrald RSS\n"
-      "(--corrald_pids). Other modes: waiters, hits, locks, steady (see --mode).\n"
-      "Example: corral-bench --targets=127.0.0.1:50051 --callers=10000 --keys=1 "
+      "corral-bench: load for corrald. Default mode: N concurrent GetOrCompute "
+      "callers on K\n"
+      "cold keys; the leaseholder computes for C ms and fills. Reports "
+      "computes, caller\n"
+      "latency p50/p99/max, Redis commands issued (--redis_port) and corrald "
+      "RSS\n"
+      "(--corrald_pids). Other modes: waiters, hits, locks, steady (see "
+      "--mode).\n"
+      "Example: corral-bench --targets=127.0.0.1:50051 --callers=10000 "
+      "--keys=1 "
       "--compute_ms=200");
   absl::ParseCommandLine(argc, argv);
   const std::string mode = absl::GetFlag(FLAGS_mode);
@@ -306,6 +345,8 @@ int main(int argc, char** argv) {
   if (mode == "steady") return RunSteadyMode();
   if (mode == "waiters") return RunWaiters();
   if (mode == "stampede") return RunStampedeMode();
-  std::fprintf(stderr, "corral-bench: --mode must be stampede, waiters, hits, locks or steady\n");
+  std::fprintf(stderr,
+               "corral-bench: --mode must be stampede, waiters, hits, locks or "
+               "steady\n");
   return 2;
 }

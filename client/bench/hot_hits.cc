@@ -32,8 +32,8 @@ struct Shared {
 // until it stops (callbacks of one caller never overlap).
 class Caller {
  public:
-  Caller(pb::Corral::Stub* stub, const HotHitsOptions& options, const std::string& key,
-         Shared* shared)
+  Caller(pb::Corral::Stub* stub, const HotHitsOptions& options,
+         const std::string& key, Shared* shared)
       : stub_(stub), options_(options), shared_(shared) {
     get_.set_namespace_(options.ns);
     get_.set_key(key);
@@ -53,8 +53,9 @@ class Caller {
 
  private:
   // One GetOrCompute call on a warm key: Lookup, Value, OK.
-  class Lookup final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
-                                                      pb::GetOrComputeResponse> {
+  class Lookup final
+      : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
+                                       pb::GetOrComputeResponse> {
    public:
     explicit Lookup(Caller* caller) : caller_(caller), start_(absl::Now()) {
       caller->stub_->async()->GetOrCompute(&ctx_, this);
@@ -63,7 +64,8 @@ class Caller {
       StartCall();
     }
     void OnReadDone(bool ok) override {
-      got_value_ = ok && response_.has_value() && !response_.value().value().empty();
+      got_value_ =
+          ok && response_.has_value() && !response_.value().value().empty();
     }
     void OnDone(const grpc::Status& status) override {
       Caller* caller = caller_;
@@ -89,12 +91,13 @@ class Caller {
 
   void IssueGet() {
     auto* call = new GetCall;
-    stub_->async()->Get(&call->ctx, &get_, &call->response, [this, call](grpc::Status s) {
-      const bool ok = s.ok() && call->response.found();
-      const absl::Time start = call->start;
-      delete call;
-      Record(start, ok);
-    });
+    stub_->async()->Get(&call->ctx, &get_, &call->response,
+                        [this, call](grpc::Status s) {
+                          const bool ok = s.ok() && call->response.found();
+                          const absl::Time start = call->start;
+                          delete call;
+                          Record(start, ok);
+                        });
   }
 
   void Record(absl::Time start, bool ok) {
@@ -114,7 +117,8 @@ class Caller {
     absl::MutexLock lock(&shared_->mu);
     shared_->requests += requests_;
     shared_->errors += errors_;
-    shared_->latencies.insert(shared_->latencies.end(), latencies_.begin(), latencies_.end());
+    shared_->latencies.insert(shared_->latencies.end(), latencies_.begin(),
+                              latencies_.end());
     --shared_->running;
   }
 
@@ -135,9 +139,10 @@ double HotHitsReport::per_second() const {
 }
 
 std::string HotHitsReport::Summary() const {
-  return absl::StrFormat("requests=%d errors=%d measured=%s req_per_s=%.0f p50=%s p99=%s",
-                         requests, errors, absl::FormatDuration(measured), per_second(),
-                         absl::FormatDuration(p50), absl::FormatDuration(p99));
+  return absl::StrFormat(
+      "requests=%d errors=%d measured=%s req_per_s=%.0f p50=%s p99=%s",
+      requests, errors, absl::FormatDuration(measured), per_second(),
+      absl::FormatDuration(p50), absl::FormatDuration(p99));
 }
 
 HotHitsReport RunHotHits(const HotHitsOptions& options) {
@@ -148,13 +153,14 @@ HotHitsReport RunHotHits(const HotHitsOptions& options) {
     for (int i = 0; i < std::max(1, options.channels_per_target); ++i) {
       grpc::ChannelArguments args;
       args.SetInt("corral.bench.channel", i);  // One connection per channel.
-      channels.push_back(
-          grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+      channels.push_back(grpc::CreateCustomChannel(
+          target, grpc::InsecureChannelCredentials(), args));
       stubs.push_back(pb::Corral::NewStub(channels.back()));
     }
   }
   for (auto& channel : channels) {
-    channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    channel->WaitForConnected(
+        absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   }
   absl::BitGen rng;
   const std::string key = absl::StrCat("hot-", absl::Uniform<uint64_t>(rng));
@@ -162,7 +168,8 @@ HotHitsReport RunHotHits(const HotHitsOptions& options) {
     pb::SetRequest set;
     set.set_namespace_(options.ns);
     set.set_key(key);
-    set.set_value(std::string(static_cast<size_t>(std::max(1, options.value_bytes)), 'v'));
+    set.set_value(std::string(
+        static_cast<size_t>(std::max(1, options.value_bytes)), 'v'));
     pb::SetResponse stored;
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
@@ -181,8 +188,8 @@ HotHitsReport RunHotHits(const HotHitsOptions& options) {
     shared.running = options.concurrency;
   }
   for (int i = 0; i < options.concurrency; ++i) {
-    callers.push_back(std::make_unique<Caller>(stubs[i % stubs.size()].get(), options, key,
-                                               &shared));
+    callers.push_back(std::make_unique<Caller>(stubs[i % stubs.size()].get(),
+                                               options, key, &shared));
   }
   for (auto& c : callers) c->Next();
   absl::MutexLock lock(&shared.mu);

@@ -18,15 +18,17 @@ namespace corral::bench {
 namespace pb = corral::v1;
 
 std::string LockCyclesReport::Summary() const {
-  return absl::StrFormat("cycles=%d errors=%d elapsed=%s cycles_per_s=%.0f p50=%s p99=%s",
-                         cycles, errors, absl::FormatDuration(elapsed),
-                         static_cast<double>(cycles) / absl::ToDoubleSeconds(elapsed),
-                         absl::FormatDuration(p50), absl::FormatDuration(p99));
+  return absl::StrFormat(
+      "cycles=%d errors=%d elapsed=%s cycles_per_s=%.0f p50=%s p99=%s", cycles,
+      errors, absl::FormatDuration(elapsed),
+      static_cast<double>(cycles) / absl::ToDoubleSeconds(elapsed),
+      absl::FormatDuration(p50), absl::FormatDuration(p99));
 }
 
 LockCyclesReport RunLockCycles(const LockCyclesOptions& options) {
   absl::BitGen rng;
-  const std::string prefix = absl::StrCat("locks-", absl::Uniform<uint64_t>(rng), "-");
+  const std::string prefix =
+      absl::StrCat("locks-", absl::Uniform<uint64_t>(rng), "-");
   std::atomic<long> cycles{0}, errors{0};
   absl::Mutex mu;
   std::vector<absl::Duration> samples;
@@ -37,8 +39,9 @@ LockCyclesReport RunLockCycles(const LockCyclesOptions& options) {
     threads.emplace_back([&, w] {
       grpc::ChannelArguments args;
       args.SetInt("corral.bench.channel", w);
-      auto channel = grpc::CreateCustomChannel(options.targets[w % options.targets.size()],
-                                               grpc::InsecureChannelCredentials(), args);
+      auto channel =
+          grpc::CreateCustomChannel(options.targets[w % options.targets.size()],
+                                    grpc::InsecureChannelCredentials(), args);
       auto stub = pb::Corral::NewStub(channel);
       pb::AcquireLockRequest acquire;
       acquire.set_namespace_(options.ns);
@@ -61,7 +64,8 @@ LockCyclesReport RunLockCycles(const LockCyclesOptions& options) {
         release.set_outcome(pb::OUTCOME_SUCCESS);
         grpc::ClientContext c2;
         pb::ReleaseLockResponse released;
-        if (!stub->ReleaseLock(&c2, release, &released).ok() || !released.released()) {
+        if (!stub->ReleaseLock(&c2, release, &released).ok() ||
+            !released.released()) {
           ++errors;
           continue;
         }
@@ -80,7 +84,8 @@ LockCyclesReport RunLockCycles(const LockCyclesOptions& options) {
   std::sort(samples.begin(), samples.end());
   if (!samples.empty()) {
     report.p50 = samples[samples.size() / 2];
-    report.p99 = samples[std::min(samples.size() - 1, samples.size() * 99 / 100)];
+    report.p99 =
+        samples[std::min(samples.size() - 1, samples.size() * 99 / 100)];
   }
   return report;
 }

@@ -30,7 +30,8 @@ std::vector<std::string> Lines(const std::string& command) {
 
 std::map<std::string, long> RedisCommandStats(int port) {
   std::map<std::string, long> stats;
-  for (const std::string& line : Lines(absl::StrCat("redis-cli -p ", port, " INFO commandstats"))) {
+  for (const std::string& line :
+       Lines(absl::StrCat("redis-cli -p ", port, " INFO commandstats"))) {
     // cmdstat_evalsha:calls=12,usec=...
     absl::string_view l = line;
     if (!absl::ConsumePrefix(&l, "cmdstat_")) continue;
@@ -45,8 +46,9 @@ std::map<std::string, long> RedisCommandStats(int port) {
   return stats;
 }
 
-std::map<std::string, long> CommandDelta(const std::map<std::string, long>& before,
-                                         const std::map<std::string, long>& after) {
+std::map<std::string, long> CommandDelta(
+    const std::map<std::string, long>& before,
+    const std::map<std::string, long>& after) {
   std::map<std::string, long> delta;
   for (const auto& [cmd, n] : after) {
     if (cmd == "info" || cmd.rfind("config", 0) == 0) continue;
@@ -57,7 +59,8 @@ std::map<std::string, long> CommandDelta(const std::map<std::string, long>& befo
   return delta;
 }
 
-std::string FormatCommandDelta(const std::map<std::string, long>& delta, long callers) {
+std::string FormatCommandDelta(const std::map<std::string, long>& delta,
+                               long callers) {
   long total = 0;
   std::string detail;
   for (const auto& [cmd, n] : delta) {
@@ -66,7 +69,9 @@ std::string FormatCommandDelta(const std::map<std::string, long>& delta, long ca
   }
   char head[96];
   std::snprintf(head, sizeof head, "redis_commands=%ld per_caller=%.4f:", total,
-                callers > 0 ? static_cast<double>(total) / static_cast<double>(callers) : 0.0);
+                callers > 0
+                    ? static_cast<double>(total) / static_cast<double>(callers)
+                    : 0.0);
   return absl::StrCat(head, detail);
 }
 
@@ -83,17 +88,20 @@ long RssKiB(int pid) {
   return -1;
 }
 
-std::optional<double> ScrapeMetric(const std::string& address, const std::string& metric,
+std::optional<double> ScrapeMetric(const std::string& address,
+                                   const std::string& metric,
                                    const std::string& label_filter) {
   std::optional<double> sum;
-  for (const std::string& line :
-       Lines(absl::StrCat("curl -sf --max-time 5 http://", address, "/metrics"))) {
+  for (const std::string& line : Lines(absl::StrCat(
+           "curl -sf --max-time 5 http://", address, "/metrics"))) {
     // name{labels} value   or   name value
     if (line.empty() || line[0] == '#' || line.rfind(metric, 0) != 0) continue;
     const char next = line.size() > metric.size() ? line[metric.size()] : '\0';
     if (next != '{' && next != ' ') continue;
     const size_t space = line.rfind(' ');
-    if (!label_filter.empty() && line.substr(0, space).find(label_filter) == line.npos) continue;
+    if (!label_filter.empty() &&
+        line.substr(0, space).find(label_filter) == line.npos)
+      continue;
     double v = 0;
     if (absl::SimpleAtod(line.substr(space + 1), &v)) sum = sum.value_or(0) + v;
   }
@@ -103,7 +111,8 @@ std::optional<double> ScrapeMetric(const std::string& address, const std::string
 absl::Duration Quantile(std::vector<absl::Duration>& samples, double q) {
   if (samples.empty()) return absl::ZeroDuration();
   std::sort(samples.begin(), samples.end());
-  const size_t i = static_cast<size_t>(q * static_cast<double>(samples.size() - 1) + 0.5);
+  const size_t i =
+      static_cast<size_t>(q * static_cast<double>(samples.size() - 1) + 0.5);
   return samples[std::min(i, samples.size() - 1)];
 }
 

@@ -20,18 +20,21 @@ std::map<std::string, long> RedisCommandStats(int port);
 
 // after - before, leaving out the commands a probe itself sends (INFO,
 // CONFIG) and commands that did not change.
-std::map<std::string, long> CommandDelta(const std::map<std::string, long>& before,
-                                         const std::map<std::string, long>& after);
+std::map<std::string, long> CommandDelta(
+    const std::map<std::string, long>& before,
+    const std::map<std::string, long>& after);
 
 // "redis_commands=T per_caller=T/n: cmd=k ..." for a delta.
-std::string FormatCommandDelta(const std::map<std::string, long>& delta, long callers);
+std::string FormatCommandDelta(const std::map<std::string, long>& delta,
+                               long callers);
 
 // VmRSS of `pid` in KiB, or -1.
 long RssKiB(int pid);
 
 // The sum of the samples of `metric` (any labels, or only series whose label
 // text contains `label_filter`) scraped from http://ADDRESS/metrics.
-std::optional<double> ScrapeMetric(const std::string& address, const std::string& metric,
+std::optional<double> ScrapeMetric(const std::string& address,
+                                   const std::string& metric,
                                    const std::string& label_filter = "");
 
 // The q-quantile (q in [0, 1]) of `samples`, which it sorts. Zero if empty.

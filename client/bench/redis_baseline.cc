@@ -24,7 +24,8 @@ namespace {
 constexpr char kUnlockScript[] =
     "if redis.call('get', KEYS[1]) ~= ARGV[1] then return 1 else "
     "redis.call('del', KEYS[2]) redis.call('lpush', KEYS[2], 1) "
-    "redis.call('pexpire', KEYS[2], ARGV[2]) redis.call('del', KEYS[1]) return 0 end";
+    "redis.call('pexpire', KEYS[2], ARGV[2]) redis.call('del', KEYS[1]) return "
+    "0 end";
 
 struct ContextFree {
   void operator()(redisContext* c) const { redisFree(c); }
@@ -47,11 +48,11 @@ struct Caller {
   bool connected = false;
   bool finished = false;
   bool failed = false;
-  bool holding = false;     // Holds the lock (release after the write).
+  bool holding = false;  // Holds the lock (release after the write).
   bool wait_timed_out = false;
   bool computed = false;
-  bool unlocked = false;    // Computed after a lock-wait timeout.
-  bool fell_back = false;   // Its lock wait timed out (the seed's fallback).
+  bool unlocked = false;   // Computed after a lock-wait timeout.
+  bool fell_back = false;  // Its lock wait timed out (the seed's fallback).
 };
 
 struct Run {
@@ -73,8 +74,12 @@ void Trampoline(redisAsyncContext*, void* reply, void* privdata) {
   step(c, static_cast<redisReply*>(reply));
 }
 
-bool IsError(const redisReply* r) { return r == nullptr || r->type == REDIS_REPLY_ERROR; }
-bool IsString(const redisReply* r) { return r != nullptr && r->type == REDIS_REPLY_STRING; }
+bool IsError(const redisReply* r) {
+  return r == nullptr || r->type == REDIS_REPLY_ERROR;
+}
+bool IsString(const redisReply* r) {
+  return r != nullptr && r->type == REDIS_REPLY_STRING;
+}
 
 void Finish(Caller* c, bool failed) {
   c->end = absl::Now();
@@ -93,20 +98,24 @@ void Send(Caller* c, const std::vector<std::string>& args) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  if (redisAsyncCommandArgv(c->ac, &Trampoline<step>, c, static_cast<int>(args.size()),
-                            argv.data(), lens.data()) != REDIS_OK) {
+  if (redisAsyncCommandArgv(c->ac, &Trampoline<step>, c,
+                            static_cast<int>(args.size()), argv.data(),
+                            lens.data()) != REDIS_OK) {
     Finish(c, /*failed=*/true);
   }
 }
 
-std::string Millis(absl::Duration d) { return absl::StrCat(absl::ToInt64Milliseconds(d)); }
+std::string Millis(absl::Duration d) {
+  return absl::StrCat(absl::ToInt64Milliseconds(d));
+}
 
 void AfterRelease(Caller* c, redisReply* r) { Finish(c, IsError(r)); }
 
 void Release(Caller* c) {
   const Run& run = *c->run;
-  Send<&AfterRelease>(c, {"EVALSHA", run.unlock_sha, "2", run.lock_key, run.signal_key, c->token,
-                          Millis(run.options.signal_expire)});
+  Send<&AfterRelease>(
+      c, {"EVALSHA", run.unlock_sha, "2", run.lock_key, run.signal_key,
+          c->token, Millis(run.options.signal_expire)});
 }
 
 void AfterWrite(Caller* c, redisReply* r) {
@@ -119,7 +128,8 @@ void OnComputed(evutil_socket_t, short, void* arg) {
   auto* c = static_cast<Caller*>(arg);
   if (c->run->closing || c->finished) return;
   const Run& run = *c->run;
-  Send<&AfterWrite>(c, {"SET", run.key, run.value, "PX", Millis(run.options.value_ttl)});
+  Send<&AfterWrite>(
+      c, {"SET", run.key, run.value, "PX", Millis(run.options.value_ttl)});
 }
 
 void Compute(Caller* c) {
@@ -177,7 +187,8 @@ void TryLock(Caller* c) {
 void AfterFirstGet(Caller* c, redisReply* r) {
   if (IsError(r)) return Finish(c, true);
   if (IsString(r)) return Finish(c, false);
-  if (c->run->options.pattern == BaselinePattern::kCacheAside) return Compute(c);
+  if (c->run->options.pattern == BaselinePattern::kCacheAside)
+    return Compute(c);
   TryLock(c);
 }
 
@@ -217,7 +228,8 @@ void OnDisconnect(const redisAsyncContext* ac, int) {
 
 void ConnectMore(Run* run) {
   const int n = static_cast<int>(run->callers.size());
-  while (run->in_flight < run->options.connect_parallel && run->next_connect < n) {
+  while (run->in_flight < run->options.connect_parallel &&
+         run->next_connect < n) {
     Caller* c = &run->callers[run->next_connect++];
     ++run->in_flight;
     c->ac = redisAsyncConnect(run->options.host.c_str(), run->options.port);
@@ -245,9 +257,10 @@ std::string BaselineReport::Summary() const {
   return absl::StrFormat(
       "callers=%d computes=%d unlocked_computes=%d lock_timeouts=%d errors=%d "
       "connect_failures=%d connect=%s elapsed=%s latency p50=%s p99=%s max=%s",
-      callers, computes, unlocked_computes, lock_timeouts, errors, connect_failures,
-      absl::FormatDuration(connect_time), absl::FormatDuration(elapsed),
-      absl::FormatDuration(p50), absl::FormatDuration(p99), absl::FormatDuration(max));
+      callers, computes, unlocked_computes, lock_timeouts, errors,
+      connect_failures, absl::FormatDuration(connect_time),
+      absl::FormatDuration(elapsed), absl::FormatDuration(p50),
+      absl::FormatDuration(p99), absl::FormatDuration(max));
 }
 
 BaselineReport RunRedisBaseline(const BaselineOptions& options,
@@ -255,7 +268,8 @@ BaselineReport RunRedisBaseline(const BaselineOptions& options,
   BaselineReport report;
   Run run(options);
   absl::BitGen rng;
-  const std::string name = absl::StrCat("baseline-", absl::Uniform<uint64_t>(rng));
+  const std::string name =
+      absl::StrCat("baseline-", absl::Uniform<uint64_t>(rng));
   run.key = name;
   run.lock_key = absl::StrCat("lock:", name);  // python-redis-lock's names.
   run.signal_key = absl::StrCat("lock-signal:", name);
@@ -301,7 +315,8 @@ BaselineReport RunRedisBaseline(const BaselineOptions& options,
   timeval deadline = absl::ToTimeval(options.deadline);
   event_base_once(run.base, -1, EV_TIMEOUT, &OnDeadline, &run, &deadline);
   for (Caller* c : live) Begin(c);
-  if (run.finished < static_cast<int>(run.callers.size())) event_base_dispatch(run.base);
+  if (run.finished < static_cast<int>(run.callers.size()))
+    event_base_dispatch(run.base);
   const absl::Time end = absl::Now();
 
   std::vector<absl::Duration> latencies;
@@ -323,7 +338,8 @@ BaselineReport RunRedisBaseline(const BaselineOptions& options,
 
   run.closing = true;
   for (Caller& c : run.callers) {
-    if (c.ac != nullptr) redisAsyncFree(c.ac);  // Its disconnect callback nulls c.ac.
+    if (c.ac != nullptr)
+      redisAsyncFree(c.ac);  // Its disconnect callback nulls c.ac.
   }
   event_base_free(run.base);
   // The key is left behind (a fresh name each run keeps the next one cold).

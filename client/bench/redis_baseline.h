@@ -42,9 +42,9 @@ struct BaselineOptions {
 };
 
 struct BaselineReport {
-  int callers = 0;         // Callers that connected and ran.
+  int callers = 0;  // Callers that connected and ran.
   int connect_failures = 0;
-  int errors = 0;          // Callers that ended on a Redis error or the deadline.
+  int errors = 0;  // Callers that ended on a Redis error or the deadline.
   int computes = 0;
   int unlocked_computes = 0;  // Computes after a lock-wait timeout.
   int lock_timeouts = 0;

@@ -48,7 +48,9 @@ class TimerThread {
     while (!stop_) {
       absl::Time next = tasks_.empty() ? absl::Now() + absl::Milliseconds(50)
                                        : tasks_.begin()->first;
-      mu_.AwaitWithDeadline(absl::Condition(&stop_), std::min(next, absl::Now() + absl::Milliseconds(50)));
+      mu_.AwaitWithDeadline(
+          absl::Condition(&stop_),
+          std::min(next, absl::Now() + absl::Milliseconds(50)));
       while (!tasks_.empty() && tasks_.begin()->first <= absl::Now()) {
         auto task = std::move(tasks_.begin()->second);
         tasks_.erase(tasks_.begin());
@@ -67,17 +69,23 @@ class TimerThread {
 class Caller final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
                                                     pb::GetOrComputeResponse> {
  public:
-  Caller(pb::Corral::Stub* stub, const StampedeOptions& options, int key, TimerThread* timers,
-         CallerResult* result, std::function<void()> on_done)
-      : options_(options), key_(key), timers_(timers), result_(result),
+  Caller(pb::Corral::Stub* stub, const StampedeOptions& options, int key,
+         TimerThread* timers, CallerResult* result,
+         std::function<void()> on_done)
+      : options_(options),
+        key_(key),
+        timers_(timers),
+        result_(result),
         on_done_(std::move(on_done)) {
     result_->key = key;
     ctx_.set_deadline(absl::ToChronoTime(absl::Now() + options.deadline));
     auto* lookup = first_.mutable_lookup();
     lookup->set_namespace_(options.ns);
     lookup->set_key(absl::StrCat(options.key_prefix, key));
-    if (options.wait_timeout) SetDuration(*options.wait_timeout, lookup->mutable_wait_timeout());
-    if (options.lease_ttl) SetDuration(*options.lease_ttl, lookup->mutable_lease_ttl());
+    if (options.wait_timeout)
+      SetDuration(*options.wait_timeout, lookup->mutable_wait_timeout());
+    if (options.lease_ttl)
+      SetDuration(*options.lease_ttl, lookup->mutable_lease_ttl());
     start_ = absl::Now();
     stub->async()->GetOrCompute(&ctx_, this);
     StartWrite(&first_);
@@ -104,7 +112,8 @@ class Caller final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
         // The hold keeps the reactor alive until the compute has written,
         // even if the call ends first.
         AddHold();
-        timers_->RunAt(absl::Now() + options_.compute_time, [this] { CompleteWhenOpen(); });
+        timers_->RunAt(absl::Now() + options_.compute_time,
+                       [this] { CompleteWhenOpen(); });
         StartRead(&response_);
         break;
       }
@@ -116,8 +125,9 @@ class Caller final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
   void OnDone(const grpc::Status& status) override {
     result_->done = absl::Now();
     result_->latency = result_->done - start_;
-    result_->status = absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                                   status.error_message());
+    result_->status =
+        absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                     status.error_message());
     const auto& trailers = ctx_.GetServerTrailingMetadata();
     if (auto it = trailers.find("corral-reason"); it != trailers.end()) {
       result_->reason = std::string(it->second.data(), it->second.size());
@@ -130,8 +140,10 @@ class Caller final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
  private:
   // On the timer thread: fills once the gate (if any) is open, polling it.
   void CompleteWhenOpen() {
-    if (options_.fill_gate != nullptr && !options_.fill_gate->HasBeenNotified()) {
-      timers_->RunAt(absl::Now() + absl::Milliseconds(1), [this] { CompleteWhenOpen(); });
+    if (options_.fill_gate != nullptr &&
+        !options_.fill_gate->HasBeenNotified()) {
+      timers_->RunAt(absl::Now() + absl::Milliseconds(1),
+                     [this] { CompleteWhenOpen(); });
       return;
     }
     Complete();
@@ -166,13 +178,15 @@ class Caller final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
 }  // namespace
 
 int StampedeReport::computes() const {
-  return static_cast<int>(std::count_if(callers.begin(), callers.end(),
-                                        [](const CallerResult& c) { return c.computed; }));
+  return static_cast<int>(
+      std::count_if(callers.begin(), callers.end(),
+                    [](const CallerResult& c) { return c.computed; }));
 }
 
 int StampedeReport::ok() const {
-  return static_cast<int>(std::count_if(callers.begin(), callers.end(),
-                                        [](const CallerResult& c) { return c.status.ok(); }));
+  return static_cast<int>(
+      std::count_if(callers.begin(), callers.end(),
+                    [](const CallerResult& c) { return c.status.ok(); }));
 }
 
 absl::Duration StampedeReport::Percentile(double q) const {
@@ -188,23 +202,28 @@ absl::Duration StampedeReport::Percentile(double q) const {
 std::string StampedeReport::Summary() const {
   std::map<std::string, int> outcomes;
   for (const auto& c : callers) {
-    std::string k = c.status.ok() ? "OK"
-                                  : absl::StrCat(absl::StatusCodeToString(c.status.code()),
-                                                 c.reason.empty() ? "" : "/", c.reason);
+    std::string k =
+        c.status.ok() ? "OK"
+                      : absl::StrCat(absl::StatusCodeToString(c.status.code()),
+                                     c.reason.empty() ? "" : "/", c.reason);
     ++outcomes[k];
   }
   std::string out = absl::StrFormat(
-      "callers=%d computes=%d elapsed=%s latency p50=%s p99=%s max=%s outcomes:",
+      "callers=%d computes=%d elapsed=%s latency p50=%s p99=%s max=%s "
+      "outcomes:",
       callers.size(), computes(), absl::FormatDuration(elapsed),
-      absl::FormatDuration(Percentile(0.5)), absl::FormatDuration(Percentile(0.99)),
+      absl::FormatDuration(Percentile(0.5)),
+      absl::FormatDuration(Percentile(0.99)),
       absl::FormatDuration(Percentile(1.0)));
   for (const auto& [k, n] : outcomes) absl::StrAppend(&out, " ", k, "=", n);
   // How the callers that got a Value were served.
-  static constexpr const char* kSources[] = {"unspecified", "cache", "cache_after_lock",
-                                              "peer_fill", "cache_after_timeout", "stale"};
+  static constexpr const char* kSources[] = {"unspecified",         "cache",
+                                             "cache_after_lock",    "peer_fill",
+                                             "cache_after_timeout", "stale"};
   std::map<std::string, int> sources;
   for (const auto& c : callers) {
-    if (c.status.ok() && !c.computed && c.source >= 0 && c.source <= 5) ++sources[kSources[c.source]];
+    if (c.status.ok() && !c.computed && c.source >= 0 && c.source <= 5)
+      ++sources[kSources[c.source]];
   }
   absl::StrAppend(&out, " served_by:");
   for (const auto& [k, n] : sources) absl::StrAppend(&out, " ", k, "=", n);
@@ -220,14 +239,15 @@ StampedeReport RunStampede(const StampedeOptions& options) {
       // A distinct argument per channel keeps each on its own connection.
       args.SetInt("corral.bench.channel", i);
       args.SetMaxReceiveMessageSize(64 << 20);
-      channels.push_back(
-          grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+      channels.push_back(grpc::CreateCustomChannel(
+          target, grpc::InsecureChannelCredentials(), args));
       stubs.push_back(pb::Corral::NewStub(channels.back()));
     }
   }
   // Connected before the clock starts, as a worker's long-lived channel is.
   for (auto& channel : channels) {
-    channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    channel->WaitForConnected(
+        absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   }
   StampedeReport report;
   report.callers.resize(options.callers);
@@ -236,19 +256,22 @@ StampedeReport RunStampede(const StampedeOptions& options) {
   int remaining = options.callers;
   const absl::Time start = absl::Now();
   for (int i = 0; i < options.callers; ++i) {
-    if (options.spread > absl::ZeroDuration() && i > 0) absl::SleepFor(options.spread);
+    if (options.spread > absl::ZeroDuration() && i > 0)
+      absl::SleepFor(options.spread);
     // Callers of one key land on every target: the fleet-wide case.
     pb::Corral::Stub* stub = stubs[i % stubs.size()].get();
-    report.callers[i].target =
-        static_cast<int>((i % stubs.size()) / std::max(1, options.channels_per_target));
-    new Caller(stub, options, i % std::max(1, options.keys), &timers, &report.callers[i], [&] {
-      absl::MutexLock lock(&mu);
-      --remaining;
-    });
+    report.callers[i].target = static_cast<int>(
+        (i % stubs.size()) / std::max(1, options.channels_per_target));
+    new Caller(stub, options, i % std::max(1, options.keys), &timers,
+               &report.callers[i], [&] {
+                 absl::MutexLock lock(&mu);
+                 --remaining;
+               });
   }
   {
     absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(+[](int* r) { return *r == 0; }, &remaining));
+    mu.Await(absl::Condition(
+        +[](int* r) { return *r == 0; }, &remaining));
   }
   report.elapsed = absl::Now() - start;
   return report;

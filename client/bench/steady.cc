@@ -36,10 +36,12 @@ bool WaitedForACompute(Source source) {
 std::string SteadyReport::Summary() const {
   return absl::StrFormat(
       "calls=%d errors=%d computes=%d refreshes=%d max_concurrent_computes=%d "
-      "waited=%d waited_after_first_fill=%d/%d (%.4f%%) stale=%d p50=%s p99=%s max=%s",
+      "waited=%d waited_after_first_fill=%d/%d (%.4f%%) stale=%d p50=%s p99=%s "
+      "max=%s",
       calls, errors, computes, refreshes, max_concurrent_computes, waited,
-      waited_after_first_fill, calls_after_first_fill, 100 * WaitedFractionAfterFirstFill(),
-      stale, absl::FormatDuration(p50), absl::FormatDuration(p99), absl::FormatDuration(max));
+      waited_after_first_fill, calls_after_first_fill,
+      100 * WaitedFractionAfterFirstFill(), stale, absl::FormatDuration(p50),
+      absl::FormatDuration(p99), absl::FormatDuration(max));
 }
 
 SteadyReport RunSteady(const SteadyOptions& options) {
@@ -71,19 +73,23 @@ SteadyReport RunSteady(const SteadyOptions& options) {
         client::GetOrComputeOptions go;
         go.allow_stale = options.allow_stale;
         go.worker_id = absl::StrCat("steady-", i);
-        auto result = c.GetOrCompute(options.ns, options.key, [&]() -> absl::StatusOr<std::string> {
-          const int now_running = ++running;
-          int seen = max_running.load();
-          while (now_running > seen && !max_running.compare_exchange_weak(seen, now_running)) {
-          }
-          {
-            absl::MutexLock lock(&mu);
-            compute_starts.push_back(absl::Now());
-          }
-          absl::SleepFor(options.compute_time);
-          --running;
-          return absl::StrCat("value-", next_value.fetch_add(1));
-        }, go);
+        auto result = c.GetOrCompute(
+            options.ns, options.key,
+            [&]() -> absl::StatusOr<std::string> {
+              const int now_running = ++running;
+              int seen = max_running.load();
+              while (now_running > seen &&
+                     !max_running.compare_exchange_weak(seen, now_running)) {
+              }
+              {
+                absl::MutexLock lock(&mu);
+                compute_starts.push_back(absl::Now());
+              }
+              absl::SleepFor(options.compute_time);
+              --running;
+              return absl::StrCat("value-", next_value.fetch_add(1));
+            },
+            go);
         rec.end = absl::Now();
         rec.ok = result.ok();
         if (result.ok()) {
@@ -112,7 +118,8 @@ SteadyReport RunSteady(const SteadyOptions& options) {
   report.first_error = first_error;
   report.max_concurrent_computes = max_running.load();
   std::sort(compute_starts.begin(), compute_starts.end());
-  for (absl::Time t : compute_starts) report.compute_starts.push_back(t - begin);
+  for (absl::Time t : compute_starts)
+    report.compute_starts.push_back(t - begin);
   std::vector<absl::Duration> latencies;
   for (const CallRecord& r : records) {
     ++report.calls;
@@ -134,8 +141,9 @@ SteadyReport RunSteady(const SteadyOptions& options) {
   std::sort(latencies.begin(), latencies.end());
   if (!latencies.empty()) {
     const auto at = [&](double q) {
-      return latencies[std::min(latencies.size() - 1,
-                                static_cast<size_t>(q * static_cast<double>(latencies.size())))];
+      return latencies[std::min(
+          latencies.size() - 1,
+          static_cast<size_t>(q * static_cast<double>(latencies.size())))];
     };
     report.p50 = at(0.5);
     report.p99 = at(0.99);

@@ -55,7 +55,8 @@ struct SteadyReport {
   double WaitedFractionAfterFirstFill() const {
     return calls_after_first_fill == 0
                ? 0
-               : static_cast<double>(waited_after_first_fill) / calls_after_first_fill;
+               : static_cast<double>(waited_after_first_fill) /
+                     calls_after_first_fill;
   }
   std::string Summary() const;
 };

@@ -229,8 +229,11 @@ absl::Status ApplyFlag(const RawFlag& flag, Invocation& inv) {
   } else if (name == "verbose") {
     inv.verbose = true;
   } else if (name == "tls-ca" || name == "tls-cert" || name == "tls-key") {
-    if (value.empty()) return UsageError(absl::StrCat("--", name, " must not be empty"));
-    (name == "tls-ca" ? inv.tls_ca : name == "tls-cert" ? inv.tls_cert : inv.tls_key) = value;
+    if (value.empty())
+      return UsageError(absl::StrCat("--", name, " must not be empty"));
+    (name == "tls-ca"     ? inv.tls_ca
+     : name == "tls-cert" ? inv.tls_cert
+                          : inv.tls_key) = value;
   } else if (name == "token") {
     if (value.empty()) return UsageError("--token must not be empty");
     inv.token = value;

@@ -71,8 +71,8 @@ struct Invocation {
 };
 
 // Parses the arguments after argv[0]. `env_target` is $CORRAL_TARGET, which
-// --target overrides. Flag names may use '_' for '-' (--tls_ca). Errors are INVALID_ARGUMENT with a message for the user
-// (exit code kExitUsage).
+// --target overrides. Flag names may use '_' for '-' (--tls_ca). Errors are
+// INVALID_ARGUMENT with a message for the user (exit code kExitUsage).
 absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args,
                                      std::optional<std::string> env_target);
 

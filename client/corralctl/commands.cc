@@ -20,7 +20,8 @@ std::string FormatInstant(absl::Time t) {
 
 void WriteValue(Io& io, const std::string& bytes) {
   io.out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (io.out_is_terminal && (bytes.empty() || bytes.back() != '\n')) io.out << '\n';
+  if (io.out_is_terminal && (bytes.empty() || bytes.back() != '\n'))
+    io.out << '\n';
   io.out.flush();
 }
 

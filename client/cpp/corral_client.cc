@@ -19,8 +19,8 @@
 namespace corral::client {
 
 using internal::CallWithRetries;
-using internal::Once;
 using internal::DurationToProto;
+using internal::Once;
 using internal::TimeFromProto;
 
 namespace {
@@ -49,9 +49,12 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   std::shared_ptr<grpc::ChannelCredentials> credentials =
-      options.credentials ? options.credentials : grpc::InsecureChannelCredentials();
-  if (options.token.empty()) return grpc::CreateCustomChannel(target, credentials, args);
-  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      options.credentials ? options.credentials
+                          : grpc::InsecureChannelCredentials();
+  if (options.token.empty())
+    return grpc::CreateCustomChannel(target, credentials, args);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(BearerTokenInterceptor(options.token));
   return grpc::experimental::CreateCustomChannelWithInterceptors(

@@ -155,9 +155,10 @@ class Client {
   // The GetOrCompute exchange (docs/ARCHITECTURE.md, section 2): a hit or
   // a peer's fill is returned as is; when this caller is handed the lease,
   // `compute` runs and its value is filled and returned (even if the server
-  // did not store it: see GetOrComputeResult::stored). For a refresh lease whose compute fails
-  // the current value is returned, with the error in `refresh_error`.
-  // Transport failures are retried only while compute has not run.
+  // did not store it: see GetOrComputeResult::stored). For a refresh lease
+  // whose compute fails the current value is returned, with the error in
+  // `refresh_error`. Transport failures are retried only while compute has not
+  // run.
   absl::StatusOr<GetOrComputeResult> GetOrCompute(
       absl::string_view ns, absl::string_view key, ComputeFn compute,
       const GetOrComputeOptions& options = {});

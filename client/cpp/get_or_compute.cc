@@ -1,4 +1,5 @@
-// Client::GetOrCompute: the client side of the exchange in docs/ARCHITECTURE.md §2.
+// Client::GetOrCompute: the client side of the exchange in docs/ARCHITECTURE.md
+// §2.
 //
 // One attempt is one bidi stream: Lookup, then either Value (done) or Lease
 // (run compute, then Fill/Filled or Abandon). Only an attempt that failed

@@ -23,28 +23,31 @@ namespace corral::app {
 struct GrpcServerSettings {
   std::string listen_address;  // host:port; port 0 picks a free one.
   std::shared_ptr<grpc::ServerCredentials> credentials;
-  int max_message_bytes = 0;   // Received and sent.
+  int max_message_bytes = 0;  // Received and sent.
   int max_concurrent_streams = 0;
   size_t memory_quota_bytes = 0;
 };
 
 // The settings for `namespaces`: room for the largest value plus the
 // message around it (64 KiB), and the configured limits.
-GrpcServerSettings SettingsFor(const std::string& listen_address,
-                               std::shared_ptr<grpc::ServerCredentials> credentials,
-                               const NamespaceRegistry& namespaces);
+GrpcServerSettings SettingsFor(
+    const std::string& listen_address,
+    std::shared_ptr<grpc::ServerCredentials> credentials,
+    const NamespaceRegistry& namespaces);
 
 class GrpcServer {
  public:
   // Serves `corral` (which must outlive the server), the default health
   // service and reflection (v1alpha and v1). UNAVAILABLE when it cannot
   // listen; the message is corrald's exit-1 line.
-  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(const GrpcServerSettings& settings,
-                                                           grpc::Service& corral);
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
+      const GrpcServerSettings& settings, grpc::Service& corral);
 
   // The port it listens on (the one picked, when 0 was asked for).
   int port() const { return port_; }
-  grpc::HealthCheckServiceInterface* health() { return server_->GetHealthCheckService(); }
+  grpc::HealthCheckServiceInterface* health() {
+    return server_->GetHealthCheckService();
+  }
 
   // Stops accepting calls and gives the running ones until `deadline` to
   // finish, then cancels them. Returns without waiting for handlers that
@@ -65,7 +68,8 @@ class GrpcServer {
 // when a port beyond this host is open to anyone or carries tokens in clear
 // text.
 void LogSecurity(const std::string& listen, rpc::TransportSecurity security,
-                 const rpc::Authorizer& authorizer, const std::string& metrics_address);
+                 const rpc::Authorizer& authorizer,
+                 const std::string& metrics_address);
 
 }  // namespace corral::app
 

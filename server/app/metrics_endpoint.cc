@@ -45,9 +45,11 @@ void Knock(const std::string& host_port) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
-    const std::string& address, std::shared_ptr<prometheus::Collectable> registry) {
+    const std::string& address,
+    std::shared_ptr<prometheus::Collectable> registry) {
   if (address == "off") {
-    return std::unique_ptr<MetricsEndpoint>(new MetricsEndpoint(std::move(registry), nullptr, "off"));
+    return std::unique_ptr<MetricsEndpoint>(
+        new MetricsEndpoint(std::move(registry), nullptr, "off"));
   }
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
@@ -58,22 +60,28 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
   }
   exposer->RegisterCollectable(registry);
   const std::string host = address.substr(0, address.rfind(':'));
-  std::string bound = absl::StrCat(host, ":", exposer->GetListeningPorts().at(0));
-  return std::unique_ptr<MetricsEndpoint>(
-      new MetricsEndpoint(std::move(registry), std::move(exposer), std::move(bound)));
+  std::string bound =
+      absl::StrCat(host, ":", exposer->GetListeningPorts().at(0));
+  return std::unique_ptr<MetricsEndpoint>(new MetricsEndpoint(
+      std::move(registry), std::move(exposer), std::move(bound)));
 }
 
-MetricsEndpoint::MetricsEndpoint(std::shared_ptr<prometheus::Collectable> registry,
-                                 std::unique_ptr<prometheus::Exposer> exposer, std::string bound)
-    : registry_(std::move(registry)), exposer_(std::move(exposer)), bound_(std::move(bound)) {}
+MetricsEndpoint::MetricsEndpoint(
+    std::shared_ptr<prometheus::Collectable> registry,
+    std::unique_ptr<prometheus::Exposer> exposer, std::string bound)
+    : registry_(std::move(registry)),
+      exposer_(std::move(exposer)),
+      bound_(std::move(bound)) {}
 
 MetricsEndpoint::~MetricsEndpoint() { Stop(); }
 
-void MetricsEndpoint::Add(const std::shared_ptr<prometheus::Collectable>& collectable) {
+void MetricsEndpoint::Add(
+    const std::shared_ptr<prometheus::Collectable>& collectable) {
   if (exposer_) exposer_->RegisterCollectable(collectable);
 }
 
-void MetricsEndpoint::Remove(const std::shared_ptr<prometheus::Collectable>& collectable) {
+void MetricsEndpoint::Remove(
+    const std::shared_ptr<prometheus::Collectable>& collectable) {
   if (exposer_) exposer_->RemoveCollectable(collectable);
 }
 

@@ -15,10 +15,11 @@ namespace corral::app {
 class MetricsEndpoint {
  public:
   // Serves `registry` on `address` (host:port; port 0 picks a free one), or
-  // nothing when `address` is "off"; it keeps `registry` alive. UNAVAILABLE when it cannot bind; the
-  // message is corrald's exit-1 line.
+  // nothing when `address` is "off"; it keeps `registry` alive. UNAVAILABLE
+  // when it cannot bind; the message is corrald's exit-1 line.
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
-      const std::string& address, std::shared_ptr<prometheus::Collectable> registry);
+      const std::string& address,
+      std::shared_ptr<prometheus::Collectable> registry);
 
   // Stop()s.
   ~MetricsEndpoint();
@@ -41,7 +42,8 @@ class MetricsEndpoint {
 
  private:
   MetricsEndpoint(std::shared_ptr<prometheus::Collectable> registry,
-                  std::unique_ptr<prometheus::Exposer> exposer, std::string bound);
+                  std::unique_ptr<prometheus::Exposer> exposer,
+                  std::string bound);
 
   const std::shared_ptr<prometheus::Collectable> registry_;
 

@@ -37,17 +37,17 @@ struct CommandLine {
 // config file, which wins over the default.
 struct Options {
   LogLevel log_level = LogLevel::kInfo;
-  std::string config_path;              // "" when no --config.
-  corral::v1::ServerConfig config;      // Empty when no --config.
-  NamespaceRegistry namespaces;         // From `config`.
-  std::string listen_address;           // host:port.
-  std::string metrics_address;          // host:port, or "off".
-  std::string redis_uri;                // "": the embedded store.
+  std::string config_path;          // "" when no --config.
+  corral::v1::ServerConfig config;  // Empty when no --config.
+  NamespaceRegistry namespaces;     // From `config`.
+  std::string listen_address;       // host:port.
+  std::string metrics_address;      // host:port, or "off".
+  std::string redis_uri;            // "": the embedded store.
   std::string redis_password_file;
-  int redis_min_replica_acks = -1;      // Not checked here: see store_factory.h.
+  int redis_min_replica_acks = -1;  // Not checked here: see store_factory.h.
   absl::Duration redis_replica_ack_timeout;
-  std::string log_key_file;             // "": a random key (see secrets.h).
-  int64_t read_cache_mb = 64;           // Checked by ReadCacheBytes().
+  std::string log_key_file;    // "": a random key (see secrets.h).
+  int64_t read_cache_mb = 64;  // Checked by ReadCacheBytes().
   rpc::ServerTlsFiles tls;
 
   // Whether the config file may hold secrets (credentials, or a password in

@@ -69,7 +69,8 @@ int Run(const CommandLine& flags) {
 
   const Options options = OrDie(ResolveOptions(flags), 2);
   SetLogLevel(options.log_level);
-  if (options.ConfigHoldsSecrets()) WarnIfShared(options.config_path, "credentials");
+  if (options.ConfigHoldsSecrets())
+    WarnIfShared(options.config_path, "credentials");
   const NamespaceRegistry& namespaces = options.namespaces;
   // Namespaces configured with read_cache: false never enter it.
   ReadCacheOptions read_cache;
@@ -80,28 +81,34 @@ int Run(const CommandLine& flags) {
 
   OrDie(SetUpLogKey(options.log_key_file, !options.redis_uri.empty()), 2);
   std::optional<RedisOptions> redis_options;
-  if (!options.redis_uri.empty()) redis_options = OrDie(RedisOptionsFor(options, read_cache), 2);
+  if (!options.redis_uri.empty())
+    redis_options = OrDie(RedisOptionsFor(options, read_cache), 2);
   const rpc::Authorizer authorizer =
       OrDie(rpc::Authorizer::Create(options.config.credentials()), 2);
-  const rpc::ServerTransport transport = OrDie(rpc::MakeServerTransport(options.tls), 2);
+  const rpc::ServerTransport transport =
+      OrDie(rpc::MakeServerTransport(options.tls), 2);
   WarnIfShared(options.tls.key, "tls_key");
 
   auto prometheus_registry = std::make_shared<prometheus::Registry>();
   Metrics metrics(*prometheus_registry);
-  std::unique_ptr<MetricsEndpoint> metrics_endpoint =
-      OrDie(MetricsEndpoint::Start(options.metrics_address, prometheus_registry), 1);
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint = OrDie(
+      MetricsEndpoint::Start(options.metrics_address, prometheus_registry), 1);
 
   RealClock clock;
   EventLoop loop;
-  SelectedStore store = MakeStore(loop, clock, metrics, std::move(redis_options), read_cache);
+  SelectedStore store =
+      MakeStore(loop, clock, metrics, std::move(redis_options), read_cache);
   StoreHealth health(store.store->IsUp() || store.redis == nullptr);
-  MeasuredStore measured(*store.store, metrics, [&health](bool up) { health.Set(up); });
+  MeasuredStore measured(*store.store, metrics,
+                         [&health](bool up) { health.Set(up); });
   Coordinator coordinator(loop, measured, namespaces, clock, metrics);
-  auto read_cache_gauges = std::make_shared<ReadCacheGauges>(store.store->read_cache());
+  auto read_cache_gauges =
+      std::make_shared<ReadCacheGauges>(store.store->read_cache());
   metrics_endpoint->Add(read_cache_gauges);
   loop.Start();
   if (store.redis != nullptr) {
-    absl::Status connected = ConnectAtStart(*store.redis, store.name, absl::Seconds(5));
+    absl::Status connected =
+        ConnectAtStart(*store.redis, store.name, absl::Seconds(5));
     if (!connected.ok()) {
       store.redis->Shutdown();
       loop.Stop();
@@ -112,20 +119,23 @@ int Run(const CommandLine& flags) {
   rpc::CallAuthorizer call_auth(authorizer, *prometheus_registry);
   rpc::CorralService service(coordinator, metrics, call_auth);
   absl::StatusOr<std::unique_ptr<GrpcServer>> started = GrpcServer::Start(
-      SettingsFor(options.listen_address, transport.credentials, namespaces), service);
+      SettingsFor(options.listen_address, transport.credentials, namespaces),
+      service);
   if (!started.ok()) {
     if (store.redis != nullptr) store.redis->Shutdown();
     loop.Stop();
     Die(1, started.status().message());
   }
   GrpcServer& server = **started;
-  LogSecurity(options.listen_address, transport.security, authorizer, options.metrics_address);
+  LogSecurity(options.listen_address, transport.security, authorizer,
+              options.metrics_address);
   health.Attach(server.health());
   const std::string& listen = options.listen_address;
   const std::string host = listen.substr(0, listen.rfind(':'));
   // The ready line: tests and scripts wait for it. Keep its shape.
-  std::fprintf(stderr, "corrald ready listen=%s:%d metrics=%s store=%s\n", host.c_str(),
-               server.port(), metrics_endpoint->bound().c_str(), store.name.c_str());
+  std::fprintf(stderr, "corrald ready listen=%s:%d metrics=%s store=%s\n",
+               host.c_str(), server.port(), metrics_endpoint->bound().c_str(),
+               store.name.c_str());
   std::fflush(stderr);
 
   int signal_number = 0;

@@ -36,7 +36,8 @@ void WarnIfShared(const std::string& path, absl::string_view what);
 // else $CORRAL_REDIS_PASSWORD. Never logs or echoes it. Errors are bad
 // flags (a password given twice, an unreadable or empty file, an ACL user
 // without a password), their messages corrald's exit-2 lines.
-absl::Status ResolveRedisPassword(const std::string& password_file, RedisOptions& options);
+absl::Status ResolveRedisPassword(const std::string& password_file,
+                                  RedisOptions& options);
 
 // Keys the log's cache-key hashes with the key in `path`; with no path, logs
 // that a random key of this process is used (a warning when `fleet`, since

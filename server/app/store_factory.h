@@ -28,8 +28,8 @@ namespace corral::app {
 // (-1 keeps the URI's default; else 0..64) and their timeout (1ms up to the
 // command timeout). Errors are bad flags, their messages corrald's exit-2
 // lines. May log a secret-file warning.
-absl::StatusOr<RedisOptions> RedisOptionsFor(const Options& options,
-                                             const ReadCacheOptions& read_cache);
+absl::StatusOr<RedisOptions> RedisOptionsFor(
+    const Options& options, const ReadCacheOptions& read_cache);
 
 // How the ready line and the logs name a Redis store, without credentials:
 // redis://HOST:PORT/DB or redis-sentinel://.../MASTER?db=DB.
@@ -40,14 +40,15 @@ std::string RedisStoreName(const RedisOptions& options);
 struct SelectedStore {
   std::unique_ptr<Store> store;
   RedisStore* redis = nullptr;  // `store`, when it is Redis; else null.
-  std::string name;             // For the ready line: "embedded" or RedisStoreName().
+  std::string name;  // For the ready line: "embedded" or RedisStoreName().
 };
 
 // Redis when `redis` is set (its replica acks reported to `metrics`), else
 // the embedded store with `read_cache`. Neither is started. `loop`, `clock`
 // and `metrics` must outlive the store.
 SelectedStore MakeStore(EventLoop& loop, const Clock& clock, Metrics& metrics,
-                        std::optional<RedisOptions> redis, const ReadCacheOptions& read_cache);
+                        std::optional<RedisOptions> redis,
+                        const ReadCacheOptions& read_cache);
 
 // Whether a failure to reach Redis at start is a configuration error (a bad
 // password, an unknown user, a master name Sentinel does not know) rather

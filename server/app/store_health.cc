@@ -4,7 +4,8 @@ namespace corral::app {
 
 void StoreHealth::Set(bool up) {
   up_ = up;
-  if (auto* health = health_.load()) health->SetServingStatus(kCorralServiceName, up);
+  if (auto* health = health_.load())
+    health->SetServingStatus(kCorralServiceName, up);
 }
 
 void StoreHealth::Attach(grpc::HealthCheckServiceInterface* health) {

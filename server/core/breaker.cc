@@ -30,18 +30,22 @@ void Enter(BreakerSnapshot& snapshot, BreakerState state, absl::Time now) {
   for (auto& b : snapshot.buckets) b = BreakerSnapshot::Bucket{};
 }
 
-bool Trips(const BreakerSnapshot& snapshot, const BreakerSettings& s, absl::Time now) {
-  if (s.consecutive_failures > 0 && snapshot.consecutive_failures >= s.consecutive_failures) {
+bool Trips(const BreakerSnapshot& snapshot, const BreakerSettings& s,
+           absl::Time now) {
+  if (s.consecutive_failures > 0 &&
+      snapshot.consecutive_failures >= s.consecutive_failures) {
     return true;
   }
   const BreakerSnapshot::Totals t = snapshot.InWindow(s, now);
   const uint64_t calls = t.successes + t.failures;
   if (calls < s.minimum_calls || calls == 0) return false;
-  if (static_cast<double>(t.failures) / static_cast<double>(calls) >= s.failure_rate) {
+  if (static_cast<double>(t.failures) / static_cast<double>(calls) >=
+      s.failure_rate) {
     return true;
   }
   if (s.slow_call_rate.has_value() &&
-      static_cast<double>(t.slow) / static_cast<double>(calls) >= *s.slow_call_rate) {
+      static_cast<double>(t.slow) / static_cast<double>(calls) >=
+          *s.slow_call_rate) {
     return true;
   }
   return false;
@@ -63,18 +67,22 @@ absl::string_view BreakerStateName(BreakerState state) {
 
 std::string BreakerSnapshot::Encode() const {
   // v1 <state> <since_ns> <consecutive> <probes> then id:s:f:slow per bucket.
-  std::string out = absl::StrCat("v1 ", static_cast<int>(state), " ", absl::ToUnixNanos(since),
-                                 " ", consecutive_failures, " ", probes_granted);
+  std::string out = absl::StrCat("v1 ", static_cast<int>(state), " ",
+                                 absl::ToUnixNanos(since), " ",
+                                 consecutive_failures, " ", probes_granted);
   for (const Bucket& b : buckets) {
-    absl::StrAppend(&out, " ", b.id, ":", b.successes, ":", b.failures, ":", b.slow);
+    absl::StrAppend(&out, " ", b.id, ":", b.successes, ":", b.failures, ":",
+                    b.slow);
   }
   return out;
 }
 
-absl::StatusOr<BreakerSnapshot> BreakerSnapshot::Decode(absl::string_view text) {
+absl::StatusOr<BreakerSnapshot> BreakerSnapshot::Decode(
+    absl::string_view text) {
   std::vector<absl::string_view> parts = absl::StrSplit(text, ' ');
   auto bad = [&] {
-    return absl::DataLossError(absl::StrCat("undecodable breaker state: ", text.substr(0, 64)));
+    return absl::DataLossError(
+        absl::StrCat("undecodable breaker state: ", text.substr(0, 64)));
   };
   if (parts.size() != 5 + kBuckets || parts[0] != "v1") return bad();
   BreakerSnapshot s;
@@ -91,16 +99,18 @@ absl::StatusOr<BreakerSnapshot> BreakerSnapshot::Decode(absl::string_view text) 
   for (int i = 0; i < kBuckets; ++i) {
     std::vector<absl::string_view> f = absl::StrSplit(parts[5 + i], ':');
     Bucket& b = s.buckets[i];
-    if (f.size() != 4 || !absl::SimpleAtoi(f[0], &b.id) || !absl::SimpleAtoi(f[1], &b.successes) ||
-        !absl::SimpleAtoi(f[2], &b.failures) || !absl::SimpleAtoi(f[3], &b.slow)) {
+    if (f.size() != 4 || !absl::SimpleAtoi(f[0], &b.id) ||
+        !absl::SimpleAtoi(f[1], &b.successes) ||
+        !absl::SimpleAtoi(f[2], &b.failures) ||
+        !absl::SimpleAtoi(f[3], &b.slow)) {
       return bad();
     }
   }
   return s;
 }
 
-BreakerSnapshot::Totals BreakerSnapshot::InWindow(const BreakerSettings& settings,
-                                                   absl::Time now) const {
+BreakerSnapshot::Totals BreakerSnapshot::InWindow(
+    const BreakerSettings& settings, absl::Time now) const {
   const int64_t current = BucketId(settings, now);
   Totals t;
   for (const Bucket& b : buckets) {
@@ -112,8 +122,8 @@ BreakerSnapshot::Totals BreakerSnapshot::InWindow(const BreakerSettings& setting
   return t;
 }
 
-BreakerDecision Admit(const BreakerSnapshot& snapshot, const BreakerSettings& settings,
-                      absl::Time now) {
+BreakerDecision Admit(const BreakerSnapshot& snapshot,
+                      const BreakerSettings& settings, absl::Time now) {
   switch (snapshot.state) {
     case BreakerState::kClosed:
       return {BreakerDecision::kAllow, absl::ZeroDuration()};
@@ -127,8 +137,10 @@ BreakerDecision Admit(const BreakerSnapshot& snapshot, const BreakerSettings& se
       // keep the breaker half-open for ever: permits renew after
       // open_duration.
       const absl::Time renews = snapshot.since + settings.open_duration;
-      if (snapshot.probes_granted >= settings.half_open_probes && now < renews) {
-        return {BreakerDecision::kReject, std::min(renews - now, absl::Seconds(1))};
+      if (snapshot.probes_granted >= settings.half_open_probes &&
+          now < renews) {
+        return {BreakerDecision::kReject,
+                std::min(renews - now, absl::Seconds(1))};
       }
       return {BreakerDecision::kNeedProbe, absl::ZeroDuration()};
     }
@@ -136,7 +148,8 @@ BreakerDecision Admit(const BreakerSnapshot& snapshot, const BreakerSettings& se
   return {BreakerDecision::kAllow, absl::ZeroDuration()};
 }
 
-bool TakeProbe(BreakerSnapshot& snapshot, const BreakerSettings& settings, absl::Time now) {
+bool TakeProbe(BreakerSnapshot& snapshot, const BreakerSettings& settings,
+               absl::Time now) {
   if (snapshot.state == BreakerState::kClosed) return true;
   if (snapshot.state == BreakerState::kOpen) {
     if (now < snapshot.since + settings.open_duration) return false;
@@ -157,13 +170,15 @@ bool RecordOutcome(BreakerSnapshot& snapshot, const BreakerSettings& settings,
     case BreakerState::kOpen:
       return false;  // Stragglers from before it opened change nothing.
     case BreakerState::kHalfOpen:
-      Enter(snapshot, failure ? BreakerState::kOpen : BreakerState::kClosed, now);
+      Enter(snapshot, failure ? BreakerState::kOpen : BreakerState::kClosed,
+            now);
       return true;
     case BreakerState::kClosed:
       break;
   }
   const int64_t id = BucketId(settings, now);
-  BreakerSnapshot::Bucket& bucket = snapshot.buckets[static_cast<size_t>(id % BreakerSnapshot::kBuckets)];
+  BreakerSnapshot::Bucket& bucket =
+      snapshot.buckets[static_cast<size_t>(id % BreakerSnapshot::kBuckets)];
   if (bucket.id != id) bucket = BreakerSnapshot::Bucket{id, 0, 0, 0};
   if (failure) {
     ++bucket.failures;

@@ -4,9 +4,9 @@
 // string with a version); every replica applies these same functions to it,
 // so the rules live in one place whichever store holds the state.
 //
-//   CLOSED --(consecutive failures, or failure/slow rate over the window)--> OPEN
-//   OPEN --(open_duration passed; a compute asks)--> HALF_OPEN
-//   HALF_OPEN: at most half_open_probes computes fleet-wide;
+//   CLOSED --(consecutive failures, or failure/slow rate over the window)-->
+//   OPEN OPEN --(open_duration passed; a compute asks)--> HALF_OPEN HALF_OPEN:
+//   at most half_open_probes computes fleet-wide;
 //              a success closes it, a failure re-opens it.
 #ifndef CORRAL_SERVER_CORE_BREAKER_H_
 #define CORRAL_SERVER_CORE_BREAKER_H_
@@ -68,13 +68,14 @@ struct BreakerDecision {
 };
 
 // What the snapshot says about a compute starting now. Pure.
-BreakerDecision Admit(const BreakerSnapshot& snapshot, const BreakerSettings& settings,
-                      absl::Time now);
+BreakerDecision Admit(const BreakerSnapshot& snapshot,
+                      const BreakerSettings& settings, absl::Time now);
 
 // Takes a probe permit: moves OPEN past its duration to HALF_OPEN, then
 // grants a permit if one is left. Returns false (snapshot unchanged) when
 // none is. Pure apart from `snapshot`.
-bool TakeProbe(BreakerSnapshot& snapshot, const BreakerSettings& settings, absl::Time now);
+bool TakeProbe(BreakerSnapshot& snapshot, const BreakerSettings& settings,
+               absl::Time now);
 
 // Applies one outcome; returns whether the state changed. Pure apart from
 // `snapshot`.

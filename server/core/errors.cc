@@ -38,9 +38,9 @@ std::optional<absl::Duration> RetryAfterOf(const absl::Status& status) {
 }
 
 absl::Status StoreUnavailable(absl::string_view detail) {
-  return WithReason(absl::UnavailableError(
-                        absl::StrCat("store unavailable: ", detail)),
-                    kReasonStoreUnavailable);
+  return WithReason(
+      absl::UnavailableError(absl::StrCat("store unavailable: ", detail)),
+      kReasonStoreUnavailable);
 }
 
 absl::Status InvalidField(absl::string_view field, absl::string_view problem) {

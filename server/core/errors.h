@@ -16,14 +16,16 @@
 namespace corral {
 
 // Reason strings: part of the API contract (clients branch on them).
-inline constexpr absl::string_view kReasonStoreUnavailable = "store-unavailable";
+inline constexpr absl::string_view kReasonStoreUnavailable =
+    "store-unavailable";
 inline constexpr absl::string_view kReasonBreakerOpen = "breaker-open";
 inline constexpr absl::string_view kReasonPeerComputeFailed =
     "peer-compute-failed";
 inline constexpr absl::string_view kReasonWaitTimeout = "wait-timeout";
 inline constexpr absl::string_view kReasonInvalidArgument = "invalid-argument";
 inline constexpr absl::string_view kReasonTooManyWaiters = "too-many-waiters";
-inline constexpr absl::string_view kReasonTooManyNamespaces = "too-many-namespaces";
+inline constexpr absl::string_view kReasonTooManyNamespaces =
+    "too-many-namespaces";
 inline constexpr absl::string_view kReasonUnknownNamespace =
     "unknown-namespace";
 inline constexpr absl::string_view kReasonShuttingDown = "shutting-down";

@@ -44,8 +44,8 @@ void EventLoop::Start() {
   // NO_EXIT_ON_EMPTY: the wakeup event has no fd, so libevent does not count
   // it, and a loop with nothing else registered would return at once and
   // never run what is posted later.
-  thread_ = std::thread(
-      [this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
+  thread_ =
+      std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
 }
 
 void EventLoop::Stop() {

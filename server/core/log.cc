@@ -1,9 +1,8 @@
 #include "server/core/log.h"
 
-#include <unistd.h>
-
 #include <openssl/hmac.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -58,21 +57,29 @@ absl::string_view LevelName(LogLevel level) {
 
 void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 
-bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
+bool LogEnabled(LogLevel level) {
+  return static_cast<int>(level) >= g_level.load();
+}
 
 bool ParseLogLevel(absl::string_view text, LogLevel* level) {
-  if (text == "debug") *level = LogLevel::kDebug;
-  else if (text == "info") *level = LogLevel::kInfo;
-  else if (text == "warning" || text == "warn") *level = LogLevel::kWarning;
-  else if (text == "error") *level = LogLevel::kError;
-  else return false;
+  if (text == "debug")
+    *level = LogLevel::kDebug;
+  else if (text == "info")
+    *level = LogLevel::kInfo;
+  else if (text == "warning" || text == "warn")
+    *level = LogLevel::kWarning;
+  else if (text == "error")
+    *level = LogLevel::kError;
+  else
+    return false;
   return true;
 }
 
 absl::Status SetLogKeySecret(absl::string_view secret) {
   if (secret.size() < 16) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the log key is ", secret.size(), " bytes; use at least 16 (e.g. "
+        absl::StrCat("the log key is ", secret.size(),
+                     " bytes; use at least 16 (e.g. "
                      "`head -c 32 /dev/urandom | base64`)"));
   }
   bool set = false;
@@ -80,7 +87,8 @@ absl::Status SetLogKeySecret(absl::string_view secret) {
     g_log_key = new std::string(secret);
     set = true;
   });
-  if (!set) return absl::FailedPreconditionError("the log key is already in use");
+  if (!set)
+    return absl::FailedPreconditionError("the log key is already in use");
   return absl::OkStatus();
 }
 
@@ -92,14 +100,19 @@ std::string LogKeyHash(const CacheKey& key) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest, &length);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 8));
+       reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+       digest, &length);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), 8));
 }
 
-void LogLine(LogLevel level, absl::string_view event, absl::string_view fields) {
-  std::string line = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
-      LevelName(level), " ", event, fields.empty() ? "" : " ", fields, "\n");
+void LogLine(LogLevel level, absl::string_view event,
+             absl::string_view fields) {
+  std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                    absl::UTCTimeZone()),
+                   " ", LevelName(level), " ", event, fields.empty() ? "" : " ",
+                   fields, "\n");
   // One write(2) per line keeps lines whole when threads log at once.
   (void)!::write(STDERR_FILENO, line.data(), line.size());
 }
@@ -108,7 +121,8 @@ void LogKeyLine(LogLevel level, absl::string_view event, const CacheKey& key,
                 absl::string_view fields) {
   if (key.ns.empty()) return LogLine(level, event, fields);
   LogLine(level, event,
-          absl::StrCat("ns=", key.ns, " key=", LogKeyHash(key), fields.empty() ? "" : " ", fields));
+          absl::StrCat("ns=", key.ns, " key=", LogKeyHash(key),
+                       fields.empty() ? "" : " ", fields));
 }
 
 }  // namespace corral

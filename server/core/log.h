@@ -1,6 +1,7 @@
 // Structured log lines: one line per event, `key=value` fields, on stderr.
 //
-//   2026-11-26T07:50:01.123Z INFO lease_revoked ns=plant_id key=9f2c41d07ab3e215 fencing_token=17
+//   2026-11-26T07:50:01.123Z INFO lease_revoked ns=plant_id
+//   key=9f2c41d07ab3e215 fencing_token=17
 //
 // A cache key is logged only as its LogKeyHash, never raw, and values never.
 // That hash is keyed (HMAC-SHA-256 under the log key), so that keys made of
@@ -43,24 +44,24 @@ void LogKeyLine(LogLevel level, absl::string_view event, const CacheKey& key,
 
 }  // namespace corral
 
-#define CORRAL_LOG(level, event, ...)                                   \
-  do {                                                                  \
-    if (::corral::LogEnabled(level))                                    \
-      ::corral::LogLine(level, event, ::absl::StrCat(__VA_ARGS__));     \
+#define CORRAL_LOG(level, event, ...)                               \
+  do {                                                              \
+    if (::corral::LogEnabled(level))                                \
+      ::corral::LogLine(level, event, ::absl::StrCat(__VA_ARGS__)); \
   } while (0)
 
 // An event about a key, at info level; LOG_DEBUG_EVENT for per-call noise.
-#define LOG_EVENT(event, key, ...)                                          \
-  do {                                                                      \
-    if (::corral::LogEnabled(::corral::LogLevel::kInfo))                    \
-      ::corral::LogKeyLine(::corral::LogLevel::kInfo, event, key,           \
-                           ::absl::StrCat(__VA_ARGS__));                    \
+#define LOG_EVENT(event, key, ...)                                \
+  do {                                                            \
+    if (::corral::LogEnabled(::corral::LogLevel::kInfo))          \
+      ::corral::LogKeyLine(::corral::LogLevel::kInfo, event, key, \
+                           ::absl::StrCat(__VA_ARGS__));          \
   } while (0)
-#define LOG_DEBUG_EVENT(event, key, ...)                                    \
-  do {                                                                      \
-    if (::corral::LogEnabled(::corral::LogLevel::kDebug))                   \
-      ::corral::LogKeyLine(::corral::LogLevel::kDebug, event, key,          \
-                           ::absl::StrCat(__VA_ARGS__));                    \
+#define LOG_DEBUG_EVENT(event, key, ...)                           \
+  do {                                                             \
+    if (::corral::LogEnabled(::corral::LogLevel::kDebug))          \
+      ::corral::LogKeyLine(::corral::LogLevel::kDebug, event, key, \
+                           ::absl::StrCat(__VA_ARGS__));           \
   } while (0)
 
 #endif  // CORRAL_SERVER_CORE_LOG_H_

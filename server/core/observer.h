@@ -6,8 +6,8 @@
 #define CORRAL_SERVER_CORE_OBSERVER_H_
 
 #include "absl/strings/string_view.h"
-#include "server/core/breaker.h"
 #include "absl/time/time.h"
+#include "server/core/breaker.h"
 
 namespace corral {
 
@@ -42,17 +42,20 @@ class CoordinatorObserver {
   virtual void OnWaitersChanged(absl::string_view ns, int delta) = 0;
   // The breaker state this replica sees for `ns` (on every change it learns
   // of, and once a second, so time-in-state can be accumulated).
-  virtual void OnBreakerState(absl::string_view ns, BreakerState state, absl::Time since) {
+  virtual void OnBreakerState(absl::string_view ns, BreakerState state,
+                              absl::Time since) {
     (void)ns, (void)state, (void)since;
   }
   // This replica moved the fleet's breaker from one state to another.
-  virtual void OnBreakerTransition(absl::string_view ns, BreakerState from, BreakerState to) {
+  virtual void OnBreakerTransition(absl::string_view ns, BreakerState from,
+                                   BreakerState to) {
     (void)ns, (void)from, (void)to;
   }
   // A caller was handed a REFRESH lease; `trigger` is "stale" (the value is
   // past its TTL) or "early" (probabilistic early refresh of a fresh value).
   // How it ends is an OnCompute with mode "refresh".
-  virtual void OnRefreshStarted(absl::string_view ns, absl::string_view trigger) {
+  virtual void OnRefreshStarted(absl::string_view ns,
+                                absl::string_view trigger) {
     (void)ns, (void)trigger;
   }
   // A caller got a value past its TTL (Source::kStale).

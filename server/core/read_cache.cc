@@ -32,16 +32,20 @@ uint64_t ReadCache::BeginRead(const CacheKey& key) {
   return ++seq_;
 }
 
-void ReadCache::EndRead(const CacheKey& key, uint64_t ticket, const StoredValue* value) {
+void ReadCache::EndRead(const CacheKey& key, uint64_t ticket,
+                        const StoredValue* value) {
   auto it = pending_.find(key);
   if (it == pending_.end()) return;  // Unpaired: nothing to trust.
   const bool invalidated = it->second.invalidated_at > ticket;
   if (--it->second.reads == 0) pending_.erase(it);
-  if (value == nullptr || invalidated || !coherent_ || ticket <= incoherent_until_) return;
+  if (value == nullptr || invalidated || !coherent_ ||
+      ticket <= incoherent_until_)
+    return;
   if (cacheable_ && !cacheable_(key.ns)) return;
   auto entry = std::make_shared<CachedValue>();
   entry->meta = *value;
-  entry->bytes = std::make_shared<const std::string>(std::move(entry->meta.value));
+  entry->bytes =
+      std::make_shared<const std::string>(std::move(entry->meta.value));
   entry->meta.value.clear();
   const size_t cost = Cost(key, *entry);
   if (cost > max_bytes_ / 8) return;  // One value may not crowd out the rest.
@@ -65,7 +69,8 @@ void ReadCache::EvictFor(size_t incoming) {
 
 void ReadCache::Invalidate(const CacheKey& key) {
   const uint64_t now = ++seq_;
-  if (auto it = pending_.find(key); it != pending_.end()) it->second.invalidated_at = now;
+  if (auto it = pending_.find(key); it != pending_.end())
+    it->second.invalidated_at = now;
   absl::MutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) return;

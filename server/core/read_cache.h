@@ -60,7 +60,8 @@ struct ReadCacheOptions {
 class ReadCache {
  public:
   explicit ReadCache(ReadCacheOptions options)
-      : max_bytes_(options.max_bytes), cacheable_(std::move(options.cacheable)) {}
+      : max_bytes_(options.max_bytes),
+        cacheable_(std::move(options.cacheable)) {}
   ReadCache(const ReadCache&) = delete;
   ReadCache& operator=(const ReadCache&) = delete;
 

@@ -118,7 +118,8 @@ class StoreListener {
   // Loop thread.
   virtual void OnKeyEvent(const KeyEvent& event) = 0;
   // Another write (any replica's) changed a namespace's breaker state.
-  virtual void OnBreakerChanged(const std::string& ns, const BreakerRecord& record) {
+  virtual void OnBreakerChanged(const std::string& ns,
+                                const BreakerRecord& record) {
     (void)ns;
     (void)record;
   }
@@ -163,7 +164,8 @@ class Store {
   // may have landed since the caller's miss), without another round trip.
   // An error leaves the lock free.
   virtual void TryLockAndRead(const CacheKey& key, const std::string& token,
-                              absl::Duration ttl, Callback<LockAttempt> done) = 0;
+                              absl::Duration ttl,
+                              Callback<LockAttempt> done) = 0;
   // Extends the lock if `token` still holds it; answers the new expiry, or
   // nullopt when the lock is no longer ours.
   virtual void RenewLock(const CacheKey& key, const std::string& token,
@@ -182,7 +184,8 @@ class Store {
   virtual void Unwatch(const CacheKey& key) = 0;
 
   // The namespace's breaker record ({0, ""} when none is stored).
-  virtual void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) = 0;
+  virtual void LoadBreaker(const std::string& ns,
+                           Callback<BreakerRecord> done) = 0;
   // Compare-and-set: stores `state` as version expected_version + 1 if the
   // stored version is expected_version, and then tells every replica
   // (OnBreakerChanged). Answers what the store holds afterwards.

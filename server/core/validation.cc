@@ -8,8 +8,8 @@ namespace corral {
 absl::Status ValidateNamespace(absl::string_view field, absl::string_view ns) {
   if (ns.empty()) return InvalidField(field, "must not be empty");
   if (ns.size() > kMaxNamespaceBytes) {
-    return InvalidField(field, absl::StrCat("longer than ", kMaxNamespaceBytes,
-                                            " characters"));
+    return InvalidField(
+        field, absl::StrCat("longer than ", kMaxNamespaceBytes, " characters"));
   }
   for (char c : ns) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -24,9 +24,9 @@ absl::Status ValidateNamespace(absl::string_view field, absl::string_view ns) {
 absl::Status ValidateKey(absl::string_view field, absl::string_view key) {
   if (key.empty()) return InvalidField(field, "must not be empty");
   if (key.size() > kMaxKeyBytes) {
-    return InvalidField(field, absl::StrCat("is ", key.size(),
-                                            " bytes; the limit is ",
-                                            kMaxKeyBytes));
+    return InvalidField(
+        field,
+        absl::StrCat("is ", key.size(), " bytes; the limit is ", kMaxKeyBytes));
   }
   return absl::OkStatus();
 }
@@ -46,12 +46,14 @@ absl::Status ValidateToken(absl::string_view field, absl::string_view token) {
 
 absl::Status ValidateLabel(absl::string_view field, absl::string_view label) {
   if (label.size() > kMaxLabelBytes) {
-    return InvalidField(field, absl::StrCat("is ", label.size(), " bytes; at most ",
-                                            kMaxLabelBytes, " are kept for the logs"));
+    return InvalidField(field,
+                        absl::StrCat("is ", label.size(), " bytes; at most ",
+                                     kMaxLabelBytes, " are kept for the logs"));
   }
   for (unsigned char c : label) {
     if (c < 0x20 || c == 0x7f) {
-      return InvalidField(field, "must not hold control characters (it is logged)");
+      return InvalidField(field,
+                          "must not hold control characters (it is logged)");
     }
   }
   return absl::OkStatus();
@@ -62,13 +64,14 @@ absl::StatusOr<absl::Duration> ResolveDuration(
     absl::Duration fallback, DurationRule rule, absl::Duration max) {
   if (!requested.has_value()) return fallback;
   absl::Duration d = *requested;
-  if (d < absl::ZeroDuration()) return InvalidField(field, "must not be negative");
+  if (d < absl::ZeroDuration())
+    return InvalidField(field, "must not be negative");
   if (rule == DurationRule::kPositive && d == absl::ZeroDuration()) {
     return InvalidField(field, "must be positive");
   }
   if (d > max) {
-    return InvalidField(field, absl::StrCat("must be at most ",
-                                            absl::FormatDuration(max)));
+    return InvalidField(
+        field, absl::StrCat("must be at most ", absl::FormatDuration(max)));
   }
   return d;
 }

@@ -8,16 +8,19 @@ namespace corral {
 
 MeasuredStore::MeasuredStore(Store& inner, Metrics& metrics,
                              std::function<void(bool)> on_availability)
-    : inner_(inner), metrics_(metrics), on_availability_(std::move(on_availability)) {
+    : inner_(inner),
+      metrics_(metrics),
+      on_availability_(std::move(on_availability)) {
   inner_.SetListener(this);
   metrics_.SetStoreUp(inner_.IsUp());
 }
 
 template <typename T>
-Store::Callback<T> MeasuredStore::Timed(absl::string_view op, Callback<T> done) {
+Store::Callback<T> MeasuredStore::Timed(absl::string_view op,
+                                        Callback<T> done) {
   // Store latency is wall time, whatever clock the core runs on.
-  return [this, op, start = absl::Now(), done = std::move(done)](
-             absl::StatusOr<T> result) mutable {
+  return [this, op, start = absl::Now(),
+          done = std::move(done)](absl::StatusOr<T> result) mutable {
     metrics_.OnStoreOp(op, absl::Now() - start);
     done(std::move(result));
   };
@@ -27,8 +30,8 @@ void MeasuredStore::Get(const CacheKey& key, Callback<KeyRead> done) {
   inner_.Get(key, Timed("get", std::move(done)));
 }
 
-void MeasuredStore::Put(const CacheKey& key, std::string value, const PutOptions& options,
-                        Callback<bool> done) {
+void MeasuredStore::Put(const CacheKey& key, std::string value,
+                        const PutOptions& options, Callback<bool> done) {
   inner_.Put(key, std::move(value), options, Timed("put", std::move(done)));
 }
 
@@ -46,8 +49,9 @@ void MeasuredStore::TryLock(const CacheKey& key, const std::string& token,
   inner_.TryLock(key, token, ttl, Timed("try_lock", std::move(done)));
 }
 
-void MeasuredStore::TryLockAndRead(const CacheKey& key, const std::string& token,
-                                   absl::Duration ttl, Callback<LockAttempt> done) {
+void MeasuredStore::TryLockAndRead(const CacheKey& key,
+                                   const std::string& token, absl::Duration ttl,
+                                   Callback<LockAttempt> done) {
   inner_.TryLockAndRead(key, token, ttl, Timed("try_lock", std::move(done)));
 }
 
@@ -59,21 +63,25 @@ void MeasuredStore::RenewLock(const CacheKey& key, const std::string& token,
 
 void MeasuredStore::ReleaseLock(const CacheKey& key, const std::string& token,
                                 ReleaseNotice notice, Callback<bool> done) {
-  inner_.ReleaseLock(key, token, notice, Timed("release_lock", std::move(done)));
+  inner_.ReleaseLock(key, token, notice,
+                     Timed("release_lock", std::move(done)));
 }
 
-void MeasuredStore::LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) {
+void MeasuredStore::LoadBreaker(const std::string& ns,
+                                Callback<BreakerRecord> done) {
   inner_.LoadBreaker(ns, Timed("load_breaker", std::move(done)));
 }
 
-void MeasuredStore::StoreBreaker(const std::string& ns, uint64_t expected_version,
-                                 std::string state, Callback<BreakerCas> done) {
+void MeasuredStore::StoreBreaker(const std::string& ns,
+                                 uint64_t expected_version, std::string state,
+                                 Callback<BreakerCas> done) {
   inner_.StoreBreaker(ns, expected_version, std::move(state),
                       Timed("store_breaker", std::move(done)));
 }
 
 void MeasuredStore::Ping(StatusCallback done) {
-  inner_.Ping([this, start = absl::Now(), done = std::move(done)](absl::Status s) mutable {
+  inner_.Ping([this, start = absl::Now(),
+               done = std::move(done)](absl::Status s) mutable {
     metrics_.OnStoreOp("ping", absl::Now() - start);
     done(std::move(s));
   });

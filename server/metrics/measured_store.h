@@ -26,19 +26,21 @@ class MeasuredStore final : public Store, public StoreListener {
   void Delete(const CacheKey& key, Callback<bool> done) override;
   void RememberFailure(const CacheKey& key, absl::Duration ttl,
                        Callback<absl::Time> done) override;
-  void TryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
-               Callback<LockAttempt> done) override;
-  void TryLockAndRead(const CacheKey& key, const std::string& token, absl::Duration ttl,
-                      Callback<LockAttempt> done) override;
-  void RenewLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+  void TryLock(const CacheKey& key, const std::string& token,
+               absl::Duration ttl, Callback<LockAttempt> done) override;
+  void TryLockAndRead(const CacheKey& key, const std::string& token,
+                      absl::Duration ttl, Callback<LockAttempt> done) override;
+  void RenewLock(const CacheKey& key, const std::string& token,
+                 absl::Duration ttl,
                  Callback<std::optional<absl::Time>> done) override;
-  void ReleaseLock(const CacheKey& key, const std::string& token, ReleaseNotice notice,
-                   Callback<bool> done) override;
+  void ReleaseLock(const CacheKey& key, const std::string& token,
+                   ReleaseNotice notice, Callback<bool> done) override;
   void Watch(const CacheKey& key) override { inner_.Watch(key); }
   void Unwatch(const CacheKey& key) override { inner_.Unwatch(key); }
-  void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) override;
-  void StoreBreaker(const std::string& ns, uint64_t expected_version, std::string state,
-                    Callback<BreakerCas> done) override;
+  void LoadBreaker(const std::string& ns,
+                   Callback<BreakerRecord> done) override;
+  void StoreBreaker(const std::string& ns, uint64_t expected_version,
+                    std::string state, Callback<BreakerCas> done) override;
   void Ping(StatusCallback done) override;
   bool IsUp() const override { return inner_.IsUp(); }
   const ReadCache* read_cache() const override { return inner_.read_cache(); }
@@ -46,7 +48,8 @@ class MeasuredStore final : public Store, public StoreListener {
   // StoreListener: forwards to the listener set on this store.
   void OnKeyEvent(const KeyEvent& event) override;
   void OnStoreAvailability(bool up) override;
-  void OnBreakerChanged(const std::string& ns, const BreakerRecord& record) override {
+  void OnBreakerChanged(const std::string& ns,
+                        const BreakerRecord& record) override {
     if (listener_ != nullptr) listener_->OnBreakerChanged(ns, record);
   }
 

@@ -9,9 +9,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
-
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "prometheus/collectable.h"
 #include "prometheus/counter.h"
@@ -31,14 +30,18 @@ class Metrics final : public CoordinatorObserver {
   // CoordinatorObserver.
   void OnLookup(absl::string_view ns, LookupStage stage, bool hit) override;
   void OnWaitEnded(absl::string_view ns, absl::Duration waited) override;
-  void OnLockAcquisition(absl::string_view ns, absl::string_view outcome) override;
+  void OnLockAcquisition(absl::string_view ns,
+                         absl::string_view outcome) override;
   void OnCompute(absl::string_view ns, absl::string_view mode,
                  absl::string_view outcome) override;
   void OnDuplicateCompute(absl::string_view ns) override;
   void OnWaitersChanged(absl::string_view ns, int delta) override;
-  void OnBreakerState(absl::string_view ns, BreakerState state, absl::Time since) override;
-  void OnBreakerTransition(absl::string_view ns, BreakerState from, BreakerState to) override;
-  void OnRefreshStarted(absl::string_view ns, absl::string_view trigger) override;
+  void OnBreakerState(absl::string_view ns, BreakerState state,
+                      absl::Time since) override;
+  void OnBreakerTransition(absl::string_view ns, BreakerState from,
+                           BreakerState to) override;
+  void OnRefreshStarted(absl::string_view ns,
+                        absl::string_view trigger) override;
   void OnStaleServed(absl::string_view ns) override;
   void OnNegativeHit(absl::string_view ns) override;
   void OnReadCacheHit(absl::string_view ns) override;
@@ -46,7 +49,8 @@ class Metrics final : public CoordinatorObserver {
   void OnNamespaceEvicted(absl::string_view ns) override;
 
   // One finished RPC: its method, gRPC status code name and latency.
-  void OnRpc(absl::string_view method, absl::string_view code, absl::Duration latency);
+  void OnRpc(absl::string_view method, absl::string_view code,
+             absl::Duration latency);
   // Store health and latency, from the MeasuredStore.
   void SetStoreUp(bool up);
   void OnStoreOp(absl::string_view op, absl::Duration latency);
@@ -72,7 +76,8 @@ class Metrics final : public CoordinatorObserver {
   prometheus::Family<prometheus::Counter>& breaker_open_seconds_;
   // When each namespace's time-in-open was last accounted for.
   absl::Mutex breaker_mu_;
-  absl::flat_hash_map<std::string, absl::Time> open_accounted_ ABSL_GUARDED_BY(breaker_mu_);
+  absl::flat_hash_map<std::string, absl::Time> open_accounted_
+      ABSL_GUARDED_BY(breaker_mu_);
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& rpc_latency_;
   prometheus::Gauge& store_up_;

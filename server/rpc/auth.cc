@@ -109,8 +109,8 @@ Sha256Digest Sha256(absl::string_view data) {
 
 std::string Sha256Hex(absl::string_view data) {
   const Sha256Digest digest = Sha256(data);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+  return absl::BytesToHexString(absl::string_view(
+      reinterpret_cast<const char*>(digest.data()), digest.size()));
 }
 
 absl::StatusOr<Authorizer> Authorizer::Create(

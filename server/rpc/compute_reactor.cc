@@ -47,10 +47,13 @@ class ComputeReactor::Sink final : public ComputeSink {
     ToProto(filled, r.mutable_filled());
     Forward(EncodeResponse(r), absl::OkStatus());
   }
-  void Finish(absl::Status status) override { Forward(std::nullopt, std::move(status)); }
+  void Finish(absl::Status status) override {
+    Forward(std::nullopt, std::move(status));
+  }
 
  private:
-  void Forward(std::optional<grpc::ByteBuffer> r, std::optional<absl::Status> finish) {
+  void Forward(std::optional<grpc::ByteBuffer> r,
+               std::optional<absl::Status> finish) {
     ComputeReactor* reactor;
     {
       absl::MutexLock lock(&mu_);
@@ -73,8 +76,9 @@ class ComputeReactor::Sink final : public ComputeSink {
   ComputeReactor* orphan_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
-ComputeReactor::ComputeReactor(grpc::CallbackServerContext* ctx, Coordinator& coordinator,
-                               Metrics& metrics, const CallAuthorizer& auth)
+ComputeReactor::ComputeReactor(grpc::CallbackServerContext* ctx,
+                               Coordinator& coordinator, Metrics& metrics,
+                               const CallAuthorizer& auth)
     : ctx_(ctx),
       coordinator_(coordinator),
       metrics_(metrics),
@@ -108,7 +112,8 @@ void ComputeReactor::OnReadDone(bool ok) {
     return;
   }
   // Decoded into a local and the buffer emptied: a waiter keeps nothing of
-  // its request for the whole wait (0.7 KiB per waiter, tests/bench/RESULTS.md).
+  // its request for the whole wait (0.7 KiB per waiter,
+  // tests/bench/RESULTS.md).
   GetOrComputeRequest request;
   absl::Status decoded = DecodeRequest(reading_, &request);
   reading_.Clear();
@@ -119,15 +124,18 @@ void ComputeReactor::OnReadDone(bool ok) {
   switch (request.msg_case()) {
     case GetOrComputeRequest::kLookup: {
       const auto& in = request.lookup();
-      if (!AuthorizeLookup(auth_, *ctx_, coordinator_, CacheKey{in.namespace_(), in.key()},
-                           sink_)) {
+      if (!AuthorizeLookup(auth_, *ctx_, coordinator_,
+                           CacheKey{in.namespace_(), in.key()}, sink_)) {
         Gone();  // Answered there, without a session.
         return;
       }
       auto ttl = DurationField("lookup.ttl", in.has_ttl(), in.ttl());
-      auto wait = DurationField("lookup.wait_timeout", in.has_wait_timeout(), in.wait_timeout());
-      auto lease = DurationField("lookup.lease_ttl", in.has_lease_ttl(), in.lease_ttl());
-      for (const absl::Status& s : {ttl.status(), wait.status(), lease.status()}) {
+      auto wait = DurationField("lookup.wait_timeout", in.has_wait_timeout(),
+                                in.wait_timeout());
+      auto lease =
+          DurationField("lookup.lease_ttl", in.has_lease_ttl(), in.lease_ttl());
+      for (const absl::Status& s :
+           {ttl.status(), wait.status(), lease.status()}) {
         if (!s.ok()) {
           Gone();
           return Send(std::nullopt, s);
@@ -148,7 +156,8 @@ void ComputeReactor::OnReadDone(bool ok) {
       break;
     }
     case GetOrComputeRequest::kFill: {
-      auto ttl = DurationField("fill.ttl", request.fill().has_ttl(), request.fill().ttl());
+      auto ttl = DurationField("fill.ttl", request.fill().has_ttl(),
+                               request.fill().ttl());
       if (!ttl.ok()) {
         Gone();
         return Send(std::nullopt, ttl.status());
@@ -161,12 +170,15 @@ void ComputeReactor::OnReadDone(bool ok) {
     }
     case GetOrComputeRequest::kAbandon:
       coordinator_.ComputeAbandon(
-          Session(), AbandonRequest{request.abandon().reason(), request.abandon().upstream_failure()});
+          Session(), AbandonRequest{request.abandon().reason(),
+                                    request.abandon().upstream_failure()});
       break;
     default:
       Gone();
-      return Send(std::nullopt,
-                  InvalidField("msg", "a GetOrComputeRequest must set lookup, fill or abandon"));
+      return Send(
+          std::nullopt,
+          InvalidField(
+              "msg", "a GetOrComputeRequest must set lookup, fill or abandon"));
   }
   {
     absl::MutexLock lock(&mu_);

@@ -20,7 +20,8 @@
 
 namespace corral::rpc {
 
-class ComputeReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+class ComputeReactor final
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   // Starts reading; deletes itself in OnDone.
   ComputeReactor(grpc::CallbackServerContext* ctx, Coordinator& coordinator,
@@ -33,7 +34,8 @@ class ComputeReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
 
   // Queues a response, and the end of the call after it when `finish` is
   // set. Anything after the end is dropped. Any thread.
-  void Send(std::optional<grpc::ByteBuffer> response, std::optional<absl::Status> finish);
+  void Send(std::optional<grpc::ByteBuffer> response,
+            std::optional<absl::Status> finish);
 
  private:
   class Sink;
@@ -54,7 +56,8 @@ class ComputeReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, gr
   std::shared_ptr<Sink> sink_;
   // 0 until Session(); read by OnCancel, which may run concurrently.
   std::atomic<Coordinator::CallId> id_{0};
-  grpc::ByteBuffer reading_;  // Owned by the pending read; emptied once decoded.
+  grpc::ByteBuffer
+      reading_;  // Owned by the pending read; emptied once decoded.
 
   absl::Mutex mu_;
   // At most a lease and a filled/value are ever queued: no heap for them.

@@ -14,8 +14,8 @@ absl::StatusOr<std::optional<absl::Duration>> DurationField(
   if (!has) return std::optional<absl::Duration>();
   const int64_t s = d.seconds();
   const int32_t n = d.nanos();
-  if (n <= -1'000'000'000 || n >= 1'000'000'000 || (s > 0 && n < 0) || (s < 0 && n > 0) ||
-      s > 315'576'000'000 || s < -315'576'000'000) {
+  if (n <= -1'000'000'000 || n >= 1'000'000'000 || (s > 0 && n < 0) ||
+      (s < 0 && n > 0) || s > 315'576'000'000 || s < -315'576'000'000) {
     return InvalidField(field, "is not a valid google.protobuf.Duration");
   }
   return std::optional<absl::Duration>(absl::Seconds(s) + absl::Nanoseconds(n));
@@ -63,7 +63,8 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& ctx) {
   return absl::FromChrono(deadline);
 }
 
-grpc::Status ToGrpcStatus(const absl::Status& status, grpc::CallbackServerContext* ctx) {
+grpc::Status ToGrpcStatus(const absl::Status& status,
+                          grpc::CallbackServerContext* ctx) {
   if (status.ok()) return grpc::Status::OK;
   std::string reason = ReasonOf(status);
   if (!reason.empty()) ctx->AddTrailingMetadata("corral-reason", reason);
@@ -78,23 +79,40 @@ grpc::Status ToGrpcStatus(const absl::Status& status, grpc::CallbackServerContex
 
 absl::string_view CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::OK: return "OK";
-    case grpc::CANCELLED: return "CANCELLED";
-    case grpc::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::NOT_FOUND: return "NOT_FOUND";
-    case grpc::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::ABORTED: return "ABORTED";
-    case grpc::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::INTERNAL: return "INTERNAL";
-    case grpc::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::DATA_LOSS: return "DATA_LOSS";
-    case grpc::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    default: return "UNKNOWN";
+    case grpc::OK:
+      return "OK";
+    case grpc::CANCELLED:
+      return "CANCELLED";
+    case grpc::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::ABORTED:
+      return "ABORTED";
+    case grpc::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::INTERNAL:
+      return "INTERNAL";
+    case grpc::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
   }
 }
 

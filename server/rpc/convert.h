@@ -34,7 +34,8 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& ctx);
 
 // Adds `corral-reason` / `retry-after-ms` trailers to `ctx` and returns the
 // matching grpc::Status. Call before Finish.
-grpc::Status ToGrpcStatus(const absl::Status& status, grpc::CallbackServerContext* ctx);
+grpc::Status ToGrpcStatus(const absl::Status& status,
+                          grpc::CallbackServerContext* ctx);
 
 // "OK", "INVALID_ARGUMENT", ... for metrics labels.
 absl::string_view CodeName(grpc::StatusCode code);

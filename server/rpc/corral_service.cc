@@ -15,24 +15,28 @@ namespace pb = corral::v1;
 
 namespace {
 
-
 // Ends a unary call exactly once: trailers, status, and the RPC metrics.
 class Finisher {
  public:
   Finisher(grpc::CallbackServerContext* ctx, grpc::ServerUnaryReactor* reactor,
            Metrics* metrics, absl::string_view method)
-      : ctx_(ctx), reactor_(reactor), metrics_(metrics), method_(method),
+      : ctx_(ctx),
+        reactor_(reactor),
+        metrics_(metrics),
+        method_(method),
         started_(absl::Now()) {}
 
   void Finish(const absl::Status& status) const {
     grpc::Status out = ToGrpcStatus(status, ctx_);
-    metrics_->OnRpc(method_, CodeName(out.error_code()), absl::Now() - started_);
+    metrics_->OnRpc(method_, CodeName(out.error_code()),
+                    absl::Now() - started_);
     reactor_->Finish(out);
   }
 
   // True when the caller may use `right` in `ns`; otherwise finishes the
   // call with the refusal.
-  bool Authorized(const CallAuthorizer& auth, absl::string_view ns, Right right) const {
+  bool Authorized(const CallAuthorizer& auth, absl::string_view ns,
+                  Right right) const {
     absl::Status status = auth.Check(*ctx_, method_, ns, right);
     if (status.ok()) return true;
     Finish(status);
@@ -48,11 +52,11 @@ class Finisher {
 };
 
 // Returns the duration or finishes the call with its error.
-#define CORRAL_DURATION_OR_FINISH(var, field, msg, name)                      \
-  auto var = DurationField(field, (msg).has_##name(), (msg).name());          \
-  if (!var.ok()) {                                                             \
-    fin.Finish(var.status());                                                  \
-    return reactor;                                                            \
+#define CORRAL_DURATION_OR_FINISH(var, field, msg, name)             \
+  auto var = DurationField(field, (msg).has_##name(), (msg).name()); \
+  if (!var.ok()) {                                                   \
+    fin.Finish(var.status());                                        \
+    return reactor;                                                  \
   }
 
 // AcquireLock may wait, so it needs to hear about cancellation: the wait is
@@ -66,13 +70,14 @@ class AcquireLockReactor final : public grpc::ServerUnaryReactor {
 
   void Start(pb::AcquireLockRequest request, const CallAuthorizer& auth) {
     std::shared_ptr<State> state = state_;
-    absl::Status allowed =
-        auth.Check(*state->ctx, "AcquireLock", request.namespace_(), Right::kLock);
+    absl::Status allowed = auth.Check(*state->ctx, "AcquireLock",
+                                      request.namespace_(), Right::kLock);
     if (!allowed.ok()) return state->FinishOnce(allowed);
     corral::AcquireLockRequest domain;
     domain.key = CacheKey{request.namespace_(), request.key()};
     auto ttl = DurationField("ttl", request.has_ttl(), request.ttl());
-    auto wait = DurationField("wait_timeout", request.has_wait_timeout(), request.wait_timeout());
+    auto wait = DurationField("wait_timeout", request.has_wait_timeout(),
+                              request.wait_timeout());
     for (const absl::Status& s : {ttl.status(), wait.status()}) {
       if (!s.ok()) return state->FinishOnce(s);
     }
@@ -80,14 +85,14 @@ class AcquireLockReactor final : public grpc::ServerUnaryReactor {
     domain.wait_timeout = *wait;
     domain.owner = request.owner();
     domain.deadline = DeadlineOf(*state->ctx);
-    id_ = coordinator_.AcquireLock(
-        std::move(domain), [state](absl::StatusOr<LockGrant> grant) {
-          if (grant.ok()) {
-            state->Respond(*grant);
-          } else {
-            state->FinishOnce(grant.status());
-          }
-        });
+    id_ = coordinator_.AcquireLock(std::move(domain),
+                                   [state](absl::StatusOr<LockGrant> grant) {
+                                     if (grant.ok()) {
+                                       state->Respond(*grant);
+                                     } else {
+                                       state->FinishOnce(grant.status());
+                                     }
+                                   });
   }
 
   void OnCancel() override {
@@ -132,68 +137,76 @@ class AcquireLockReactor final : public grpc::ServerUnaryReactor {
 
 }  // namespace
 
-grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* CorralService::GetOrCompute(
-    grpc::CallbackServerContext* ctx) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
+CorralService::GetOrCompute(grpc::CallbackServerContext* ctx) {
   return new ComputeReactor(ctx, coordinator_, metrics_, auth_);
 }
 
-grpc::ServerUnaryReactor* CorralService::AcquireLock(grpc::CallbackServerContext* ctx,
-                                                     const pb::AcquireLockRequest* request,
-                                                     pb::AcquireLockResponse* response) {
+grpc::ServerUnaryReactor* CorralService::AcquireLock(
+    grpc::CallbackServerContext* ctx, const pb::AcquireLockRequest* request,
+    pb::AcquireLockResponse* response) {
   auto* reactor = new AcquireLockReactor(ctx, coordinator_, metrics_, response);
   reactor->Start(*request, auth_);
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CorralService::RenewLock(grpc::CallbackServerContext* ctx,
-                                                   const pb::RenewLockRequest* request,
-                                                   pb::RenewLockResponse* response) {
+grpc::ServerUnaryReactor* CorralService::RenewLock(
+    grpc::CallbackServerContext* ctx, const pb::RenewLockRequest* request,
+    pb::RenewLockResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "RenewLock");
-  if (!fin.Authorized(auth_, request->namespace_(), Right::kLock)) return reactor;
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kLock))
+    return reactor;
   CORRAL_DURATION_OR_FINISH(ttl, "ttl", *request, ttl);
-  corral::RenewLockRequest domain{CacheKey{request->namespace_(), request->key()},
-                                  request->token(), *ttl};
-  coordinator_.RenewLock(std::move(domain), [fin, response](absl::StatusOr<RenewResult> r) {
-    if (r.ok()) {
-      response->set_renewed(r->renewed);
-      if (r->renewed) ToProto(r->expires_at, response->mutable_expires_at());
-    }
-    fin.Finish(r.status());
-  });
+  corral::RenewLockRequest domain{
+      CacheKey{request->namespace_(), request->key()}, request->token(), *ttl};
+  coordinator_.RenewLock(
+      std::move(domain), [fin, response](absl::StatusOr<RenewResult> r) {
+        if (r.ok()) {
+          response->set_renewed(r->renewed);
+          if (r->renewed)
+            ToProto(r->expires_at, response->mutable_expires_at());
+        }
+        fin.Finish(r.status());
+      });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CorralService::ReleaseLock(grpc::CallbackServerContext* ctx,
-                                                     const pb::ReleaseLockRequest* request,
-                                                     pb::ReleaseLockResponse* response) {
+grpc::ServerUnaryReactor* CorralService::ReleaseLock(
+    grpc::CallbackServerContext* ctx, const pb::ReleaseLockRequest* request,
+    pb::ReleaseLockResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "ReleaseLock");
-  if (!fin.Authorized(auth_, request->namespace_(), Right::kLock)) return reactor;
-  corral::ReleaseLockRequest domain{CacheKey{request->namespace_(), request->key()},
-                                    request->token(),
-                                    static_cast<Outcome>(request->outcome())};
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kLock))
+    return reactor;
+  corral::ReleaseLockRequest domain{
+      CacheKey{request->namespace_(), request->key()}, request->token(),
+      static_cast<Outcome>(request->outcome())};
   if (request->outcome() < 0 || request->outcome() > 2) {
     fin.Finish(InvalidField("outcome", "is not a known Outcome value"));
     return reactor;
   }
-  coordinator_.ReleaseLock(std::move(domain), [fin, response](absl::StatusOr<bool> r) {
-    if (r.ok()) response->set_released(*r);
-    fin.Finish(r.status());
-  });
+  coordinator_.ReleaseLock(std::move(domain),
+                           [fin, response](absl::StatusOr<bool> r) {
+                             if (r.ok()) response->set_released(*r);
+                             fin.Finish(r.status());
+                           });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* CorralService::Get(grpc::CallbackServerContext* ctx,
-                                             const pb::GetRequest* request, pb::GetResponse* response) {
+                                             const pb::GetRequest* request,
+                                             pb::GetResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "Get");
-  if (!fin.Authorized(auth_, request->namespace_(), Right::kRead)) return reactor;
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kRead))
+    return reactor;
   coordinator_.Get(CacheKey{request->namespace_(), request->key()},
                    [fin, response](absl::StatusOr<GetResult> r) {
                      if (r.ok()) {
                        response->set_found(r->found);
-                       if (r->found) ToProto(r->value, response->mutable_value());
+                       if (r->found)
+                         ToProto(r->value, response->mutable_value());
                      }
                      fin.Finish(r.status());
                    });
@@ -201,11 +214,13 @@ grpc::ServerUnaryReactor* CorralService::Get(grpc::CallbackServerContext* ctx,
 }
 
 grpc::ServerUnaryReactor* CorralService::Set(grpc::CallbackServerContext* ctx,
-                                             const pb::SetRequest* request, pb::SetResponse* response) {
+                                             const pb::SetRequest* request,
+                                             pb::SetResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "Set");
   // A fenced write is the lock API's Fill: the lock holder's to make.
-  const Right needed = request->lock_token().empty() ? Right::kAdmin : Right::kLock;
+  const Right needed =
+      request->lock_token().empty() ? Right::kAdmin : Right::kLock;
   if (!fin.Authorized(auth_, request->namespace_(), needed)) return reactor;
   CORRAL_DURATION_OR_FINISH(ttl, "ttl", *request, ttl);
   corral::SetRequest domain;
@@ -221,12 +236,13 @@ grpc::ServerUnaryReactor* CorralService::Set(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CorralService::Invalidate(grpc::CallbackServerContext* ctx,
-                                                    const pb::InvalidateRequest* request,
-                                                    pb::InvalidateResponse* response) {
+grpc::ServerUnaryReactor* CorralService::Invalidate(
+    grpc::CallbackServerContext* ctx, const pb::InvalidateRequest* request,
+    pb::InvalidateResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "Invalidate");
-  if (!fin.Authorized(auth_, request->namespace_(), Right::kAdmin)) return reactor;
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kAdmin))
+    return reactor;
   coordinator_.Invalidate(CacheKey{request->namespace_(), request->key()},
                           [fin, response](absl::StatusOr<bool> r) {
                             if (r.ok()) response->set_existed(*r);
@@ -235,15 +251,16 @@ grpc::ServerUnaryReactor* CorralService::Invalidate(grpc::CallbackServerContext*
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CorralService::GetBreaker(grpc::CallbackServerContext* ctx,
-                                                    const pb::GetBreakerRequest* request,
-                                                    pb::GetBreakerResponse* response) {
+grpc::ServerUnaryReactor* CorralService::GetBreaker(
+    grpc::CallbackServerContext* ctx, const pb::GetBreakerRequest* request,
+    pb::GetBreakerResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   Finisher fin(ctx, reactor, &metrics_, "GetBreaker");
-  if (!fin.Authorized(auth_, request->namespace_(), Right::kAdmin)) return reactor;
+  if (!fin.Authorized(auth_, request->namespace_(), Right::kAdmin))
+    return reactor;
   coordinator_.DescribeBreaker(
-      request->namespace_(),
-      [fin, response, ns = request->namespace_()](absl::StatusOr<BreakerView> view) {
+      request->namespace_(), [fin, response, ns = request->namespace_()](
+                                 absl::StatusOr<BreakerView> view) {
         if (view.ok()) {
           response->set_namespace_(ns);
           response->set_state(static_cast<pb::BreakerState>(view->state));

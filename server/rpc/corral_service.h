@@ -21,40 +21,47 @@ using CorralServiceBase = corral::v1::Corral::WithCallbackMethod_AcquireLock<
                 corral::v1::Corral::WithCallbackMethod_Set<
                     corral::v1::Corral::WithCallbackMethod_Invalidate<
                         corral::v1::Corral::WithCallbackMethod_GetBreaker<
-                            corral::v1::Corral::WithRawCallbackMethod_GetOrCompute<
-                                corral::v1::Corral::Service>>>>>>>>;
+                            corral::v1::Corral::
+                                WithRawCallbackMethod_GetOrCompute<
+                                    corral::v1::Corral::Service>>>>>>>>;
 
 class CorralService final : public CorralServiceBase {
  public:
   // All must outlive the service. `auth` decides who may call what (health
   // and reflection are other services, open to all).
-  CorralService(Coordinator& coordinator, Metrics& metrics, const CallAuthorizer& auth)
+  CorralService(Coordinator& coordinator, Metrics& metrics,
+                const CallAuthorizer& auth)
       : coordinator_(coordinator), metrics_(metrics), auth_(auth) {}
 
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GetOrCompute(
       grpc::CallbackServerContext* ctx) override;
 
-  grpc::ServerUnaryReactor* AcquireLock(grpc::CallbackServerContext* ctx,
-                                        const corral::v1::AcquireLockRequest* request,
-                                        corral::v1::AcquireLockResponse* response) override;
-  grpc::ServerUnaryReactor* RenewLock(grpc::CallbackServerContext* ctx,
-                                      const corral::v1::RenewLockRequest* request,
-                                      corral::v1::RenewLockResponse* response) override;
-  grpc::ServerUnaryReactor* ReleaseLock(grpc::CallbackServerContext* ctx,
-                                        const corral::v1::ReleaseLockRequest* request,
-                                        corral::v1::ReleaseLockResponse* response) override;
+  grpc::ServerUnaryReactor* AcquireLock(
+      grpc::CallbackServerContext* ctx,
+      const corral::v1::AcquireLockRequest* request,
+      corral::v1::AcquireLockResponse* response) override;
+  grpc::ServerUnaryReactor* RenewLock(
+      grpc::CallbackServerContext* ctx,
+      const corral::v1::RenewLockRequest* request,
+      corral::v1::RenewLockResponse* response) override;
+  grpc::ServerUnaryReactor* ReleaseLock(
+      grpc::CallbackServerContext* ctx,
+      const corral::v1::ReleaseLockRequest* request,
+      corral::v1::ReleaseLockResponse* response) override;
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx,
                                 const corral::v1::GetRequest* request,
                                 corral::v1::GetResponse* response) override;
   grpc::ServerUnaryReactor* Set(grpc::CallbackServerContext* ctx,
                                 const corral::v1::SetRequest* request,
                                 corral::v1::SetResponse* response) override;
-  grpc::ServerUnaryReactor* Invalidate(grpc::CallbackServerContext* ctx,
-                                       const corral::v1::InvalidateRequest* request,
-                                       corral::v1::InvalidateResponse* response) override;
-  grpc::ServerUnaryReactor* GetBreaker(grpc::CallbackServerContext* ctx,
-                                       const corral::v1::GetBreakerRequest* request,
-                                       corral::v1::GetBreakerResponse* response) override;
+  grpc::ServerUnaryReactor* Invalidate(
+      grpc::CallbackServerContext* ctx,
+      const corral::v1::InvalidateRequest* request,
+      corral::v1::InvalidateResponse* response) override;
+  grpc::ServerUnaryReactor* GetBreaker(
+      grpc::CallbackServerContext* ctx,
+      const corral::v1::GetBreakerRequest* request,
+      corral::v1::GetBreakerResponse* response) override;
 
  private:
   Coordinator& coordinator_;

@@ -22,15 +22,19 @@ void AppendTagAndLength(std::string* out, size_t length) {
   uint8_t buf[1 + 10];
   buf[0] = kField1Bytes;
   uint8_t* end = CodedOutputStream::WriteVarint64ToArray(length, buf + 1);
-  out->append(reinterpret_cast<const char*>(buf), static_cast<size_t>(end - buf));
+  out->append(reinterpret_cast<const char*>(buf),
+              static_cast<size_t>(end - buf));
 }
 
 // A slice over a shared string: gRPC drops the reference when it is done.
 grpc::Slice SharedSlice(std::shared_ptr<const std::string> bytes) {
   auto* owner = new std::shared_ptr<const std::string>(std::move(bytes));
-  return grpc::Slice(const_cast<char*>((*owner)->data()), (*owner)->size(),
-                     [](void* p) { delete static_cast<std::shared_ptr<const std::string>*>(p); },
-                     owner);
+  return grpc::Slice(
+      const_cast<char*>((*owner)->data()), (*owner)->size(),
+      [](void* p) {
+        delete static_cast<std::shared_ptr<const std::string>*>(p);
+      },
+      owner);
 }
 
 }  // namespace
@@ -46,8 +50,9 @@ grpc::ByteBuffer EncodeValueResponse(const ValueView& v) {
   const size_t n = v.bytes().size();
   std::string head;
   const size_t value_field = 1 + CodedOutputStream::VarintSize64(n) + n;
-  AppendTagAndLength(&head, value_field + tail.size());  // GetOrComputeResponse.value
-  AppendTagAndLength(&head, n);                           // Value.value
+  AppendTagAndLength(&head,
+                     value_field + tail.size());  // GetOrComputeResponse.value
+  AppendTagAndLength(&head, n);                   // Value.value
 
   std::vector<grpc::Slice> slices;
   slices.emplace_back(head);
@@ -56,15 +61,18 @@ grpc::ByteBuffer EncodeValueResponse(const ValueView& v) {
   return grpc::ByteBuffer(slices.data(), slices.size());
 }
 
-grpc::ByteBuffer EncodeResponse(const corral::v1::GetOrComputeResponse& response) {
+grpc::ByteBuffer EncodeResponse(
+    const corral::v1::GetOrComputeResponse& response) {
   grpc::Slice slice(response.SerializeAsString());
   return grpc::ByteBuffer(&slice, 1);
 }
 
-absl::Status DecodeRequest(grpc::ByteBuffer& buffer, corral::v1::GetOrComputeRequest* out) {
+absl::Status DecodeRequest(grpc::ByteBuffer& buffer,
+                           corral::v1::GetOrComputeRequest* out) {
   grpc::ProtoBufferReader reader(&buffer);
   if (!out->ParseFromZeroCopyStream(&reader)) {
-    return absl::InvalidArgumentError("the request is not a GetOrComputeRequest");
+    return absl::InvalidArgumentError(
+        "the request is not a GetOrComputeRequest");
   }
   return absl::OkStatus();
 }

@@ -17,9 +17,11 @@ namespace corral::rpc {
 // GetOrComputeResponse{value: v}, sharing v's bytes.
 grpc::ByteBuffer EncodeValueResponse(const ValueView& v);
 // Any response, serialized (a copy).
-grpc::ByteBuffer EncodeResponse(const corral::v1::GetOrComputeResponse& response);
+grpc::ByteBuffer EncodeResponse(
+    const corral::v1::GetOrComputeResponse& response);
 // Parses a request; INVALID_ARGUMENT when the bytes are not one.
-absl::Status DecodeRequest(grpc::ByteBuffer& buffer, corral::v1::GetOrComputeRequest* out);
+absl::Status DecodeRequest(grpc::ByteBuffer& buffer,
+                           corral::v1::GetOrComputeRequest* out);
 
 }  // namespace corral::rpc
 

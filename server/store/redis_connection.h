@@ -46,7 +46,8 @@ std::string RedisErrorCode(const absl::Status& status);
 
 // Where Redis sends a RESP2 client's tracking invalidations (CLIENT
 // TRACKING ... REDIRECT <subscriber>).
-inline constexpr absl::string_view kRedisInvalidateChannel = "__redis__:invalidate";
+inline constexpr absl::string_view kRedisInvalidateChannel =
+    "__redis__:invalidate";
 
 class RedisConnection {
  public:

@@ -125,12 +125,16 @@ absl::StatusOr<KeyRead> ParseKeyFields(const RedisReply& r, size_t at,
   const auto is_string = [&r, at](size_t i) {
     return r.elements[at + i].type == RedisReply::Type::kString;
   };
-  const auto str = [&r, at](size_t i) -> const std::string& { return r.elements[at + i].str; };
+  const auto str = [&r, at](size_t i) -> const std::string& {
+    return r.elements[at + i].str;
+  };
   KeyRead read;
-  if (is_string(4) && !ParseMillis(str(4), &read.failed_until)) return Unexpected(script);
+  if (is_string(4) && !ParseMillis(str(4), &read.failed_until))
+    return Unexpected(script);
   if (!is_string(0)) return read;
   StoredValue value;
-  if (!is_string(1) || !is_string(2) || !ParseMillis(str(1), &value.stored_at) ||
+  if (!is_string(1) || !is_string(2) ||
+      !ParseMillis(str(1), &value.stored_at) ||
       !ParseMillis(str(2), &value.expires_at)) {
     return Unexpected(script);
   }
@@ -170,7 +174,8 @@ std::optional<CacheKey> CacheKeyOfValueKey(absl::string_view redis_key) {
   // corral:{<hash>}:<ns>:<key bytes>:v, where ns holds no ':' and the hash
   // no '}'.
   absl::string_view rest = redis_key;
-  if (!absl::ConsumePrefix(&rest, "corral:{") || !absl::ConsumeSuffix(&rest, ":v")) {
+  if (!absl::ConsumePrefix(&rest, "corral:{") ||
+      !absl::ConsumeSuffix(&rest, ":v")) {
     return std::nullopt;
   }
   const size_t tag_end = rest.find("}:");
@@ -178,7 +183,8 @@ std::optional<CacheKey> CacheKeyOfValueKey(absl::string_view redis_key) {
   rest.remove_prefix(tag_end + 2);
   const size_t ns_end = rest.find(':');
   if (ns_end == absl::string_view::npos) return std::nullopt;
-  CacheKey key{std::string(rest.substr(0, ns_end)), std::string(rest.substr(ns_end + 1))};
+  CacheKey key{std::string(rest.substr(0, ns_end)),
+               std::string(rest.substr(ns_end + 1))};
   // Only a key we would have written: the hash must match too.
   if (RedisKeysFor(key).value != redis_key) return std::nullopt;
   return key;
@@ -277,7 +283,8 @@ absl::StatusOr<std::pair<std::string, BreakerRecord>> DecodeBreakerMessage(
 }
 
 absl::StatusOr<KeyRead> ParseGetReply(const RedisReply& r) {
-  if (r.type != RedisReply::Type::kArray || r.elements.size() != 5) return Unexpected("get");
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 5)
+    return Unexpected("get");
   return ParseKeyFields(r, 0, "get");
 }
 
@@ -296,8 +303,9 @@ absl::StatusOr<bool> ParseCountReply(const RedisReply& r) {
 
 absl::StatusOr<LockAttempt> ParseTryLockReply(const RedisReply& r) {
   if (r.type != RedisReply::Type::kArray ||
-      (r.elements.size() != 3 && r.elements.size() != 8) || !IsInteger(r.elements[0]) ||
-      !IsInteger(r.elements[1]) || !IsInteger(r.elements[2])) {
+      (r.elements.size() != 3 && r.elements.size() != 8) ||
+      !IsInteger(r.elements[0]) || !IsInteger(r.elements[1]) ||
+      !IsInteger(r.elements[2])) {
     return Unexpected("trylock");
   }
   LockAttempt attempt;

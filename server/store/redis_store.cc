@@ -71,7 +71,10 @@ constexpr absl::string_view kProbeChannel = "corral:{probe}:c";
 }  // namespace
 
 RedisStore::RedisStore(EventLoop& loop, RedisOptions options)
-    : loop_(loop), options_(std::move(options)), host_(options_.host), port_(options_.port) {
+    : loop_(loop),
+      options_(std::move(options)),
+      host_(options_.host),
+      port_(options_.port) {
   if (options_.read_cache.max_bytes > 0) {
     read_cache_ = std::make_unique<ReadCache>(options_.read_cache);
   }
@@ -80,7 +83,8 @@ RedisStore::RedisStore(EventLoop& loop, RedisOptions options)
     down_reason_ = StoreUnavailable(
         absl::StrCat("not connected to the master ", options_.master_name));
   } else {
-    down_reason_ = StoreUnavailable(absl::StrCat("not connected to ", host_, ":", port_));
+    down_reason_ =
+        StoreUnavailable(absl::StrCat("not connected to ", host_, ":", port_));
   }
 }
 
@@ -96,10 +100,12 @@ void RedisStore::Start() {
       // The watch outlives sessions, so that a switch during a backoff
       // cuts the backoff short.
       sentinel_->Watch([this](const RedisAddress& master) {
-        if (state_ == State::kUp && master.host == host_ && master.port == port_) return;
-        Rediscover(StoreUnavailable(absl::StrCat("the sentinels switched the master ",
-                                                 options_.master_name, " to ", master.host,
-                                                 ":", master.port)));
+        if (state_ == State::kUp && master.host == host_ &&
+            master.port == port_)
+          return;
+        Rediscover(StoreUnavailable(absl::StrCat(
+            "the sentinels switched the master ", options_.master_name, " to ",
+            master.host, ":", master.port)));
       });
     }
     StartAttempt();
@@ -173,8 +179,9 @@ void RedisStore::StartAttempt() {
       return;
     }
     if (master->host != host_ || master->port != port_) {
-      CORRAL_LOG(LogLevel::kInfo, "store_master_found", "master=", options_.master_name,
-                 " address=", master->host, ":", master->port);
+      CORRAL_LOG(LogLevel::kInfo, "store_master_found",
+                 "master=", options_.master_name, " address=", master->host,
+                 ":", master->port);
     }
     host_ = master->host;
     port_ = master->port;
@@ -188,7 +195,8 @@ void RedisStore::ConnectDataNode(uint64_t session) {
   command_handlers.on_down = [this, session](absl::Status s) {
     Fail(session, std::move(s));
   };
-  auto commands = RedisConnection::Connect(loop_, host_, port_, std::move(command_handlers));
+  auto commands = RedisConnection::Connect(loop_, host_, port_,
+                                           std::move(command_handlers));
   if (!commands.ok()) {
     Fail(session, commands.status());
     return;
@@ -210,8 +218,8 @@ void RedisStore::ConnectDataNode(uint64_t session) {
       [this, session](const std::vector<absl::string_view>& keys) {
         OnInvalidate(session, keys);
       };
-  auto subscriber = RedisConnection::Connect(
-      loop_, host_, port_, std::move(subscriber_handlers));
+  auto subscriber = RedisConnection::Connect(loop_, host_, port_,
+                                             std::move(subscriber_handlers));
   if (!subscriber.ok()) {
     Fail(session, subscriber.status());
     return;
@@ -219,8 +227,11 @@ void RedisStore::ConnectDataNode(uint64_t session) {
   subscriber_ = *std::move(subscriber);
   if (options_.min_replica_acks > 0) {
     RedisConnection::Handlers grant_handlers;
-    grant_handlers.on_down = [this, session](absl::Status s) { Fail(session, std::move(s)); };
-    auto grants = RedisConnection::Connect(loop_, host_, port_, std::move(grant_handlers));
+    grant_handlers.on_down = [this, session](absl::Status s) {
+      Fail(session, std::move(s));
+    };
+    auto grants = RedisConnection::Connect(loop_, host_, port_,
+                                           std::move(grant_handlers));
     if (!grants.ok()) {
       Fail(session, grants.status());
       return;
@@ -239,14 +250,17 @@ void RedisStore::ConnectDataNode(uint64_t session) {
   }
   if (options_.db != 0) {
     Handshake(*commands_, {"SELECT", absl::StrCat(options_.db)}, "SELECT");
-    if (grants_) Handshake(*grants_, {"SELECT", absl::StrCat(options_.db)}, "SELECT");
+    if (grants_)
+      Handshake(*grants_, {"SELECT", absl::StrCat(options_.db)}, "SELECT");
   }
   // Scripts are loaded server-wide, so EVALSHA works on this one too.
   if (grants_) Handshake(*grants_, {"PING"}, "PING");
   if (sentinel_) {
     // What a sentinel said may be stale: never take a replica for the master.
     Handshake(*commands_, {"ROLE"}, "ROLE",
-              [this](absl::StatusOr<RedisReply> reply) { return RoleIsMaster(reply); });
+              [this](absl::StatusOr<RedisReply> reply) {
+                return RoleIsMaster(reply);
+              });
   }
   Handshake(*commands_, {"PUBLISH", std::string(kProbeChannel), ""}, "PUBLISH");
   for (int i = 0; i < kRedisScriptCount; ++i) {
@@ -269,14 +283,18 @@ void RedisStore::ConnectDataNode(uint64_t session) {
   if (read_cache_ && !tracking_refused_) {
     // May this user track? Then: where the invalidations will go. Neither
     // is fatal: without them the read cache stays off.
-    Handshake(*commands_, {"EVAL", std::string(RedisTrackingProbeSource()), "0"},
+    Handshake(*commands_,
+              {"EVAL", std::string(RedisTrackingProbeSource()), "0"},
               "tracking probe", [this](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok() && IsStoreUnavailable(reply.status())) return reply.status();
+                if (!reply.ok() && IsStoreUnavailable(reply.status()))
+                  return reply.status();
                 if (!reply.ok()) {
                   TrackingUnavailable(reply.status());
-                } else if (reply->type != RedisReply::Type::kInteger || reply->integer != 1) {
+                } else if (reply->type != RedisReply::Type::kInteger ||
+                           reply->integer != 1) {
                   TrackingUnavailable(absl::PermissionDeniedError(
-                      "Redis is older than 7.0, or its ACL user lacks &__redis__:invalidate, "
+                      "Redis is older than 7.0, or its ACL user lacks "
+                      "&__redis__:invalidate, "
                       "+client|id or +client|tracking"));
                 } else {
                   Handshake(*subscriber_, {"CLIENT", "ID"}, "CLIENT ID",
@@ -293,49 +311,58 @@ void RedisStore::ConnectDataNode(uint64_t session) {
   }
 }
 
-absl::Status RedisStore::RoleIsMaster(const absl::StatusOr<RedisReply>& reply) const {
+absl::Status RedisStore::RoleIsMaster(
+    const absl::StatusOr<RedisReply>& reply) const {
   if (!reply.ok()) return reply.status();
-  const std::string role = reply->type == RedisReply::Type::kArray && !reply->elements.empty()
-                               ? reply->elements[0].str
-                               : std::string("?");
+  const std::string role =
+      reply->type == RedisReply::Type::kArray && !reply->elements.empty()
+          ? reply->elements[0].str
+          : std::string("?");
   if (role == "master") return absl::OkStatus();
   // Retryable: the next attempt asks the sentinels again.
   return StoreUnavailable(absl::StrCat(host_, ":", port_, " is not the master ",
-                                       options_.master_name, " (ROLE says ", role, ")"));
+                                       options_.master_name, " (ROLE says ",
+                                       role, ")"));
 }
 
 void RedisStore::CheckRole() {
   const uint64_t session = session_;
-  commands_->Command({"ROLE"}, [this, session](absl::StatusOr<RedisReply> reply) {
-    if (session != session_ || state_ != State::kUp || !reply.ok()) return;
-    if (absl::Status master = RoleIsMaster(reply); !master.ok()) Rediscover(master);
-  });
+  commands_->Command(
+      {"ROLE"}, [this, session](absl::StatusOr<RedisReply> reply) {
+        if (session != session_ || state_ != State::kUp || !reply.ok()) return;
+        if (absl::Status master = RoleIsMaster(reply); !master.ok())
+          Rediscover(master);
+      });
 }
 
 void RedisStore::Rediscover(absl::Status why) {
-  if (!sentinel_ || state_ == State::kShutdown || state_ == State::kIdle) return;
-  if (state_ == State::kUp || state_ == State::kConnecting) Fail(session_, std::move(why));
+  if (!sentinel_ || state_ == State::kShutdown || state_ == State::kIdle)
+    return;
+  if (state_ == State::kUp || state_ == State::kConnecting)
+    Fail(session_, std::move(why));
   if (state_ != State::kBackoff) return;
   // Sentinels moved the master: no reason to wait out a backoff.
   if (reconnect_timer_ != 0) loop_.Cancel(std::exchange(reconnect_timer_, 0));
   backoff_ = absl::ZeroDuration();
-  reconnect_timer_ = loop_.RunAfter(absl::ZeroDuration(), [this] { StartAttempt(); });
+  reconnect_timer_ =
+      loop_.RunAfter(absl::ZeroDuration(), [this] { StartAttempt(); });
 }
 
 void RedisStore::Handshake(RedisConnection& conn, std::vector<std::string> args,
                            absl::string_view step, HandshakeReply take) {
   ++handshake_left_;
   const uint64_t session = session_;
-  conn.Command(args, [this, session, step = std::string(step),
-                      take = std::move(take)](absl::StatusOr<RedisReply> reply) mutable {
-    if (session != session_ || state_ != State::kConnecting) return;
-    absl::Status taken = take ? take(std::move(reply)) : reply.status();
-    if (!taken.ok()) {
-      Fail(session, HandshakeError(step, taken));
-      return;
-    }
-    if (--handshake_left_ == 0) Connected();
-  });
+  conn.Command(
+      args, [this, session, step = std::string(step),
+             take = std::move(take)](absl::StatusOr<RedisReply> reply) mutable {
+        if (session != session_ || state_ != State::kConnecting) return;
+        absl::Status taken = take ? take(std::move(reply)) : reply.status();
+        if (!taken.ok()) {
+          Fail(session, HandshakeError(step, taken));
+          return;
+        }
+        if (--handshake_left_ == 0) Connected();
+      });
 }
 
 void RedisStore::Connected() {
@@ -343,8 +370,9 @@ void RedisStore::Connected() {
   backoff_ = absl::ZeroDuration();
   last_ping_ = absl::Now();
   up_.store(true, std::memory_order_release);
-  CORRAL_LOG(LogLevel::kInfo, "store_connected", "redis=", options_.Describe(),
-             sentinel_ ? absl::StrCat(" master=", host_, ":", port_) : std::string());
+  CORRAL_LOG(
+      LogLevel::kInfo, "store_connected", "redis=", options_.Describe(),
+      sentinel_ ? absl::StrCat(" master=", host_, ":", port_) : std::string());
   // The listener hears of it before WaitUntilConnected returns, so that it
   // does not take calls made after that for calls made before.
   PostAvailability(true);
@@ -407,7 +435,8 @@ void RedisStore::CloseConnections(const absl::Status& reason,
   if (subscriber_) subscriber_->Close(reason);
   if (grants_) grants_->Close(reason);
   if (defer_destruction) {
-    loop_.Post([commands = std::move(commands_), subscriber = std::move(subscriber_),
+    loop_.Post([commands = std::move(commands_),
+                subscriber = std::move(subscriber_),
                 grants = std::move(grants_)]() mutable {});
   } else {
     commands_.reset();
@@ -442,24 +471,26 @@ void RedisStore::Tick() {
   if (sentinel_) sentinel_->Tick(now);
   if (state_ == State::kConnecting) {
     if (!discovering_ && now - attempt_started_ > options_.connect_timeout) {
-      Fail(session_, StoreUnavailable(absl::StrCat(
-                         "cannot connect to ", host_, ":",
-                         port_, ": no answer within ",
-                         absl::FormatDuration(options_.connect_timeout))));
+      Fail(session_,
+           StoreUnavailable(absl::StrCat(
+               "cannot connect to ", host_, ":", port_, ": no answer within ",
+               absl::FormatDuration(options_.connect_timeout))));
       return;
     }
   } else if (state_ == State::kUp) {
     // hiredis 0.14 has no command timeout: a hung server is noticed here.
-    absl::Duration stalled = std::max(commands_->StalledFor(now), subscriber_->StalledFor(now));
+    absl::Duration stalled =
+        std::max(commands_->StalledFor(now), subscriber_->StalledFor(now));
     // A WAIT may rightly hold the grants connection for its whole timeout.
     if (grants_) {
-      stalled = std::max(stalled, grants_->StalledFor(now) - options_.replica_ack_timeout);
+      stalled = std::max(
+          stalled, grants_->StalledFor(now) - options_.replica_ack_timeout);
     }
     if (stalled > options_.command_timeout) {
-      Fail(session_, StoreUnavailable(absl::StrCat(
-                         "Redis at ", host_, ":", port_,
-                         " did not answer within ",
-                         absl::FormatDuration(options_.command_timeout))));
+      Fail(session_,
+           StoreUnavailable(absl::StrCat(
+               "Redis at ", host_, ":", port_, " did not answer within ",
+               absl::FormatDuration(options_.command_timeout))));
       return;
     }
     // The subscriber is not pinged (a subscribed context cannot PING in
@@ -498,13 +529,16 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
   for (std::string& k : keys) argv->push_back(std::move(k));
   for (std::string& a : args) argv->push_back(std::move(a));
   Connection(via).Command(*argv, [this, script, argv, via, session = session_,
-                                 done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-    if (!reply.ok() && sentinel_ && session == session_ && state_ == State::kUp) {
+                                  done = std::move(done)](
+                                     absl::StatusOr<RedisReply> reply) mutable {
+    if (!reply.ok() && sentinel_ && session == session_ &&
+        state_ == State::kUp) {
       // This node stopped being a usable master (demoted, reloading, or cut
       // off from its replicas): the command was not run; find the master.
       const std::string code = RedisErrorCode(reply.status());
       if (code == "READONLY" || code == "LOADING" || code == "MASTERDOWN") {
-        Rediscover(StoreUnavailable(absl::StrCat("Redis at ", host_, ":", port_, " answered ",
+        Rediscover(StoreUnavailable(absl::StrCat("Redis at ", host_, ":", port_,
+                                                 " answered ",
                                                  reply.status().message())));
       }
     }
@@ -517,7 +551,8 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
       (*argv)[0] = "EVAL";
       (*argv)[1] = source;
       Connection(via).Command(*argv, std::move(done));
-      Connection(via).Command({"SCRIPT", "LOAD", source}, [](absl::StatusOr<RedisReply>) {});
+      Connection(via).Command({"SCRIPT", "LOAD", source},
+                              [](absl::StatusOr<RedisReply>) {});
       return;
     }
     done(std::move(reply));
@@ -528,17 +563,18 @@ template <typename T, typename Parse>
 void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
                               std::vector<std::string> args, Parse parse,
                               Callback<T> done, Via via) {
-  RunScript(script, std::move(keys), std::move(args),
-            [this, parse,
-             done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-              if (!reply.ok()) {
-                Answer(std::move(done),
-                       absl::StatusOr<T>(AsUnavailable(reply.status())));
-                return;
-              }
-              Answer(std::move(done), absl::StatusOr<T>(parse(*reply)));
-            },
-            via);
+  RunScript(
+      script, std::move(keys), std::move(args),
+      [this, parse,
+       done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) {
+          Answer(std::move(done),
+                 absl::StatusOr<T>(AsUnavailable(reply.status())));
+          return;
+        }
+        Answer(std::move(done), absl::StatusOr<T>(parse(*reply)));
+      },
+      via);
 }
 
 void RedisStore::AwaitReplicas(absl::AnyInvocable<void(absl::Status)> acked) {
@@ -555,30 +591,36 @@ void RedisStore::SendWait() {
   const uint64_t session = session_;
   const absl::Time sent_at = absl::Now();
   // Everyone waiting now: their writes all went out before this WAIT.
-  auto batch = std::make_shared<std::vector<absl::AnyInvocable<void(absl::Status)>>>(
-      std::exchange(ack_waiters_, {}));
-  Connection(Via::kGrants).Command(
-      {"WAIT", absl::StrCat(options_.min_replica_acks),
-       absl::StrCat(std::max<int64_t>(1, Millis(options_.replica_ack_timeout)))},
-      [this, session, sent_at, batch](absl::StatusOr<RedisReply> reply) {
-        const absl::Duration waited = absl::Now() - sent_at;
-        absl::Status status;
-        if (!reply.ok()) {
-          status = AsUnavailable(reply.status());
-        } else if (reply->type != RedisReply::Type::kInteger ||
-                   reply->integer < options_.min_replica_acks) {
-          status = StoreUnavailable(absl::StrCat(
-              "only ", reply->integer, " of the ", options_.min_replica_acks,
-              " replica acknowledgements required arrived (WAIT took ",
-              absl::FormatDuration(waited), ", limit ",
-              absl::FormatDuration(options_.replica_ack_timeout), ")"));
-        }
-        if (options_.on_replica_ack) options_.on_replica_ack(waited, status.ok());
-        for (auto& acked : *batch) acked(status);
-        if (session != session_) return;  // The session's end answered the rest.
-        wait_in_flight_ = false;
-        if (!ack_waiters_.empty() && state_ == State::kUp) SendWait();
-      });
+  auto batch =
+      std::make_shared<std::vector<absl::AnyInvocable<void(absl::Status)>>>(
+          std::exchange(ack_waiters_, {}));
+  Connection(Via::kGrants)
+      .Command(
+          {"WAIT", absl::StrCat(options_.min_replica_acks),
+           absl::StrCat(
+               std::max<int64_t>(1, Millis(options_.replica_ack_timeout)))},
+          [this, session, sent_at, batch](absl::StatusOr<RedisReply> reply) {
+            const absl::Duration waited = absl::Now() - sent_at;
+            absl::Status status;
+            if (!reply.ok()) {
+              status = AsUnavailable(reply.status());
+            } else if (reply->type != RedisReply::Type::kInteger ||
+                       reply->integer < options_.min_replica_acks) {
+              status = StoreUnavailable(absl::StrCat(
+                  "only ", reply->integer, " of the ",
+                  options_.min_replica_acks,
+                  " replica acknowledgements required arrived (WAIT took ",
+                  absl::FormatDuration(waited), ", limit ",
+                  absl::FormatDuration(options_.replica_ack_timeout), ")"));
+            }
+            if (options_.on_replica_ack)
+              options_.on_replica_ack(waited, status.ok());
+            for (auto& acked : *batch) acked(status);
+            if (session != session_)
+              return;  // The session's end answered the rest.
+            wait_in_flight_ = false;
+            if (!ack_waiters_.empty() && state_ == State::kUp) SendWait();
+          });
 }
 
 void RedisStore::FailAckWaiters(const absl::Status& why) {
@@ -603,9 +645,10 @@ void RedisStore::Get(const CacheKey& key, Callback<KeyRead> done) {
       done(std::move(read));
     };
   }
-  RunAndAnswer<KeyRead>(
-      RedisScript::kGet, {std::move(keys.value), std::move(keys.failure)},
-      {absl::StrCat(absl::ToUnixMillis(absl::Now()))}, ParseGetReply, std::move(answer));
+  RunAndAnswer<KeyRead>(RedisScript::kGet,
+                        {std::move(keys.value), std::move(keys.failure)},
+                        {absl::StrCat(absl::ToUnixMillis(absl::Now()))},
+                        ParseGetReply, std::move(answer));
 }
 
 void RedisStore::Put(const CacheKey& key, std::string value,
@@ -623,12 +666,13 @@ void RedisStore::Put(const CacheKey& key, std::string value,
   args.push_back(options.release_lock ? "1" : "0");
   args.push_back(options.only_if_absent ? "1" : "0");
   args.push_back(std::move(keys.channel));
-  args.push_back(absl::StrCat(std::max<int64_t>(0, Millis(options.compute_time))));
-  std::vector<std::string> script_keys = {std::move(keys.value), std::move(keys.lock),
-                                          std::move(keys.failure)};
+  args.push_back(
+      absl::StrCat(std::max<int64_t>(0, Millis(options.compute_time))));
+  std::vector<std::string> script_keys = {
+      std::move(keys.value), std::move(keys.lock), std::move(keys.failure)};
   if (options.lock_token.empty() || options_.min_replica_acks == 0) {
-    RunAndAnswer<bool>(RedisScript::kPut, std::move(script_keys), std::move(args),
-                       ParseCountReply, std::move(done));
+    RunAndAnswer<bool>(RedisScript::kPut, std::move(script_keys),
+                       std::move(args), ParseCountReply, std::move(done));
     return;
   }
   // A fenced write is acknowledged only once replicas hold it (it cannot be
@@ -638,7 +682,8 @@ void RedisStore::Put(const CacheKey& key, std::string value,
       RedisScript::kPut, std::move(script_keys), std::move(args),
       [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
         if (!reply.ok()) {
-          Answer(std::move(done), absl::StatusOr<bool>(AsUnavailable(reply.status())));
+          Answer(std::move(done),
+                 absl::StatusOr<bool>(AsUnavailable(reply.status())));
           return;
         }
         absl::StatusOr<bool> stored = ParseCountReply(*reply);
@@ -646,12 +691,14 @@ void RedisStore::Put(const CacheKey& key, std::string value,
           Answer(std::move(done), std::move(stored));
           return;
         }
-        AwaitReplicas([this, done = std::move(done)](absl::Status acked) mutable {
+        AwaitReplicas([this,
+                       done = std::move(done)](absl::Status acked) mutable {
           if (acked.ok()) {
             Answer(std::move(done), absl::StatusOr<bool>(true));
           } else {
-            Answer(std::move(done), absl::StatusOr<bool>(StoreUnavailable(absl::StrCat(
-                                        "fenced write not acknowledged: ", acked.message()))));
+            Answer(std::move(done),
+                   absl::StatusOr<bool>(StoreUnavailable(absl::StrCat(
+                       "fenced write not acknowledged: ", acked.message()))));
           }
         });
       },
@@ -668,9 +715,9 @@ void RedisStore::Delete(const CacheKey& key, Callback<bool> done) {
 
 void RedisStore::RememberFailure(const CacheKey& key, absl::Duration ttl,
                                  Callback<absl::Time> done) {
-  RunAndAnswer<absl::Time>(RedisScript::kRememberFailure, {RedisKeysFor(key).failure},
-                           {LeaseMillis(ttl)}, ParseRememberFailureReply,
-                           std::move(done));
+  RunAndAnswer<absl::Time>(RedisScript::kRememberFailure,
+                           {RedisKeysFor(key).failure}, {LeaseMillis(ttl)},
+                           ParseRememberFailureReply, std::move(done));
 }
 
 void RedisStore::TryLock(const CacheKey& key, const std::string& token,
@@ -679,31 +726,37 @@ void RedisStore::TryLock(const CacheKey& key, const std::string& token,
 }
 
 void RedisStore::TryLockAndRead(const CacheKey& key, const std::string& token,
-                                absl::Duration ttl, Callback<LockAttempt> done) {
+                                absl::Duration ttl,
+                                Callback<LockAttempt> done) {
   RunTryLock(key, token, ttl, /*read=*/true, std::move(done));
 }
 
-void RedisStore::RunTryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
-                            bool read, Callback<LockAttempt> done) {
+void RedisStore::RunTryLock(const CacheKey& key, const std::string& token,
+                            absl::Duration ttl, bool read,
+                            Callback<LockAttempt> done) {
   RedisItemKeys keys = RedisKeysFor(key);
-  std::vector<std::string> script_keys = {std::move(keys.lock), std::move(keys.fence)};
+  std::vector<std::string> script_keys = {std::move(keys.lock),
+                                          std::move(keys.fence)};
   // With the value and failure keys the script also reads the key.
   if (read) {
     script_keys.push_back(std::move(keys.value));
     script_keys.push_back(std::move(keys.failure));
   }
   if (options_.min_replica_acks == 0) {
-    RunAndAnswer<LockAttempt>(RedisScript::kTryLock, std::move(script_keys),
-                              {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
-                              ParseTryLockReply, std::move(done));
+    RunAndAnswer<LockAttempt>(
+        RedisScript::kTryLock, std::move(script_keys),
+        {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
+        ParseTryLockReply, std::move(done));
     return;
   }
   RunScript(
       RedisScript::kTryLock, std::move(script_keys),
       {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
-      [this, key, token, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+      [this, key, token,
+       done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
         if (!reply.ok()) {
-          Answer(std::move(done), absl::StatusOr<LockAttempt>(AsUnavailable(reply.status())));
+          Answer(std::move(done),
+                 absl::StatusOr<LockAttempt>(AsUnavailable(reply.status())));
           return;
         }
         absl::StatusOr<LockAttempt> attempt = ParseTryLockReply(*reply);
@@ -731,20 +784,22 @@ void RedisStore::RunTryLock(const CacheKey& key, const std::string& token, absl:
         AwaitReplicas([this, key, token, attempt = *std::move(attempt),
                        done = std::move(done)](absl::Status acked) mutable {
           if (acked.ok()) {
-            Answer(std::move(done), absl::StatusOr<LockAttempt>(std::move(attempt)));
+            Answer(std::move(done),
+                   absl::StatusOr<LockAttempt>(std::move(attempt)));
             return;
           }
           // Undone before anyone hears of it (best effort: if this fails
           // too, the lock expires with its lease). Waiters are woken as for
           // any release.
           RedisItemKeys keys = RedisKeysFor(key);
-          RunScript(RedisScript::kRelease, {std::move(keys.lock)},
-                    {token, std::string(ReleaseMessage(ReleaseNotice::kReleased)),
-                     std::move(keys.channel)},
-                    [](absl::StatusOr<RedisReply>) {}, Via::kGrants);
+          RunScript(
+              RedisScript::kRelease, {std::move(keys.lock)},
+              {token, std::string(ReleaseMessage(ReleaseNotice::kReleased)),
+               std::move(keys.channel)},
+              [](absl::StatusOr<RedisReply>) {}, Via::kGrants);
           Answer(std::move(done),
-                 absl::StatusOr<LockAttempt>(StoreUnavailable(absl::StrCat(
-                     "lock not granted: ", acked.message()))));
+                 absl::StatusOr<LockAttempt>(StoreUnavailable(
+                     absl::StrCat("lock not granted: ", acked.message()))));
         });
       },
       Via::kGrants);
@@ -873,7 +928,8 @@ void RedisStore::StartTracking() {
         if (session != session_ || state_ != State::kUp) return;
         if (!reply.ok()) {
           // A dropped connection ends the session anyway.
-          if (!IsStoreUnavailable(reply.status())) TrackingUnavailable(reply.status());
+          if (!IsStoreUnavailable(reply.status()))
+            TrackingUnavailable(reply.status());
           return;
         }
         OnTrackingStep(session);
@@ -881,27 +937,30 @@ void RedisStore::StartTracking() {
 }
 
 void RedisStore::OnTrackingStep(uint64_t session) {
-  if (session != session_ || state_ != State::kUp || tracking_steps_left_ == 0) return;
+  if (session != session_ || state_ != State::kUp || tracking_steps_left_ == 0)
+    return;
   if (--tracking_steps_left_ > 0) return;
   read_cache_->SetCoherent(true);
   CORRAL_LOG(LogLevel::kInfo, "read_cache_on", "redis=", options_.Describe(),
              " max_bytes=", read_cache_->max_bytes());
 }
 
-void RedisStore::OnInvalidate(uint64_t session, const std::vector<absl::string_view>& keys) {
+void RedisStore::OnInvalidate(uint64_t session,
+                              const std::vector<absl::string_view>& keys) {
   if (session != session_ || !read_cache_) return;
   if (keys.empty()) return read_cache_->InvalidateAll();
   for (absl::string_view name : keys) {
     // Lock, failure and breaker keys are tracked too; only values matter.
-    if (std::optional<CacheKey> key = CacheKeyOfValueKey(name)) read_cache_->Invalidate(*key);
+    if (std::optional<CacheKey> key = CacheKeyOfValueKey(name))
+      read_cache_->Invalidate(*key);
   }
 }
 
 void RedisStore::TrackingUnavailable(const absl::Status& why) {
   if (tracking_refused_) return;
   tracking_refused_ = true;
-  CORRAL_LOG(LogLevel::kWarning, "read_cache_off", "redis=", options_.Describe(),
-             " error=\"", why.message(),
+  CORRAL_LOG(LogLevel::kWarning, "read_cache_off",
+             "redis=", options_.Describe(), " error=\"", why.message(),
              "\" (the read cache is off: every hit reads Redis)");
 }
 

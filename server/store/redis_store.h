@@ -80,9 +80,10 @@ class RedisStore final : public Store {
                    ReleaseNotice notice, Callback<bool> done) override;
   void Watch(const CacheKey& key) override;
   void Unwatch(const CacheKey& key) override;
-  void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) override;
-  void StoreBreaker(const std::string& ns, uint64_t expected_version, std::string state,
-                    Callback<BreakerCas> done) override;
+  void LoadBreaker(const std::string& ns,
+                   Callback<BreakerRecord> done) override;
+  void StoreBreaker(const std::string& ns, uint64_t expected_version,
+                    std::string state, Callback<BreakerCas> done) override;
   void Ping(StatusCallback done) override;
   // Any thread.
   bool IsUp() const override { return up_.load(std::memory_order_acquire); }
@@ -113,7 +114,8 @@ class RedisStore final : public Store {
   // last. `take` reads the reply and answers the error that ends the
   // attempt (OK: go on); by default any error reply does. It may start
   // further steps.
-  using HandshakeReply = absl::AnyInvocable<absl::Status(absl::StatusOr<RedisReply>)>;
+  using HandshakeReply =
+      absl::AnyInvocable<absl::Status(absl::StatusOr<RedisReply>)>;
   void Handshake(RedisConnection& conn, std::vector<std::string> args,
                  absl::string_view step, HandshakeReply take = nullptr);
   void Connected();
@@ -136,14 +138,15 @@ class RedisStore final : public Store {
   // confirmed in this session; off again when either connection drops.
   void StartTracking();
   void OnTrackingStep(uint64_t session);
-  void OnInvalidate(uint64_t session, const std::vector<absl::string_view>& keys);
+  void OnInvalidate(uint64_t session,
+                    const std::vector<absl::string_view>& keys);
   // Tracking cannot work with this server (too old, or an ACL refuses
   // CLIENT): the read cache stays off; said once.
   void TrackingUnavailable(const absl::Status& why);
   void PostAvailability(bool up);
   // TryLock and TryLockAndRead: one script; `read` adds the key's read.
-  void RunTryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
-                  bool read, Callback<LockAttempt> done);
+  void RunTryLock(const CacheKey& key, const std::string& token,
+                  absl::Duration ttl, bool read, Callback<LockAttempt> done);
 
   // Which connection a command goes on. Lock traffic (grants, renewals,
   // releases, fenced writes) has its own connection when grants wait for
@@ -178,8 +181,8 @@ class RedisStore final : public Store {
   // connection's error as UNAVAILABLE store-unavailable. Loop thread.
   template <typename T, typename Parse>
   void RunAndAnswer(RedisScript script, std::vector<std::string> keys,
-                    std::vector<std::string> args, Parse parse, Callback<T> done,
-                    Via via = Via::kCommands);
+                    std::vector<std::string> args, Parse parse,
+                    Callback<T> done, Via via = Via::kCommands);
 
   // Answers on the loop, never inline.
   template <typename T>

@@ -81,17 +81,20 @@ absl::StatusOr<RedisAddress> ParseHostPort(absl::string_view authority,
   if (absl::StartsWith(authority, "[")) {
     const size_t close = authority.find(']');
     if (close == absl::string_view::npos) {
-      return UriError(absl::StrCat("'[' of an IPv6 host is not closed", Where(what)));
+      return UriError(
+          absl::StrCat("'[' of an IPv6 host is not closed", Where(what)));
     }
     address.host = std::string(authority.substr(1, close - 1));
     absl::string_view after = authority.substr(close + 1);
     if (!after.empty()) {
       if (after[0] != ':') {
-        return UriError(absl::StrCat("unexpected text after the IPv6 host", Where(what)));
+        return UriError(
+            absl::StrCat("unexpected text after the IPv6 host", Where(what)));
       }
       port_text = after.substr(1);
       if (port_text.empty()) {
-        return UriError(absl::StrCat("the port after ':' is empty", Where(what)));
+        return UriError(
+            absl::StrCat("the port after ':' is empty", Where(what)));
       }
     }
   } else {
@@ -100,17 +103,20 @@ absl::StatusOr<RedisAddress> ParseHostPort(absl::string_view authority,
     if (colon != absl::string_view::npos) {
       port_text = authority.substr(colon + 1);
       if (port_text.empty()) {
-        return UriError(absl::StrCat("the port after ':' is empty", Where(what)));
+        return UriError(
+            absl::StrCat("the port after ':' is empty", Where(what)));
       }
     }
   }
-  if (address.host.empty()) return UriError(absl::StrCat("the host is missing", Where(what)));
+  if (address.host.empty())
+    return UriError(absl::StrCat("the host is missing", Where(what)));
   if (!port_text.empty()) {
     int port = 0;
     if (!absl::SimpleAtoi(port_text, &port) || port < 1 || port > 65535 ||
         !absl::ascii_isdigit(static_cast<unsigned char>(port_text[0]))) {
       // Not quoted: a mistyped password can end up here.
-      return UriError(absl::StrCat("the port is not a number in 1..65535", Where(what)));
+      return UriError(
+          absl::StrCat("the port is not a number in 1..65535", Where(what)));
     }
     address.port = port;
   }
@@ -121,7 +127,8 @@ absl::StatusOr<int> ParseDb(absl::string_view db_text, absl::string_view what) {
   int db = 0;
   if (!absl::SimpleAtoi(db_text, &db) || db < 0 ||
       !absl::ascii_isdigit(static_cast<unsigned char>(db_text[0]))) {
-    return UriError(absl::StrCat("the database (", what, ") is not a non-negative number"));
+    return UriError(
+        absl::StrCat("the database (", what, ") is not a non-negative number"));
   }
   return db;
 }
@@ -147,7 +154,8 @@ absl::StatusOr<RedisOptions> ParseSentinelUri(absl::string_view rest) {
     query = rest.substr(q + 1);
     rest = rest.substr(0, q);
   }
-  if (rest.find('#') != absl::string_view::npos || query.find('#') != absl::string_view::npos) {
+  if (rest.find('#') != absl::string_view::npos ||
+      query.find('#') != absl::string_view::npos) {
     return UriError("fragments are not supported");
   }
   const size_t slash = rest.find('/');
@@ -162,8 +170,8 @@ absl::StatusOr<RedisOptions> ParseSentinelUri(absl::string_view rest) {
   int index = 0;
   for (absl::string_view part : absl::StrSplit(authority, ',')) {
     ++index;
-    auto address =
-        ParseHostPort(part, kDefaultSentinelPort, absl::StrCat("sentinel ", index));
+    auto address = ParseHostPort(part, kDefaultSentinelPort,
+                                 absl::StrCat("sentinel ", index));
     if (!address.ok()) return address.status();
     options.sentinels.push_back(*std::move(address));
   }
@@ -171,7 +179,8 @@ absl::StatusOr<RedisOptions> ParseSentinelUri(absl::string_view rest) {
   auto name = PercentDecode(master, "master name");
   if (!name.ok()) return name.status();
   if (name->empty()) return UriError("the master name (after '/') is missing");
-  if (absl::StrContains(*name, '/')) return UriError("the master name contains '/'");
+  if (absl::StrContains(*name, '/'))
+    return UriError("the master name contains '/'");
   options.master_name = *std::move(name);
   // Sentinel deployments have replicas that may be promoted: by default a
   // grant waits until one of them holds it.
@@ -183,8 +192,9 @@ absl::StatusOr<RedisOptions> ParseSentinelUri(absl::string_view rest) {
     for (absl::string_view param : absl::StrSplit(query, '&')) {
       const size_t eq = param.find('=');
       const absl::string_view key = param.substr(0, eq);
-      const absl::string_view value =
-          eq == absl::string_view::npos ? absl::string_view() : param.substr(eq + 1);
+      const absl::string_view value = eq == absl::string_view::npos
+                                          ? absl::string_view()
+                                          : param.substr(eq + 1);
       if (key == "db") {
         if (seen_db) return UriError("query parameter db is given twice");
         seen_db = true;
@@ -193,7 +203,8 @@ absl::StatusOr<RedisOptions> ParseSentinelUri(absl::string_view rest) {
         if (!db.ok()) return db.status();
         options.db = *db;
       } else if (key == "sentinel_password") {
-        if (seen_password) return UriError("query parameter sentinel_password is given twice");
+        if (seen_password)
+          return UriError("query parameter sentinel_password is given twice");
         seen_password = true;
         auto password = PercentDecode(value, "sentinel_password");
         if (!password.ok()) return password.status();
@@ -222,11 +233,15 @@ std::string RedisOptions::Describe() const {
   };
   if (sentinel()) {
     std::vector<std::string> parts;
-    for (const RedisAddress& s : sentinels) parts.push_back(address(s.host, s.port));
-    std::string text = absl::StrCat("redis-sentinel://", auth, absl::StrJoin(parts, ","),
-                                    "/", master_name, "?db=", db);
-    if (!sentinel_password.empty()) absl::StrAppend(&text, "&sentinel_password=***");
-    if (!host.empty()) absl::StrAppend(&text, " (master ", address(host, port), ")");
+    for (const RedisAddress& s : sentinels)
+      parts.push_back(address(s.host, s.port));
+    std::string text =
+        absl::StrCat("redis-sentinel://", auth, absl::StrJoin(parts, ","), "/",
+                     master_name, "?db=", db);
+    if (!sentinel_password.empty())
+      absl::StrAppend(&text, "&sentinel_password=***");
+    if (!host.empty())
+      absl::StrAppend(&text, " (master ", address(host, port), ")");
     return text;
   }
   return absl::StrCat("redis://", auth, address(host, port), "/", db);

@@ -14,19 +14,23 @@ namespace {
 
 constexpr absl::string_view kSwitchChannel = "+switch-master";
 
-std::string AddressText(const RedisAddress& a) { return absl::StrCat(a.host, ":", a.port); }
+std::string AddressText(const RedisAddress& a) {
+  return absl::StrCat(a.host, ":", a.port);
+}
 
 // SENTINEL get-master-addr-by-name answers [host, port], or nil for a
 // master it does not monitor.
 absl::StatusOr<RedisAddress> ParseMasterAddress(const RedisReply& reply,
                                                 absl::string_view name) {
   if (reply.type == RedisReply::Type::kNil) {
-    return StoreUnavailable(absl::StrCat("does not monitor a master named ", name));
+    return StoreUnavailable(
+        absl::StrCat("does not monitor a master named ", name));
   }
   RedisAddress address;
   if (reply.type != RedisReply::Type::kArray || reply.elements.size() != 2 ||
-      !absl::SimpleAtoi(reply.elements[1].str, &address.port) || address.port < 1 ||
-      address.port > 65535 || reply.elements[0].str.empty()) {
+      !absl::SimpleAtoi(reply.elements[1].str, &address.port) ||
+      address.port < 1 || address.port > 65535 ||
+      reply.elements[0].str.empty()) {
     return StoreUnavailable("answered something that is not [host, port]");
   }
   address.host = reply.elements[0].str;
@@ -54,25 +58,30 @@ void SentinelClient::Shutdown() {
 }
 
 std::unique_ptr<RedisConnection> SentinelClient::OpenConnection(
-    const RedisAddress& sentinel, RedisConnection::Handlers handlers, absl::Status* error) {
-  auto conn = RedisConnection::Connect(loop_, sentinel.host, sentinel.port, std::move(handlers));
+    const RedisAddress& sentinel, RedisConnection::Handlers handlers,
+    absl::Status* error) {
+  auto conn = RedisConnection::Connect(loop_, sentinel.host, sentinel.port,
+                                       std::move(handlers));
   if (!conn.ok()) {
     *error = conn.status();
     return nullptr;
   }
   if (!password_.empty()) {
-    (*conn)->Command({"AUTH", password_}, [alive = std::weak_ptr<int>(alive_),
-                                           where = AddressText(sentinel)](
-                                              absl::StatusOr<RedisReply> reply) {
-      if (alive.expired() || reply.ok()) return;
-      CORRAL_LOG(LogLevel::kWarning, "sentinel_auth_failed", "sentinel=", where, " error=\"",
-                 reply.status().message(), "\"");
-    });
+    (*conn)->Command(
+        {"AUTH", password_},
+        [alive = std::weak_ptr<int>(alive_),
+         where = AddressText(sentinel)](absl::StatusOr<RedisReply> reply) {
+          if (alive.expired() || reply.ok()) return;
+          CORRAL_LOG(LogLevel::kWarning, "sentinel_auth_failed",
+                     "sentinel=", where, " error=\"", reply.status().message(),
+                     "\"");
+        });
   }
   return *std::move(conn);
 }
 
-void SentinelClient::Retire(std::unique_ptr<RedisConnection> conn, const absl::Status& reason) {
+void SentinelClient::Retire(std::unique_ptr<RedisConnection> conn,
+                            const absl::Status& reason) {
   if (!conn) return;
   conn->Close(reason);
   loop_.Post([conn = std::move(conn)]() mutable {});
@@ -98,7 +107,8 @@ void SentinelClient::AskNext() {
   if (asked_ == sentinels_.size()) {
     DiscoverCallback done = std::move(done_);
     done_ = nullptr;
-    done(StoreUnavailable(absl::StrCat("no sentinel named the master ", master_name_, ": ",
+    done(StoreUnavailable(absl::StrCat("no sentinel named the master ",
+                                       master_name_, ": ",
                                        absl::StrJoin(errors_, "; "))));
     return;
   }
@@ -107,7 +117,9 @@ void SentinelClient::AskNext() {
   const uint64_t query = query_;
   asked_at_ = absl::Now();
   RedisConnection::Handlers handlers;
-  handlers.on_down = [this, query](absl::Status s) { QueryFailed(query, std::move(s)); };
+  handlers.on_down = [this, query](absl::Status s) {
+    QueryFailed(query, std::move(s));
+  };
   absl::Status error;
   conn_ = OpenConnection(sentinel, std::move(handlers), &error);
   if (!conn_) {
@@ -118,13 +130,15 @@ void SentinelClient::AskNext() {
                  [this, query](absl::StatusOr<RedisReply> reply) {
                    if (query != query_) return;
                    absl::StatusOr<RedisAddress> master =
-                       reply.ok() ? ParseMasterAddress(*reply, master_name_) : reply.status();
+                       reply.ok() ? ParseMasterAddress(*reply, master_name_)
+                                  : reply.status();
                    if (!master.ok()) {
                      QueryFailed(query, master.status());
                      return;
                    }
                    preferred_ = current_;
-                   Retire(std::move(conn_), StoreUnavailable("sentinel query done"));
+                   Retire(std::move(conn_),
+                          StoreUnavailable("sentinel query done"));
                    ++query_;
                    DiscoverCallback done = std::move(done_);
                    done_ = nullptr;
@@ -134,8 +148,8 @@ void SentinelClient::AskNext() {
 
 void SentinelClient::QueryFailed(uint64_t query, absl::Status error) {
   if (query != query_ || !done_) return;
-  errors_.push_back(
-      absl::StrCat("sentinel ", AddressText(sentinels_[current_]), " ", error.message()));
+  errors_.push_back(absl::StrCat("sentinel ", AddressText(sentinels_[current_]),
+                                 " ", error.message()));
   Retire(std::move(conn_), error);
   ++query_;
   const uint64_t next = query_;
@@ -163,7 +177,8 @@ void SentinelClient::OpenWatch() {
     watch_retry_at_ = absl::Now() + timeout_;
     Retire(std::move(watch_), StoreUnavailable("sentinel watch lost"));
   };
-  handlers.on_message = [this](absl::string_view channel, absl::string_view payload) {
+  handlers.on_message = [this](absl::string_view channel,
+                               absl::string_view payload) {
     if (channel == kSwitchChannel) OnSwitchMessage(payload);
   };
   absl::Status error;
@@ -185,16 +200,18 @@ void SentinelClient::OnSwitchMessage(absl::string_view payload) {
     return;
   }
   master.host = std::string(parts[3]);
-  CORRAL_LOG(LogLevel::kWarning, "sentinel_switch_master", "master=", master_name_,
-             " from=", parts[1], ":", parts[2], " to=", AddressText(master));
+  CORRAL_LOG(LogLevel::kWarning, "sentinel_switch_master",
+             "master=", master_name_, " from=", parts[1], ":", parts[2],
+             " to=", AddressText(master));
   if (on_switch_) on_switch_(master);
 }
 
 void SentinelClient::Tick(absl::Time now) {
   if (shut_down_) return;
   if (conn_ && done_ && now - asked_at_ > timeout_) {
-    QueryFailed(query_, StoreUnavailable(absl::StrCat("did not answer within ",
-                                                      absl::FormatDuration(timeout_))));
+    QueryFailed(query_,
+                StoreUnavailable(absl::StrCat("did not answer within ",
+                                              absl::FormatDuration(timeout_))));
   }
   if (!watch_ && on_switch_ && now >= watch_retry_at_) OpenWatch();
 }

@@ -32,7 +32,8 @@ namespace corral {
 
 class SentinelClient {
  public:
-  using DiscoverCallback = absl::AnyInvocable<void(absl::StatusOr<RedisAddress>)>;
+  using DiscoverCallback =
+      absl::AnyInvocable<void(absl::StatusOr<RedisAddress>)>;
   using SwitchCallback = absl::AnyInvocable<void(const RedisAddress& master)>;
 
   // `options.sentinels` must not be empty; `loop` must outlive this.
@@ -63,12 +64,13 @@ class SentinelClient {
   void QueryFailed(uint64_t query, absl::Status error);
   void OpenWatch();
   void OnSwitchMessage(absl::string_view payload);
-  std::unique_ptr<RedisConnection> OpenConnection(const RedisAddress& sentinel,
-                                                  RedisConnection::Handlers handlers,
-                                                  absl::Status* error);
+  std::unique_ptr<RedisConnection> OpenConnection(
+      const RedisAddress& sentinel, RedisConnection::Handlers handlers,
+      absl::Status* error);
   // Hands a connection to a posted task to destroy (we may be inside its
   // callbacks).
-  void Retire(std::unique_ptr<RedisConnection> conn, const absl::Status& reason);
+  void Retire(std::unique_ptr<RedisConnection> conn,
+              const absl::Status& reason);
 
   EventLoop& loop_;
   const std::vector<RedisAddress> sentinels_;
@@ -80,9 +82,9 @@ class SentinelClient {
   // abandoned one are told apart.
   DiscoverCallback done_;
   uint64_t query_ = 0;
-  size_t asked_ = 0;        // sentinels asked in this discovery
-  size_t preferred_ = 0;    // the sentinel that answered last
-  size_t current_ = 0;      // the one being asked
+  size_t asked_ = 0;      // sentinels asked in this discovery
+  size_t preferred_ = 0;  // the sentinel that answered last
+  size_t current_ = 0;    // the one being asked
   absl::Time asked_at_;
   std::unique_ptr<RedisConnection> conn_;
   std::vector<std::string> errors_;

@@ -1,12 +1,12 @@
 // The client library against a scripted in-process server over real gRPC.
 #include <stdexcept>
 
-#include "client/cpp/corral_client.h"
 #include "absl/strings/str_cat.h"
+#include "client/cpp/corral_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/support/free_port.h"
 #include "tests/client/fake_corral.h"
+#include "tests/support/free_port.h"
 #include "tests/support/status_matchers.h"
 
 namespace corral::client {
@@ -230,7 +230,8 @@ TEST_F(ClientTest, HealthCheck) {
 TEST(ClientConnectTest, UnreachableServerIsUnavailableAfterRetries) {
   ClientOptions options = FastRetries();
   options.retry.max_attempts = 3;
-  testing::ClosedPort nobody;  // Refuses connections; no other test can take it.
+  testing::ClosedPort
+      nobody;  // Refuses connections; no other test can take it.
   Client client(absl::StrCat("127.0.0.1:", nobody.port()), options);
   auto result = client.Get("ns", "k");
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kUnavailable));

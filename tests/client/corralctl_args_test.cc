@@ -168,8 +168,8 @@ TEST(ParseArgsTest, Help) {
 }
 
 TEST(ParseArgsTest, TlsAndTokenFlags) {
-  auto inv = Parse({"--tls-ca", "ca.pem", "--tls-cert=c.pem", "--tls-key", "k.pem",
-                    "health", "--token", "T0k"});
+  auto inv = Parse({"--tls-ca", "ca.pem", "--tls-cert=c.pem", "--tls-key",
+                    "k.pem", "health", "--token", "T0k"});
   ASSERT_OK(inv);
   EXPECT_EQ(inv->tls_ca, "ca.pem");
   EXPECT_EQ(inv->tls_cert, "c.pem");
@@ -183,12 +183,13 @@ TEST(ParseArgsTest, TlsAndTokenFlags) {
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(Parse({"--tls-key", "k.pem", "health"}),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(Parse({"--token=", "health"}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Parse({"--token=", "health"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(ParseArgsTest, UnderscoresSpellDashes) {
-  auto inv = Parse({"--tls_ca=ca.pem", "set", "ns", "k", "v", "--lock_token", "T",
-                    "--release_lock"});
+  auto inv = Parse({"--tls_ca=ca.pem", "set", "ns", "k", "v", "--lock_token",
+                    "T", "--release_lock"});
   ASSERT_OK(inv);
   EXPECT_EQ(inv->tls_ca, "ca.pem");
   EXPECT_EQ(inv->lock_token, "T");
@@ -199,7 +200,8 @@ TEST(ParseArgsTest, HashTokenTakesNoArguments) {
   auto inv = Parse({"hash-token"});
   ASSERT_OK(inv);
   EXPECT_EQ(inv->command, Command::kHashToken);
-  EXPECT_THAT(Parse({"hash-token", "secret"}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Parse({"hash-token", "secret"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   auto help = Parse({"hash-token", "--help"});
   ASSERT_OK(help);
   EXPECT_THAT(help->help, HasSubstr("token_sha256"));

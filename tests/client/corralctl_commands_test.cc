@@ -257,16 +257,21 @@ TEST_F(CommandsTest, GetOrComputeServerErrorIsExitThree) {
 TEST_F(CommandsTest, HashTokenPrintsTheSha256OfStdin) {
   // SHA-256("abc"); the newline `echo` adds is not part of the token.
   EXPECT_EQ(Run({"hash-token"}, "abc\n"), kExitOk);
-  EXPECT_EQ(out_.str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n");
+  EXPECT_EQ(
+      out_.str(),
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n");
   EXPECT_EQ(Run({"hash-token"}, "abc"), kExitOk);
-  EXPECT_EQ(out_.str(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n");
+  EXPECT_EQ(
+      out_.str(),
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n");
   EXPECT_EQ(Run({"hash-token"}, "\n"), kExitUsage);
   EXPECT_THAT(err_.str(), HasSubstr("empty"));
 }
 
 TEST_F(CommandsTest, TokenTravelsAsBearerMetadataOnEveryCall) {
   std::vector<std::string> seen;
-  fake_.get = [&](grpc::ServerContext* ctx, const v1::GetRequest&, v1::GetResponse*) {
+  fake_.get = [&](grpc::ServerContext* ctx, const v1::GetRequest&,
+                  v1::GetResponse*) {
     auto it = ctx->client_metadata().find("authorization");
     seen.push_back(it == ctx->client_metadata().end()
                        ? "(none)"

@@ -114,7 +114,8 @@ absl::Status Ok(bool expected_true, absl::string_view what) {
 
 // The key's lock, taken by `ops` so that the caller under test can renew,
 // release or write under it.
-absl::StatusOr<client::AcquireLockResult> OpsLock(client::Client& ops, const std::string& ns,
+absl::StatusOr<client::AcquireLockResult> OpsLock(client::Client& ops,
+                                                  const std::string& ns,
                                                   const std::string& key) {
   auto lock = ops.AcquireLock(ns, key, absl::Seconds(30), absl::ZeroDuration());
   if (!lock.ok() || !lock->acquired) return absl::InternalError("ops: no lock");

@@ -27,8 +27,8 @@ class BadInputE2E : public ::testing::TestWithParam<bool> {
     ASSERT_NE(fleet_, nullptr);
     grpc::ChannelArguments args;
     args.SetMaxSendMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(fleet_->replica(0).target(),
-                                         grpc::InsecureChannelCredentials(), args);
+    channel_ = grpc::CreateCustomChannel(
+        fleet_->replica(0).target(), grpc::InsecureChannelCredentials(), args);
     stub_ = pb::Corral::NewStub(channel_);
   }
   void TearDown() override {
@@ -47,21 +47,27 @@ class BadInputE2E : public ::testing::TestWithParam<bool> {
 
   // Runs a unary call and checks its code, reason and message.
   template <typename Req, typename Resp>
-  void Expect(grpc::Status (pb::Corral::Stub::*method)(grpc::ClientContext*, const Req&, Resp*),
-              const Req& request, grpc::StatusCode code, const std::string& field) {
+  void Expect(grpc::Status (pb::Corral::Stub::*method)(grpc::ClientContext*,
+                                                       const Req&, Resp*),
+              const Req& request, grpc::StatusCode code,
+              const std::string& field) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
     Resp resp;
     grpc::Status s = ((*stub_).*method)(&ctx, request, &resp);
-    EXPECT_EQ(s.error_code(), code) << request.ShortDebugString() << " -> " << s.error_message();
+    EXPECT_EQ(s.error_code(), code)
+        << request.ShortDebugString() << " -> " << s.error_message();
     if (!field.empty()) {
-      EXPECT_THAT(s.error_message(), HasSubstr(field)) << request.ShortDebugString();
+      EXPECT_THAT(s.error_message(), HasSubstr(field))
+          << request.ShortDebugString();
     }
     if (code == grpc::INVALID_ARGUMENT) {
       auto trailers = ctx.GetServerTrailingMetadata();
       auto it = trailers.find("corral-reason");
       ASSERT_NE(it, trailers.end()) << request.ShortDebugString();
-      EXPECT_EQ(std::string(it->second.data(), it->second.size()), "invalid-argument");
+      EXPECT_EQ(std::string(it->second.data(), it->second.size()),
+                "invalid-argument");
     }
   }
 
@@ -72,7 +78,8 @@ class BadInputE2E : public ::testing::TestWithParam<bool> {
 
 // A request's namespace and key fields set to each bad value.
 template <typename Req>
-void ForEachBadKey(const std::function<void(const Req&, const std::string&)>& check) {
+void ForEachBadKey(
+    const std::function<void(const Req&, const std::string&)>& check) {
   auto with = [](std::string ns, std::string key) {
     Req r;
     r.set_namespace_(ns);
@@ -88,15 +95,18 @@ void ForEachBadKey(const std::function<void(const Req&, const std::string&)>& ch
 }
 
 TEST_P(BadInputE2E, CacheRpcs) {
-  ForEachBadKey<pb::GetRequest>([&](const pb::GetRequest& r, const std::string& field) {
-    Expect(&pb::Corral::Stub::Get, r, grpc::INVALID_ARGUMENT, field);
-  });
-  ForEachBadKey<pb::InvalidateRequest>([&](const pb::InvalidateRequest& r, const std::string& f) {
-    Expect(&pb::Corral::Stub::Invalidate, r, grpc::INVALID_ARGUMENT, f);
-  });
-  ForEachBadKey<pb::SetRequest>([&](const pb::SetRequest& r, const std::string& f) {
-    Expect(&pb::Corral::Stub::Set, r, grpc::INVALID_ARGUMENT, f);
-  });
+  ForEachBadKey<pb::GetRequest>(
+      [&](const pb::GetRequest& r, const std::string& field) {
+        Expect(&pb::Corral::Stub::Get, r, grpc::INVALID_ARGUMENT, field);
+      });
+  ForEachBadKey<pb::InvalidateRequest>(
+      [&](const pb::InvalidateRequest& r, const std::string& f) {
+        Expect(&pb::Corral::Stub::Invalidate, r, grpc::INVALID_ARGUMENT, f);
+      });
+  ForEachBadKey<pb::SetRequest>(
+      [&](const pb::SetRequest& r, const std::string& f) {
+        Expect(&pb::Corral::Stub::Set, r, grpc::INVALID_ARGUMENT, f);
+      });
   pb::SetRequest set;
   set.set_namespace_("ns");
   set.set_key("k");
@@ -123,27 +133,33 @@ TEST_P(BadInputE2E, CacheRpcs) {
 }
 
 TEST_P(BadInputE2E, LockRpcs) {
-  ForEachBadKey<pb::AcquireLockRequest>([&](const pb::AcquireLockRequest& r, const std::string& f) {
-    Expect(&pb::Corral::Stub::AcquireLock, r, grpc::INVALID_ARGUMENT, f);
-  });
+  ForEachBadKey<pb::AcquireLockRequest>(
+      [&](const pb::AcquireLockRequest& r, const std::string& f) {
+        Expect(&pb::Corral::Stub::AcquireLock, r, grpc::INVALID_ARGUMENT, f);
+      });
   pb::AcquireLockRequest acquire;
   acquire.set_namespace_("ns");
   acquire.set_key("k");
   acquire.mutable_ttl()->set_seconds(0);
-  Expect(&pb::Corral::Stub::AcquireLock, acquire, grpc::INVALID_ARGUMENT, "ttl");
+  Expect(&pb::Corral::Stub::AcquireLock, acquire, grpc::INVALID_ARGUMENT,
+         "ttl");
   acquire.mutable_ttl()->set_seconds(5);
   acquire.mutable_wait_timeout()->set_seconds(-3);
-  Expect(&pb::Corral::Stub::AcquireLock, acquire, grpc::INVALID_ARGUMENT, "wait_timeout");
+  Expect(&pb::Corral::Stub::AcquireLock, acquire, grpc::INVALID_ARGUMENT,
+         "wait_timeout");
   acquire.mutable_wait_timeout()->set_seconds(100 * 3600);
-  Expect(&pb::Corral::Stub::AcquireLock, acquire, grpc::INVALID_ARGUMENT, "wait_timeout");
+  Expect(&pb::Corral::Stub::AcquireLock, acquire, grpc::INVALID_ARGUMENT,
+         "wait_timeout");
   acquire.mutable_wait_timeout()->set_seconds(1);
   acquire.mutable_wait_timeout()->set_nanos(-5);
-  Expect(&pb::Corral::Stub::AcquireLock, acquire, grpc::INVALID_ARGUMENT, "wait_timeout");
+  Expect(&pb::Corral::Stub::AcquireLock, acquire, grpc::INVALID_ARGUMENT,
+         "wait_timeout");
 
-  ForEachBadKey<pb::RenewLockRequest>([&](pb::RenewLockRequest r, const std::string& f) {
-    r.set_token("t");
-    Expect(&pb::Corral::Stub::RenewLock, r, grpc::INVALID_ARGUMENT, f);
-  });
+  ForEachBadKey<pb::RenewLockRequest>(
+      [&](pb::RenewLockRequest r, const std::string& f) {
+        r.set_token("t");
+        Expect(&pb::Corral::Stub::RenewLock, r, grpc::INVALID_ARGUMENT, f);
+      });
   pb::RenewLockRequest renew;
   renew.set_namespace_("ns");
   renew.set_key("k");
@@ -154,17 +170,20 @@ TEST_P(BadInputE2E, LockRpcs) {
   renew.mutable_ttl()->set_seconds(-1);
   Expect(&pb::Corral::Stub::RenewLock, renew, grpc::INVALID_ARGUMENT, "ttl");
 
-  ForEachBadKey<pb::ReleaseLockRequest>([&](pb::ReleaseLockRequest r, const std::string& f) {
-    r.set_token("t");
-    Expect(&pb::Corral::Stub::ReleaseLock, r, grpc::INVALID_ARGUMENT, f);
-  });
+  ForEachBadKey<pb::ReleaseLockRequest>(
+      [&](pb::ReleaseLockRequest r, const std::string& f) {
+        r.set_token("t");
+        Expect(&pb::Corral::Stub::ReleaseLock, r, grpc::INVALID_ARGUMENT, f);
+      });
   pb::ReleaseLockRequest release;
   release.set_namespace_("ns");
   release.set_key("k");
-  Expect(&pb::Corral::Stub::ReleaseLock, release, grpc::INVALID_ARGUMENT, "token");
+  Expect(&pb::Corral::Stub::ReleaseLock, release, grpc::INVALID_ARGUMENT,
+         "token");
   release.set_token("t");
   release.set_outcome(static_cast<pb::Outcome>(7));
-  Expect(&pb::Corral::Stub::ReleaseLock, release, grpc::INVALID_ARGUMENT, "outcome");
+  Expect(&pb::Corral::Stub::ReleaseLock, release, grpc::INVALID_ARGUMENT,
+         "outcome");
 }
 
 // Runs one GetOrCompute stream: writes `requests`, half-closes, and returns
@@ -174,7 +193,8 @@ struct StreamResult {
   grpc::Status status;
   std::string reason;
 };
-StreamResult Stream(pb::Corral::Stub& stub, const std::vector<pb::GetOrComputeRequest>& requests,
+StreamResult Stream(pb::Corral::Stub& stub,
+                    const std::vector<pb::GetOrComputeRequest>& requests,
                     bool wait_for_lease_before_rest = false) {
   StreamResult out;
   grpc::ClientContext ctx;
@@ -217,7 +237,8 @@ TEST_P(BadInputE2E, GetOrComputeOutOfTurn) {
   // Abandon first.
   pb::GetOrComputeRequest abandon;
   abandon.mutable_abandon()->set_reason("x");
-  EXPECT_EQ(Stream(*stub_, {abandon}).status.error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_EQ(Stream(*stub_, {abandon}).status.error_code(),
+            grpc::INVALID_ARGUMENT);
   // An empty message.
   EXPECT_EQ(Stream(*stub_, {pb::GetOrComputeRequest()}).status.error_code(),
             grpc::INVALID_ARGUMENT);
@@ -225,13 +246,17 @@ TEST_P(BadInputE2E, GetOrComputeOutOfTurn) {
   EXPECT_EQ(Stream(*stub_, {}).status.error_code(), grpc::INVALID_ARGUMENT);
   // Bad lookups.
   for (auto [ns, key] : std::vector<std::pair<std::string, std::string>>{
-           {"", "k"}, {"bad ns", "k"}, {"ns", ""}, {"ns", std::string(2000, 'k')}}) {
+           {"", "k"},
+           {"bad ns", "k"},
+           {"ns", ""},
+           {"ns", std::string(2000, 'k')}}) {
     auto r = Stream(*stub_, {Lookup(ns, key)});
     EXPECT_EQ(r.status.error_code(), grpc::INVALID_ARGUMENT) << ns;
     EXPECT_EQ(r.reason, "invalid-argument");
   }
   auto bad_duration = Lookup("ns", "k");
-  bad_duration.mutable_lookup()->mutable_wait_timeout()->set_nanos(1'500'000'000);
+  bad_duration.mutable_lookup()->mutable_wait_timeout()->set_nanos(
+      1'500'000'000);
   auto bd = Stream(*stub_, {bad_duration});
   EXPECT_EQ(bd.status.error_code(), grpc::INVALID_ARGUMENT);
   EXPECT_THAT(bd.status.error_message(), HasSubstr("wait_timeout"));
@@ -248,7 +273,8 @@ TEST_P(BadInputE2E, GetOrComputeOutOfTurn) {
   // it got goes back, the next caller computes, and the quitter is served
   // the value like any waiter (in whichever order the two arrive).
   StreamResult quitter;
-  JoiningThread quit([&] { quitter = Stream(*stub_, {Lookup("ns", "quit")}, true); });
+  JoiningThread quit(
+      [&] { quitter = Stream(*stub_, {Lookup("ns", "quit")}, true); });
   auto after_quit = Stream(*stub_, {Lookup("ns", "quit"), FillOf("v")}, true);
   quit.join();
   ASSERT_FALSE(after_quit.responses.empty());
@@ -258,12 +284,16 @@ TEST_P(BadInputE2E, GetOrComputeOutOfTurn) {
   ASSERT_TRUE(quitter.responses.back().has_value());
   EXPECT_EQ(quitter.responses.back().value().value(), "v");
   // An oversized Fill.
-  auto big = Stream(*stub_, {Lookup("ns", "big"), FillOf(std::string((1 << 20) + 1, 'x'))}, true);
+  auto big = Stream(
+      *stub_, {Lookup("ns", "big"), FillOf(std::string((1 << 20) + 1, 'x'))},
+      true);
   EXPECT_EQ(big.status.error_code(), grpc::INVALID_ARGUMENT);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, BadInputE2E, ::testing::Values(true, false),
-                         [](const auto& info) { return info.param ? "Embedded" : "Redis"; });
+                         [](const auto& info) {
+                           return info.param ? "Embedded" : "Redis";
+                         });
 
 }  // namespace
 }  // namespace corral::testing

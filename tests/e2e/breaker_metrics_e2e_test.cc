@@ -24,7 +24,11 @@ using ::testing::HasSubstr;
 constexpr char kFragileConfig[] = R"pb(
   namespaces {
     name: "fragile"
-    breaker { consecutive_failures: 3 open_duration { seconds: 2 } half_open_probes: 1 }
+    breaker {
+      consecutive_failures: 3
+      open_duration { seconds: 2 }
+      half_open_probes: 1
+    }
     stale_window { seconds: 300 }
   }
 )pb";
@@ -51,7 +55,8 @@ TEST(BreakerE2E, OpensFleetWideProbesOnceAndSurvivesRestarts) {
     ASSERT_TRUE(b.ok()) << b.status();
     EXPECT_EQ(b->state, client::BreakerState::kOpen) << "replica " << i;
     auto miss = fleet->ClientFor(i)->GetOrCompute(
-        "fragile", "d", []() -> absl::StatusOr<std::string> { return std::string("x"); });
+        "fragile", "d",
+        []() -> absl::StatusOr<std::string> { return std::string("x"); });
     ASSERT_FALSE(miss.ok());
     EXPECT_EQ(client::ReasonOf(miss.status()), "breaker-open");
     auto retry = client::RetryAfterOf(miss.status());
@@ -83,12 +88,14 @@ TEST(BreakerE2E, OpensFleetWideProbesOnceAndSurvivesRestarts) {
   std::cout << report.Summary() << "\n";
   EXPECT_EQ(report.computes(), 1);
   int rejected = 0;
-  for (const auto& c : report.callers) rejected += c.reason == "breaker-open" ? 1 : 0;
+  for (const auto& c : report.callers)
+    rejected += c.reason == "breaker-open" ? 1 : 0;
   EXPECT_EQ(rejected, 39);
   // The probe filled: closed again, fleet-wide.
   absl::SleepFor(absl::Milliseconds(200));
   for (int i : {0, 2}) {
-    EXPECT_EQ(fleet->ClientFor(i)->GetBreaker("fragile")->state, client::BreakerState::kClosed);
+    EXPECT_EQ(fleet->ClientFor(i)->GetBreaker("fragile")->state,
+              client::BreakerState::kClosed);
   }
 }
 
@@ -105,7 +112,8 @@ TEST(BreakerE2E, StaleValueServedWhileOpen) {
   client::GetOrComputeOptions stale_ok;
   stale_ok.allow_stale = true;
   auto r = c->GetOrCompute(
-      "fragile", "photo", []() -> absl::StatusOr<std::string> { return std::string("new"); },
+      "fragile", "photo",
+      []() -> absl::StatusOr<std::string> { return std::string("new"); },
       stale_ok);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->value, "Rosa canina");
@@ -121,22 +129,32 @@ TEST(MetricsE2E, StampedeCountsAreExact) {
   o.ns = "metrics";
   o.callers = 50;
   o.keys = 1;
-  o.compute_time = absl::Milliseconds(500);  // Everyone arrives before the fill.
+  o.compute_time =
+      absl::Milliseconds(500);  // Everyone arrives before the fill.
   o.key_prefix = "m-";
   bench::StampedeReport report = bench::RunStampede(o);
   ASSERT_EQ(report.ok(), 50);
   ASSERT_EQ(report.computes(), 1);
   auto text = HttpGet(fleet->replica(0).metrics_address(), "/metrics");
   ASSERT_TRUE(text.ok()) << text.status();
-  auto v = [&](absl::string_view name, std::map<std::string, std::string> labels) {
+  auto v = [&](absl::string_view name,
+               std::map<std::string, std::string> labels) {
     labels["namespace"] = "metrics";
     auto value = MetricValue(*text, name, labels);
     return value.ok() ? *value : -1.0;
   };
-  EXPECT_EQ(v("corral_lookups_total", {{"stage", "initial"}, {"result", "miss"}}), 50);
-  EXPECT_EQ(v("corral_lookups_total", {{"stage", "after_lock"}, {"result", "miss"}}), 1);
-  EXPECT_EQ(v("corral_lookups_total", {{"stage", "after_wait"}, {"result", "hit"}}), 49);
-  EXPECT_EQ(v("corral_computes_total", {{"mode", "locked"}, {"outcome", "filled"}}), 1);
+  EXPECT_EQ(
+      v("corral_lookups_total", {{"stage", "initial"}, {"result", "miss"}}),
+      50);
+  EXPECT_EQ(
+      v("corral_lookups_total", {{"stage", "after_lock"}, {"result", "miss"}}),
+      1);
+  EXPECT_EQ(
+      v("corral_lookups_total", {{"stage", "after_wait"}, {"result", "hit"}}),
+      49);
+  EXPECT_EQ(
+      v("corral_computes_total", {{"mode", "locked"}, {"outcome", "filled"}}),
+      1);
   EXPECT_EQ(v("corral_lock_acquisitions_total", {{"outcome", "acquired"}}), 1);
   EXPECT_EQ(v("corral_lock_wait_seconds_count", {}), 50);
   EXPECT_EQ(v("corral_waiters", {}), 0);
@@ -169,15 +187,20 @@ TEST(MetricsE2E, RealPrometheusScrapesCorrald) {
   auto fleet = Fleet::Start(1, /*embedded=*/true);
   ASSERT_NE(fleet, nullptr);
   const int port = PickFreePort();
-  const std::string dir = absl::StrCat(::testing::TempDir(), "prom-", ::getpid());
-  ASSERT_EQ(std::system(absl::StrCat("rm -rf ", dir, " && mkdir -p ", dir).c_str()), 0);
-  std::ofstream(dir + "/prometheus.yml") << absl::StrReplaceAll(R"(global:
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "prom-", ::getpid());
+  ASSERT_EQ(
+      std::system(absl::StrCat("rm -rf ", dir, " && mkdir -p ", dir).c_str()),
+      0);
+  std::ofstream(dir + "/prometheus.yml")
+      << absl::StrReplaceAll(R"(global:
   scrape_interval: 1s
 scrape_configs:
   - job_name: corral
     static_configs:
       - targets: ["TARGET"]
-)", {{"TARGET", fleet->replica(0).metrics_address()}});
+)",
+                             {{"TARGET", fleet->replica(0).metrics_address()}});
   SubprocessOptions p;
   p.argv = {"/usr/bin/prometheus", "--config.file=" + dir + "/prometheus.yml",
             "--storage.tsdb.path=" + dir + "/data",
@@ -195,7 +218,8 @@ scrape_configs:
     }
     absl::SleepFor(absl::Milliseconds(250));
   }
-  EXPECT_THAT(body, HasSubstr("corral_store_up")) << "Prometheus never had corral's series";
+  EXPECT_THAT(body, HasSubstr("corral_store_up"))
+      << "Prometheus never had corral's series";
   EXPECT_THAT(body, HasSubstr("\"job\":\"corral\""));
   ASSERT_TRUE((*prometheus)->Signal(SIGTERM).ok());
 }

@@ -52,15 +52,20 @@ TEST(FaultsE2E, ChaosStampedeRedisKilledAndRestarted) {
       EXPECT_FALSE(c.reason.empty()) << c.status;
       ++outcomes[c.reason];
     }
-    if (c.lease_mode == corral::v1::LEASE_MODE_UNLOCKED_DEGRADED) ++degraded[{c.target, c.key}];
+    if (c.lease_mode == corral::v1::LEASE_MODE_UNLOCKED_DEGRADED)
+      ++degraded[{c.target, c.key}];
   }
   for (const auto& [where, n] : degraded) {
-    EXPECT_LE(n, 1) << "replica " << where.first << " computed key " << where.second << " "
-                    << n << " times while Redis was down";
+    EXPECT_LE(n, 1) << "replica " << where.first << " computed key "
+                    << where.second << " " << n
+                    << " times while Redis was down";
   }
-  for (const auto& [k, n] : outcomes) std::cout << "outcome " << k << "=" << n << "\n";
-  EXPECT_GE(outcomes["ok"], 1900) << "degraded coordination should serve nearly everyone";
-  for (int i = 0; i < 2; ++i) EXPECT_TRUE(fleet->replica(i).Running()) << "replica " << i;
+  for (const auto& [k, n] : outcomes)
+    std::cout << "outcome " << k << "=" << n << "\n";
+  EXPECT_GE(outcomes["ok"], 1900)
+      << "degraded coordination should serve nearly everyone";
+  for (int i = 0; i < 2; ++i)
+    EXPECT_TRUE(fleet->replica(i).Running()) << "replica " << i;
 
   // What ended in Redis was stored by a fill the server accepted.
   auto c = fleet->ClientFor(0);
@@ -74,7 +79,10 @@ TEST(FaultsE2E, ChaosStampedeRedisKilledAndRestarted) {
 }
 
 constexpr char kShortLeases[] = R"pb(
-  namespaces { name: "chaos" lease_ttl { seconds: 2 } }
+  namespaces {
+    name: "chaos"
+    lease_ttl { seconds: 2 }
+  }
   limits { drain_timeout { seconds: 1 } }
 )pb";
 
@@ -87,19 +95,21 @@ TEST(FaultsE2E, ReplicaKilledWhileHoldingALease) {
   auto holder = fleet->ClientFor(0);
   absl::Notification give_up;  // The compute outlives its replica; ends here.
   JoiningThread computing([&] {
-    (void)holder->GetOrCompute("chaos", "k", [&]() -> absl::StatusOr<std::string> {
-      give_up.WaitForNotificationWithTimeout(absl::Seconds(20));
-      return std::string("never");
-    });
+    (void)holder->GetOrCompute(
+        "chaos", "k", [&]() -> absl::StatusOr<std::string> {
+          give_up.WaitForNotificationWithTimeout(absl::Seconds(20));
+          return std::string("never");
+        });
   });
   absl::SleepFor(absl::Milliseconds(300));
   auto waiter = fleet->ClientFor(1);
   absl::StatusOr<client::GetOrComputeResult> took_over;
   absl::Time killed;
   JoiningThread waiting([&] {
-    took_over = waiter->GetOrCompute("chaos", "k", []() -> absl::StatusOr<std::string> {
-      return std::string("from-replica-1");
-    });
+    took_over =
+        waiter->GetOrCompute("chaos", "k", []() -> absl::StatusOr<std::string> {
+          return std::string("from-replica-1");
+        });
   });
   absl::SleepFor(absl::Milliseconds(300));
   killed = absl::Now();
@@ -109,7 +119,8 @@ TEST(FaultsE2E, ReplicaKilledWhileHoldingALease) {
   ASSERT_TRUE(took_over.ok()) << took_over.status();
   EXPECT_TRUE(took_over->computed);
   EXPECT_EQ(took_over->value, "from-replica-1");
-  EXPECT_LT(handover, absl::Seconds(2) + absl::Milliseconds(800)) << "within the lease TTL";
+  EXPECT_LT(handover, absl::Seconds(2) + absl::Milliseconds(800))
+      << "within the lease TTL";
   give_up.Notify();  // Its stream died with the replica; its compute ends now.
   computing.join();
 }
@@ -121,14 +132,16 @@ TEST(FaultsE2E, SigtermDrainsAndReleasesLocksAtOnce) {
   ASSERT_NE(fleet, nullptr);
   auto holder = fleet->ClientFor(0);
   JoiningThread computing([&] {
-    (void)holder->GetOrCompute("chaos", "drain", []() -> absl::StatusOr<std::string> {
-      absl::SleepFor(absl::Seconds(4));
-      return std::string("late");
-    });
+    (void)holder->GetOrCompute("chaos", "drain",
+                               []() -> absl::StatusOr<std::string> {
+                                 absl::SleepFor(absl::Seconds(4));
+                                 return std::string("late");
+                               });
   });
   absl::SleepFor(absl::Milliseconds(300));
   auto other = fleet->ClientFor(1);
-  auto held = other->AcquireLock("chaos", "drain", absl::Seconds(5), absl::ZeroDuration());
+  auto held = other->AcquireLock("chaos", "drain", absl::Seconds(5),
+                                 absl::ZeroDuration());
   ASSERT_TRUE(held.ok());
   ASSERT_FALSE(held->acquired) << "replica 0's leaseholder holds the lock";
   const absl::Time start = absl::Now();
@@ -136,9 +149,11 @@ TEST(FaultsE2E, SigtermDrainsAndReleasesLocksAtOnce) {
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);
   EXPECT_LT(absl::Now() - start, absl::Seconds(4)) << "drain_timeout is 1 s";
-  auto after = other->AcquireLock("chaos", "drain", absl::Seconds(5), absl::ZeroDuration());
+  auto after = other->AcquireLock("chaos", "drain", absl::Seconds(5),
+                                  absl::ZeroDuration());
   ASSERT_TRUE(after.ok());
-  EXPECT_TRUE(after->acquired) << "the lock was released on shutdown, not left to its TTL";
+  EXPECT_TRUE(after->acquired)
+      << "the lock was released on shutdown, not left to its TTL";
   computing.join();
 }
 
@@ -157,7 +172,8 @@ TEST(FaultsE2E, FloodBeyondWaiterLimits) {
   for (const auto& c : report.callers) {
     if (c.status.ok()) {
       ++ok;
-    } else if (absl::IsResourceExhausted(c.status) && c.reason == "too-many-waiters") {
+    } else if (absl::IsResourceExhausted(c.status) &&
+               c.reason == "too-many-waiters") {
       ++exhausted;
     } else {
       ++other;
@@ -166,11 +182,12 @@ TEST(FaultsE2E, FloodBeyondWaiterLimits) {
   }
   std::cout << report.Summary() << "\n";
   EXPECT_EQ(report.computes(), 1);
-  EXPECT_GE(ok, 51);   // The leaseholder and the 50 waiters allowed.
+  EXPECT_GE(ok, 51);  // The leaseholder and the 50 waiters allowed.
   EXPECT_GT(exhausted, 0);
   EXPECT_EQ(other, 0);
   // Per server: 80 waiters over many keys.
-  bench::StampedeOptions many = Options(*fleet, 300, 300, absl::Milliseconds(800));
+  bench::StampedeOptions many =
+      Options(*fleet, 300, 300, absl::Milliseconds(800));
   many.ns = "other";
   many.key_prefix = "same-";
   // 300 keys but each key's first caller holds the lease: nobody waits.
@@ -184,22 +201,26 @@ TEST(FaultsE2E, HealthServiceFollowsTheStore) {
   auto fleet = Fleet::Start(1);
   ASSERT_NE(fleet, nullptr);
   auto c = fleet->ClientFor(0);
-  EXPECT_EQ(*c->CheckHealth("corral.v1.Corral"), client::HealthStatus::kServing);
+  EXPECT_EQ(*c->CheckHealth("corral.v1.Corral"),
+            client::HealthStatus::kServing);
   fleet->redis().Kill();
   absl::Time until = absl::Now() + absl::Seconds(5);
-  while (absl::Now() < until &&
-         *c->CheckHealth("corral.v1.Corral") == client::HealthStatus::kServing) {
+  while (absl::Now() < until && *c->CheckHealth("corral.v1.Corral") ==
+                                    client::HealthStatus::kServing) {
     absl::SleepFor(absl::Milliseconds(100));
   }
-  EXPECT_EQ(*c->CheckHealth("corral.v1.Corral"), client::HealthStatus::kNotServing);
-  EXPECT_EQ(*c->CheckHealth(""), client::HealthStatus::kServing) << "the process still serves";
+  EXPECT_EQ(*c->CheckHealth("corral.v1.Corral"),
+            client::HealthStatus::kNotServing);
+  EXPECT_EQ(*c->CheckHealth(""), client::HealthStatus::kServing)
+      << "the process still serves";
   ASSERT_TRUE(fleet->redis().Restart().ok());
   until = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < until &&
-         *c->CheckHealth("corral.v1.Corral") != client::HealthStatus::kServing) {
+  while (absl::Now() < until && *c->CheckHealth("corral.v1.Corral") !=
+                                    client::HealthStatus::kServing) {
     absl::SleepFor(absl::Milliseconds(100));
   }
-  EXPECT_EQ(*c->CheckHealth("corral.v1.Corral"), client::HealthStatus::kServing);
+  EXPECT_EQ(*c->CheckHealth("corral.v1.Corral"),
+            client::HealthStatus::kServing);
 }
 
 }  // namespace

@@ -34,9 +34,9 @@ class Fleet {
       fleet->redis_ = *std::move(redis);
     }
     if (!config_text.empty()) {
-      fleet->config_path_ = absl::StrCat(::testing::TempDir(), "corral-e2e-",
-                                         ::getpid(), "-", reinterpret_cast<uintptr_t>(fleet.get()),
-                                         ".textproto");
+      fleet->config_path_ =
+          absl::StrCat(::testing::TempDir(), "corral-e2e-", ::getpid(), "-",
+                       reinterpret_cast<uintptr_t>(fleet.get()), ".textproto");
       std::ofstream(fleet->config_path_) << config_text;
     }
     for (int i = 0; i < replicas; ++i) {
@@ -51,7 +51,8 @@ class Fleet {
     CorraldOptions options;
     options.args = args;
     if (redis_) options.args.push_back(absl::StrCat("--redis=", redis_->uri()));
-    if (!config_path_.empty()) options.args.push_back(absl::StrCat("--config=", config_path_));
+    if (!config_path_.empty())
+      options.args.push_back(absl::StrCat("--config=", config_path_));
     auto p = CorraldProcess::Start(options);
     EXPECT_TRUE(p.ok()) << p.status();
     if (!p.ok()) return false;
@@ -73,7 +74,8 @@ class Fleet {
     return t;
   }
   RedisServer& redis() { return *redis_; }
-  std::unique_ptr<client::Client> ClientFor(int i, absl::Duration timeout = absl::Seconds(60)) {
+  std::unique_ptr<client::Client> ClientFor(
+      int i, absl::Duration timeout = absl::Seconds(60)) {
     client::ClientOptions options;
     options.default_timeout = timeout;
     return std::make_unique<client::Client>(replicas_.at(i)->target(), options);
@@ -89,8 +91,9 @@ class Fleet {
 
 // A stampede of `callers` over `keys` fresh keys (a prefix no earlier run
 // used) of namespace `ns`, spread over the fleet's replicas.
-inline bench::StampedeOptions StampedeOn(const Fleet& fleet, const std::string& ns,
-                                         int callers, int keys, absl::Duration compute,
+inline bench::StampedeOptions StampedeOn(const Fleet& fleet,
+                                         const std::string& ns, int callers,
+                                         int keys, absl::Duration compute,
                                          absl::Duration deadline) {
   bench::StampedeOptions o;
   o.targets = fleet.targets();

@@ -55,7 +55,8 @@ TEST(FreshnessE2E, SteadyLoadOnAHotKeyNeverWaitsAfterTheFirstFill) {
   const bench::SteadyReport report = bench::RunSteady(options);
   std::cout << report.Summary() << "\n";
   std::string starts;
-  for (absl::Duration d : report.compute_starts) absl::StrAppend(&starts, " ", absl::FormatDuration(d));
+  for (absl::Duration d : report.compute_starts)
+    absl::StrAppend(&starts, " ", absl::FormatDuration(d));
   std::cout << "compute starts:" << starts << "\n";
 
   EXPECT_EQ(report.errors, 0) << report.first_error;
@@ -77,7 +78,8 @@ TEST(FreshnessE2E, StaleIsServedAtOnceDuringASlowRefresh) {
   ASSERT_NE(fleet, nullptr);
   auto a = fleet->ClientFor(0);
   auto b = fleet->ClientFor(1);
-  auto first = a->GetOrCompute("revalidate", "k", [] { return absl::StatusOr<std::string>("v1"); });
+  auto first = a->GetOrCompute(
+      "revalidate", "k", [] { return absl::StatusOr<std::string>("v1"); });
   ASSERT_TRUE(first.ok()) << first.status();
   absl::SleepFor(absl::Milliseconds(1200));  // Past the 1 s TTL.
 
@@ -85,11 +87,14 @@ TEST(FreshnessE2E, StaleIsServedAtOnceDuringASlowRefresh) {
   stale_ok.allow_stale = true;
   std::atomic<bool> refreshing{false};
   JoiningThread refresher([&] {
-    auto r = a->GetOrCompute("revalidate", "k", [&]() -> absl::StatusOr<std::string> {
-      refreshing = true;
-      absl::SleepFor(absl::Seconds(1));
-      return std::string("v2");
-    }, stale_ok);
+    auto r = a->GetOrCompute(
+        "revalidate", "k",
+        [&]() -> absl::StatusOr<std::string> {
+          refreshing = true;
+          absl::SleepFor(absl::Seconds(1));
+          return std::string("v2");
+        },
+        stale_ok);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_TRUE(r->computed);
     EXPECT_EQ(r->lease_mode, LeaseMode::kRefresh);
@@ -101,10 +106,13 @@ TEST(FreshnessE2E, StaleIsServedAtOnceDuringASlowRefresh) {
   for (int i = 0; i < 20; ++i) {
     client::Client& c = i % 2 == 0 ? *a : *b;
     const absl::Time start = absl::Now();
-    auto r = c.GetOrCompute("revalidate", "k", [&]() -> absl::StatusOr<std::string> {
-      ++computed;
-      return std::string("dup");
-    }, stale_ok);
+    auto r = c.GetOrCompute(
+        "revalidate", "k",
+        [&]() -> absl::StatusOr<std::string> {
+          ++computed;
+          return std::string("dup");
+        },
+        stale_ok);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->value, "v1");
     EXPECT_EQ(r->source, Source::kStale);
@@ -113,8 +121,9 @@ TEST(FreshnessE2E, StaleIsServedAtOnceDuringASlowRefresh) {
   }
   EXPECT_EQ(computed, 0);
   refresher.join();
-  auto fresh = b->GetOrCompute("revalidate", "k", [] { return absl::StatusOr<std::string>("x"); },
-                               stale_ok);
+  auto fresh = b->GetOrCompute(
+      "revalidate", "k", [] { return absl::StatusOr<std::string>("x"); },
+      stale_ok);
   ASSERT_TRUE(fresh.ok()) << fresh.status();
   EXPECT_EQ(fresh->value, "v2");
   EXPECT_EQ(fresh->source, Source::kCache);
@@ -138,13 +147,15 @@ TEST(FreshnessE2E, ARememberedFailureIsAnsweredFleetWideUntilItExpires) {
     client::Client& c = i % 2 == 0 ? *a : *b;
     auto again = c.GetOrCompute("flaky", "k", failing);
     ASSERT_FALSE(again.ok());
-    EXPECT_EQ(again.status().code(), absl::StatusCode::kUnavailable) << again.status();
+    EXPECT_EQ(again.status().code(), absl::StatusCode::kUnavailable)
+        << again.status();
     EXPECT_EQ(client::ReasonOf(again.status()), "peer-compute-failed");
     EXPECT_TRUE(client::RetryAfterOf(again.status()).has_value());
   }
   EXPECT_EQ(upstream_calls.load(), 1);
   absl::SleepFor(absl::Milliseconds(1200));
-  auto later = b->GetOrCompute("flaky", "k", [] { return absl::StatusOr<std::string>("ok"); });
+  auto later = b->GetOrCompute(
+      "flaky", "k", [] { return absl::StatusOr<std::string>("ok"); });
   ASSERT_TRUE(later.ok()) << later.status();
   EXPECT_TRUE(later->computed);
   EXPECT_EQ(later->value, "ok");

@@ -20,7 +20,8 @@ using bench::RunStampede;
 using bench::StampedeOptions;
 using bench::StampedeReport;
 
-StampedeOptions Options(const Fleet& fleet, int callers, int keys, absl::Duration compute) {
+StampedeOptions Options(const Fleet& fleet, int callers, int keys,
+                        absl::Duration compute) {
   return StampedeOn(fleet, "e2e", callers, keys, compute, absl::Seconds(60));
 }
 
@@ -34,7 +35,8 @@ void ExpectEveryoneGotTheirKeysValue(const StampedeReport& report) {
 TEST(GetOrComputeE2E, ThousandCallersTwoReplicasOneCompute) {
   auto fleet = Fleet::Start(2);
   ASSERT_NE(fleet, nullptr);
-  StampedeReport report = RunStampede(Options(*fleet, 1000, 1, absl::Milliseconds(300)));
+  StampedeReport report =
+      RunStampede(Options(*fleet, 1000, 1, absl::Milliseconds(300)));
   std::cout << report.Summary() << "\n";
   EXPECT_EQ(report.computes(), 1);
   ExpectEveryoneGotTheirKeysValue(report);
@@ -43,7 +45,8 @@ TEST(GetOrComputeE2E, ThousandCallersTwoReplicasOneCompute) {
 TEST(GetOrComputeE2E, TwoThousandCallersFiftyKeysFiftyComputes) {
   auto fleet = Fleet::Start(2);
   ASSERT_NE(fleet, nullptr);
-  StampedeReport report = RunStampede(Options(*fleet, 2000, 50, absl::Milliseconds(200)));
+  StampedeReport report =
+      RunStampede(Options(*fleet, 2000, 50, absl::Milliseconds(200)));
   std::cout << report.Summary() << "\n";
   EXPECT_EQ(report.computes(), 50);
   ExpectEveryoneGotTheirKeysValue(report);
@@ -58,7 +61,8 @@ TEST(GetOrComputeE2E, TwoThousandCallersFiftyKeysFiftyComputes) {
 TEST(GetOrComputeE2E, OneReplicaOnTheEmbeddedStore) {
   auto fleet = Fleet::Start(1, /*embedded=*/true);
   ASSERT_NE(fleet, nullptr);
-  StampedeReport report = RunStampede(Options(*fleet, 1000, 10, absl::Milliseconds(200)));
+  StampedeReport report =
+      RunStampede(Options(*fleet, 1000, 10, absl::Milliseconds(200)));
   EXPECT_EQ(report.computes(), 10);
   ExpectEveryoneGotTheirKeysValue(report);
 }
@@ -69,19 +73,29 @@ TEST(GetOrComputeE2E, LeaseholderProcessKilledMidCompute) {
   auto fleet = Fleet::Start(2);
   ASSERT_NE(fleet, nullptr);
   StampedeOptions o = Options(*fleet, 100, 1, absl::Milliseconds(100));
-  const std::string key = absl::StrCat(o.key_prefix, "0");  // The stampede's key.
-  const std::string marker = absl::StrCat(::testing::TempDir(), "lease-", ::getpid());
+  const std::string key =
+      absl::StrCat(o.key_prefix, "0");  // The stampede's key.
+  const std::string marker =
+      absl::StrCat(::testing::TempDir(), "lease-", ::getpid());
   ::unlink(marker.c_str());
   SubprocessOptions worker_options;
-  worker_options.argv = {CorralctlPath(), "--target", fleet->replica(0).target(), "get-or-compute", "e2e", key,
-       "--exec", absl::StrCat("touch ", marker, "; sleep 60; echo never")};
+  worker_options.argv = {
+      CorralctlPath(),
+      "--target",
+      fleet->replica(0).target(),
+      "get-or-compute",
+      "e2e",
+      key,
+      "--exec",
+      absl::StrCat("touch ", marker, "; sleep 60; echo never")};
   auto worker = Subprocess::Start(worker_options);
   ASSERT_TRUE(worker.ok()) << worker.status();
   absl::Time until = absl::Now() + absl::Seconds(10);
   while (absl::Now() < until && ::access(marker.c_str(), F_OK) != 0) {
     absl::SleepFor(absl::Milliseconds(20));
   }
-  ASSERT_EQ(::access(marker.c_str(), F_OK), 0) << "the worker never got the lease";
+  ASSERT_EQ(::access(marker.c_str(), F_OK), 0)
+      << "the worker never got the lease";
 
   StampedeReport report;
   JoiningThread stampede([&] { report = RunStampede(o); });
@@ -113,10 +127,11 @@ TEST(GetOrComputeE2E, HungLeaseholderIsRevokedAndItsLateFillRefused) {
   auto hung_client = fleet->ClientFor(0);
   absl::StatusOr<client::GetOrComputeResult> hung;
   JoiningThread hung_worker([&] {
-    hung = hung_client->GetOrCompute("slow", "k0", []() -> absl::StatusOr<std::string> {
-      absl::SleepFor(absl::Milliseconds(2500));
-      return std::string("late");
-    });
+    hung = hung_client->GetOrCompute("slow", "k0",
+                                     []() -> absl::StatusOr<std::string> {
+                                       absl::SleepFor(absl::Milliseconds(2500));
+                                       return std::string("late");
+                                     });
   });
   absl::SleepFor(absl::Milliseconds(300));
   StampedeOptions o = Options(*fleet, 50, 1, absl::Milliseconds(100));
@@ -150,7 +165,8 @@ TEST(GetOrComputeE2E, LockApiWorkerAndGetOrComputeCallersComputeOnce) {
   o.value_for = [](int) { return std::string("should-not-compute"); };
   const std::string key = absl::StrCat(o.key_prefix, "0");
   auto lock_worker = fleet->ClientFor(1);
-  auto lock = lock_worker->AcquireLock("e2e", key, absl::Seconds(30), absl::ZeroDuration());
+  auto lock = lock_worker->AcquireLock("e2e", key, absl::Seconds(30),
+                                       absl::ZeroDuration());
   ASSERT_TRUE(lock.ok() && lock->acquired);
   StampedeReport report;
   JoiningThread stampede([&] { report = RunStampede(o); });
@@ -187,9 +203,11 @@ TEST(GetOrComputeE2E, RedisRestartedMidStampede) {
     if (c.status.ok()) {
       EXPECT_EQ(c.value, absl::StrCat("value-", c.key));
     } else {
-      EXPECT_TRUE(absl::IsUnavailable(c.status) || absl::IsDeadlineExceeded(c.status))
+      EXPECT_TRUE(absl::IsUnavailable(c.status) ||
+                  absl::IsDeadlineExceeded(c.status))
           << c.status;
-      EXPECT_FALSE(c.reason.empty()) << "an error without corral-reason: " << c.status;
+      EXPECT_FALSE(c.reason.empty())
+          << "an error without corral-reason: " << c.status;
     }
     EXPECT_LT(c.latency, absl::Seconds(30));
   }
@@ -201,9 +219,11 @@ TEST(GetOrComputeE2E, RedisRestartedMidStampede) {
     while (absl::Now() < until && !c->Get("e2e", "probe").ok()) {
       absl::SleepFor(absl::Milliseconds(100));
     }
-    ASSERT_TRUE(c->Get("e2e", "probe").ok()) << "replica " << i << " did not reconnect";
+    ASSERT_TRUE(c->Get("e2e", "probe").ok())
+        << "replica " << i << " did not reconnect";
   }
-  StampedeReport after = RunStampede(Options(*fleet, 100, 1, absl::Milliseconds(50)));
+  StampedeReport after =
+      RunStampede(Options(*fleet, 100, 1, absl::Milliseconds(50)));
   std::cout << "after: " << after.Summary() << "\n";
   EXPECT_EQ(after.computes(), 1);
   ExpectEveryoneGotTheirKeysValue(after);

@@ -20,7 +20,8 @@ TEST(LocksE2E, MutualExclusionAcrossTwoReplicas) {
   ASSERT_NE(fleet, nullptr);
   constexpr int kCallers = 200;
   std::vector<std::unique_ptr<client::Client>> clients;
-  for (int i = 0; i < 2; ++i) clients.push_back(fleet->ClientFor(i, absl::Seconds(120)));
+  for (int i = 0; i < 2; ++i)
+    clients.push_back(fleet->ClientFor(i, absl::Seconds(120)));
 
   std::atomic<int> inside{0};
   std::atomic<int> violations{0};
@@ -33,10 +34,12 @@ TEST(LocksE2E, MutualExclusionAcrossTwoReplicas) {
   for (int i = 0; i < kCallers; ++i) {
     threads.emplace_back([&, i] {
       client::Client& c = *clients[i % 2];
-      auto lock = c.AcquireLock("e2e", "the-key", absl::Seconds(10), absl::Seconds(100));
+      auto lock = c.AcquireLock("e2e", "the-key", absl::Seconds(10),
+                                absl::Seconds(100));
       if (!lock.ok() || !lock->acquired) {
         ++errors;
-        ADD_FAILURE() << (lock.ok() ? "not acquired" : lock.status().ToString());
+        ADD_FAILURE() << (lock.ok() ? "not acquired"
+                                    : lock.status().ToString());
         return;
       }
       if (inside.fetch_add(1) != 0) ++violations;
@@ -48,7 +51,8 @@ TEST(LocksE2E, MutualExclusionAcrossTwoReplicas) {
       std::this_thread::yield();
       counter = seen + 1;
       inside.fetch_sub(1);
-      auto released = c.ReleaseLock("e2e", "the-key", lock->token, client::Outcome::kSuccess);
+      auto released = c.ReleaseLock("e2e", "the-key", lock->token,
+                                    client::Outcome::kSuccess);
       EXPECT_TRUE(released.ok() && released->released) << released.status();
       ++acquired;
     });
@@ -59,7 +63,8 @@ TEST(LocksE2E, MutualExclusionAcrossTwoReplicas) {
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(counter, kCallers);
   for (size_t i = 1; i < tokens_in_order.size(); ++i) {
-    EXPECT_GT(tokens_in_order[i], tokens_in_order[i - 1]) << "at acquisition " << i;
+    EXPECT_GT(tokens_in_order[i], tokens_in_order[i - 1])
+        << "at acquisition " << i;
   }
   for (int i = 0; i < 2; ++i) EXPECT_TRUE(fleet->replica(i).Running());
 }
@@ -68,14 +73,16 @@ TEST(LocksE2E, FencingTokensSurviveCorraldAndRedisRestarts) {
   auto fleet = Fleet::Start(1);
   ASSERT_NE(fleet, nullptr);
   auto c = fleet->ClientFor(0);
-  auto first = c->AcquireLock("e2e", "k", absl::Seconds(5), absl::ZeroDuration());
+  auto first =
+      c->AcquireLock("e2e", "k", absl::Seconds(5), absl::ZeroDuration());
   ASSERT_TRUE(first.ok() && first->acquired);
   ASSERT_TRUE(c->ReleaseLock("e2e", "k", first->token).ok());
   ASSERT_EQ(*fleet->replica(0).Terminate(), 0);
   ASSERT_TRUE(fleet->redis().Restart().ok());
   ASSERT_TRUE(fleet->AddReplica());
   auto c2 = fleet->ClientFor(1);
-  auto second = c2->AcquireLock("e2e", "k", absl::Seconds(5), absl::ZeroDuration());
+  auto second =
+      c2->AcquireLock("e2e", "k", absl::Seconds(5), absl::ZeroDuration());
   ASSERT_TRUE(second.ok() && second->acquired) << second.status();
   EXPECT_GT(second->fencing_token, first->fencing_token);
 }
@@ -85,7 +92,9 @@ TEST(LocksE2E, CacheRpcsAndFencedSetWakeWaiters) {
   ASSERT_NE(fleet, nullptr);
   auto a = fleet->ClientFor(0);
   auto b = fleet->ClientFor(1);
-  ASSERT_TRUE(a->Set("e2e", std::string("bin\0key", 7), std::string("v\0\xff", 3)).ok());
+  ASSERT_TRUE(
+      a->Set("e2e", std::string("bin\0key", 7), std::string("v\0\xff", 3))
+          .ok());
   auto got = b->Get("e2e", std::string("bin\0key", 7));
   ASSERT_TRUE(got.ok() && got->found);
   EXPECT_EQ(got->value.value, std::string("v\0\xff", 3));
@@ -94,10 +103,12 @@ TEST(LocksE2E, CacheRpcsAndFencedSetWakeWaiters) {
 
   // A lock-API worker on replica A; a waiter on replica B is woken by the
   // fenced Set and gets the lock right after, with a larger fence.
-  auto lock = a->AcquireLock("e2e", "fenced", absl::Seconds(30), absl::ZeroDuration());
+  auto lock =
+      a->AcquireLock("e2e", "fenced", absl::Seconds(30), absl::ZeroDuration());
   ASSERT_TRUE(lock->acquired);
   JoiningThread waiter([&] {
-    auto w = b->AcquireLock("e2e", "fenced", absl::Seconds(30), absl::Seconds(20));
+    auto w =
+        b->AcquireLock("e2e", "fenced", absl::Seconds(30), absl::Seconds(20));
     ASSERT_TRUE(w.ok() && w->acquired) << w.status();
     EXPECT_GT(w->fencing_token, lock->fencing_token);
     EXPECT_LT(w->waited, absl::Seconds(10));
@@ -116,7 +127,8 @@ TEST(LocksE2E, RenewAndReleaseNeedTheToken) {
   auto fleet = Fleet::Start(1);
   ASSERT_NE(fleet, nullptr);
   auto c = fleet->ClientFor(0);
-  auto lock = c->AcquireLock("e2e", "k", absl::Seconds(2), absl::ZeroDuration());
+  auto lock =
+      c->AcquireLock("e2e", "k", absl::Seconds(2), absl::ZeroDuration());
   ASSERT_TRUE(lock->acquired);
   EXPECT_FALSE(c->RenewLock("e2e", "k", "bogus", absl::Seconds(5))->renewed);
   auto renewed = c->RenewLock("e2e", "k", lock->token, absl::Seconds(5));
@@ -187,7 +199,10 @@ TEST(LocksE2E, CorralctlSpeaksToCorrald) {
 
   auto miss = d.Corralctl({"get", "plant_id", "rose"});
   EXPECT_EQ(miss->exit_code, 1);
-  EXPECT_EQ(d.Corralctl({"set", "plant_id", "rose", "Rosa canina", "--ttl", "1h"})->exit_code, 0);
+  EXPECT_EQ(
+      d.Corralctl({"set", "plant_id", "rose", "Rosa canina", "--ttl", "1h"})
+          ->exit_code,
+      0);
   auto hit = d.Corralctl({"get", "plant_id", "rose"});
   EXPECT_EQ(hit->exit_code, 0);
   EXPECT_EQ(hit->stdout_text, "Rosa canina");
@@ -197,17 +212,23 @@ TEST(LocksE2E, CorralctlSpeaksToCorrald) {
   EXPECT_THAT(bad->stderr_text, HasSubstr("INVALID_ARGUMENT"));
   EXPECT_EQ(d.Corralctl({"frobnicate"})->exit_code, 2);
 
-  auto acquired = d.Corralctl({"lock", "acquire", "jobs", "nightly", "--ttl", "30s"});
+  auto acquired =
+      d.Corralctl({"lock", "acquire", "jobs", "nightly", "--ttl", "30s"});
   ASSERT_EQ(acquired->exit_code, 0) << acquired->stderr_text;
   EXPECT_THAT(acquired->stdout_text, HasSubstr("token="));
-  EXPECT_EQ(d.Corralctl({"lock", "acquire", "jobs", "nightly", "--wait", "0s"})->exit_code, 1);
+  EXPECT_EQ(d.Corralctl({"lock", "acquire", "jobs", "nightly", "--wait", "0s"})
+                ->exit_code,
+            1);
 
-  auto computed = d.Corralctl({"get-or-compute", "jobs", "report", "--exec", "echo -n built"});
+  auto computed = d.Corralctl(
+      {"get-or-compute", "jobs", "report", "--exec", "echo -n built"});
   EXPECT_EQ(computed->exit_code, 0) << computed->stderr_text;
   EXPECT_EQ(computed->stdout_text, "built");
-  auto cached = d.Corralctl({"get-or-compute", "jobs", "report", "--exec", "echo -n again"});
+  auto cached = d.Corralctl(
+      {"get-or-compute", "jobs", "report", "--exec", "echo -n again"});
   EXPECT_EQ(cached->stdout_text, "built");
-  auto failing = d.Corralctl({"get-or-compute", "jobs", "broken", "--exec", "exit 7"});
+  auto failing =
+      d.Corralctl({"get-or-compute", "jobs", "broken", "--exec", "exit 7"});
   EXPECT_NE(failing->exit_code, 0);
 }
 

@@ -12,8 +12,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet.h"
-#include "tests/support/joining_thread.h"
 #include "tests/support/http_get.h"
+#include "tests/support/joining_thread.h"
 #include "tests/support/status_matchers.h"
 
 namespace corral::testing {
@@ -22,16 +22,20 @@ namespace {
 double CacheHits(CorraldProcess& replica) {
   auto text = HttpGet(replica.metrics_address(), "/metrics");
   if (!text.ok()) return -1;
-  auto hits = MetricValue(*text, "corral_read_cache_hits_total", {{"namespace", "ns"}});
+  auto hits =
+      MetricValue(*text, "corral_read_cache_hits_total", {{"namespace", "ns"}});
   return hits.ok() ? *hits : 0;
 }
 
-// Reads `key` on `c` until it answers `want` ("" = not found); how long that took.
-absl::Duration UntilSeen(client::Client& c, const std::string& key, const std::string& want) {
+// Reads `key` on `c` until it answers `want` ("" = not found); how long that
+// took.
+absl::Duration UntilSeen(client::Client& c, const std::string& key,
+                         const std::string& want) {
   const absl::Time start = absl::Now();
   while (absl::Now() - start < absl::Seconds(5)) {
     auto got = c.Get("ns", key);
-    if (got.ok() && (want.empty() ? !got->found : got->found && got->value.value == want)) {
+    if (got.ok() &&
+        (want.empty() ? !got->found : got->found && got->value.value == want)) {
       return absl::Now() - start;
     }
   }
@@ -49,10 +53,12 @@ TEST(ReadCacheE2E, HitsComeFromTheCacheAndAnotherReplicasWritesReachIt) {
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
   double before = CacheHits(fleet->replica(1));
   while (absl::Now() < deadline) {
-    for (int i = 0; i < 50; ++i) ASSERT_THAT(b->Get("ns", "k").status(), IsOk());
+    for (int i = 0; i < 50; ++i)
+      ASSERT_THAT(b->Get("ns", "k").status(), IsOk());
     if (CacheHits(fleet->replica(1)) >= before + 40) break;
   }
-  EXPECT_GE(CacheHits(fleet->replica(1)), before + 40) << "B never served hits from its cache";
+  EXPECT_GE(CacheHits(fleet->replica(1)), before + 40)
+      << "B never served hits from its cache";
 
   // A's writes and invalidations reach B's cache.
   for (const std::string value : {"two", "three"}) {
@@ -88,7 +94,8 @@ TEST(ReadCacheE2E, ReadersOnAnotherReplicaNeverGoBackInTime) {
       auto read_once = [&] {
         auto got = b->Get("ns", "counter");
         int v = 0;
-        if (!got.ok() || !got->found || !absl::SimpleAtoi(got->value.value, &v)) {
+        if (!got.ok() || !got->found ||
+            !absl::SimpleAtoi(got->value.value, &v)) {
           ++errors;
           return last;
         }

@@ -13,8 +13,8 @@
 #include "absl/time/clock.h"
 #include "client/bench/stampede.h"
 #include "client/cpp/corral_client.h"
-#include "gtest/gtest.h"
 #include "corral/v1/corral.pb.h"
+#include "gtest/gtest.h"
 #include "tests/support/corrald_process.h"
 #include "tests/support/sentinel_group.h"
 
@@ -73,7 +73,8 @@ TEST_F(SentinelE2E, ALockGrantedBeforeTheFailoverIsStillHeldAfterIt) {
       << replicas_[0]->store();
   auto a = ClientFor(0);
   auto b = ClientFor(1);
-  auto held = a->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
+  auto held =
+      a->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
   ASSERT_TRUE(held.ok() && held->acquired) << held.status();
   ASSERT_TRUE(a->Set("e2e", "v", "before").ok());
   ASSERT_TRUE(group_->WaitForReplication(1, absl::Seconds(5)).ok());
@@ -86,15 +87,18 @@ TEST_F(SentinelE2E, ALockGrantedBeforeTheFailoverIsStillHeldAfterIt) {
   WaitUntilServing(1, absl::Seconds(30));
   std::cout << "[ measure ] master SIGKILLed -> replica promoted: "
             << absl::FormatDuration(promoted_after)
-            << "; -> corrald serving again: " << absl::FormatDuration(promoted_after + serving_after)
-            << " (" << absl::FormatDuration(serving_after) << " after the promotion was seen)\n";
+            << "; -> corrald serving again: "
+            << absl::FormatDuration(promoted_after + serving_after) << " ("
+            << absl::FormatDuration(serving_after)
+            << " after the promotion was seen)\n";
   EXPECT_LT(serving_after, absl::Seconds(10));
 
   auto got = b->Get("e2e", "v");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_TRUE(got->found);
   EXPECT_EQ(got->value.value, "before");
-  auto refused = b->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
+  auto refused =
+      b->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
   ASSERT_TRUE(refused.ok()) << refused.status();
   EXPECT_FALSE(refused->acquired) << "the lock was lost in the failover";
   auto released = a->ReleaseLock("e2e", "k", held->token);
@@ -103,7 +107,8 @@ TEST_F(SentinelE2E, ALockGrantedBeforeTheFailoverIsStillHeldAfterIt) {
   // Grants need a replica's acknowledgement (the default for sentinel URIs):
   // the old master returns as one.
   ASSERT_TRUE(group_->RestartAsReplica(0, 1, absl::Seconds(10)).ok());
-  auto next = b->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
+  auto next =
+      b->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
   ASSERT_TRUE(next.ok() && next->acquired) << next.status();
   EXPECT_GT(next->fencing_token, held->fencing_token);
 }
@@ -117,7 +122,8 @@ TEST_F(SentinelE2E, AStampedeAcrossTheFailoverAnswersEveryCaller) {
   o.compute_time = absl::Milliseconds(300);
   o.key_prefix = absl::StrCat("failover-", absl::ToUnixNanos(absl::Now()), "-");
   o.deadline = absl::Seconds(60);
-  o.spread = absl::Milliseconds(4);  // Arrivals over ~4 s: before, during, after.
+  o.spread =
+      absl::Milliseconds(4);  // Arrivals over ~4 s: before, during, after.
   bench::StampedeReport report;
   std::thread stampede([&] { report = bench::RunStampede(o); });
   // Not synchronisation: where in the arrivals the master dies.
@@ -128,14 +134,15 @@ TEST_F(SentinelE2E, AStampedeAcrossTheFailoverAnswersEveryCaller) {
 
   std::map<std::string, int> outcomes;
   std::map<std::pair<int, int>, int> degraded;  // (target, key) -> computes.
-  std::map<int, int> coordinated;               // key -> computes under a fleet lease.
+  std::map<int, int> coordinated;  // key -> computes under a fleet lease.
   for (const auto& c : report.callers) {
     EXPECT_LT(c.latency, o.deadline) << "caller answered after its deadline";
     if (c.status.ok()) {
       EXPECT_EQ(c.value, absl::StrCat("value-", c.key));
       ++outcomes["ok"];
     } else {
-      EXPECT_FALSE(c.reason.empty()) << "an error without a reason: " << c.status;
+      EXPECT_FALSE(c.reason.empty())
+          << "an error without a reason: " << c.status;
       ++outcomes[c.reason];
     }
     if (!c.computed) continue;
@@ -145,18 +152,21 @@ TEST_F(SentinelE2E, AStampedeAcrossTheFailoverAnswersEveryCaller) {
       ++coordinated[c.key];
     }
   }
-  for (const auto& [outcome, n] : outcomes) std::cout << "  " << outcome << ": " << n << "\n";
+  for (const auto& [outcome, n] : outcomes)
+    std::cout << "  " << outcome << ": " << n << "\n";
   EXPECT_EQ(static_cast<int>(report.callers.size()), o.callers);
   for (const auto& [where, n] : degraded) {
     // Once while the store could not grant, at most once more after the
     // failover: a value stored just before the master died may not have
     // reached the replica (replication is asynchronous; only grants wait
     // for acknowledgements).
-    EXPECT_LE(n, 2) << "replica " << where.first << " computed key " << where.second << " "
-                    << n << " times without the fleet-wide lock";
+    EXPECT_LE(n, 2) << "replica " << where.first << " computed key "
+                    << where.second << " " << n
+                    << " times without the fleet-wide lock";
   }
   for (int k = 0; k < o.keys; ++k) {
-    std::cout << "  key " << k << ": " << coordinated[k] << " fleet-coordinated computes\n";
+    std::cout << "  key " << k << ": " << coordinated[k]
+              << " fleet-coordinated computes\n";
     // One before the failover, at most one after it (the lease taken before
     // may have been lost with a fill that failed during the outage).
     EXPECT_LE(coordinated[k], 2) << "key " << k;
@@ -171,24 +181,30 @@ TEST(SentinelFlagsE2E, BadSettingsExitTwoNamingThePart) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--redis=redis-sentinel://127.0.0.1:1,127.0.0.1:x/m"},
        "the port is not a number in 1..65535 (sentinel 2)"},
-      {{"--redis=redis-sentinel://127.0.0.1:1/m?sentinel_password=secret&bogus=1"},
+      {{"--redis=redis-sentinel://127.0.0.1:1/"
+        "m?sentinel_password=secret&bogus=1"},
        "unknown query parameter"},
-      {{"--redis=redis-sentinel://127.0.0.1:1"}, "the master name (after '/') is missing"},
-      {{"--redis=redis-sentinel://127.0.0.1:1/m", "--redis_min_replica_acks=-2"},
+      {{"--redis=redis-sentinel://127.0.0.1:1"},
+       "the master name (after '/') is missing"},
+      {{"--redis=redis-sentinel://127.0.0.1:1/m",
+        "--redis_min_replica_acks=-2"},
        "--redis_min_replica_acks"},
-      {{"--redis=redis-sentinel://127.0.0.1:1/m", "--redis_replica_ack_timeout=2s"},
+      {{"--redis=redis-sentinel://127.0.0.1:1/m",
+        "--redis_replica_ack_timeout=2s"},
        "--redis_replica_ack_timeout"},
   };
   for (const auto& [args, expected] : cases) {
     SCOPED_TRACE(args.back());
-    std::vector<std::string> argv = {CorraldPath(), "--listen_address=127.0.0.1:0",
-                                     "--metrics_address=off"};
+    std::vector<std::string> argv = {
+        CorraldPath(), "--listen_address=127.0.0.1:0", "--metrics_address=off"};
     argv.insert(argv.end(), args.begin(), args.end());
     auto r = RunCommand(argv, "", absl::Seconds(20));
     ASSERT_TRUE(r.ok()) << r.status() << " (corrald kept running)";
     EXPECT_EQ(r->exit_code, 2) << r->stderr_text;
-    EXPECT_NE(r->stderr_text.find(expected), std::string::npos) << r->stderr_text;
-    EXPECT_EQ(r->stderr_text.find("secret"), std::string::npos) << r->stderr_text;
+    EXPECT_NE(r->stderr_text.find(expected), std::string::npos)
+        << r->stderr_text;
+    EXPECT_EQ(r->stderr_text.find("secret"), std::string::npos)
+        << r->stderr_text;
   }
 }
 

@@ -21,7 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   parser.RecordErrorsTo(&quiet);
   if (!parser.ParseFromString(input, &config)) {
     config.Clear();
-    if (!google::protobuf::util::JsonStringToMessage(input, &config).ok()) return 0;
+    if (!google::protobuf::util::JsonStringToMessage(input, &config).ok())
+      return 0;
   }
   auto registry = corral::NamespaceRegistry::Create(config);
   if (registry.ok()) {

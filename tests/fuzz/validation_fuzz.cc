@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Every Redis key of one item shares its hash tag; items never collide.
     corral::RedisItemKeys keys = corral::RedisKeysFor(k);
     const std::string tag = "{" + corral::KeyHash(k) + "}";
-    if (keys.value.find(tag) == std::string::npos || keys.lock.find(tag) == std::string::npos ||
+    if (keys.value.find(tag) == std::string::npos ||
+        keys.lock.find(tag) == std::string::npos ||
         keys.fence.find(tag) == std::string::npos || keys.value == keys.lock) {
       std::abort();
     }

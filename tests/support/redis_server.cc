@@ -211,14 +211,16 @@ absl::Status RedisServer::Spawn() {
     if (!std::filesystem::exists(config)) {
       std::ofstream out(config);
       out << sentinel_config_;
-      if (!out.good()) return absl::InternalError(absl::StrCat("cannot write ", config));
+      if (!out.good())
+        return absl::InternalError(absl::StrCat("cannot write ", config));
     }
     args.push_back(config);
     args.push_back("--sentinel");
   }
-  args.insert(args.end(), {"--port", absl::StrCat(port_), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--daemonize", "no", "--dir", dir_,
-                           "--logfile", dir_ + "/redis.log"});
+  args.insert(args.end(),
+              {"--port", absl::StrCat(port_), "--bind", "127.0.0.1", "--save",
+               "", "--appendonly", "no", "--daemonize", "no", "--dir", dir_,
+               "--logfile", dir_ + "/redis.log"});
   args.insert(args.end(), options_.args.begin(), options_.args.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());

@@ -42,7 +42,8 @@ class RedisServer {
   // A sentinel: redis-server redis.conf --sentinel, with `config_text` (the
   // `sentinel monitor ...` lines) written to redis.conf in its directory
   // once (the sentinel rewrites it; a Restart() keeps what it wrote).
-  static absl::StatusOr<std::unique_ptr<RedisServer>> StartSentinel(std::string config_text);
+  static absl::StatusOr<std::unique_ptr<RedisServer>> StartSentinel(
+      std::string config_text);
 
   // Kills the server (SIGKILL, also when paused) and removes its
   // directory.
@@ -75,8 +76,8 @@ class RedisServer {
 
  private:
   RedisServer(Options options, std::string dir, int port);
-  static absl::StatusOr<std::unique_ptr<RedisServer>> StartWith(Options options,
-                                                                std::string sentinel_config);
+  static absl::StatusOr<std::unique_ptr<RedisServer>> StartWith(
+      Options options, std::string sentinel_config);
   absl::Status Spawn();
   absl::Status WaitUntilAnswering(absl::Duration timeout);
   void Signal(int signo, bool wait);

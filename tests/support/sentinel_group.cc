@@ -44,7 +44,8 @@ bool Poll(const std::function<bool()>& condition, absl::Duration timeout) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SentinelGroup>> SentinelGroup::Start(Options options) {
+absl::StatusOr<std::unique_ptr<SentinelGroup>> SentinelGroup::Start(
+    Options options) {
   std::unique_ptr<SentinelGroup> group(new SentinelGroup(std::move(options)));
   const Options& o = group->options_;
   // Redis 7 waits 5 s (repl-diskless-sync-delay) before a full sync, for
@@ -64,12 +65,13 @@ absl::StatusOr<std::unique_ptr<SentinelGroup>> SentinelGroup::Start(Options opti
   group->nodes_.push_back(*std::move(replica));
 
   const std::string& name = o.master_name;
-  const std::string sentinel_config = absl::StrCat(
-      "sentinel monitor ", name, " 127.0.0.1 ", master_port, " 2\n",
-      "sentinel down-after-milliseconds ", name, " ", absl::ToInt64Milliseconds(o.down_after),
-      "\n", "sentinel failover-timeout ", name, " ",
-      absl::ToInt64Milliseconds(o.failover_timeout), "\n", "sentinel parallel-syncs ", name,
-      " 1\n");
+  const std::string sentinel_config =
+      absl::StrCat("sentinel monitor ", name, " 127.0.0.1 ", master_port,
+                   " 2\n", "sentinel down-after-milliseconds ", name, " ",
+                   absl::ToInt64Milliseconds(o.down_after), "\n",
+                   "sentinel failover-timeout ", name, " ",
+                   absl::ToInt64Milliseconds(o.failover_timeout), "\n",
+                   "sentinel parallel-syncs ", name, " 1\n");
   for (int i = 0; i < 3; ++i) {
     auto sentinel = RedisServer::StartSentinel(sentinel_config);
     if (!sentinel.ok()) return sentinel.status();
@@ -85,16 +87,19 @@ absl::Status SentinelGroup::WaitUntilReady(absl::Duration timeout) {
   const bool ready = Poll(
       [&] {
         auto info = nodes_[0]->Command({"INFO", "replication"});
-        if (!info.ok() || !absl::StrContains(InfoField(*info, "slave0"), "state=online")) {
+        if (!info.ok() ||
+            !absl::StrContains(InfoField(*info, "slave0"), "state=online")) {
           last = "the replica is not in sync";
           return false;
         }
         for (auto& sentinel : sentinels_) {
-          auto master = sentinel->Command({"SENTINEL", "MASTER", options_.master_name});
+          auto master =
+              sentinel->Command({"SENTINEL", "MASTER", options_.master_name});
           if (!master.ok() || PairField(*master, "num-slaves") != "1" ||
               PairField(*master, "num-other-sentinels") != "2") {
-            last = absl::StrCat("sentinel ", sentinel->port(), " does not know everyone yet: ",
-                                master.ok() ? *master : master.status().ToString());
+            last = absl::StrCat(
+                "sentinel ", sentinel->port(), " does not know everyone yet: ",
+                master.ok() ? *master : master.status().ToString());
             return false;
           }
         }
@@ -102,7 +107,8 @@ absl::Status SentinelGroup::WaitUntilReady(absl::Duration timeout) {
       },
       timeout);
   if (ready) return absl::OkStatus();
-  return absl::DeadlineExceededError(absl::StrCat("sentinel group not ready: ", last));
+  return absl::DeadlineExceededError(
+      absl::StrCat("sentinel group not ready: ", last));
 }
 
 std::string SentinelGroup::uri() const {
@@ -139,8 +145,8 @@ absl::Status SentinelGroup::WaitForMaster(int i, absl::Duration timeout) {
       [&] {
         for (auto& sentinel : sentinels_) {
           if (!sentinel->running()) continue;
-          auto addr =
-              sentinel->Command({"SENTINEL", "get-master-addr-by-name", options_.master_name});
+          auto addr = sentinel->Command(
+              {"SENTINEL", "get-master-addr-by-name", options_.master_name});
           if (!addr.ok() || *addr != expected) {
             last = absl::StrCat("sentinel ", sentinel->port(), " says ",
                                 addr.ok() ? *addr : addr.status().ToString());
@@ -160,20 +166,23 @@ absl::Status SentinelGroup::WaitForMaster(int i, absl::Duration timeout) {
       absl::StrCat("node ", i, " did not become the master: ", last));
 }
 
-absl::Status SentinelGroup::RestartAsReplica(int i, int master, absl::Duration timeout) {
+absl::Status SentinelGroup::RestartAsReplica(int i, int master,
+                                             absl::Duration timeout) {
   absl::Status restarted = nodes_[i]->Restart();
   if (!restarted.ok()) return restarted;
-  auto replicaof =
-      nodes_[i]->Command({"REPLICAOF", "127.0.0.1", absl::StrCat(nodes_[master]->port())});
+  auto replicaof = nodes_[i]->Command(
+      {"REPLICAOF", "127.0.0.1", absl::StrCat(nodes_[master]->port())});
   if (!replicaof.ok()) return replicaof.status();
   const bool synced = Poll(
       [&] {
         auto info = nodes_[master]->Command({"INFO", "replication"});
-        return info.ok() && absl::StrContains(*info, absl::StrCat("port=", nodes_[i]->port(),
-                                                                  ",state=online"));
+        return info.ok() &&
+               absl::StrContains(*info, absl::StrCat("port=", nodes_[i]->port(),
+                                                     ",state=online"));
       },
       timeout);
-  if (!synced) return absl::DeadlineExceededError("the restarted node did not sync");
+  if (!synced)
+    return absl::DeadlineExceededError("the restarted node did not sync");
   return absl::OkStatus();
 }
 
@@ -191,7 +200,8 @@ absl::Status SentinelGroup::WaitForReplication(int i, absl::Duration timeout) {
         auto replica = nodes_[i]->Command({"INFO", "replication"});
         int64_t offset = 0;
         return replica.ok() &&
-               absl::SimpleAtoi(InfoField(*replica, "slave_repl_offset"), &offset) &&
+               absl::SimpleAtoi(InfoField(*replica, "slave_repl_offset"),
+                                &offset) &&
                offset >= target;
       },
       timeout);

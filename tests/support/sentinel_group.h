@@ -31,7 +31,9 @@ class SentinelGroup {
   // sentinel knows the replica and the other two sentinels (so that a
   // failover can happen at once).
   static absl::StatusOr<std::unique_ptr<SentinelGroup>> Start(Options options);
-  static absl::StatusOr<std::unique_ptr<SentinelGroup>> Start() { return Start(Options{}); }
+  static absl::StatusOr<std::unique_ptr<SentinelGroup>> Start() {
+    return Start(Options{});
+  }
 
   // The data nodes: index 0 started as the master, 1 as its replica.
   RedisServer& node(int i) { return *nodes_[i]; }

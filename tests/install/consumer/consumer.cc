@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
     return std::string("Rosa canina");
   };
   auto first = client.GetOrCompute("plant_id", key, compute);
-  if (!first.ok()) return Fail("first GetOrCompute: " + first.status().ToString());
+  if (!first.ok())
+    return Fail("first GetOrCompute: " + first.status().ToString());
   if (!first->computed || !first->stored || first->value != "Rosa canina") {
     return Fail("first GetOrCompute did not compute and store the value");
   }
@@ -40,14 +41,16 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(first->fencing_token));
 
   auto second = client.GetOrCompute("plant_id", key, compute);
-  if (!second.ok()) return Fail("second GetOrCompute: " + second.status().ToString());
+  if (!second.ok())
+    return Fail("second GetOrCompute: " + second.status().ToString());
   if (second->computed || second->value != "Rosa canina" || computes != 1) {
     return Fail("second GetOrCompute was not a hit");
   }
   std::printf("hit value=%s computes=%d\n", second->value.c_str(), computes);
 
   auto missing = client.GetOrCompute("", key, compute);
-  if (missing.ok() || corral::client::ReasonOf(missing.status()) != "invalid-argument") {
+  if (missing.ok() ||
+      corral::client::ReasonOf(missing.status()) != "invalid-argument") {
     return Fail("an empty namespace was not refused with invalid-argument");
   }
   std::printf("refused reason=invalid-argument\n");

@@ -11,11 +11,13 @@
 
 namespace corral::app {
 
-MATCHER_P2(FailsWith, code, message, "fails with the code and a matching message") {
+MATCHER_P2(FailsWith, code, message,
+           "fails with the code and a matching message") {
   const absl::Status& status = ::corral::testing::GetStatus(arg);
   *result_listener << "status is " << status;
   return status.code() == code &&
-         ::testing::ExplainMatchResult(message, std::string(status.message()), result_listener);
+         ::testing::ExplainMatchResult(message, std::string(status.message()),
+                                       result_listener);
 }
 
 }  // namespace corral::app

@@ -21,7 +21,12 @@ using ::testing::StartsWith;
 
 std::shared_ptr<prometheus::Registry> RegistryWith(const std::string& counter) {
   auto registry = std::make_shared<prometheus::Registry>();
-  prometheus::BuildCounter().Name(counter).Help("test").Register(*registry).Add({}).Increment();
+  prometheus::BuildCounter()
+      .Name(counter)
+      .Help("test")
+      .Register(*registry)
+      .Add({})
+      .Increment();
   return registry;
 }
 
@@ -62,7 +67,8 @@ TEST(MetricsEndpointTest, PortInUseIsAnError) {
   const std::string bound = (*first)->bound();
   EXPECT_THAT(MetricsEndpoint::Start(bound, RegistryWith("corral_test_total")),
               FailsWith(absl::StatusCode::kUnavailable,
-                        StartsWith(absl::StrCat("cannot serve metrics on ", bound, ": "))));
+                        StartsWith(absl::StrCat("cannot serve metrics on ",
+                                                bound, ": "))));
 }
 
 // civetweb's listener polls for 2 s at a time and notices the stop only when

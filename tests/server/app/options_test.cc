@@ -15,11 +15,11 @@ namespace {
 
 using ::testing::HasSubstr;
 
-
 // A config file in a fresh temporary directory, removed with it.
 class ConfigFile {
  public:
-  explicit ConfigFile(const std::string& text, const std::string& name = "corrald.textproto") {
+  explicit ConfigFile(const std::string& text,
+                      const std::string& name = "corrald.textproto") {
     char dir[] = "/tmp/corral_options_test.XXXXXX";
     dir_ = ::mkdtemp(dir);
     path_ = dir_ + "/" + name;
@@ -110,9 +110,10 @@ TEST(ResolveOptionsTest, ConfigWithCredentialsOrRedisPasswordHoldsSecrets) {
 TEST(ResolveOptionsTest, BadLogLevel) {
   CommandLine flags;
   flags.log_level = "verbose";
-  EXPECT_THAT(ResolveOptions(flags),
-              FailsWith(absl::StatusCode::kInvalidArgument,
-                       "--log_level must be one of debug, info, warning, error"));
+  EXPECT_THAT(
+      ResolveOptions(flags),
+      FailsWith(absl::StatusCode::kInvalidArgument,
+                "--log_level must be one of debug, info, warning, error"));
 }
 
 TEST(ResolveOptionsTest, MissingConfigFileIsAnError) {
@@ -120,7 +121,8 @@ TEST(ResolveOptionsTest, MissingConfigFileIsAnError) {
   flags.config = "/nonexistent/corrald.textproto";
   absl::StatusOr<Options> options = ResolveOptions(flags);
   ASSERT_FALSE(options.ok());
-  EXPECT_THAT(std::string(options.status().message()), HasSubstr("/nonexistent/corrald.textproto"));
+  EXPECT_THAT(std::string(options.status().message()),
+              HasSubstr("/nonexistent/corrald.textproto"));
 }
 
 TEST(ResolveOptionsTest, InvalidNamespaceInConfigIsAnError) {
@@ -133,11 +135,14 @@ TEST(ResolveOptionsTest, InvalidNamespaceInConfigIsAnError) {
 TEST(ReadCacheBytesTest, Bounds) {
   EXPECT_THAT(ReadCacheBytes(-1),
               FailsWith(absl::StatusCode::kInvalidArgument,
-                        "--read_cache_mb: -1 is not a size in MiB between 0 (off) and 1048576"));
-  EXPECT_THAT(ReadCacheBytes((int64_t{1} << 20) + 1),
-              FailsWith(absl::StatusCode::kInvalidArgument,
-                        "--read_cache_mb: 1048577 is not a size in MiB between 0 (off) and "
-                        "1048576"));
+                        "--read_cache_mb: -1 is not a size in MiB between 0 "
+                        "(off) and 1048576"));
+  EXPECT_THAT(
+      ReadCacheBytes((int64_t{1} << 20) + 1),
+      FailsWith(
+          absl::StatusCode::kInvalidArgument,
+          "--read_cache_mb: 1048577 is not a size in MiB between 0 (off) and "
+          "1048576"));
   EXPECT_EQ(*ReadCacheBytes(0), 0u);
   EXPECT_EQ(*ReadCacheBytes(64), size_t{64} << 20);
   EXPECT_EQ(*ReadCacheBytes(int64_t{1} << 20), size_t{1} << 40);
@@ -148,8 +153,9 @@ TEST(ResolveOptionsTest, LogLevelIsCheckedBeforeTheConfigFile) {
   CommandLine flags;
   flags.log_level = "loud";
   flags.config = "/nonexistent/corrald.textproto";
-  EXPECT_THAT(ResolveOptions(flags),
-              FailsWith(absl::StatusCode::kInvalidArgument, HasSubstr("--log_level")));
+  EXPECT_THAT(
+      ResolveOptions(flags),
+      FailsWith(absl::StatusCode::kInvalidArgument, HasSubstr("--log_level")));
 }
 
 }  // namespace

@@ -29,7 +29,8 @@ class SecretsTest : public ::testing::Test {
     for (const std::string& path : written_) ::unlink(path.c_str());
     ::rmdir(dir_.c_str());
   }
-  std::string Write(const std::string& name, const std::string& contents, mode_t mode = 0600) {
+  std::string Write(const std::string& name, const std::string& contents,
+                    mode_t mode = 0600) {
     const std::string path = dir_ + "/" + name;
     std::ofstream(path) << contents;
     ::chmod(path.c_str(), mode);
@@ -51,8 +52,9 @@ TEST_F(SecretsTest, ReadSecretFileDropsOneTrailingNewline) {
 
 TEST_F(SecretsTest, ReadSecretFileRefusesEmptyAndMissingFiles) {
   const std::string empty = Write("empty", "\n");
-  EXPECT_THAT(ReadSecretFile(empty),
-              FailsWith(absl::StatusCode::kInvalidArgument, empty + " is empty"));
+  EXPECT_THAT(
+      ReadSecretFile(empty),
+      FailsWith(absl::StatusCode::kInvalidArgument, empty + " is empty"));
   EXPECT_FALSE(ReadSecretFile(dir_ + "/missing").ok());
 }
 
@@ -60,7 +62,8 @@ TEST_F(SecretsTest, ExposureOfPrivateAndSharedFiles) {
   EXPECT_FALSE(ExposureOf(Write("private", "x", 0600)).has_value());
   // Group-readable by corrald's own group (Kubernetes' fsGroup) is private.
   EXPECT_FALSE(ExposureOf(Write("own_group", "x", 0640)).has_value());
-  std::optional<SecretFileExposure> world = ExposureOf(Write("world", "x", 0644));
+  std::optional<SecretFileExposure> world =
+      ExposureOf(Write("world", "x", 0644));
   ASSERT_TRUE(world.has_value());
   EXPECT_EQ(world->readable_by, "every user");
   EXPECT_EQ(world->mode, 0644u);
@@ -85,9 +88,12 @@ TEST_F(SecretsTest, WarnIfSharedLogsTheFileAndItsMode) {
   WarnIfShared(Write("quiet", "x", 0600), "tls_key");
   WarnIfShared("", "tls_key");
   const std::string logged = ::testing::internal::GetCapturedStderr();
-  EXPECT_THAT(logged, AllOf(HasSubstr("secret_file_readable file=" + path + " holds=tls_key"
-                                      " mode=0604 WARNING: readable by every user of this host;"
-                                      " chmod 600 it (owned by corrald's user)")));
+  EXPECT_THAT(
+      logged,
+      AllOf(HasSubstr("secret_file_readable file=" + path +
+                      " holds=tls_key"
+                      " mode=0604 WARNING: readable by every user of this host;"
+                      " chmod 600 it (owned by corrald's user)")));
   EXPECT_EQ(logged.find("quiet"), std::string::npos) << logged;
 }
 
@@ -120,10 +126,12 @@ TEST_F(SecretsTest, NoRedisPasswordAnywhereIsFineWithoutAUser) {
 TEST_F(SecretsTest, RedisPasswordErrors) {
   RedisOptions in_uri;
   in_uri.password = "in-uri";
-  EXPECT_THAT(ResolveRedisPassword(Write("pw", "x"), in_uri),
-              FailsWith(absl::StatusCode::kInvalidArgument,
-                        "--redis_password_file: the --redis URI already holds a password; "
-                        "give it once"));
+  EXPECT_THAT(
+      ResolveRedisPassword(Write("pw", "x"), in_uri),
+      FailsWith(
+          absl::StatusCode::kInvalidArgument,
+          "--redis_password_file: the --redis URI already holds a password; "
+          "give it once"));
   EXPECT_EQ(in_uri.password, "in-uri");
 
   const std::string empty = Write("empty", "");
@@ -134,30 +142,35 @@ TEST_F(SecretsTest, RedisPasswordErrors) {
 
   RedisOptions user_only;
   user_only.user = "app";
-  EXPECT_THAT(ResolveRedisPassword("", user_only),
-              FailsWith(absl::StatusCode::kInvalidArgument,
-                        "--redis names the ACL user \"app\" but no password: put it in "
-                        "--redis_password_file or $CORRAL_REDIS_PASSWORD"));
+  EXPECT_THAT(
+      ResolveRedisPassword("", user_only),
+      FailsWith(absl::StatusCode::kInvalidArgument,
+                "--redis names the ACL user \"app\" but no password: put it in "
+                "--redis_password_file or $CORRAL_REDIS_PASSWORD"));
 }
 
 TEST_F(SecretsTest, RandomLogKeyIsAWarningOnlyForAFleet) {
   ::testing::internal::CaptureStderr();
   ASSERT_TRUE(SetUpLogKey("", /*fleet=*/true).ok());
   const std::string fleet = ::testing::internal::GetCapturedStderr();
-  EXPECT_THAT(fleet, AllOf(HasSubstr("WARN log_key_random"),
-                           HasSubstr("give every replica the same --log_key_file")));
+  EXPECT_THAT(fleet,
+              AllOf(HasSubstr("WARN log_key_random"),
+                    HasSubstr("give every replica the same --log_key_file")));
   ::testing::internal::CaptureStderr();
   ASSERT_TRUE(SetUpLogKey("", /*fleet=*/false).ok());
-  EXPECT_THAT(::testing::internal::GetCapturedStderr(), HasSubstr("INFO log_key_random"));
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(),
+              HasSubstr("INFO log_key_random"));
 }
 
 TEST_F(SecretsTest, LogKeyErrors) {
   EXPECT_THAT(SetUpLogKey(dir_ + "/missing", true),
-              FailsWith(absl::StatusCode::kInvalidArgument, StartsWith("--log_key_file: ")));
+              FailsWith(absl::StatusCode::kInvalidArgument,
+                        StartsWith("--log_key_file: ")));
   const std::string short_key = Write("short", "too short\n");
   EXPECT_THAT(SetUpLogKey(short_key, true),
               FailsWith(absl::StatusCode::kInvalidArgument,
-                        StartsWith("--log_key_file: " + short_key + ": the log key is 9 bytes")));
+                        StartsWith("--log_key_file: " + short_key +
+                                   ": the log key is 9 bytes")));
 }
 
 TEST_F(SecretsTest, LogKeyFromAFileWarnsWhenShared) {
@@ -165,7 +178,8 @@ TEST_F(SecretsTest, LogKeyFromAFileWarnsWhenShared) {
   ::testing::internal::CaptureStderr();
   ASSERT_TRUE(SetUpLogKey(key, true).ok());
   EXPECT_THAT(::testing::internal::GetCapturedStderr(),
-              HasSubstr("secret_file_readable file=" + key + " holds=log_key mode=0644"));
+              HasSubstr("secret_file_readable file=" + key +
+                        " holds=log_key mode=0644"));
 }
 
 }  // namespace

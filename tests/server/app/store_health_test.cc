@@ -8,9 +8,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "corral/v1/corral.grpc.pb.h"
-#include "gtest/gtest.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "server/app/grpc_server.h"
 
 namespace corral::app {
@@ -25,7 +25,8 @@ class HealthTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<std::unique_ptr<GrpcServer>> server = GrpcServer::Start(
-        SettingsFor("127.0.0.1:0", grpc::InsecureServerCredentials(), NamespaceRegistry()),
+        SettingsFor("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                    NamespaceRegistry()),
         corral_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -51,8 +52,9 @@ class HealthTest : public ::testing::Test {
     grpc::Status status;
     absl::Notification done;
     grpc::GenericStub stub(channel_);
-    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
-                   &request_buffer, &response_buffer, [&](grpc::Status s) {
+    stub.UnaryCall(&context, "/grpc.health.v1.Health/Check",
+                   grpc::StubOptions(), &request_buffer, &response_buffer,
+                   [&](grpc::Status s) {
                      status = std::move(s);
                      done.Notify();
                    });

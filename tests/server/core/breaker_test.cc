@@ -10,7 +10,9 @@ namespace {
 
 class BreakerTest : public ::testing::Test {
  protected:
-  bool Record(ComputeOutcome o) { return RecordOutcome(snap_, settings_, o, clock_.Now()); }
+  bool Record(ComputeOutcome o) {
+    return RecordOutcome(snap_, settings_, o, clock_.Now());
+  }
   BreakerDecision Decide() { return Admit(snap_, settings_, clock_.Now()); }
 
   FakeClock clock_;

@@ -29,16 +29,18 @@ namespace testing_internal {
 using ::corral::testing::IsOk;
 using ::corral::testing::StatusIs;
 
-
 // Counts what the coordinator reports; checked where a test cares.
 class CountingObserver : public CoordinatorObserver {
  public:
   void OnLookup(absl::string_view, LookupStage, bool) override {}
   void OnWaitEnded(absl::string_view, absl::Duration) override {}
   void OnLockAcquisition(absl::string_view, absl::string_view) override {}
-  void OnCompute(absl::string_view, absl::string_view, absl::string_view) override {}
+  void OnCompute(absl::string_view, absl::string_view,
+                 absl::string_view) override {}
   void OnDuplicateCompute(absl::string_view) override { ++duplicates; }
-  void OnWaitersChanged(absl::string_view, int delta) override { waiters += delta; }
+  void OnWaitersChanged(absl::string_view, int delta) override {
+    waiters += delta;
+  }
   void OnRefreshStarted(absl::string_view, absl::string_view trigger) override {
     ++(trigger == "early" ? early_refreshes : stale_refreshes);
   }
@@ -73,7 +75,8 @@ class CountingStore final : public Store {
     auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(hold_mu_) {
       return held_.size() >= n;
     };
-    return hold_mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(5));
+    return hold_mu_.AwaitWithTimeout(absl::Condition(&enough),
+                                     absl::Seconds(5));
   }
   // Hands the held answers over on the loop thread; `keep_holding` keeps
   // back the answers that come after.
@@ -87,7 +90,9 @@ class CountingStore final : public Store {
     for (auto& answer : held) loop_.Post(std::move(answer));
   }
 
-  void SetListener(StoreListener* listener) override { inner_->SetListener(listener); }
+  void SetListener(StoreListener* listener) override {
+    inner_->SetListener(listener);
+  }
   void Get(const CacheKey& key, Callback<KeyRead> done) override {
     ++reads;
     inner_->Get(key, MaybeHold(std::move(done)));
@@ -104,22 +109,23 @@ class CountingStore final : public Store {
                        Callback<absl::Time> done) override {
     inner_->RememberFailure(key, ttl, std::move(done));
   }
-  void TryLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
-               Callback<LockAttempt> done) override {
+  void TryLock(const CacheKey& key, const std::string& token,
+               absl::Duration ttl, Callback<LockAttempt> done) override {
     ++lock_attempts;
     inner_->TryLock(key, token, ttl, std::move(done));
   }
-  void TryLockAndRead(const CacheKey& key, const std::string& token, absl::Duration ttl,
-                      Callback<LockAttempt> done) override {
+  void TryLockAndRead(const CacheKey& key, const std::string& token,
+                      absl::Duration ttl, Callback<LockAttempt> done) override {
     ++lock_attempts;
     inner_->TryLockAndRead(key, token, ttl, MaybeHold(std::move(done)));
   }
-  void RenewLock(const CacheKey& key, const std::string& token, absl::Duration ttl,
+  void RenewLock(const CacheKey& key, const std::string& token,
+                 absl::Duration ttl,
                  Callback<std::optional<absl::Time>> done) override {
     inner_->RenewLock(key, token, ttl, std::move(done));
   }
-  void ReleaseLock(const CacheKey& key, const std::string& token, ReleaseNotice notice,
-                   Callback<bool> done) override {
+  void ReleaseLock(const CacheKey& key, const std::string& token,
+                   ReleaseNotice notice, Callback<bool> done) override {
     ++releases;
     inner_->ReleaseLock(key, token, notice, std::move(done));
   }
@@ -128,12 +134,14 @@ class CountingStore final : public Store {
     inner_->Watch(key);
   }
   void Unwatch(const CacheKey& key) override { inner_->Unwatch(key); }
-  void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) override {
+  void LoadBreaker(const std::string& ns,
+                   Callback<BreakerRecord> done) override {
     inner_->LoadBreaker(ns, std::move(done));
   }
-  void StoreBreaker(const std::string& ns, uint64_t expected_version, std::string state,
-                    Callback<BreakerCas> done) override {
-    inner_->StoreBreaker(ns, expected_version, std::move(state), std::move(done));
+  void StoreBreaker(const std::string& ns, uint64_t expected_version,
+                    std::string state, Callback<BreakerCas> done) override {
+    inner_->StoreBreaker(ns, expected_version, std::move(state),
+                         std::move(done));
   }
   void Ping(StatusCallback done) override { inner_->Ping(std::move(done)); }
   bool IsUp() const override { return inner_->IsUp(); }
@@ -196,10 +204,13 @@ class RecordingSink : public ComputeSink {
 
   bool WaitLease(absl::Duration timeout = absl::Seconds(5)) {
     absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(
-        absl::Condition(+[](RecordingSink* s) { return s->lease_.has_value() || s->done_; },
-                        this),
-        timeout) && lease_.has_value();
+    return mu_.AwaitWithTimeout(absl::Condition(
+                                    +[](RecordingSink* s) {
+                                      return s->lease_.has_value() || s->done_;
+                                    },
+                                    this),
+                                timeout) &&
+           lease_.has_value();
   }
   bool WaitDone(absl::Duration timeout = absl::Seconds(5)) {
     absl::MutexLock lock(&mu_);
@@ -279,9 +290,11 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
  protected:
   // Both stores keep a read cache, as corrald's do by default, and leave
   // out namespaces configured with read_cache: false.
-  static ReadCacheOptions ReadCacheOptionsFor(const NamespaceRegistry& registry) {
-    return ReadCacheOptions{
-        1 << 20, [&registry](absl::string_view ns) { return registry.UsesReadCache(ns); }};
+  static ReadCacheOptions ReadCacheOptionsFor(
+      const NamespaceRegistry& registry) {
+    return ReadCacheOptions{1 << 20, [&registry](absl::string_view ns) {
+                              return registry.UsesReadCache(ns);
+                            }};
   }
 
   CoordinatorTest() : CoordinatorTest(DefaultConfig()) {}
@@ -289,8 +302,9 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
       : registry_(*NamespaceRegistry::Create(config)) {
     if (GetParam() == StoreKind::kEmbedded) {
       clock_ = &fake_clock_;
-      store_ = std::make_unique<CountingStore>(loop_, std::make_unique<EmbeddedStore>(
-          loop_, fake_clock_, ReadCacheOptionsFor(registry_)));
+      store_ = std::make_unique<CountingStore>(
+          loop_, std::make_unique<EmbeddedStore>(
+                     loop_, fake_clock_, ReadCacheOptionsFor(registry_)));
     } else {
       auto redis = corral::testing::RedisServer::Start();
       EXPECT_TRUE(redis.ok()) << redis.status();
@@ -303,7 +317,8 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
       store_ = std::make_unique<CountingStore>(loop_, std::move(store));
       clock_ = &real_clock_;
     }
-    coordinator_ = std::make_unique<Coordinator>(loop_, *store_, registry_, *clock_, observer_);
+    coordinator_ = std::make_unique<Coordinator>(loop_, *store_, registry_,
+                                                 *clock_, observer_);
     loop_.Start();
     if (redis_store_ != nullptr) {
       redis_store_->Start();
@@ -325,15 +340,18 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
     return future.get();
   }
 
-  absl::StatusOr<bool> Set(const CacheKey& key, std::string value,
-                           std::optional<absl::Duration> ttl = absl::Seconds(60),
-                           std::string token = "", bool release = false) {
+  absl::StatusOr<bool> Set(
+      const CacheKey& key, std::string value,
+      std::optional<absl::Duration> ttl = absl::Seconds(60),
+      std::string token = "", bool release = false) {
     return Sync<bool>([&](auto done) {
-      coordinator_->Set(SetRequest{key, std::move(value), ttl, token, release}, std::move(done));
+      coordinator_->Set(SetRequest{key, std::move(value), ttl, token, release},
+                        std::move(done));
     });
   }
   absl::StatusOr<GetResult> Get(const CacheKey& key) {
-    return Sync<GetResult>([&](auto done) { coordinator_->Get(key, std::move(done)); });
+    return Sync<GetResult>(
+        [&](auto done) { coordinator_->Get(key, std::move(done)); });
   }
   absl::StatusOr<LockGrant> Acquire(const CacheKey& key, absl::Duration wait,
                                     absl::Duration ttl = absl::Seconds(30)) {
@@ -348,7 +366,8 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
   absl::StatusOr<bool> Release(const CacheKey& key, const std::string& token,
                                Outcome outcome = Outcome::kSuccess) {
     return Sync<bool>([&](auto done) {
-      coordinator_->ReleaseLock(ReleaseLockRequest{key, token, outcome}, std::move(done));
+      coordinator_->ReleaseLock(ReleaseLockRequest{key, token, outcome},
+                                std::move(done));
     });
   }
 
@@ -356,7 +375,8 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
     std::shared_ptr<RecordingSink> sink;
     Coordinator::CallId id;
   };
-  Call Lookup(const CacheKey& key, std::optional<absl::Duration> wait = absl::Seconds(5),
+  Call Lookup(const CacheKey& key,
+              std::optional<absl::Duration> wait = absl::Seconds(5),
               bool allow_stale = false) {
     auto sink = std::make_shared<RecordingSink>();
     LookupRequest r;
@@ -383,7 +403,8 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
     }
   }
   // One caller computes `value` for `key`, taking `compute_time` for it.
-  void ComputeOnce(const CacheKey& key, const std::string& value, absl::Duration ttl,
+  void ComputeOnce(const CacheKey& key, const std::string& value,
+                   absl::Duration ttl,
                    absl::Duration compute_time = absl::ZeroDuration()) {
     Call c = Lookup(key);
     ASSERT_TRUE(c.sink->WaitLease()) << c.sink->status();

@@ -31,7 +31,8 @@ using ::testing::Eq;
 const CacheKey kKey{"plant_id", "image-hash-1"};
 
 TEST_P(CoordinatorTest, GetMissSetGetHit) {
-  EXPECT_THAT(Get(kKey), corral::testing::IsOkAndHolds(::testing::Field(&GetResult::found, false)));
+  EXPECT_THAT(Get(kKey), corral::testing::IsOkAndHolds(
+                             ::testing::Field(&GetResult::found, false)));
   ASSERT_THAT(Set(kKey, "rose"), corral::testing::IsOkAndHolds(true));
   auto got = Get(kKey);
   ASSERT_OK(got);
@@ -59,22 +60,30 @@ TEST_P(CoordinatorTest, ValueExpires) {
 TEST_P(CoordinatorTest, InvalidInputNamesTheField) {
   auto bad_ns = Get(CacheKey{"no spaces", "k"});
   EXPECT_THAT(bad_ns, StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(std::string(bad_ns.status().message()), ::testing::HasSubstr("namespace"));
+  EXPECT_THAT(std::string(bad_ns.status().message()),
+              ::testing::HasSubstr("namespace"));
   EXPECT_EQ(ReasonOf(bad_ns.status()), "invalid-argument");
-  EXPECT_THAT(Get(CacheKey{"", "k"}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Get(CacheKey{"", "k"}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(Get(CacheKey{std::string(129, 'a'), "k"}),
               StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(Get(CacheKey{"ns", ""}), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Get(CacheKey{"ns", ""}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(Get(CacheKey{"ns", std::string(1025, 'k')}),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_OK(Get(CacheKey{"ns", std::string(1024, 'k')}));
-  EXPECT_THAT(Set(kKey, "v", absl::ZeroDuration()), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(Set(kKey, "v", absl::Seconds(-1)), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(Set(kKey, "v", absl::Hours(24 * 365)), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Set(kKey, "v", absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Set(kKey, "v", absl::Seconds(-1)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(Set(kKey, "v", absl::Hours(24 * 365)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   auto too_big = Set(CacheKey{"strict", "k"}, std::string(17, 'x'));
   EXPECT_THAT(too_big, StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(std::string(too_big.status().message()), ::testing::HasSubstr("value"));
-  EXPECT_THAT(Acquire(kKey, absl::Seconds(-1)), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(std::string(too_big.status().message()),
+              ::testing::HasSubstr("value"));
+  EXPECT_THAT(Acquire(kKey, absl::Seconds(-1)),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(Release(kKey, ""), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -85,7 +94,8 @@ TEST_P(CoordinatorTest, LockIsExclusiveAndFencingTokensIncrease) {
   auto second = Acquire(kKey, absl::ZeroDuration());
   ASSERT_OK(second);
   EXPECT_FALSE(second->acquired);
-  EXPECT_THAT(Release(kKey, "not-the-token"), corral::testing::IsOkAndHolds(false));
+  EXPECT_THAT(Release(kKey, "not-the-token"),
+              corral::testing::IsOkAndHolds(false));
   EXPECT_THAT(Release(kKey, first->token), corral::testing::IsOkAndHolds(true));
   auto third = Acquire(kKey, absl::ZeroDuration());
   ASSERT_TRUE(third->acquired);
@@ -173,17 +183,21 @@ TEST_P(CoordinatorTest, ShutdownWritesTheBreakersPendingSuccesses) {
   ASSERT_OK(record.status());
   auto snapshot = BreakerSnapshot::Decode(record->state);
   ASSERT_OK(snapshot.status());
-  EXPECT_EQ(snapshot->InWindow(registry_.Find(kKey.ns)->breaker, clock_->Now()).successes, 10u);
+  EXPECT_EQ(snapshot->InWindow(registry_.Find(kKey.ns)->breaker, clock_->Now())
+                .successes,
+            10u);
 }
 
 TEST_P(CoordinatorTest, LockTokensAre128RandomBitsAndOnlyTheHoldersReleases) {
   std::set<std::string> tokens;
   for (int i = 0; i < 200; ++i) {
-    auto lock = Acquire(CacheKey{"plant_id", absl::StrCat("t", i)}, absl::ZeroDuration());
+    auto lock = Acquire(CacheKey{"plant_id", absl::StrCat("t", i)},
+                        absl::ZeroDuration());
     ASSERT_OK(lock);
     ASSERT_TRUE(lock->acquired);
     EXPECT_EQ(lock->token.size(), 32u);
-    EXPECT_EQ(lock->token.find_first_not_of("0123456789abcdef"), std::string::npos);
+    EXPECT_EQ(lock->token.find_first_not_of("0123456789abcdef"),
+              std::string::npos);
     tokens.insert(lock->token);
   }
   EXPECT_EQ(tokens.size(), 200u);
@@ -199,9 +213,11 @@ TEST_P(CoordinatorTest, ReleaseWakesAWaiterWithoutPolling) {
   auto holder = Acquire(kKey, absl::ZeroDuration());
   ASSERT_TRUE(holder->acquired);
   const absl::Time start = absl::Now();
-  auto waiter = std::async(std::launch::async, [&] { return Acquire(kKey, absl::Seconds(10)); });
+  auto waiter = std::async(std::launch::async,
+                           [&] { return Acquire(kKey, absl::Seconds(10)); });
   absl::SleepFor(absl::Milliseconds(50));
-  ASSERT_THAT(Release(kKey, holder->token), corral::testing::IsOkAndHolds(true));
+  ASSERT_THAT(Release(kKey, holder->token),
+              corral::testing::IsOkAndHolds(true));
   auto got = waiter.get();
   ASSERT_OK(got);
   EXPECT_TRUE(got->acquired);
@@ -226,7 +242,8 @@ TEST_P(CoordinatorTest, CancelledLockWaiterCostsNothingAfterwards) {
   AcquireLockRequest r;
   r.key = kKey;
   r.wait_timeout = absl::Seconds(10);
-  auto id = coordinator_->AcquireLock(r, [&](absl::StatusOr<LockGrant>) { called = true; });
+  auto id = coordinator_->AcquireLock(
+      r, [&](absl::StatusOr<LockGrant>) { called = true; });
   absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(observer_.waiters.load(), 1);
   coordinator_->CancelAcquire(id);
@@ -285,7 +302,9 @@ TEST_P(CoordinatorTest, WarmHitsAreAnsweredOnTheCallersThreadAndSeeOwnWrites) {
   auto got = Get(kKey);
   ASSERT_OK(got.status());
   EXPECT_EQ(got->value.bytes(), "tulip");
-  ASSERT_THAT(Sync<bool>([&](auto done) { coordinator_->Invalidate(kKey, std::move(done)); }),
+  ASSERT_THAT(Sync<bool>([&](auto done) {
+                coordinator_->Invalidate(kKey, std::move(done));
+              }),
               corral::testing::IsOkAndHolds(true));
   got = Get(kKey);
   ASSERT_OK(got.status());
@@ -336,7 +355,8 @@ TEST_P(CoordinatorTest, StampedeGetsExactlyOneLeaseAndEveryoneTheFill) {
   EXPECT_EQ(Get(kKey)->value.bytes(), "rose");
 }
 
-TEST_P(CoordinatorTest, AStampedeOnOneReplicaCostsOneReadOneLockAttemptAndOneFill) {
+TEST_P(CoordinatorTest,
+       AStampedeOnOneReplicaCostsOneReadOneLockAttemptAndOneFill) {
   // Callers that arrive while the read is under way share it; callers that
   // arrive during the lock attempt or the compute wait without a read; and
   // nobody tries for a lock this replica's leaseholder holds, or subscribes
@@ -345,10 +365,12 @@ TEST_P(CoordinatorTest, AStampedeOnOneReplicaCostsOneReadOneLockAttemptAndOneFil
   for (int i = 0; i < 50; ++i) calls.push_back(Lookup(kKey));
   int leader = WaitForOneLease(calls);
   ASSERT_GE(leader, 0);
-  for (int i = 0; i < 50; ++i) calls.push_back(Lookup(kKey));  // During the compute.
+  for (int i = 0; i < 50; ++i)
+    calls.push_back(Lookup(kKey));  // During the compute.
   absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(observer_.waiters.load(), 99);
-  coordinator_->ComputeFill(calls[leader].id, FillRequest{"rose", std::nullopt});
+  coordinator_->ComputeFill(calls[leader].id,
+                            FillRequest{"rose", std::nullopt});
   for (size_t i = 0; i < calls.size(); ++i) {
     ASSERT_TRUE(calls[i].sink->WaitDone()) << i;
     if (static_cast<int>(i) == leader) continue;
@@ -362,12 +384,14 @@ TEST_P(CoordinatorTest, AStampedeOnOneReplicaCostsOneReadOneLockAttemptAndOneFil
   EXPECT_EQ(store_->releases.load(), 0);  // The fill released the lock.
 }
 
-TEST_P(CoordinatorTest, LeaseholdersThatFillAbandonFailOrVanishAtRandomStrandNobody) {
+TEST_P(CoordinatorTest,
+       LeaseholdersThatFillAbandonFailOrVanishAtRandomStrandNobody) {
   // Rounds of callers on three keys; whoever gets a lease does one of the
   // four things a worker can do, at random. Every call must end (a value, a
   // lease it acted on, or an error) and the waiter count must return to 0.
   absl::BitGen rng;
-  const std::vector<CacheKey> keys{{"plant_id", "a"}, {"plant_id", "b"}, {"plant_id", "c"}};
+  const std::vector<CacheKey> keys{
+      {"plant_id", "a"}, {"plant_id", "b"}, {"plant_id", "c"}};
   for (int round = 0; round < 4; ++round) {
     struct Caller {
       Call call;
@@ -378,7 +402,8 @@ TEST_P(CoordinatorTest, LeaseholdersThatFillAbandonFailOrVanishAtRandomStrandNob
     for (int i = 0; i < 20; ++i) {
       for (const CacheKey& key : keys) callers.push_back(Caller{Lookup(key)});
     }
-    const absl::Time deadline = absl::Now() + absl::Seconds(4);  // Below wait_timeout.
+    const absl::Time deadline =
+        absl::Now() + absl::Seconds(4);  // Below wait_timeout.
     for (;;) {
       bool all_done = true;
       for (Caller& c : callers) {
@@ -388,13 +413,16 @@ TEST_P(CoordinatorTest, LeaseholdersThatFillAbandonFailOrVanishAtRandomStrandNob
         c.acted = true;
         switch (absl::Uniform(rng, 0, 4)) {
           case 0:
-            coordinator_->ComputeFill(c.call.id, FillRequest{"v", std::nullopt});
+            coordinator_->ComputeFill(c.call.id,
+                                      FillRequest{"v", std::nullopt});
             break;
           case 1:
-            coordinator_->ComputeAbandon(c.call.id, AbandonRequest{"not now", false});
+            coordinator_->ComputeAbandon(c.call.id,
+                                         AbandonRequest{"not now", false});
             break;
           case 2:
-            coordinator_->ComputeAbandon(c.call.id, AbandonRequest{"upstream 503", true});
+            coordinator_->ComputeAbandon(c.call.id,
+                                         AbandonRequest{"upstream 503", true});
             break;
           default:
             coordinator_->ComputeGone(c.call.id);  // The stream broke.
@@ -403,11 +431,13 @@ TEST_P(CoordinatorTest, LeaseholdersThatFillAbandonFailOrVanishAtRandomStrandNob
         }
       }
       if (all_done) break;
-      ASSERT_LT(absl::Now(), deadline) << "round " << round << ": a caller was stranded";
+      ASSERT_LT(absl::Now(), deadline)
+          << "round " << round << ": a caller was stranded";
       absl::SleepFor(absl::Milliseconds(2));
     }
     for (const CacheKey& key : keys) {
-      ASSERT_OK(Sync<bool>([&](auto done) { coordinator_->Invalidate(key, std::move(done)); }));
+      ASSERT_OK(Sync<bool>(
+          [&](auto done) { coordinator_->Invalidate(key, std::move(done)); }));
     }
   }
   absl::SleepFor(absl::Milliseconds(50));
@@ -429,8 +459,9 @@ TEST_P(CoordinatorTest, AFillThatLandedBeforeTheLockIsFoundWithIt) {
   loop_.Post([&] {
     PutOptions options;
     options.ttl = absl::Seconds(60);
-    store_->inner().Put(kKey, "tulip", options,
-                        [&](absl::StatusOr<bool> r) { put.set_value(std::move(r)); });
+    store_->inner().Put(kKey, "tulip", options, [&](absl::StatusOr<bool> r) {
+      put.set_value(std::move(r));
+    });
   });
   ASSERT_THAT(put.get_future().get(), corral::testing::IsOkAndHolds(true));
   const int attempts = store_->lock_attempts.load();
@@ -466,26 +497,31 @@ TEST_P(CoordinatorTest, AbandonHandsTheLeaseToTheNextWaiter) {
   std::vector<Call> calls{Lookup(kKey), Lookup(kKey), Lookup(kKey)};
   int first = WaitForOneLease(calls);
   ASSERT_GE(first, 0);
-  coordinator_->ComputeAbandon(calls[first].id, AbandonRequest{"changed my mind", false});
+  coordinator_->ComputeAbandon(calls[first].id,
+                               AbandonRequest{"changed my mind", false});
   ASSERT_TRUE(calls[first].sink->WaitDone());
   EXPECT_OK(calls[first].sink->status());
   std::vector<Call> rest;
-  for (int i = 0; i < 3; ++i) if (i != first) rest.push_back(calls[i]);
+  for (int i = 0; i < 3; ++i)
+    if (i != first) rest.push_back(calls[i]);
   int second = WaitForOneLease(rest);
   ASSERT_GE(second, 0);
-  EXPECT_GT(rest[second].sink->lease()->fencing_token, calls[first].sink->lease()->fencing_token);
+  EXPECT_GT(rest[second].sink->lease()->fencing_token,
+            calls[first].sink->lease()->fencing_token);
 }
 
 TEST_P(CoordinatorTest, AbandonIsAnsweredOnceTheLockIsFree) {
   // So that the caller's retry through another replica finds the lock free.
   // Redis' writes are paused, which holds up the release: the answer waits
   // for it.
-  if (GetParam() != StoreKind::kRedis) GTEST_SKIP() << "needs a store that can be paused";
+  if (GetParam() != StoreKind::kRedis)
+    GTEST_SKIP() << "needs a store that can be paused";
   Call c = Lookup(kKey);
   ASSERT_TRUE(c.sink->WaitLease());
   ASSERT_OK(redis_->Command({"CLIENT", "PAUSE", "300", "WRITE"}));
   coordinator_->ComputeAbandon(c.id, AbandonRequest{"changed my mind", false});
-  EXPECT_FALSE(c.sink->WaitDone(absl::Milliseconds(150)));  // Writes are paused.
+  EXPECT_FALSE(
+      c.sink->WaitDone(absl::Milliseconds(150)));  // Writes are paused.
   ASSERT_TRUE(c.sink->WaitDone());
   EXPECT_OK(c.sink->status());
   EXPECT_THAT(redis_->Command({"EXISTS", RedisKeysFor(kKey).lock}),
@@ -506,11 +542,13 @@ TEST_P(CoordinatorTest, UpstreamFailureIsSharedWithCurrentWaiters) {
   int first = WaitForOneLease(calls);
   ASSERT_GE(first, 0);
   absl::SleepFor(absl::Milliseconds(30));  // Let the others queue.
-  coordinator_->ComputeAbandon(calls[first].id, AbandonRequest{"upstream 503", true});
+  coordinator_->ComputeAbandon(calls[first].id,
+                               AbandonRequest{"upstream 503", true});
   for (int i = 0; i < 3; ++i) {
     if (i == first) continue;
     ASSERT_TRUE(calls[i].sink->WaitDone());
-    EXPECT_THAT(calls[i].sink->status(), StatusIs(absl::StatusCode::kUnavailable));
+    EXPECT_THAT(calls[i].sink->status(),
+                StatusIs(absl::StatusCode::kUnavailable));
     EXPECT_EQ(ReasonOf(calls[i].sink->status()), "peer-compute-failed");
   }
 }
@@ -537,7 +575,8 @@ TEST_P(CoordinatorTest, WaitTimeoutFailsUnderFailPolicy) {
   ASSERT_EQ(WaitForOneLease(calls), 0);
   Call late = Lookup(key, absl::Milliseconds(100));
   ASSERT_TRUE(late.sink->WaitDone());
-  EXPECT_THAT(late.sink->status(), StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_THAT(late.sink->status(),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
 }
 
 TEST_P(CoordinatorTest, WaitTimeoutRereadsTheCacheFirst) {
@@ -564,7 +603,8 @@ TEST_P(CoordinatorTest, LeaseRevokedAfterMaxComputeTimeAndLateFillRefused) {
   ASSERT_TRUE(calls[first].sink->filled().has_value());
   EXPECT_FALSE(calls[first].sink->filled()->stored);
   EXPECT_EQ(calls[first].sink->filled()->reason, "lease-revoked");
-  coordinator_->ComputeFill(calls[1 - first].id, FillRequest{"fresh", std::nullopt});
+  coordinator_->ComputeFill(calls[1 - first].id,
+                            FillRequest{"fresh", std::nullopt});
   ASSERT_TRUE(calls[1 - first].sink->WaitDone());
   EXPECT_TRUE(calls[1 - first].sink->filled()->stored);
   EXPECT_EQ(Get(key)->value.bytes(), "fresh");
@@ -577,8 +617,9 @@ TEST_P(CoordinatorTest, LockApiWorkerWakesComputeWaiters) {
   for (int i = 0; i < 20; ++i) calls.push_back(Lookup(kKey));
   absl::SleepFor(absl::Milliseconds(50));
   for (const Call& c : calls) EXPECT_FALSE(c.sink->HasLease());
-  ASSERT_THAT(Set(kKey, "from-lock-worker", absl::Seconds(60), lock->token, true),
-              corral::testing::IsOkAndHolds(true));
+  ASSERT_THAT(
+      Set(kKey, "from-lock-worker", absl::Seconds(60), lock->token, true),
+      corral::testing::IsOkAndHolds(true));
   for (const Call& c : calls) {
     ASSERT_TRUE(c.sink->WaitDone());
     ASSERT_TRUE(c.sink->value().has_value()) << c.sink->status();
@@ -590,7 +631,8 @@ TEST_P(CoordinatorTest, ComputeLeaseholderMakesLockCallersWait) {
   std::vector<Call> calls{Lookup(kKey)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
   EXPECT_FALSE(Acquire(kKey, absl::ZeroDuration())->acquired);
-  auto waiter = std::async(std::launch::async, [&] { return Acquire(kKey, absl::Seconds(5)); });
+  auto waiter = std::async(std::launch::async,
+                           [&] { return Acquire(kKey, absl::Seconds(5)); });
   absl::SleepFor(absl::Milliseconds(50));
   coordinator_->ComputeFill(calls[0].id, FillRequest{"v", std::nullopt});
   auto got = waiter.get();
@@ -614,7 +656,8 @@ TEST_P(CoordinatorTest, ProtocolErrorsEndTheCall) {
     again.key = kKey;
     coordinator_->ComputeLookup(calls[0].id, again);
     ASSERT_TRUE(calls[0].sink->WaitDone());
-    EXPECT_THAT(calls[0].sink->status(), StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(calls[0].sink->status(),
+                StatusIs(absl::StatusCode::kInvalidArgument));
     // The lease was released as an abandon: the next caller gets one.
     Call next = Lookup(kKey);
     ASSERT_TRUE(next.sink->WaitLease());
@@ -625,21 +668,25 @@ TEST_P(CoordinatorTest, OversizedFillIsRejected) {
   const CacheKey key{"strict", "big"};
   std::vector<Call> calls{Lookup(key)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
-  coordinator_->ComputeFill(calls[0].id, FillRequest{std::string(17, 'x'), std::nullopt});
+  coordinator_->ComputeFill(calls[0].id,
+                            FillRequest{std::string(17, 'x'), std::nullopt});
   ASSERT_TRUE(calls[0].sink->WaitDone());
-  EXPECT_THAT(calls[0].sink->status(), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(calls[0].sink->status(),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_FALSE(Get(key)->found);
 }
 
 TEST_P(CoordinatorTest, ManyKeysOneComputeEach) {
   std::vector<std::vector<Call>> per_key(20);
   for (int round = 0; round < 10; ++round) {
-    for (int k = 0; k < 20; ++k) per_key[k].push_back(Lookup(CacheKey{"ns", absl::StrCat("k", k)}));
+    for (int k = 0; k < 20; ++k)
+      per_key[k].push_back(Lookup(CacheKey{"ns", absl::StrCat("k", k)}));
   }
   for (int k = 0; k < 20; ++k) {
     int leader = WaitForOneLease(per_key[k]);
     ASSERT_GE(leader, 0);
-    coordinator_->ComputeFill(per_key[k][leader].id, FillRequest{absl::StrCat("v", k), std::nullopt});
+    coordinator_->ComputeFill(per_key[k][leader].id,
+                              FillRequest{absl::StrCat("v", k), std::nullopt});
   }
   for (int k = 0; k < 20; ++k) {
     for (const Call& c : per_key[k]) {
@@ -650,12 +697,12 @@ TEST_P(CoordinatorTest, ManyKeysOneComputeEach) {
 }
 
 // Leases the key to one caller and has it report an upstream failure.
-#define FAIL_ONE_COMPUTE(key)                                                  \
-  do {                                                                         \
-    Call c = Lookup(key);                                                      \
-    ASSERT_TRUE(c.sink->WaitLease());                                          \
-    coordinator_->ComputeAbandon(c.id, AbandonRequest{"upstream 503", true});  \
-    ASSERT_TRUE(c.sink->WaitDone());                                           \
+#define FAIL_ONE_COMPUTE(key)                                                 \
+  do {                                                                        \
+    Call c = Lookup(key);                                                     \
+    ASSERT_TRUE(c.sink->WaitLease());                                         \
+    coordinator_->ComputeAbandon(c.id, AbandonRequest{"upstream 503", true}); \
+    ASSERT_TRUE(c.sink->WaitDone());                                          \
   } while (0)
 
 TEST_P(CoordinatorTest, UpstreamFailuresOpenTheBreakerAndMissesFailFast) {
@@ -680,8 +727,9 @@ TEST_P(CoordinatorTest, UpstreamFailuresOpenTheBreakerAndMissesFailFast) {
   auto lock = Acquire(CacheKey{"fragile", "d"}, absl::ZeroDuration());
   EXPECT_THAT(lock, StatusIs(absl::StatusCode::kUnavailable));
 
-  auto view = Sync<BreakerView>(
-      [&](auto done) { coordinator_->DescribeBreaker("fragile", std::move(done)); });
+  auto view = Sync<BreakerView>([&](auto done) {
+    coordinator_->DescribeBreaker("fragile", std::move(done));
+  });
   ASSERT_OK(view);
   EXPECT_EQ(view->state, BreakerState::kOpen);
   // Another namespace is unaffected.
@@ -713,7 +761,8 @@ TEST_P(CoordinatorTest, HalfOpenAdmitsOneProbeAndItsSuccessCloses) {
   absl::SleepFor(absl::Milliseconds(50));
   Advance(absl::Seconds(1));
   std::vector<Call> calls;
-  for (int i = 0; i < 5; ++i) calls.push_back(Lookup(CacheKey{"fragile", absl::StrCat("p", i)}));
+  for (int i = 0; i < 5; ++i)
+    calls.push_back(Lookup(CacheKey{"fragile", absl::StrCat("p", i)}));
   absl::SleepFor(absl::Milliseconds(300));
   int leases = 0, rejected = 0;
   Call* probe = nullptr;
@@ -743,8 +792,9 @@ TEST_P(CoordinatorTest, LockApiOutcomesFeedTheBreaker) {
                 corral::testing::IsOkAndHolds(true));
   }
   absl::SleepFor(absl::Milliseconds(50));
-  auto view = Sync<BreakerView>(
-      [&](auto done) { coordinator_->DescribeBreaker("fragile", std::move(done)); });
+  auto view = Sync<BreakerView>([&](auto done) {
+    coordinator_->DescribeBreaker("fragile", std::move(done));
+  });
   ASSERT_OK(view);
   EXPECT_EQ(view->state, BreakerState::kOpen);
 }
@@ -756,7 +806,8 @@ TEST_P(CoordinatorTest, StaleValueIsServedAtOnceWhileOneCallerRefreshes) {
   ComputeOnce(key, "old", absl::Milliseconds(200));
   Advance(absl::Milliseconds(300));  // Past the TTL, inside the stale window.
   std::vector<Call> calls;
-  for (int i = 0; i < 20; ++i) calls.push_back(Lookup(key, absl::Seconds(5), true));
+  for (int i = 0; i < 20; ++i)
+    calls.push_back(Lookup(key, absl::Seconds(5), true));
   int refresher = WaitForOneLease(calls);
   ASSERT_GE(refresher, 0);
   const Call& r = calls[refresher];
@@ -797,7 +848,8 @@ TEST_P(CoordinatorTest, StaleValueIsServedAtOnceWhileOneCallerRefreshes) {
   EXPECT_EQ(observer_.duplicates.load(), 0);
 }
 
-TEST_P(CoordinatorTest, FailedRefreshKeepsServingStaleAndTheNextCallerRefreshes) {
+TEST_P(CoordinatorTest,
+       FailedRefreshKeepsServingStaleAndTheNextCallerRefreshes) {
   const CacheKey key{"revalidate", "k"};
   ComputeOnce(key, "old", absl::Milliseconds(200));
   Advance(absl::Milliseconds(300));
@@ -817,7 +869,8 @@ TEST_P(CoordinatorTest, FailedRefreshKeepsServingStaleAndTheNextCallerRefreshes)
   EXPECT_EQ(third.sink->value()->bytes(), "old");
 }
 
-TEST_P(CoordinatorTest, StaleRefreshIsRefusedByAnOpenBreakerButStaleIsStillServed) {
+TEST_P(CoordinatorTest,
+       StaleRefreshIsRefusedByAnOpenBreakerButStaleIsStillServed) {
   const CacheKey key{"fragile", "stale"};
   ComputeOnce(key, "old", absl::Milliseconds(200));
   Advance(absl::Milliseconds(300));
@@ -869,7 +922,8 @@ TEST_P(CoordinatorTest, EarlyRefreshWaitsOutARememberedFailure) {
   // A read of a fresh value does not carry the remembered failure; the
   // lock attempt of an early refresh does, and gives up on the refresh.
   const CacheKey key{"eager", "k"};
-  coordinator_->SetEarlyRefreshDraw([] { return 1e-6; });  // Every hit wants a refresh.
+  coordinator_->SetEarlyRefreshDraw(
+      [] { return 1e-6; });  // Every hit wants a refresh.
   ComputeOnce(key, "v1", absl::Seconds(2), absl::Milliseconds(200));
   Advance(absl::Milliseconds(1800));  // 200 ms left.
   Call first = Lookup(key);
@@ -889,7 +943,8 @@ TEST_P(CoordinatorTest, EarlyRefreshWaitsOutARememberedFailure) {
 
 TEST_P(CoordinatorTest, AbandonedEarlyRefreshLeavesTheValueAsItWas) {
   const CacheKey key{"eager", "k"};
-  coordinator_->SetEarlyRefreshDraw([] { return 1e-6; });  // Every hit wants a refresh.
+  coordinator_->SetEarlyRefreshDraw(
+      [] { return 1e-6; });  // Every hit wants a refresh.
   ComputeOnce(key, "v1", absl::Seconds(1), absl::Milliseconds(200));
   Advance(absl::Milliseconds(900));
   Call refresher = Lookup(key);
@@ -949,7 +1004,8 @@ TEST_P(CoordinatorTest, RememberedFailureStillServesStaleAndStartsNoRefresh) {
   Advance(absl::Milliseconds(300));
   Call refresher = Lookup(key, absl::Seconds(5), true);
   ASSERT_TRUE(refresher.sink->WaitLease());
-  coordinator_->ComputeAbandon(refresher.id, AbandonRequest{"upstream 503", true});
+  coordinator_->ComputeAbandon(refresher.id,
+                               AbandonRequest{"upstream 503", true});
   ASSERT_TRUE(refresher.sink->WaitDone());
   absl::SleepFor(absl::Milliseconds(30));
   Call stale = Lookup(key, absl::Seconds(5), true);
@@ -968,9 +1024,12 @@ TEST_P(CoordinatorTest, RememberedFailureStillServesStaleAndStartsNoRefresh) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, CoordinatorTest,
-                         ::testing::Values(StoreKind::kEmbedded, StoreKind::kRedis),
+                         ::testing::Values(StoreKind::kEmbedded,
+                                           StoreKind::kRedis),
                          [](const auto& info) {
-                           return info.param == StoreKind::kEmbedded ? "Embedded" : "Redis";
+                           return info.param == StoreKind::kEmbedded
+                                      ? "Embedded"
+                                      : "Redis";
                          });
 
 }  // namespace

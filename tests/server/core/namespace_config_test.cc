@@ -74,7 +74,8 @@ TEST(NamespaceConfigTest, JsonIsAccepted) {
 }
 
 TEST(NamespaceConfigTest, ErrorsSayWhere) {
-  auto syntax = LoadServerConfig(WriteTemp("bad.textproto", "namespaces {\n  nme: \"x\"\n}\n"));
+  auto syntax = LoadServerConfig(
+      WriteTemp("bad.textproto", "namespaces {\n  nme: \"x\"\n}\n"));
   EXPECT_THAT(syntax, StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(std::string(syntax.status().message()), HasSubstr("line 2"));
 
@@ -90,7 +91,8 @@ TEST(NamespaceConfigTest, ErrorsSayWhere) {
 
   corral::v1::ServerConfig bad_name;
   bad_name.add_namespaces()->set_name("has space");
-  EXPECT_THAT(NamespaceRegistry::Create(bad_name), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(NamespaceRegistry::Create(bad_name),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 
   corral::v1::ServerConfig negative;
   auto* ns = negative.add_namespaces();
@@ -98,11 +100,13 @@ TEST(NamespaceConfigTest, ErrorsSayWhere) {
   ns->mutable_ttl()->set_seconds(-5);
   auto neg = NamespaceRegistry::Create(negative);
   EXPECT_THAT(neg, StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(std::string(neg.status().message()), HasSubstr("namespaces[a].ttl"));
+  EXPECT_THAT(std::string(neg.status().message()),
+              HasSubstr("namespaces[a].ttl"));
 
   corral::v1::ServerConfig rate;
   rate.mutable_defaults()->mutable_breaker()->set_failure_rate(1.5);
-  EXPECT_THAT(NamespaceRegistry::Create(rate), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(NamespaceRegistry::Create(rate),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(NamespaceConfigTest, DynamicNamespaceLimits) {
@@ -110,10 +114,11 @@ TEST(NamespaceConfigTest, DynamicNamespaceLimits) {
   ASSERT_TRUE(defaults.ok());
   EXPECT_EQ(defaults->limits().max_dynamic_namespaces, 1000u);
   EXPECT_EQ(defaults->limits().dynamic_namespace_idle, absl::Minutes(10));
-  auto config = LoadServerConfig(WriteTemp(
-      "limits.textproto",
-      "namespaces { name: \"listed\" }\n"
-      "limits { max_dynamic_namespaces: 5 dynamic_namespace_idle { seconds: 30 } }\n"));
+  auto config =
+      LoadServerConfig(WriteTemp("limits.textproto",
+                                 "namespaces { name: \"listed\" }\n"
+                                 "limits { max_dynamic_namespaces: 5 "
+                                 "dynamic_namespace_idle { seconds: 30 } }\n"));
   ASSERT_TRUE(config.ok()) << config.status();
   auto registry = NamespaceRegistry::Create(*config);
   ASSERT_TRUE(registry.ok()) << registry.status();
@@ -125,7 +130,8 @@ TEST(NamespaceConfigTest, DynamicNamespaceLimits) {
   zero_idle.mutable_limits()->mutable_dynamic_namespace_idle();
   auto bad = NamespaceRegistry::Create(zero_idle);
   EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("limits.dynamic_namespace_idle"));
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("limits.dynamic_namespace_idle"));
 }
 
 }  // namespace

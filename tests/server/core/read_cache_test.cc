@@ -55,7 +55,7 @@ TEST(ReadCacheTest, AnInvalidationDuringTheReadWins) {
   cache.SetCoherent(true);
   const StoredValue old_value = Value("old");
   const uint64_t racing = cache.BeginRead(kKey);
-  cache.Invalidate(kKey);                 // Someone wrote while we read.
+  cache.Invalidate(kKey);                        // Someone wrote while we read.
   const uint64_t later = cache.BeginRead(kKey);  // Sent after we heard.
   cache.EndRead(kKey, racing, &old_value);
   EXPECT_EQ(Cached(cache, kKey), "<none>");
@@ -78,7 +78,8 @@ TEST(ReadCacheTest, AnInvalidationDuringTheReadWins) {
 }
 
 TEST(ReadCacheTest, KeepsOutNamespacesItMayNotCache) {
-  ReadCache cache(ReadCacheOptions{1 << 20, [](absl::string_view ns) { return ns != "strict"; }});
+  ReadCache cache(ReadCacheOptions{
+      1 << 20, [](absl::string_view ns) { return ns != "strict"; }});
   cache.SetCoherent(true);
   const StoredValue v = Value("one");
   const CacheKey strict{"strict", "k"};
@@ -104,7 +105,8 @@ TEST(ReadCacheTest, StaysWithinItsBudget) {
   cache.EndRead(kKey, cache.BeginRead(kKey), &huge);
   EXPECT_EQ(Cached(cache, kKey), "<none>");
   // Invalidating gives the bytes back.
-  for (int i = 0; i < 100; ++i) cache.Invalidate(CacheKey{"ns", std::to_string(i)});
+  for (int i = 0; i < 100; ++i)
+    cache.Invalidate(CacheKey{"ns", std::to_string(i)});
   EXPECT_EQ(cache.entries(), 0u);
   EXPECT_EQ(cache.bytes(), 0u);
 }

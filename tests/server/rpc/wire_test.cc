@@ -21,7 +21,8 @@ std::string Flatten(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
   EXPECT_TRUE(buffer.Dump(&slices).ok());
   std::string out;
-  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return out;
 }
 
@@ -40,16 +41,17 @@ void ExpectSameAsProtobuf(const ValueView& v) {
   ToProto(v, expected.mutable_value());
   GetOrComputeResponse parsed;
   ASSERT_TRUE(parsed.ParseFromString(Flatten(EncodeValueResponse(v))));
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, expected))
+  EXPECT_TRUE(
+      google::protobuf::util::MessageDifferencer::Equals(parsed, expected))
       << parsed.DebugString() << " vs " << expected.DebugString();
 }
 
 TEST(WireTest, ValueResponsesParseLikeProtobufsOwn) {
   ExpectSameAsProtobuf(View("Rosa canina"));
   ExpectSameAsProtobuf(View(std::string("a\0b\xff", 4)));  // Binary.
-  ExpectSameAsProtobuf(View(""));                         // Empty value.
-  ExpectSameAsProtobuf(View(std::string(127, 'x')));      // Length varints: 1 byte,
-  ExpectSameAsProtobuf(View(std::string(128, 'x')));      // 2 bytes,
+  ExpectSameAsProtobuf(View(""));                          // Empty value.
+  ExpectSameAsProtobuf(View(std::string(127, 'x')));  // Length varints: 1 byte,
+  ExpectSameAsProtobuf(View(std::string(128, 'x')));  // 2 bytes,
   ExpectSameAsProtobuf(View(std::string(1 << 20, 'x')));  // 3 bytes.
   ValueView stale = View("old");
   stale.source = Source::kStale;
@@ -87,7 +89,8 @@ TEST(WireTest, RequestsDecodeAndGarbageIsRefused) {
 
   grpc::Slice junk(std::string("\xff\xff\xff\xff", 4));
   grpc::ByteBuffer bad(&junk, 1);
-  EXPECT_EQ(DecodeRequest(bad, &decoded).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeRequest(bad, &decoded).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

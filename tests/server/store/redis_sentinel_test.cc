@@ -88,8 +88,9 @@ class RedisSentinelTest : public ::testing::Test {
 TEST_F(RedisSentinelTest, FindsTheMasterAskingTheSentinelsInTurn) {
   // The first sentinel listed is not there: the next ones are asked.
   const std::string uri = absl::StrReplaceAll(
-      group_->uri(), {{"redis-sentinel://", absl::StrCat("redis-sentinel://127.0.0.1:",
-                                                         PickFreePort(), ",")}});
+      group_->uri(),
+      {{"redis-sentinel://",
+        absl::StrCat("redis-sentinel://127.0.0.1:", PickFreePort(), ",")}});
   ConnectStore(uri);
   ASSERT_THAT(runner_->Put(key_, "v", absl::Seconds(30)), IsOkAndHolds(true));
   // Written on the master the sentinels name (node 0).
@@ -105,21 +106,24 @@ TEST_F(RedisSentinelTest, UnknownMasterNameIsAClearError) {
   store_->Start();
   const absl::Status status = store_->WaitUntilConnected(absl::Seconds(1));
   EXPECT_EQ(ReasonOf(status), kReasonStoreUnavailable) << status;
-  EXPECT_THAT(std::string(status.message()),
-              ::testing::HasSubstr("does not monitor a master named corral-nope"));
+  EXPECT_THAT(
+      std::string(status.message()),
+      ::testing::HasSubstr("does not monitor a master named corral-nope"));
 }
 
 TEST_F(RedisSentinelTest, FollowsAKilledMasterToThePromotedReplica) {
   ConnectStore(group_->uri());
   runner_->Watch(key_);
   ASSERT_TRUE(listener_.TakeEvent(key_, KeyEvent::Kind::kWatching));
-  ASSERT_THAT(runner_->Put(key_, "before", absl::Seconds(60)), IsOkAndHolds(true));
+  ASSERT_THAT(runner_->Put(key_, "before", absl::Seconds(60)),
+              IsOkAndHolds(true));
   ASSERT_TRUE(listener_.TakeEvent(key_, KeyEvent::Kind::kFilled));
   auto held = runner_->TryLock(lock_key_, "holder", absl::Seconds(60));
   ASSERT_TRUE(held.ok()) << held.status();
   ASSERT_TRUE(held->acquired);
   // Read once through the read cache, so that there is something to empty.
-  ASSERT_THAT(runner_->Get(key_), IsOkAndHolds(Optional(Field(&StoredValue::value, "before"))));
+  ASSERT_THAT(runner_->Get(key_),
+              IsOkAndHolds(Optional(Field(&StoredValue::value, "before"))));
   // Without WAIT (not used here) only replication that finished survives.
   ASSERT_OK(group_->WaitForReplication(1, absl::Seconds(5)));
 
@@ -129,13 +133,15 @@ TEST_F(RedisSentinelTest, FollowsAKilledMasterToThePromotedReplica) {
   ASSERT_TRUE(listener_.WaitForAvailability(true, absl::Seconds(30)));
   const absl::Duration back_after = absl::Now() - killed_at;
   ASSERT_OK(group_->WaitForMaster(1, absl::Seconds(1)));
-  std::cout << "[ measure ] master SIGKILLed -> store up on the promoted replica: "
-            << absl::FormatDuration(back_after) << "\n";
+  std::cout
+      << "[ measure ] master SIGKILLed -> store up on the promoted replica: "
+      << absl::FormatDuration(back_after) << "\n";
   EXPECT_LT(back_after, absl::Seconds(20));
 
   // The watched key is subscribed again (and re-read by its owner).
   ASSERT_TRUE(listener_.TakeEvent(key_, KeyEvent::Kind::kWatching));
-  EXPECT_THAT(runner_->Get(key_), IsOkAndHolds(Optional(Field(&StoredValue::value, "before"))));
+  EXPECT_THAT(runner_->Get(key_),
+              IsOkAndHolds(Optional(Field(&StoredValue::value, "before"))));
   // The lock survived: another holder is refused, ours releases it.
   auto other = runner_->TryLock(lock_key_, "intruder", absl::Seconds(60));
   ASSERT_TRUE(other.ok()) << other.status();
@@ -149,7 +155,8 @@ TEST_F(RedisSentinelTest, FollowsAKilledMasterToThePromotedReplica) {
   ASSERT_TRUE(next->acquired);
   EXPECT_GT(next->fencing_token, held->fencing_token);
   // Writes land on the new master and wake the watchers.
-  ASSERT_THAT(runner_->Put(key_, "after", absl::Seconds(60)), IsOkAndHolds(true));
+  ASSERT_THAT(runner_->Put(key_, "after", absl::Seconds(60)),
+              IsOkAndHolds(true));
   auto filled = listener_.TakeEvent(key_, KeyEvent::Kind::kFilled);
   ASSERT_TRUE(filled.has_value());
   EXPECT_EQ(filled->value->value, "after");
@@ -164,7 +171,8 @@ TEST_F(RedisSentinelTest, GrantsWaitForAReplicaAndAreUndoneWithoutOne) {
   ASSERT_TRUE(held.ok()) << held.status();
   ASSERT_TRUE(held->acquired);
   // Answered only after the replica held it: no polling needed.
-  EXPECT_THAT(group_->node(1).Command({"GET", lock_name}), IsOkAndHolds(Eq("holder")));
+  EXPECT_THAT(group_->node(1).Command({"GET", lock_name}),
+              IsOkAndHolds(Eq("holder")));
   EXPECT_GE(acks_.load(), 1);
   // A fenced write (by the holder of the value key's lock) is acknowledged
   // the same way.
@@ -186,8 +194,10 @@ TEST_F(RedisSentinelTest, GrantsWaitForAReplicaAndAreUndoneWithoutOne) {
   const absl::Time start = absl::Now();
   auto refused = runner_->TryLock(lock_key_, "lonely", absl::Seconds(60));
   const absl::Duration took = absl::Now() - start;
-  EXPECT_EQ(ReasonOf(refused.status()), kReasonStoreUnavailable) << refused.status();
-  EXPECT_THAT(std::string(refused.status().message()), ::testing::HasSubstr("lock not granted"));
+  EXPECT_EQ(ReasonOf(refused.status()), kReasonStoreUnavailable)
+      << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("lock not granted"));
   EXPECT_GE(took, absl::Milliseconds(1000));
   EXPECT_GE(ack_failures_.load(), 1);
   const absl::Time deadline = absl::Now() + absl::Seconds(5);
@@ -195,7 +205,8 @@ TEST_F(RedisSentinelTest, GrantsWaitForAReplicaAndAreUndoneWithoutOne) {
          group_->node(0).Command({"EXISTS", lock_name}).value_or("?") != "0") {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  EXPECT_THAT(group_->node(0).Command({"EXISTS", lock_name}), IsOkAndHolds(Eq("0")))
+  EXPECT_THAT(group_->node(0).Command({"EXISTS", lock_name}),
+              IsOkAndHolds(Eq("0")))
       << "the unacknowledged grant was not undone";
 
   // Hits do not queue behind a WAIT: a Get sent after a grant that waits is
@@ -208,17 +219,21 @@ TEST_F(RedisSentinelTest, GrantsWaitForAReplicaAndAreUndoneWithoutOne) {
   // Once the master holds the WAIT (a blocked client), a Get is sent.
   const absl::Time blocked_deadline = absl::Now() + absl::Seconds(2);
   while (absl::Now() < blocked_deadline &&
-         !absl::StrContains(group_->node(0).Command({"INFO", "clients"}).value_or(""),
-                            "blocked_clients:1")) {
+         !absl::StrContains(
+             group_->node(0).Command({"INFO", "clients"}).value_or(""),
+             "blocked_clients:1")) {
     absl::SleepFor(absl::Milliseconds(2));
   }
-  ASSERT_FALSE(lock_answered.load()) << "the grant's WAIT ended too soon for this test";
+  ASSERT_FALSE(lock_answered.load())
+      << "the grant's WAIT ended too soon for this test";
   const absl::Time get_start = absl::Now();
   ASSERT_TRUE(runner_->Get(key_).ok());
   EXPECT_LT(absl::Now() - get_start, absl::Milliseconds(500));
-  EXPECT_FALSE(lock_answered.load()) << "the grant's WAIT should still be pending";
+  EXPECT_FALSE(lock_answered.load())
+      << "the grant's WAIT should still be pending";
   const absl::Time wait_deadline = absl::Now() + absl::Seconds(5);
-  while (!lock_answered && absl::Now() < wait_deadline) absl::SleepFor(absl::Milliseconds(5));
+  while (!lock_answered && absl::Now() < wait_deadline)
+    absl::SleepFor(absl::Milliseconds(5));
   ASSERT_TRUE(lock_answered.load());
 
   // The replica is back: grants are handed out again.
@@ -267,7 +282,8 @@ TEST_F(RedisSentinelTest, ALaggingReplicaLosesNoGrantAndNoToken) {
   ASSERT_TRUE(intruder.ok()) << intruder.status();
   EXPECT_FALSE(intruder->acquired) << "a granted lock was lost in the failover";
   // Every new token exceeds every token handed out before.
-  for (const CacheKey& key : {late_key, CacheKey{"ns", "cycle-4"}, CacheKey{"ns", "fresh"}}) {
+  for (const CacheKey& key :
+       {late_key, CacheKey{"ns", "cycle-4"}, CacheKey{"ns", "fresh"}}) {
     SCOPED_TRACE(key.key);
     // The late lock may have reached the replica (it was in its socket):
     // then it is held by nobody who was told so, and expires with its lease.

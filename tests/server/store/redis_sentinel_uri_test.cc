@@ -50,7 +50,8 @@ TEST(ParseSentinelUriTest, AcceptsTheDocumentedForms) {
   EXPECT_EQ(full->db, 3);
   EXPECT_EQ(full->sentinel_password, "s&cret");
 
-  auto password_only = ParseRedisUri("redis-sentinel://:pw@h:1/m?sentinel_password=x");
+  auto password_only =
+      ParseRedisUri("redis-sentinel://:pw@h:1/m?sentinel_password=x");
   ASSERT_TRUE(password_only.ok()) << password_only.status();
   EXPECT_EQ(password_only->password, "pw");
   EXPECT_EQ(password_only->sentinel_password, "x");
@@ -73,24 +74,29 @@ TEST(ParseSentinelUriTest, RejectsWithAClearMessageAndNeverThePassword) {
       {"redis-sentinel:///m", "no sentinel address"},
       {"redis-sentinel://secret@/m", "no sentinel address"},
       {"redis-sentinel://h:1,,h:2/m", "host is missing (sentinel 2)"},
-      {"redis-sentinel://h:1,h:x/m", "port is not a number in 1..65535 (sentinel 2)"},
+      {"redis-sentinel://h:1,h:x/m",
+       "port is not a number in 1..65535 (sentinel 2)"},
       {"redis-sentinel://h:1,h:/m", "port after ':' is empty (sentinel 2)"},
-      {"redis-sentinel://h:70000/m", "port is not a number in 1..65535 (sentinel 1)"},
+      {"redis-sentinel://h:70000/m",
+       "port is not a number in 1..65535 (sentinel 1)"},
       {"redis-sentinel://[::1/m", "IPv6"},
       {"redis-sentinel://h/m?db=x", "database (db=)"},
       {"redis-sentinel://h/m?db=-1", "database (db=)"},
       {"redis-sentinel://h/m?db=", "db=) is empty"},
       {"redis-sentinel://h/m?db=1&db=2", "db is given twice"},
       {"redis-sentinel://h/m?sentinel_password=", "sentinel_password is empty"},
-      {"redis-sentinel://h/m?sentinel_password=secret%zz", "sentinel_password has a malformed"},
-      {"redis-sentinel://h/m?sentinel_password=a&sentinel_password=secret", "given twice"},
+      {"redis-sentinel://h/m?sentinel_password=secret%zz",
+       "sentinel_password has a malformed"},
+      {"redis-sentinel://h/m?sentinel_password=a&sentinel_password=secret",
+       "given twice"},
       {"redis-sentinel://h/m?secret=1", "unknown query parameter"},
       {"redis-sentinel://h/m?password=secret", "unknown query parameter"},
       {"redis-sentinel://h/m/x", "master name contains '/'"},
       {"redis-sentinel://h/m#frag", "fragments"},
       {"redis-sentinel://u:@h/m", "password after ':' is empty"},
       {"redis-sentinel://@h/m", "user before '@' is empty"},
-      {"redis-sentinel://u:secret%g@h/m", "password has a malformed percent-escape"},
+      {"redis-sentinel://u:secret%g@h/m",
+       "password has a malformed percent-escape"},
       {"sentinel://h/m", "must start with redis:// or redis-sentinel://"},
   };
   for (const auto& [uri, expected] : cases) {
@@ -98,16 +104,19 @@ TEST(ParseSentinelUriTest, RejectsWithAClearMessageAndNeverThePassword) {
     auto parsed = ParseRedisUri(uri);
     ASSERT_THAT(parsed, StatusIs(absl::StatusCode::kInvalidArgument));
     EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(expected));
-    EXPECT_THAT(std::string(parsed.status().message()), Not(HasSubstr("secret")));
+    EXPECT_THAT(std::string(parsed.status().message()),
+                Not(HasSubstr("secret")));
   }
 }
 
 TEST(ParseSentinelUriTest, DescribeMasksBothPasswords) {
-  auto parsed =
-      ParseRedisUri("redis-sentinel://corral:secret@s1:1,s2:2/m?db=2&sentinel_password=secret");
+  auto parsed = ParseRedisUri(
+      "redis-sentinel://corral:secret@s1:1,s2:2/"
+      "m?db=2&sentinel_password=secret");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ(parsed->Describe(),
-            "redis-sentinel://corral:***@s1:1,s2:2/m?db=2&sentinel_password=***");
+  EXPECT_EQ(
+      parsed->Describe(),
+      "redis-sentinel://corral:***@s1:1,s2:2/m?db=2&sentinel_password=***");
   parsed->host = "10.0.0.5";
   parsed->port = 6380;
   EXPECT_THAT(parsed->Describe(), HasSubstr("(master 10.0.0.5:6380)"));

@@ -120,14 +120,17 @@ TEST(ParseRedisUriTest, DescribeMasksThePassword) {
 }
 
 TEST(RedisScriptsTest, ValueKeysDecodeBackToTheirCacheKeys) {
-  for (const CacheKey& key : {CacheKey{"ns", "k"}, CacheKey{"a.b-c_1", std::string("x:y}:v\0z", 8)},
-                              CacheKey{"ns", ":v"}}) {
+  for (const CacheKey& key :
+       {CacheKey{"ns", "k"}, CacheKey{"a.b-c_1", std::string("x:y}:v\0z", 8)},
+        CacheKey{"ns", ":v"}}) {
     RedisItemKeys keys = RedisKeysFor(key);
-    EXPECT_THAT(CacheKeyOfValueKey(keys.value), Optional(Eq(key))) << keys.value;
+    EXPECT_THAT(CacheKeyOfValueKey(keys.value), Optional(Eq(key)))
+        << keys.value;
     EXPECT_EQ(CacheKeyOfValueKey(keys.lock), std::nullopt);
     EXPECT_EQ(CacheKeyOfValueKey(keys.failure), std::nullopt);
   }
-  EXPECT_EQ(CacheKeyOfValueKey("corral:{0000}:ns:k:v"), std::nullopt);  // Wrong hash.
+  EXPECT_EQ(CacheKeyOfValueKey("corral:{0000}:ns:k:v"),
+            std::nullopt);  // Wrong hash.
   EXPECT_EQ(CacheKeyOfValueKey("someone:else:v"), std::nullopt);
   EXPECT_EQ(CacheKeyOfValueKey(RedisBreakerKey("ns")), std::nullopt);
 }
@@ -140,7 +143,8 @@ TEST(RedisScriptsTest, DecodesWhatTheScriptsPublish) {
   EXPECT_EQ(fill->value->stored_at, absl::FromUnixMillis(1700000000123));
   EXPECT_EQ(fill->value->expires_at, absl::FromUnixMillis(1700000010123));
   EXPECT_EQ(fill->value->value, std::string("a\0:b", 4));
-  auto timed = DecodeKeyMessage(std::string("G1700000000123:1700000010123:250:a\0:b", 37));
+  auto timed = DecodeKeyMessage(
+      std::string("G1700000000123:1700000010123:250:a\0:b", 37));
   ASSERT_TRUE(timed.ok()) << timed.status();
   EXPECT_EQ(timed->value->stored_at, absl::FromUnixMillis(1700000000123));
   EXPECT_EQ(timed->value->expires_at, absl::FromUnixMillis(1700000010123));
@@ -584,7 +588,6 @@ TEST_F(RedisStoreTest, AclUserWithoutChannelsIsAClearError) {
               HasSubstr("may not run PUBLISH: NOPERM"));
 }
 
-
 // ---------------------------------------------------------------- Read cache
 
 // The read cache kept coherent by CLIENT TRACKING: another writer's change
@@ -638,21 +641,26 @@ TEST_F(RedisReadCacheTest, AnotherReplicasWritesReachTheCache) {
   ASSERT_THAT(runner_->Put(key_, "one", absl::Seconds(30)), IsOkAndHolds(true));
   ASSERT_TRUE(ReadUntilCached(key_, "one")) << Cached(key_);
 
-  ASSERT_THAT(other_runner_->Put(key_, "two", absl::Seconds(30)), IsOkAndHolds(true));
-  EXPECT_TRUE(WaitUntil([&] { return Cached(key_) == "<none>"; }, absl::Seconds(2)))
+  ASSERT_THAT(other_runner_->Put(key_, "two", absl::Seconds(30)),
+              IsOkAndHolds(true));
+  EXPECT_TRUE(
+      WaitUntil([&] { return Cached(key_) == "<none>"; }, absl::Seconds(2)))
       << "still cached: " << Cached(key_);
   ASSERT_TRUE(ReadUntilCached(key_, "two"));
 
   ASSERT_THAT(other_runner_->Delete(key_), IsOkAndHolds(true));
-  EXPECT_TRUE(WaitUntil([&] { return Cached(key_) == "<none>"; }, absl::Seconds(2)));
+  EXPECT_TRUE(
+      WaitUntil([&] { return Cached(key_) == "<none>"; }, absl::Seconds(2)));
   EXPECT_THAT(runner_->Get(key_), IsOkAndHolds(Eq(std::nullopt)));
 
   // Not through corral at all: a FLUSHALL empties every replica's cache.
   const CacheKey other_key{"ns", "other"};
-  ASSERT_THAT(runner_->Put(other_key, "x", absl::Seconds(30)), IsOkAndHolds(true));
+  ASSERT_THAT(runner_->Put(other_key, "x", absl::Seconds(30)),
+              IsOkAndHolds(true));
   ASSERT_TRUE(ReadUntilCached(other_key, "x"));
   ASSERT_OK(server_->Command({"FLUSHALL"}).status());
-  EXPECT_TRUE(WaitUntil([&] { return cache().entries() == 0; }, absl::Seconds(2)));
+  EXPECT_TRUE(
+      WaitUntil([&] { return cache().entries() == 0; }, absl::Seconds(2)));
 }
 
 TEST_F(RedisReadCacheTest, OwnWritesDropTheEntryBeforeTheyAreSent) {
@@ -661,7 +669,8 @@ TEST_F(RedisReadCacheTest, OwnWritesDropTheEntryBeforeTheyAreSent) {
   ASSERT_THAT(runner_->Put(key_, "one", absl::Seconds(30)), IsOkAndHolds(true));
   ASSERT_TRUE(ReadUntilCached(key_, "one"));
   ASSERT_THAT(runner_->Put(key_, "two", absl::Seconds(30)), IsOkAndHolds(true));
-  EXPECT_EQ(Cached(key_), "<none>");  // No wait: gone before the write went out.
+  EXPECT_EQ(Cached(key_),
+            "<none>");  // No wait: gone before the write went out.
   ASSERT_TRUE(ReadUntilCached(key_, "two"));
   ASSERT_THAT(runner_->Delete(key_), IsOkAndHolds(true));
   EXPECT_EQ(Cached(key_), "<none>");
@@ -681,11 +690,14 @@ TEST_F(RedisReadCacheTest, ALostConnectionEmptiesItAndTrackingComesBack) {
   ASSERT_OK(server_->Restart());
   ASSERT_TRUE(listener_.WaitForAvailability(true));
   StartOtherReplica();
-  ASSERT_THAT(runner_->Put(key_, "after", absl::Seconds(30)), IsOkAndHolds(true));
+  ASSERT_THAT(runner_->Put(key_, "after", absl::Seconds(30)),
+              IsOkAndHolds(true));
   ASSERT_TRUE(ReadUntilCached(key_, "after"));
   // Tracking was set up again on the new connections.
-  ASSERT_THAT(other_runner_->Put(key_, "changed", absl::Seconds(30)), IsOkAndHolds(true));
-  EXPECT_TRUE(WaitUntil([&] { return Cached(key_) == "<none>"; }, absl::Seconds(2)));
+  ASSERT_THAT(other_runner_->Put(key_, "changed", absl::Seconds(30)),
+              IsOkAndHolds(true));
+  EXPECT_TRUE(
+      WaitUntil([&] { return Cached(key_) == "<none>"; }, absl::Seconds(2)));
 }
 
 TEST_F(RedisReadCacheTest, AUserWhoMayNotTrackServesWithoutACache) {
@@ -695,16 +707,19 @@ TEST_F(RedisReadCacheTest, AUserWhoMayNotTrackServesWithoutACache) {
                 ->Command({"ACL", "SETUSER", "corral", "on", ">pw", "~corral:*",
                            "&corral:*", "+@all"})
                 .status());
-  ConnectWithCache(absl::StrCat("redis://corral:pw@127.0.0.1:", server_->port()));
+  ConnectWithCache(
+      absl::StrCat("redis://corral:pw@127.0.0.1:", server_->port()));
   ASSERT_THAT(runner_->Put(key_, "one", absl::Seconds(30)), IsOkAndHolds(true));
   for (int i = 0; i < 20; ++i) {
-    ASSERT_THAT(runner_->Get(key_), IsOkAndHolds(Optional(Field(&StoredValue::value, "one"))));
+    ASSERT_THAT(runner_->Get(key_),
+                IsOkAndHolds(Optional(Field(&StoredValue::value, "one"))));
   }
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_EQ(cache().entries(), 0u);
   EXPECT_TRUE(store_->IsUp());
   // It asked before it tried: nothing was refused.
-  EXPECT_THAT(server_->Command({"ACL", "LOG"}), IsOkAndHolds(Not(HasSubstr("corral"))));
+  EXPECT_THAT(server_->Command({"ACL", "LOG"}),
+              IsOkAndHolds(Not(HasSubstr("corral"))));
 }
 
 }  // namespace

@@ -275,8 +275,9 @@ TEST_P(StoreBehaviourTest, ComputeTimeIsKeptWithTheValueAndInTheFillEvent) {
 TEST_P(StoreBehaviourTest, ARememberedFailureIsReadBesideAStaleValue) {
   // Without a fresh value the failure decides what callers get, so a read
   // must carry it (with a fresh one it may be left out: KeyRead).
-  ASSERT_THAT(runner_->Put(key_, "v", Ttl(absl::Milliseconds(100), absl::Seconds(5))),
-              IsOkAndHolds(true));
+  ASSERT_THAT(
+      runner_->Put(key_, "v", Ttl(absl::Milliseconds(100), absl::Seconds(5))),
+      IsOkAndHolds(true));
   ASSERT_OK(runner_->RememberFailure(key_, absl::Seconds(5)));
   AdvanceTime(absl::Milliseconds(250));
   auto read = runner_->Read(key_);
@@ -315,7 +316,8 @@ TEST_P(StoreBehaviourTest, AStoredValueOrADeleteForgetsARememberedFailure) {
 }
 
 TEST_P(StoreBehaviourTest, AFencedPutRefusedByOnlyIfAbsentKeepsTheLock) {
-  ASSERT_THAT(runner_->Put(key_, "fresh", absl::Seconds(10)), IsOkAndHolds(true));
+  ASSERT_THAT(runner_->Put(key_, "fresh", absl::Seconds(10)),
+              IsOkAndHolds(true));
   ASSERT_THAT(runner_->TryLock(key_, "tok-a", absl::Seconds(10)),
               IsOkAndHolds(::testing::Field(&LockAttempt::acquired, true)));
   PutOptions fill = Ttl(absl::Seconds(10));

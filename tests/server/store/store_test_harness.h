@@ -95,7 +95,8 @@ class StoreRunner {
 
   // The whole read: value, remembered failure, lock held.
   absl::StatusOr<KeyRead> Read(const CacheKey& key) {
-    return Call<KeyRead>([key](Store& s, auto done) { s.Get(key, std::move(done)); });
+    return Call<KeyRead>(
+        [key](Store& s, auto done) { s.Get(key, std::move(done)); });
   }
   // Just the value part of a read.
   absl::StatusOr<std::optional<StoredValue>> Get(const CacheKey& key) {
@@ -103,9 +104,11 @@ class StoreRunner {
     if (!read.ok()) return read.status();
     return std::move(read->value);
   }
-  absl::StatusOr<absl::Time> RememberFailure(const CacheKey& key, absl::Duration ttl) {
-    return Call<absl::Time>(
-        [key, ttl](Store& s, auto done) { s.RememberFailure(key, ttl, std::move(done)); });
+  absl::StatusOr<absl::Time> RememberFailure(const CacheKey& key,
+                                             absl::Duration ttl) {
+    return Call<absl::Time>([key, ttl](Store& s, auto done) {
+      s.RememberFailure(key, ttl, std::move(done));
+    });
   }
   absl::StatusOr<bool> Put(const CacheKey& key, std::string value,
                            PutOptions options) {
@@ -131,7 +134,8 @@ class StoreRunner {
       s.TryLock(key, token, ttl, std::move(done));
     });
   }
-  absl::StatusOr<LockAttempt> TryLockAndRead(const CacheKey& key, const std::string& token,
+  absl::StatusOr<LockAttempt> TryLockAndRead(const CacheKey& key,
+                                             const std::string& token,
                                              absl::Duration ttl) {
     return Call<LockAttempt>([key, token, ttl](Store& s, auto done) {
       s.TryLockAndRead(key, token, ttl, std::move(done));
