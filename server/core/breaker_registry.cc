@@ -12,16 +12,18 @@ constexpr absl::Duration kTick = absl::Seconds(1);
 constexpr absl::Duration kSuccessBatch = absl::Milliseconds(100);
 }  // namespace
 
-BreakerRegistry::BreakerRegistry(EventLoop& loop, Store& store, const Clock& clock,
+BreakerRegistry::BreakerRegistry(Executor& executor, Store& store,
+                                 const Clock& clock,
                                  CoordinatorObserver& observer)
-    : loop_(loop), store_(store), clock_(clock), observer_(observer) {
-  loop_.Post([this] { tick_timer_ = loop_.RunAfter(kTick, [this] { Tick(); }); });
+    : executor_(executor), store_(store), clock_(clock), observer_(observer) {
+  executor_.Post(
+      [this] { tick_timer_ = executor_.RunAfter(kTick, [this] { Tick(); }); });
 }
 
 BreakerRegistry::~BreakerRegistry() {
-  if (tick_timer_ != 0) loop_.Cancel(tick_timer_);
+  if (tick_timer_ != 0) executor_.Cancel(tick_timer_);
   for (auto& [ns, e] : entries_) {
-    if (e.flush_timer != 0) loop_.Cancel(e.flush_timer);
+    if (e.flush_timer != 0) executor_.Cancel(e.flush_timer);
   }
 }
 
@@ -29,10 +31,11 @@ void BreakerRegistry::Tick() {
   for (const auto& [ns, e] : entries_) {
     observer_.OnBreakerState(ns, e.snapshot.state, e.snapshot.since);
   }
-  tick_timer_ = loop_.RunAfter(kTick, [this] { Tick(); });
+  tick_timer_ = executor_.RunAfter(kTick, [this] { Tick(); });
 }
 
-void BreakerRegistry::WhenLoaded(const std::string& ns, absl::AnyInvocable<void()> then) {
+void BreakerRegistry::WhenLoaded(const std::string& ns,
+                                 absl::AnyInvocable<void()> then) {
   Entry& e = entries_[ns];
   if (e.loaded) return then();
   e.after_load.push_back(std::move(then));
@@ -50,8 +53,8 @@ void BreakerRegistry::Load(const std::string& ns) {
       Adopt(ns, *record);
     } else {
       // Unreachable store: work on what we have (closed, for a new one).
-      CORRAL_LOG(LogLevel::kWarning, "breaker_load_failed", "ns=", ns, " error=\"",
-                 record.status().message(), "\"");
+      CORRAL_LOG(LogLevel::kWarning, "breaker_load_failed", "ns=", ns,
+                 " error=\"", record.status().message(), "\"");
     }
     e.loaded = true;
     // Known from now on (a namespace without a record is closed): its
@@ -63,13 +66,14 @@ void BreakerRegistry::Load(const std::string& ns) {
   });
 }
 
-void BreakerRegistry::Adopt(const std::string& ns, const BreakerRecord& record) {
+void BreakerRegistry::Adopt(const std::string& ns,
+                            const BreakerRecord& record) {
   Entry& e = entries_[ns];
   if (record.version <= e.version || record.state.empty()) return;
   auto snapshot = BreakerSnapshot::Decode(record.state);
   if (!snapshot.ok()) {
-    CORRAL_LOG(LogLevel::kError, "breaker_state_unreadable", "ns=", ns, " error=\"",
-               snapshot.status().message(), "\"");
+    CORRAL_LOG(LogLevel::kError, "breaker_state_unreadable", "ns=", ns,
+               " error=\"", snapshot.status().message(), "\"");
     return;
   }
   e.version = record.version;
@@ -77,7 +81,8 @@ void BreakerRegistry::Adopt(const std::string& ns, const BreakerRecord& record) 
   observer_.OnBreakerState(ns, e.snapshot.state, e.snapshot.since);
 }
 
-void BreakerRegistry::OnChanged(const std::string& ns, const BreakerRecord& record) {
+void BreakerRegistry::OnChanged(const std::string& ns,
+                                const BreakerRecord& record) {
   // Another replica's namespace that this one does not use: nothing to
   // keep (its first use here loads the record).
   if (!entries_.contains(ns)) return;
@@ -88,7 +93,8 @@ bool BreakerRegistry::Busy(const std::string& ns) const {
   auto it = entries_.find(ns);
   if (it == entries_.end()) return false;
   const Entry& e = it->second;
-  return e.loading || !e.after_load.empty() || e.pending_successes > 0 || e.flush_timer != 0;
+  return e.loading || !e.after_load.empty() || e.pending_successes > 0 ||
+         e.flush_timer != 0;
 }
 
 void BreakerRegistry::Forget(const std::string& ns) { entries_.erase(ns); }
@@ -99,10 +105,12 @@ void BreakerRegistry::OnStoreAvailability(bool up) {
   for (auto& [ns, e] : entries_) Load(ns);
 }
 
-std::optional<BreakerVerdict> BreakerRegistry::Peek(const NamespaceSettings& ns) const {
+std::optional<BreakerVerdict> BreakerRegistry::Peek(
+    const NamespaceSettings& ns) const {
   auto it = entries_.find(ns.name);
   if (it == entries_.end() || !it->second.loaded) return std::nullopt;
-  BreakerDecision d = corral::Admit(it->second.snapshot, ns.breaker, clock_.Now());
+  BreakerDecision d =
+      corral::Admit(it->second.snapshot, ns.breaker, clock_.Now());
   switch (d.kind) {
     case BreakerDecision::kAllow:
       return BreakerVerdict{true, false, absl::ZeroDuration()};
@@ -120,26 +128,31 @@ void BreakerRegistry::Admit(const NamespaceSettings& ns,
     if (auto verdict = Peek(ns)) return done(*verdict);
     // A probe: take a permit fleet-wide.
     Mutate(
-        ns, [this, settings = ns.breaker](BreakerSnapshot& s) {
+        ns,
+        [this, settings = ns.breaker](BreakerSnapshot& s) {
           return TakeProbe(s, settings, clock_.Now());
         },
         [this, ns, done = std::move(done)](bool taken) mutable {
-          if (taken) return done(BreakerVerdict{true, true, absl::ZeroDuration()});
+          if (taken)
+            return done(BreakerVerdict{true, true, absl::ZeroDuration()});
           auto again = Peek(ns);
-          done(BreakerVerdict{false, false,
-                              again.has_value() ? again->retry_after : absl::Seconds(1)});
+          done(BreakerVerdict{
+              false, false,
+              again.has_value() ? again->retry_after : absl::Seconds(1)});
         });
   });
 }
 
-void BreakerRegistry::Record(const NamespaceSettings& ns, ComputeOutcome outcome) {
+void BreakerRegistry::Record(const NamespaceSettings& ns,
+                             ComputeOutcome outcome) {
   WhenLoaded(ns.name, [this, ns, outcome] {
     Entry& e = entries_[ns.name];
-    if (outcome == ComputeOutcome::kSuccess && e.snapshot.state == BreakerState::kClosed) {
+    if (outcome == ComputeOutcome::kSuccess &&
+        e.snapshot.state == BreakerState::kClosed) {
       ++e.pending_successes;
       if (!e.pending_for.has_value()) e.pending_for = ns;
       if (e.flush_timer == 0) {
-        e.flush_timer = loop_.RunAfter(kSuccessBatch, [this, ns] {
+        e.flush_timer = executor_.RunAfter(kSuccessBatch, [this, ns] {
           entries_[ns.name].flush_timer = 0;
           Flush(ns, std::nullopt);
         });
@@ -154,7 +167,8 @@ int BreakerRegistry::FlushPending(const std::function<void()>& written) {
   int started = 0;
   std::vector<NamespaceSettings> due;
   for (auto& [name, e] : entries_) {
-    if (e.pending_successes > 0 && e.pending_for.has_value()) due.push_back(*e.pending_for);
+    if (e.pending_successes > 0 && e.pending_for.has_value())
+      due.push_back(*e.pending_for);
   }
   for (const NamespaceSettings& ns : due) {
     ++started;
@@ -163,12 +177,13 @@ int BreakerRegistry::FlushPending(const std::function<void()>& written) {
   return started;
 }
 
-void BreakerRegistry::Flush(const NamespaceSettings& ns, std::optional<ComputeOutcome> outcome,
+void BreakerRegistry::Flush(const NamespaceSettings& ns,
+                            std::optional<ComputeOutcome> outcome,
                             std::function<void()> written) {
   Entry& e = entries_[ns.name];
   const uint64_t successes = std::exchange(e.pending_successes, 0);
   e.pending_for.reset();
-  if (e.flush_timer != 0) loop_.Cancel(std::exchange(e.flush_timer, 0));
+  if (e.flush_timer != 0) executor_.Cancel(std::exchange(e.flush_timer, 0));
   if (successes == 0 && !outcome.has_value()) {
     if (written) written();
     return;
@@ -198,8 +213,9 @@ void BreakerRegistry::Describe(const NamespaceSettings& ns,
     view.state = e.snapshot.state;
     view.since = e.snapshot.since;
     if (e.snapshot.state == BreakerState::kOpen) {
-      view.retry_after = std::max(absl::ZeroDuration(),
-                                  e.snapshot.since + ns.breaker.open_duration - now);
+      view.retry_after =
+          std::max(absl::ZeroDuration(),
+                   e.snapshot.since + ns.breaker.open_duration - now);
     }
     BreakerSnapshot::Totals t = e.snapshot.InWindow(ns.breaker, now);
     view.recent_failures = t.failures;
@@ -217,8 +233,8 @@ void BreakerRegistry::Mutate(const NamespaceSettings& ns,
   if (!change(next)) return done(false);
   store_.StoreBreaker(
       ns.name, e.version, next.Encode(),
-      [this, ns, change = std::move(change), done = std::move(done), attempt, before,
-       next](absl::StatusOr<BreakerCas> cas) mutable {
+      [this, ns, change = std::move(change), done = std::move(done), attempt,
+       before, next](absl::StatusOr<BreakerCas> cas) mutable {
         Entry& e = entries_[ns.name];
         if (!cas.ok()) {
           // No store: the breaker still protects the upstream, from this
@@ -231,7 +247,8 @@ void BreakerRegistry::Mutate(const NamespaceSettings& ns,
             observer_.OnBreakerTransition(ns.name, from, local.state);
             observer_.OnBreakerState(ns.name, local.state, local.since);
             CORRAL_LOG(LogLevel::kWarning, "breaker_transition", "ns=", ns.name,
-                       " from=", BreakerStateName(from), " to=", BreakerStateName(local.state),
+                       " from=", BreakerStateName(from),
+                       " to=", BreakerStateName(local.state),
                        " scope=local (store unavailable)");
           }
           return done(true);
@@ -241,13 +258,15 @@ void BreakerRegistry::Mutate(const NamespaceSettings& ns,
           if (before != next.state) {
             observer_.OnBreakerTransition(ns.name, before, next.state);
             CORRAL_LOG(LogLevel::kWarning, "breaker_transition", "ns=", ns.name,
-                       " from=", BreakerStateName(before), " to=", BreakerStateName(next.state),
+                       " from=", BreakerStateName(before),
+                       " to=", BreakerStateName(next.state),
                        " version=", cas->current.version);
           }
           return done(true);
         }
         if (attempt + 1 >= kMaxCasAttempts) {
-          CORRAL_LOG(LogLevel::kWarning, "breaker_write_contended", "ns=", ns.name);
+          CORRAL_LOG(LogLevel::kWarning, "breaker_write_contended",
+                     "ns=", ns.name);
           return done(false);
         }
         Mutate(ns, std::move(change), std::move(done), attempt + 1);

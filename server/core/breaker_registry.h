@@ -21,7 +21,7 @@
 #include "absl/functional/any_invocable.h"
 #include "server/core/breaker.h"
 #include "server/core/clock.h"
-#include "server/core/event_loop.h"
+#include "server/core/executor.h"
 #include "server/core/namespace_config.h"
 #include "server/core/observer.h"
 #include "server/core/store.h"
@@ -44,14 +44,15 @@ struct BreakerView {
 
 class BreakerRegistry {
  public:
-  BreakerRegistry(EventLoop& loop, Store& store, const Clock& clock,
+  BreakerRegistry(Executor& executor, Store& store, const Clock& clock,
                   CoordinatorObserver& observer);
   ~BreakerRegistry();
 
   // May a compute start in this namespace? Answers at once from the cache,
   // except the first time a namespace is seen (its state is loaded) and for
   // a half-open probe permit (taken by a compare-and-set).
-  void Admit(const NamespaceSettings& ns, absl::AnyInvocable<void(BreakerVerdict)> done);
+  void Admit(const NamespaceSettings& ns,
+             absl::AnyInvocable<void(BreakerVerdict)> done);
   // The cached answer, without waiting: nullopt when it needs the store
   // (not loaded yet, or a probe permit). For fast failure at a miss.
   std::optional<BreakerVerdict> Peek(const NamespaceSettings& ns) const;
@@ -67,7 +68,8 @@ class BreakerRegistry {
   // were started.
   int FlushPending(const std::function<void()>& written);
   // The state for GetBreaker (loads it first if unknown).
-  void Describe(const NamespaceSettings& ns, absl::AnyInvocable<void(BreakerView)> done);
+  void Describe(const NamespaceSettings& ns,
+                absl::AnyInvocable<void(BreakerView)> done);
 
   // Whether the namespace's entry has work under way (a load, waiting
   // callers, successes not yet written): then it must not be forgotten.
@@ -90,7 +92,7 @@ class BreakerRegistry {
     // Successes recorded here but not yet written, and the timer that
     // writes them.
     uint64_t pending_successes = 0;
-    EventLoop::TimerId flush_timer = 0;
+    Executor::TimerId flush_timer = 0;
     std::optional<NamespaceSettings> pending_for;  // Whose they are.
   };
 
@@ -102,19 +104,20 @@ class BreakerRegistry {
   // Applies `change` to the latest snapshot and writes it with
   // compare-and-set, retrying on conflict. `change` returns false to give up
   // (e.g. no probe permit left); `done` hears whether the change took.
-  void Mutate(const NamespaceSettings& ns, std::function<bool(BreakerSnapshot&)> change,
+  void Mutate(const NamespaceSettings& ns,
+              std::function<bool(BreakerSnapshot&)> change,
               absl::AnyInvocable<void(bool)> done, int attempt = 0);
   void Tick();
   // Writes the pending successes, then `outcome` if any, in one change.
   void Flush(const NamespaceSettings& ns, std::optional<ComputeOutcome> outcome,
              std::function<void()> written = nullptr);
 
-  EventLoop& loop_;
+  Executor& executor_;
   Store& store_;
   const Clock& clock_;
   CoordinatorObserver& observer_;
   absl::flat_hash_map<std::string, Entry> entries_;
-  EventLoop::TimerId tick_timer_ = 0;
+  Executor::TimerId tick_timer_ = 0;
 };
 
 }  // namespace corral

@@ -23,48 +23,53 @@ namespace corral {
 
 using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 
-Coordinator::Coordinator(EventLoop& loop, Store& store,
+Coordinator::Coordinator(Executor& executor, Store& store,
                          const NamespaceRegistry& registry, const Clock& clock,
                          CoordinatorObserver& observer)
-    : loop_(loop),
+    : executor_(executor),
       store_(store),
       registry_(registry),
       clock_(clock),
       observer_(observer),
       namespaces_(registry, clock, observer),
-      breakers_(loop, store, clock, observer) {
+      breakers_(executor, store, clock, observer) {
   store_.SetListener(this);
   const absl::Duration every =
       std::min(absl::Minutes(1), registry_.limits().dynamic_namespace_idle / 4);
-  loop_.Post([this, every] { ArmEvictionTimer(every); });
+  executor_.Post([this, every] { ArmEvictionTimer(every); });
 }
 
 void Coordinator::ArmEvictionTimer(absl::Duration every) {
-  evict_timer_ = loop_.RunAfter(every, [this, every] {
+  evict_timer_ = executor_.RunAfter(every, [this, every] {
     DoEvictIdleNamespaces([](size_t) {});
     ArmEvictionTimer(every);
   });
 }
 
 Coordinator::~Coordinator() {
-  if (evict_timer_ != 0) loop_.Cancel(evict_timer_);
+  if (evict_timer_ != 0) executor_.Cancel(evict_timer_);
   store_.SetListener(nullptr);
 }
 
-absl::StatusOr<NamespaceSettings> Coordinator::Settings(const CacheKey& key) const {
+absl::StatusOr<NamespaceSettings> Coordinator::Settings(
+    const CacheKey& key) const {
   if (absl::Status s = ValidateKeyFields(key); !s.ok()) return s;
   return Settings(key.ns);
 }
 
-absl::StatusOr<NamespaceSettings> Coordinator::Settings(absl::string_view ns) const {
+absl::StatusOr<NamespaceSettings> Coordinator::Settings(
+    absl::string_view ns) const {
   auto settings = registry_.Find(ns);
-  if (!settings.ok()) return WithReason(settings.status(), kReasonUnknownNamespace);
+  if (!settings.ok())
+    return WithReason(settings.status(), kReasonUnknownNamespace);
   if (absl::Status used = namespaces_.Use(ns); !used.ok()) return used;
   return settings;
 }
 
 void Coordinator::EvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
-  loop_.Post([this, done = std::move(done)]() mutable { DoEvictIdleNamespaces(std::move(done)); });
+  executor_.Post([this, done = std::move(done)]() mutable {
+    DoEvictIdleNamespaces(std::move(done));
+  });
 }
 
 void Coordinator::DoEvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
@@ -74,8 +79,10 @@ void Coordinator::DoEvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
   for (const auto& [id, s] : sessions_) active.insert(s.lookup.key.ns);
   for (const auto& [id, w] : lock_waiters_) active.insert(w.request.key.ns);
   for (const auto& [key, f] : flights_) active.insert(key.ns);
-  std::vector<std::string> evicted = namespaces_.EvictIdle(
-      [&](const std::string& ns) { return active.contains(ns) || breakers_.Busy(ns); });
+  std::vector<std::string> evicted =
+      namespaces_.EvictIdle([&](const std::string& ns) {
+        return active.contains(ns) || breakers_.Busy(ns);
+      });
   for (const std::string& ns : evicted) breakers_.Forget(ns);
   done(evicted.size());
 }
@@ -91,7 +98,8 @@ std::string Coordinator::NewToken() {
       got += static_cast<size_t>(n);
     } else if (errno != EINTR) {
       // Never hand out a guessable lock token.
-      std::fprintf(stderr, "corrald: getrandom failed: %s\n", std::strerror(errno));
+      std::fprintf(stderr, "corrald: getrandom failed: %s\n",
+                   std::strerror(errno));
       std::abort();
     }
   }
@@ -102,7 +110,8 @@ ValueView Coordinator::ViewOf(const StoredValue& value, Source source,
                               std::shared_ptr<const std::string> bytes) const {
   const absl::Time now = clock_.Now();
   ValueView view;
-  view.value = bytes ? std::move(bytes) : std::make_shared<const std::string>(value.value);
+  view.value = bytes ? std::move(bytes)
+                     : std::make_shared<const std::string>(value.value);
   view.source = source;
   view.age = std::max(absl::ZeroDuration(), now - value.stored_at);
   view.ttl_remaining = std::max(absl::ZeroDuration(), value.expires_at - now);
@@ -116,29 +125,34 @@ ValueView Coordinator::ViewOf(const StoredValue& value, Source source,
 
 void Coordinator::Get(CacheKey key, Callback<GetResult> done) {
   if (GetFromReadCache(key, done)) return;
-  loop_.Post([this, key = std::move(key), done = std::move(done)]() mutable {
-    auto settings = Settings(key);
-    if (!settings.ok()) return done(settings.status());
-    // Concurrent reads of one key share one store round trip.
-    FlightFor(key).get_readers.push_back(std::move(done));
-    Read(key);
-  });
+  executor_.Post(
+      [this, key = std::move(key), done = std::move(done)]() mutable {
+        auto settings = Settings(key);
+        if (!settings.ok()) return done(settings.status());
+        // Concurrent reads of one key share one store round trip.
+        FlightFor(key).get_readers.push_back(std::move(done));
+        Read(key);
+      });
 }
 
 void Coordinator::Set(SetRequest request, Callback<bool> done) {
-  loop_.Post([this, request = std::move(request), done = std::move(done)]() mutable {
+  executor_.Post([this, request = std::move(request),
+                  done = std::move(done)]() mutable {
     auto settings = Settings(request.key);
     if (!settings.ok()) return done(settings.status());
     if (request.value.size() > settings->max_value_bytes) {
-      return done(InvalidField("value", absl::StrCat("is ", request.value.size(),
-                                                     " bytes; the namespace limit is ",
-                                                     settings->max_value_bytes)));
+      return done(
+          InvalidField("value", absl::StrCat("is ", request.value.size(),
+                                             " bytes; the namespace limit is ",
+                                             settings->max_value_bytes)));
     }
-    auto ttl = ResolveDuration("ttl", request.ttl, settings->ttl, DurationRule::kPositive,
-                               registry_.limits().max_ttl);
+    auto ttl =
+        ResolveDuration("ttl", request.ttl, settings->ttl,
+                        DurationRule::kPositive, registry_.limits().max_ttl);
     if (!ttl.ok()) return done(ttl.status());
     if (!request.lock_token.empty()) {
-      if (absl::Status s = ValidateToken("lock_token", request.lock_token); !s.ok()) {
+      if (absl::Status s = ValidateToken("lock_token", request.lock_token);
+          !s.ok()) {
         return done(s);
       }
     } else if (request.release_lock) {
@@ -157,7 +171,8 @@ void Coordinator::Set(SetRequest request, Callback<bool> done) {
     if (flights_.contains(request.key)) for_waiters = request.value;
     CacheKey key = request.key;
     store_.Put(request.key, std::move(request.value), options,
-               [this, key = std::move(key), for_waiters = std::move(for_waiters), ttl = *ttl,
+               [this, key = std::move(key),
+                for_waiters = std::move(for_waiters), ttl = *ttl,
                 done = std::move(done)](absl::StatusOr<bool> stored) mutable {
                  if (stored.ok() && *stored && for_waiters.has_value()) {
                    const absl::Time now = clock_.Now();
@@ -172,20 +187,25 @@ void Coordinator::Set(SetRequest request, Callback<bool> done) {
 }
 
 void Coordinator::Invalidate(CacheKey key, Callback<bool> done) {
-  loop_.Post([this, key = std::move(key), done = std::move(done)]() mutable {
-    auto settings = Settings(key);
-    if (!settings.ok()) return done(settings.status());
-    store_.Delete(key, std::move(done));
-  });
+  executor_.Post(
+      [this, key = std::move(key), done = std::move(done)]() mutable {
+        auto settings = Settings(key);
+        if (!settings.ok()) return done(settings.status());
+        store_.Delete(key, std::move(done));
+      });
 }
 
-void Coordinator::RenewLock(RenewLockRequest request, Callback<RenewResult> done) {
-  loop_.Post([this, request = std::move(request), done = std::move(done)]() mutable {
+void Coordinator::RenewLock(RenewLockRequest request,
+                            Callback<RenewResult> done) {
+  executor_.Post([this, request = std::move(request),
+                  done = std::move(done)]() mutable {
     auto settings = Settings(request.key);
     if (!settings.ok()) return done(settings.status());
-    if (absl::Status s = ValidateToken("token", request.token); !s.ok()) return done(s);
-    auto ttl = ResolveDuration("ttl", request.ttl, settings->lease_ttl,
-                               DurationRule::kPositive, registry_.limits().max_wait);
+    if (absl::Status s = ValidateToken("token", request.token); !s.ok())
+      return done(s);
+    auto ttl =
+        ResolveDuration("ttl", request.ttl, settings->lease_ttl,
+                        DurationRule::kPositive, registry_.limits().max_wait);
     if (!ttl.ok()) return done(ttl.status());
     store_.RenewLock(request.key, request.token, *ttl,
                      [done = std::move(done)](
@@ -202,27 +222,30 @@ void Coordinator::RenewLock(RenewLockRequest request, Callback<RenewResult> done
 }
 
 void Coordinator::ReleaseLock(ReleaseLockRequest request, Callback<bool> done) {
-  loop_.Post([this, request = std::move(request), done = std::move(done)]() mutable {
+  executor_.Post([this, request = std::move(request),
+                  done = std::move(done)]() mutable {
     auto settings = Settings(request.key);
     if (!settings.ok()) return done(settings.status());
-    if (absl::Status s = ValidateToken("token", request.token); !s.ok()) return done(s);
+    if (absl::Status s = ValidateToken("token", request.token); !s.ok())
+      return done(s);
     // OUTCOME_FAILURE is an upstream failure: like an Abandon with
     // upstream_failure, the key's GetOrCompute waiters share it.
     ReleaseNotice notice = request.outcome == Outcome::kFailure
                                ? ReleaseNotice::kUpstreamFailed
                                : ReleaseNotice::kReleased;
     const Outcome outcome = request.outcome;
-    store_.ReleaseLock(request.key, request.token, notice,
-                       [this, outcome, ns = *std::move(settings),
-                        done = std::move(done)](absl::StatusOr<bool> released) mutable {
-                         // Only the holder's word counts for the breaker.
-                         if (released.ok() && *released && outcome != Outcome::kUnspecified) {
-                           RecordOutcome(ns, outcome == Outcome::kFailure
-                                                 ? ComputeOutcome::kFailure
-                                                 : ComputeOutcome::kSuccess);
-                         }
-                         done(std::move(released));
-                       });
+    store_.ReleaseLock(
+        request.key, request.token, notice,
+        [this, outcome, ns = *std::move(settings),
+         done = std::move(done)](absl::StatusOr<bool> released) mutable {
+          // Only the holder's word counts for the breaker.
+          if (released.ok() && *released && outcome != Outcome::kUnspecified) {
+            RecordOutcome(ns, outcome == Outcome::kFailure
+                                  ? ComputeOutcome::kFailure
+                                  : ComputeOutcome::kSuccess);
+          }
+          done(std::move(released));
+        });
   });
 }
 
@@ -281,17 +304,20 @@ void Coordinator::OnStoreAvailability(bool up) {
 }
 
 void Coordinator::DescribeBreaker(std::string ns, Callback<BreakerView> done) {
-  loop_.Post([this, ns = std::move(ns), done = std::move(done)]() mutable {
-    if (absl::Status s = ValidateNamespace("namespace", ns); !s.ok()) return done(s);
+  executor_.Post([this, ns = std::move(ns), done = std::move(done)]() mutable {
+    if (absl::Status s = ValidateNamespace("namespace", ns); !s.ok())
+      return done(s);
     auto settings = Settings(ns);
     if (!settings.ok()) return done(settings.status());
-    breakers_.Describe(*settings, [done = std::move(done)](BreakerView view) mutable {
-      done(std::move(view));
-    });
+    breakers_.Describe(*settings,
+                       [done = std::move(done)](BreakerView view) mutable {
+                         done(std::move(view));
+                       });
   });
 }
 
-void Coordinator::OnBreakerChanged(const std::string& ns, const BreakerRecord& record) {
+void Coordinator::OnBreakerChanged(const std::string& ns,
+                                   const BreakerRecord& record) {
   breakers_.OnChanged(ns, record);
 }
 
@@ -305,7 +331,7 @@ void Coordinator::Shutdown(absl::Duration timeout) {
   auto finish_one = [pending, done] {
     if (pending->fetch_sub(1) == 1) done->Notify();
   };
-  loop_.Post([this, pending, finish_one] {
+  executor_.Post([this, pending, finish_one] {
     shutting_down_ = true;
     // Batched breaker successes go out first (before the releases, on the
     // same connection), so a stop loses none of them.
@@ -320,8 +346,9 @@ void Coordinator::Shutdown(absl::Duration timeout) {
       Session& s = it->second;
       if (HoldsKeyLock(s)) {
         pending->fetch_add(1);
-        store_.ReleaseLock(s.lookup.key, s.token, ReleaseNotice::kReleased,
-                           [finish_one](absl::StatusOr<bool>) { finish_one(); });
+        store_.ReleaseLock(
+            s.lookup.key, s.token, ReleaseNotice::kReleased,
+            [finish_one](absl::StatusOr<bool>) { finish_one(); });
         s.revoked = true;
         EndLease(s);
       }

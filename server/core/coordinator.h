@@ -33,7 +33,7 @@
 #include "absl/synchronization/notification.h"
 #include "server/core/breaker_registry.h"
 #include "server/core/clock.h"
-#include "server/core/event_loop.h"
+#include "server/core/executor.h"
 #include "server/core/namespace_config.h"
 #include "server/core/namespace_tracker.h"
 #include "server/core/observer.h"
@@ -63,8 +63,9 @@ class Coordinator final : public StoreListener {
 
   // All references must outlive the coordinator. The coordinator registers
   // itself as the store's listener.
-  Coordinator(EventLoop& loop, Store& store, const NamespaceRegistry& registry,
-              const Clock& clock, CoordinatorObserver& observer);
+  Coordinator(Executor& executor, Store& store,
+              const NamespaceRegistry& registry, const Clock& clock,
+              CoordinatorObserver& observer);
   ~Coordinator() override;
 
   // --- Unary operations -----------------------------------------------------
@@ -88,7 +89,8 @@ class Coordinator final : public StoreListener {
   // cache answers it here, on this thread, and no session is started (the
   // answer is 0); otherwise a session starts with it (its id is the
   // answer). A later Lookup on a session is ComputeLookup's.
-  CallId Lookup(CallId id, std::shared_ptr<ComputeSink> sink, LookupRequest request);
+  CallId Lookup(CallId id, std::shared_ptr<ComputeSink> sink,
+                LookupRequest request);
   void ComputeLookup(CallId id, LookupRequest request);
   // The read-cache half of Lookup: true when `sink` got a fresh cached
   // value. A valid lookup whose value is due for an early refresh is not
@@ -112,7 +114,9 @@ class Coordinator final : public StoreListener {
   // make a refresh certain (a tiny draw) or impossible (1). Called on the
   // loop and on gRPC threads: it must be thread-safe. Set it before the
   // first call.
-  void SetEarlyRefreshDraw(std::function<double()> draw) { early_refresh_draw_ = std::move(draw); }
+  void SetEarlyRefreshDraw(std::function<double()> draw) {
+    early_refresh_draw_ = std::move(draw);
+  }
 
   // Forgets idle dynamic namespaces (NamespaceTracker); `done` hears how
   // many. Runs by itself every limits.dynamic_namespace_idle / 4 (at most
@@ -127,7 +131,8 @@ class Coordinator final : public StoreListener {
   // StoreListener (loop thread).
   void OnKeyEvent(const KeyEvent& event) override;
   void OnStoreAvailability(bool up) override;
-  void OnBreakerChanged(const std::string& ns, const BreakerRecord& record) override;
+  void OnBreakerChanged(const std::string& ns,
+                        const BreakerRecord& record) override;
 
  private:
   enum class SessionState { kAwaitLookup, kReading, kWaiting, kLeased, kDone };
@@ -140,7 +145,7 @@ class Coordinator final : public StoreListener {
     NamespaceSettings ns;
     absl::Duration ttl, wait_timeout, lease_ttl;
     absl::Time wait_started;
-    EventLoop::TimerId wait_timer = 0;
+    Executor::TimerId wait_timer = 0;
     bool half_closed = false;
     // ServeFromReadCache found the value due for an early refresh: a value
     // that expires no later than this is refreshed without a second draw.
@@ -154,8 +159,8 @@ class Coordinator final : public StoreListener {
     bool fill_in_flight = false;
     // A REFRESH lease: "stale" or "early" (metrics).
     absl::string_view refresh_trigger;
-    EventLoop::TimerId renew_timer = 0;
-    EventLoop::TimerId revoke_timer = 0;
+    Executor::TimerId renew_timer = 0;
+    Executor::TimerId revoke_timer = 0;
   };
 
   struct LockWaiter {
@@ -164,7 +169,7 @@ class Coordinator final : public StoreListener {
     absl::Duration ttl;
     std::string token;
     absl::Time started;
-    EventLoop::TimerId timer = 0;
+    Executor::TimerId timer = 0;
     Callback<LockGrant> done;
   };
 
@@ -180,7 +185,7 @@ class Coordinator final : public StoreListener {
     std::vector<CallId> readers;   // Sessions waiting for `read`.
     // Unary Gets waiting for `read` (they share it with the sessions).
     std::vector<Callback<GetResult>> get_readers;
-    int waiting = 0;               // Live entries in `queue`.
+    int waiting = 0;  // Live entries in `queue`.
     bool read_in_flight = false;
     bool reread = false;  // A read was asked for while one was in flight.
     bool attempt_in_flight = false;
@@ -207,7 +212,7 @@ class Coordinator final : public StoreListener {
     // While the store is unreachable (COORDINATE_LOCALLY): the session that
     // computes this key on this replica. The queue waits for its fill.
     CallId degraded_holder = 0;
-    EventLoop::TimerId retry_timer = 0;
+    Executor::TimerId retry_timer = 0;
     absl::Time retry_at = absl::InfiniteFuture();
   };
 
@@ -217,7 +222,8 @@ class Coordinator final : public StoreListener {
     NamespaceSettings ns;
     absl::Duration ttl, wait_timeout, lease_ttl;
   };
-  absl::StatusOr<ResolvedLookup> ResolveLookup(const LookupRequest& request) const;
+  absl::StatusOr<ResolvedLookup> ResolveLookup(
+      const LookupRequest& request) const;
 
   // Loop-thread implementations of the public methods.
   void DoAcquireLock(CallId id, AcquireLockRequest request,
@@ -261,8 +267,9 @@ class Coordinator final : public StoreListener {
   void StartRefresh(Session& s, StoredValue current, absl::string_view trigger);
   // The refresh attempt of `sid` is over without a lease: it gets `current`
   // and the lock, if `token` took it, goes back.
-  void EndRefreshAttempt(const CacheKey& key, CallId sid, const StoredValue& current,
-                         const std::string& token, bool release);
+  void EndRefreshAttempt(const CacheKey& key, CallId sid,
+                         const StoredValue& current, const std::string& token,
+                         bool release);
   void Enqueue(const CacheKey& key, QueueEntry entry);
   // Lets the head waiter try for the lock unless it is known to be held.
   void Pump(const CacheKey& key);
@@ -303,7 +310,8 @@ class Coordinator final : public StoreListener {
                 LookupStage stage);
   // Ends every GetOrCompute waiter of the key with `end` (which must retire
   // the session).
-  void EndWaiters(const CacheKey& key, const std::function<void(Session&)>& end);
+  void EndWaiters(const CacheKey& key,
+                  const std::function<void(Session&)>& end);
   // Fails every GetOrCompute waiter of the key.
   void FailWaiters(const CacheKey& key, const absl::Status& status);
   // The breaker refused a compute: a stale value for those who accept one,
@@ -359,7 +367,7 @@ class Coordinator final : public StoreListener {
   // Runs DoEvictIdleNamespaces every `every`, from now on.
   void ArmEvictionTimer(absl::Duration every);
 
-  EventLoop& loop_;
+  Executor& executor_;
   Store& store_;
   const NamespaceRegistry& registry_;
   const Clock& clock_;
@@ -382,7 +390,7 @@ class Coordinator final : public StoreListener {
   // Dropped when the store is back (the store is the truth again).
   absl::flat_hash_map<CacheKey, StoredValue> degraded_values_;
   bool shutting_down_ = false;
-  EventLoop::TimerId evict_timer_ = 0;
+  Executor::TimerId evict_timer_ = 0;
 };
 
 }  // namespace corral

@@ -1,12 +1,12 @@
-// The Coordinator: the flight (shared reads, one FIFO, one lock attempt at a time), degraded coordination and breaker refusals.
-#include "server/core/coordinator.h"
-
+// The Coordinator: the flight (shared reads, one FIFO, one lock attempt at a
+// time), degraded coordination and breaker refusals.
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/core/coordinator.h"
 #include "server/core/coordinator_internal.h"
 #include "server/core/errors.h"
 #include "server/core/log.h"
@@ -27,7 +27,9 @@ void Coordinator::Read(const CacheKey& key) {
   // a read after the lock is taken, or after the subscription is confirmed.
   if (f.read_in_flight) return;
   f.read_in_flight = true;
-  store_.Get(key, [this, key](absl::StatusOr<KeyRead> r) { OnRead(key, std::move(r)); });
+  store_.Get(key, [this, key](absl::StatusOr<KeyRead> r) {
+    OnRead(key, std::move(r));
+  });
 }
 
 void Coordinator::ReadAgain(const CacheKey& key) {
@@ -51,7 +53,8 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
   const bool hit = found != nullptr && IsFresh(*found);
   // Everyone this read serves shares one copy of the bytes.
   std::shared_ptr<const std::string> bytes;
-  if (found != nullptr) bytes = std::make_shared<const std::string>(found->value);
+  if (found != nullptr)
+    bytes = std::make_shared<const std::string>(found->value);
   for (Callback<GetResult>& done : get_readers) {
     if (!result.ok()) {
       done(result.status());
@@ -75,7 +78,8 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
 
   for (CallId id : readers) {
     auto it = sessions_.find(id);
-    if (it == sessions_.end() || it->second.state != SessionState::kReading) continue;
+    if (it == sessions_.end() || it->second.state != SessionState::kReading)
+      continue;
     Session& s = it->second;
     observer_.OnLookup(key.ns, LookupStage::kInitial, hit);
     if (hit) {
@@ -136,7 +140,8 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
 void Coordinator::BeginWait(Session& s, std::optional<absl::Duration> wait) {
   // A miss. While the breaker is open it fails fast (no wait for a compute
   // that would be refused).
-  if (auto verdict = breakers_.Peek(s.ns); verdict.has_value() && !verdict->allowed) {
+  if (auto verdict = breakers_.Peek(s.ns);
+      verdict.has_value() && !verdict->allowed) {
     return RejectForBreaker(s, *verdict);
   }
   // Wait in line for the lock (or for someone else's fill).
@@ -153,14 +158,16 @@ void Coordinator::BeginWait(Session& s, std::optional<absl::Duration> wait) {
 void Coordinator::ArmWaitTimer(Session& s, std::optional<absl::Duration> wait) {
   const absl::Time now = clock_.Now();
   const absl::Duration budget =
-      std::min(wait.value_or(s.wait_timeout - (now - s.wait_started)), s.lookup.deadline - now);
+      std::min(wait.value_or(s.wait_timeout - (now - s.wait_started)),
+               s.lookup.deadline - now);
   if (budget <= absl::ZeroDuration()) {
     // Zero wait (or none left): straight to the timeout policy.
     OnWaitTimeout(s.id);
     return;
   }
   const CallId sid = s.id;
-  s.wait_timer = loop_.RunAfter(budget, [this, sid] { OnWaitTimeout(sid); });
+  s.wait_timer =
+      executor_.RunAfter(budget, [this, sid] { OnWaitTimeout(sid); });
 }
 
 absl::Status Coordinator::AdmitWaiter(const CacheKey& key) {
@@ -193,15 +200,18 @@ void Coordinator::LeaveQueue(const CacheKey& key) {
   // Drop skipped entries at the front now, the rest when they come up.
   while (!f.queue.empty()) {
     const QueueEntry& e = f.queue.front();
-    bool live = e.is_lock ? lock_waiters_.contains(e.id) : IsWaitingSession(e.id, key);
+    bool live =
+        e.is_lock ? lock_waiters_.contains(e.id) : IsWaitingSession(e.id, key);
     if (live) break;
     f.queue.pop_front();
   }
   // A queue mostly made of departed callers is compacted.
-  if (f.queue.size() > 64 && f.queue.size() > 4 * static_cast<size_t>(f.waiting)) {
+  if (f.queue.size() > 64 &&
+      f.queue.size() > 4 * static_cast<size_t>(f.waiting)) {
     std::deque<QueueEntry> kept;
     for (const QueueEntry& e : f.queue) {
-      bool live = e.is_lock ? lock_waiters_.contains(e.id) : IsWaitingSession(e.id, key);
+      bool live = e.is_lock ? lock_waiters_.contains(e.id)
+                            : IsWaitingSession(e.id, key);
       if (live) kept.push_back(e);
     }
     f.queue.swap(kept);
@@ -219,8 +229,8 @@ void Coordinator::Pump(const CacheKey& key) {
   auto fit = flights_.find(key);
   if (fit == flights_.end()) return;
   Flight& f = fit->second;
-  if (f.waiting == 0 || f.held_elsewhere || f.attempt_in_flight || f.degraded_holder != 0 ||
-      HoldsLockHere(f, key)) {
+  if (f.waiting == 0 || f.held_elsewhere || f.attempt_in_flight ||
+      f.degraded_holder != 0 || HoldsLockHere(f, key)) {
     return;
   }
   // The head: the first live waiter that can take the lock. A GetOrCompute
@@ -228,7 +238,8 @@ void Coordinator::Pump(const CacheKey& key) {
   std::optional<QueueEntry> head;
   while (!f.queue.empty()) {
     const QueueEntry& e = f.queue.front();
-    bool live = e.is_lock ? lock_waiters_.contains(e.id) : IsWaitingSession(e.id, key);
+    bool live =
+        e.is_lock ? lock_waiters_.contains(e.id) : IsWaitingSession(e.id, key);
     if (!live) {
       f.queue.pop_front();
       continue;
@@ -264,7 +275,8 @@ void Coordinator::Pump(const CacheKey& key) {
   }
   f.attempt_in_flight = true;
   f.repump = false;
-  auto on_attempt = [this, key, h = *head, token, ttl](absl::StatusOr<LockAttempt> r) mutable {
+  auto on_attempt = [this, key, h = *head, token,
+                     ttl](absl::StatusOr<LockAttempt> r) mutable {
     OnAttempt(key, h, std::move(token), ttl, std::move(r));
   };
   // A compute reads the key with the lock (the seed's double check).
@@ -283,7 +295,8 @@ bool Coordinator::HoldsKeyLock(const Session& s) {
 bool Coordinator::HoldsLockHere(Flight& f, const CacheKey& key) {
   if (f.lease_holder == 0) return false;
   auto it = sessions_.find(f.lease_holder);
-  if (it != sessions_.end() && HoldsKeyLock(it->second) && it->second.lookup.key == key) {
+  if (it != sessions_.end() && HoldsKeyLock(it->second) &&
+      it->second.lookup.key == key) {
     return true;
   }
   f.lease_holder = 0;
@@ -313,25 +326,29 @@ void Coordinator::FinishAttempt(const CacheKey& key, bool pump) {
   MaybeRetire(key);
 }
 
-void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string token,
-                            absl::Duration ttl, absl::StatusOr<LockAttempt> result) {
+void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head,
+                            std::string token, absl::Duration ttl,
+                            absl::StatusOr<LockAttempt> result) {
   // attempt_in_flight stays set until FinishAttempt, so the flight stays.
   (void)ttl;
   const bool head_live = head.is_lock ? lock_waiters_.contains(head.id)
                                       : IsWaitingSession(head.id, key);
   if (!result.ok()) {
-    LOG_EVENT("lock_attempt_failed", key, "error=\"", result.status().message(), "\"");
+    LOG_EVENT("lock_attempt_failed", key, "error=\"", result.status().message(),
+              "\"");
     // Nobody can be promised the fleet-wide lock now: lock callers get the
     // error at once rather than at their timeout.
     std::vector<CallId> lock_ids;
     for (const QueueEntry& e : FlightFor(key).queue) {
       if (e.is_lock && lock_waiters_.contains(e.id)) lock_ids.push_back(e.id);
     }
-    for (CallId id : lock_ids) TakeLockWaiter(id, "error").done(result.status());
+    for (CallId id : lock_ids)
+      TakeLockWaiter(id, "error").done(result.status());
     if (!head.is_lock && IsWaitingSession(head.id, key)) {
       Session& s = sessions_.at(head.id);
       if (absl::IsUnavailable(result.status()) &&
-          s.ns.on_store_unavailable == StoreUnavailablePolicy::kCoordinateLocally) {
+          s.ns.on_store_unavailable ==
+              StoreUnavailablePolicy::kCoordinateLocally) {
         ComputeDegraded(key, s.id);
         return FinishAttempt(key, /*pump=*/false);
       }
@@ -344,7 +361,9 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
   if (result->acquired && !head_live) {
     // The caller left while we asked; give the lock straight back.
     store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
-                       [this, key](absl::StatusOr<bool>) { FinishAttempt(key, /*pump=*/true); });
+                       [this, key](absl::StatusOr<bool>) {
+                         FinishAttempt(key, /*pump=*/true);
+                       });
     return;
   }
   if (!result->acquired) {
@@ -374,7 +393,7 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
   // A GetOrCompute waiter took the lock, with a read of the key: a fill may
   // have landed between its miss and now (the seed's double check).
   Session& s = sessions_.at(head.id);
-  loop_.Cancel(s.wait_timer);
+  executor_.Cancel(s.wait_timer);
   s.wait_timer = 0;
   s.token = token;
   observer_.OnLockAcquisition(key.ns, "acquired");
@@ -382,11 +401,15 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
   const uint64_t fence = result->fencing_token;
   auto release = [this, key, token] {
     store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
-                       [this, key](absl::StatusOr<bool>) { FinishAttempt(key, /*pump=*/true); });
+                       [this, key](absl::StatusOr<bool>) {
+                         FinishAttempt(key, /*pump=*/true);
+                       });
   };
-  if (!result->read.has_value()) {  // A store that broke TryLockAndRead's contract.
+  if (!result->read
+           .has_value()) {  // A store that broke TryLockAndRead's contract.
     release();
-    return FinishSession(s, absl::InternalError("the store took the lock without the read"));
+    return FinishSession(
+        s, absl::InternalError("the store took the lock without the read"));
   }
   const KeyRead& read = *result->read;
   const bool hit = read.value.has_value() && IsFresh(*read.value);
@@ -409,26 +432,29 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head, std::string to
   }
   if (read.value.has_value()) FlightFor(key).stale = *read.value;
   // The compute is about to start: the breaker has the last word.
-  breakers_.Admit(s.ns, [this, key, sid, fence, release](BreakerVerdict verdict) {
-    // A caller that half-closed while the lock was asked for cannot send a
-    // Fill: the lock goes back and it waits on as a reader.
-    const bool waiting = IsWaitingSession(sid, key);
-    if (waiting && verdict.allowed && !sessions_.at(sid).half_closed) {
-      Session& s = sessions_.at(sid);
-      StopWaiting(s);
-      GrantLease(s, LeaseMode::kLocked, fence, "");
-      return FinishAttempt(key, /*pump=*/true);
-    }
-    release();
-    if (!verdict.allowed) {
-      // Everyone here would be refused the same way.
-      EndWaiters(key, [this, &verdict](Session& s) { RejectForBreaker(s, verdict); });
-    } else if (waiting) {
-      // It half-closed: it waits on for what is left of its wait (its timer
-      // was stopped when the lock came).
-      ArmWaitTimer(sessions_.at(sid), std::nullopt);
-    }
-  });
+  breakers_.Admit(
+      s.ns, [this, key, sid, fence, release](BreakerVerdict verdict) {
+        // A caller that half-closed while the lock was asked for cannot send a
+        // Fill: the lock goes back and it waits on as a reader.
+        const bool waiting = IsWaitingSession(sid, key);
+        if (waiting && verdict.allowed && !sessions_.at(sid).half_closed) {
+          Session& s = sessions_.at(sid);
+          StopWaiting(s);
+          GrantLease(s, LeaseMode::kLocked, fence, "");
+          return FinishAttempt(key, /*pump=*/true);
+        }
+        release();
+        if (!verdict.allowed) {
+          // Everyone here would be refused the same way.
+          EndWaiters(key, [this, &verdict](Session& s) {
+            RejectForBreaker(s, verdict);
+          });
+        } else if (waiting) {
+          // It half-closed: it waits on for what is left of its wait (its timer
+          // was stopped when the lock came).
+          ArmWaitTimer(sessions_.at(sid), std::nullopt);
+        }
+      });
 }
 
 void Coordinator::RetryAt(const CacheKey& key, absl::Time when) {
@@ -436,9 +462,9 @@ void Coordinator::RetryAt(const CacheKey& key, absl::Time when) {
   // A small margin so the holder's key has really expired in the store.
   when += absl::Milliseconds(5);
   if (f.retry_timer != 0 && f.retry_at <= when) return;
-  if (f.retry_timer != 0) loop_.Cancel(f.retry_timer);
+  if (f.retry_timer != 0) executor_.Cancel(f.retry_timer);
   f.retry_at = when;
-  f.retry_timer = loop_.RunAfter(when - clock_.Now(), [this, key] {
+  f.retry_timer = executor_.RunAfter(when - clock_.Now(), [this, key] {
     auto it = flights_.find(key);
     if (it == flights_.end()) return;
     it->second.retry_timer = 0;
@@ -458,27 +484,29 @@ void Coordinator::MaybeRetire(const CacheKey& key) {
   auto it = flights_.find(key);
   if (it == flights_.end()) return;
   Flight& f = it->second;
-  if (f.waiting > 0 || !f.readers.empty() || !f.get_readers.empty() || f.read_in_flight ||
-      f.attempt_in_flight || f.refresh_attempt || f.degraded_holder != 0 ||
-      HoldsLockHere(f, key)) {
+  if (f.waiting > 0 || !f.readers.empty() || !f.get_readers.empty() ||
+      f.read_in_flight || f.attempt_in_flight || f.refresh_attempt ||
+      f.degraded_holder != 0 || HoldsLockHere(f, key)) {
     return;
   }
   if (f.watching) store_.Unwatch(key);
-  if (f.retry_timer != 0) loop_.Cancel(f.retry_timer);
+  if (f.retry_timer != 0) executor_.Cancel(f.retry_timer);
   flights_.erase(it);
 }
 
-void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value, Source source,
-                           LookupStage stage) {
+void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value,
+                           Source source, LookupStage stage) {
   auto fit = flights_.find(key);
   if (fit == flights_.end()) return;
-  auto bytes = std::make_shared<const std::string>(value.value);  // One copy for all.
+  auto bytes =
+      std::make_shared<const std::string>(value.value);  // One copy for all.
   // Readers still waiting on a store read can take the value too.
   std::vector<CallId> readers;
   readers.swap(fit->second.readers);
   for (CallId id : readers) {
     auto it = sessions_.find(id);
-    if (it == sessions_.end() || it->second.state != SessionState::kReading) continue;
+    if (it == sessions_.end() || it->second.state != SessionState::kReading)
+      continue;
     observer_.OnLookup(key.ns, LookupStage::kInitial, true);
     SendValue(it->second, value, Source::kCache, bytes);
   }
@@ -488,7 +516,8 @@ void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value, Source
   });
 }
 
-void Coordinator::EndWaiters(const CacheKey& key, const std::function<void(Session&)>& end) {
+void Coordinator::EndWaiters(const CacheKey& key,
+                             const std::function<void(Session&)>& end) {
   auto fit = flights_.find(key);
   if (fit == flights_.end()) return;
   Flight& f = fit->second;
@@ -504,11 +533,12 @@ void Coordinator::EndWaiters(const CacheKey& key, const std::function<void(Sessi
   f.queue.swap(kept);
   f.waiting -= static_cast<int>(ending.size());
   total_waiting_ -= static_cast<int>(ending.size());
-  if (!ending.empty()) observer_.OnWaitersChanged(key.ns, -static_cast<int>(ending.size()));
+  if (!ending.empty())
+    observer_.OnWaitersChanged(key.ns, -static_cast<int>(ending.size()));
   const absl::Time now = clock_.Now();
   for (CallId id : ending) {
     Session& s = sessions_.at(id);
-    loop_.Cancel(s.wait_timer);
+    executor_.Cancel(s.wait_timer);
     s.wait_timer = 0;
     observer_.OnWaitEnded(key.ns, now - s.wait_started);
     s.state = SessionState::kReading;  // Out of the queue; `end` finishes it.
@@ -533,28 +563,34 @@ void Coordinator::ComputeDegraded(const CacheKey& key, CallId sid) {
     }
     observer_.OnLookup(key.ns, LookupStage::kBeforeFallback, found.has_value());
     if (found || !IsWaitingSession(sid, key)) {
-      if (found) ServeAll(key, *found, Source::kPeerFill, LookupStage::kBeforeFallback);
+      if (found)
+        ServeAll(key, *found, Source::kPeerFill, LookupStage::kBeforeFallback);
       return EndDegraded(key, sid);
     }
-    breakers_.Admit(sessions_.at(sid).ns, [this, key, sid](BreakerVerdict verdict) {
-      // A caller that half-closed meanwhile cannot send a Fill: it waits on.
-      if (!IsWaitingSession(sid, key) || sessions_.at(sid).half_closed) {
-        return EndDegraded(key, sid);
-      }
-      if (!verdict.allowed) {
-        EndWaiters(key, [this, &verdict](Session& s) { RejectForBreaker(s, verdict); });
-        return EndDegraded(key, sid);
-      }
-      Session& s = sessions_.at(sid);
-      StopWaiting(s);
-      LOG_EVENT("unlocked_compute", key, "cause=store_unavailable scope=this_replica");
-      GrantLease(s, LeaseMode::kUnlockedDegraded, 0, "");
-    });
+    breakers_.Admit(
+        sessions_.at(sid).ns, [this, key, sid](BreakerVerdict verdict) {
+          // A caller that half-closed meanwhile cannot send a Fill: it waits
+          // on.
+          if (!IsWaitingSession(sid, key) || sessions_.at(sid).half_closed) {
+            return EndDegraded(key, sid);
+          }
+          if (!verdict.allowed) {
+            EndWaiters(key, [this, &verdict](Session& s) {
+              RejectForBreaker(s, verdict);
+            });
+            return EndDegraded(key, sid);
+          }
+          Session& s = sessions_.at(sid);
+          StopWaiting(s);
+          LOG_EVENT("unlocked_compute", key,
+                    "cause=store_unavailable scope=this_replica");
+          GrantLease(s, LeaseMode::kUnlockedDegraded, 0, "");
+        });
   });
 }
 
 void Coordinator::StopWaiting(Session& s) {
-  loop_.Cancel(s.wait_timer);
+  executor_.Cancel(s.wait_timer);
   s.wait_timer = 0;
   observer_.OnWaitersChanged(s.lookup.key.ns, -1);
   observer_.OnWaitEnded(s.lookup.key.ns, clock_.Now() - s.wait_started);
@@ -573,7 +609,8 @@ void Coordinator::EndDegraded(const CacheKey& key, CallId sid) {
 void Coordinator::RejectForBreaker(Session& s, const BreakerVerdict& verdict) {
   const CacheKey key = s.lookup.key;
   auto fit = flights_.find(key);
-  if (s.lookup.allow_stale && fit != flights_.end() && fit->second.stale.has_value()) {
+  if (s.lookup.allow_stale && fit != flights_.end() &&
+      fit->second.stale.has_value()) {
     observer_.OnLookup(key.ns, LookupStage::kBeforeFallback, true);
     return SendValue(s, *fit->second.stale, Source::kStale);
   }
@@ -582,7 +619,8 @@ void Coordinator::RejectForBreaker(Session& s, const BreakerVerdict& verdict) {
   FinishSession(s, BreakerOpen(verdict.retry_after));
 }
 
-void Coordinator::RecordOutcome(const NamespaceSettings& ns, ComputeOutcome outcome) {
+void Coordinator::RecordOutcome(const NamespaceSettings& ns,
+                                ComputeOutcome outcome) {
   breakers_.Record(ns, outcome);
 }
 

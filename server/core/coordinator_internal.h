@@ -40,9 +40,10 @@ inline bool HoldsLock(LeaseMode mode) {
 // What waiters get when the caller computing their key reports an upstream
 // failure, and what callers get while that failure is remembered.
 inline absl::Status PeerComputeFailed() {
-  return WithReason(absl::UnavailableError(
-                        "the caller computing this value reported an upstream failure"),
-                    kReasonPeerComputeFailed);
+  return WithReason(
+      absl::UnavailableError(
+          "the caller computing this value reported an upstream failure"),
+      kReasonPeerComputeFailed);
 }
 
 inline absl::Status ProtocolError(absl::string_view what) {
@@ -50,17 +51,18 @@ inline absl::Status ProtocolError(absl::string_view what) {
 }
 
 inline absl::Status BreakerOpen(absl::Duration retry_after) {
-  return WithRetryAfter(
-      WithReason(absl::UnavailableError(
-                     "the circuit breaker for this namespace is open: its upstream is failing"),
-                 kReasonBreakerOpen),
-      retry_after);
+  return WithRetryAfter(WithReason(absl::UnavailableError(
+                                       "the circuit breaker for this namespace "
+                                       "is open: its upstream is failing"),
+                                   kReasonBreakerOpen),
+                        retry_after);
 }
 
 inline absl::Status TooManyWaiters(absl::string_view what, uint32_t limit) {
-  return WithReason(absl::ResourceExhaustedError(absl::StrCat(
-                        "too many callers waiting ", what, " (limit ", limit, ")")),
-                    kReasonTooManyWaiters);
+  return WithReason(
+      absl::ResourceExhaustedError(absl::StrCat("too many callers waiting ",
+                                                what, " (limit ", limit, ")")),
+      kReasonTooManyWaiters);
 }
 
 inline absl::Status ShuttingDown() {
@@ -70,14 +72,16 @@ inline absl::Status ShuttingDown() {
 
 // ` name="value"` for a log line (a caller's worker_id or lock owner,
 // already validated: no control characters), or nothing when it is empty.
-inline std::string CallerField(absl::string_view name, absl::string_view value) {
+inline std::string CallerField(absl::string_view name,
+                               absl::string_view value) {
   if (value.empty()) return "";
   return absl::StrCat(" ", name, "=\"", absl::CEscape(value), "\"");
 }
 
 // Validates namespace and key, the first thing every request checks.
 inline absl::Status ValidateKeyFields(const CacheKey& key) {
-  if (absl::Status s = ValidateNamespace("namespace", key.ns); !s.ok()) return s;
+  if (absl::Status s = ValidateNamespace("namespace", key.ns); !s.ok())
+    return s;
   return ValidateKey("key", key.key);
 }
 

@@ -1,12 +1,11 @@
 // The Coordinator: AcquireLock waits.
-#include "server/core/coordinator.h"
-
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/core/coordinator.h"
 #include "server/core/coordinator_internal.h"
 #include "server/core/errors.h"
 #include "server/core/log.h"
@@ -23,7 +22,8 @@ using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 Coordinator::CallId Coordinator::AcquireLock(AcquireLockRequest request,
                                              Callback<LockGrant> done) {
   CallId id = next_id_.fetch_add(1);
-  loop_.Post([this, id, request = std::move(request), done = std::move(done)]() mutable {
+  executor_.Post([this, id, request = std::move(request),
+                  done = std::move(done)]() mutable {
     DoAcquireLock(id, std::move(request), std::move(done));
   });
   return id;
@@ -42,8 +42,8 @@ void Coordinator::DoAcquireLock(CallId id, AcquireLockRequest request,
                              DurationRule::kPositive, limits.max_wait);
   if (!ttl.ok()) return done(ttl.status());
   auto wait = ResolveDuration("wait_timeout", request.wait_timeout,
-                              settings->wait_timeout, DurationRule::kNonNegative,
-                              limits.max_wait);
+                              settings->wait_timeout,
+                              DurationRule::kNonNegative, limits.max_wait);
   if (!wait.ok()) return done(wait.status());
 
   // The waiter exists from here on, so a cancellation at any point finds it.
@@ -59,7 +59,8 @@ void Coordinator::DoAcquireLock(CallId id, AcquireLockRequest request,
   breakers_.Admit(*settings, [this, id, wait = *wait](BreakerVerdict verdict) {
     auto it = lock_waiters_.find(id);
     if (it == lock_waiters_.end()) return;  // Cancelled meanwhile.
-    if (!verdict.allowed) return TakeLockWaiter(id, "").done(BreakerOpen(verdict.retry_after));
+    if (!verdict.allowed)
+      return TakeLockWaiter(id, "").done(BreakerOpen(verdict.retry_after));
     StartLockWait(id, wait);
   });
 }
@@ -72,53 +73,56 @@ void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
   if (budget <= absl::ZeroDuration()) {
     // Try once, outside the queue: nobody waits, so nobody is overtaken.
     CacheKey key = w.request.key;
-    store_.TryLock(key, w.token, w.ttl,
-                   [this, id, key, token = w.token](absl::StatusOr<LockAttempt> r) {
-                     if (!lock_waiters_.contains(id)) {
-                       // Cancelled while we asked: give back what we got.
-                       if (r.ok() && r->acquired) {
-                         store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
-                                            [](absl::StatusOr<bool>) {});
-                       }
-                       return;
-                     }
-                     LockWaiter waiter = TakeLockWaiter(
-                         id, !r.ok() ? "error" : r->acquired ? "acquired" : "contended");
-                     if (!r.ok()) return waiter.done(r.status());
-                     LockGrant grant;
-                     grant.acquired = r->acquired;
-                     if (r->acquired) {
-                       grant.token = waiter.token;
-                       grant.fencing_token = r->fencing_token;
-                       grant.expires_at = r->expires_at;
-                     }
-                     waiter.done(grant);
-                   });
+    store_.TryLock(
+        key, w.token, w.ttl,
+        [this, id, key, token = w.token](absl::StatusOr<LockAttempt> r) {
+          if (!lock_waiters_.contains(id)) {
+            // Cancelled while we asked: give back what we got.
+            if (r.ok() && r->acquired) {
+              store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
+                                 [](absl::StatusOr<bool>) {});
+            }
+            return;
+          }
+          LockWaiter waiter = TakeLockWaiter(id, !r.ok()       ? "error"
+                                                 : r->acquired ? "acquired"
+                                                               : "contended");
+          if (!r.ok()) return waiter.done(r.status());
+          LockGrant grant;
+          grant.acquired = r->acquired;
+          if (r->acquired) {
+            grant.token = waiter.token;
+            grant.fencing_token = r->fencing_token;
+            grant.expires_at = r->expires_at;
+          }
+          waiter.done(grant);
+        });
     return;
   }
   if (absl::Status admitted = AdmitWaiter(w.request.key); !admitted.ok()) {
     return TakeLockWaiter(id, "").done(admitted);
   }
-  w.timer = loop_.RunAfter(budget, [this, id] { OnLockWaitTimeout(id); });
+  w.timer = executor_.RunAfter(budget, [this, id] { OnLockWaitTimeout(id); });
   observer_.OnWaitersChanged(w.request.key.ns, +1);
   Enqueue(w.request.key, QueueEntry{true, id});
   Pump(w.request.key);
 }
 
 void Coordinator::CancelAcquire(CallId id) {
-  loop_.Post([this, id] {
+  executor_.Post([this, id] {
     if (lock_waiters_.contains(id)) TakeLockWaiter(id, "");
   });
 }
 
-Coordinator::LockWaiter Coordinator::TakeLockWaiter(CallId id, absl::string_view outcome) {
+Coordinator::LockWaiter Coordinator::TakeLockWaiter(CallId id,
+                                                    absl::string_view outcome) {
   auto it = lock_waiters_.find(id);
   LockWaiter w = std::move(it->second);
   lock_waiters_.erase(it);
   const std::string& ns = w.request.key.ns;
   if (w.timer != 0) {
     // It was queued: it stops waiting now.
-    loop_.Cancel(w.timer);
+    executor_.Cancel(w.timer);
     observer_.OnWaitersChanged(ns, -1);
     observer_.OnWaitEnded(ns, clock_.Now() - w.started);
     LeaveQueue(w.request.key);
@@ -128,8 +132,8 @@ Coordinator::LockWaiter Coordinator::TakeLockWaiter(CallId id, absl::string_view
     // Every grant and timeout, with who asked: a timeout at info (someone
     // held the lock too long), the rest per call, at debug.
     if (outcome == "timeout") {
-      LOG_EVENT("lock_wait_timeout", w.request.key,
-                "waited_ms=", absl::ToInt64Milliseconds(clock_.Now() - w.started),
+      LOG_EVENT("lock_wait_timeout", w.request.key, "waited_ms=",
+                absl::ToInt64Milliseconds(clock_.Now() - w.started),
                 CallerField("owner", w.request.owner));
     } else {
       LOG_DEBUG_EVENT("lock_attempt", w.request.key, "outcome=", outcome,

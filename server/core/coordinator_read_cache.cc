@@ -20,7 +20,8 @@ double DrawOpenClosed() {
 }
 }  // namespace
 
-std::shared_ptr<const CachedValue> Coordinator::FreshCached(const CacheKey& key) const {
+std::shared_ptr<const CachedValue> Coordinator::FreshCached(
+    const CacheKey& key) const {
   const ReadCache* cache = store_.read_cache();
   if (cache == nullptr) return nullptr;
   std::shared_ptr<const CachedValue> entry = cache->Find(key);
@@ -28,7 +29,8 @@ std::shared_ptr<const CachedValue> Coordinator::FreshCached(const CacheKey& key)
   return entry;
 }
 
-bool Coordinator::GetFromReadCache(const CacheKey& key, Callback<GetResult>& done) {
+bool Coordinator::GetFromReadCache(const CacheKey& key,
+                                   Callback<GetResult>& done) {
   // Only keys that passed Settings() were ever read into the cache, but
   // their namespace may have been evicted since: it is used again (or, past
   // the limit, refused on the loop's path).
@@ -42,14 +44,16 @@ bool Coordinator::GetFromReadCache(const CacheKey& key, Callback<GetResult>& don
   return true;
 }
 
-bool Coordinator::ServeFromReadCache(const LookupRequest& request, ComputeSink& sink,
+bool Coordinator::ServeFromReadCache(const LookupRequest& request,
+                                     ComputeSink& sink,
                                      absl::Time* refresh_due_for) {
   std::shared_ptr<const CachedValue> hit = FreshCached(request.key);
   if (hit == nullptr) return false;
   // DoLookup's checks: a lookup it would refuse gets its error there.
   auto resolved = ResolveLookup(request);
   if (!resolved.ok()) return false;
-  const double u = early_refresh_draw_ ? early_refresh_draw_() : DrawOpenClosed();
+  const double u =
+      early_refresh_draw_ ? early_refresh_draw_() : DrawOpenClosed();
   if (EarlyRefreshDue(resolved->ns.early_refresh_beta, hit->meta, u)) {
     *refresh_due_for = hit->meta.expires_at;
     return false;

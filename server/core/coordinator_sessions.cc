@@ -1,12 +1,11 @@
 // The Coordinator: GetOrCompute sessions and their leases.
-#include "server/core/coordinator.h"
-
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/core/coordinator.h"
 #include "server/core/coordinator_internal.h"
 #include "server/core/errors.h"
 #include "server/core/log.h"
@@ -21,9 +20,10 @@ using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 // GetOrCompute sessions
 // ---------------------------------------------------------------------------
 
-Coordinator::CallId Coordinator::StartCompute(std::shared_ptr<ComputeSink> sink) {
+Coordinator::CallId Coordinator::StartCompute(
+    std::shared_ptr<ComputeSink> sink) {
   CallId id = next_id_.fetch_add(1);
-  loop_.Post([this, id, sink = std::move(sink)]() mutable {
+  executor_.Post([this, id, sink = std::move(sink)]() mutable {
     if (shutting_down_) return sink->Finish(ShuttingDown());
     Session& s = sessions_[id];
     s.id = id;
@@ -32,7 +32,8 @@ Coordinator::CallId Coordinator::StartCompute(std::shared_ptr<ComputeSink> sink)
   return id;
 }
 
-Coordinator::CallId Coordinator::Lookup(CallId id, std::shared_ptr<ComputeSink> sink,
+Coordinator::CallId Coordinator::Lookup(CallId id,
+                                        std::shared_ptr<ComputeSink> sink,
                                         LookupRequest request) {
   if (id != 0) {
     ComputeLookup(id, std::move(request));
@@ -49,8 +50,10 @@ void Coordinator::ComputeLookup(CallId id, LookupRequest request) {
   PostLookup(id, std::move(request), absl::InfinitePast());
 }
 
-void Coordinator::PostLookup(CallId id, LookupRequest request, absl::Time refresh_due_for) {
-  loop_.Post([this, id, request = std::move(request), refresh_due_for]() mutable {
+void Coordinator::PostLookup(CallId id, LookupRequest request,
+                             absl::Time refresh_due_for) {
+  executor_.Post([this, id, request = std::move(request),
+                  refresh_due_for]() mutable {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return;
     Session& s = it->second;
@@ -62,7 +65,8 @@ void Coordinator::PostLookup(CallId id, LookupRequest request, absl::Time refres
   });
 }
 
-Coordinator::Session* Coordinator::SessionHoldingLease(CallId id, absl::string_view message) {
+Coordinator::Session* Coordinator::SessionHoldingLease(
+    CallId id, absl::string_view message) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return nullptr;
   Session& s = it->second;
@@ -78,33 +82,37 @@ Coordinator::Session* Coordinator::SessionHoldingLease(CallId id, absl::string_v
 }
 
 void Coordinator::ComputeFill(CallId id, FillRequest request) {
-  loop_.Post([this, id, request = std::move(request)]() mutable {
-    if (Session* s = SessionHoldingLease(id, "Fill")) DoFill(*s, std::move(request));
+  executor_.Post([this, id, request = std::move(request)]() mutable {
+    if (Session* s = SessionHoldingLease(id, "Fill"))
+      DoFill(*s, std::move(request));
   });
 }
 
 void Coordinator::ComputeAbandon(CallId id, AbandonRequest request) {
-  loop_.Post([this, id, request = std::move(request)]() mutable {
-    if (Session* s = SessionHoldingLease(id, "Abandon")) DoAbandon(*s, std::move(request));
+  executor_.Post([this, id, request = std::move(request)]() mutable {
+    if (Session* s = SessionHoldingLease(id, "Abandon"))
+      DoAbandon(*s, std::move(request));
   });
 }
 
 void Coordinator::ComputeHalfClosed(CallId id) {
-  loop_.Post([this, id] {
+  executor_.Post([this, id] {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) return;
     Session& s = it->second;
     s.half_closed = true;
     switch (s.state) {
       case SessionState::kAwaitLookup:
-        return FinishSession(s, ProtocolError("the stream closed before a Lookup"));
+        return FinishSession(
+            s, ProtocolError("the stream closed before a Lookup"));
       case SessionState::kLeased:
         if (s.fill_in_flight) return;
         // A caller that can no longer send a Fill must not hold the lock
         // (grpcurl half-closes right after its Lookup). A locked lease goes
         // back and the caller is served as a reader; any other lease is
         // simply abandoned.
-        if (s.mode == LeaseMode::kLocked && HoldsKeyLock(s)) return ReturnLease(s);
+        if (s.mode == LeaseMode::kLocked && HoldsKeyLock(s))
+          return ReturnLease(s);
         DoAbandon(s, AbandonRequest{"half-closed", false});
         return;
       default:
@@ -116,7 +124,7 @@ void Coordinator::ComputeHalfClosed(CallId id) {
 }
 
 void Coordinator::ComputeGone(CallId id) {
-  loop_.Post([this, id] { DoGone(id); });
+  executor_.Post([this, id] { DoGone(id); });
 }
 
 void Coordinator::DoGone(CallId id) {
@@ -126,7 +134,8 @@ void Coordinator::DoGone(CallId id) {
   s.sink.reset();  // Nobody listens any more.
   switch (s.state) {
     case SessionState::kLeased:
-      if (!s.fill_in_flight) DoAbandon(s, AbandonRequest{"stream ended", false});
+      if (!s.fill_in_flight)
+        DoAbandon(s, AbandonRequest{"stream ended", false});
       return;
     case SessionState::kWaiting:
       StopWaiting(s);
@@ -152,8 +161,8 @@ absl::StatusOr<Coordinator::ResolvedLookup> Coordinator::ResolveLookup(
                              DurationRule::kPositive, limits.max_ttl);
   if (!ttl.ok()) return ttl.status();
   auto wait = ResolveDuration("lookup.wait_timeout", request.wait_timeout,
-                              settings->wait_timeout, DurationRule::kNonNegative,
-                              limits.max_wait);
+                              settings->wait_timeout,
+                              DurationRule::kNonNegative, limits.max_wait);
   if (!wait.ok()) return wait.status();
   auto lease_ttl = ResolveDuration("lookup.lease_ttl", request.lease_ttl,
                                    settings->lease_ttl, DurationRule::kPositive,
@@ -174,7 +183,7 @@ void Coordinator::DoLookup(Session& s, LookupRequest request) {
   s.wait_started = clock_.Now();
   Flight& f = FlightFor(s.lookup.key);
   if (f.known_miss && (f.attempt_in_flight || HoldsLockHere(f, s.lookup.key) ||
-                      (f.held_elsewhere && f.watch_confirmed))) {
+                       (f.held_elsewhere && f.watch_confirmed))) {
     // A compute is being started or is under way, here or on another
     // replica whose fill will be delivered to this flight: wait for it
     // without asking the store again (or take the value it replaces, if
@@ -200,7 +209,8 @@ void Coordinator::SendValue(Session& s, const StoredValue& value, Source source,
 
 void Coordinator::FailRemembered(Session& s, absl::Time failed_until) {
   observer_.OnNegativeHit(s.lookup.key.ns);
-  FinishSession(s, WithRetryAfter(PeerComputeFailed(), failed_until - clock_.Now()));
+  FinishSession(
+      s, WithRetryAfter(PeerComputeFailed(), failed_until - clock_.Now()));
 }
 
 void Coordinator::FinishSession(Session& s, absl::Status status) {
@@ -221,8 +231,8 @@ void Coordinator::FinishSession(Session& s, absl::Status status) {
 
 void Coordinator::RetireSession(Session& s) {
   EndLease(s);
-  const bool degraded =
-      s.state == SessionState::kLeased && s.mode == LeaseMode::kUnlockedDegraded;
+  const bool degraded = s.state == SessionState::kLeased &&
+                        s.mode == LeaseMode::kUnlockedDegraded;
   const CacheKey key = s.lookup.key;
   const CallId id = s.id;
   s.state = SessionState::kDone;
@@ -249,13 +259,17 @@ void Coordinator::GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,
     // flight stays until it ends.
     FlightFor(s.lookup.key).lease_holder = id;
     // Keep the lock alive while the stream is open, up to max_compute_time.
-    s.renew_timer = loop_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
-    s.revoke_timer = loop_.RunAfter(s.ns.max_compute_time, [this, id] { RevokeLease(id); });
+    s.renew_timer =
+        executor_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
+    s.revoke_timer = executor_.RunAfter(s.ns.max_compute_time,
+                                        [this, id] { RevokeLease(id); });
   } else {
     observer_.OnDuplicateCompute(s.lookup.key.ns);
   }
-  if (mode == LeaseMode::kRefresh) observer_.OnRefreshStarted(s.lookup.key.ns, s.refresh_trigger);
-  LOG_EVENT("lease", s.lookup.key, "mode=", ModeLabel(mode), " fencing_token=", fencing_token,
+  if (mode == LeaseMode::kRefresh)
+    observer_.OnRefreshStarted(s.lookup.key.ns, s.refresh_trigger);
+  LOG_EVENT("lease", s.lookup.key, "mode=", ModeLabel(mode),
+            " fencing_token=", fencing_token,
             CallerField("worker_id", s.lookup.worker_id));
   LeaseView lease;
   lease.fencing_token = fencing_token;
@@ -266,9 +280,9 @@ void Coordinator::GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,
 }
 
 void Coordinator::EndLease(Session& s) {
-  if (s.renew_timer != 0) loop_.Cancel(s.renew_timer);
-  if (s.revoke_timer != 0) loop_.Cancel(s.revoke_timer);
-  if (s.wait_timer != 0) loop_.Cancel(s.wait_timer);
+  if (s.renew_timer != 0) executor_.Cancel(s.renew_timer);
+  if (s.revoke_timer != 0) executor_.Cancel(s.revoke_timer);
+  if (s.wait_timer != 0) executor_.Cancel(s.wait_timer);
   s.renew_timer = s.revoke_timer = s.wait_timer = 0;
 }
 
@@ -276,25 +290,28 @@ void Coordinator::RenewLease(CallId id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   Session& s = it->second;
-  s.renew_timer = loop_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
-  store_.RenewLock(s.lookup.key, s.token, s.lease_ttl,
-                   [this, id](absl::StatusOr<std::optional<absl::Time>> r) {
-                     auto it = sessions_.find(id);
-                     if (it == sessions_.end() || it->second.state != SessionState::kLeased) {
-                       return;
-                     }
-                     // A store error leaves the lease as it is: the fill's
-                     // fence decides. A definite "not yours" revokes it.
-                     if (r.ok() && !r->has_value() && !it->second.revoked) {
-                       Session& s = it->second;
-                       LOG_EVENT("lease_lost", s.lookup.key,
-                                 "fencing_token=", s.fencing_token);
-                       s.revoked = true;
-                       EndLease(s);
-                       observer_.OnCompute(s.lookup.key.ns, ModeLabel(s.mode), "revoked");
-                       Wake(s.lookup.key);  // The waiters here try for it again.
-                     }
-                   });
+  s.renew_timer =
+      executor_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
+  store_.RenewLock(
+      s.lookup.key, s.token, s.lease_ttl,
+      [this, id](absl::StatusOr<std::optional<absl::Time>> r) {
+        auto it = sessions_.find(id);
+        if (it == sessions_.end() ||
+            it->second.state != SessionState::kLeased) {
+          return;
+        }
+        // A store error leaves the lease as it is: the fill's
+        // fence decides. A definite "not yours" revokes it.
+        if (r.ok() && !r->has_value() && !it->second.revoked) {
+          Session& s = it->second;
+          LOG_EVENT("lease_lost", s.lookup.key,
+                    "fencing_token=", s.fencing_token);
+          s.revoked = true;
+          EndLease(s);
+          observer_.OnCompute(s.lookup.key.ns, ModeLabel(s.mode), "revoked");
+          Wake(s.lookup.key);  // The waiters here try for it again.
+        }
+      });
 }
 
 void Coordinator::RevokeLease(CallId id) {
@@ -318,15 +335,18 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
   const CacheKey key = s.lookup.key;
   if (request.value.size() > s.ns.max_value_bytes) {
     return FinishSession(
-        s, InvalidField("fill.value", absl::StrCat("is ", request.value.size(),
-                                                   " bytes; the namespace limit is ",
-                                                   s.ns.max_value_bytes)));
+        s, InvalidField("fill.value",
+                        absl::StrCat("is ", request.value.size(),
+                                     " bytes; the namespace limit is ",
+                                     s.ns.max_value_bytes)));
   }
-  auto ttl = ResolveDuration("fill.ttl", request.ttl, s.ttl, DurationRule::kPositive,
-                             registry_.limits().max_ttl);
+  auto ttl =
+      ResolveDuration("fill.ttl", request.ttl, s.ttl, DurationRule::kPositive,
+                      registry_.limits().max_ttl);
   if (!ttl.ok()) return FinishSession(s, ttl.status());
   if (s.revoked) {
-    if (s.sink) s.sink->SendFilled(FilledView{false, s.fencing_token, "lease-revoked"});
+    if (s.sink)
+      s.sink->SendFilled(FilledView{false, s.fencing_token, "lease-revoked"});
     observer_.OnCompute(key.ns, ModeLabel(s.mode), "not_stored");
     return RetireSession(s);
   }
@@ -336,7 +356,8 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
     const absl::Duration took = clock_.Now() - s.lease_started;
     const bool slow = s.ns.breaker.slow_call_duration.has_value() &&
                       took > *s.ns.breaker.slow_call_duration;
-    RecordOutcome(s.ns, slow ? ComputeOutcome::kSlowSuccess : ComputeOutcome::kSuccess);
+    RecordOutcome(
+        s.ns, slow ? ComputeOutcome::kSlowSuccess : ComputeOutcome::kSuccess);
   }
   const absl::Duration compute_time = clock_.Now() - s.lease_started;
   PutOptions options;
@@ -351,60 +372,64 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
   }
   CallId id = s.id;
   std::string value = request.value;
-  store_.Put(key, std::move(request.value), options,
-             [this, id, key, value = std::move(value), ttl = *ttl,
-              compute_time](absl::StatusOr<bool> stored) {
-               auto it = sessions_.find(id);
-               if (it == sessions_.end()) return;
-               Session& s = it->second;
-               FilledView filled;
-               filled.fencing_token = s.fencing_token;
-               const absl::string_view mode = ModeLabel(s.mode);
-               if (!stored.ok()) {
-                 filled.reason = std::string(kReasonStoreUnavailable);
-                 observer_.OnCompute(key.ns, mode, "not_stored");
-               } else if (!*stored) {
-                 filled.reason = HoldsLock(s.mode) ? "lease-lost" : "value-present";
-                 observer_.OnCompute(key.ns, mode, "not_stored");
-               } else {
-                 filled.stored = true;
-                 observer_.OnCompute(key.ns, mode, "filled");
-               }
-               LOG_EVENT("fill", key, "mode=", mode, " stored=", filled.stored,
-                         " fencing_token=", s.fencing_token,
-                         " compute_ms=", absl::ToInt64Milliseconds(compute_time),
-                         CallerField("worker_id", s.lookup.worker_id));
-               if (s.sink) s.sink->SendFilled(filled);
-               RetireSession(s);
-               // Waiters on this replica get the value now, whatever the
-               // store said (it may be down); other replicas hear the
-               // store's notice.
-               if (filled.stored || !stored.ok()) {
-                 const absl::Time now = clock_.Now();
-                 StoredValue fresh{value, now, now + ttl, compute_time};
-                 if (!stored.ok()) {
-                   constexpr size_t kMaxDegradedValues = 10000;
-                   if (degraded_values_.size() >= kMaxDegradedValues) degraded_values_.clear();
-                   degraded_values_[key] = fresh;
-                 }
-                 ServeAll(key, fresh, Source::kPeerFill, LookupStage::kAfterWait);
-               }
-               // The lock is free: lock waiters, and waiters the fill did not
-               // serve, try for it.
-               if (auto f = flights_.find(key); f != flights_.end() && filled.stored) {
-                 f->second.known_miss = false;
-               }
-               Wake(key);
-             });
+  store_.Put(
+      key, std::move(request.value), options,
+      [this, id, key, value = std::move(value), ttl = *ttl,
+       compute_time](absl::StatusOr<bool> stored) {
+        auto it = sessions_.find(id);
+        if (it == sessions_.end()) return;
+        Session& s = it->second;
+        FilledView filled;
+        filled.fencing_token = s.fencing_token;
+        const absl::string_view mode = ModeLabel(s.mode);
+        if (!stored.ok()) {
+          filled.reason = std::string(kReasonStoreUnavailable);
+          observer_.OnCompute(key.ns, mode, "not_stored");
+        } else if (!*stored) {
+          filled.reason = HoldsLock(s.mode) ? "lease-lost" : "value-present";
+          observer_.OnCompute(key.ns, mode, "not_stored");
+        } else {
+          filled.stored = true;
+          observer_.OnCompute(key.ns, mode, "filled");
+        }
+        LOG_EVENT("fill", key, "mode=", mode, " stored=", filled.stored,
+                  " fencing_token=", s.fencing_token,
+                  " compute_ms=", absl::ToInt64Milliseconds(compute_time),
+                  CallerField("worker_id", s.lookup.worker_id));
+        if (s.sink) s.sink->SendFilled(filled);
+        RetireSession(s);
+        // Waiters on this replica get the value now, whatever the
+        // store said (it may be down); other replicas hear the
+        // store's notice.
+        if (filled.stored || !stored.ok()) {
+          const absl::Time now = clock_.Now();
+          StoredValue fresh{value, now, now + ttl, compute_time};
+          if (!stored.ok()) {
+            constexpr size_t kMaxDegradedValues = 10000;
+            if (degraded_values_.size() >= kMaxDegradedValues)
+              degraded_values_.clear();
+            degraded_values_[key] = fresh;
+          }
+          ServeAll(key, fresh, Source::kPeerFill, LookupStage::kAfterWait);
+        }
+        // The lock is free: lock waiters, and waiters the fill did not
+        // serve, try for it.
+        if (auto f = flights_.find(key); f != flights_.end() && filled.stored) {
+          f->second.known_miss = false;
+        }
+        Wake(key);
+      });
 }
 
 void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
   const CacheKey key = s.lookup.key;
   const absl::string_view mode = ModeLabel(s.mode);
-  observer_.OnCompute(key.ns, mode, request.upstream_failure ? "failed" : "abandoned");
+  observer_.OnCompute(key.ns, mode,
+                      request.upstream_failure ? "failed" : "abandoned");
   if (request.upstream_failure) RecordOutcome(s.ns, ComputeOutcome::kFailure);
-  LOG_EVENT("abandon", key, "mode=", mode, " upstream_failure=", request.upstream_failure,
-            " reason=\"", absl::CEscape(request.reason.substr(0, 200)), "\"",
+  LOG_EVENT("abandon", key, "mode=", mode,
+            " upstream_failure=", request.upstream_failure, " reason=\"",
+            absl::CEscape(request.reason.substr(0, 200)), "\"",
             CallerField("worker_id", s.lookup.worker_id));
   EndLease(s);
   const bool held = HoldsKeyLock(s);
@@ -419,7 +444,8 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
     // Negative caching: remembered before the lock is released (the store
     // answers in order), so no caller slips between the two into a compute.
     if (negative_ttl > absl::ZeroDuration()) {
-      store_.RememberFailure(key, negative_ttl, [](absl::StatusOr<absl::Time>) {});
+      store_.RememberFailure(key, negative_ttl,
+                             [](absl::StatusOr<absl::Time>) {});
     }
   }
   if (!held) {
@@ -440,7 +466,8 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
 
 void Coordinator::ReturnLease(Session& s) {
   const CacheKey key = s.lookup.key;
-  LOG_EVENT("lease_returned", key, "cause=half_closed fencing_token=", s.fencing_token,
+  LOG_EVENT("lease_returned", key,
+            "cause=half_closed fencing_token=", s.fencing_token,
             CallerField("worker_id", s.lookup.worker_id));
   observer_.OnCompute(key.ns, ModeLabel(s.mode), "abandoned");
   EndLease(s);
@@ -459,7 +486,8 @@ void Coordinator::ReturnLease(Session& s) {
 
 void Coordinator::OnWaitTimeout(CallId id) {
   auto it = sessions_.find(id);
-  if (it == sessions_.end() || it->second.state != SessionState::kWaiting) return;
+  if (it == sessions_.end() || it->second.state != SessionState::kWaiting)
+    return;
   Session& s = it->second;
   s.wait_timer = 0;  // It fired.
   const CacheKey key = s.lookup.key;
@@ -468,18 +496,21 @@ void Coordinator::OnWaitTimeout(CallId id) {
   StopWaiting(s);
   store_.Get(key, [this, id, key](absl::StatusOr<KeyRead> r) {
     auto it = sessions_.find(id);
-    if (it == sessions_.end() || it->second.state != SessionState::kReading) return;
+    if (it == sessions_.end() || it->second.state != SessionState::kReading)
+      return;
     Session& s = it->second;
     const bool hit = r.ok() && r->value.has_value() && IsFresh(*r->value);
     observer_.OnLookup(key.ns, LookupStage::kAfterTimeout, hit);
     if (hit) return SendValue(s, *r->value, Source::kCacheAfterTimeout);
     // A failure remembered meanwhile: no unlocked compute against it.
-    if (r.ok() && r->failed_until > clock_.Now()) return FailRemembered(s, r->failed_until);
+    if (r.ok() && r->failed_until > clock_.Now())
+      return FailRemembered(s, r->failed_until);
     // What ended the wait: the wait_timeout, or the call's own deadline.
     const std::string limit =
         s.lookup.deadline - s.wait_started < s.wait_timeout
             ? "before the call's deadline"
-            : absl::StrCat("within wait_timeout ", absl::FormatDuration(s.wait_timeout));
+            : absl::StrCat("within wait_timeout ",
+                           absl::FormatDuration(s.wait_timeout));
     if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kFail) {
       LOG_EVENT("wait_timeout", key, "policy=fail wait_ms=",
                 absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
@@ -491,14 +522,16 @@ void Coordinator::OnWaitTimeout(CallId id) {
     if (s.half_closed || !s.sink) {
       // It cannot compute (it half-closed): nothing else to offer.
       return FinishSession(
-          s, WithReason(absl::DeadlineExceededError(absl::StrCat(
-                            "no value ", limit,
-                            " (the stream was half-closed, so it could not compute)")),
-                        kReasonWaitTimeout));
+          s, WithReason(
+                 absl::DeadlineExceededError(absl::StrCat(
+                     "no value ", limit,
+                     " (the stream was half-closed, so it could not compute)")),
+                 kReasonWaitTimeout));
     }
     breakers_.Admit(s.ns, [this, id, key](BreakerVerdict verdict) {
       auto it = sessions_.find(id);
-      if (it == sessions_.end() || it->second.state != SessionState::kReading) return;
+      if (it == sessions_.end() || it->second.state != SessionState::kReading)
+        return;
       Session& s = it->second;
       if (!verdict.allowed) return RejectForBreaker(s, verdict);
       LOG_EVENT("unlocked_compute", key, "cause=wait_timeout wait_ms=",

@@ -13,19 +13,17 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/core/executor.h"
 
 struct event_base;
 struct event;
 
 namespace corral {
 
-class EventLoop {
+class EventLoop final : public Executor {
  public:
-  using Task = absl::AnyInvocable<void()>;
-  using TimerId = uint64_t;
-
   EventLoop();
-  ~EventLoop();  // Stops the loop if it is running.
+  ~EventLoop() override;  // Stops the loop if it is running.
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
 
@@ -36,15 +34,15 @@ class EventLoop {
   void Stop();
 
   // Runs `task` on the loop thread, in posting order. Any thread.
-  void Post(Task task);
+  void Post(Task task) override;
 
   // Runs `task` on the loop thread after `delay`. Loop thread only.
-  TimerId RunAfter(absl::Duration delay, Task task);
+  TimerId RunAfter(absl::Duration delay, Task task) override;
   // Cancels a timer that has not fired yet; a no-op otherwise. Loop thread
   // only.
-  void Cancel(TimerId id);
+  void Cancel(TimerId id) override;
 
-  bool InLoopThread() const {
+  bool InLoopThread() const override {
     return std::this_thread::get_id() == thread_.get_id();
   }
 

@@ -12,28 +12,32 @@ uint64_t MicrosOf(absl::Time t) {
 }
 }  // namespace
 
-EmbeddedStore::EmbeddedStore(EventLoop& loop, const Clock& clock, ReadCacheOptions read_cache)
-    : loop_(loop), clock_(clock) {
+EmbeddedStore::EmbeddedStore(Executor& executor, const Clock& clock,
+                             ReadCacheOptions read_cache)
+    : executor_(executor), clock_(clock) {
   if (read_cache.max_bytes > 0) {
     read_cache_ = std::make_unique<ReadCache>(std::move(read_cache));
     // Every write goes through this object: nothing is ever missed.
     read_cache_->SetCoherent(true);
   }
-  loop_.Post([this] { SweepSoon(); });
+  executor_.Post([this] { SweepSoon(); });
 }
 
 EmbeddedStore::~EmbeddedStore() {
-  if (sweep_timer_ != 0) loop_.Cancel(sweep_timer_);
+  if (sweep_timer_ != 0) executor_.Cancel(sweep_timer_);
 }
 
 void EmbeddedStore::ExpireKey(const CacheKey& key, absl::Time now) {
-  if (auto it = values_.find(key); it != values_.end() && it->second.keep_until <= now) {
+  if (auto it = values_.find(key);
+      it != values_.end() && it->second.keep_until <= now) {
     values_.erase(it);
   }
-  if (auto it = locks_.find(key); it != locks_.end() && it->second.expires_at <= now) {
+  if (auto it = locks_.find(key);
+      it != locks_.end() && it->second.expires_at <= now) {
     locks_.erase(it);
   }
-  if (auto it = failures_.find(key); it != failures_.end() && it->second <= now) {
+  if (auto it = failures_.find(key);
+      it != failures_.end() && it->second <= now) {
     failures_.erase(it);
   }
 }
@@ -41,16 +45,20 @@ void EmbeddedStore::ExpireKey(const CacheKey& key, absl::Time now) {
 KeyRead EmbeddedStore::Read(const CacheKey& key) {
   ExpireKey(key, clock_.Now());
   KeyRead read;
-  if (auto it = values_.find(key); it != values_.end()) read.value = it->second.value;
-  if (auto it = failures_.find(key); it != failures_.end()) read.failed_until = it->second;
+  if (auto it = values_.find(key); it != values_.end())
+    read.value = it->second.value;
+  if (auto it = failures_.find(key); it != failures_.end())
+    read.failed_until = it->second;
   return read;
 }
 
 void EmbeddedStore::Get(const CacheKey& key, Callback<KeyRead> done) {
   KeyRead read = Read(key);
   if (read_cache_) {
-    const bool fresh = read.value.has_value() && read.value->expires_at > clock_.Now();
-    read_cache_->EndRead(key, read_cache_->BeginRead(key), fresh ? &*read.value : nullptr);
+    const bool fresh =
+        read.value.has_value() && read.value->expires_at > clock_.Now();
+    read_cache_->EndRead(key, read_cache_->BeginRead(key),
+                         fresh ? &*read.value : nullptr);
   }
   Reply(std::move(done), absl::StatusOr<KeyRead>(std::move(read)));
 }
@@ -76,7 +84,8 @@ void EmbeddedStore::Put(const CacheKey& key, std::string value,
   // kFilled tells waiters the lock may be free too.
   if (!options.lock_token.empty() && options.release_lock) locks_.erase(lock);
   failures_.erase(key);
-  StoredValue stored{std::move(value), now, now + options.ttl, options.compute_time};
+  StoredValue stored{std::move(value), now, now + options.ttl,
+                     options.compute_time};
   values_[key] = Entry{stored, stored.expires_at + options.stale_window};
   Notify(KeyEvent{KeyEvent::Kind::kFilled, key, std::move(stored)});
   Reply(std::move(done), absl::StatusOr<bool>(true));
@@ -99,17 +108,20 @@ void EmbeddedStore::RememberFailure(const CacheKey& key, absl::Duration ttl,
 
 void EmbeddedStore::TryLock(const CacheKey& key, const std::string& token,
                             absl::Duration ttl, Callback<LockAttempt> done) {
-  Reply(std::move(done), absl::StatusOr<LockAttempt>(TakeLock(key, token, ttl)));
+  Reply(std::move(done),
+        absl::StatusOr<LockAttempt>(TakeLock(key, token, ttl)));
 }
 
-void EmbeddedStore::TryLockAndRead(const CacheKey& key, const std::string& token,
-                                   absl::Duration ttl, Callback<LockAttempt> done) {
+void EmbeddedStore::TryLockAndRead(const CacheKey& key,
+                                   const std::string& token, absl::Duration ttl,
+                                   Callback<LockAttempt> done) {
   LockAttempt attempt = TakeLock(key, token, ttl);
   if (attempt.acquired) attempt.read = Read(key);
   Reply(std::move(done), absl::StatusOr<LockAttempt>(std::move(attempt)));
 }
 
-LockAttempt EmbeddedStore::TakeLock(const CacheKey& key, const std::string& token,
+LockAttempt EmbeddedStore::TakeLock(const CacheKey& key,
+                                    const std::string& token,
                                     absl::Duration ttl) {
   const absl::Time now = clock_.Now();
   ExpireKey(key, now);
@@ -134,7 +146,8 @@ void EmbeddedStore::RenewLock(const CacheKey& key, const std::string& token,
   const absl::Time now = clock_.Now();
   ExpireKey(key, now);
   std::optional<absl::Time> result;
-  if (auto it = locks_.find(key); it != locks_.end() && it->second.token == token) {
+  if (auto it = locks_.find(key);
+      it != locks_.end() && it->second.token == token) {
     it->second.expires_at = now + ttl;
     result = it->second.expires_at;
   }
@@ -145,7 +158,8 @@ void EmbeddedStore::ReleaseLock(const CacheKey& key, const std::string& token,
                                 ReleaseNotice notice, Callback<bool> done) {
   ExpireKey(key, clock_.Now());
   bool released = false;
-  if (auto it = locks_.find(key); it != locks_.end() && it->second.token == token) {
+  if (auto it = locks_.find(key);
+      it != locks_.end() && it->second.token == token) {
     locks_.erase(it);
     released = true;
     Notify(KeyEvent{notice == ReleaseNotice::kUpstreamFailed
@@ -166,7 +180,7 @@ void EmbeddedStore::Unwatch(const CacheKey& key) { watched_.erase(key); }
 
 void EmbeddedStore::Notify(KeyEvent event) {
   if (listener_ == nullptr || !watched_.contains(event.key)) return;
-  loop_.Post([this, event = std::move(event)] {
+  executor_.Post([this, event = std::move(event)] {
     // The key may have been unwatched since; the listener expects only
     // events of keys it watches.
     if (listener_ != nullptr && watched_.contains(event.key)) {
@@ -175,20 +189,22 @@ void EmbeddedStore::Notify(KeyEvent event) {
   });
 }
 
-void EmbeddedStore::LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) {
+void EmbeddedStore::LoadBreaker(const std::string& ns,
+                                Callback<BreakerRecord> done) {
   BreakerRecord record;
   if (auto it = breakers_.find(ns); it != breakers_.end()) record = it->second;
   Reply(std::move(done), absl::StatusOr<BreakerRecord>(std::move(record)));
 }
 
-void EmbeddedStore::StoreBreaker(const std::string& ns, uint64_t expected_version,
-                                 std::string state, Callback<BreakerCas> done) {
+void EmbeddedStore::StoreBreaker(const std::string& ns,
+                                 uint64_t expected_version, std::string state,
+                                 Callback<BreakerCas> done) {
   BreakerRecord& current = breakers_[ns];
   BreakerCas cas;
   if (current.version == expected_version) {
     current = BreakerRecord{expected_version + 1, std::move(state)};
     cas.stored = true;
-    loop_.Post([this, ns, record = current] {
+    executor_.Post([this, ns, record = current] {
       if (listener_ != nullptr) listener_->OnBreakerChanged(ns, record);
     });
   }
@@ -197,11 +213,12 @@ void EmbeddedStore::StoreBreaker(const std::string& ns, uint64_t expected_versio
 }
 
 void EmbeddedStore::Ping(StatusCallback done) {
-  loop_.Post([done = std::move(done)]() mutable { done(absl::OkStatus()); });
+  executor_.Post(
+      [done = std::move(done)]() mutable { done(absl::OkStatus()); });
 }
 
 void EmbeddedStore::SweepSoon() {
-  sweep_timer_ = loop_.RunAfter(kSweepInterval, [this] {
+  sweep_timer_ = executor_.RunAfter(kSweepInterval, [this] {
     sweep_timer_ = 0;
     Sweep();
     SweepSoon();
@@ -210,8 +227,10 @@ void EmbeddedStore::SweepSoon() {
 
 void EmbeddedStore::Sweep() {
   const absl::Time now = clock_.Now();
-  absl::erase_if(values_, [now](const auto& kv) { return kv.second.keep_until <= now; });
-  absl::erase_if(locks_, [now](const auto& kv) { return kv.second.expires_at <= now; });
+  absl::erase_if(values_,
+                 [now](const auto& kv) { return kv.second.keep_until <= now; });
+  absl::erase_if(locks_,
+                 [now](const auto& kv) { return kv.second.expires_at <= now; });
   absl::erase_if(failures_, [now](const auto& kv) { return kv.second <= now; });
   const uint64_t now_us = MicrosOf(now);
   absl::erase_if(fences_, [this, now_us](const auto& kv) {

@@ -11,7 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "server/core/clock.h"
-#include "server/core/event_loop.h"
+#include "server/core/executor.h"
 #include "server/core/read_cache.h"
 #include "server/core/store.h"
 
@@ -22,7 +22,8 @@ class EmbeddedStore final : public Store {
   // `loop` and `clock` must outlive the store. Destroy the store on the loop
   // thread or after the loop has stopped. With read_cache.max_bytes > 0 it
   // keeps a read cache (server/core/read_cache.h).
-  EmbeddedStore(EventLoop& loop, const Clock& clock, ReadCacheOptions read_cache = {});
+  EmbeddedStore(Executor& executor, const Clock& clock,
+                ReadCacheOptions read_cache = {});
   ~EmbeddedStore() override;
 
   void SetListener(StoreListener* listener) override { listener_ = listener; }
@@ -43,9 +44,10 @@ class EmbeddedStore final : public Store {
                    ReleaseNotice notice, Callback<bool> done) override;
   void Watch(const CacheKey& key) override;
   void Unwatch(const CacheKey& key) override;
-  void LoadBreaker(const std::string& ns, Callback<BreakerRecord> done) override;
-  void StoreBreaker(const std::string& ns, uint64_t expected_version, std::string state,
-                    Callback<BreakerCas> done) override;
+  void LoadBreaker(const std::string& ns,
+                   Callback<BreakerRecord> done) override;
+  void StoreBreaker(const std::string& ns, uint64_t expected_version,
+                    std::string state, Callback<BreakerCas> done) override;
   void Ping(StatusCallback done) override;
   bool IsUp() const override { return true; }
   const ReadCache* read_cache() const override { return read_cache_.get(); }
@@ -64,19 +66,21 @@ class EmbeddedStore final : public Store {
   void ExpireKey(const CacheKey& key, absl::Time now);
   // Get and TryLock without the reply.
   KeyRead Read(const CacheKey& key);
-  LockAttempt TakeLock(const CacheKey& key, const std::string& token, absl::Duration ttl);
+  LockAttempt TakeLock(const CacheKey& key, const std::string& token,
+                       absl::Duration ttl);
   void Notify(KeyEvent event);
   void SweepSoon();
   void Sweep();
 
   template <typename T, typename Fn>
   void Reply(Fn done, T result) {
-    loop_.Post([done = std::move(done), result = std::move(result)]() mutable {
-      done(std::move(result));
-    });
+    executor_.Post(
+        [done = std::move(done), result = std::move(result)]() mutable {
+          done(std::move(result));
+        });
   }
 
-  EventLoop& loop_;
+  Executor& executor_;
   const Clock& clock_;
   StoreListener* listener_ = nullptr;
   absl::flat_hash_map<CacheKey, Entry> values_;
@@ -88,7 +92,7 @@ class EmbeddedStore final : public Store {
   absl::flat_hash_map<CacheKey, uint64_t> fences_;
   absl::flat_hash_set<CacheKey> watched_;
   absl::flat_hash_map<std::string, BreakerRecord> breakers_;
-  EventLoop::TimerId sweep_timer_ = 0;
+  Executor::TimerId sweep_timer_ = 0;
   std::unique_ptr<ReadCache> read_cache_;
 };
 
