@@ -20,9 +20,29 @@ bool IsStoreUnavailable(const absl::Status& status) {
   return ReasonOf(status) == kReasonStoreUnavailable;
 }
 
-// Every failed operation is a store outage to the core, whatever Redis said.
+// A connection's failure: whatever Redis said, the store is down.
 absl::Status AsUnavailable(const absl::Status& status) {
   if (IsStoreUnavailable(status)) return status;
+  return StoreUnavailable(status.message());
+}
+
+// A failed operation as the core must see it. A lost connection, a timeout,
+// or a Redis that cannot serve right now (LOADING, READONLY, OOM, an ACL
+// change, ...) is an outage: UNAVAILABLE store-unavailable, which callers
+// retry and namespaces may coordinate through locally. A Redis error reply
+// to a command we sent well-formed (a Lua script error, WRONGTYPE because
+// something else wrote into corral's keys) is no outage and must not look
+// like one: INTERNAL, and logged (docs/ARCHITECTURE.md section 6).
+absl::Status AsStoreError(const absl::Status& status) {
+  if (IsStoreUnavailable(status)) return status;
+  const std::string code = RedisErrorCode(status);
+  if (status.code() == absl::StatusCode::kInternal && !code.empty() &&
+      code != "OOM") {
+    CORRAL_LOG(LogLevel::kError, "store_command_error", "error=\"",
+               status.message(), "\"");
+    return absl::InternalError(
+        absl::StrCat("the store refused the command: ", status.message()));
+  }
   return StoreUnavailable(status.message());
 }
 
@@ -569,7 +589,7 @@ void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
        done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
         if (!reply.ok()) {
           Answer(std::move(done),
-                 absl::StatusOr<T>(AsUnavailable(reply.status())));
+                 absl::StatusOr<T>(AsStoreError(reply.status())));
           return;
         }
         Answer(std::move(done), absl::StatusOr<T>(parse(*reply)));
@@ -603,7 +623,7 @@ void RedisStore::SendWait() {
             const absl::Duration waited = absl::Now() - sent_at;
             absl::Status status;
             if (!reply.ok()) {
-              status = AsUnavailable(reply.status());
+              status = AsStoreError(reply.status());
             } else if (reply->type != RedisReply::Type::kInteger ||
                        reply->integer < options_.min_replica_acks) {
               status = StoreUnavailable(absl::StrCat(
@@ -683,7 +703,7 @@ void RedisStore::Put(const CacheKey& key, std::string value,
       [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
         if (!reply.ok()) {
           Answer(std::move(done),
-                 absl::StatusOr<bool>(AsUnavailable(reply.status())));
+                 absl::StatusOr<bool>(AsStoreError(reply.status())));
           return;
         }
         absl::StatusOr<bool> stored = ParseCountReply(*reply);
@@ -756,7 +776,7 @@ void RedisStore::RunTryLock(const CacheKey& key, const std::string& token,
        done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
         if (!reply.ok()) {
           Answer(std::move(done),
-                 absl::StatusOr<LockAttempt>(AsUnavailable(reply.status())));
+                 absl::StatusOr<LockAttempt>(AsStoreError(reply.status())));
           return;
         }
         absl::StatusOr<LockAttempt> attempt = ParseTryLockReply(*reply);
@@ -849,7 +869,7 @@ void RedisStore::Ping(StatusCallback done) {
   commands_->Command({"PING"}, [answer, done = std::move(done)](
                                    absl::StatusOr<RedisReply> reply) mutable {
     answer(std::move(done),
-           reply.ok() ? absl::OkStatus() : AsUnavailable(reply.status()));
+           reply.ok() ? absl::OkStatus() : AsStoreError(reply.status()));
   });
 }
 

@@ -497,6 +497,33 @@ TEST_F(RedisStoreTest, ScriptsRunByShaAndSurviveAScriptFlush) {
               IsOkAndHolds(::testing::Optional(::testing::_)));
 }
 
+// Something else wrote into corral's keyspace: the script fails inside
+// Redis. That is no outage (the store is up, other keys are fine), so it must
+// not read as store-unavailable, which callers retry and namespaces degrade
+// on: INTERNAL, with Redis' words.
+TEST_F(RedisStoreTest, AScriptErrorIsInternalNotAnOutage) {
+  StartServer();
+  ConnectStore();
+  const std::string value_key = absl::StrCat(
+      "corral:{", KeyHash(key_), "}:", key_.ns, ":", key_.key, ":v");
+  ASSERT_THAT(server_->Command({"SET", value_key, "not a hash"}),
+              IsOkAndHolds(Eq("OK")));
+
+  auto got = runner_->Get(key_);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInternal) << got.status();
+  EXPECT_NE(ReasonOf(got.status()), kReasonStoreUnavailable);
+  EXPECT_THAT(std::string(got.status().message()), HasSubstr("WRONGTYPE"));
+  auto put = runner_->Put(key_, "v", absl::Seconds(10));
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kInternal) << put.status();
+
+  // The store stayed up: another key works, and this one once it is clean.
+  EXPECT_TRUE(store_->IsUp());
+  const CacheKey other{"ns", "other"};
+  EXPECT_THAT(runner_->Put(other, "v", absl::Seconds(10)), IsOkAndHolds(true));
+  ASSERT_THAT(server_->Command({"DEL", value_key}), IsOkAndHolds(Eq("1")));
+  EXPECT_THAT(runner_->Get(key_), IsOkAndHolds(Eq(std::nullopt)));
+}
+
 TEST_F(RedisStoreTest, KeysFollowTheDocumentedLayout) {
   StartServer();
   ConnectStore();
