@@ -76,8 +76,11 @@ int Invalidate(const Invocation& inv, Client& client, Io& io) {
 }
 
 int LockAcquire(const Invocation& inv, Client& client, Io& io) {
-  auto result = client.AcquireLock(inv.args[0], inv.args[1], inv.ttl, inv.wait,
-                                   inv.owner);
+  client::AcquireLockOptions options;
+  options.ttl = inv.ttl;
+  options.wait_timeout = inv.wait;
+  options.owner = inv.owner;
+  auto result = client.AcquireLock(inv.args[0], inv.args[1], options);
   if (!result.ok()) return RpcFailed(io, "lock acquire", result.status());
   if (!result->acquired) {
     return Negative(io,

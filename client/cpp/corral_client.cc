@@ -141,19 +141,30 @@ absl::StatusOr<AcquireLockResult> Client::AcquireLock(
     std::optional<absl::Duration> ttl,
     std::optional<absl::Duration> wait_timeout, absl::string_view owner,
     const CallOptions& call) {
+  AcquireLockOptions options;
+  options.ttl = ttl;
+  options.wait_timeout = wait_timeout;
+  options.owner = std::string(owner);
+  return AcquireLock(ns, key, options, call);
+}
+
+absl::StatusOr<AcquireLockResult> Client::AcquireLock(
+    absl::string_view ns, absl::string_view key,
+    const AcquireLockOptions& options, const CallOptions& call) {
   corral::v1::AcquireLockRequest request;
   request.set_namespace_(std::string(ns));
   request.set_key(std::string(key));
-  if (ttl) *request.mutable_ttl() = DurationToProto(*ttl);
-  if (wait_timeout) {
-    *request.mutable_wait_timeout() = DurationToProto(*wait_timeout);
+  if (options.ttl) *request.mutable_ttl() = DurationToProto(*options.ttl);
+  if (options.wait_timeout) {
+    *request.mutable_wait_timeout() = DurationToProto(*options.wait_timeout);
   }
-  request.set_owner(owner.empty() ? options_.worker_id : std::string(owner));
+  request.set_owner(options.owner.empty() ? options_.worker_id : options.owner);
   absl::Duration timeout = call.timeout.value_or(options_.default_timeout);
-  if (wait_timeout && !call.timeout) {
+  if (options.wait_timeout && !call.timeout) {
     // The server answers {acquired: false} when the wait ends; the deadline
     // must leave it time to say so.
-    timeout = std::max(timeout, *wait_timeout + options_.default_timeout);
+    timeout =
+        std::max(timeout, *options.wait_timeout + options_.default_timeout);
   }
   auto response = CallWithRetries<corral::v1::AcquireLockResponse>(
       Once(options_.retry), absl::Now() + timeout,

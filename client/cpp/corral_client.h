@@ -84,6 +84,17 @@ struct ReleaseLockResult {
   bool released = false;
 };
 
+// Options of AcquireLock. Unset durations mean the namespace default.
+struct AcquireLockOptions {
+  // The lock's expiry unless renewed (RenewLock). Unset: the namespace's
+  // lease_ttl.
+  std::optional<absl::Duration> ttl;
+  // How long corrald waits for the lock: zero tries once. Unset: the
+  // namespace's wait_timeout.
+  std::optional<absl::Duration> wait_timeout;
+  std::string owner;  // For logs. Empty: ClientOptions::worker_id.
+};
+
 // Options of GetOrCompute. Unset durations mean the namespace default.
 struct GetOrComputeOptions {
   std::optional<absl::Duration> ttl;  // Of the value this caller fills.
@@ -126,10 +137,16 @@ class Client {
                                               const CallOptions& call = {});
 
   // Takes the key's lock (the one a GetOrCompute miss takes), waiting up to
-  // `wait_timeout` server-side (zero: try once; unset: namespace default).
-  // Not getting it in time is {acquired: false}, not an error. The call's
-  // deadline is stretched to wait_timeout + default_timeout when needed, so
-  // that a long wait does not end as DEADLINE_EXCEEDED.
+  // options.wait_timeout server-side. Not getting it in time is
+  // {acquired: false}, not an error. The call's deadline is stretched to
+  // wait_timeout + default_timeout when needed, so that a long wait does not
+  // end as DEADLINE_EXCEEDED.
+  absl::StatusOr<AcquireLockResult> AcquireLock(
+      absl::string_view ns, absl::string_view key,
+      const AcquireLockOptions& options = {}, const CallOptions& call = {});
+  // The same with the options in order (ttl, wait_timeout, owner). Kept for
+  // existing callers; two positional durations are easy to swap, so new code
+  // passes AcquireLockOptions.
   absl::StatusOr<AcquireLockResult> AcquireLock(
       absl::string_view ns, absl::string_view key,
       std::optional<absl::Duration> ttl,

@@ -98,12 +98,27 @@ absl::StatusOr<LockGuard> LockGuard::Acquire(
     Client& client, absl::string_view ns, absl::string_view key,
     absl::Duration ttl, std::optional<absl::Duration> wait_timeout,
     LockGuardOptions options) {
+  options.ttl = ttl;
+  options.wait_timeout = wait_timeout;
+  return Acquire(client, ns, key, std::move(options));
+}
+
+absl::StatusOr<LockGuard> LockGuard::Acquire(Client& client,
+                                             absl::string_view ns,
+                                             absl::string_view key,
+                                             LockGuardOptions options) {
+  const absl::Duration ttl = options.ttl;
+  const std::optional<absl::Duration> wait_timeout = options.wait_timeout;
   if (ttl <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("LockGuard: ttl must be positive");
   }
   const absl::Time sent = absl::Now();
+  AcquireLockOptions acquire;
+  acquire.ttl = ttl;
+  acquire.wait_timeout = wait_timeout;
+  acquire.owner = options.owner;
   absl::StatusOr<AcquireLockResult> acquired =
-      client.AcquireLock(ns, key, ttl, wait_timeout, options.owner);
+      client.AcquireLock(ns, key, acquire);
   if (!acquired.ok()) return acquired.status();
   if (!acquired->acquired) {
     return absl::DeadlineExceededError(

@@ -1,7 +1,9 @@
 // RAII holder of one corral lock, renewed in the background.
 //
+//   LockGuardOptions options;
+//   options.ttl = absl::Seconds(30);
 //   absl::StatusOr<LockGuard> lock =
-//       LockGuard::Acquire(client, "plant_id", key, absl::Seconds(30));
+//       LockGuard::Acquire(client, "plant_id", key, std::move(options));
 //   if (!lock.ok()) return lock.status();
 //   ... compute ...
 //   SetOptions set;
@@ -33,6 +35,11 @@
 namespace corral::client {
 
 struct LockGuardOptions {
+  // The lock's expiry, renewed while the guard lives. Must be positive.
+  absl::Duration ttl = absl::Seconds(30);
+  // How long corrald waits for the lock: zero tries once. Unset: the
+  // namespace's wait_timeout.
+  std::optional<absl::Duration> wait_timeout;
   std::string owner;  // Empty: ClientOptions::worker_id.
   // Runs once, on the renewal thread, when the lock is lost. It must not
   // destroy or Release() the guard (that joins the renewal thread).
@@ -43,8 +50,12 @@ struct LockGuardOptions {
 
 class LockGuard {
  public:
-  // `client` must outlive the guard. `ttl` > 0 is the lock's expiry, renewed
-  // while the guard lives; unset `wait_timeout` is the namespace default.
+  // `client` must outlive the guard.
+  static absl::StatusOr<LockGuard> Acquire(Client& client, absl::string_view ns,
+                                           absl::string_view key,
+                                           LockGuardOptions options = {});
+  // The same with ttl and wait_timeout in order. Kept for existing callers;
+  // new code sets them in LockGuardOptions.
   static absl::StatusOr<LockGuard> Acquire(
       Client& client, absl::string_view ns, absl::string_view key,
       absl::Duration ttl,
