@@ -136,7 +136,8 @@ TEST(HalfCloseE2E, WaiterOnAnotherReplicaIsWokenByTheFill) {
     GrpcurlResult waiter;
     JoiningThread t(
         [&] { waiter = LookupAndHalfClose(*b, LookupOf("plant_id", key, 5)); });
-    absl::SleepFor(absl::Milliseconds(200));  // Models the compute.
+    // The fill comes once the half-closed caller waits on replica 1.
+    EXPECT_TRUE(fleet->WaitForWaiters("plant_id", 1)) << "round " << round;
     EXPECT_TRUE(holder.Fill("rose"));
     t.join();
     ASSERT_TRUE(waiter.status.ok()) << waiter.status.error_message();
