@@ -122,7 +122,7 @@ class Leaseholder {
 };
 
 // The steps: a leaseholder on replica A; on replica B a caller
-// that half-closes at once; the fill 200 ms later must wake it (it was
+// that half-closes at once; the fill, once it waits, must wake it (it was
 // woken only by its wait_timeout, 4-6 times out of 6-10).
 TEST(HalfCloseE2E, WaiterOnAnotherReplicaIsWokenByTheFill) {
   auto fleet = Fleet::Start(2);
