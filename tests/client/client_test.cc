@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "tests/client/fake_corral.h"
 #include "tests/support/free_port.h"
+#include "tests/support/poll.h"
 #include "tests/support/status_matchers.h"
 
 namespace corral::client {
@@ -208,7 +209,9 @@ TEST_F(ClientTest, GetBreaker) {
 TEST_F(ClientTest, DeadlineIsTheCallOptionOrTheDefault) {
   fake_.get = [](grpc::ServerContext* ctx, const v1::GetRequest&,
                  v1::GetResponse*) {
-    while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
+    // Until the client gives up (bounded: a client that never did would
+    // fail the test, not hang it).
+    testing::PollUntil([ctx] { return ctx->IsCancelled(); }, absl::Seconds(10));
     return grpc::Status::CANCELLED;
   };
   CallOptions call;
@@ -523,7 +526,9 @@ TEST_F(ClientTest, GetOrComputeDeadlineCapsTheWait) {
   fake_.get_or_compute = [&](grpc::ServerContext* ctx, GetOrComputeStream* s) {
     GetOrComputeRequest req;
     s->Read(&req);
-    while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
+    // Until the client gives up (bounded: a client that never did would
+    // fail the test, not hang it).
+    testing::PollUntil([ctx] { return ctx->IsCancelled(); }, absl::Seconds(10));
     return grpc::Status::CANCELLED;
   };
   GetOrComputeOptions options;

@@ -272,8 +272,9 @@ TEST(CorralctlBinaryTest, HelpAndUsageErrors) {
 }
 
 TEST(CorralctlBinaryTest, UnreachableServerIsExitThree) {
+  ClosedPort closed;  // Bound, never listening: refused, and ours alone.
   auto result =
-      RunCorralctl({"--target", absl::StrCat("127.0.0.1:", PickFreePort()),
+      RunCorralctl({"--target", absl::StrCat("127.0.0.1:", closed.port()),
                     "--timeout", "1s", "get", "ns", "k"});
   ASSERT_OK(result);
   EXPECT_EQ(result->exit_code, 3);

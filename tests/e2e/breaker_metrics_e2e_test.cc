@@ -14,6 +14,7 @@
 #include "tests/e2e/fleet.h"
 #include "tests/support/free_port.h"
 #include "tests/support/http_get.h"
+#include "tests/support/poll.h"
 #include "tests/support/process.h"
 
 namespace corral::testing {
@@ -33,6 +34,16 @@ constexpr char kFragileConfig[] = R"pb(
   }
 )pb";
 
+// Whether every replica in `replicas` reports the breaker in `state`.
+bool BreakerIs(Fleet& fleet, std::initializer_list<int> replicas,
+               client::BreakerState state) {
+  for (int i : replicas) {
+    auto b = fleet.ClientFor(i)->GetBreaker("fragile");
+    if (!b.ok() || b->state != state) return false;
+  }
+  return true;
+}
+
 // A compute that fails upstream, through replica `i`.
 void FailOnce(Fleet& fleet, int i, const std::string& key) {
   auto c = fleet.ClientFor(i);
@@ -49,7 +60,9 @@ TEST(BreakerE2E, OpensFleetWideProbesOnceAndSurvivesRestarts) {
   FailOnce(*fleet, 0, "a");
   FailOnce(*fleet, 1, "b");
   FailOnce(*fleet, 0, "c");
-  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_TRUE(PollUntil([&] {
+    return BreakerIs(*fleet, {0, 1}, client::BreakerState::kOpen);
+  }));
   for (int i = 0; i < 2; ++i) {
     auto b = fleet->ClientFor(i)->GetBreaker("fragile");
     ASSERT_TRUE(b.ok()) << b.status();
@@ -75,8 +88,22 @@ TEST(BreakerE2E, OpensFleetWideProbesOnceAndSurvivesRestarts) {
   ASSERT_TRUE(after_restart.ok());
   EXPECT_EQ(after_restart->state, client::BreakerState::kOpen);
 
-  // Half-open: across both replicas exactly one probe computes.
-  absl::SleepFor(absl::Seconds(2));
+  // Half-open (after open_duration, 2 s of real time): across both
+  // replicas exactly one probe computes.
+  // (A breaker reports half-open only once a caller comes: until then it
+  // is open with nothing left to wait.)
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        for (int i : {0, 2}) {
+          auto b = fleet->ClientFor(i)->GetBreaker("fragile");
+          if (!b.ok() || b->state != client::BreakerState::kOpen ||
+              b->retry_after > absl::ZeroDuration()) {
+            return false;
+          }
+        }
+        return true;
+      },
+      absl::Seconds(10)));
   bench::StampedeOptions o;
   o.targets = {fleet->replica(0).target(), fleet->replica(2).target()};
   o.ns = "fragile";
@@ -92,11 +119,9 @@ TEST(BreakerE2E, OpensFleetWideProbesOnceAndSurvivesRestarts) {
     rejected += c.reason == "breaker-open" ? 1 : 0;
   EXPECT_EQ(rejected, 39);
   // The probe filled: closed again, fleet-wide.
-  absl::SleepFor(absl::Milliseconds(200));
-  for (int i : {0, 2}) {
-    EXPECT_EQ(fleet->ClientFor(i)->GetBreaker("fragile")->state,
-              client::BreakerState::kClosed);
-  }
+  EXPECT_TRUE(PollUntil([&] {
+    return BreakerIs(*fleet, {0, 2}, client::BreakerState::kClosed);
+  }));
 }
 
 TEST(BreakerE2E, StaleValueServedWhileOpen) {
@@ -106,9 +131,13 @@ TEST(BreakerE2E, StaleValueServedWhileOpen) {
   client::SetOptions short_ttl;
   short_ttl.ttl = absl::Milliseconds(300);
   ASSERT_TRUE(c->Set("fragile", "photo", "Rosa canina", short_ttl).ok());
-  absl::SleepFor(absl::Milliseconds(400));
+  ASSERT_TRUE(PollUntil([&] {  // Past its TTL (Redis' time): a Get misses.
+    auto got = c->Get("fragile", "photo");
+    return got.ok() && !got->found;
+  }));
   for (const char* k : {"a", "b", "c"}) FailOnce(*fleet, 0, k);
-  absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_TRUE(PollUntil(
+      [&] { return BreakerIs(*fleet, {0}, client::BreakerState::kOpen); }));
   client::GetOrComputeOptions stale_ok;
   stale_ok.allow_stale = true;
   auto r = c->GetOrCompute(
@@ -135,7 +164,16 @@ TEST(MetricsE2E, StampedeCountsAreExact) {
   bench::StampedeReport report = bench::RunStampede(o);
   ASSERT_EQ(report.ok(), 50);
   ASSERT_EQ(report.computes(), 1);
-  auto text = HttpGet(fleet->replica(0).metrics_address(), "/metrics");
+  // A call is counted once the server is done with it, which can be a
+  // moment after the client has its answer: read once all 50 are counted.
+  absl::StatusOr<std::string> text;
+  EXPECT_TRUE(PollUntil([&] {
+    text = HttpGet(fleet->replica(0).metrics_address(), "/metrics");
+    return text.ok() &&
+           MetricValue(*text, "corral_rpc_requests_total",
+                       {{"method", "GetOrCompute"}, {"code", "OK"}})
+                   .value_or(0) >= 50;
+  }));
   ASSERT_TRUE(text.ok()) << text.status();
   auto v = [&](absl::string_view name,
                std::map<std::string, std::string> labels) {

@@ -13,6 +13,8 @@
 #include "client/cpp/corral_client.h"
 #include "gtest/gtest.h"
 #include "tests/support/corrald_process.h"
+#include "tests/support/http_get.h"
+#include "tests/support/poll.h"
 #include "tests/support/redis_server.h"
 
 namespace corral::testing {
@@ -74,6 +76,24 @@ class Fleet {
     return t;
   }
   RedisServer& redis() { return *redis_; }
+  // Callers waiting for a lock or a value in namespace `ns`, summed over the
+  // replicas (their corral_waiters gauges); -1 when a scrape fails.
+  int Waiters(const std::string& ns) {
+    int total = 0;
+    for (const auto& r : replicas_) {
+      auto text = HttpGet(r->metrics_address(), "/metrics");
+      if (!text.ok()) return -1;
+      auto v = MetricValue(*text, "corral_waiters", {{"namespace", ns}});
+      if (v.ok()) total += static_cast<int>(*v);
+    }
+    return total;
+  }
+  // Waits until at least `n` callers wait in `ns` fleet-wide (instead of
+  // sleeping "until everyone waits"); false after `timeout`.
+  bool WaitForWaiters(const std::string& ns, int n,
+                      absl::Duration timeout = absl::Seconds(30)) {
+    return PollUntil([&] { return Waiters(ns) >= n; }, timeout);
+  }
   std::unique_ptr<client::Client> ClientFor(
       int i, absl::Duration timeout = absl::Seconds(60)) {
     client::ClientOptions options;

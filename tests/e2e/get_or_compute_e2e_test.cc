@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "client/bench/stampede.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -90,16 +91,14 @@ TEST(GetOrComputeE2E, LeaseholderProcessKilledMidCompute) {
       absl::StrCat("touch ", marker, "; sleep 60; echo never")};
   auto worker = Subprocess::Start(worker_options);
   ASSERT_TRUE(worker.ok()) << worker.status();
-  absl::Time until = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < until && ::access(marker.c_str(), F_OK) != 0) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_EQ(::access(marker.c_str(), F_OK), 0)
+  ASSERT_TRUE(PollUntil([&] { return ::access(marker.c_str(), F_OK) == 0; },
+                        absl::Seconds(10)))
       << "the worker never got the lease";
 
   StampedeReport report;
   JoiningThread stampede([&] { report = RunStampede(o); });
-  absl::SleepFor(absl::Milliseconds(500));  // Everyone is waiting now.
+  EXPECT_TRUE(fleet->WaitForWaiters("e2e", o.callers))
+      << "not everyone waits: " << fleet->Waiters("e2e");
   const absl::Time killed = absl::Now();
   ASSERT_TRUE((*worker)->Signal(SIGKILL).ok());
   stampede.join();
@@ -126,18 +125,26 @@ TEST(GetOrComputeE2E, HungLeaseholderIsRevokedAndItsLateFillRefused) {
   ASSERT_NE(fleet, nullptr);
   auto hung_client = fleet->ClientFor(0);
   absl::StatusOr<client::GetOrComputeResult> hung;
+  std::atomic<bool> computing{false};
+  // The hung compute returns once the stampede is over: past its
+  // max_compute_time, after the next leaseholder's fill, on any machine.
+  absl::Notification stampede_over;
   JoiningThread hung_worker([&] {
-    hung = hung_client->GetOrCompute("slow", "k0",
-                                     []() -> absl::StatusOr<std::string> {
-                                       absl::SleepFor(absl::Milliseconds(2500));
-                                       return std::string("late");
-                                     });
+    hung = hung_client->GetOrCompute(
+        "slow", "k0", [&]() -> absl::StatusOr<std::string> {
+          computing = true;
+          stampede_over.WaitForNotificationWithTimeout(absl::Seconds(30));
+          return std::string("late");
+        });
   });
-  absl::SleepFor(absl::Milliseconds(300));
+  NotifyOnExit release_stampede_over(stampede_over);  // Before any join.
+  ASSERT_TRUE(PollUntil([&] { return computing.load(); }, absl::Seconds(10)))
+      << "the first caller never got the lease";
   StampedeOptions o = Options(*fleet, 50, 1, absl::Milliseconds(100));
   o.ns = "slow";
   o.key_prefix = "k";
   StampedeReport report = RunStampede(o);
+  stampede_over.Notify();
   hung_worker.join();
   ASSERT_TRUE(hung.ok()) << hung.status();
   EXPECT_TRUE(hung->computed);
@@ -170,7 +177,8 @@ TEST(GetOrComputeE2E, LockApiWorkerAndGetOrComputeCallersComputeOnce) {
   ASSERT_TRUE(lock.ok() && lock->acquired);
   StampedeReport report;
   JoiningThread stampede([&] { report = RunStampede(o); });
-  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_TRUE(fleet->WaitForWaiters("e2e", o.callers))
+      << "not everyone waits: " << fleet->Waiters("e2e");
   client::SetOptions fenced;
   fenced.lock_token = lock->token;
   fenced.release_lock = true;
@@ -193,8 +201,10 @@ TEST(GetOrComputeE2E, RedisRestartedMidStampede) {
   o.deadline = absl::Seconds(30);
   StampedeReport report;
   JoiningThread stampede([&] { report = RunStampede(o); });
-  absl::SleepFor(absl::Milliseconds(300));
+  // Mid-stampede: callers are waiting on the computes.
+  EXPECT_TRUE(fleet->WaitForWaiters("e2e", 1));
   fleet->redis().Kill();
+  // Not synchronisation: how long Redis stays down.
   absl::SleepFor(absl::Milliseconds(700));
   ASSERT_TRUE(fleet->redis().Restart().ok());
   stampede.join();
@@ -215,11 +225,8 @@ TEST(GetOrComputeE2E, RedisRestartedMidStampede) {
   // And the fleet serves again once each replica has reconnected.
   for (int i = 0; i < 2; ++i) {
     auto c = fleet->ClientFor(i);
-    absl::Time until = absl::Now() + absl::Seconds(15);
-    while (absl::Now() < until && !c->Get("e2e", "probe").ok()) {
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-    ASSERT_TRUE(c->Get("e2e", "probe").ok())
+    ASSERT_TRUE(PollUntil([&] { return c->Get("e2e", "probe").ok(); },
+                          absl::Seconds(15)))
         << "replica " << i << " did not reconnect";
   }
   StampedeReport after =

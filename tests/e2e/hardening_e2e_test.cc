@@ -122,7 +122,7 @@ class Leaseholder {
 };
 
 // The steps: a leaseholder on replica A; on replica B a caller
-// that half-closes at once; the fill 200 ms later must wake it (it was
+// that half-closes at once; the fill, once it waits, must wake it (it was
 // woken only by its wait_timeout, 4-6 times out of 6-10).
 TEST(HalfCloseE2E, WaiterOnAnotherReplicaIsWokenByTheFill) {
   auto fleet = Fleet::Start(2);
@@ -136,7 +136,8 @@ TEST(HalfCloseE2E, WaiterOnAnotherReplicaIsWokenByTheFill) {
     GrpcurlResult waiter;
     JoiningThread t(
         [&] { waiter = LookupAndHalfClose(*b, LookupOf("plant_id", key, 5)); });
-    absl::SleepFor(absl::Milliseconds(200));  // Models the compute.
+    // The fill comes once the half-closed caller waits on replica 1.
+    EXPECT_TRUE(fleet->WaitForWaiters("plant_id", 1)) << "round " << round;
     EXPECT_TRUE(holder.Fill("rose"));
     t.join();
     ASSERT_TRUE(waiter.status.ok()) << waiter.status.error_message();

@@ -4,11 +4,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet.h"
 #include "tests/support/joining_thread.h"
+#include "tests/support/poll.h"
 
 namespace corral::testing {
 namespace {
@@ -113,7 +115,7 @@ TEST(LocksE2E, CacheRpcsAndFencedSetWakeWaiters) {
     EXPECT_GT(w->fencing_token, lock->fencing_token);
     EXPECT_LT(w->waited, absl::Seconds(10));
   });
-  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_TRUE(fleet->WaitForWaiters("e2e", 1)) << "B's caller never waited";
   client::SetOptions fenced;
   fenced.lock_token = "not-my-token";
   EXPECT_FALSE(a->Set("e2e", "fenced", "x", fenced)->stored);
@@ -164,23 +166,24 @@ TEST(LocksE2E, RedisKilledAndRestartedWhileCallsAreInFlight) {
           ++other;
           ADD_FAILURE() << r.status();
         }
-        absl::SleepFor(absl::Milliseconds(5));
+        absl::SleepFor(absl::Milliseconds(5));  // Paces the load.
       }
     });
   }
-  absl::SleepFor(absl::Milliseconds(300));
+  // However the test ends (an ASSERT included), the load stops before the
+  // threads are joined: a failure, never a hang.
+  absl::Cleanup stop_load = [&stop] { stop = true; };
+  EXPECT_TRUE(PollUntil([&] { return ok.load() > 0; })) << "no load served";
   fleet->redis().Kill();
-  absl::SleepFor(absl::Seconds(1));
+  // The outage is seen: calls fail with store-unavailable.
+  EXPECT_TRUE(
+      PollUntil([&] { return unavailable.load() > 0; }, absl::Seconds(10)));
   const int unavailable_during = unavailable.load();
   ASSERT_TRUE(fleet->redis().Restart().ok());
   // Service resumes without restarting corrald.
-  absl::Time until = absl::Now() + absl::Seconds(10);
-  bool resumed = false;
-  while (absl::Now() < until && !resumed) {
-    resumed = c.Set("e2e", "k2", "v2").ok();
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  stop = true;
+  const bool resumed = PollUntil([&] { return c.Set("e2e", "k2", "v2").ok(); },
+                                 absl::Seconds(10));
+  std::move(stop_load).Invoke();
   for (auto& t : load) t.join();
   EXPECT_TRUE(resumed);
   EXPECT_GT(unavailable_during, 0);

@@ -16,6 +16,7 @@
 #include "corral/v1/corral.pb.h"
 #include "gtest/gtest.h"
 #include "tests/support/corrald_process.h"
+#include "tests/support/joining_thread.h"
 #include "tests/support/sentinel_group.h"
 
 namespace corral::testing {
@@ -125,7 +126,7 @@ TEST_F(SentinelE2E, AStampedeAcrossTheFailoverAnswersEveryCaller) {
   o.spread =
       absl::Milliseconds(4);  // Arrivals over ~4 s: before, during, after.
   bench::StampedeReport report;
-  std::thread stampede([&] { report = bench::RunStampede(o); });
+  JoiningThread stampede([&] { report = bench::RunStampede(o); });
   // Not synchronisation: where in the arrivals the master dies.
   absl::SleepFor(absl::Milliseconds(500));
   group_->node(0).Kill();

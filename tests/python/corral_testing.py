@@ -233,6 +233,22 @@ def waiters(fleet: Fleet, namespace: str) -> int:
     return int(total)
 
 
+def poll_until(condition, timeout: float = 10.0, what: str = "the condition"):
+    """Calls ``condition`` until it returns something truthy, and returns
+    that; AssertionError after ``timeout`` seconds. For what a test waits on
+    in real time (Redis' TTLs, another process): never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
 def wait_for_waiters(fleet: Fleet, namespace: str, n: int, timeout: float = 10.0) -> None:
     """Blocks until at least ``n`` callers wait in ``namespace`` (so that a
     test acts while they are really waiting, not before they arrive)."""

@@ -214,8 +214,11 @@ class ClientTest(unittest.TestCase):
         key = unique_key()
         lost = threading.Event()
         lock = self.client.lock(NS, key, ttl=0.3, renew_every=1.0, on_lost=lost.set)
-        time.sleep(0.5)  # Expired: nobody renewed it.
-        thief = self.clients[1].acquire_lock(NS, key, ttl=10, wait_timeout=0)
+        # Once it expires (nobody renews it before 1 s), another caller takes it.
+        def steal():
+            attempt = self.clients[1].acquire_lock(NS, key, ttl=10, wait_timeout=0)
+            return attempt if attempt.acquired else None
+        thief = corral_testing.poll_until(steal, what="the lock's expiry")
         self.assertTrue(thief.acquired)
         self.assertTrue(lost.wait(5))
         self.assertTrue(lock.lost)

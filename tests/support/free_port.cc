@@ -33,7 +33,9 @@ int PickFreePort() {
   return port;
 }
 
-ClosedPort::ClosedPort() : fd_(BindAnyPort(&port_)) {}
+// In the body: with BindAnyPort in fd_'s initializer, port_'s default
+// initializer (it comes after fd_) would then reset the port to 0.
+ClosedPort::ClosedPort() { fd_ = BindAnyPort(&port_); }
 
 ClosedPort::~ClosedPort() { ::close(fd_); }
 

@@ -8,6 +8,8 @@
 #include <thread>
 #include <utility>
 
+#include "absl/synchronization/notification.h"
+
 namespace corral::testing {
 
 class JoiningThread {
@@ -24,6 +26,22 @@ class JoiningThread {
 
  private:
   std::thread thread_;
+};
+
+// Notifies `n` (if nobody did) when it goes out of scope: declared after a
+// JoiningThread that waits on `n`, it releases the thread before the join
+// when an ASSERT ends the test early, so the test fails instead of hanging.
+class NotifyOnExit {
+ public:
+  explicit NotifyOnExit(absl::Notification& n) : n_(n) {}
+  NotifyOnExit(const NotifyOnExit&) = delete;
+  NotifyOnExit& operator=(const NotifyOnExit&) = delete;
+  ~NotifyOnExit() {
+    if (!n_.HasBeenNotified()) n_.Notify();
+  }
+
+ private:
+  absl::Notification& n_;
 };
 
 }  // namespace corral::testing

@@ -13,7 +13,7 @@
 namespace corral::app {
 namespace {
 
-using ::corral::testing::PickFreePort;
+using ::corral::testing::ClosedPort;
 using ::corral::testing::RedisServer;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -147,7 +147,8 @@ TEST_F(MakeStoreTest, RedisConnectsAtStart) {
 }
 
 TEST_F(MakeStoreTest, UnreachableRedisIsLoggedAndServed) {
-  const int port = PickFreePort();
+  ClosedPort closed;  // Bound, never listening: refused, and ours alone.
+  const int port = closed.port();
   absl::StatusOr<RedisOptions> options =
       RedisOptionsFor(WithRedis(absl::StrCat("redis://127.0.0.1:", port)), {});
   ASSERT_TRUE(options.ok()) << options.status();

@@ -1,11 +1,20 @@
-// The coordination core's test fixture: the same suite on both stores, the
-// embedded store with a fake clock for TTLs, and a real redis-server that the
-// fixture starts (Redis keeps its own time, so the clock there is real).
-// Waits use short real timers on the event loop.
+// The coordination core's test fixture: the same suite on both stores.
+//
+// Embedded: the core and the store run on a ManualExecutor over a FakeClock,
+// on the test's own thread. Nothing happens until the test drives it: every
+// wait below runs the executor until idle and then looks, so "let them
+// queue" is exact, and time (TTLs, wait timeouts, lease renewals and
+// revocations, breaker batches) moves only with Advance. No real time, no
+// sleeps, the same interleaving on every run.
+//
+// Redis: a real redis-server that the fixture starts, hiredis on a real
+// EventLoop thread, and the real clock (Redis keeps its own time). Waits
+// poll an observable condition with a deadline; Advance lets real time pass.
 #ifndef CORRAL_TESTS_SERVER_CORE_COORDINATOR_FIXTURE_H_
 #define CORRAL_TESTS_SERVER_CORE_COORDINATOR_FIXTURE_H_
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -20,6 +29,8 @@
 #include "server/core/errors.h"
 #include "server/store/embedded_store.h"
 #include "server/store/redis_store.h"
+#include "tests/support/manual_executor.h"
+#include "tests/support/poll.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/status_matchers.h"
 
@@ -58,8 +69,13 @@ class CountingObserver : public CoordinatorObserver {
 // store round trips a scenario costs. Everything goes to the real store.
 class CountingStore final : public Store {
  public:
-  CountingStore(EventLoop& loop, std::unique_ptr<Store> inner)
-      : loop_(loop), inner_(std::move(inner)) {}
+  // `drive` (embedded) runs the manual executor until idle before a wait
+  // looks; empty (Redis), a wait blocks until its deadline.
+  CountingStore(Executor& executor, std::function<void()> drive,
+                std::unique_ptr<Store> inner)
+      : executor_(executor),
+        drive_(std::move(drive)),
+        inner_(std::move(inner)) {}
   Store& inner() { return *inner_; }
 
   // While holding, the answers of Get and TryLockAndRead are kept back (in
@@ -71,14 +87,16 @@ class CountingStore final : public Store {
   }
   // Waits (up to 5 s) until `n` answers are held.
   bool WaitHeld(size_t n) {
+    if (drive_) drive_();
     absl::MutexLock lock(&hold_mu_);
     auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(hold_mu_) {
       return held_.size() >= n;
     };
-    return hold_mu_.AwaitWithTimeout(absl::Condition(&enough),
-                                     absl::Seconds(5));
+    return hold_mu_.AwaitWithTimeout(
+        absl::Condition(&enough),
+        drive_ ? absl::ZeroDuration() : absl::Seconds(5));
   }
-  // Hands the held answers over on the loop thread; `keep_holding` keeps
+  // Hands the held answers over on the executor; `keep_holding` keeps
   // back the answers that come after.
   void Release(bool keep_holding = false) {
     std::vector<absl::AnyInvocable<void()>> held;
@@ -87,7 +105,7 @@ class CountingStore final : public Store {
       held.swap(held_);
       holding_ = keep_holding;
     }
-    for (auto& answer : held) loop_.Post(std::move(answer));
+    for (auto& answer : held) executor_.Post(std::move(answer));
   }
 
   void SetListener(StoreListener* listener) override {
@@ -170,16 +188,19 @@ class CountingStore final : public Store {
     };
   }
 
-  EventLoop& loop_;
+  Executor& executor_;
+  std::function<void()> drive_;
   std::unique_ptr<Store> inner_;
   absl::Mutex hold_mu_;
   bool holding_ ABSL_GUARDED_BY(hold_mu_) = false;
   std::vector<absl::AnyInvocable<void()>> held_ ABSL_GUARDED_BY(hold_mu_);
 };
 
-// Records what one GetOrCompute stream received.
+// Records what one GetOrCompute stream received. `drive` as CountingStore's.
 class RecordingSink : public ComputeSink {
  public:
+  explicit RecordingSink(std::function<void()> drive = {})
+      : drive_(std::move(drive)) {}
   void SendValue(ValueView value) override {
     absl::MutexLock lock(&mu_);
     value_ = std::move(value);
@@ -202,7 +223,13 @@ class RecordingSink : public ComputeSink {
     status_ = std::move(status);
   }
 
+  // Embedded: whether the lease (or the end) came once the executor is
+  // idle. Redis: waits up to `timeout` for it.
   bool WaitLease(absl::Duration timeout = absl::Seconds(5)) {
+    if (drive_) {
+      drive_();
+      timeout = absl::ZeroDuration();
+    }
     absl::MutexLock lock(&mu_);
     return mu_.AwaitWithTimeout(absl::Condition(
                                     +[](RecordingSink* s) {
@@ -213,6 +240,10 @@ class RecordingSink : public ComputeSink {
            lease_.has_value();
   }
   bool WaitDone(absl::Duration timeout = absl::Seconds(5)) {
+    if (drive_) {
+      drive_();
+      timeout = absl::ZeroDuration();
+    }
     absl::MutexLock lock(&mu_);
     return mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
   }
@@ -242,6 +273,7 @@ class RecordingSink : public ComputeSink {
   }
 
  private:
+  const std::function<void()> drive_;
   absl::Mutex mu_;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
@@ -300,11 +332,13 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
   CoordinatorTest() : CoordinatorTest(DefaultConfig()) {}
   explicit CoordinatorTest(const corral::v1::ServerConfig& config)
       : registry_(*NamespaceRegistry::Create(config)) {
-    if (GetParam() == StoreKind::kEmbedded) {
+    if (embedded()) {
       clock_ = &fake_clock_;
+      manual_ = std::make_unique<corral::testing::ManualExecutor>(fake_clock_);
       store_ = std::make_unique<CountingStore>(
-          loop_, std::make_unique<EmbeddedStore>(
-                     loop_, fake_clock_, ReadCacheOptionsFor(registry_)));
+          *manual_, Driver(),
+          std::make_unique<EmbeddedStore>(*manual_, fake_clock_,
+                                          ReadCacheOptionsFor(registry_)));
     } else {
       auto redis = corral::testing::RedisServer::Start();
       EXPECT_TRUE(redis.ok()) << redis.status();
@@ -314,30 +348,130 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
       options.read_cache = ReadCacheOptionsFor(registry_);
       auto store = std::make_unique<RedisStore>(loop_, options);
       redis_store_ = store.get();
-      store_ = std::make_unique<CountingStore>(loop_, std::move(store));
+      store_ =
+          std::make_unique<CountingStore>(loop_, Driver(), std::move(store));
       clock_ = &real_clock_;
     }
-    coordinator_ = std::make_unique<Coordinator>(loop_, *store_, registry_,
+    coordinator_ = std::make_unique<Coordinator>(executor(), *store_, registry_,
                                                  *clock_, observer_);
-    loop_.Start();
-    if (redis_store_ != nullptr) {
+    if (embedded()) {
+      manual_->RunUntilIdle();
+    } else {
+      loop_.Start();
       redis_store_->Start();
       EXPECT_OK(redis_store_->WaitUntilConnected(absl::Seconds(5)));
     }
   }
   ~CoordinatorTest() override {
-    coordinator_->Shutdown(absl::Seconds(1));
-    if (redis_store_ != nullptr) redis_store_->Shutdown();
-    loop_.Stop();
+    if (embedded()) {
+      // Shutdown waits for the loop it posted to; here the loop is this
+      // thread, so post it without waiting and run it.
+      coordinator_->Shutdown(absl::ZeroDuration());
+      manual_->RunUntilIdle();
+    } else {
+      coordinator_->Shutdown(absl::Seconds(1));
+      redis_store_->Shutdown();
+      loop_.Stop();
+    }
   }
 
+  bool embedded() const { return GetParam() == StoreKind::kEmbedded; }
+  Executor& executor() {
+    return embedded() ? static_cast<Executor&>(*manual_) : loop_;
+  }
+  // What the fixture's sinks and store run before a wait looks (embedded).
+  std::function<void()> Driver() {
+    if (!embedded()) return {};
+    return [this] { manual_->RunUntilIdle(); };
+  }
+
+  // Whether `condition` holds once the core has done all it can without
+  // time moving: at once when the manual executor is idle (embedded), or
+  // polled up to `timeout` (Redis).
+  bool Eventually(const std::function<bool()>& condition,
+                  absl::Duration timeout = absl::Seconds(5)) {
+    if (embedded()) {
+      manual_->RunUntilIdle();
+      return condition();
+    }
+    return corral::testing::PollUntil(condition, timeout);
+  }
+  // Lets `d` pass: on the fake clock, firing every timer due on the way
+  // (embedded); real time on Redis, which keeps its own clock.
+  void Advance(absl::Duration d) {
+    if (embedded()) {
+      manual_->Advance(d);
+    } else {
+      const absl::Time until = absl::Now() + d;
+      corral::testing::PollUntil([until] { return absl::Now() >= until; },
+                                 d + absl::Seconds(1));
+    }
+  }
+  // Lets time pass until `condition` holds, for at most `within`: timer by
+  // timer on the fake clock, so it holds exactly when the core makes it
+  // (embedded); polled in real time, with a 5 s floor for slow runs, on
+  // Redis.
+  bool AdvanceUntil(const std::function<bool()>& condition,
+                    absl::Duration within) {
+    if (!embedded()) {
+      return corral::testing::PollUntil(condition,
+                                        std::max(within, absl::Seconds(5)));
+    }
+    const absl::Time end = fake_clock_.Now() + within;
+    for (;;) {
+      manual_->RunUntilIdle();
+      if (condition()) return true;
+      const absl::Time now = fake_clock_.Now();
+      const std::optional<absl::Duration> next = manual_->NextTimerIn();
+      if (!next.has_value() || now + *next > end) {
+        manual_->Advance(end - now);
+        return condition();
+      }
+      manual_->Advance(*next);
+    }
+  }
+
+  // The answer of one async call, once it comes.
+  template <typename T>
+  class Pending {
+   public:
+    Pending(CoordinatorTest* test,
+            std::shared_ptr<std::promise<absl::StatusOr<T>>> promise)
+        : test_(test), future_(promise->get_future()) {}
+    // Whether the answer is in (embedded: once idle; Redis: at once).
+    bool Ready() {
+      if (test_->embedded()) test_->manual_->RunUntilIdle();
+      return future_.wait_for(std::chrono::seconds(0)) ==
+             std::future_status::ready;
+    }
+    // The answer; an error if none came once idle (embedded) or within
+    // `timeout` (Redis).
+    absl::StatusOr<T> Get(absl::Duration timeout = absl::Seconds(10)) {
+      if (test_->embedded()) test_->manual_->RunUntilIdle();
+      const auto wait = test_->embedded() ? absl::ZeroDuration() : timeout;
+      if (future_.wait_for(absl::ToChronoNanoseconds(wait)) !=
+          std::future_status::ready) {
+        return absl::DeadlineExceededError(
+            test_->embedded() ? "no answer once idle" : "no answer in time");
+      }
+      return future_.get();
+    }
+
+   private:
+    CoordinatorTest* test_;
+    std::future<absl::StatusOr<T>> future_;
+  };
+  // Starts an async coordinator call.
+  template <typename T, typename Call>
+  Pending<T> Start(Call call) {
+    auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
+    call([promise](absl::StatusOr<T> r) { promise->set_value(std::move(r)); });
+    return Pending<T>(this, promise);
+  }
   // Runs an async coordinator call and waits for its answer.
   template <typename T, typename Call>
   absl::StatusOr<T> Sync(Call call) {
-    auto promise = std::make_shared<std::promise<absl::StatusOr<T>>>();
-    auto future = promise->get_future();
-    call([promise](absl::StatusOr<T> r) { promise->set_value(std::move(r)); });
-    return future.get();
+    return Start<T>(std::move(call)).Get();
   }
 
   absl::StatusOr<bool> Set(
@@ -353,9 +487,9 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
     return Sync<GetResult>(
         [&](auto done) { coordinator_->Get(key, std::move(done)); });
   }
-  absl::StatusOr<LockGrant> Acquire(const CacheKey& key, absl::Duration wait,
-                                    absl::Duration ttl = absl::Seconds(30)) {
-    return Sync<LockGrant>([&](auto done) {
+  Pending<LockGrant> StartAcquire(const CacheKey& key, absl::Duration wait,
+                                  absl::Duration ttl = absl::Seconds(30)) {
+    return Start<LockGrant>([&](auto done) {
       AcquireLockRequest r;
       r.key = key;
       r.ttl = ttl;
@@ -363,11 +497,31 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
       coordinator_->AcquireLock(std::move(r), std::move(done));
     });
   }
+  absl::StatusOr<LockGrant> Acquire(const CacheKey& key, absl::Duration wait,
+                                    absl::Duration ttl = absl::Seconds(30)) {
+    return StartAcquire(key, wait, ttl).Get();
+  }
   absl::StatusOr<bool> Release(const CacheKey& key, const std::string& token,
                                Outcome outcome = Outcome::kSuccess) {
     return Sync<bool>([&](auto done) {
       coordinator_->ReleaseLock(ReleaseLockRequest{key, token, outcome},
                                 std::move(done));
+    });
+  }
+  // The namespace's breaker as this replica sees it (kClosed on error).
+  BreakerState BreakerStateOf(const std::string& ns) {
+    auto view = Sync<BreakerView>(
+        [&](auto done) { coordinator_->DescribeBreaker(ns, std::move(done)); });
+    EXPECT_OK(view.status());
+    return view.ok() ? view->state : BreakerState::kClosed;
+  }
+  // What the store itself holds for `key`, asked on the executor (the Redis
+  // store is driven from its loop thread only).
+  absl::StatusOr<KeyRead> ReadStore(const CacheKey& key) {
+    return Sync<KeyRead>([&](auto done) {
+      executor().Post([this, key, done = std::move(done)]() mutable {
+        store_->inner().Get(key, std::move(done));
+      });
     });
   }
 
@@ -378,7 +532,7 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
   Call Lookup(const CacheKey& key,
               std::optional<absl::Duration> wait = absl::Seconds(5),
               bool allow_stale = false) {
-    auto sink = std::make_shared<RecordingSink>();
+    auto sink = std::make_shared<RecordingSink>(Driver());
     LookupRequest r;
     r.key = key;
     r.wait_timeout = wait;
@@ -387,20 +541,16 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
     Coordinator::CallId id = coordinator_->Lookup(0, sink, std::move(r));
     return Call{sink, id};
   }
-  // Returns once every task posted to the loop before the call has run.
+  // Returns once every task posted to the executor before the call has run
+  // (embedded: and everything they led to).
   void Drain() {
+    if (embedded()) {
+      manual_->RunUntilIdle();
+      return;
+    }
     absl::Notification ran;
     loop_.Post([&ran] { ran.Notify(); });
     ran.WaitForNotification();
-  }
-  // Lets time pass: the fake clock on the embedded store, real time on Redis
-  // (which keeps its own clock).
-  void Advance(absl::Duration d) {
-    if (GetParam() == StoreKind::kEmbedded) {
-      fake_clock_.Advance(d);
-    } else {
-      absl::SleepFor(d);
-    }
   }
   // One caller computes `value` for `key`, taking `compute_time` for it.
   void ComputeOnce(const CacheKey& key, const std::string& value,
@@ -413,34 +563,42 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
     ASSERT_TRUE(c.sink->WaitDone());
     ASSERT_TRUE(c.sink->filled().has_value() && c.sink->filled()->stored);
   }
-  // Waits until `calls` settle: exactly one holds a lease (returned).
+  // Waits until `calls` settle, and returns the one that holds a lease:
+  // each of the others has ended or waits in the queue (counted by the
+  // observer), so no second lease can come. -1 (and a failure) otherwise.
   int WaitForOneLease(const std::vector<Call>& calls) {
-    for (int spin = 0; spin < 500; ++spin) {
-      int leases = 0, index = -1;
+    auto leased = [&calls] {
+      int index = -1;
       for (size_t i = 0; i < calls.size(); ++i) {
         if (calls[i].sink->HasLease() && !calls[i].sink->Done()) {
-          ++leases;
+          if (index >= 0) return -2;  // More than one.
           index = static_cast<int>(i);
         }
       }
-      if (leases == 1) {
-        absl::SleepFor(absl::Milliseconds(20));  // Would a second one appear?
-        int again = 0;
-        for (const Call& c : calls) again += c.sink->HasLease() ? 1 : 0;
-        EXPECT_EQ(again, 1) << "more than one lease was handed out";
-        return index;
+      return index;
+    };
+    auto settled = [&] {
+      int undecided = 0;
+      for (const Call& c : calls) {
+        if (!c.sink->HasLease() && !c.sink->Done()) ++undecided;
       }
-      EXPECT_LE(leases, 1);
-      absl::SleepFor(absl::Milliseconds(10));
+      return leased() >= 0 && observer_.waiters.load() >= undecided;
+    };
+    const bool ok = Eventually(settled);
+    const int index = leased();
+    EXPECT_NE(index, -2) << "more than one lease was handed out";
+    if (!ok || index < 0) {
+      ADD_FAILURE() << "the calls did not settle with one lease";
+      return -1;
     }
-    ADD_FAILURE() << "no lease within 5 s";
-    return -1;
+    return index;
   }
 
   FakeClock fake_clock_;
   RealClock real_clock_;
   const Clock* clock_ = nullptr;
-  EventLoop loop_;
+  EventLoop loop_;                                           // Redis only.
+  std::unique_ptr<corral::testing::ManualExecutor> manual_;  // Embedded only.
   NamespaceRegistry registry_;
   std::unique_ptr<corral::testing::RedisServer> redis_;
   RedisStore* redis_store_ = nullptr;

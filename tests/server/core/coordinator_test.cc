@@ -1,18 +1,19 @@
 // Behaviour of the coordination core, the same suite on both stores: the
-// embedded store with a fake clock for TTLs, and a real redis-server that the
-// fixture starts (Redis keeps its own time, so the clock there is real).
-// Waits use short real timers on the event loop.
+// embedded store on a ManualExecutor and a fake clock (exact: every timer
+// fires when the test moves time), and a real redis-server that the fixture
+// starts (Redis keeps its own time, so the clock there is real and waits
+// poll with deadlines). See coordinator_fixture.h.
 #include "server/core/coordinator.h"
 
 #include <atomic>
 #include <future>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/random/random.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -50,9 +51,9 @@ TEST_P(CoordinatorTest, ValueExpires) {
     fake_clock_.Advance(absl::Seconds(2));  // No sleeping: the clock moves.
     EXPECT_FALSE(Get(kKey)->found);
   } else {
-    ASSERT_OK(Set(kKey, "rose", absl::Milliseconds(300)));
+    ASSERT_OK(Set(kKey, "rose", absl::Milliseconds(500)));
     EXPECT_TRUE(Get(kKey)->found);
-    absl::SleepFor(absl::Milliseconds(400));  // Redis keeps its own time.
+    Advance(absl::Milliseconds(600));  // Redis keeps its own time.
     EXPECT_FALSE(Get(kKey)->found);
   }
 }
@@ -107,13 +108,11 @@ TEST_P(CoordinatorTest, LockIsExclusiveAndFencingTokensIncrease) {
 // before it along, in order.
 TEST_P(CoordinatorTest, BreakerSuccessesAreWrittenInBatchesAndFailuresAtOnce) {
   auto stored = [&] {
-    std::promise<absl::StatusOr<BreakerRecord>> promise;
-    loop_.Post([&] {
-      store_->LoadBreaker(kKey.ns, [&](absl::StatusOr<BreakerRecord> r) {
-        promise.set_value(std::move(r));
+    return Sync<BreakerRecord>([&](auto done) {
+      executor().Post([&, done = std::move(done)]() mutable {
+        store_->LoadBreaker(kKey.ns, std::move(done));
       });
     });
-    return promise.get_future().get();
   };
   const BreakerSettings settings = registry_.Find(kKey.ns)->breaker;
   auto totals = [&](const BreakerRecord& record) {
@@ -129,14 +128,16 @@ TEST_P(CoordinatorTest, BreakerSuccessesAreWrittenInBatchesAndFailuresAtOnce) {
     ASSERT_THAT(Release(kKey, grant->token, Outcome::kSuccess),
                 corral::testing::IsOkAndHolds(true));
   }
-  // Written within the batch interval (100 ms of real time), in few writes.
+  // Written within the batch interval (100 ms), in few writes.
   absl::StatusOr<BreakerRecord> record;
-  for (int spin = 0; spin < 100; ++spin) {
-    record = stored();
-    ASSERT_OK(record.status());
-    if (record->version > 0 && totals(*record).successes == 30) break;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  EXPECT_TRUE(AdvanceUntil(
+      [&] {
+        record = stored();
+        return record.ok() && record->version > 0 &&
+               totals(*record).successes == 30;
+      },
+      absl::Milliseconds(100)));
+  ASSERT_OK(record.status());
   EXPECT_EQ(totals(*record).successes, 30u);
   EXPECT_LE(record->version, 10u) << "one write per success";
 
@@ -151,11 +152,12 @@ TEST_P(CoordinatorTest, BreakerSuccessesAreWrittenInBatchesAndFailuresAtOnce) {
   ASSERT_OK(grant);
   ASSERT_THAT(Release(kKey, grant->token, Outcome::kFailure),
               corral::testing::IsOkAndHolds(true));
-  for (int spin = 0; spin < 100; ++spin) {
+  // At once: no time passes.
+  EXPECT_TRUE(Eventually([&] {
     record = stored();
-    if (record.ok() && totals(*record).failures == 1) break;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+    return record.ok() && totals(*record).failures == 1;
+  }));
+  ASSERT_OK(record.status());
   EXPECT_EQ(totals(*record).failures, 1u);
   EXPECT_EQ(totals(*record).successes, 35u);
   auto snapshot = BreakerSnapshot::Decode(record->state);
@@ -172,14 +174,18 @@ TEST_P(CoordinatorTest, ShutdownWritesTheBreakersPendingSuccesses) {
     ASSERT_THAT(Release(kKey, grant->token, Outcome::kSuccess),
                 corral::testing::IsOkAndHolds(true));
   }
-  coordinator_->Shutdown(absl::Seconds(2));
-  std::promise<absl::StatusOr<BreakerRecord>> promise;
-  loop_.Post([&] {
-    store_->LoadBreaker(kKey.ns, [&](absl::StatusOr<BreakerRecord> r) {
-      promise.set_value(std::move(r));
+  if (embedded()) {
+    // No time passes (the batch timer never fires): Shutdown wrote them.
+    coordinator_->Shutdown(absl::ZeroDuration());
+    manual_->RunUntilIdle();
+  } else {
+    coordinator_->Shutdown(absl::Seconds(2));
+  }
+  absl::StatusOr<BreakerRecord> record = Sync<BreakerRecord>([&](auto done) {
+    executor().Post([&, done = std::move(done)]() mutable {
+      store_->LoadBreaker(kKey.ns, std::move(done));
     });
   });
-  absl::StatusOr<BreakerRecord> record = promise.get_future().get();
   ASSERT_OK(record.status());
   auto snapshot = BreakerSnapshot::Decode(record->state);
   ASSERT_OK(snapshot.status());
@@ -212,27 +218,38 @@ TEST_P(CoordinatorTest, LockTokensAre128RandomBitsAndOnlyTheHoldersReleases) {
 TEST_P(CoordinatorTest, ReleaseWakesAWaiterWithoutPolling) {
   auto holder = Acquire(kKey, absl::ZeroDuration());
   ASSERT_TRUE(holder->acquired);
-  const absl::Time start = absl::Now();
-  auto waiter = std::async(std::launch::async,
-                           [&] { return Acquire(kKey, absl::Seconds(10)); });
-  absl::SleepFor(absl::Milliseconds(50));
+  const absl::Time start = clock_->Now();
+  auto waiter = StartAcquire(kKey, absl::Seconds(10));
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 1; }));
+  EXPECT_FALSE(waiter.Ready());
   ASSERT_THAT(Release(kKey, holder->token),
               corral::testing::IsOkAndHolds(true));
-  auto got = waiter.get();
+  // Woken by the release, not by the holder's 30 s expiry nor the 10 s wait:
+  // on the fake clock no time passed at all; on Redis the answer comes
+  // before the wait could have ended.
+  auto got = waiter.Get(absl::Seconds(5));
   ASSERT_OK(got);
   EXPECT_TRUE(got->acquired);
   EXPECT_GT(got->fencing_token, holder->fencing_token);
-  // Woken by the release, not by the holder's 30 s expiry nor the 10 s wait.
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  if (embedded()) {
+    EXPECT_EQ(clock_->Now(), start);
+  }
 }
 
 TEST_P(CoordinatorTest, LockWaitTimesOutAsNotAcquired) {
   ASSERT_TRUE(Acquire(kKey, absl::ZeroDuration())->acquired);
-  const absl::Time start = absl::Now();
-  auto got = Acquire(kKey, absl::Milliseconds(100));
+  auto waiter = StartAcquire(kKey, absl::Milliseconds(100));
+  if (embedded()) {
+    // Exactly at its wait timeout, not a moment before.
+    Advance(absl::Milliseconds(100) - absl::Nanoseconds(1));
+    EXPECT_FALSE(waiter.Ready());
+    EXPECT_EQ(observer_.waiters.load(), 1);
+    Advance(absl::Nanoseconds(1));
+    EXPECT_TRUE(waiter.Ready());
+  }
+  auto got = waiter.Get();
   ASSERT_OK(got);
   EXPECT_FALSE(got->acquired);
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(90));
   EXPECT_EQ(observer_.waiters.load(), 0);
 }
 
@@ -244,13 +261,13 @@ TEST_P(CoordinatorTest, CancelledLockWaiterCostsNothingAfterwards) {
   r.wait_timeout = absl::Seconds(10);
   auto id = coordinator_->AcquireLock(
       r, [&](absl::StatusOr<LockGrant>) { called = true; });
-  absl::SleepFor(absl::Milliseconds(50));
-  EXPECT_EQ(observer_.waiters.load(), 1);
+  EXPECT_TRUE(Eventually([&] { return observer_.waiters.load() == 1; }));
   coordinator_->CancelAcquire(id);
-  absl::SleepFor(absl::Milliseconds(50));
-  EXPECT_EQ(observer_.waiters.load(), 0);
+  EXPECT_TRUE(Eventually([&] { return observer_.waiters.load() == 0; }));
   ASSERT_OK(Release(kKey, holder->token));
-  absl::SleepFor(absl::Milliseconds(50));
+  // Embedded: everything the release led to has run. Redis: the lock is
+  // found free below, so nothing took it for the cancelled caller.
+  Drain();
   EXPECT_FALSE(called);
   // The lock is free: nobody took it on the cancelled caller's behalf.
   EXPECT_TRUE(Acquire(kKey, absl::ZeroDuration())->acquired);
@@ -271,20 +288,26 @@ TEST_P(CoordinatorTest, WarmHitsAreAnsweredOnTheCallersThreadAndSeeOwnWrites) {
   ASSERT_OK(Set(kKey, "rose"));
   // The first reads go to the store (with Redis, tracking may still be
   // starting); then a hit is answered before Get returns.
-  bool inline_hit = false;
-  for (int i = 0; i < 200 && !inline_hit; ++i) {
+  // "Inline": answered before Get returned, on this thread (on the manual
+  // executor the store's answers also come on this thread, but only when
+  // the test runs it).
+  auto inline_hit = [&] {
     const std::thread::id caller = std::this_thread::get_id();
-    std::thread::id answered;
-    std::string value;
-    coordinator_->Get(kKey, [&](absl::StatusOr<GetResult> r) {
-      answered = std::this_thread::get_id();
-      if (r.ok() && r->found) value = r->value.bytes();
+    auto in_call = std::make_shared<std::atomic<bool>>(true);
+    auto answered_inline = std::make_shared<std::atomic<bool>>(false);
+    coordinator_->Get(kKey, [=](absl::StatusOr<GetResult> r) {
+      if (*in_call && std::this_thread::get_id() == caller && r.ok() &&
+          r->found && r->value.bytes() == "rose") {
+        *answered_inline = true;
+      }
     });
-    inline_hit = answered == caller && value == "rose";
-    if (!inline_hit) absl::SleepFor(absl::Milliseconds(10));
-  }
-  ASSERT_TRUE(inline_hit) << "no hit was answered from the read cache";
-  auto sink = std::make_shared<RecordingSink>();
+    *in_call = false;
+    return answered_inline->load();
+  };
+  ASSERT_OK(Get(kKey));  // Warms the read cache.
+  ASSERT_TRUE(Eventually(inline_hit))
+      << "no hit was answered from the read cache";
+  auto sink = std::make_shared<RecordingSink>(Driver());
   LookupRequest lookup;
   lookup.key = kKey;
   absl::Time due = absl::InfinitePast();
@@ -316,16 +339,23 @@ TEST_P(CoordinatorTest, WarmHitsAreAnsweredOnTheCallersThreadAndSeeOwnWrites) {
 TEST_P(CoordinatorTest, ANamespaceWithoutReadCacheAlwaysAsksTheStore) {
   const CacheKey key{"uncached", "k"};
   ASSERT_OK(Set(key, "rose"));
+  const std::thread::id caller = std::this_thread::get_id();
   for (int i = 0; i < 50; ++i) {
-    const std::thread::id caller = std::this_thread::get_id();
-    std::promise<std::thread::id> answered;
-    coordinator_->Get(key, [&](absl::StatusOr<GetResult> r) {
-      EXPECT_TRUE(r.ok() && r->found);
-      answered.set_value(std::this_thread::get_id());
+    auto in_call = std::make_shared<std::atomic<bool>>(true);
+    auto answer = Start<GetResult>([&](auto done) {
+      coordinator_->Get(key, [in_call, caller, done = std::move(done)](
+                                 absl::StatusOr<GetResult> r) mutable {
+        EXPECT_FALSE(*in_call && std::this_thread::get_id() == caller)
+            << "answered inline";
+        done(std::move(r));
+      });
     });
-    ASSERT_NE(answered.get_future().get(), caller);
+    *in_call = false;
+    auto got = answer.Get();
+    ASSERT_OK(got.status());
+    EXPECT_TRUE(got->found);
   }
-  auto sink = std::make_shared<RecordingSink>();
+  auto sink = std::make_shared<RecordingSink>(Driver());
   LookupRequest lookup;
   lookup.key = key;
   absl::Time due = absl::InfinitePast();
@@ -367,8 +397,8 @@ TEST_P(CoordinatorTest,
   ASSERT_GE(leader, 0);
   for (int i = 0; i < 50; ++i)
     calls.push_back(Lookup(kKey));  // During the compute.
-  absl::SleepFor(absl::Milliseconds(50));
-  EXPECT_EQ(observer_.waiters.load(), 99);
+  EXPECT_TRUE(Eventually([&] { return observer_.waiters.load() == 99; }))
+      << observer_.waiters.load();
   coordinator_->ComputeFill(calls[leader].id,
                             FillRequest{"rose", std::nullopt});
   for (size_t i = 0; i < calls.size(); ++i) {
@@ -387,9 +417,10 @@ TEST_P(CoordinatorTest,
 TEST_P(CoordinatorTest,
        LeaseholdersThatFillAbandonFailOrVanishAtRandomStrandNobody) {
   // Rounds of callers on three keys; whoever gets a lease does one of the
-  // four things a worker can do, at random. Every call must end (a value, a
-  // lease it acted on, or an error) and the waiter count must return to 0.
-  absl::BitGen rng;
+  // four things a worker can do, at random (a fixed seed: a failure
+  // replays). Every call must end (a value, a lease it acted on, or an
+  // error) and the waiter count must return to 0.
+  std::mt19937 rng(20261204);
   const std::vector<CacheKey> keys{
       {"plant_id", "a"}, {"plant_id", "b"}, {"plant_id", "c"}};
   for (int round = 0; round < 4; ++round) {
@@ -402,16 +433,28 @@ TEST_P(CoordinatorTest,
     for (int i = 0; i < 20; ++i) {
       for (const CacheKey& key : keys) callers.push_back(Caller{Lookup(key)});
     }
-    const absl::Time deadline =
-        absl::Now() + absl::Seconds(4);  // Below wait_timeout.
+    // Something to do: every call ended, or a lease nobody acted on yet.
+    auto progress = [&] {
+      bool all_done = true;
+      for (const Caller& c : callers) {
+        if (c.gone || c.call.sink->Done()) continue;
+        all_done = false;
+        if (!c.acted && c.call.sink->HasLease()) return true;
+      }
+      return all_done;
+    };
     for (;;) {
+      // Embedded: idle with nothing to do is a stranded caller. Redis: 4 s,
+      // below the calls' wait_timeout.
+      ASSERT_TRUE(Eventually(progress, absl::Seconds(4)))
+          << "round " << round << ": a caller was stranded";
       bool all_done = true;
       for (Caller& c : callers) {
         if (c.gone || c.call.sink->Done()) continue;
         all_done = false;
         if (c.acted || !c.call.sink->HasLease()) continue;
         c.acted = true;
-        switch (absl::Uniform(rng, 0, 4)) {
+        switch (std::uniform_int_distribution<int>(0, 3)(rng)) {
           case 0:
             coordinator_->ComputeFill(c.call.id,
                                       FillRequest{"v", std::nullopt});
@@ -431,17 +474,14 @@ TEST_P(CoordinatorTest,
         }
       }
       if (all_done) break;
-      ASSERT_LT(absl::Now(), deadline)
-          << "round " << round << ": a caller was stranded";
-      absl::SleepFor(absl::Milliseconds(2));
     }
     for (const CacheKey& key : keys) {
       ASSERT_OK(Sync<bool>(
           [&](auto done) { coordinator_->Invalidate(key, std::move(done)); }));
     }
   }
-  absl::SleepFor(absl::Milliseconds(50));
-  EXPECT_EQ(observer_.waiters.load(), 0);
+  EXPECT_TRUE(Eventually([&] { return observer_.waiters.load() == 0; }))
+      << observer_.waiters.load();
 }
 
 TEST_P(CoordinatorTest, AFillThatLandedBeforeTheLockIsFoundWithIt) {
@@ -452,18 +492,17 @@ TEST_P(CoordinatorTest, AFillThatLandedBeforeTheLockIsFoundWithIt) {
   ASSERT_TRUE(c.sink->WaitLease());
   std::vector<Call> late;
   for (int i = 0; i < 3; ++i) late.push_back(Lookup(kKey));
-  absl::SleepFor(absl::Milliseconds(30));  // Let them queue.
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 3; }));
   // Another replica's unfenced write, straight to the store: no event
   // reaches this replica's waiters (nobody here watches the key).
-  std::promise<absl::StatusOr<bool>> put;
-  loop_.Post([&] {
-    PutOptions options;
-    options.ttl = absl::Seconds(60);
-    store_->inner().Put(kKey, "tulip", options, [&](absl::StatusOr<bool> r) {
-      put.set_value(std::move(r));
+  auto put = Sync<bool>([&](auto done) {
+    executor().Post([&, done = std::move(done)]() mutable {
+      PutOptions options;
+      options.ttl = absl::Seconds(60);
+      store_->inner().Put(kKey, "tulip", options, std::move(done));
     });
   });
-  ASSERT_THAT(put.get_future().get(), corral::testing::IsOkAndHolds(true));
+  ASSERT_THAT(put, corral::testing::IsOkAndHolds(true));
   const int attempts = store_->lock_attempts.load();
   const int reads = store_->reads.load();
   // Abandon: the next waiter takes the lock and finds the value with it.
@@ -483,7 +522,7 @@ TEST_P(CoordinatorTest, ASetOnThisReplicaServesItsWaitersAtOnce) {
   ASSERT_TRUE(c.sink->WaitLease());
   std::vector<Call> waiting;
   for (int i = 0; i < 3; ++i) waiting.push_back(Lookup(kKey));
-  absl::SleepFor(absl::Milliseconds(30));
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 3; }));
   ASSERT_THAT(Set(kKey, "tulip"), corral::testing::IsOkAndHolds(true));
   for (Call& w : waiting) {
     ASSERT_TRUE(w.sink->WaitDone(absl::Seconds(2)));
@@ -520,8 +559,9 @@ TEST_P(CoordinatorTest, AbandonIsAnsweredOnceTheLockIsFree) {
   ASSERT_TRUE(c.sink->WaitLease());
   ASSERT_OK(redis_->Command({"CLIENT", "PAUSE", "300", "WRITE"}));
   coordinator_->ComputeAbandon(c.id, AbandonRequest{"changed my mind", false});
-  EXPECT_FALSE(
-      c.sink->WaitDone(absl::Milliseconds(150)));  // Writes are paused.
+  // Writes are paused: the release is held up, and so is the answer. (A
+  // store answer that overtook the paused write would come at once.)
+  EXPECT_FALSE(c.sink->WaitDone(absl::Milliseconds(150)));
   ASSERT_TRUE(c.sink->WaitDone());
   EXPECT_OK(c.sink->status());
   EXPECT_THAT(redis_->Command({"EXISTS", RedisKeysFor(kKey).lock}),
@@ -541,7 +581,7 @@ TEST_P(CoordinatorTest, UpstreamFailureIsSharedWithCurrentWaiters) {
   std::vector<Call> calls{Lookup(kKey), Lookup(kKey), Lookup(kKey)};
   int first = WaitForOneLease(calls);
   ASSERT_GE(first, 0);
-  absl::SleepFor(absl::Milliseconds(30));  // Let the others queue.
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 2; }));
   coordinator_->ComputeAbandon(calls[first].id,
                                AbandonRequest{"upstream 503", true});
   for (int i = 0; i < 3; ++i) {
@@ -557,7 +597,10 @@ TEST_P(CoordinatorTest, WaitTimeoutComputesUnlockedByDefault) {
   std::vector<Call> calls{Lookup(kKey)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
   Call late = Lookup(kKey, absl::Milliseconds(100));
-  ASSERT_TRUE(late.sink->WaitLease());
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 1; }));
+  EXPECT_FALSE(late.sink->HasLease());
+  ASSERT_TRUE(AdvanceUntil([&] { return late.sink->HasLease(); },
+                           absl::Milliseconds(100)));
   EXPECT_EQ(late.sink->lease()->mode, LeaseMode::kUnlockedTimeout);
   EXPECT_EQ(observer_.duplicates.load(), 1);
   // The locked fill lands first; the unlocked one must not overwrite it.
@@ -574,7 +617,8 @@ TEST_P(CoordinatorTest, WaitTimeoutFailsUnderFailPolicy) {
   std::vector<Call> calls{Lookup(key)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
   Call late = Lookup(key, absl::Milliseconds(100));
-  ASSERT_TRUE(late.sink->WaitDone());
+  ASSERT_TRUE(
+      AdvanceUntil([&] { return late.sink->Done(); }, absl::Milliseconds(100)));
   EXPECT_THAT(late.sink->status(),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
 }
@@ -583,7 +627,7 @@ TEST_P(CoordinatorTest, WaitTimeoutRereadsTheCacheFirst) {
   std::vector<Call> calls{Lookup(kKey)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
   Call late = Lookup(kKey, absl::Milliseconds(150));
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 1; }));
   // A plain Set by someone else; the waiter hears it as a fill.
   ASSERT_OK(Set(kKey, "from-elsewhere"));
   ASSERT_TRUE(late.sink->WaitDone());
@@ -596,8 +640,14 @@ TEST_P(CoordinatorTest, LeaseRevokedAfterMaxComputeTimeAndLateFillRefused) {
   std::vector<Call> calls{Lookup(key), Lookup(key)};
   int first = WaitForOneLease(calls);
   ASSERT_GE(first, 0);
-  // max_compute_time is 300 ms in "strict": the other caller gets the lease.
-  ASSERT_TRUE(calls[1 - first].sink->WaitLease(absl::Seconds(3)));
+  // max_compute_time is 300 ms in "strict": the other caller gets the lease
+  // then (on the fake clock: exactly then).
+  if (embedded()) {
+    Advance(absl::Milliseconds(300) - absl::Nanoseconds(1));
+    EXPECT_FALSE(calls[1 - first].sink->HasLease());
+  }
+  ASSERT_TRUE(AdvanceUntil([&] { return calls[1 - first].sink->HasLease(); },
+                           absl::Milliseconds(300)));
   coordinator_->ComputeFill(calls[first].id, FillRequest{"late", std::nullopt});
   ASSERT_TRUE(calls[first].sink->WaitDone());
   ASSERT_TRUE(calls[first].sink->filled().has_value());
@@ -615,7 +665,7 @@ TEST_P(CoordinatorTest, LockApiWorkerWakesComputeWaiters) {
   ASSERT_TRUE(lock->acquired);
   std::vector<Call> calls;
   for (int i = 0; i < 20; ++i) calls.push_back(Lookup(kKey));
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 20; }));
   for (const Call& c : calls) EXPECT_FALSE(c.sink->HasLease());
   ASSERT_THAT(
       Set(kKey, "from-lock-worker", absl::Seconds(60), lock->token, true),
@@ -631,11 +681,11 @@ TEST_P(CoordinatorTest, ComputeLeaseholderMakesLockCallersWait) {
   std::vector<Call> calls{Lookup(kKey)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
   EXPECT_FALSE(Acquire(kKey, absl::ZeroDuration())->acquired);
-  auto waiter = std::async(std::launch::async,
-                           [&] { return Acquire(kKey, absl::Seconds(5)); });
-  absl::SleepFor(absl::Milliseconds(50));
+  auto waiter = StartAcquire(kKey, absl::Seconds(5));
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 1; }));
+  EXPECT_FALSE(waiter.Ready());
   coordinator_->ComputeFill(calls[0].id, FillRequest{"v", std::nullopt});
-  auto got = waiter.get();
+  auto got = waiter.Get();
   ASSERT_OK(got);
   EXPECT_TRUE(got->acquired);
   EXPECT_GT(got->fencing_token, calls[0].sink->lease()->fencing_token);
@@ -643,7 +693,7 @@ TEST_P(CoordinatorTest, ComputeLeaseholderMakesLockCallersWait) {
 
 TEST_P(CoordinatorTest, ProtocolErrorsEndTheCall) {
   {
-    auto sink = std::make_shared<RecordingSink>();
+    auto sink = std::make_shared<RecordingSink>(Driver());
     auto id = coordinator_->StartCompute(sink);
     coordinator_->ComputeFill(id, FillRequest{"v", std::nullopt});
     ASSERT_TRUE(sink->WaitDone());
@@ -709,7 +759,8 @@ TEST_P(CoordinatorTest, UpstreamFailuresOpenTheBreakerAndMissesFailFast) {
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
   ASSERT_OK(Set(CacheKey{"fragile", "cached"}, "still served"));
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
-  absl::SleepFor(absl::Milliseconds(50));  // Let the breaker write land.
+  ASSERT_TRUE(Eventually(
+      [&] { return BreakerStateOf("fragile") == BreakerState::kOpen; }));
 
   Call miss = Lookup(CacheKey{"fragile", "c"});
   ASSERT_TRUE(miss.sink->WaitDone());
@@ -743,7 +794,8 @@ TEST_P(CoordinatorTest, OpenBreakerServesStaleToThoseWhoAllowIt) {
   Advance(absl::Milliseconds(300));
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(Eventually(
+      [&] { return BreakerStateOf("fragile") == BreakerState::kOpen; }));
   Call stale = Lookup(key, absl::Seconds(5), /*allow_stale=*/true);
   ASSERT_TRUE(stale.sink->WaitDone());
   ASSERT_TRUE(stale.sink->value().has_value()) << stale.sink->status();
@@ -758,12 +810,19 @@ TEST_P(CoordinatorTest, OpenBreakerServesStaleToThoseWhoAllowIt) {
 TEST_P(CoordinatorTest, HalfOpenAdmitsOneProbeAndItsSuccessCloses) {
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(Eventually(
+      [&] { return BreakerStateOf("fragile") == BreakerState::kOpen; }));
   Advance(absl::Seconds(1));
   std::vector<Call> calls;
   for (int i = 0; i < 5; ++i)
     calls.push_back(Lookup(CacheKey{"fragile", absl::StrCat("p", i)}));
-  absl::SleepFor(absl::Milliseconds(300));
+  // Every one is decided: a lease, or an answer.
+  EXPECT_TRUE(Eventually([&] {
+    for (Call& c : calls) {
+      if (!c.sink->HasLease() && !c.sink->Done()) return false;
+    }
+    return true;
+  }));
   int leases = 0, rejected = 0;
   Call* probe = nullptr;
   for (Call& c : calls) {
@@ -779,7 +838,8 @@ TEST_P(CoordinatorTest, HalfOpenAdmitsOneProbeAndItsSuccessCloses) {
   ASSERT_NE(probe, nullptr);
   coordinator_->ComputeFill(probe->id, FillRequest{"recovered", std::nullopt});
   ASSERT_TRUE(probe->sink->WaitDone());
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(Eventually(
+      [&] { return BreakerStateOf("fragile") == BreakerState::kClosed; }));
   Call after = Lookup(CacheKey{"fragile", "z"});
   EXPECT_TRUE(after.sink->WaitLease()) << after.sink->status();
 }
@@ -791,12 +851,8 @@ TEST_P(CoordinatorTest, LockApiOutcomesFeedTheBreaker) {
     ASSERT_THAT(Release(CacheKey{"fragile", k}, lock->token, Outcome::kFailure),
                 corral::testing::IsOkAndHolds(true));
   }
-  absl::SleepFor(absl::Milliseconds(50));
-  auto view = Sync<BreakerView>([&](auto done) {
-    coordinator_->DescribeBreaker("fragile", std::move(done));
-  });
-  ASSERT_OK(view);
-  EXPECT_EQ(view->state, BreakerState::kOpen);
+  EXPECT_TRUE(Eventually(
+      [&] { return BreakerStateOf("fragile") == BreakerState::kOpen; }));
 }
 
 // --- Freshness: stale-while-revalidate, early refresh, negative caching ---
@@ -827,7 +883,7 @@ TEST_P(CoordinatorTest, StaleValueIsServedAtOnceWhileOneCallerRefreshes) {
   ASSERT_TRUE(more_stale.sink->WaitDone());
   EXPECT_EQ(more_stale.sink->value()->source, Source::kStale);
   Call strict = Lookup(key);
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 1; }));
   EXPECT_FALSE(strict.sink->Done());
   EXPECT_FALSE(strict.sink->HasLease());
 
@@ -858,7 +914,7 @@ TEST_P(CoordinatorTest,
   ASSERT_EQ(first.sink->lease()->mode, LeaseMode::kRefresh);
   coordinator_->ComputeAbandon(first.id, AbandonRequest{"upstream 503", true});
   ASSERT_TRUE(first.sink->WaitDone());
-  absl::SleepFor(absl::Milliseconds(30));
+  Drain();
   // No negative caching here: the next stale caller refreshes again.
   Call second = Lookup(key, absl::Seconds(5), true);
   ASSERT_TRUE(second.sink->WaitLease()) << second.sink->status();
@@ -876,7 +932,8 @@ TEST_P(CoordinatorTest,
   Advance(absl::Milliseconds(300));
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "a"}));
   FAIL_ONE_COMPUTE((CacheKey{"fragile", "b"}));
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(Eventually(
+      [&] { return BreakerStateOf("fragile") == BreakerState::kOpen; }));
   for (int i = 0; i < 3; ++i) {
     Call c = Lookup(key, absl::Seconds(5), true);
     ASSERT_TRUE(c.sink->WaitDone());
@@ -889,11 +946,13 @@ TEST_P(CoordinatorTest,
 
 TEST_P(CoordinatorTest, EarlyRefreshHandsOneHitARefreshLeaseNearExpiry) {
   const CacheKey key{"eager", "k"};
-  // delta = 200 ms, TTL 1 s; 900 ms later the value has 100 ms left, and
-  // with beta = 100 nearly every hit draws an early refresh (every one,
-  // with the draw fixed: the test does not fail 1 time in 200).
+  // XFetch refreshes a hit early when -delta * beta * ln(draw) reaches past
+  // the value's expiry. delta = 200 ms and beta = 100; with the draw fixed
+  // at 1e-6 that is 276 s, so every hit of this 10 s value wants a refresh
+  // (9.1 s left, 900 ms later), and the test is exact: no draw can make it
+  // fail, and on Redis no deadline is near.
   coordinator_->SetEarlyRefreshDraw([] { return 1e-6; });
-  ComputeOnce(key, "v1", absl::Seconds(1), absl::Milliseconds(200));
+  ComputeOnce(key, "v1", absl::Seconds(10), absl::Milliseconds(200));
   Advance(absl::Milliseconds(900));
   std::vector<Call> calls;
   for (int i = 0; i < 10; ++i) calls.push_back(Lookup(key));
@@ -923,9 +982,9 @@ TEST_P(CoordinatorTest, EarlyRefreshWaitsOutARememberedFailure) {
   // lock attempt of an early refresh does, and gives up on the refresh.
   const CacheKey key{"eager", "k"};
   coordinator_->SetEarlyRefreshDraw(
-      [] { return 1e-6; });  // Every hit wants a refresh.
-  ComputeOnce(key, "v1", absl::Seconds(2), absl::Milliseconds(200));
-  Advance(absl::Milliseconds(1800));  // 200 ms left.
+      [] { return 1e-6; });  // Every hit wants a refresh (see above).
+  ComputeOnce(key, "v1", absl::Seconds(10), absl::Milliseconds(200));
+  Advance(absl::Milliseconds(900));
   Call first = Lookup(key);
   ASSERT_TRUE(first.sink->WaitLease());
   EXPECT_EQ(first.sink->lease()->mode, LeaseMode::kRefresh);
@@ -945,7 +1004,7 @@ TEST_P(CoordinatorTest, AbandonedEarlyRefreshLeavesTheValueAsItWas) {
   const CacheKey key{"eager", "k"};
   coordinator_->SetEarlyRefreshDraw(
       [] { return 1e-6; });  // Every hit wants a refresh.
-  ComputeOnce(key, "v1", absl::Seconds(1), absl::Milliseconds(200));
+  ComputeOnce(key, "v1", absl::Seconds(10), absl::Milliseconds(200));
   Advance(absl::Milliseconds(900));
   Call refresher = Lookup(key);
   ASSERT_TRUE(refresher.sink->WaitLease()) << refresher.sink->status();
@@ -959,10 +1018,13 @@ TEST_P(CoordinatorTest, AbandonedEarlyRefreshLeavesTheValueAsItWas) {
 }
 
 TEST_P(CoordinatorTest, NoEarlyRefreshWithBetaZeroOrUnknownComputeTime) {
+  // With the draw that makes every eligible hit refresh (see above): none
+  // of these is eligible.
+  coordinator_->SetEarlyRefreshDraw([] { return 1e-6; });
   const CacheKey zero{"revalidate", "k"};  // beta 0
-  ComputeOnce(zero, "v", absl::Seconds(1), absl::Milliseconds(200));
+  ComputeOnce(zero, "v", absl::Seconds(10), absl::Milliseconds(200));
   const CacheKey unknown{"eager", "set"};  // Set: no compute time
-  ASSERT_OK(Set(unknown, "v", absl::Seconds(1)));
+  ASSERT_OK(Set(unknown, "v", absl::Seconds(10)));
   Advance(absl::Milliseconds(900));
   for (const CacheKey& key : {zero, unknown}) {
     for (int i = 0; i < 10; ++i) {
@@ -981,7 +1043,10 @@ TEST_P(CoordinatorTest, RememberedFailureAnswersWithoutACompute) {
   ASSERT_TRUE(first.sink->WaitLease());
   coordinator_->ComputeAbandon(first.id, AbandonRequest{"upstream 503", true});
   ASSERT_TRUE(first.sink->WaitDone());
-  absl::SleepFor(absl::Milliseconds(30));
+  ASSERT_TRUE(Eventually([&] {
+    auto read = ReadStore(key);
+    return read.ok() && read->failed_until > clock_->Now();
+  })) << "the failure was not remembered";
   for (int i = 0; i < 5; ++i) {
     Call c = Lookup(key);
     ASSERT_TRUE(c.sink->WaitDone());
@@ -1007,7 +1072,10 @@ TEST_P(CoordinatorTest, RememberedFailureStillServesStaleAndStartsNoRefresh) {
   coordinator_->ComputeAbandon(refresher.id,
                                AbandonRequest{"upstream 503", true});
   ASSERT_TRUE(refresher.sink->WaitDone());
-  absl::SleepFor(absl::Milliseconds(30));
+  ASSERT_TRUE(Eventually([&] {
+    auto read = ReadStore(key);
+    return read.ok() && read->failed_until > clock_->Now();
+  })) << "the failure was not remembered";
   Call stale = Lookup(key, absl::Seconds(5), true);
   ASSERT_TRUE(stale.sink->WaitDone());
   EXPECT_FALSE(stale.sink->HasLease());
