@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "server/core/breaker_registry.h"
+#include "server/core/call.h"
 #include "server/core/clock.h"
 #include "server/core/executor.h"
 #include "server/core/namespace_config.h"
@@ -58,8 +59,8 @@ class ComputeSink {
 class Coordinator final : public StoreListener {
  public:
   template <typename T>
-  using Callback = absl::AnyInvocable<void(absl::StatusOr<T>)>;
-  using CallId = uint64_t;
+  using Callback = corral::Callback<T>;
+  using CallId = corral::CallId;
 
   // All references must outlive the coordinator. The coordinator registers
   // itself as the store's listener.

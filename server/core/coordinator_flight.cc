@@ -7,14 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/core/coordinator.h"
-#include "server/core/coordinator_internal.h"
 #include "server/core/errors.h"
 #include "server/core/log.h"
 #include "server/core/validation.h"
 
 namespace corral {
-
-using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 
 // ---------------------------------------------------------------------------
 // The flight: shared reads, one FIFO, one lock attempt at a time

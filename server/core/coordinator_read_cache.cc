@@ -6,11 +6,8 @@
 #include "absl/random/distributions.h"
 #include "absl/random/random.h"
 #include "server/core/coordinator.h"
-#include "server/core/coordinator_internal.h"
 
 namespace corral {
-
-using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 
 namespace {
 // XFetch's draw for callers off the loop thread (rng_ is the loop's).

@@ -10,12 +10,9 @@
 
 #include "absl/random/distributions.h"
 #include "server/core/coordinator.h"
-#include "server/core/coordinator_internal.h"
 #include "server/core/log.h"
 
 namespace corral {
-
-using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 
 bool Coordinator::WantsEarlyRefresh(const Session& s,
                                     const StoredValue& value) {
