@@ -1,8 +1,6 @@
 // The Coordinator: construction, unary operations, store events, shutdown.
 #include "server/core/coordinator.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -29,7 +27,8 @@ Coordinator::Coordinator(Executor& executor, Store& store,
       clock_(clock),
       observer_(observer),
       namespaces_(registry, clock, observer),
-      breakers_(executor, store, clock, observer) {
+      breakers_(executor, store, clock, observer),
+      flights_(executor, store, clock, registry.limits(), *this) {
   store_.SetListener(this);
   const absl::Duration every =
       std::min(absl::Minutes(1), registry_.limits().dynamic_namespace_idle / 4);
@@ -75,32 +74,14 @@ void Coordinator::DoEvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
   absl::flat_hash_set<std::string> active;
   for (const auto& [id, s] : sessions_) active.insert(s.lookup.key.ns);
   for (const auto& [id, w] : lock_waiters_) active.insert(w.request.key.ns);
-  for (const auto& [key, f] : flights_) active.insert(key.ns);
+  flights_.ForEach(
+      [&active](const CacheKey& key, Flight&) { active.insert(key.ns); });
   std::vector<std::string> evicted =
       namespaces_.EvictIdle([&](const std::string& ns) {
         return active.contains(ns) || breakers_.Busy(ns);
       });
   for (const std::string& ns : evicted) breakers_.Forget(ns);
   done(evicted.size());
-}
-
-std::string Coordinator::NewToken() {
-  // 128 bits from the kernel's CSPRNG, so only the holder can renew or
-  // release (absl::BitGen is fast but not meant for secrets).
-  char bytes[16];
-  size_t got = 0;
-  while (got < sizeof(bytes)) {
-    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-    } else if (errno != EINTR) {
-      // Never hand out a guessable lock token.
-      std::fprintf(stderr, "corrald: getrandom failed: %s\n",
-                   std::strerror(errno));
-      std::abort();
-    }
-  }
-  return absl::BytesToHexString(absl::string_view(bytes, sizeof(bytes)));
 }
 
 ValueView Coordinator::ViewOf(const StoredValue& value, Source source,
@@ -127,8 +108,8 @@ void Coordinator::Get(CacheKey key, Callback<GetResult> done) {
         auto settings = Settings(key);
         if (!settings.ok()) return done(settings.status());
         // Concurrent reads of one key share one store round trip.
-        FlightFor(key).get_readers.push_back(std::move(done));
-        Read(key);
+        flights_.For(key).get_readers.push_back(std::move(done));
+        flights_.Read(key);
       });
 }
 
@@ -165,7 +146,7 @@ void Coordinator::Set(SetRequest request, Callback<bool> done) {
     // (Callers that arrive later read it, or wait behind a flight that
     // exists now.) Only then is the value copied.
     std::optional<std::string> for_waiters;
-    if (flights_.contains(request.key)) for_waiters = request.value;
+    if (flights_.Find(request.key) != nullptr) for_waiters = request.value;
     CacheKey key = request.key;
     store_.Put(request.key, std::move(request.value), options,
                [this, key = std::move(key),
@@ -248,31 +229,33 @@ void Coordinator::ReleaseLock(ReleaseLockRequest request, Callback<bool> done) {
 
 void Coordinator::OnKeyEvent(const KeyEvent& event) {
   const CacheKey& key = event.key;
-  if (!flights_.contains(key)) return;
-  Flight& f = flights_.at(key);
+  Flight* found = flights_.Find(key);
+  if (found == nullptr) return;
+  Flight& f = *found;
   switch (event.kind) {
     case KeyEvent::Kind::kWatching:
     case KeyEvent::Kind::kResync:
       // Whatever happened before the store delivered events was not seen.
       f.watch_confirmed = true;
       f.known_miss = false;
-      ReadAgain(key);
-      Wake(key);
+      flights_.ReadAgain(key);
+      flights_.Wake(key);
       return;
     case KeyEvent::Kind::kReleased:
-      Wake(key);
+      flights_.Wake(key);
       return;
     case KeyEvent::Kind::kUpstreamFailed:
       // Like singleflight sharing an error: the current waiters get it.
       FailWaiters(key, PeerComputeFailed());
-      Wake(key);
+      flights_.Wake(key);
       return;
     case KeyEvent::Kind::kFilled:
       f.known_miss = false;
       if (event.value.has_value()) {
         ServeAll(key, *event.value, Source::kPeerFill, LookupStage::kAfterWait);
       }
-      Wake(key);  // A fenced fill may have freed the lock for lock waiters.
+      flights_.Wake(
+          key);  // A fenced fill may have freed the lock for lock waiters.
       return;
   }
 }
@@ -283,20 +266,22 @@ void Coordinator::OnStoreAvailability(bool up) {
   if (up) degraded_values_.clear();
   if (!up) {
     // No events arrive now: new callers must not wait on one.
-    for (auto& [key, flight] : flights_) flight.watch_confirmed = false;
+    flights_.ForEach([](const CacheKey&, Flight& flight) {
+      flight.watch_confirmed = false;
+    });
     return;
   }
   // Events may have been lost while the store was away: re-read every key
   // someone waits on.
   std::vector<CacheKey> keys;
-  for (auto& [key, flight] : flights_) {
+  flights_.ForEach([&keys](const CacheKey& key, Flight& flight) {
     keys.push_back(key);
     flight.known_miss = false;
     flight.watch_confirmed = false;  // Until the store re-subscribes.
-  }
+  });
   for (const CacheKey& key : keys) {
-    ReadAgain(key);
-    Wake(key);
+    flights_.ReadAgain(key);
+    flights_.Wake(key);
   }
 }
 

@@ -35,12 +35,15 @@
 #include "server/core/call.h"
 #include "server/core/clock.h"
 #include "server/core/executor.h"
+#include "server/core/flight_table.h"
 #include "server/core/namespace_config.h"
 #include "server/core/namespace_tracker.h"
 #include "server/core/observer.h"
 #include "server/core/read_cache.h"
 #include "server/core/store.h"
+#include "server/core/token.h"
 #include "server/core/types.h"
+#include "server/core/waiter.h"
 
 namespace corral {
 
@@ -56,7 +59,7 @@ class ComputeSink {
   virtual void Finish(absl::Status status) = 0;    // Terminal.
 };
 
-class Coordinator final : public StoreListener {
+class Coordinator final : public StoreListener, private FlightTable::Owner {
  public:
   template <typename T>
   using Callback = corral::Callback<T>;
@@ -138,8 +141,9 @@ class Coordinator final : public StoreListener {
  private:
   enum class SessionState { kAwaitLookup, kReading, kWaiting, kLeased, kDone };
 
-  struct Session {
-    CallId id = 0;
+  struct Session final : Waiter {
+    Coordinator* owner = nullptr;
+    CallId call_id = 0;
     std::shared_ptr<ComputeSink> sink;
     SessionState state = SessionState::kAwaitLookup;
     LookupRequest lookup;
@@ -162,60 +166,70 @@ class Coordinator final : public StoreListener {
     absl::string_view refresh_trigger;
     Executor::TimerId renew_timer = 0;
     Executor::TimerId revoke_timer = 0;
+
+    // Waiter: a GetOrCompute caller waits for the value; as the head it
+    // takes the lock to compute it (section 2, Steps 4-6).
+    CallId id() const override { return call_id; }
+    bool WaitsOn(const CacheKey& key) const override {
+      return state == SessionState::kWaiting && lookup.key == key;
+    }
+    bool MayTakeLock() const override { return !half_closed; }
+    bool ServedByFill() const override { return true; }
+    LockTry PrepareLockTry() override {
+      return LockTry{NewLockToken(), lease_ttl, /*read_with_lock=*/true};
+    }
+    void OnLockWon(const CacheKey& key, std::string won_token,
+                   const LockAttempt& attempt) override {
+      owner->OnSessionWonLock(*this, key, std::move(won_token), attempt);
+    }
+    void OnLockUnavailable(const absl::Status&) override {}
+    bool OnOwnAttemptFailed(const CacheKey& key,
+                            const absl::Status& error) override {
+      return owner->OnSessionAttemptFailed(*this, key, error);
+    }
   };
 
-  struct LockWaiter {
-    CallId id = 0;
+  struct LockWaiter final : Waiter {
+    Coordinator* owner = nullptr;
+    CallId call_id = 0;
     AcquireLockRequest request;
     absl::Duration ttl;
     std::string token;
     absl::Time started;
     Executor::TimerId timer = 0;
     Callback<LockGrant> done;
+
+    // Waiter: wants the lock alone, taking turns for it with the key's
+    // GetOrCompute callers.
+    CallId id() const override { return call_id; }
+    bool WaitsOn(const CacheKey& key) const override {
+      return request.key == key;
+    }
+    bool MayTakeLock() const override { return true; }
+    bool ServedByFill() const override { return false; }
+    LockTry PrepareLockTry() override {
+      return LockTry{token, ttl, /*read_with_lock=*/false};
+    }
+    void OnLockWon(const CacheKey& key, std::string won_token,
+                   const LockAttempt& attempt) override;
+    void OnLockUnavailable(const absl::Status& error) override;
+    bool OnOwnAttemptFailed(const CacheKey&, const absl::Status&) override {
+      return true;
+    }
   };
 
-  // One entry of a flight's FIFO.
-  struct QueueEntry {
-    bool is_lock;
-    CallId id;
-  };
-
-  // Everything this replica knows and does about one key right now.
-  struct Flight {
-    std::deque<QueueEntry> queue;  // May hold entries of calls that left.
-    std::vector<CallId> readers;   // Sessions waiting for `read`.
-    // Unary Gets waiting for `read` (they share it with the sessions).
-    std::vector<Callback<GetResult>> get_readers;
-    int waiting = 0;  // Live entries in `queue`.
-    bool read_in_flight = false;
-    bool reread = false;  // A read was asked for while one was in flight.
-    bool attempt_in_flight = false;
-    bool repump = false;  // A wake-up came while the attempt was in flight.
-    // A caller is trying for the lock to refresh the key (at most one per
-    // replica; the lock makes it one per fleet).
-    bool refresh_attempt = false;
-    bool watching = false;
-    // The store confirmed it delivers this key's events (kWatching).
-    bool watch_confirmed = false;
-    // What this replica knows until a store event says otherwise: the last
-    // read missed, and the lock is held by someone else. While both hold
-    // (and events are delivered), new callers join the queue without a store
-    // round trip, so a stampede costs O(1) store commands per replica.
-    bool known_miss = false;
-    bool held_elsewhere = false;
-    // A session of this replica holds the key's lock for its compute: the
-    // queue waits for its fill (or abandon) here, with no lock attempts and
-    // no subscription of its own. Checked by Pump (HoldsLockHere).
-    CallId lease_holder = 0;
-    // The last value read past its TTL (kept for the stale window): what an
-    // allow_stale caller gets when the breaker refuses a compute.
-    std::optional<StoredValue> stale;
-    // While the store is unreachable (COORDINATE_LOCALLY): the session that
-    // computes this key on this replica. The queue waits for its fill.
-    CallId degraded_holder = 0;
-    Executor::TimerId retry_timer = 0;
-    absl::Time retry_at = absl::InfiniteFuture();
-  };
+  // FlightTable::Owner.
+  Waiter* FindWaiter(CallId id) override;
+  bool StillHoldsLock(CallId holder, const CacheKey& key) override;
+  void OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) override;
+  // The head session won the key's lock (with a read of the key).
+  void OnSessionWonLock(Session& s, const CacheKey& key, std::string token,
+                        const LockAttempt& attempt);
+  // The head session's attempt failed in the store: a degraded compute
+  // under COORDINATE_LOCALLY, else every compute waiter gets the error.
+  // Answers whether the next head may try now.
+  bool OnSessionAttemptFailed(Session& s, const CacheKey& key,
+                              const absl::Status& error);
 
   // A Lookup's durations and namespace settings, resolved and checked.
   // Any thread.
@@ -242,16 +256,6 @@ class Coordinator final : public StoreListener {
   void DoAbandon(Session& s, AbandonRequest request);
   void DoGone(CallId id);
 
-  // Flight machinery.
-  Flight& FlightFor(const CacheKey& key) { return flights_[key]; }
-  // A store read of `key` for its readers; a read already under way
-  // answers new readers too (it is at most one round trip old).
-  void Read(const CacheKey& key);
-  // A read that starts after now, even if one is under way: for events that
-  // say the store may have changed unseen (a subscription confirmed, the
-  // store back).
-  void ReadAgain(const CacheKey& key);
-  void OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result);
   // Whether a hit on `value` should become an early refresh (XFetch: with a
   // probability that rises as expiry nears and with the compute time).
   bool WantsEarlyRefresh(const Session& s, const StoredValue& value);
@@ -271,15 +275,6 @@ class Coordinator final : public StoreListener {
   void EndRefreshAttempt(const CacheKey& key, CallId sid,
                          const StoredValue& current, const std::string& token,
                          bool release);
-  void Enqueue(const CacheKey& key, QueueEntry entry);
-  // Lets the head waiter try for the lock unless it is known to be held.
-  void Pump(const CacheKey& key);
-  // Whether the flight's lease_holder still holds the lock (clears it if
-  // not).
-  bool HoldsLockHere(Flight& f, const CacheKey& key);
-  // Something suggests the lock may be free (a release, a fill, an expiry):
-  // forget that it was held, and pump.
-  void Wake(const CacheKey& key);
   // Puts a session whose lookup missed into the queue, with its wait timer
   // (`wait`, or the session's whole wait_timeout).
   void BeginWait(Session& s, std::optional<absl::Duration> wait = std::nullopt);
@@ -294,18 +289,6 @@ class Coordinator final : public StoreListener {
   // The opposite: a queued session leaves the queue (its wait is observed);
   // the caller then answers, leases or re-reads it.
   void StopWaiting(Session& s);
-  void OnAttempt(const CacheKey& key, QueueEntry head, std::string token,
-                 absl::Duration ttl, absl::StatusOr<LockAttempt> result);
-  // Ends the flight's lock attempt. `pump`: let the next head try now (after
-  // a grant, so that it starts watching the new holder). Retires the flight
-  // if nobody is left.
-  void FinishAttempt(const CacheKey& key, bool pump);
-  void RetryAt(const CacheKey& key, absl::Time when);
-  void EnsureWatching(const CacheKey& key);
-  void MaybeRetire(const CacheKey& key);
-  // Removes a live waiter's queue entry from the count (the entry itself is
-  // skipped lazily).
-  void LeaveQueue(const CacheKey& key);
   // Serves every GetOrCompute caller of the key (readers and waiters).
   void ServeAll(const CacheKey& key, const StoredValue& value, Source source,
                 LookupStage stage);
@@ -323,10 +306,9 @@ class Coordinator final : public StoreListener {
   void ComputeDegraded(const CacheKey& key, CallId sid);
   // The degraded compute `sid` ended: the next one may start.
   void EndDegraded(const CacheKey& key, CallId sid);
-  // Whether a caller may start waiting (waiter limits); answers the error.
-  absl::Status AdmitWaiter(const CacheKey& key);
   // Records what a compute's end says about the upstream.
   void RecordOutcome(const NamespaceSettings& ns, ComputeOutcome outcome);
+  // Whether session `id` waits in `key`'s queue.
   bool IsWaitingSession(CallId id, const CacheKey& key) const;
   // Whether `s` holds its key's fleet-wide lock right now (a locked or
   // refresh lease, not revoked; until its fill is answered).
@@ -359,7 +341,6 @@ class Coordinator final : public StoreListener {
     return value.expires_at > clock_.Now();
   }
 
-  std::string NewToken();
   // A key's namespace settings, once the key is valid and its namespace
   // allowed (configured, or within the dynamic-namespace limit). Any thread.
   absl::StatusOr<NamespaceSettings> Settings(const CacheKey& key) const;
@@ -381,11 +362,10 @@ class Coordinator final : public StoreListener {
 
   // Loop thread only.
   absl::BitGen rng_;
-  absl::node_hash_map<CacheKey, Flight> flights_;  // Stable references.
   absl::node_hash_map<CallId, Session> sessions_;
   absl::node_hash_map<CallId, LockWaiter> lock_waiters_;
   BreakerRegistry breakers_;
-  int total_waiting_ = 0;  // Live queue entries over all flights.
+  FlightTable flights_;
   // Values computed while the store was unreachable, so that this replica
   // computes each key once per outage, not once per wave of callers.
   // Dropped when the store is back (the store is the truth again).

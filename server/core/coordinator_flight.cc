@@ -17,34 +17,32 @@ namespace corral {
 // The flight: shared reads, one FIFO, one lock attempt at a time
 // ---------------------------------------------------------------------------
 
-void Coordinator::Read(const CacheKey& key) {
-  Flight& f = FlightFor(key);
-  // A caller that arrives while a read is under way shares it. A fill that
-  // read missed cannot strand it: the caller then waits, and a wait ends in
-  // a read after the lock is taken, or after the subscription is confirmed.
-  if (f.read_in_flight) return;
-  f.read_in_flight = true;
-  store_.Get(key, [this, key](absl::StatusOr<KeyRead> r) {
-    OnRead(key, std::move(r));
-  });
+Waiter* Coordinator::FindWaiter(CallId id) {
+  // Ids come from one counter: an id names a session or a lock waiter.
+  if (auto it = sessions_.find(id); it != sessions_.end()) return &it->second;
+  if (auto it = lock_waiters_.find(id); it != lock_waiters_.end())
+    return &it->second;
+  return nullptr;
 }
 
-void Coordinator::ReadAgain(const CacheKey& key) {
-  Flight& f = FlightFor(key);
-  if (f.read_in_flight) {
-    f.reread = true;
-    return;
-  }
-  Read(key);
+bool Coordinator::IsWaitingSession(CallId id, const CacheKey& key) const {
+  auto it = sessions_.find(id);
+  return it != sessions_.end() && it->second.WaitsOn(key);
+}
+
+bool Coordinator::StillHoldsLock(CallId holder, const CacheKey& key) {
+  auto it = sessions_.find(holder);
+  return it != sessions_.end() && HoldsKeyLock(it->second) &&
+         it->second.lookup.key == key;
 }
 
 void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
   // read_in_flight stays set while the readers are handled, so the flight
   // cannot be retired under us.
   std::vector<CallId> readers;
-  readers.swap(FlightFor(key).readers);
+  readers.swap(flights_.For(key).readers);
   std::vector<Callback<GetResult>> get_readers;
-  get_readers.swap(FlightFor(key).get_readers);
+  get_readers.swap(flights_.For(key).get_readers);
   const StoredValue* found =
       result.ok() && result->value.has_value() ? &*result->value : nullptr;
   const bool hit = found != nullptr && IsFresh(*found);
@@ -66,12 +64,13 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
   }
   // A value past its TTL, kept for the stale window: what allow_stale
   // callers get while it is refreshed, or while the breaker refuses.
-  if (found != nullptr && !hit) FlightFor(key).stale = *found;
+  if (found != nullptr && !hit) flights_.For(key).stale = *found;
   const bool failed = result.ok() && result->failed_until > clock_.Now();
   // One caller of this read may try to refresh the value, if no failure is
   // remembered. The lock decides whether it does: a compute or refresh under
   // way elsewhere holds it (and the attempt reads a failure remembered since).
-  bool may_refresh = result.ok() && !failed && !FlightFor(key).refresh_attempt;
+  bool may_refresh =
+      result.ok() && !failed && !flights_.For(key).refresh_attempt;
 
   for (CallId id : readers) {
     auto it = sessions_.find(id);
@@ -123,15 +122,7 @@ void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
   // A read that an event asked for (kWatching/kResync) serves the waiters.
   if (hit) ServeAll(key, *found, Source::kPeerFill, LookupStage::kAfterWait);
 
-  Flight& f = FlightFor(key);
-  f.read_in_flight = false;
-  if (result.ok()) f.known_miss = !hit;
-  if (f.reread) {
-    f.reread = false;
-    Read(key);
-  }
-  Pump(key);
-  MaybeRetire(key);
+  flights_.EndRead(key, result.ok(), hit);
 }
 
 void Coordinator::BeginWait(Session& s, std::optional<absl::Duration> wait) {
@@ -143,12 +134,12 @@ void Coordinator::BeginWait(Session& s, std::optional<absl::Duration> wait) {
   }
   // Wait in line for the lock (or for someone else's fill).
   const CacheKey& key = s.lookup.key;
-  if (absl::Status admitted = AdmitWaiter(key); !admitted.ok()) {
+  if (absl::Status admitted = flights_.Admit(key); !admitted.ok()) {
     return FinishSession(s, admitted);
   }
   s.state = SessionState::kWaiting;
   observer_.OnWaitersChanged(key.ns, +1);
-  Enqueue(key, QueueEntry{false, s.id});
+  flights_.Enqueue(key, s.call_id);
   ArmWaitTimer(s, wait.value_or(s.wait_timeout));
 }
 
@@ -159,129 +150,12 @@ void Coordinator::ArmWaitTimer(Session& s, std::optional<absl::Duration> wait) {
                s.lookup.deadline - now);
   if (budget <= absl::ZeroDuration()) {
     // Zero wait (or none left): straight to the timeout policy.
-    OnWaitTimeout(s.id);
+    OnWaitTimeout(s.call_id);
     return;
   }
-  const CallId sid = s.id;
+  const CallId sid = s.call_id;
   s.wait_timer =
       executor_.RunAfter(budget, [this, sid] { OnWaitTimeout(sid); });
-}
-
-absl::Status Coordinator::AdmitWaiter(const CacheKey& key) {
-  // The first caller of a key is the one that will compute; the limits are
-  // about callers piling up behind it.
-  if (FlightFor(key).waiting == 0) return absl::OkStatus();
-  const LimitSettings& limits = registry_.limits();
-  if (total_waiting_ >= static_cast<int>(limits.max_waiters)) {
-    return TooManyWaiters("on this server", limits.max_waiters);
-  }
-  if (FlightFor(key).waiting >= static_cast<int>(limits.max_waiters_per_key)) {
-    return TooManyWaiters("for this key", limits.max_waiters_per_key);
-  }
-  return absl::OkStatus();
-}
-
-void Coordinator::Enqueue(const CacheKey& key, QueueEntry entry) {
-  Flight& f = FlightFor(key);
-  f.queue.push_back(entry);
-  ++f.waiting;
-  ++total_waiting_;
-}
-
-void Coordinator::LeaveQueue(const CacheKey& key) {
-  auto it = flights_.find(key);
-  if (it == flights_.end()) return;
-  Flight& f = it->second;
-  --f.waiting;
-  --total_waiting_;
-  // Drop skipped entries at the front now, the rest when they come up.
-  while (!f.queue.empty()) {
-    const QueueEntry& e = f.queue.front();
-    bool live =
-        e.is_lock ? lock_waiters_.contains(e.id) : IsWaitingSession(e.id, key);
-    if (live) break;
-    f.queue.pop_front();
-  }
-  // A queue mostly made of departed callers is compacted.
-  if (f.queue.size() > 64 &&
-      f.queue.size() > 4 * static_cast<size_t>(f.waiting)) {
-    std::deque<QueueEntry> kept;
-    for (const QueueEntry& e : f.queue) {
-      bool live = e.is_lock ? lock_waiters_.contains(e.id)
-                            : IsWaitingSession(e.id, key);
-      if (live) kept.push_back(e);
-    }
-    f.queue.swap(kept);
-  }
-  MaybeRetire(key);
-}
-
-bool Coordinator::IsWaitingSession(CallId id, const CacheKey& key) const {
-  auto it = sessions_.find(id);
-  return it != sessions_.end() && it->second.state == SessionState::kWaiting &&
-         it->second.lookup.key == key;
-}
-
-void Coordinator::Pump(const CacheKey& key) {
-  auto fit = flights_.find(key);
-  if (fit == flights_.end()) return;
-  Flight& f = fit->second;
-  if (f.waiting == 0 || f.held_elsewhere || f.attempt_in_flight ||
-      f.degraded_holder != 0 || HoldsLockHere(f, key)) {
-    return;
-  }
-  // The head: the first live waiter that can take the lock. A GetOrCompute
-  // waiter that half-closed cannot send a Fill, so it only waits for one.
-  std::optional<QueueEntry> head;
-  while (!f.queue.empty()) {
-    const QueueEntry& e = f.queue.front();
-    bool live =
-        e.is_lock ? lock_waiters_.contains(e.id) : IsWaitingSession(e.id, key);
-    if (!live) {
-      f.queue.pop_front();
-      continue;
-    }
-    break;
-  }
-  for (const QueueEntry& e : f.queue) {
-    if (e.is_lock) {
-      if (lock_waiters_.contains(e.id)) {
-        head = e;
-        break;
-      }
-    } else if (IsWaitingSession(e.id, key) && !sessions_.at(e.id).half_closed) {
-      head = e;
-      break;
-    }
-  }
-  if (!head) {
-    // Everyone here half-closed: nobody may take the lock, but each still
-    // gets the value of whoever fills it, so the key is watched.
-    if (f.waiting > 0) EnsureWatching(key);
-    return;
-  }
-  std::string token;
-  absl::Duration ttl;
-  if (head->is_lock) {
-    const LockWaiter& w = lock_waiters_.at(head->id);
-    token = w.token;
-    ttl = w.ttl;
-  } else {
-    token = NewToken();
-    ttl = sessions_.at(head->id).lease_ttl;
-  }
-  f.attempt_in_flight = true;
-  f.repump = false;
-  auto on_attempt = [this, key, h = *head, token,
-                     ttl](absl::StatusOr<LockAttempt> r) mutable {
-    OnAttempt(key, h, std::move(token), ttl, std::move(r));
-  };
-  // A compute reads the key with the lock (the seed's double check).
-  if (head->is_lock) {
-    store_.TryLock(key, token, ttl, std::move(on_attempt));
-  } else {
-    store_.TryLockAndRead(key, token, ttl, std::move(on_attempt));
-  }
 }
 
 bool Coordinator::HoldsKeyLock(const Session& s) {
@@ -289,126 +163,59 @@ bool Coordinator::HoldsKeyLock(const Session& s) {
   return s.state == SessionState::kLeased && HoldsLock(s.mode) && !s.revoked;
 }
 
-bool Coordinator::HoldsLockHere(Flight& f, const CacheKey& key) {
-  if (f.lease_holder == 0) return false;
-  auto it = sessions_.find(f.lease_holder);
-  if (it != sessions_.end() && HoldsKeyLock(it->second) &&
-      it->second.lookup.key == key) {
-    return true;
+bool Coordinator::OnSessionAttemptFailed(Session& s, const CacheKey& key,
+                                         const absl::Status& error) {
+  if (absl::IsUnavailable(error) &&
+      s.ns.on_store_unavailable == StoreUnavailablePolicy::kCoordinateLocally) {
+    ComputeDegraded(key, s.call_id);
+    return false;
   }
-  f.lease_holder = 0;
-  return false;
+  // FAIL policy: every compute waiter of the key gets the error.
+  EndWaiters(key, [this, &error](Session& s) { FinishSession(s, error); });
+  return true;
 }
 
-void Coordinator::Wake(const CacheKey& key) {
-  auto it = flights_.find(key);
-  if (it == flights_.end()) return;
-  Flight& f = it->second;
-  f.held_elsewhere = false;
-  if (f.attempt_in_flight) {
-    f.repump = true;  // The attempt under way may predate the wake-up.
-    return;
-  }
-  Pump(key);
+void Coordinator::LockWaiter::OnLockWon(const CacheKey& key,
+                                        std::string won_token,
+                                        const LockAttempt& attempt) {
+  (void)won_token;  // Its own token.
+  Coordinator* c = owner;
+  LockWaiter w = c->TakeLockWaiter(call_id, "acquired");  // Gone: `this` too.
+  LockGrant grant;
+  grant.acquired = true;
+  grant.token = w.token;
+  grant.fencing_token = attempt.fencing_token;
+  grant.expires_at = attempt.expires_at;
+  grant.waited = c->clock_.Now() - w.started;
+  w.done(grant);
+  c->flights_.FinishAttempt(key, /*pump=*/true);
 }
 
-void Coordinator::FinishAttempt(const CacheKey& key, bool pump) {
-  auto it = flights_.find(key);
-  if (it == flights_.end()) return;
-  Flight& f = it->second;
-  f.attempt_in_flight = false;
-  pump = pump || f.repump;
-  f.repump = false;
-  if (pump) Pump(key);
-  MaybeRetire(key);
+void Coordinator::LockWaiter::OnLockUnavailable(const absl::Status& error) {
+  // Nobody can be promised the fleet-wide lock now: the caller hears it at
+  // once rather than at its timeout.
+  owner->TakeLockWaiter(call_id, "error").done(error);  // Gone: `this` too.
 }
 
-void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head,
-                            std::string token, absl::Duration ttl,
-                            absl::StatusOr<LockAttempt> result) {
-  // attempt_in_flight stays set until FinishAttempt, so the flight stays.
-  (void)ttl;
-  const bool head_live = head.is_lock ? lock_waiters_.contains(head.id)
-                                      : IsWaitingSession(head.id, key);
-  if (!result.ok()) {
-    LOG_EVENT("lock_attempt_failed", key, "error=\"", result.status().message(),
-              "\"");
-    // Nobody can be promised the fleet-wide lock now: lock callers get the
-    // error at once rather than at their timeout.
-    std::vector<CallId> lock_ids;
-    for (const QueueEntry& e : FlightFor(key).queue) {
-      if (e.is_lock && lock_waiters_.contains(e.id)) lock_ids.push_back(e.id);
-    }
-    for (CallId id : lock_ids)
-      TakeLockWaiter(id, "error").done(result.status());
-    if (!head.is_lock && IsWaitingSession(head.id, key)) {
-      Session& s = sessions_.at(head.id);
-      if (absl::IsUnavailable(result.status()) &&
-          s.ns.on_store_unavailable ==
-              StoreUnavailablePolicy::kCoordinateLocally) {
-        ComputeDegraded(key, s.id);
-        return FinishAttempt(key, /*pump=*/false);
-      }
-      // FAIL policy: every compute waiter of the key gets the error.
-      const absl::Status error = result.status();
-      EndWaiters(key, [this, &error](Session& s) { FinishSession(s, error); });
-    }
-    return FinishAttempt(key, /*pump=*/true);
-  }
-  if (result->acquired && !head_live) {
-    // The caller left while we asked; give the lock straight back.
-    store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
-                       [this, key](absl::StatusOr<bool>) {
-                         FinishAttempt(key, /*pump=*/true);
-                       });
-    return;
-  }
-  if (!result->acquired) {
-    // Someone else holds the lock. Listen for its release or fill, and come
-    // back when it would expire if no word comes (its holder may have died).
-    EnsureWatching(key);
-    Flight& f = FlightFor(key);
-    // Unless a wake-up came while we asked, the lock stays held until an
-    // event or the holder's expiry says otherwise.
-    if (!f.repump) f.held_elsewhere = true;
-    RetryAt(key, result->expires_at);
-    // Tries again at once only if a wake-up came while we asked.
-    return FinishAttempt(key, /*pump=*/false);
-  }
-  const absl::Time now = clock_.Now();
-  if (head.is_lock) {
-    LockWaiter w = TakeLockWaiter(head.id, "acquired");
-    LockGrant grant;
-    grant.acquired = true;
-    grant.token = w.token;
-    grant.fencing_token = result->fencing_token;
-    grant.expires_at = result->expires_at;
-    grant.waited = now - w.started;
-    w.done(grant);
-    return FinishAttempt(key, /*pump=*/true);
-  }
+void Coordinator::OnSessionWonLock(Session& s, const CacheKey& key,
+                                   std::string token,
+                                   const LockAttempt& attempt) {
   // A GetOrCompute waiter took the lock, with a read of the key: a fill may
   // have landed between its miss and now (the seed's double check).
-  Session& s = sessions_.at(head.id);
   executor_.Cancel(s.wait_timer);
   s.wait_timer = 0;
   s.token = token;
   observer_.OnLockAcquisition(key.ns, "acquired");
-  const CallId sid = s.id;
-  const uint64_t fence = result->fencing_token;
-  auto release = [this, key, token] {
-    store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
-                       [this, key](absl::StatusOr<bool>) {
-                         FinishAttempt(key, /*pump=*/true);
-                       });
-  };
-  if (!result->read
-           .has_value()) {  // A store that broke TryLockAndRead's contract.
+  const CallId sid = s.call_id;
+  const uint64_t fence = attempt.fencing_token;
+  auto release = [this, key, token] { flights_.ReleaseAndFinish(key, token); };
+  if (!attempt.read.has_value()) {
+    // A store that broke TryLockAndRead's contract.
     release();
     return FinishSession(
         s, absl::InternalError("the store took the lock without the read"));
   }
-  const KeyRead& read = *result->read;
+  const KeyRead& read = *attempt.read;
   const bool hit = read.value.has_value() && IsFresh(*read.value);
   observer_.OnLookup(key.ns, LookupStage::kAfterLock, hit);
   if (read.failed_until > clock_.Now()) {
@@ -427,7 +234,7 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head,
     ServeAll(key, *read.value, Source::kPeerFill, LookupStage::kAfterLock);
     return;
   }
-  if (read.value.has_value()) FlightFor(key).stale = *read.value;
+  if (read.value.has_value()) flights_.For(key).stale = *read.value;
   // The compute is about to start: the breaker has the last word.
   breakers_.Admit(
       s.ns, [this, key, sid, fence, release](BreakerVerdict verdict) {
@@ -438,7 +245,7 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head,
           Session& s = sessions_.at(sid);
           StopWaiting(s);
           GrantLease(s, LeaseMode::kLocked, fence, "");
-          return FinishAttempt(key, /*pump=*/true);
+          return flights_.FinishAttempt(key, /*pump=*/true);
         }
         release();
         if (!verdict.allowed) {
@@ -454,52 +261,15 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head,
       });
 }
 
-void Coordinator::RetryAt(const CacheKey& key, absl::Time when) {
-  Flight& f = FlightFor(key);
-  // A small margin so the holder's key has really expired in the store.
-  when += absl::Milliseconds(5);
-  if (f.retry_timer != 0 && f.retry_at <= when) return;
-  if (f.retry_timer != 0) executor_.Cancel(f.retry_timer);
-  f.retry_at = when;
-  f.retry_timer = executor_.RunAfter(when - clock_.Now(), [this, key] {
-    auto it = flights_.find(key);
-    if (it == flights_.end()) return;
-    it->second.retry_timer = 0;
-    it->second.retry_at = absl::InfiniteFuture();
-    Wake(key);
-  });
-}
-
-void Coordinator::EnsureWatching(const CacheKey& key) {
-  Flight& f = FlightFor(key);
-  if (f.watching) return;
-  f.watching = true;
-  store_.Watch(key);
-}
-
-void Coordinator::MaybeRetire(const CacheKey& key) {
-  auto it = flights_.find(key);
-  if (it == flights_.end()) return;
-  Flight& f = it->second;
-  if (f.waiting > 0 || !f.readers.empty() || !f.get_readers.empty() ||
-      f.read_in_flight || f.attempt_in_flight || f.refresh_attempt ||
-      f.degraded_holder != 0 || HoldsLockHere(f, key)) {
-    return;
-  }
-  if (f.watching) store_.Unwatch(key);
-  if (f.retry_timer != 0) executor_.Cancel(f.retry_timer);
-  flights_.erase(it);
-}
-
 void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value,
                            Source source, LookupStage stage) {
-  auto fit = flights_.find(key);
-  if (fit == flights_.end()) return;
+  Flight* f = flights_.Find(key);
+  if (f == nullptr) return;
   auto bytes =
       std::make_shared<const std::string>(value.value);  // One copy for all.
   // Readers still waiting on a store read can take the value too.
   std::vector<CallId> readers;
-  readers.swap(fit->second.readers);
+  readers.swap(f->readers);
   for (CallId id : readers) {
     auto it = sessions_.find(id);
     if (it == sessions_.end() || it->second.state != SessionState::kReading)
@@ -515,21 +285,8 @@ void Coordinator::ServeAll(const CacheKey& key, const StoredValue& value,
 
 void Coordinator::EndWaiters(const CacheKey& key,
                              const std::function<void(Session&)>& end) {
-  auto fit = flights_.find(key);
-  if (fit == flights_.end()) return;
-  Flight& f = fit->second;
-  std::deque<QueueEntry> kept;
-  std::vector<CallId> ending;
-  for (const QueueEntry& e : f.queue) {
-    if (e.is_lock) {
-      if (lock_waiters_.contains(e.id)) kept.push_back(e);
-      continue;
-    }
-    if (IsWaitingSession(e.id, key)) ending.push_back(e.id);
-  }
-  f.queue.swap(kept);
-  f.waiting -= static_cast<int>(ending.size());
-  total_waiting_ -= static_cast<int>(ending.size());
+  if (flights_.Find(key) == nullptr) return;
+  std::vector<CallId> ending = flights_.TakeFillWaiters(key);
   if (!ending.empty())
     observer_.OnWaitersChanged(key.ns, -static_cast<int>(ending.size()));
   const absl::Time now = clock_.Now();
@@ -541,7 +298,7 @@ void Coordinator::EndWaiters(const CacheKey& key,
     s.state = SessionState::kReading;  // Out of the queue; `end` finishes it.
     end(s);
   }
-  MaybeRetire(key);
+  flights_.MaybeRetire(key);
 }
 
 void Coordinator::FailWaiters(const CacheKey& key, const absl::Status& status) {
@@ -549,7 +306,7 @@ void Coordinator::FailWaiters(const CacheKey& key, const absl::Status& status) {
 }
 
 void Coordinator::ComputeDegraded(const CacheKey& key, CallId sid) {
-  FlightFor(key).degraded_holder = sid;  // Pump stays away until it ends.
+  flights_.For(key).degraded_holder = sid;  // Pump stays away until it ends.
   // The seed's last-chance check before an unlocked compute.
   store_.Get(key, [this, key, sid](absl::StatusOr<KeyRead> r) {
     std::optional<StoredValue> found;
@@ -592,24 +349,23 @@ void Coordinator::StopWaiting(Session& s) {
   observer_.OnWaitersChanged(s.lookup.key.ns, -1);
   observer_.OnWaitEnded(s.lookup.key.ns, clock_.Now() - s.wait_started);
   s.state = SessionState::kReading;
-  LeaveQueue(s.lookup.key);
+  flights_.Leave(s.lookup.key);
 }
 
 void Coordinator::EndDegraded(const CacheKey& key, CallId sid) {
-  auto it = flights_.find(key);
-  if (it == flights_.end() || it->second.degraded_holder != sid) return;
-  it->second.degraded_holder = 0;
-  Wake(key);
-  MaybeRetire(key);
+  Flight* f = flights_.Find(key);
+  if (f == nullptr || f->degraded_holder != sid) return;
+  f->degraded_holder = 0;
+  flights_.Wake(key);
+  flights_.MaybeRetire(key);
 }
 
 void Coordinator::RejectForBreaker(Session& s, const BreakerVerdict& verdict) {
   const CacheKey key = s.lookup.key;
-  auto fit = flights_.find(key);
-  if (s.lookup.allow_stale && fit != flights_.end() &&
-      fit->second.stale.has_value()) {
+  Flight* f = flights_.Find(key);
+  if (s.lookup.allow_stale && f != nullptr && f->stale.has_value()) {
     observer_.OnLookup(key.ns, LookupStage::kBeforeFallback, true);
-    return SendValue(s, *fit->second.stale, Source::kStale);
+    return SendValue(s, *f->stale, Source::kStale);
   }
   // Still queued unless it failed fast at the miss.
   if (s.state == SessionState::kWaiting) StopWaiting(s);

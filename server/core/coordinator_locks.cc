@@ -46,9 +46,10 @@ void Coordinator::DoAcquireLock(CallId id, AcquireLockRequest request,
   // The waiter exists from here on, so a cancellation at any point finds it.
   const absl::Time now = clock_.Now();
   LockWaiter& w = lock_waiters_[id];
-  w.id = id;
+  w.owner = this;
+  w.call_id = id;
   w.ttl = *ttl;
-  w.token = NewToken();
+  w.token = NewLockToken();
   w.started = now;
   w.done = std::move(done);
   w.request = std::move(request);
@@ -96,13 +97,13 @@ void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
         });
     return;
   }
-  if (absl::Status admitted = AdmitWaiter(w.request.key); !admitted.ok()) {
+  if (absl::Status admitted = flights_.Admit(w.request.key); !admitted.ok()) {
     return TakeLockWaiter(id, "").done(admitted);
   }
   w.timer = executor_.RunAfter(budget, [this, id] { OnLockWaitTimeout(id); });
   observer_.OnWaitersChanged(w.request.key.ns, +1);
-  Enqueue(w.request.key, QueueEntry{true, id});
-  Pump(w.request.key);
+  flights_.Enqueue(w.request.key, id);
+  flights_.Pump(w.request.key);
 }
 
 void Coordinator::CancelAcquire(CallId id) {
@@ -122,7 +123,7 @@ Coordinator::LockWaiter Coordinator::TakeLockWaiter(CallId id,
     executor_.Cancel(w.timer);
     observer_.OnWaitersChanged(ns, -1);
     observer_.OnWaitEnded(ns, clock_.Now() - w.started);
-    LeaveQueue(w.request.key);
+    flights_.Leave(w.request.key);
   }
   if (!outcome.empty()) {
     observer_.OnLockAcquisition(ns, outcome);

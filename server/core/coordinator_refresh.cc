@@ -42,15 +42,14 @@ bool Coordinator::IsReadingSession(CallId id, const CacheKey& key) const {
 void Coordinator::StartRefresh(Session& s, StoredValue current,
                                absl::string_view trigger) {
   const CacheKey key = s.lookup.key;
-  const CallId sid = s.id;
-  FlightFor(key).refresh_attempt = true;
-  std::string token = NewToken();
+  const CallId sid = s.call_id;
+  flights_.For(key).refresh_attempt = true;
+  std::string token = NewLockToken();
   store_.TryLockAndRead(
       key, token, s.lease_ttl,
       [this, key, sid, token, current = std::move(current),
        trigger](absl::StatusOr<LockAttempt> attempt) mutable {
-        if (auto f = flights_.find(key); f != flights_.end())
-          f->second.refresh_attempt = false;
+        if (Flight* f = flights_.Find(key)) f->refresh_attempt = false;
         const bool acquired = attempt.ok() && attempt->acquired;
         if (!acquired || !IsReadingSession(sid, key)) {
           // Someone else computes or refreshes it (or the caller left).
@@ -88,7 +87,8 @@ void Coordinator::StartRefresh(Session& s, StoredValue current,
                   " expires_in_ms=",
                   absl::ToInt64Milliseconds(current.expires_at - clock_.Now()));
               GrantLease(s, LeaseMode::kRefresh, fence, current.value);
-              MaybeRetire(key);  // The flight kept only for the attempt goes.
+              flights_.MaybeRetire(
+                  key);  // The flight kept only for the attempt goes.
             });
       });
 }
@@ -100,14 +100,15 @@ void Coordinator::EndRefreshAttempt(const CacheKey& key, CallId sid,
     store_.ReleaseLock(
         key, token, ReleaseNotice::kReleased,
         [this, key](absl::StatusOr<bool>) {
-          Wake(key);  // A waiter on this replica may take the lock now.
+          flights_.Wake(
+              key);  // A waiter on this replica may take the lock now.
         });
   }
   if (IsReadingSession(sid, key)) {
     SendValue(sessions_.at(sid), current,
               IsFresh(current) ? Source::kCache : Source::kStale);
   }
-  MaybeRetire(key);
+  flights_.MaybeRetire(key);
 }
 
 }  // namespace corral

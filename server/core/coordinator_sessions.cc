@@ -23,7 +23,8 @@ Coordinator::CallId Coordinator::StartCompute(
   executor_.Post([this, id, sink = std::move(sink)]() mutable {
     if (shutting_down_) return sink->Finish(ShuttingDown());
     Session& s = sessions_[id];
-    s.id = id;
+    s.owner = this;
+    s.call_id = id;
     s.sink = std::move(sink);
   });
   return id;
@@ -178,9 +179,10 @@ void Coordinator::DoLookup(Session& s, LookupRequest request) {
   s.lookup = std::move(request);
   s.state = SessionState::kReading;
   s.wait_started = clock_.Now();
-  Flight& f = FlightFor(s.lookup.key);
-  if (f.known_miss && (f.attempt_in_flight || HoldsLockHere(f, s.lookup.key) ||
-                       (f.held_elsewhere && f.watch_confirmed))) {
+  Flight& f = flights_.For(s.lookup.key);
+  if (f.known_miss &&
+      (f.attempt_in_flight || flights_.HoldsLockHere(f, s.lookup.key) ||
+       (f.held_elsewhere && f.watch_confirmed))) {
     // A compute is being started or is under way, here or on another
     // replica whose fill will be delivered to this flight: wait for it
     // without asking the store again (or take the value it replaces, if
@@ -193,8 +195,8 @@ void Coordinator::DoLookup(Session& s, LookupRequest request) {
     }
     return BeginWait(s);
   }
-  f.readers.push_back(s.id);
-  Read(s.lookup.key);
+  f.readers.push_back(s.call_id);
+  flights_.Read(s.lookup.key);
 }
 
 void Coordinator::SendValue(Session& s, const StoredValue& value, Source source,
@@ -231,11 +233,11 @@ void Coordinator::RetireSession(Session& s) {
   const bool degraded = s.state == SessionState::kLeased &&
                         s.mode == LeaseMode::kUnlockedDegraded;
   const CacheKey key = s.lookup.key;
-  const CallId id = s.id;
+  const CallId id = s.call_id;
   s.state = SessionState::kDone;
   sessions_.erase(id);
   if (degraded) EndDegraded(key, id);
-  MaybeRetire(key);  // It may have kept the flight as its leaseholder.
+  flights_.MaybeRetire(key);  // It may have kept the flight as its leaseholder.
 }
 
 // ---------------------------------------------------------------------------
@@ -250,11 +252,11 @@ void Coordinator::GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,
   s.fencing_token = fencing_token;
   s.lease_started = now;
   s.revoked = false;
-  CallId id = s.id;
+  CallId id = s.call_id;
   if (HoldsLock(mode)) {
     // This replica's callers for the key now wait for this lease; the
     // flight stays until it ends.
-    FlightFor(s.lookup.key).lease_holder = id;
+    flights_.For(s.lookup.key).lease_holder = id;
     // Keep the lock alive while the stream is open, up to max_compute_time.
     s.renew_timer =
         executor_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
@@ -306,7 +308,7 @@ void Coordinator::RenewLease(CallId id) {
           s.revoked = true;
           EndLease(s);
           observer_.OnCompute(s.lookup.key.ns, ModeLabel(s.mode), "revoked");
-          Wake(s.lookup.key);  // The waiters here try for it again.
+          flights_.Wake(s.lookup.key);  // The waiters here try for it again.
         }
       });
 }
@@ -325,7 +327,7 @@ void Coordinator::RevokeLease(CallId id) {
   RecordOutcome(s.ns, ComputeOutcome::kFailure);  // The upstream hung.
   CacheKey key = s.lookup.key;
   store_.ReleaseLock(key, s.token, ReleaseNotice::kReleased,
-                     [this, key](absl::StatusOr<bool>) { Wake(key); });
+                     [this, key](absl::StatusOr<bool>) { flights_.Wake(key); });
 }
 
 void Coordinator::DoFill(Session& s, FillRequest request) {
@@ -367,7 +369,7 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
   } else {
     options.only_if_absent = true;
   }
-  CallId id = s.id;
+  CallId id = s.call_id;
   std::string value = request.value;
   store_.Put(
       key, std::move(request.value), options,
@@ -411,10 +413,10 @@ void Coordinator::DoFill(Session& s, FillRequest request) {
         }
         // The lock is free: lock waiters, and waiters the fill did not
         // serve, try for it.
-        if (auto f = flights_.find(key); f != flights_.end() && filled.stored) {
-          f->second.known_miss = false;
+        if (Flight* f = flights_.Find(key); f != nullptr && filled.stored) {
+          f->known_miss = false;
         }
-        Wake(key);
+        flights_.Wake(key);
       });
 }
 
@@ -456,8 +458,8 @@ void Coordinator::DoAbandon(Session& s, AbandonRequest request) {
                        // A failed release still ends the call: the lock then
                        // expires with its lease TTL.
                        if (sink) sink->Finish(absl::OkStatus());
-                       Wake(key);
-                       MaybeRetire(key);
+                       flights_.Wake(key);
+                       flights_.MaybeRetire(key);
                      });
 }
 
@@ -476,8 +478,8 @@ void Coordinator::ReturnLease(Session& s) {
   BeginWait(s, s.wait_timeout - (clock_.Now() - s.wait_started));
   store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
                      [this, key](absl::StatusOr<bool>) {
-                       Wake(key);
-                       MaybeRetire(key);
+                       flights_.Wake(key);
+                       flights_.MaybeRetire(key);
                      });
 }
 
