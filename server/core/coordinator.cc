@@ -28,7 +28,9 @@ Coordinator::Coordinator(Executor& executor, Store& store,
       observer_(observer),
       namespaces_(registry, clock, observer),
       breakers_(executor, store, clock, observer),
-      flights_(executor, store, clock, registry.limits(), *this) {
+      flights_(executor, store, clock, registry.limits(), *this),
+      lock_waiters_(executor, store, clock, observer, breakers_, flights_,
+                    registry.limits()) {
   store_.SetListener(this);
   const absl::Duration every =
       std::min(absl::Minutes(1), registry_.limits().dynamic_namespace_idle / 4);
@@ -73,7 +75,7 @@ void Coordinator::DoEvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
   // work under way stays, however long ago it was last named.
   absl::flat_hash_set<std::string> active;
   for (const auto& [id, s] : sessions_) active.insert(s.lookup.key.ns);
-  for (const auto& [id, w] : lock_waiters_) active.insert(w.request.key.ns);
+  lock_waiters_.AddNamespaces(active);
   flights_.ForEach(
       [&active](const CacheKey& key, Flight&) { active.insert(key.ns); });
   std::vector<std::string> evicted =
@@ -171,6 +173,23 @@ void Coordinator::Invalidate(CacheKey key, Callback<bool> done) {
         if (!settings.ok()) return done(settings.status());
         store_.Delete(key, std::move(done));
       });
+}
+
+CallId Coordinator::AcquireLock(AcquireLockRequest request,
+                                Callback<LockGrant> done) {
+  CallId id = next_id_.fetch_add(1);
+  executor_.Post([this, id, request = std::move(request),
+                  done = std::move(done)]() mutable {
+    if (shutting_down_) return done(ShuttingDown());
+    auto settings = Settings(request.key);
+    if (!settings.ok()) return done(settings.status());
+    lock_waiters_.Start(id, std::move(request), *settings, std::move(done));
+  });
+  return id;
+}
+
+void Coordinator::CancelAcquire(CallId id) {
+  executor_.Post([this, id] { lock_waiters_.Cancel(id); });
 }
 
 void Coordinator::RenewLock(RenewLockRequest request,
@@ -342,9 +361,7 @@ void Coordinator::Shutdown(absl::Duration timeout) {
         FinishSession(s, ShuttingDown());
       }
     }
-    std::vector<CallId> lock_ids;
-    for (const auto& [id, w] : lock_waiters_) lock_ids.push_back(id);
-    for (CallId id : lock_ids) TakeLockWaiter(id, "").done(ShuttingDown());
+    lock_waiters_.ShutDown();
     finish_one();
   });
   done->WaitForNotificationWithTimeout(timeout);

@@ -36,6 +36,7 @@
 #include "server/core/clock.h"
 #include "server/core/executor.h"
 #include "server/core/flight_table.h"
+#include "server/core/lock_waiters.h"
 #include "server/core/namespace_config.h"
 #include "server/core/namespace_tracker.h"
 #include "server/core/observer.h"
@@ -189,35 +190,6 @@ class Coordinator final : public StoreListener, private FlightTable::Owner {
     }
   };
 
-  struct LockWaiter final : Waiter {
-    Coordinator* owner = nullptr;
-    CallId call_id = 0;
-    AcquireLockRequest request;
-    absl::Duration ttl;
-    std::string token;
-    absl::Time started;
-    Executor::TimerId timer = 0;
-    Callback<LockGrant> done;
-
-    // Waiter: wants the lock alone, taking turns for it with the key's
-    // GetOrCompute callers.
-    CallId id() const override { return call_id; }
-    bool WaitsOn(const CacheKey& key) const override {
-      return request.key == key;
-    }
-    bool MayTakeLock() const override { return true; }
-    bool ServedByFill() const override { return false; }
-    LockTry PrepareLockTry() override {
-      return LockTry{token, ttl, /*read_with_lock=*/false};
-    }
-    void OnLockWon(const CacheKey& key, std::string won_token,
-                   const LockAttempt& attempt) override;
-    void OnLockUnavailable(const absl::Status& error) override;
-    bool OnOwnAttemptFailed(const CacheKey&, const absl::Status&) override {
-      return true;
-    }
-  };
-
   // FlightTable::Owner.
   Waiter* FindWaiter(CallId id) override;
   bool StillHoldsLock(CallId holder, const CacheKey& key) override;
@@ -241,10 +213,6 @@ class Coordinator final : public StoreListener, private FlightTable::Owner {
       const LookupRequest& request) const;
 
   // Loop-thread implementations of the public methods.
-  void DoAcquireLock(CallId id, AcquireLockRequest request,
-                     Callback<LockGrant> done);
-  // Past the breaker: try once, or queue with a timer.
-  void StartLockWait(CallId id, absl::Duration wait);
   // ComputeLookup, with ServeFromReadCache's early-refresh verdict.
   void PostLookup(CallId id, LookupRequest request, absl::Time refresh_due_for);
   void DoLookup(Session& s, LookupRequest request);
@@ -319,11 +287,6 @@ class Coordinator final : public StoreListener, private FlightTable::Owner {
                   std::string current_value);
   void EndLease(Session& s);  // Cancels renew/revoke timers.
   void OnWaitTimeout(CallId id);
-  void OnLockWaitTimeout(CallId id);
-  // Removes a lock waiter (which must exist) and returns it: cancels its
-  // timer and leaves the queue if it was queued, records `outcome` ("":
-  // none). The caller answers it.
-  LockWaiter TakeLockWaiter(CallId id, absl::string_view outcome);
   void RenewLease(CallId id);
   void RevokeLease(CallId id);
   // `bytes`: the value's bytes when already shared with other callers
@@ -363,9 +326,9 @@ class Coordinator final : public StoreListener, private FlightTable::Owner {
   // Loop thread only.
   absl::BitGen rng_;
   absl::node_hash_map<CallId, Session> sessions_;
-  absl::node_hash_map<CallId, LockWaiter> lock_waiters_;
   BreakerRegistry breakers_;
   FlightTable flights_;
+  LockWaiters lock_waiters_;
   // Values computed while the store was unreachable, so that this replica
   // computes each key once per outage, not once per wave of callers.
   // Dropped when the store is back (the store is the truth again).

@@ -20,9 +20,7 @@ namespace corral {
 Waiter* Coordinator::FindWaiter(CallId id) {
   // Ids come from one counter: an id names a session or a lock waiter.
   if (auto it = sessions_.find(id); it != sessions_.end()) return &it->second;
-  if (auto it = lock_waiters_.find(id); it != lock_waiters_.end())
-    return &it->second;
-  return nullptr;
+  return lock_waiters_.Find(id);
 }
 
 bool Coordinator::IsWaitingSession(CallId id, const CacheKey& key) const {
@@ -173,28 +171,6 @@ bool Coordinator::OnSessionAttemptFailed(Session& s, const CacheKey& key,
   // FAIL policy: every compute waiter of the key gets the error.
   EndWaiters(key, [this, &error](Session& s) { FinishSession(s, error); });
   return true;
-}
-
-void Coordinator::LockWaiter::OnLockWon(const CacheKey& key,
-                                        std::string won_token,
-                                        const LockAttempt& attempt) {
-  (void)won_token;  // Its own token.
-  Coordinator* c = owner;
-  LockWaiter w = c->TakeLockWaiter(call_id, "acquired");  // Gone: `this` too.
-  LockGrant grant;
-  grant.acquired = true;
-  grant.token = w.token;
-  grant.fencing_token = attempt.fencing_token;
-  grant.expires_at = attempt.expires_at;
-  grant.waited = c->clock_.Now() - w.started;
-  w.done(grant);
-  c->flights_.FinishAttempt(key, /*pump=*/true);
-}
-
-void Coordinator::LockWaiter::OnLockUnavailable(const absl::Status& error) {
-  // Nobody can be promised the fleet-wide lock now: the caller hears it at
-  // once rather than at its timeout.
-  owner->TakeLockWaiter(call_id, "error").done(error);  // Gone: `this` too.
 }
 
 void Coordinator::OnSessionWonLock(Session& s, const CacheKey& key,
