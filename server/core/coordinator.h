@@ -34,6 +34,8 @@
 #include "server/core/breaker_registry.h"
 #include "server/core/call.h"
 #include "server/core/clock.h"
+#include "server/core/compute_sessions.h"
+#include "server/core/compute_sink.h"
 #include "server/core/executor.h"
 #include "server/core/flight_table.h"
 #include "server/core/lock_waiters.h"
@@ -41,24 +43,12 @@
 #include "server/core/namespace_tracker.h"
 #include "server/core/observer.h"
 #include "server/core/read_cache.h"
+#include "server/core/request_resolver.h"
 #include "server/core/store.h"
-#include "server/core/token.h"
 #include "server/core/types.h"
 #include "server/core/waiter.h"
 
 namespace corral {
-
-// The coordinator's side of one GetOrCompute stream. Implemented by the gRPC
-// layer. Called on the loop thread; must not block. After a terminal call
-// (SendValue, SendFilled, Finish) no other call follows.
-class ComputeSink {
- public:
-  virtual ~ComputeSink() = default;
-  virtual void SendValue(ValueView value) = 0;     // Terminal: call ends OK.
-  virtual void SendLease(LeaseView lease) = 0;     // The caller computes.
-  virtual void SendFilled(FilledView filled) = 0;  // Terminal: call ends OK.
-  virtual void Finish(absl::Status status) = 0;    // Terminal.
-};
 
 class Coordinator final : public StoreListener, private FlightTable::Owner {
  public:
@@ -140,174 +130,18 @@ class Coordinator final : public StoreListener, private FlightTable::Owner {
                         const BreakerRecord& record) override;
 
  private:
-  enum class SessionState { kAwaitLookup, kReading, kWaiting, kLeased, kDone };
-
-  struct Session final : Waiter {
-    Coordinator* owner = nullptr;
-    CallId call_id = 0;
-    std::shared_ptr<ComputeSink> sink;
-    SessionState state = SessionState::kAwaitLookup;
-    LookupRequest lookup;
-    NamespaceSettings ns;
-    absl::Duration ttl, wait_timeout, lease_ttl;
-    absl::Time wait_started;
-    Executor::TimerId wait_timer = 0;
-    bool half_closed = false;
-    // ServeFromReadCache found the value due for an early refresh: a value
-    // that expires no later than this is refreshed without a second draw.
-    absl::Time refresh_due_for = absl::InfinitePast();
-    // Lease.
-    LeaseMode mode = LeaseMode::kLocked;
-    std::string token;
-    uint64_t fencing_token = 0;
-    absl::Time lease_started;
-    bool revoked = false;
-    bool fill_in_flight = false;
-    // A REFRESH lease: "stale" or "early" (metrics).
-    absl::string_view refresh_trigger;
-    Executor::TimerId renew_timer = 0;
-    Executor::TimerId revoke_timer = 0;
-
-    // Waiter: a GetOrCompute caller waits for the value; as the head it
-    // takes the lock to compute it (section 2, Steps 4-6).
-    CallId id() const override { return call_id; }
-    bool WaitsOn(const CacheKey& key) const override {
-      return state == SessionState::kWaiting && lookup.key == key;
-    }
-    bool MayTakeLock() const override { return !half_closed; }
-    bool ServedByFill() const override { return true; }
-    LockTry PrepareLockTry() override {
-      return LockTry{NewLockToken(), lease_ttl, /*read_with_lock=*/true};
-    }
-    void OnLockWon(const CacheKey& key, std::string won_token,
-                   const LockAttempt& attempt) override {
-      owner->OnSessionWonLock(*this, key, std::move(won_token), attempt);
-    }
-    void OnLockUnavailable(const absl::Status&) override {}
-    bool OnOwnAttemptFailed(const CacheKey& key,
-                            const absl::Status& error) override {
-      return owner->OnSessionAttemptFailed(*this, key, error);
-    }
-  };
-
-  // FlightTable::Owner.
+  // FlightTable::Owner: the waiters are sessions and lock waiters.
   Waiter* FindWaiter(CallId id) override;
   bool StillHoldsLock(CallId holder, const CacheKey& key) override;
   void OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) override;
-  // The head session won the key's lock (with a read of the key).
-  void OnSessionWonLock(Session& s, const CacheKey& key, std::string token,
-                        const LockAttempt& attempt);
-  // The head session's attempt failed in the store: a degraded compute
-  // under COORDINATE_LOCALLY, else every compute waiter gets the error.
-  // Answers whether the next head may try now.
-  bool OnSessionAttemptFailed(Session& s, const CacheKey& key,
-                              const absl::Status& error);
 
-  // A Lookup's durations and namespace settings, resolved and checked.
-  // Any thread.
-  struct ResolvedLookup {
-    NamespaceSettings ns;
-    absl::Duration ttl, wait_timeout, lease_ttl;
-  };
-  absl::StatusOr<ResolvedLookup> ResolveLookup(
-      const LookupRequest& request) const;
-
-  // Loop-thread implementations of the public methods.
   // ComputeLookup, with ServeFromReadCache's early-refresh verdict.
   void PostLookup(CallId id, LookupRequest request, absl::Time refresh_due_for);
-  void DoLookup(Session& s, LookupRequest request);
-  // The session if it holds a lease; otherwise ends it with the protocol
-  // error "<message> without a lease" (or "first message must be a
-  // Lookup") and answers null.
-  Session* SessionHoldingLease(CallId id, absl::string_view message);
-  void DoFill(Session& s, FillRequest request);
-  void DoAbandon(Session& s, AbandonRequest request);
-  void DoGone(CallId id);
-
-  // Whether a hit on `value` should become an early refresh (XFetch: with a
-  // probability that rises as expiry nears and with the compute time).
-  bool WantsEarlyRefresh(const Session& s, const StoredValue& value);
-  // XFetch's test with the draw `u` in (0, 1]. Any thread.
-  bool EarlyRefreshDue(double beta, const StoredValue& value, double u) const;
   // The read cache's entry for `key` if it is fresh. Any thread.
   std::shared_ptr<const CachedValue> FreshCached(const CacheKey& key) const;
   // Get's read-cache half: true when `done` was answered with a fresh
   // cached value. Any thread.
   bool GetFromReadCache(const CacheKey& key, Callback<GetResult>& done);
-  // Tries once for the key's lock; if it is won (and the breaker admits a
-  // compute) the reading session gets a REFRESH lease carrying `current`,
-  // otherwise `current` itself. `trigger`: "stale" or "early".
-  void StartRefresh(Session& s, StoredValue current, absl::string_view trigger);
-  // The refresh attempt of `sid` is over without a lease: it gets `current`
-  // and the lock, if `token` took it, goes back.
-  void EndRefreshAttempt(const CacheKey& key, CallId sid,
-                         const StoredValue& current, const std::string& token,
-                         bool release);
-  // Puts a session whose lookup missed into the queue, with its wait timer
-  // (`wait`, or the session's whole wait_timeout).
-  void BeginWait(Session& s, std::optional<absl::Duration> wait = std::nullopt);
-  // Starts a queued session's wait timer: `wait`, or what is left of its
-  // wait_timeout since its Lookup; capped by its deadline. None left: the
-  // timeout policy runs now.
-  void ArmWaitTimer(Session& s, std::optional<absl::Duration> wait);
-  // A locked leaseholder half-closed without a Fill: the lock goes back at
-  // once (the next waiter gets it) and the caller waits on as a reader for
-  // what is left of its wait_timeout.
-  void ReturnLease(Session& s);
-  // The opposite: a queued session leaves the queue (its wait is observed);
-  // the caller then answers, leases or re-reads it.
-  void StopWaiting(Session& s);
-  // Serves every GetOrCompute caller of the key (readers and waiters).
-  void ServeAll(const CacheKey& key, const StoredValue& value, Source source,
-                LookupStage stage);
-  // Ends every GetOrCompute waiter of the key with `end` (which must retire
-  // the session).
-  void EndWaiters(const CacheKey& key,
-                  const std::function<void(Session&)>& end);
-  // Fails every GetOrCompute waiter of the key.
-  void FailWaiters(const CacheKey& key, const absl::Status& status);
-  // The breaker refused a compute: a stale value for those who accept one,
-  // UNAVAILABLE breaker-open with retry-after-ms for the rest.
-  void RejectForBreaker(Session& s, const BreakerVerdict& verdict);
-  // The store is unreachable and the namespace coordinates locally: the
-  // queue's head computes for this replica (after one last read).
-  void ComputeDegraded(const CacheKey& key, CallId sid);
-  // The degraded compute `sid` ended: the next one may start.
-  void EndDegraded(const CacheKey& key, CallId sid);
-  // Records what a compute's end says about the upstream.
-  void RecordOutcome(const NamespaceSettings& ns, ComputeOutcome outcome);
-  // Whether session `id` waits in `key`'s queue.
-  bool IsWaitingSession(CallId id, const CacheKey& key) const;
-  // Whether `s` holds its key's fleet-wide lock right now (a locked or
-  // refresh lease, not revoked; until its fill is answered).
-  static bool HoldsKeyLock(const Session& s);
-
-  // Session helpers.
-  void GrantLease(Session& s, LeaseMode mode, uint64_t fencing_token,
-                  std::string current_value);
-  void EndLease(Session& s);  // Cancels renew/revoke timers.
-  void OnWaitTimeout(CallId id);
-  void RenewLease(CallId id);
-  void RevokeLease(CallId id);
-  // `bytes`: the value's bytes when already shared with other callers
-  // (null: shared from here on).
-  void SendValue(Session& s, const StoredValue& value, Source source,
-                 std::shared_ptr<const std::string> bytes = nullptr);
-  // Answers a remembered upstream failure (negative caching).
-  void FailRemembered(Session& s, absl::Time failed_until);
-  bool IsReadingSession(CallId id, const CacheKey& key) const;
-  void FinishSession(Session& s, absl::Status status);
-  void RetireSession(Session& s);
-  ValueView ViewOf(const StoredValue& value, Source source,
-                   std::shared_ptr<const std::string> bytes = nullptr) const;
-  bool IsFresh(const StoredValue& value) const {
-    return value.expires_at > clock_.Now();
-  }
-
-  // A key's namespace settings, once the key is valid and its namespace
-  // allowed (configured, or within the dynamic-namespace limit). Any thread.
-  absl::StatusOr<NamespaceSettings> Settings(const CacheKey& key) const;
-  absl::StatusOr<NamespaceSettings> Settings(absl::string_view ns) const;
   void DoEvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done);
   // Runs DoEvictIdleNamespaces every `every`, from now on.
   void ArmEvictionTimer(absl::Duration every);
@@ -320,19 +154,15 @@ class Coordinator final : public StoreListener, private FlightTable::Owner {
   std::atomic<CallId> next_id_{1};
   // Null: the built-in uniform draw.
   std::function<double()> early_refresh_draw_;
-  // Thread-safe; Settings() records each use.
-  mutable NamespaceTracker namespaces_;
+  // Thread-safe; the resolver records each namespace's use.
+  NamespaceTracker namespaces_;
+  const RequestResolver resolver_;
 
-  // Loop thread only.
-  absl::BitGen rng_;
-  absl::node_hash_map<CallId, Session> sessions_;
+  // The parts (docs/ARCHITECTURE.md, section 2). Loop thread only.
   BreakerRegistry breakers_;
   FlightTable flights_;
   LockWaiters lock_waiters_;
-  // Values computed while the store was unreachable, so that this replica
-  // computes each key once per outage, not once per wave of callers.
-  // Dropped when the store is back (the store is the truth again).
-  absl::flat_hash_map<CacheKey, StoredValue> degraded_values_;
+  ComputeSessions sessions_;
   bool shutting_down_ = false;
   Executor::TimerId evict_timer_ = 0;
 };
