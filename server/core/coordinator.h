@@ -8,6 +8,13 @@
 // with the value. No thread is held per waiter: each is a record here, and
 // the gRPC reactor that owns the call is a ComputeSink or a callback.
 //
+// The Coordinator is a façade (docs/ARCHITECTURE.md, section 2): the work is
+// done by its parts, the flight table (flight_table.h), GetOrCompute
+// sessions and leases (compute_sessions.h) and lock waiters
+// (lock_waiters.h); both kinds of caller are a Waiter (waiter.h) in a key's
+// FIFO. The façade posts each call to the loop, routes store events, and
+// owns the read-cache path, namespace eviction and shutdown.
+//
 // Threading: public methods may be called from any thread; they post to the
 // EventLoop, where all state lives. Sinks and callbacks run on the loop
 // thread and must not block, with one exception: a hit that the store's
