@@ -13,13 +13,13 @@
 #include "server/core/errors.h"
 #include "server/store/embedded_store.h"
 #include "tests/server/core/recording_observer.h"
-#include "tests/server/core/step_executor.h"
+#include "tests/support/manual_executor.h"
 
 namespace corral {
 namespace {
 
+using ::corral::testing::ManualExecutor;
 using ::corral::testing::RecordingObserver;
-using ::corral::testing::StepExecutor;
 
 // What one stream was told, in order.
 class RecordingSink final : public ComputeSink {
@@ -72,7 +72,7 @@ class ComputeSessionsTest : public ::testing::Test,
     lookup.wait_timeout = wait;
     lookup.lease_ttl = absl::Seconds(9);
     sessions_.Lookup(id, std::move(lookup), absl::InfinitePast());
-    executor_.RunReady();
+    executor_.RunUntilIdle();
     return sink;
   }
 
@@ -99,7 +99,7 @@ class ComputeSessionsTest : public ::testing::Test,
   }
 
   FakeClock clock_;
-  StepExecutor executor_;
+  ManualExecutor executor_;
   EmbeddedStore store_;
   RecordingObserver observer_;
   NamespaceRegistry registry_;
@@ -121,7 +121,7 @@ TEST_F(ComputeSessionsTest, OneComputesAndAFillServesTheOthers) {
   EXPECT_TRUE(second->leases.empty());
   EXPECT_EQ(observer_.waiters, 1);
   sessions_.Fill(1, FillRequest{"computed", absl::Seconds(60)});
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   ASSERT_EQ(first->fills.size(), 1u);
   EXPECT_TRUE(first->fills[0].stored);
   ASSERT_EQ(second->values.size(), 1u);
@@ -161,7 +161,7 @@ TEST_F(ComputeSessionsTest, AHungComputeIsRevokedAndTheNextWaiterTakesOver) {
   EXPECT_EQ(second->leases[0].mode, LeaseMode::kLocked);
   // The revoked caller's late fill is refused and stores nothing.
   sessions_.Fill(1, FillRequest{"late", absl::Seconds(60)});
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   ASSERT_EQ(first->fills.size(), 1u);
   EXPECT_FALSE(first->fills[0].stored);
   EXPECT_EQ(first->fills[0].reason, "lease-revoked");
@@ -173,14 +173,14 @@ TEST_F(ComputeSessionsTest, AHalfClosedLeaseholderHandsTheLockOn) {
   auto second = Open(2);
   ASSERT_EQ(first->leases.size(), 1u);
   sessions_.HalfClosed(1);
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   // The second caller computes; the first waits on as a reader and gets
   // the value it could not compute.
   ASSERT_EQ(second->leases.size(), 1u);
   EXPECT_EQ(second->leases[0].mode, LeaseMode::kLocked);
   EXPECT_EQ(observer_.computes["locked/abandoned"], 1);
   sessions_.Fill(2, FillRequest{"v", absl::Seconds(60)});
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   ASSERT_EQ(first->values.size(), 1u);
   EXPECT_EQ(first->values[0].bytes(), "v");
 }
@@ -189,7 +189,7 @@ TEST_F(ComputeSessionsTest, AFillWithoutALeaseIsAProtocolError) {
   auto first = Open(1);
   auto second = Open(2);
   sessions_.Fill(2, FillRequest{"v", absl::Seconds(60)});
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   ASSERT_TRUE(second->finished.has_value());
   EXPECT_TRUE(absl::IsInvalidArgument(*second->finished));
   EXPECT_EQ(observer_.waiters, 0);
@@ -200,7 +200,7 @@ TEST_F(ComputeSessionsTest, ShutdownReleasesTheLockAndEndsEveryone) {
   auto second = Open(2);
   int released = 0;
   EXPECT_EQ(sessions_.ShutDown([&released] { ++released; }), 1);
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   EXPECT_EQ(released, 1);
   ASSERT_TRUE(first->finished.has_value());
   EXPECT_EQ(ReasonOf(*first->finished), kReasonShuttingDown);

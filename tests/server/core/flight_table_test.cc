@@ -1,7 +1,8 @@
 // The flight table alone (server/core/flight_table.h): the queue and its
 // limits, who the head is, one lock attempt at a time, shared reads, the
 // retry at the holder's expiry, retiring. Waiters are plain test objects;
-// the store is the embedded one, driven by hand (no loop, no sleeps).
+// the store is the embedded one, driven by hand (no loop, no sleeps;
+// tests/support/manual_executor.h).
 #include "server/core/flight_table.h"
 
 #include <memory>
@@ -13,12 +14,12 @@
 #include "gtest/gtest.h"
 #include "server/core/errors.h"
 #include "server/store/embedded_store.h"
-#include "tests/server/core/step_executor.h"
+#include "tests/support/manual_executor.h"
 
 namespace corral {
 namespace {
 
-using ::corral::testing::StepExecutor;
+using ::corral::testing::ManualExecutor;
 
 class TestWaiter final : public Waiter {
  public:
@@ -104,7 +105,7 @@ class FlightTableTest : public ::testing::Test, public FlightTable::Owner {
   }
 
   FakeClock clock_;
-  StepExecutor executor_;
+  ManualExecutor executor_;
   EmbeddedStore store_;
   LimitSettings limits_;
   FlightTable table_;
@@ -137,7 +138,7 @@ TEST_F(FlightTableTest, TheHeadIsTheFirstWaiterThatMayTakeTheLock) {
   TestWaiter& computer = Queue(3, a_, /*fill=*/true);
   table_.Pump(a_);
   table_.Pump(a_);  // One attempt at a time: this one does nothing.
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   EXPECT_EQ(half_closed.tries, 0);
   EXPECT_EQ(locker.won_token, "token-2");
   EXPECT_FALSE(locker.won_with_read);  // A lock caller only wants the lock.
@@ -150,7 +151,7 @@ TEST_F(FlightTableTest, TheHeadIsTheFirstWaiterThatMayTakeTheLock) {
   EXPECT_TRUE(f->held_elsewhere);
   EXPECT_TRUE(f->watching);
   table_.Pump(a_);
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   EXPECT_EQ(computer.tries, 1);
 }
 
@@ -158,7 +159,7 @@ TEST_F(FlightTableTest, AContendedHeadTriesAgainWhenTheHoldersLockExpires) {
   TestWaiter& locker = Queue(1, a_, /*fill=*/false);
   TestWaiter& computer = Queue(2, a_, /*fill=*/true);
   table_.Pump(a_);
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   ASSERT_FALSE(locker.won_token.empty());
   ASSERT_EQ(computer.tries, 1);
   // Nobody releases (the holder died): the retry timer fires just after its
@@ -175,13 +176,13 @@ TEST_F(FlightTableTest, AWakeUpDuringAnAttemptMakesTheNextHeadTryAgain) {
   Queue(1, a_, /*fill=*/false);
   TestWaiter& computer = Queue(2, a_, /*fill=*/true);
   table_.Pump(a_);
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   ASSERT_EQ(computer.tries, 1);
   ASSERT_TRUE(table_.Find(a_)->held_elsewhere);
   // A release message: the head tries at once (and finds it still held).
   table_.Wake(a_);
   EXPECT_EQ(computer.tries, 2);
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   EXPECT_TRUE(table_.Find(a_)->held_elsewhere);
 }
 
@@ -193,7 +194,7 @@ TEST_F(FlightTableTest, AWaiterThatLeftIsSkippedAndItsLockGivenBack) {
   // and the next waiter takes it.
   gone.waiting = false;
   table_.Leave(a_);
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   EXPECT_TRUE(gone.won_token.empty());
   EXPECT_EQ(next.won_token, "token-2");
   EXPECT_EQ(table_.total_waiting(), 0);
@@ -221,7 +222,7 @@ TEST_F(FlightTableTest, ReadersShareOneReadAndALaterAskGetsANewOne) {
   table_.Read(a_);
   table_.Read(a_);
   table_.ReadAgain(a_);  // The store may have changed since the first ask.
-  executor_.RunReady();
+  executor_.RunUntilIdle();
   EXPECT_EQ(reads_, 2);
   // Nobody is left: the flight is gone once the readers are handled.
   table_.For(a_).readers.clear();

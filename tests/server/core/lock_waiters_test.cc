@@ -10,13 +10,13 @@
 #include "server/core/errors.h"
 #include "server/store/embedded_store.h"
 #include "tests/server/core/recording_observer.h"
-#include "tests/server/core/step_executor.h"
+#include "tests/support/manual_executor.h"
 
 namespace corral {
 namespace {
 
+using ::corral::testing::ManualExecutor;
 using ::corral::testing::RecordingObserver;
-using ::corral::testing::StepExecutor;
 
 class LockWaitersTest : public ::testing::Test,
                         public FlightTable::Owner,
@@ -45,13 +45,13 @@ class LockWaitersTest : public ::testing::Test,
     auto& slot = answers_[id];
     waiters_.Start(id, std::move(request), settings_,
                    [&slot](absl::StatusOr<LockGrant> g) { slot = g; });
-    executor_.RunReady();
+    executor_.RunUntilIdle();
     return slot;
   }
   void Release(const std::string& token) {
     store_.ReleaseLock(key_, token, ReleaseNotice::kReleased,
                        [](absl::StatusOr<bool>) {});
-    executor_.RunReady();
+    executor_.RunUntilIdle();
   }
 
   // FlightTable::Owner.
@@ -71,7 +71,7 @@ class LockWaitersTest : public ::testing::Test,
   }
 
   FakeClock clock_;
-  StepExecutor executor_;
+  ManualExecutor executor_;
   EmbeddedStore store_;
   RecordingObserver observer_;
   LimitSettings limits_;
