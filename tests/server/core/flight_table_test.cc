@@ -50,7 +50,8 @@ class TestWaiter final : public Waiter {
     unavailable = error;
   }
   bool OnOwnAttemptFailed(const CacheKey&, const absl::Status&) override {
-    return true;
+    ++own_failures;
+    return pump_after_failure;
   }
 
   bool waiting = true;
@@ -59,6 +60,8 @@ class TestWaiter final : public Waiter {
   std::string won_token;
   bool won_with_read = false;
   absl::Status unavailable;
+  int own_failures = 0;
+  bool pump_after_failure = true;
 
  private:
   FlightTable& table_;
@@ -67,10 +70,80 @@ class TestWaiter final : public Waiter {
   bool fill_;
 };
 
+// The embedded store, except that lock attempts fail while `fail_locks` is
+// set (as Redis's do while it is unreachable).
+class LockFailingStore final : public Store {
+ public:
+  explicit LockFailingStore(Store& inner) : inner_(inner) {}
+  bool fail_locks = false;
+
+  void SetListener(StoreListener* listener) override {
+    inner_.SetListener(listener);
+  }
+  void Get(const CacheKey& key, Callback<KeyRead> done) override {
+    inner_.Get(key, std::move(done));
+  }
+  void Put(const CacheKey& key, std::string value, const PutOptions& options,
+           Callback<bool> done) override {
+    inner_.Put(key, std::move(value), options, std::move(done));
+  }
+  void Delete(const CacheKey& key, Callback<bool> done) override {
+    inner_.Delete(key, std::move(done));
+  }
+  void RememberFailure(const CacheKey& key, absl::Duration ttl,
+                       Callback<absl::Time> done) override {
+    inner_.RememberFailure(key, ttl, std::move(done));
+  }
+  void TryLock(const CacheKey& key, const std::string& token,
+               absl::Duration ttl, Callback<LockAttempt> done) override {
+    if (fail_locks) return Fail(std::move(done));
+    inner_.TryLock(key, token, ttl, std::move(done));
+  }
+  void TryLockAndRead(const CacheKey& key, const std::string& token,
+                      absl::Duration ttl, Callback<LockAttempt> done) override {
+    if (fail_locks) return Fail(std::move(done));
+    inner_.TryLockAndRead(key, token, ttl, std::move(done));
+  }
+  void RenewLock(const CacheKey& key, const std::string& token,
+                 absl::Duration ttl,
+                 Callback<std::optional<absl::Time>> done) override {
+    inner_.RenewLock(key, token, ttl, std::move(done));
+  }
+  void ReleaseLock(const CacheKey& key, const std::string& token,
+                   ReleaseNotice notice, Callback<bool> done) override {
+    inner_.ReleaseLock(key, token, notice, std::move(done));
+  }
+  void Watch(const CacheKey& key) override { inner_.Watch(key); }
+  void Unwatch(const CacheKey& key) override { inner_.Unwatch(key); }
+  void LoadBreaker(const std::string& ns,
+                   Callback<BreakerRecord> done) override {
+    inner_.LoadBreaker(ns, std::move(done));
+  }
+  void StoreBreaker(const std::string& ns, uint64_t expected_version,
+                    std::string state, Callback<BreakerCas> done) override {
+    inner_.StoreBreaker(ns, expected_version, std::move(state),
+                        std::move(done));
+  }
+  void Ping(StatusCallback done) override { inner_.Ping(std::move(done)); }
+  bool IsUp() const override { return inner_.IsUp(); }
+
+ private:
+  // Answered later, as a store answers (never inline).
+  void Fail(Callback<LockAttempt> done) {
+    inner_.Ping([done = std::move(done)](absl::Status) mutable {
+      done(StoreUnavailable("test: the store is unreachable"));
+    });
+  }
+  Store& inner_;
+};
+
 class FlightTableTest : public ::testing::Test, public FlightTable::Owner {
  protected:
   FlightTableTest()
-      : executor_(clock_), store_(executor_, clock_), table_(MakeTable()) {}
+      : executor_(clock_),
+        embedded_(executor_, clock_),
+        store_(embedded_),
+        table_(MakeTable()) {}
 
   FlightTable MakeTable() {
     limits_.max_waiters = 3;
@@ -106,7 +179,8 @@ class FlightTableTest : public ::testing::Test, public FlightTable::Owner {
 
   FakeClock clock_;
   ManualExecutor executor_;
-  EmbeddedStore store_;
+  EmbeddedStore embedded_;
+  LockFailingStore store_;
   LimitSettings limits_;
   FlightTable table_;
   absl::flat_hash_map<CallId, std::unique_ptr<TestWaiter>> waiters_;
@@ -215,6 +289,26 @@ TEST_F(FlightTableTest, FillWaitersAreTakenOnceAndLockCallersStay) {
   EXPECT_EQ(table_.Find(a_)->waiting, 1);
   EXPECT_EQ(table_.total_waiting(), 1);
   EXPECT_EQ(table_.Find(a_)->queue.size(), 1u);
+}
+
+TEST_F(FlightTableTest, AFailedAttemptIsToldToEveryWaiterThenToTheHead) {
+  TestWaiter& head = Queue(1, a_, /*fill=*/true);
+  head.pump_after_failure = false;  // As under COORDINATE_LOCALLY.
+  TestWaiter& locker = Queue(2, a_, /*fill=*/false);
+  store_.fail_locks = true;
+  table_.Pump(a_);
+  executor_.RunUntilIdle();
+  EXPECT_EQ(ReasonOf(head.unavailable), kReasonStoreUnavailable);
+  EXPECT_EQ(ReasonOf(locker.unavailable), kReasonStoreUnavailable);
+  EXPECT_EQ(head.own_failures, 1);
+  EXPECT_EQ(locker.own_failures, 0);
+  EXPECT_EQ(head.tries, 1);
+  EXPECT_FALSE(table_.Find(a_)->attempt_in_flight);
+  // The store is back: a wake-up lets the head try again.
+  store_.fail_locks = false;
+  table_.Wake(a_);
+  executor_.RunUntilIdle();
+  EXPECT_EQ(head.won_token, "token-1");
 }
 
 TEST_F(FlightTableTest, ReadersShareOneReadAndALaterAskGetsANewOne) {
