@@ -13,6 +13,7 @@ namespace {
 constexpr size_t kEntryOverhead = 128;
 constexpr absl::Duration kFirstBackoff = absl::Milliseconds(50);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
+constexpr absl::Duration kUnsupportedBackoff = absl::Seconds(30);
 }  // namespace
 
 NearCache::NearCache(corral::v1::Corral::Stub& stub, NearCacheLimits limits,
@@ -34,22 +35,25 @@ void NearCache::Run() {
   absl::Duration backoff = kFirstBackoff;
   while (true) {
     const absl::Time started = absl::Now();
-    RunStream();
+    const bool unsupported = RunStream();
     absl::MutexLock lock(&mu_);
     if (stopping_) return;
     // A stream that lived a while was healthy: start again quickly.
     if (absl::Now() - started > absl::Seconds(10)) backoff = kFirstBackoff;
+    // A server without a near cache (an older corrald, --read_cache_mb=0):
+    // ask again now and then, not every two seconds.
+    if (unsupported) backoff = kUnsupportedBackoff;
     mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff);
     if (stopping_) return;
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
 }
 
-void NearCache::RunStream() {
+bool NearCache::RunStream() {
   grpc::ClientContext context;
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return;
+    if (stopping_) return false;
     stream_context_ = &context;
   }
   corral::v1::NearCacheRequest request;
@@ -72,13 +76,14 @@ void NearCache::RunStream() {
         break;  // A newer server's message: nothing to drop for it.
     }
   }
-  reader->Finish().IgnoreError();
+  const grpc::Status status = reader->Finish();
   absl::MutexLock lock(&mu_);
   stream_context_ = nullptr;
   // Changes may go unheard from now on: keep nothing.
   session_.clear();
   ++epoch_;
   ResetLocked();
+  return status.error_code() == grpc::StatusCode::UNIMPLEMENTED;
 }
 
 void NearCache::OnStarted(std::string session) {
@@ -162,13 +167,23 @@ void NearCache::End(const Ticket& ticket, absl::string_view ns,
   bool invalidated = false;
   if (auto p = pending_.find(k); p != pending_.end()) {
     invalidated = p->second.invalidated_at > ticket.seq;
-    if (--p->second.reads == 0) pending_.erase(p);
+    if (--p->second.reads == 0) {
+      pending_.erase(p);
+    } else {
+      // Reads of the key still in flight may carry an older value than
+      // this answer: none of them may plant it (so that no thread sees the
+      // key go back in time through the near cache).
+      p->second.invalidated_at = ++seq_;
+    }
   }
-  if (value == nullptr || !value->has_near_cache_for()) return;
-  const absl::Duration keep = DurationFromProto(value->near_cache_for());
-  if (keep <= absl::ZeroDuration()) return;
-  if (invalidated || ticket.epoch != epoch_ || ticket.seq <= reset_at_) {
-    ++stats_.near_refused;
+  const absl::Duration keep = value != nullptr && value->has_near_cache_for()
+                                  ? DurationFromProto(value->near_cache_for())
+                                  : absl::ZeroDuration();
+  if (keep <= absl::ZeroDuration() || invalidated || ticket.epoch != epoch_ ||
+      ticket.seq <= reset_at_) {
+    if (keep > absl::ZeroDuration()) ++stats_.near_refused;
+    // What another thread planted meanwhile may be older than this answer.
+    if (auto old = entries_.find(k); old != entries_.end()) EraseLocked(old);
     return;
   }
   const size_t cost =

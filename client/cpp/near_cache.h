@@ -102,8 +102,9 @@ class NearCache {
     return !session_.empty();
   }
   void Run();
-  // One stream's life; returns when it ends.
-  void RunStream();
+  // One stream's life; returns when it ends: true when the server has no
+  // near cache (UNIMPLEMENTED).
+  bool RunStream();
   void OnStarted(std::string session);
   void OnInvalidate(const corral::v1::NearCacheInvalidations& keys);
   void OnReset();
