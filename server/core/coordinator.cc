@@ -111,8 +111,13 @@ CallId Coordinator::Lookup(CallId id, std::shared_ptr<ComputeSink> sink,
     ComputeLookup(id, std::move(request));
     return id;
   }
-  absl::Time refresh_due_for = absl::InfinitePast();
-  if (ServeFromReadCache(request, *sink, &refresh_due_for)) return 0;
+  // A client whose unary Get was told the value is due for an early
+  // refresh says so (Lookup.refresh_due_for): no second draw here.
+  absl::Time refresh_due_for = request.refresh_due_for;
+  if (refresh_due_for == absl::InfinitePast() &&
+      ServeFromReadCache(request, *sink, &refresh_due_for)) {
+    return 0;
+  }
   id = StartCompute(std::move(sink));
   PostLookup(id, std::move(request), refresh_due_for);
   return id;

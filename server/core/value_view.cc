@@ -14,6 +14,8 @@ ValueView ViewOf(const StoredValue& value, Source source, absl::Time now,
   view.age = std::max(absl::ZeroDuration(), now - value.stored_at);
   view.ttl_remaining = std::max(absl::ZeroDuration(), value.expires_at - now);
   view.stale = value.expires_at <= now;
+  view.expires_at = value.expires_at;
+  view.compute_time = value.compute_time;
   return view;
 }
 
