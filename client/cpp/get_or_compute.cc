@@ -210,17 +210,35 @@ absl::StatusOr<GetOrComputeResult> Client::GetOrCompute(
         flights_->Publish(flight_key, flight, current);
         published = true;
       };
+      // The others' error when this caller's compute failed: what corrald
+      // tells the waiters of a failed compute.
+      bool compute_ran = false;
+      ComputeFn tracked = [&]() -> absl::StatusOr<std::string> {
+        compute_ran = true;
+        return compute();
+      };
+      auto peer_failed = [](absl::string_view why) {
+        return WithReason(
+            absl::UnavailableError(absl::StrCat(
+                "the compute of another caller of this key in this process "
+                "failed: ",
+                why)),
+            kReasonPeerComputeFailed);
+      };
       try {
-        result = GetOrComputeRemote(ns, key, compute, options, deadline,
+        result = GetOrComputeRemote(ns, key, tracked, options, deadline,
                                     share_current);
       } catch (...) {
         if (!published) {
-          flights_->Publish(
-              flight_key, flight,
-              absl::UnknownError("the compute of another caller of this key "
-                                 "in this process threw an exception"));
+          flights_->Publish(flight_key, flight,
+                            peer_failed("it threw an exception"));
         }
         throw;
+      }
+      if (!published && !result.ok() && compute_ran) {
+        flights_->Publish(flight_key, flight,
+                          peer_failed(result.status().message()));
+        return result;
       }
       if (!published) flights_->Publish(flight_key, flight, result);
       return result;

@@ -192,6 +192,7 @@ TEST_P(NearCacheE2E, SingleFlightSharesAnErrorAndATimeoutLeavesTheOthers) {
   auto c = NearClient(fleet_->replica(0).target());
   std::atomic<int> computes{0};
   std::atomic<int> failed{0};
+  std::atomic<int> peer_failed{0};
   {
     std::vector<JoiningThread> threads;
     for (int i = 0; i < 20; ++i) {
@@ -203,11 +204,15 @@ TEST_P(NearCacheE2E, SingleFlightSharesAnErrorAndATimeoutLeavesTheOthers) {
                                    return absl::InternalError("upstream down");
                                  });
         if (!r.ok()) failed.fetch_add(1);
+        // The others hear what corrald tells a failed compute's waiters.
+        if (client::ReasonOf(r.status()) == client::kReasonPeerComputeFailed)
+          peer_failed.fetch_add(1);
       });
     }
   }
   EXPECT_EQ(computes.load(), 1);
   EXPECT_EQ(failed.load(), 20);
+  EXPECT_EQ(peer_failed.load(), 19);
 
   // A caller that gives up early does not end the shared call.
   std::atomic<int> got_value{0};
