@@ -16,7 +16,8 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from corral import _convert
 from corral._retry import RetryPolicy, RetryState
-from corral.errors import CorralError, Internal, LockNotAcquired, error_from_rpc
+from corral.errors import (Cancelled, CorralError, DeadlineExceeded, Internal, LockNotAcquired,
+                           error_from_rpc)
 from corral.results import (BreakerInfo, BreakerState, CachedValue, GetOrComputeResult, LeaseMode,
                             LockGrant, RenewResult, Source)
 from corral.v1 import corral_pb2 as pb
@@ -351,6 +352,10 @@ class ClientCore:
                      self._attempts(timeout), breaker)
 
     # -- GetOrCompute --------------------------------------------------------
+    def deadline(self, timeout: Optional[float]) -> float:
+        """The monotonic deadline of a call starting now."""
+        return time.monotonic() + (self.timeout if timeout is None else timeout)
+
     def get_or_compute(self, namespace: str, key, *, ttl=None, wait_timeout=None, lease_ttl=None,
                        allow_stale: bool = False, timeout: Optional[float] = None,
                        worker_id: Optional[str] = None) -> "Exchange":
@@ -489,6 +494,52 @@ class Exchange:
     def _computed_result(self, filled: Optional[pb.Filled], reason: str = "") -> GetOrComputeResult:
         return computed_result(self.lease, self._computed.value, self._attempts.attempts, filled,
                                reason)
+
+
+# -- in-process single flight --------------------------------------------------
+# Concurrent get_or_compute calls for one (namespace, key) through one client
+# share one server call (a flight). The first caller leads: its options and
+# its compute are the flight's; the others join and never run theirs. A
+# joiner waits up to its own deadline and then gets the flight's outcome: the
+# leader's result (``shared``), or the same exception the leader got. Only a
+# leader that went away on its own account -- interrupted (a BaseException
+# that is no Exception), cancelled, or out of its own deadline -- does not
+# decide for the joiners: those with time left start the next flight.
+def flight_key(namespace: str, key, allow_stale: bool) -> tuple:
+    """What makes calls the same call: ``allow_stale`` changes the answer,
+    the other options (ttl, wait_timeout, ...) are the leader's."""
+    return (namespace, _convert.to_bytes(key, "key"), bool(allow_stale))
+
+
+def shared_result(result: GetOrComputeResult) -> GetOrComputeResult:
+    """The leader's result as a joiner sees it: the value, not the lease
+    (the joiner did not compute and holds no fencing token)."""
+    source = Source.PEER_FILL if result.source == Source.COMPUTED else result.source
+    return dataclasses.replace(result, source=source, computed=False, lease_mode=LeaseMode.NONE,
+                               fencing_token=0, shared=True)
+
+
+def leader_gone(error: BaseException) -> bool:
+    """The flight ended with ``error`` for a reason of the leader's own
+    (interrupted, cancelled, out of its deadline): joiners with time left
+    try again instead of inheriting it. ``WaitTimeout`` and every other
+    answer of the server are shared."""
+    if not isinstance(error, Exception):
+        return True
+    return type(error) in (DeadlineExceeded, Cancelled)
+
+
+def releases_joiners(lease: pb.Lease) -> bool:
+    """A leader handed ``lease`` lets its joiners go at once: a refresh
+    lease means the value is still served, and the server serves it to them
+    (fresh, or stale under stale-while-revalidate) instead of their waiting
+    for the refresh: they start the next flight, and only the leader waits."""
+    return lease.mode == LeaseMode.REFRESH
+
+
+def joiner_timed_out(waited: float) -> DeadlineExceeded:
+    return DeadlineExceeded(f"waited {waited:.3g}s for this client's call for the same key "
+                            f"(in-process single flight)")
 
 
 # -- held locks ----------------------------------------------------------------

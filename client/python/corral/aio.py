@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import Awaitable, Callable, Optional, Union
+from typing import Awaitable, Callable, Dict, Optional, Union
 
 import grpc
 import grpc.aio
@@ -57,6 +57,36 @@ async def _half_close(call) -> None:
         pass
 
 
+def _cancelling() -> bool:
+    """This task is being cancelled (asyncio.Task.cancelling, Python 3.11+)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())
+
+
+class _Flight:
+    """One get_or_compute call that concurrent tasks for its key share
+    (in-process single flight): a task of its own, so that no caller's
+    cancellation cancels it; it is cancelled when its last caller leaves."""
+
+    def __init__(self):
+        self.task: Optional[asyncio.Task] = None
+        self.callers = 0
+        # Done when joiners stop waiting: the task ended, or it refreshes
+        # (the joiners then go to the server).
+        self.gate: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def open_gate(self) -> None:
+        if not self.gate.done():
+            self.gate.set_result(None)
+
+    def outcome(self) -> Optional[BaseException]:
+        """The done task's error (None: it has a result)."""
+        if self.task.cancelled():
+            return asyncio.CancelledError()
+        return self.task.exception()
+
+
 class AsyncClient:
     """A connection to corrald for asyncio code. Options as corral.Client.
     Safe to share between tasks of one event loop."""
@@ -81,6 +111,7 @@ class AsyncClient:
                        else grpc.aio.insecure_channel(target, opts))
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
+        self._flights: Dict[tuple, _Flight] = {}
 
     async def close(self) -> None:
         """Closes the channel this client created (not one passed in)."""
@@ -152,28 +183,95 @@ class AsyncClient:
                                     ttl=None, wait_timeout=None, lease_ttl=None,
                                     allow_stale: bool = False, timeout: Optional[float] = None,
                                     worker_id: Optional[str] = None) -> GetOrComputeResult:
-        """As Client.get_or_compute_result."""
+        """As Client.get_or_compute_result, single flight included: the
+        shared call runs in a task of its own with the first caller's
+        compute, so cancelling any caller (the first included) does not
+        cancel it for the others; it is cancelled (the lease abandoned) when
+        every caller has left."""
+        fkey = _protocol.flight_key(namespace, key, allow_stale)
+        started = time.monotonic()
+        deadline = self._core.deadline(timeout)
+        while True:
+            flight = self._flights.get(fkey)
+            leading = flight is None
+            if leading:
+                flight = _Flight()
+                self._start_flight(fkey, flight, self._get_or_compute_unshared(
+                    namespace, key, compute, ttl=ttl, wait_timeout=wait_timeout,
+                    lease_ttl=lease_ttl, allow_stale=allow_stale,
+                    timeout=max(deadline - time.monotonic(), 0.0), worker_id=worker_id,
+                    on_lease=lambda lease, f=flight: self._on_lease(fkey, f, lease)))
+            waited = flight.task if leading else flight.gate
+            flight.callers += 1
+            try:
+                await asyncio.wait_for(asyncio.shield(waited), max(deadline - time.monotonic(), 0.0))
+            except BaseException as e:
+                if not waited.done() or _cancelling():  # This caller's own timeout or cancellation.
+                    if isinstance(e, asyncio.TimeoutError):
+                        raise _protocol.joiner_timed_out(time.monotonic() - started) from None
+                    raise
+            finally:
+                flight.callers -= 1
+                if flight.callers == 0 and not flight.task.done():
+                    flight.task.cancel()  # Nobody waits for it: abandon.
+            if not flight.task.done():
+                continue  # Released: the leader refreshes, this caller asks the server.
+            error = flight.outcome()
+            if error is None:
+                result = flight.task.result()
+                return result if leading else _protocol.shared_result(result)
+            if not _protocol.leader_gone(error):
+                raise error
+            if time.monotonic() >= deadline:
+                raise _protocol.joiner_timed_out(time.monotonic() - started)
+
+    def _start_flight(self, fkey: tuple, flight: _Flight, call) -> None:
+        flight.task = asyncio.ensure_future(call)
+        self._flights[fkey] = flight
+
+        def landed(task) -> None:
+            self._forget(fkey, flight)
+            flight.open_gate()
+            if not task.cancelled():
+                task.exception()  # Retrieved: every caller may have left.
+
+        flight.task.add_done_callback(landed)
+
+    def _on_lease(self, fkey: tuple, flight: _Flight, lease) -> None:
+        if _protocol.releases_joiners(lease):
+            self._forget(fkey, flight)
+            flight.open_gate()
+
+    def _forget(self, fkey: tuple, flight: _Flight) -> None:
+        if self._flights.get(fkey) is flight:
+            del self._flights[fkey]
+
+    async def _get_or_compute_unshared(self, namespace: str, key, compute, *, ttl, wait_timeout,
+                                       lease_ttl, allow_stale: bool, timeout: float,
+                                       worker_id: Optional[str], on_lease=None) -> GetOrComputeResult:
         exchange = self._core.get_or_compute(
             namespace, key, ttl=ttl, wait_timeout=wait_timeout, lease_ttl=lease_ttl,
             allow_stale=allow_stale, timeout=timeout, worker_id=worker_id)
         while True:
             try:
-                return await self._attempt(exchange, compute)
+                return await self._attempt(exchange, compute, on_lease)
             except CorralError as err:
                 delay = exchange.retry_delay(err)
                 if delay is None:
                     raise
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, exchange: _protocol.Exchange, compute) -> GetOrComputeResult:
+    async def _attempt(self, exchange: _protocol.Exchange, compute,
+                       on_lease=None) -> GetOrComputeResult:
         call = self._stub.GetOrCompute(timeout=exchange.remaining(), metadata=self._core.metadata)
         try:
-            return await self._exchange(call, exchange, compute)
+            return await self._exchange(call, exchange, compute, on_lease)
         except BaseException:
             call.cancel()  # Leaves the wait, or abandons a lease; no-op once done.
             raise
 
-    async def _exchange(self, call, exchange: _protocol.Exchange, compute) -> GetOrComputeResult:
+    async def _exchange(self, call, exchange: _protocol.Exchange, compute,
+                        on_lease) -> GetOrComputeResult:
         try:
             await _send(call, exchange.start())
             first = await call.read()
@@ -189,6 +287,8 @@ class AsyncClient:
             await _half_close(call)
             await _drain(call)
             return result
+        if on_lease is not None:
+            on_lease(exchange.lease)
         return await self._run_lease(call, exchange, compute)
 
     async def _run_lease(self, call, exchange: _protocol.Exchange, compute) -> GetOrComputeResult:

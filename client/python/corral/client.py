@@ -13,8 +13,9 @@ as a context manager) when done.
 from __future__ import annotations
 
 import queue
+import threading
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Dict, Optional, Union
 
 import grpc
 
@@ -67,6 +68,30 @@ def _drain(call) -> None:
         pass
 
 
+class _Flight:
+    """One get_or_compute call that concurrent callers for its key share
+    (in-process single flight). Joiners block on its event on their own
+    threads; the leader runs the call on its thread and lands the outcome."""
+
+    def __init__(self):
+        self._done = threading.Event()
+        self.joiners = 0  # Callers that joined (under the client's flights lock).
+        self.released = False  # The leader refreshes: joiners go to the server.
+        self.result: Optional[GetOrComputeResult] = None
+        self.error: Optional[BaseException] = None
+
+    def land(self, result: Optional[GetOrComputeResult], error: Optional[BaseException]) -> None:
+        self.result, self.error = result, error
+        self._done.set()
+
+    def release(self) -> None:
+        self.released = True
+        self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(max(timeout, 0.0))
+
+
 class Client:
     """A connection to corrald. ``timeout`` (seconds) is the deadline of one
     call, retries included, unless the call passes its own; for
@@ -101,6 +126,8 @@ class Client:
                        else grpc.insecure_channel(target, opts))
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
+        self._flights: Dict[tuple, _Flight] = {}
+        self._flights_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
@@ -196,20 +223,81 @@ class Client:
         ``ttl``: of the value this caller fills; ``wait_timeout``: waiting
         for a peer's compute; ``lease_ttl``: lock expiry if corrald dies
         (None: namespace defaults). ``timeout`` caps the whole exchange.
-        Transport failures are retried only while compute has not run."""
+        Transport failures are retried only while compute has not run.
+
+        Concurrent calls for one (namespace, key, allow_stale) through this
+        client share one server call: the first caller's options and compute
+        are used, on its thread; the others block (no extra thread) until it
+        ends or their own ``timeout`` passes, and get its value (``shared``
+        is true) or the same exception it got. If that first caller is
+        interrupted or runs out of its own timeout, a waiting caller with
+        time left starts the next call."""
+        fkey = _protocol.flight_key(namespace, key, allow_stale)
+        started = time.monotonic()
+        deadline = self._core.deadline(timeout)
+        while True:
+            with self._flights_lock:
+                flight = self._flights.get(fkey)
+                leading = flight is None
+                if leading:
+                    flight = self._flights[fkey] = _Flight()
+                else:
+                    flight.joiners += 1
+            if leading:
+                return self._lead(fkey, flight, lambda: self._get_or_compute_unshared(
+                    namespace, key, compute, ttl=ttl, wait_timeout=wait_timeout,
+                    lease_ttl=lease_ttl, allow_stale=allow_stale,
+                    timeout=max(deadline - time.monotonic(), 0.0), worker_id=worker_id,
+                    on_lease=lambda lease: self._on_lease(fkey, flight, lease)))
+            if not flight.wait(deadline - time.monotonic()):
+                raise _protocol.joiner_timed_out(time.monotonic() - started)
+            if flight.released:
+                continue
+            if flight.error is None:
+                return _protocol.shared_result(flight.result)
+            if not _protocol.leader_gone(flight.error):
+                raise flight.error
+            if time.monotonic() >= deadline:
+                raise _protocol.joiner_timed_out(time.monotonic() - started)
+
+    def _on_lease(self, fkey: tuple, flight: _Flight, lease) -> None:
+        if _protocol.releases_joiners(lease):
+            self._forget(fkey, flight)
+            flight.release()
+
+    def _forget(self, fkey: tuple, flight: _Flight) -> None:
+        with self._flights_lock:
+            if self._flights.get(fkey) is flight:
+                del self._flights[fkey]
+
+    def _lead(self, fkey: tuple, flight: _Flight, run: Callable[[], GetOrComputeResult]):
+        result, error = None, None
+        try:
+            result = run()
+            return result
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            self._forget(fkey, flight)  # Before landing: a retrying joiner starts a new flight.
+            flight.land(result, error)
+
+    def _get_or_compute_unshared(self, namespace: str, key, compute, *, ttl, wait_timeout,
+                                 lease_ttl, allow_stale: bool, timeout: float,
+                                 worker_id: Optional[str], on_lease=None) -> GetOrComputeResult:
         exchange = self._core.get_or_compute(
             namespace, key, ttl=ttl, wait_timeout=wait_timeout, lease_ttl=lease_ttl,
             allow_stale=allow_stale, timeout=timeout, worker_id=worker_id)
         while True:
             try:
-                return self._attempt(exchange, compute)
+                return self._attempt(exchange, compute, on_lease)
             except CorralError as err:
                 delay = exchange.retry_delay(err)
                 if delay is None:
                     raise
                 time.sleep(delay)
 
-    def _attempt(self, exchange: _protocol.Exchange, compute) -> GetOrComputeResult:
+    def _attempt(self, exchange: _protocol.Exchange, compute, on_lease=None) -> GetOrComputeResult:
         feed = _RequestFeed(exchange.start())
         call = self._stub.GetOrCompute(iter(feed), timeout=exchange.remaining(),
                                        metadata=self._core.metadata)
@@ -223,6 +311,8 @@ class Client:
                 feed.close()
                 _drain(call)
                 return result
+            if on_lease is not None:
+                on_lease(exchange.lease)
             return self._run_lease(call, feed, exchange, compute)
         except BaseException:
             call.cancel()  # Leaves the wait, or abandons a lease; no-op once done.

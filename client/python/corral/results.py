@@ -99,6 +99,9 @@ class GetOrComputeResult:
     not_stored_reason: str = ""
     refresh_error: Optional[BaseException] = None
     attempts: int = 1
+    #: The value came from another call for the same key through the same
+    #: client (in-process single flight): that call's compute ran, not this one's.
+    shared: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
