@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from typing import Awaitable, Callable, Dict, Optional, Union
 
@@ -21,12 +22,15 @@ import grpc
 import grpc.aio
 
 from corral import _protocol
+from corral._nearcache import Backoff, NearCache, NearCacheLimits
 from corral._retry import RetryPolicy
 from corral.client import ComputeResult
 from corral.errors import CorralError, error_from_rpc, error_from_status
 from corral.results import (BreakerInfo, CachedValue, GetOrComputeResult, LockGrant, Outcome,
                             RenewResult)
 from corral.v1 import corral_pb2_grpc as pb_grpc
+
+_log = logging.getLogger("corral")
 
 AsyncCompute = Callable[[], Union[ComputeResult, Awaitable[ComputeResult]]]
 
@@ -88,8 +92,9 @@ class _Flight:
 
 
 class AsyncClient:
-    """A connection to corrald for asyncio code. Options as corral.Client.
-    Safe to share between tasks of one event loop."""
+    """A connection to corrald for asyncio code. Options as corral.Client
+    (the near cache's stream is a task on the client's loop). Safe to share
+    between tasks of one event loop."""
 
     target = _protocol.Setting()
     timeout = _protocol.Setting()
@@ -100,7 +105,8 @@ class AsyncClient:
                  retry: RetryPolicy = RetryPolicy(),
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  token: Optional[str] = None,
-                 max_receive_message_bytes: int = 64 << 20):
+                 max_receive_message_bytes: int = 64 << 20,
+                 near_cache: Union[bool, NearCacheLimits] = True):
         self._core = _protocol.ClientCore(
             target, channel is not None, timeout=timeout, worker_id=worker_id, retry=retry,
             secure=credentials is not None, token=token,
@@ -112,11 +118,67 @@ class AsyncClient:
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
         self._flights: Dict[tuple, _Flight] = {}
+        self._near: Optional[NearCache] = None
+        if near_cache:
+            self._near = NearCache(near_cache if isinstance(near_cache, NearCacheLimits)
+                                   else NearCacheLimits())
+        self._near_task: Optional[asyncio.Task] = None
+        self._closing = False
 
     async def close(self) -> None:
-        """Closes the channel this client created (not one passed in)."""
+        """Stops the near cache's stream; closes the channel this client
+        created (not one passed in)."""
+        self._closing = True
+        task = self._near_task
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
         if self._core.owns_channel:
             await self._channel.close()
+
+    @property
+    def near_cache(self) -> Optional[NearCache]:
+        """This client's near cache (None when off): its size and counters."""
+        return self._near
+
+    # -- the near cache's stream -------------------------------------------
+    def _near_for(self, near_cache: bool) -> Optional[NearCache]:
+        """The near cache for a call, its stream started (once)."""
+        if not near_cache or self._near is None:
+            return None
+        if self._near_task is None and not self._closing:
+            self._near_task = asyncio.get_running_loop().create_task(self._near_stream())
+        return self._near
+
+    async def _near_stream(self) -> None:
+        """Keeps one NearCache stream open until close(), reopening it with
+        backoff; the near cache is empty whenever it is down."""
+        backoff = Backoff()
+        request = _protocol.near_cache_request(self._core.worker_id)
+        while not self._closing:
+            call = self._stub.NearCache(request, metadata=self._core.metadata)
+            try:
+                async for event in call:
+                    if _protocol.apply_near_event(self._near, event):
+                        backoff.started()
+                code, details = await call.code(), await call.details()
+            except grpc.RpcError as e:
+                code, details = e.code(), e.details()
+            finally:
+                self._near.lost()
+                call.cancel()
+            if self._closing:
+                return
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                _log.warning("corral: the server has no near cache (NearCache: %s); "
+                             "this client reads through corrald", details)
+                return
+            _log.info("corral: near cache stream lost (%s: %s); emptied, reopening",
+                      getattr(code, "name", code), details)
+            await asyncio.sleep(backoff.delay())
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -125,19 +187,48 @@ class AsyncClient:
         await self.close()
 
     # -- cache -------------------------------------------------------------
-    async def get(self, namespace: str, key, *, timeout: Optional[float] = None) -> Optional[CachedValue]:
-        """The cached value, or None on a miss."""
-        return await self._call(self._core.get(namespace, key, timeout))
+    async def get(self, namespace: str, key, *, timeout: Optional[float] = None,
+                  near_cache: bool = True) -> Optional[CachedValue]:
+        """As Client.get: the cached value (from the near cache when it
+        holds it), or None on a miss."""
+        near = self._near_for(near_cache)
+        if near is None:
+            return await self._call(self._core.get(namespace, key, timeout))
+        nkey = _protocol.near_key(namespace, key)
+        entry = near.lookup(nkey)
+        if entry is not None:
+            return _protocol.near_cached_value(near, entry)
+        ticket = near.ticket(nkey)
+        if ticket is None:  # The stream has not started (yet).
+            return await self._call(self._core.get(namespace, key, timeout))
+        try:
+            r = await self._call(self._core.get(namespace, key, timeout, ticket))
+        except BaseException:
+            near.cancel(ticket)
+            raise
+        return _protocol.near_get_answered(near, ticket, r)
 
     async def set(self, namespace: str, key, value, *, ttl=None, lock_token: str = "",
                   release_lock: bool = False, timeout: Optional[float] = None) -> bool:
         """As Client.set: stores ``value``; fenced (and sent once) with ``lock_token``."""
-        return await self._call(self._core.set(namespace, key, value, ttl, lock_token,
-                                               release_lock, timeout))
+        unary = self._core.set(namespace, key, value, ttl, lock_token, release_lock, timeout)
+        try:
+            return await self._call(unary)
+        finally:
+            self._forget_near(namespace, unary.request.key)
 
     async def invalidate(self, namespace: str, key, *, timeout: Optional[float] = None) -> bool:
         """Drops the cached value; returns whether there was one."""
-        return await self._call(self._core.invalidate(namespace, key, timeout))
+        unary = self._core.invalidate(namespace, key, timeout)
+        try:
+            return await self._call(unary)
+        finally:
+            self._forget_near(namespace, unary.request.key)
+
+    def _forget_near(self, namespace: str, key: bytes) -> None:
+        """This client's own write: its next read does not wait for the push."""
+        if self._near is not None:
+            self._near.invalidate([(namespace, key)])
 
     # -- locks -------------------------------------------------------------
     async def acquire_lock(self, namespace: str, key, *, ttl=None, wait_timeout=None,
@@ -177,17 +268,28 @@ class AsyncClient:
         """As Client.get_or_compute; ``compute`` may be async. If the task is
         cancelled while computing, the lease is abandoned (no upstream
         failure) and CancelledError propagates."""
+        near = self._near_for(options.get("near_cache", True))
+        if near is not None:  # The hot path: no result object.
+            entry = near.lookup(_protocol.near_key(namespace, key))
+            if entry is not None:
+                return entry.value
         return (await self.get_or_compute_result(namespace, key, compute, **options)).value
 
     async def get_or_compute_result(self, namespace: str, key, compute: AsyncCompute, *,
                                     ttl=None, wait_timeout=None, lease_ttl=None,
                                     allow_stale: bool = False, timeout: Optional[float] = None,
-                                    worker_id: Optional[str] = None) -> GetOrComputeResult:
-        """As Client.get_or_compute_result, single flight included: the
-        shared call runs in a task of its own with the first caller's
-        compute, so cancelling any caller (the first included) does not
-        cancel it for the others; it is cancelled (the lease abandoned) when
-        every caller has left."""
+                                    worker_id: Optional[str] = None,
+                                    near_cache: bool = True) -> GetOrComputeResult:
+        """As Client.get_or_compute_result (near cache, then one unary Get,
+        then the stream), single flight included: the shared call runs in a
+        task of its own with the first caller's compute, so cancelling any
+        caller (the first included) does not cancel it for the others; it
+        is cancelled (the lease abandoned) when every caller has left."""
+        near = self._near_for(near_cache)
+        if near is not None:
+            entry = near.lookup(_protocol.near_key(namespace, key))
+            if entry is not None:
+                return _protocol.near_result(near, entry)
         fkey = _protocol.flight_key(namespace, key, allow_stale)
         started = time.monotonic()
         deadline = self._core.deadline(timeout)
@@ -200,7 +302,7 @@ class AsyncClient:
                     namespace, key, compute, ttl=ttl, wait_timeout=wait_timeout,
                     lease_ttl=lease_ttl, allow_stale=allow_stale,
                     timeout=max(deadline - time.monotonic(), 0.0), worker_id=worker_id,
-                    on_lease=lambda lease, f=flight: self._on_lease(fkey, f, lease)))
+                    near=near, on_lease=lambda lease, f=flight: self._on_lease(fkey, f, lease)))
             waited = flight.task if leading else flight.gate
             flight.callers += 1
             try:
@@ -248,10 +350,25 @@ class AsyncClient:
 
     async def _get_or_compute_unshared(self, namespace: str, key, compute, *, ttl, wait_timeout,
                                        lease_ttl, allow_stale: bool, timeout: float,
-                                       worker_id: Optional[str], on_lease=None) -> GetOrComputeResult:
+                                       worker_id: Optional[str],
+                                       near: Optional[NearCache] = None,
+                                       on_lease=None) -> GetOrComputeResult:
+        deadline = time.monotonic() + timeout
+        nkey = _protocol.near_key(namespace, key)
+        ticket = near.ticket(nkey) if near is not None else None
+        try:
+            r = await self._call(self._core.first_get(namespace, nkey[1], ticket, timeout))
+        except BaseException:
+            if ticket is not None:
+                near.cancel(ticket)
+            raise
+        first = _protocol.first_get_answered(near, ticket, r)
+        if first.result is not None:
+            return first.result
         exchange = self._core.get_or_compute(
             namespace, key, ttl=ttl, wait_timeout=wait_timeout, lease_ttl=lease_ttl,
-            allow_stale=allow_stale, timeout=timeout, worker_id=worker_id)
+            allow_stale=allow_stale, timeout=max(deadline - time.monotonic(), 0.0),
+            worker_id=worker_id, refresh_due_for=first.refresh_due_for)
         while True:
             try:
                 return await self._attempt(exchange, compute, on_lease)
