@@ -142,10 +142,11 @@ class FakeUpstream(_LoggedProcess):
 class RedisServer:
     """A real redis-server on a free port, no persistence."""
 
-    def __init__(self, log_dir: str):
+    def __init__(self, log_dir: str, port: Optional[int] = None):
+        """``port``: this one (a restart on the same port); else a free one."""
         last = ""
         for _ in range(5):  # The free port may be taken before redis binds it.
-            self.port = free_port()
+            self.port = port or free_port()
             self._log = open(os.path.join(log_dir, f"redis-{self.port}.log"), "wb")
             self.proc = spawn([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                                "--save", "", "--appendonly", "no", "--dir", log_dir],
