@@ -24,7 +24,7 @@ class Interrupted(BaseException):
 
 
 def _flight(client, key):
-    return client._flights.get((NS, key.encode(), False))
+    return client._flights.get((NS, key.encode(), False, None))
 
 
 class SingleFlightTest(unittest.TestCase):
@@ -230,7 +230,7 @@ class AsyncSingleFlightTest(unittest.IsolatedAsyncioTestCase):
 
         tasks = [asyncio.ensure_future(self.client.get_or_compute(NS, key, compute))
                  for _ in range(50)]
-        flight_key = (NS, key.encode(), False)
+        flight_key = (NS, key.encode(), False, None)
         await self.until(lambda: flight_key in self.client._flights
                          and self.client._flights[flight_key].callers == 50, "callers")
         gate.set()
@@ -249,7 +249,7 @@ class AsyncSingleFlightTest(unittest.IsolatedAsyncioTestCase):
             return b"Aloe vera"
 
         first = asyncio.ensure_future(self.client.get_or_compute(NS, key, compute))
-        flight_key = (NS, key.encode(), False)
+        flight_key = (NS, key.encode(), False, None)
         await self.until(lambda: computes, "compute started")
         others = [asyncio.ensure_future(self.client.get_or_compute(NS, key, compute))
                   for _ in range(5)]
@@ -270,7 +270,7 @@ class AsyncSingleFlightTest(unittest.IsolatedAsyncioTestCase):
 
         tasks = [asyncio.ensure_future(self.client.get_or_compute(NS, key, never, lease_ttl=60))
                  for _ in range(3)]
-        flight_key = (NS, key.encode(), False)
+        flight_key = (NS, key.encode(), False, None)
         await self.until(lambda: flight_key in self.client._flights
                          and self.client._flights[flight_key].callers == 3, "callers")
         await asyncio.sleep(0)
@@ -291,7 +291,7 @@ class AsyncSingleFlightTest(unittest.IsolatedAsyncioTestCase):
             return b"Tulipa"
 
         first = asyncio.ensure_future(self.client.get_or_compute_result(NS, key, compute))
-        flight_key = (NS, key.encode(), False)
+        flight_key = (NS, key.encode(), False, None)
         await self.until(lambda: flight_key in self.client._flights, "flight")
         with self.assertRaises(corral.DeadlineExceeded):
             await self.client.get_or_compute(NS, key, compute, timeout=0.1)

@@ -68,8 +68,8 @@ class MessageReader {
 }
 
 // -- in-process single flight -------------------------------------------------
-// Concurrent getOrCompute calls for one (namespace, key, allowStale) through
-// one client share one server call (a flight): the first caller's options
+// Concurrent getOrCompute calls for one (namespace, key, allowStale,
+// waitTimeout) through one client share one server call (a flight): the first caller's options
 // and compute are used; the others wait (each up to its own timeout) and get
 // its value (`shared: true`) or the same error. A refresh lease releases
 // them at once (the server serves them the current value, as before). A
@@ -374,7 +374,7 @@ class Client {
       if (hit) return { ...nearValue(near, hit), computed: false, leaseMode: 'none', fencingToken: '0',
         stored: false, notStoredReason: '', refreshError: null, attempts: 1, shared: false };
     }
-    const fk = `${nk}\u0000${options.allowStale ? 1 : 0}`;
+    const fk = `${nk}\u0000${options.allowStale ? 1 : 0}\u0000${options.waitTimeout ?? ''}`;
     const started = performance.now();
     const deadline = started + convert.seconds(options.timeout ?? this.timeout, 'timeout') * 1000;
     for (;;) {

@@ -600,17 +600,20 @@ def apply_near_event(near: NearCache, event: pb.NearCacheEvent) -> bool:
 
 # -- in-process single flight --------------------------------------------------
 # Concurrent get_or_compute calls for one (namespace, key) through one client
-# share one server call (a flight). The first caller leads: its options and
+# (and the same allow_stale and wait_timeout) share one server call (a flight). The first caller leads: its options and
 # its compute are the flight's; the others join and never run theirs. A
 # joiner waits up to its own deadline and then gets the flight's outcome: the
 # leader's result (``shared``), or the same exception the leader got. Only a
 # leader that went away on its own account -- interrupted (a BaseException
 # that is no Exception), cancelled, or out of its own deadline -- does not
 # decide for the joiners: those with time left start the next flight.
-def flight_key(namespace: str, key, allow_stale: bool) -> tuple:
-    """What makes calls the same call: ``allow_stale`` changes the answer,
-    the other options (ttl, wait_timeout, ...) are the leader's."""
-    return (namespace, _convert.to_bytes(key, "key"), bool(allow_stale))
+def flight_key(namespace: str, key, allow_stale: bool, wait_timeout=None) -> tuple:
+    """What makes calls the same call: ``allow_stale`` changes the answer
+    and ``wait_timeout`` how long the server waits before its
+    on_wait_timeout policy; the other options (ttl, lease_ttl, worker_id)
+    are the leader's."""
+    return (namespace, _convert.to_bytes(key, "key"), bool(allow_stale),
+            _convert.seconds(wait_timeout))
 
 
 def shared_result(result: GetOrComputeResult) -> GetOrComputeResult:

@@ -290,7 +290,7 @@ class AsyncClient:
             entry = near.lookup(_protocol.near_key(namespace, key))
             if entry is not None:
                 return _protocol.near_result(near, entry)
-        fkey = _protocol.flight_key(namespace, key, allow_stale)
+        fkey = _protocol.flight_key(namespace, key, allow_stale, wait_timeout)
         started = time.monotonic()
         deadline = self._core.deadline(timeout)
         while True:

@@ -333,8 +333,8 @@ class Client:
         (None: namespace defaults). ``timeout`` caps the whole exchange.
         Transport failures are retried only while compute has not run.
 
-        Concurrent calls for one (namespace, key, allow_stale) through this
-        client share one server call: the first caller's options and compute
+        Concurrent calls for one (namespace, key, allow_stale, wait_timeout)
+        through this client share one server call: the first caller's options and compute
         are used, on its thread; the others block (no extra thread) until it
         ends or their own ``timeout`` passes, and get its value (``shared``
         is true) or the same exception it got. If that first caller is
@@ -350,7 +350,7 @@ class Client:
             entry = near.lookup(_protocol.near_key(namespace, key))
             if entry is not None:
                 return _protocol.near_result(near, entry)
-        fkey = _protocol.flight_key(namespace, key, allow_stale)
+        fkey = _protocol.flight_key(namespace, key, allow_stale, wait_timeout)
         started = time.monotonic()
         deadline = self._core.deadline(timeout)
         while True:
