@@ -23,6 +23,7 @@
 #include "server/core/coordinator.h"
 #include "server/core/event_loop.h"
 #include "server/core/log.h"
+#include "server/core/near_cache_hub.h"
 #include "server/metrics/measured_store.h"
 #include "server/metrics/metrics.h"
 #include "server/rpc/auth.h"
@@ -78,6 +79,12 @@ int Run(const CommandLine& flags) {
   read_cache.cacheable = [&namespaces](absl::string_view ns) {
     return namespaces.UsesReadCache(ns);
   };
+  // The clients' near cache hears every change the read cache hears of
+  // (docs/ARCHITECTURE.md 3.8); without a read cache there is none.
+  NearCacheHub near_cache;
+  read_cache.on_invalidate = [&near_cache](const CacheKey* key) {
+    near_cache.OnInvalidate(key);
+  };
 
   OrDie(SetUpLogKey(options.log_key_file, !options.redis_uri.empty()), 2);
   std::optional<RedisOptions> redis_options;
@@ -105,6 +112,10 @@ int Run(const CommandLine& flags) {
   auto read_cache_gauges =
       std::make_shared<ReadCacheGauges>(store.store->read_cache());
   metrics_endpoint->Add(read_cache_gauges);
+  const bool near_cache_on = store.store->read_cache() != nullptr;
+  auto near_cache_gauges =
+      std::make_shared<NearCacheGauges>(near_cache_on ? &near_cache : nullptr);
+  metrics_endpoint->Add(near_cache_gauges);
   loop.Start();
   if (store.redis != nullptr) {
     absl::Status connected =
@@ -117,7 +128,11 @@ int Run(const CommandLine& flags) {
   }
 
   rpc::CallAuthorizer call_auth(authorizer, *prometheus_registry);
-  rpc::CorralService service(coordinator, metrics, call_auth);
+  rpc::NearCacheParts near_parts;
+  near_parts.hub = near_cache_on ? &near_cache : nullptr;
+  near_parts.registry = &namespaces;
+  near_parts.clock = &clock;
+  rpc::CorralService service(coordinator, metrics, call_auth, near_parts);
   absl::StatusOr<std::unique_ptr<GrpcServer>> started = GrpcServer::Start(
       SettingsFor(options.listen_address, transport.credentials, namespaces),
       service);
@@ -144,6 +159,9 @@ int Run(const CommandLine& flags) {
   CORRAL_LOG(LogLevel::kInfo, "shutting_down", "signal=", signal_number,
              " drain_timeout=", absl::FormatDuration(drain));
   server.health()->SetServingStatus(false);
+  // Near-cache streams never end by themselves: end them now (clients
+  // empty their near caches) rather than at the drain deadline.
+  near_cache.Shutdown();
   // Leaseholders get the drain time to fill; waiters are answered or
   // cancelled; locks still held afterwards are released.
   server.Shutdown(absl::Now() + drain);

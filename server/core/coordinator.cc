@@ -116,6 +116,8 @@ ValueView Coordinator::ViewOf(const StoredValue& value, Source source,
   view.age = std::max(absl::ZeroDuration(), now - value.stored_at);
   view.ttl_remaining = std::max(absl::ZeroDuration(), value.expires_at - now);
   view.stale = value.expires_at <= now;
+  view.expires_at = value.expires_at;
+  view.compute_time = value.compute_time;
   return view;
 }
 

@@ -117,6 +117,10 @@ class Coordinator final : public StoreListener {
   void SetEarlyRefreshDraw(std::function<double()> draw) {
     early_refresh_draw_ = std::move(draw);
   }
+  // XFetch's draw for a hit a Get answers as get_or_compute's first step
+  // (GetRequest.draw_early_refresh): true when `value` is due for an early
+  // refresh. Any thread.
+  bool DrawEarlyRefresh(double beta, const ValueView& value) const;
 
   // Forgets idle dynamic namespaces (NamespaceTracker); `done` hears how
   // many. Runs by itself every limits.dynamic_namespace_idle / 4 (at most

@@ -39,6 +39,7 @@ bool Coordinator::GetFromReadCache(const CacheKey& key,
   observer_.OnReadCacheHit(key.ns);
   GetResult got;
   got.found = true;
+  got.from_read_cache = true;
   got.value = ViewOf(hit->meta, Source::kCache, hit->bytes);
   done(std::move(got));
   return true;
@@ -62,6 +63,15 @@ bool Coordinator::ServeFromReadCache(const LookupRequest& request,
   observer_.OnReadCacheHit(request.key.ns);
   sink.SendValue(ViewOf(hit->meta, Source::kCache, hit->bytes));
   return true;
+}
+
+bool Coordinator::DrawEarlyRefresh(double beta, const ValueView& value) const {
+  StoredValue meta;
+  meta.expires_at = value.expires_at;
+  meta.compute_time = value.compute_time;
+  const double u =
+      early_refresh_draw_ ? early_refresh_draw_() : DrawOpenClosed();
+  return EarlyRefreshDue(beta, meta, u);
 }
 
 }  // namespace corral

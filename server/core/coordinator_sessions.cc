@@ -39,8 +39,10 @@ Coordinator::CallId Coordinator::Lookup(CallId id,
     ComputeLookup(id, std::move(request));
     return id;
   }
-  absl::Time refresh_due_for = absl::InfinitePast();
-  if (ServeFromReadCache(request, *sink, &refresh_due_for)) return 0;
+  absl::Time refresh_due_for = request.refresh_due_for;
+  if (refresh_due_for == absl::InfinitePast() &&
+      ServeFromReadCache(request, *sink, &refresh_due_for))
+    return 0;
   id = StartCompute(std::move(sink));
   PostLookup(id, std::move(request), refresh_due_for);
   return id;

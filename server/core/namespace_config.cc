@@ -109,6 +109,7 @@ absl::Status MergeNamespace(const std::string& where, const NamespaceConfig& in,
                                 in.negative_ttl(), true, limits.max_ttl,
                                 &out->negative_ttl));
   if (in.has_read_cache()) out->read_cache = in.read_cache();
+  if (in.has_near_cache()) out->near_cache = in.near_cache();
   if (in.has_early_refresh_beta()) {
     if (!(in.early_refresh_beta() >= 0 && in.early_refresh_beta() <= 100)) {
       return ConfigError(where + ".early_refresh_beta",
@@ -223,6 +224,21 @@ bool NamespaceRegistry::UsesReadCache(absl::string_view ns) const {
   auto it = namespaces_.find(ns);
   if (it != namespaces_.end()) return it->second.read_cache;
   return !forbid_unknown_ && defaults_.read_cache;
+}
+
+bool NamespaceRegistry::UsesNearCache(absl::string_view ns,
+                                      double* early_refresh_beta) const {
+  auto it = namespaces_.find(ns);
+  const NamespaceSettings* settings = nullptr;
+  if (it != namespaces_.end()) {
+    settings = &it->second;
+  } else if (!forbid_unknown_) {
+    settings = &defaults_;
+  } else {
+    return false;
+  }
+  *early_refresh_beta = settings->early_refresh_beta;
+  return settings->read_cache && settings->near_cache;
 }
 
 uint64_t NamespaceRegistry::LargestValueBytes() const {

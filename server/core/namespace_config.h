@@ -49,6 +49,8 @@ struct NamespaceSettings {
   absl::Duration negative_ttl = absl::ZeroDuration();
   // Hits may come from the replica's read cache.
   bool read_cache = true;
+  // Clients may keep values in their near cache (needs read_cache too).
+  bool near_cache = true;
 };
 
 struct LimitSettings {
@@ -83,6 +85,10 @@ class NamespaceRegistry {
   // read_cache setting), without copying its settings: the read cache asks
   // on every store read.
   bool UsesReadCache(absl::string_view ns) const;
+  // Whether clients may near-cache values of `ns` (near_cache and
+  // read_cache), and its early_refresh_beta; no copy (every near-cache Get
+  // asks). False for an unknown namespace that is forbidden.
+  bool UsesNearCache(absl::string_view ns, double* early_refresh_beta) const;
   // Whether `ns` is listed in the config file (not a dynamic namespace).
   bool IsListed(absl::string_view ns) const { return namespaces_.contains(ns); }
 

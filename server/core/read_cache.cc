@@ -71,18 +71,27 @@ void ReadCache::Invalidate(const CacheKey& key) {
   const uint64_t now = ++seq_;
   if (auto it = pending_.find(key); it != pending_.end())
     it->second.invalidated_at = now;
-  absl::MutexLock lock(&mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return;
-  bytes_ -= Cost(key, *it->second);
-  entries_.erase(it);
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it != entries_.end()) {
+      bytes_ -= Cost(key, *it->second);
+      entries_.erase(it);
+    }
+  }
+  // After the entry is gone: a near-cache Get that registers from here on
+  // cannot be granted the old value.
+  if (on_invalidate_) on_invalidate_(&key);
 }
 
 void ReadCache::InvalidateAll() {
   incoherent_until_ = ++seq_;
-  absl::MutexLock lock(&mu_);
-  entries_.clear();
-  bytes_ = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    entries_.clear();
+    bytes_ = 0;
+  }
+  if (on_invalidate_) on_invalidate_(nullptr);
 }
 
 size_t ReadCache::entries() const {

@@ -55,13 +55,19 @@ struct ReadCacheOptions {
   // Whether values of a namespace may be cached (null: all may). Called on
   // the store's loop thread.
   std::function<bool(absl::string_view ns)> cacheable;
+  // Told of every invalidation, whether or not the key is cached (null key:
+  // every key may have changed, including every loss or gain of coherence):
+  // the clients' near cache (server/core/near_cache_hub.h). Loop thread;
+  // must not block.
+  std::function<void(const CacheKey* key)> on_invalidate;
 };
 
 class ReadCache {
  public:
   explicit ReadCache(ReadCacheOptions options)
       : max_bytes_(options.max_bytes),
-        cacheable_(std::move(options.cacheable)) {}
+        cacheable_(std::move(options.cacheable)),
+        on_invalidate_(std::move(options.on_invalidate)) {}
   ReadCache(const ReadCache&) = delete;
   ReadCache& operator=(const ReadCache&) = delete;
 
@@ -95,6 +101,7 @@ class ReadCache {
 
   const size_t max_bytes_;
   const std::function<bool(absl::string_view ns)> cacheable_;
+  const std::function<void(const CacheKey* key)> on_invalidate_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<CacheKey, std::shared_ptr<const CachedValue>> entries_
       ABSL_GUARDED_BY(mu_);

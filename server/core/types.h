@@ -42,6 +42,9 @@ struct ValueView {
   absl::Duration age;
   absl::Duration ttl_remaining;
   bool stale = false;
+  // The stored value's expiry and compute time: the near cache's grant.
+  absl::Time expires_at = absl::InfinitePast();
+  absl::Duration compute_time;
 
   const std::string& bytes() const {
     static const std::string kEmpty;
@@ -71,6 +74,9 @@ struct LookupRequest {
   std::string worker_id;
   // The caller's own gRPC deadline; caps every wait.
   absl::Time deadline = absl::InfiniteFuture();
+  // A Get already drew the early refresh for a value expiring at or before
+  // this (Lookup.refresh_due_for): do not draw again.
+  absl::Time refresh_due_for = absl::InfinitePast();
 };
 
 struct FillRequest {
@@ -127,6 +133,9 @@ struct SetRequest {
 struct GetResult {
   bool found = false;
   ValueView value;
+  // Answered from the read cache: current as of the moment it was found
+  // (the near cache's condition, docs/ARCHITECTURE.md 3.8).
+  bool from_read_cache = false;
 };
 
 }  // namespace corral

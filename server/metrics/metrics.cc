@@ -248,6 +248,37 @@ std::vector<prometheus::MetricFamily> ReadCacheGauges::Collect() const {
           static_cast<double>(cache_->bytes()))};
 }
 
+std::vector<prometheus::MetricFamily> NearCacheGauges::Collect() const {
+  if (hub_ == nullptr) return {};
+  auto one = [](std::string name, std::string help, prometheus::MetricType type,
+                double value) {
+    prometheus::MetricFamily family;
+    family.name = std::move(name);
+    family.help = std::move(help);
+    family.type = type;
+    auto& metric = family.metric.emplace_back();
+    if (type == prometheus::MetricType::Counter) {
+      metric.counter.value = value;
+    } else {
+      metric.gauge.value = value;
+    }
+    return family;
+  };
+  using prometheus::MetricType;
+  return {one("corral_near_cache_sessions",
+              "Clients' NearCache streams open on this replica.",
+              MetricType::Gauge, static_cast<double>(hub_->sessions())),
+          one("corral_near_cache_registrations",
+              "Keys registered by near-cache sessions and not yet invalidated.",
+              MetricType::Gauge, static_cast<double>(hub_->registrations())),
+          one("corral_near_cache_invalidations_pushed_total",
+              "Key invalidations pushed to near-cache sessions.",
+              MetricType::Counter, static_cast<double>(hub_->keys_pushed())),
+          one("corral_near_cache_resets_total",
+              "Resets (empty everything) pushed to near-cache sessions.",
+              MetricType::Counter, static_cast<double>(hub_->resets()))};
+}
+
 void Metrics::OnStaleServed(absl::string_view ns) {
   stale_served_.Add({{"namespace", S(ns)}}).Increment();
 }

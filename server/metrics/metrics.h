@@ -18,6 +18,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "server/core/near_cache_hub.h"
 #include "server/core/observer.h"
 #include "server/core/read_cache.h"
 
@@ -97,6 +98,20 @@ class ReadCacheGauges final : public prometheus::Collectable {
 
  private:
   const ReadCache* const cache_;
+};
+
+// corral_near_cache_sessions, corral_near_cache_registrations,
+// corral_near_cache_invalidations_pushed_total and
+// corral_near_cache_resets_total, read from the hub when Prometheus scrapes.
+class NearCacheGauges final : public prometheus::Collectable {
+ public:
+  // `hub` may be null (no near cache: nothing is exported); it must outlive
+  // this object.
+  explicit NearCacheGauges(const NearCacheHub* hub) : hub_(hub) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const NearCacheHub* const hub_;
 };
 
 }  // namespace corral

@@ -56,4 +56,17 @@ bool CallAuthorizer::Allows(const grpc::ServerContextBase& ctx,
   return authorizer_.Decide(AuthorizationOf(ctx), ns, right).status.ok();
 }
 
+bool CallAuthorizer::Authenticated(const grpc::ServerContextBase& ctx,
+                                   absl::string_view method) const {
+  if (authorizer_.open()) return true;
+  // A namespace no credential can name: a known token is refused only for
+  // the namespace or the right, never as unknown.
+  AuthDecision d = authorizer_.Decide(AuthorizationOf(ctx), "", Right::kRead);
+  if (d.status.ok() || !d.credential.empty()) return true;
+  failures_.Add({{"reason", std::string(d.denial)}}).Increment();
+  CORRAL_LOG(LogLevel::kDebug, "auth_denied", "method=", method,
+             " reason=", d.denial, " peer=", ctx.peer());
+  return false;
+}
+
 }  // namespace corral::rpc

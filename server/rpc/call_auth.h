@@ -31,6 +31,12 @@ class CallAuthorizer {
   bool Allows(const grpc::ServerContextBase& ctx, absl::string_view ns,
               Right right) const;
 
+  // Whether the call carries a token that some credential accepts (any
+  // namespace, any right): calls that name no namespace (NearCache). A
+  // refusal is counted and logged like Check's.
+  bool Authenticated(const grpc::ServerContextBase& ctx,
+                     absl::string_view method) const;
+
  private:
   const Authorizer& authorizer_;
   prometheus::Family<prometheus::Counter>& failures_;

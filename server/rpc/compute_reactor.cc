@@ -149,6 +149,8 @@ void ComputeReactor::OnReadDone(bool ok) {
       lookup.allow_stale = in.allow_stale();
       lookup.worker_id = in.worker_id();
       lookup.deadline = DeadlineOf(*ctx_);
+      if (in.has_refresh_due_for())
+        lookup.refresh_due_for = TimeOf(in.refresh_due_for());
       const Coordinator::CallId id = coordinator_.Lookup(
           id_.load(std::memory_order_acquire), sink_, std::move(lookup));
       if (id == 0) return;  // Answered from the read cache and finished.

@@ -1,5 +1,6 @@
 #include "server/rpc/convert.h"
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 
@@ -31,6 +32,11 @@ void ToProto(absl::Time t, google::protobuf::Timestamp* out) {
   const timespec ts = absl::ToTimespec(t);
   out->set_seconds(ts.tv_sec);
   out->set_nanos(static_cast<int32_t>(ts.tv_nsec));
+}
+
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  const int64_t nanos = std::clamp<int64_t>(t.nanos(), 0, 999999999);
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(nanos);
 }
 
 void ToProto(const ValueView& v, corral::v1::Value* out) {

@@ -25,6 +25,9 @@ absl::StatusOr<std::optional<absl::Duration>> DurationField(
 
 void ToProto(absl::Duration d, google::protobuf::Duration* out);
 void ToProto(absl::Time t, google::protobuf::Timestamp* out);
+// A timestamp the caller echoes back (opaque to it); out-of-range nanos are
+// clamped, never an error.
+absl::Time TimeOf(const google::protobuf::Timestamp& t);
 void ToProto(const ValueView& v, corral::v1::Value* out);
 void ToProto(const LeaseView& v, corral::v1::Lease* out);
 void ToProto(const FilledView& v, corral::v1::Filled* out);

@@ -6,8 +6,10 @@
 
 #include "absl/time/clock.h"
 #include "server/core/errors.h"
+#include "server/core/validation.h"
 #include "server/rpc/compute_reactor.h"
 #include "server/rpc/convert.h"
+#include "server/rpc/near_cache_reactor.h"
 
 namespace corral::rpc {
 
@@ -135,6 +137,13 @@ class AcquireLockReactor final : public grpc::ServerUnaryReactor {
   Coordinator::CallId id_ = 0;
 };
 
+// A NearCache stream refused before it starts.
+class UnavailableStream final
+    : public grpc::ServerWriteReactor<pb::NearCacheEvent> {
+ public:
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
@@ -201,15 +210,40 @@ grpc::ServerUnaryReactor* CorralService::Get(grpc::CallbackServerContext* ctx,
   Finisher fin(ctx, reactor, &metrics_, "Get");
   if (!fin.Authorized(auth_, request->namespace_(), Right::kRead))
     return reactor;
-  coordinator_.Get(CacheKey{request->namespace_(), request->key()},
-                   [fin, response](absl::StatusOr<GetResult> r) {
-                     if (r.ok()) {
-                       response->set_found(r->found);
-                       if (r->found)
-                         ToProto(r->value, response->mutable_value());
-                     }
-                     fin.Finish(r.status());
-                   });
+  CacheKey key{request->namespace_(), request->key()};
+  // Registered before the read (docs/ARCHITECTURE.md 3.8): any change after
+  // it is pushed to the session.
+  double beta = 0;
+  const bool may_near = near_cache_.registry != nullptr &&
+                        near_cache_.registry->UsesNearCache(key.ns, &beta);
+  const bool near =
+      may_near && near_cache_.hub != nullptr &&
+      !request->near_cache_session().empty() &&
+      ValidateNamespace("namespace", key.ns).ok() &&
+      ValidateKey("key", key.key).ok() &&
+      near_cache_.hub->Register(request->near_cache_session(), key);
+  const bool draw = request->draw_early_refresh();
+  coordinator_.Get(std::move(key), [this, fin, response, near, draw,
+                                    beta](absl::StatusOr<GetResult> r) {
+    if (r.ok()) {
+      response->set_found(r->found);
+      if (r->found) {
+        ToProto(r->value, response->mutable_value());
+        const absl::Time now = near_cache_.clock != nullptr
+                                   ? near_cache_.clock->Now()
+                                   : absl::Now();
+        if (draw && coordinator_.DrawEarlyRefresh(beta, r->value)) {
+          ToProto(r->value.expires_at, response->mutable_refresh_due_for());
+        } else if (near && r->from_read_cache) {
+          const absl::Duration grant = NearCacheFor(
+              now, r->value.expires_at, r->value.compute_time, beta);
+          if (grant > absl::ZeroDuration())
+            ToProto(grant, response->mutable_value()->mutable_near_cache_for());
+        }
+      }
+    }
+    fin.Finish(r.status());
+  });
   return reactor;
 }
 
@@ -272,6 +306,17 @@ grpc::ServerUnaryReactor* CorralService::GetBreaker(
         fin.Finish(view.status());
       });
   return reactor;
+}
+
+grpc::ServerWriteReactor<pb::NearCacheEvent>* CorralService::NearCache(
+    grpc::CallbackServerContext* ctx, const pb::NearCacheRequest* request) {
+  if (near_cache_.hub == nullptr) {
+    auto* reactor = new UnavailableStream();
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                 "this server has no near cache"));
+    return reactor;
+  }
+  return StartNearCache(ctx, *request, *near_cache_.hub, auth_);
 }
 
 }  // namespace corral::rpc

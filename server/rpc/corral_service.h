@@ -6,6 +6,7 @@
 
 #include "corral/v1/corral.grpc.pb.h"
 #include "server/core/coordinator.h"
+#include "server/core/near_cache_hub.h"
 #include "server/metrics/metrics.h"
 #include "server/rpc/call_auth.h"
 
@@ -21,17 +22,31 @@ using CorralServiceBase = corral::v1::Corral::WithCallbackMethod_AcquireLock<
                 corral::v1::Corral::WithCallbackMethod_Set<
                     corral::v1::Corral::WithCallbackMethod_Invalidate<
                         corral::v1::Corral::WithCallbackMethod_GetBreaker<
-                            corral::v1::Corral::
-                                WithRawCallbackMethod_GetOrCompute<
-                                    corral::v1::Corral::Service>>>>>>>>;
+                            corral::v1::Corral::WithCallbackMethod_NearCache<
+                                corral::v1::Corral::
+                                    WithRawCallbackMethod_GetOrCompute<
+                                        corral::v1::Corral::Service>>>>>>>>>;
+
+// What the clients' near cache needs (the registry and clock are the ones
+// the coordinator uses). A null hub: no near cache (NearCache streams are
+// UNIMPLEMENTED and Get grants nothing).
+struct NearCacheParts {
+  NearCacheHub* hub = nullptr;
+  const NamespaceRegistry* registry = nullptr;
+  const Clock* clock = nullptr;
+};
 
 class CorralService final : public CorralServiceBase {
  public:
   // All must outlive the service. `auth` decides who may call what (health
   // and reflection are other services, open to all).
   CorralService(Coordinator& coordinator, Metrics& metrics,
-                const CallAuthorizer& auth)
-      : coordinator_(coordinator), metrics_(metrics), auth_(auth) {}
+                const CallAuthorizer& auth,
+                NearCacheParts near_cache = NearCacheParts())
+      : coordinator_(coordinator),
+        metrics_(metrics),
+        auth_(auth),
+        near_cache_(near_cache) {}
 
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* GetOrCompute(
       grpc::CallbackServerContext* ctx) override;
@@ -62,11 +77,15 @@ class CorralService final : public CorralServiceBase {
       grpc::CallbackServerContext* ctx,
       const corral::v1::GetBreakerRequest* request,
       corral::v1::GetBreakerResponse* response) override;
+  grpc::ServerWriteReactor<corral::v1::NearCacheEvent>* NearCache(
+      grpc::CallbackServerContext* ctx,
+      const corral::v1::NearCacheRequest* request) override;
 
  private:
   Coordinator& coordinator_;
   Metrics& metrics_;
   const CallAuthorizer& auth_;
+  const NearCacheParts near_cache_;
 };
 
 }  // namespace corral::rpc
