@@ -37,6 +37,7 @@ VALUE = pickle.dumps({"species": "Monstera deliciosa", "score": 0.97, "pad": "v"
 
 
 def _hit_loop(kind, target, redis_port, duration, start_at, out):
+    import corral_testing  # noqa: F401 - puts the built package on sys.path
     import corral
     import redis
     n = 0
@@ -76,9 +77,11 @@ def hits(args, target, redis_port, metrics):
     for rnd in range(1, args.rounds + 1):
         line = [f"round={rnd}"]
         for kind in kinds:
-            q = multiprocessing.Queue()
-            start_at = time.time() + 1.5
-            procs = [multiprocessing.Process(target=_hit_loop, args=(
+            # spawn, not fork: a forked child of a process that used gRPC can hang.
+            ctx = multiprocessing.get_context("spawn")
+            q = ctx.Queue()
+            start_at = time.time() + 8.0  # Spawned interpreters import grpc first.
+            procs = [ctx.Process(target=_hit_loop, args=(
                 kind, target, redis_port, args.duration, start_at, q)) for _ in range(args.procs)]
             for p in procs:
                 p.start()

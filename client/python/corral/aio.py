@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import logging
 import time
-from typing import Awaitable, Callable, Dict, Optional, Union
+from typing import Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
 import grpc
 import grpc.aio
@@ -76,13 +76,64 @@ class _Flight:
     def __init__(self):
         self.task: Optional[asyncio.Task] = None
         self.callers = 0
-        # Done when joiners stop waiting: the task ended, or it refreshes
-        # (the joiners then go to the server).
-        self.gate: asyncio.Future = asyncio.get_running_loop().create_future()
+        # Open when joiners stop waiting: the task ended, or it refreshes
+        # (the joiners then go to the server). Each joiner waits on a future
+        # of its own, so that cancelling it touches nobody else; one timer
+        # per flight (at the earliest joiner deadline) expires them.
+        self.gate_open = False
+        self._waiters: List[Tuple[float, asyncio.Future]] = []
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._shared: Optional[GetOrComputeResult] = None
 
     def open_gate(self) -> None:
-        if not self.gate.done():
-            self.gate.set_result(None)
+        self.gate_open = True
+        waiters, self._waiters = self._waiters, []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, w in waiters:
+            if not w.done():
+                w.set_result(True)
+
+    async def join(self, deadline: float) -> bool:
+        """Waits until the gate opens (True) or the monotonic ``deadline``
+        passes (False)."""
+        if self.gate_open:
+            return True
+        loop = asyncio.get_running_loop()
+        w = loop.create_future()
+        self._waiters.append((deadline, w))
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(loop, deadline)
+        return await w
+
+    def _arm(self, loop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        # loop.time() is time.monotonic() on the default loops.
+        self._timer = loop.call_at(loop.time() + (at - time.monotonic()), self._expire, loop)
+
+    def _expire(self, loop) -> None:
+        self._timer = None
+        now = time.monotonic()
+        keep = []
+        for deadline, w in self._waiters:
+            if w.done():
+                continue
+            if deadline <= now:
+                w.set_result(False)
+            else:
+                keep.append((deadline, w))
+        self._waiters = keep
+        if keep:
+            self._arm(loop, min(d for d, _ in keep))
+
+    def shared(self) -> GetOrComputeResult:
+        """The task's result as every joiner sees it (one object: frozen)."""
+        if self._shared is None:
+            self._shared = _protocol.shared_result(self.task.result())
+        return self._shared
 
     def outcome(self) -> Optional[BaseException]:
         """The done task's error (None: it has a result)."""
@@ -303,15 +354,12 @@ class AsyncClient:
                     lease_ttl=lease_ttl, allow_stale=allow_stale,
                     timeout=max(deadline - time.monotonic(), 0.0), worker_id=worker_id,
                     near=near, on_lease=lambda lease, f=flight: self._on_lease(fkey, f, lease)))
-            waited = flight.task if leading else flight.gate
             flight.callers += 1
             try:
-                await asyncio.wait_for(asyncio.shield(waited), max(deadline - time.monotonic(), 0.0))
-            except BaseException as e:
-                if not waited.done() or _cancelling():  # This caller's own timeout or cancellation.
-                    if isinstance(e, asyncio.TimeoutError):
-                        raise _protocol.joiner_timed_out(time.monotonic() - started) from None
-                    raise
+                if leading:
+                    await self._lead(flight, deadline, started)
+                elif not await flight.join(deadline):
+                    raise _protocol.joiner_timed_out(time.monotonic() - started)
             finally:
                 flight.callers -= 1
                 if flight.callers == 0 and not flight.task.done():
@@ -320,12 +368,24 @@ class AsyncClient:
                 continue  # Released: the leader refreshes, this caller asks the server.
             error = flight.outcome()
             if error is None:
-                result = flight.task.result()
-                return result if leading else _protocol.shared_result(result)
+                return flight.task.result() if leading else flight.shared()
             if not _protocol.leader_gone(error):
                 raise error
             if time.monotonic() >= deadline:
                 raise _protocol.joiner_timed_out(time.monotonic() - started)
+
+    @staticmethod
+    async def _lead(flight: _Flight, deadline: float, started: float) -> None:
+        """The first caller waits for the flight's task (shielded: leaving
+        does not cancel it for the others), up to its own deadline."""
+        try:
+            await asyncio.wait_for(asyncio.shield(flight.task),
+                                   max(deadline - time.monotonic(), 0.0))
+        except BaseException as e:
+            if not flight.task.done() or _cancelling():  # Its own timeout or cancellation.
+                if isinstance(e, asyncio.TimeoutError):
+                    raise _protocol.joiner_timed_out(time.monotonic() - started) from None
+                raise
 
     def _start_flight(self, fkey: tuple, flight: _Flight, call) -> None:
         flight.task = asyncio.ensure_future(call)

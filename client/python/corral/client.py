@@ -82,10 +82,13 @@ class _Flight:
         self.joiners = 0  # Callers that joined (under the client's flights lock).
         self.released = False  # The leader refreshes: joiners go to the server.
         self.result: Optional[GetOrComputeResult] = None
+        self.shared: Optional[GetOrComputeResult] = None
         self.error: Optional[BaseException] = None
 
     def land(self, result: Optional[GetOrComputeResult], error: Optional[BaseException]) -> None:
         self.result, self.error = result, error
+        if result is not None:  # One object for every joiner (frozen).
+            self.shared = _protocol.shared_result(result)
         self._done.set()
 
     def release(self) -> None:
@@ -372,7 +375,7 @@ class Client:
             if flight.released:
                 continue
             if flight.error is None:
-                return _protocol.shared_result(flight.result)
+                return flight.shared
             if not _protocol.leader_gone(flight.error):
                 raise flight.error
             if time.monotonic() >= deadline:
