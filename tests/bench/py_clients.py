@@ -11,6 +11,9 @@ run on one redis-server and one corrald (started here on free ports):
             compute 0.5 s: computes, latency p50/p99/max, GetOrCompute and
             Get RPCs counted by corrald.
   tasks     the same with N asyncio tasks sharing one AsyncClient.
+  coherence two replicas: a client of replica A holds a key in its near
+            cache; a client of replica B sets it; the time from sending
+            that Set until A's near cache no longer holds the key (K times).
 
   /usr/bin/python3 tests/bench/py_clients.py [--build build] [--procs 8]
       [--duration 3] [--rounds 3] [--threads 1000] [--tasks 10000]
@@ -179,6 +182,37 @@ def tasks(args, target, metrics):
         asyncio.run(one_round(rnd))
 
 
+def coherence(args, fleet):
+    import corral
+    from corral._protocol import near_key
+    reader = corral.Client(fleet.targets[0], timeout=10)
+    writer = corral.Client(fleet.targets[1], timeout=10)
+    delays = []
+    for i in range(args.coherence):
+        key = f"coherent-{i}-{time.monotonic_ns()}"
+        writer.set(NS, key, VALUE, ttl=600)
+        deadline = time.monotonic() + 10
+        while not reader.get_or_compute_result(NS, key, lambda: VALUE).near_cache:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{key} never reached the near cache")
+            time.sleep(0.001)
+        nk = near_key(NS, key)
+        t0 = time.monotonic()
+        writer.set(NS, key, b"new", ttl=600)
+        while reader.near_cache.lookup(nk) is not None:
+            time.sleep(0)  # Lets the stream's thread take the GIL.
+            if time.monotonic() - t0 > 5:
+                raise SystemExit(f"{key}: the write never reached the near cache")
+        delays.append(time.monotonic() - t0)
+    lat = sorted(delays)
+    p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
+    print(f"coherence: writes={len(lat)} from_set_sent_to_gone p50={p(0.5) * 1000:.2f}ms "
+          f"p99={p(0.99) * 1000:.2f}ms max={lat[-1] * 1000:.2f}ms (includes the Set's own round trip)",
+          flush=True)
+    reader.close()
+    writer.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -187,7 +221,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1000)
     ap.add_argument("--tasks", type=int, default=10000)
-    ap.add_argument("--only", choices=["hits", "threads", "tasks"])
+    ap.add_argument("--coherence", type=int, default=200)
+    ap.add_argument("--only", choices=["hits", "threads", "tasks", "coherence"])
     args = ap.parse_args()
     os.environ["CORRAL_BUILD_DIR"] = os.path.abspath(args.build)
     import corral_testing  # Reads CORRAL_BUILD_DIR; puts the built package on sys.path.
@@ -198,7 +233,7 @@ def main():
         load = " ".join(f.read().split()[:3])
     print(f"# py_clients.py {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} commit={commit} "
           f"nproc={os.cpu_count()} load={load} args={vars(args)}", flush=True)
-    fleet = corral_testing.Fleet(replicas=1)
+    fleet = corral_testing.Fleet(replicas=2)
     try:
         target, metrics = fleet.targets[0], fleet.replicas[0].metrics_address
         import redis
@@ -212,6 +247,8 @@ def main():
             threads(args, target, metrics)
         if args.only in (None, "tasks"):
             tasks(args, target, metrics)
+        if args.only in (None, "coherence"):
+            coherence(args, fleet)
     finally:
         fleet.stop()
 
