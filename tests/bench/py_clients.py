@@ -222,16 +222,22 @@ def main():
     ap.add_argument("--threads", type=int, default=1000)
     ap.add_argument("--tasks", type=int, default=10000)
     ap.add_argument("--coherence", type=int, default=200)
+    ap.add_argument("--client-path", help="a directory holding another `corral` package "
+                    "(e.g. an older commit's) to measure instead of the build's")
     ap.add_argument("--only", choices=["hits", "threads", "tasks", "coherence"])
     args = ap.parse_args()
     os.environ["CORRAL_BUILD_DIR"] = os.path.abspath(args.build)
     import corral_testing  # Reads CORRAL_BUILD_DIR; puts the built package on sys.path.
+    if args.client_path:
+        sys.path.insert(0, os.path.abspath(args.client_path))
 
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                             capture_output=True, text=True).stdout.strip()
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
+    import corral
     print(f"# py_clients.py {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} commit={commit} "
+          f"corral={os.path.dirname(corral.__file__)} "
           f"nproc={os.cpu_count()} load={load} args={vars(args)}", flush=True)
     fleet = corral_testing.Fleet(replicas=2)
     try:
