@@ -246,7 +246,7 @@ class Client {
       throw err;
     }
     keep(near, ticket, r, r.found && !r.value.stale);
-    return r.found ? convert.cachedValue(r.value) : null;
+    return r.found ? { ...convert.cachedValue(r.value), nearCache: false } : null;
   }
 
   // This client's own write: its next read does not wait for the push.
@@ -428,7 +428,7 @@ class Client {
     const due = r.refresh_due_for || null;
     const hit = r.found && !r.value.stale && !due;
     keep(near, ticket, r, hit);
-    if (hit) return { ...convert.fromValue(r.value, 1), shared: false, nearCache: false };
+    if (hit) return convert.fromValue(r.value, 1);
     const request = convert.lookup(namespace, keyBytes, { ttl, waitTimeout, leaseTtl, allowStale,
       workerId: workerId ?? this.workerId });
     if (due) request.lookup.refresh_due_for = due;
