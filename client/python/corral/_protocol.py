@@ -600,8 +600,9 @@ def apply_near_event(near: NearCache, event: pb.NearCacheEvent) -> bool:
 
 # -- in-process single flight --------------------------------------------------
 # Concurrent get_or_compute calls for one (namespace, key) through one client
-# (and the same allow_stale and wait_timeout) share one server call (a flight). The first caller leads: its options and
-# its compute are the flight's; the others join and never run theirs. A
+# (and the same allow_stale and wait_timeout) share one server call (a
+# flight). The first caller leads: its options and its compute are the
+# flight's; the others join and never run theirs. A
 # joiner waits up to its own deadline and then gets the flight's outcome: the
 # leader's result (``shared``), or the same exception the leader got. Only a
 # leader that went away on its own account -- interrupted (a BaseException

@@ -337,10 +337,10 @@ class Client:
         Transport failures are retried only while compute has not run.
 
         Concurrent calls for one (namespace, key, allow_stale, wait_timeout)
-        through this client share one server call: the first caller's options and compute
-        are used, on its thread; the others block (no extra thread) until it
-        ends or their own ``timeout`` passes, and get its value (``shared``
-        is true) or the same exception it got. If that first caller is
+        through this client share one server call: the first caller's
+        options and compute are used, on its thread; the others block (no
+        extra thread) until it ends or their own ``timeout`` passes, and
+        get its value (``shared`` is true) or the same exception it got. If that first caller is
         interrupted or runs out of its own timeout, a waiting caller with
         time left starts the next call.
 
