@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "client/bench/client_hits.h"
 #include "client/bench/hot_hits.h"
 #include "client/bench/lock_cycles.h"
 #include "client/bench/probes.h"
@@ -38,7 +39,11 @@ ABSL_FLAG(
     "steady: "
     "--callers threads call GetOrCompute on one hot key in a loop for "
     "--duration_s "
-    "(--pace_ms between calls, --allow_stale) and count computes and waits.");
+    "(--pace_ms between calls, --allow_stale) and count computes and waits; "
+    "client_hits: like hits, through one C++ Client (--near_cache); "
+    "client_stampede: --callers threads of one Client on one cold key; "
+    "client_coherence: --callers rounds of a write through the last target "
+    "seen by a near-cache reader of the first.");
 ABSL_FLAG(int, pace_ms, 10,
           "steady mode: pause between one caller's calls, in ms.");
 ABSL_FLAG(bool, allow_stale, false,
@@ -70,6 +75,8 @@ ABSL_FLAG(
     "diff via redis-cli on 127.0.0.1:PORT).");
 ABSL_FLAG(std::string, corrald_pids, "",
           "Comma-separated corrald PIDs: report their RSS before and at peak.");
+ABSL_FLAG(bool, near_cache, true,
+          "client_hits and client_stampede modes: the Client's near cache.");
 ABSL_FLAG(std::string, metrics, "",
           "waiters mode: corrald's metrics address (host:port), polled for "
           "corral_waiters.");
@@ -156,6 +163,52 @@ int RunSteadyMode() {
   if (!report.first_error.empty())
     std::printf("first error: %s\n", report.first_error.c_str());
   return report.errors == 0 && report.calls > 0 ? 0 : 1;
+}
+
+// Through the C++ client library (near cache, single flight), one Client.
+int RunClientHits() {
+  bench::ClientHitsOptions options;
+  options.target = Targets().front();
+  options.ns = absl::GetFlag(FLAGS_ns);
+  options.near_cache = absl::GetFlag(FLAGS_near_cache);
+  const std::string rpc = absl::GetFlag(FLAGS_rpc);
+  options.get_or_compute = rpc != "get";
+  options.concurrency = absl::GetFlag(FLAGS_concurrency);
+  options.duration = absl::Seconds(absl::GetFlag(FLAGS_duration_s));
+  options.value_bytes = absl::GetFlag(FLAGS_value_bytes);
+  const auto report = bench::RunClientHits(options);
+  std::printf("client rpc=%s near_cache=%d concurrency=%d %s\n", rpc.c_str(),
+              options.near_cache ? 1 : 0, options.concurrency,
+              report.Summary().c_str());
+  return report.errors == 0 && report.requests > 0 ? 0 : 1;
+}
+
+int RunClientStampede() {
+  bench::ClientStampedeOptions options;
+  options.target = Targets().front();
+  options.ns = absl::GetFlag(FLAGS_ns);
+  options.near_cache = absl::GetFlag(FLAGS_near_cache);
+  options.callers = absl::GetFlag(FLAGS_callers);
+  options.compute_time = absl::Milliseconds(absl::GetFlag(FLAGS_compute_ms));
+  const auto report = bench::RunClientStampede(options);
+  std::printf("client_stampede callers=%d compute_ms=%d near_cache=%d %s\n",
+              options.callers, absl::GetFlag(FLAGS_compute_ms),
+              options.near_cache ? 1 : 0, report.Summary().c_str());
+  return report.errors == 0 ? 0 : 1;
+}
+
+// Targets: the reader's replica, then the writer's (or the same one).
+int RunCoherence() {
+  bench::CoherenceOptions options;
+  const std::vector<std::string> targets = Targets();
+  options.reader_target = targets.front();
+  options.writer_target = targets.back();
+  options.ns = absl::GetFlag(FLAGS_ns);
+  options.rounds = absl::GetFlag(FLAGS_callers);
+  const auto report = bench::RunCoherence(options);
+  std::printf("client_coherence replicas=%zu %s\n", targets.size(),
+              report.Summary().c_str());
+  return report.not_seen == 0 ? 0 : 1;
 }
 
 int RunHits() {
@@ -342,6 +395,9 @@ int main(int argc, char** argv) {
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (mode == "locks") return RunLocks();
   if (mode == "hits") return RunHits();
+  if (mode == "client_hits") return RunClientHits();
+  if (mode == "client_stampede") return RunClientStampede();
+  if (mode == "client_coherence") return RunCoherence();
   if (mode == "steady") return RunSteadyMode();
   if (mode == "waiters") return RunWaiters();
   if (mode == "stampede") return RunStampedeMode();

@@ -14,6 +14,8 @@
 #include "absl/time/clock.h"
 #include "client/cpp/call.h"
 #include "client/cpp/convert.h"
+#include "client/cpp/flight_group.h"
+#include "client/cpp/near_cache.h"
 #include "client/cpp/target.h"
 
 namespace corral::client {
@@ -61,35 +63,96 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
       target, credentials, args, std::move(interceptors));
 }
 
+std::unique_ptr<internal::NearCache> MakeNearCache(
+    corral::v1::Corral::Stub& stub, const ClientOptions& options) {
+  if (!options.near_cache) return nullptr;
+  internal::NearCacheLimits limits;
+  limits.max_entries = options.near_cache_max_entries;
+  limits.max_bytes = options.near_cache_max_bytes;
+  return std::make_unique<internal::NearCache>(stub, limits, options.worker_id);
+}
+
 }  // namespace
 
 Client::Client(std::string target, ClientOptions options)
     : target_(std::move(target)),
       options_(std::move(options)),
       channel_(MakeChannel(target_, options_)),
-      stub_(corral::v1::Corral::NewStub(channel_)) {}
+      stub_(corral::v1::Corral::NewStub(channel_)),
+      near_(MakeNearCache(*stub_, options_)),
+      flights_(std::make_unique<internal::FlightGroup>()) {}
 
 Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
     : options_(std::move(options)),
       channel_(std::move(channel)),
-      stub_(corral::v1::Corral::NewStub(channel_)) {}
+      stub_(corral::v1::Corral::NewStub(channel_)),
+      near_(MakeNearCache(*stub_, options_)),
+      flights_(std::make_unique<internal::FlightGroup>()) {}
+
+// The near cache's thread ends before the stub goes.
+Client::~Client() { near_.reset(); }
+
+bool Client::WaitNearCacheReady(absl::Duration timeout) const {
+  return near_ != nullptr && near_->WaitConnected(timeout);
+}
+
+ClientStats Client::stats() const {
+  ClientStats s;
+  s.get_rpcs = get_rpcs_.load();
+  s.get_or_compute_streams = streams_.load();
+  s.shared_calls = shared_calls_.load();
+  if (near_ != nullptr) near_->AddStats(&s);
+  return s;
+}
 
 absl::Time Client::DeadlineFor(
     const std::optional<absl::Duration>& timeout) const {
   return absl::Now() + timeout.value_or(options_.default_timeout);
 }
 
-absl::StatusOr<GetResult> Client::Get(absl::string_view ns,
-                                      absl::string_view key,
-                                      const CallOptions& call) {
+absl::StatusOr<corral::v1::GetResponse> Client::GetRemote(
+    absl::string_view ns, absl::string_view key, bool use_near_cache,
+    bool draw_early_refresh, absl::Time deadline) {
   corral::v1::GetRequest request;
   request.set_namespace_(std::string(ns));
   request.set_key(std::string(key));
+  request.set_draw_early_refresh(draw_early_refresh);
+  const bool near = use_near_cache && near_ != nullptr;
+  internal::NearCache::Ticket ticket;
+  if (near) {
+    ticket = near_->Begin(ns, key);
+    request.set_near_cache_session(ticket.session);
+  }
   auto response = CallWithRetries<corral::v1::GetResponse>(
-      options_.retry, DeadlineFor(call.timeout),
+      options_.retry, deadline,
       [&](grpc::ClientContext* context, corral::v1::GetResponse* out) {
+        get_rpcs_.fetch_add(1, std::memory_order_relaxed);
         return stub_->Get(context, request, out);
       });
+  if (near) {
+    // A value due for an early refresh goes back to corrald, not into the
+    // near cache.
+    const bool keep =
+        response.ok() && response->found() && !response->has_refresh_due_for();
+    near_->End(ticket, ns, key, keep ? &response->value() : nullptr);
+  }
+  return response;
+}
+
+absl::StatusOr<GetResult> Client::Get(absl::string_view ns,
+                                      absl::string_view key,
+                                      const CallOptions& call) {
+  const bool near = call.near_cache && near_ != nullptr;
+  if (near) {
+    if (std::optional<CachedValue> hit = near_->Find(ns, key)) {
+      GetResult result;
+      result.found = true;
+      result.value = *std::move(hit);
+      return result;
+    }
+  }
+  auto response = GetRemote(ns, key, near, /*draw_early_refresh=*/false,
+                            DeadlineFor(call.timeout));
   if (!response.ok()) return response.status();
   GetResult result;
   result.found = response->found();

@@ -16,6 +16,7 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/security/credentials.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,6 +34,11 @@
 #include "corral/v1/corral.grpc.pb.h"
 
 namespace corral::client {
+
+namespace internal {
+class NearCache;
+class FlightGroup;
+}  // namespace internal
 
 struct ClientOptions {
   // Deadline of one call, retries included, unless the call overrides it.
@@ -59,11 +65,21 @@ struct ClientOptions {
   std::string worker_id;
   // Largest response accepted; values travel whole in one message.
   int max_receive_message_bytes = 64 << 20;
+  // The near cache: Get and GetOrCompute hits served from this process's
+  // memory, kept coherent by corrald (README, "Near cache"). A value is
+  // kept only as long as corrald grants (never past its TTL or into its
+  // early-refresh window) and is dropped when corrald says it changed or
+  // the invalidation stream is lost. Off: every call asks corrald.
+  bool near_cache = true;
+  size_t near_cache_max_entries = 10000;
+  size_t near_cache_max_bytes = 64 << 20;
 };
 
 // Per-call overrides.
 struct CallOptions {
   std::optional<absl::Duration> timeout;  // Unset: default_timeout.
+  // false: ask corrald even if the near cache holds the key (Get only).
+  bool near_cache = true;
 };
 
 struct SetOptions {
@@ -95,6 +111,14 @@ struct GetOrComputeOptions {
   // wait_timeout + your compute time. Unset: ClientOptions::default_timeout.
   std::optional<absl::Duration> timeout;
   std::string worker_id;  // Empty: ClientOptions::worker_id.
+  // false: ask corrald even if the near cache holds the key.
+  bool near_cache = true;
+  // Concurrent GetOrComputes of one key (with the same allow_stale) through
+  // this Client share one server call, and compute runs once; each caller
+  // gets its value or its error (the others' compute functions never run).
+  // A caller whose own timeout passes while waiting gets DEADLINE_EXCEEDED
+  // without ending the others' call. false: this call goes alone.
+  bool single_flight = true;
 };
 
 // Produces the value when this caller holds the lease. It runs on the
@@ -111,6 +135,7 @@ class Client {
   // Over an existing channel (in-process servers in tests, custom channels).
   Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options = {});
 
+  ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -166,13 +191,34 @@ class Client {
   const std::string& target() const { return target_; }
   const ClientOptions& options() const { return options_; }
 
+  // Waits up to `timeout` for the near cache's stream to start (false: not
+  // started, or the near cache is off). Nothing needs it: until then calls
+  // simply go to corrald.
+  bool WaitNearCacheReady(absl::Duration timeout) const;
+  ClientStats stats() const;
+
  private:
   absl::Time DeadlineFor(const std::optional<absl::Duration>& timeout) const;
+  // GetOrCompute without the near cache and single flight: a Get, then the
+  // stream if the Get did not answer.
+  absl::StatusOr<GetOrComputeResult> GetOrComputeRemote(
+      absl::string_view ns, absl::string_view key, ComputeFn& compute,
+      const GetOrComputeOptions& options, absl::Time deadline);
+  absl::StatusOr<corral::v1::GetResponse> GetRemote(absl::string_view ns,
+                                                    absl::string_view key,
+                                                    bool use_near_cache,
+                                                    bool draw_early_refresh,
+                                                    absl::Time deadline);
 
   std::string target_;
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<corral::v1::Corral::Stub> stub_;
+  std::unique_ptr<internal::NearCache> near_;  // Null when off.
+  std::unique_ptr<internal::FlightGroup> flights_;
+  mutable std::atomic<uint64_t> get_rpcs_{0};
+  mutable std::atomic<uint64_t> streams_{0};
+  mutable std::atomic<uint64_t> shared_calls_{0};
 };
 
 }  // namespace corral::client

@@ -15,6 +15,8 @@
 #include "client/cpp/call.h"
 #include "client/cpp/convert.h"
 #include "client/cpp/corral_client.h"
+#include "client/cpp/flight_group.h"
+#include "client/cpp/near_cache.h"
 
 namespace corral::client {
 namespace {
@@ -169,8 +171,88 @@ AttemptResult RunAttempt(corral::v1::Corral::Stub& stub, const Request& lookup,
 absl::StatusOr<GetOrComputeResult> Client::GetOrCompute(
     absl::string_view ns, absl::string_view key, ComputeFn compute,
     const GetOrComputeOptions& options) {
+  const absl::Time deadline = DeadlineFor(options.timeout);
+  if (options.near_cache && near_ != nullptr) {
+    if (std::optional<CachedValue> hit = near_->Find(ns, key)) {
+      GetOrComputeResult result;
+      result.value = std::move(hit->value);
+      result.source = Source::kNearCache;
+      result.age = hit->age;
+      result.ttl_remaining = hit->ttl_remaining;
+      result.attempts = 0;
+      return result;
+    }
+  }
+  if (!options.single_flight)
+    return GetOrComputeRemote(ns, key, compute, options, deadline);
+  // Callers that would be answered alike share a flight.
+  const std::string flight_key =
+      absl::StrCat(ns.size(), ":", ns, options.allow_stale ? "s" : "f", key);
+  while (true) {
+    bool leader = false;
+    std::shared_ptr<internal::FlightGroup::Flight> flight =
+        flights_->Join(flight_key, &leader);
+    if (leader) {
+      absl::StatusOr<GetOrComputeResult> result = absl::UnknownError("not run");
+      try {
+        result = GetOrComputeRemote(ns, key, compute, options, deadline);
+      } catch (...) {
+        flights_->Publish(
+            flight_key, flight,
+            absl::UnknownError("the compute of another caller of this key in "
+                               "this process threw an exception"));
+        throw;
+      }
+      flights_->Publish(flight_key, flight, result);
+      return result;
+    }
+    std::optional<absl::StatusOr<GetOrComputeResult>> shared =
+        flight->Wait(deadline);
+    if (!shared.has_value()) {
+      // This caller's own deadline; the shared call goes on for the others.
+      return absl::DeadlineExceededError(
+          "timed out waiting for another GetOrCompute of this key in this "
+          "process");
+    }
+    if (!shared->ok() &&
+        (absl::IsDeadlineExceeded(shared->status()) ||
+         absl::IsCancelled(shared->status())) &&
+        absl::Now() < deadline) {
+      continue;  // The leader's own deadline, not this caller's: go again.
+    }
+    shared_calls_.fetch_add(1, std::memory_order_relaxed);
+    if (!shared->ok()) return shared->status();
+    GetOrComputeResult result = **std::move(shared);
+    result.shared = true;
+    if (result.computed) {
+      // Another caller computed it: for this one it is a peer's fill.
+      result.computed = false;
+      result.source = Source::kPeerFill;
+      result.lease_mode = LeaseMode::kNone;
+    }
+    return result;
+  }
+}
+
+absl::StatusOr<GetOrComputeResult> Client::GetOrComputeRemote(
+    absl::string_view ns, absl::string_view key, ComputeFn& compute,
+    const GetOrComputeOptions& options, absl::Time deadline) {
   Request request;
   corral::v1::Lookup* lookup = request.mutable_lookup();
+  // One unary Get first: a hit costs no stream. The server draws XFetch
+  // for it; a "refresh" goes to the stream, which does not draw again.
+  absl::StatusOr<corral::v1::GetResponse> got = GetRemote(
+      ns, key, options.near_cache, /*draw_early_refresh=*/true, deadline);
+  if (got.ok() && got->found()) {
+    if (!got->has_refresh_due_for()) {
+      GetOrComputeResult result = FromValue(got->value());
+      result.attempts = 1;
+      return result;
+    }
+    *lookup->mutable_refresh_due_for() = got->refresh_due_for();
+  }
+  // A failed Get (store down, ...) is not the answer: the stream's Lookup
+  // has the last word (it may coordinate locally, serve stale, ...).
   lookup->set_namespace_(std::string(ns));
   lookup->set_key(std::string(key));
   // Unset fields mean the namespace default, so only set what was given.
@@ -188,9 +270,9 @@ absl::StatusOr<GetOrComputeResult> Client::GetOrCompute(
   lookup->set_worker_id(options.worker_id.empty() ? options_.worker_id
                                                   : options.worker_id);
 
-  const absl::Time deadline = DeadlineFor(options.timeout);
   RetryState retry(options_.retry, deadline);
   while (true) {
+    streams_.fetch_add(1, std::memory_order_relaxed);
     AttemptResult attempt =
         RunAttempt(*stub_, request, compute, deadline, options.ttl);
     if (attempt.result.ok()) {

@@ -18,6 +18,8 @@ absl::string_view SourceName(Source source) {
       return "stale";
     case Source::kComputed:
       return "computed";
+    case Source::kNearCache:
+      return "near_cache";
   }
   return "unknown";
 }

@@ -23,6 +23,8 @@ enum class Source {
   kCacheAfterTimeout = 4,
   kStale = 5,
   kComputed = 100,
+  // Never on the wire either: served from this process's near cache.
+  kNearCache = 101,
 };
 
 // Why this caller was asked to compute. Mirrors corral.v1.LeaseMode.
@@ -119,6 +121,25 @@ struct GetOrComputeResult {
   absl::Status refresh_error;
   // Attempts made (> 1 after transport-level retries).
   int attempts = 1;
+  // Answered by another caller's GetOrCompute of the same key in this
+  // process (in-process single flight): this caller sent nothing.
+  bool shared = false;
+};
+
+// What a Client did, for tests and benchmarks.
+struct ClientStats {
+  uint64_t get_rpcs = 0;                // Unary Gets sent (retries included).
+  uint64_t get_or_compute_streams = 0;  // GetOrCompute streams opened.
+  uint64_t shared_calls = 0;  // GetOrComputes answered by another's call.
+  // The near cache (zero when off).
+  uint64_t near_hits = 0;
+  uint64_t near_planted = 0;
+  uint64_t near_refused = 0;  // Answers not kept: invalidated meanwhile.
+  uint64_t near_invalidations = 0;
+  uint64_t near_resets = 0;
+  uint64_t near_sessions = 0;  // NearCache streams started.
+  size_t near_entries = 0;
+  size_t near_bytes = 0;
 };
 
 }  // namespace corral::client

@@ -31,6 +31,8 @@ COUNTERS_AND_GAUGES = {
     "corral_refreshes_started_total", "corral_stale_served_total",
     "corral_negative_cache_hits_total", "corral_read_cache_hits_total",
     "corral_read_cache_entries", "corral_read_cache_bytes",
+    "corral_near_cache_sessions", "corral_near_cache_registrations",
+    "corral_near_cache_invalidations_pushed_total", "corral_near_cache_resets_total",
     "corral_store_replica_ack_failures_total",
 }
 HISTOGRAMS = {"corral_lock_wait_seconds", "corral_store_op_seconds", "corral_rpc_duration_seconds",

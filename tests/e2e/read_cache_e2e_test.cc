@@ -46,7 +46,8 @@ TEST(ReadCacheE2E, HitsComeFromTheCacheAndAnotherReplicasWritesReachIt) {
   auto fleet = Fleet::Start(2);
   ASSERT_NE(fleet, nullptr);
   auto a = fleet->ClientFor(0);
-  auto b = fleet->ClientFor(1);
+  // B's hits must reach B's read cache, not stop in the client's near cache.
+  auto b = fleet->ClientFor(1, absl::Seconds(60), /*near_cache=*/false);
   ASSERT_THAT(a->Set("ns", "k", "one").status(), IsOk());
   ASSERT_LT(UntilSeen(*b, "k", "one"), absl::Seconds(5));
   // Hot reads on B are cache hits (tracking is on shortly after start).

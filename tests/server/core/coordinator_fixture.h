@@ -292,9 +292,12 @@ class CoordinatorTest : public ::testing::TestWithParam<StoreKind> {
   // out namespaces configured with read_cache: false.
   static ReadCacheOptions ReadCacheOptionsFor(
       const NamespaceRegistry& registry) {
-    return ReadCacheOptions{1 << 20, [&registry](absl::string_view ns) {
-                              return registry.UsesReadCache(ns);
-                            }};
+    ReadCacheOptions options;
+    options.max_bytes = 1 << 20;
+    options.cacheable = [&registry](absl::string_view ns) {
+      return registry.UsesReadCache(ns);
+    };
+    return options;
   }
 
   CoordinatorTest() : CoordinatorTest(DefaultConfig()) {}

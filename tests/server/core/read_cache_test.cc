@@ -26,7 +26,7 @@ std::string Cached(const ReadCache& cache, const CacheKey& key) {
 }
 
 TEST(ReadCacheTest, CachesOnlyWhileCoherent) {
-  ReadCache cache(ReadCacheOptions{1 << 20, nullptr});
+  ReadCache cache(ReadCacheOptions{1 << 20, nullptr, nullptr});
   const StoredValue v = Value("one");
   cache.EndRead(kKey, cache.BeginRead(kKey), &v);
   EXPECT_EQ(Cached(cache, kKey), "<none>");
@@ -42,7 +42,7 @@ TEST(ReadCacheTest, CachesOnlyWhileCoherent) {
 }
 
 TEST(ReadCacheTest, AReadSentBeforeCoherenceCachesNothing) {
-  ReadCache cache(ReadCacheOptions{1 << 20, nullptr});
+  ReadCache cache(ReadCacheOptions{1 << 20, nullptr, nullptr});
   const StoredValue v = Value("one");
   const uint64_t early = cache.BeginRead(kKey);
   cache.SetCoherent(true);
@@ -51,7 +51,7 @@ TEST(ReadCacheTest, AReadSentBeforeCoherenceCachesNothing) {
 }
 
 TEST(ReadCacheTest, AnInvalidationDuringTheReadWins) {
-  ReadCache cache(ReadCacheOptions{1 << 20, nullptr});
+  ReadCache cache(ReadCacheOptions{1 << 20, nullptr, nullptr});
   cache.SetCoherent(true);
   const StoredValue old_value = Value("old");
   const uint64_t racing = cache.BeginRead(kKey);
@@ -79,7 +79,7 @@ TEST(ReadCacheTest, AnInvalidationDuringTheReadWins) {
 
 TEST(ReadCacheTest, KeepsOutNamespacesItMayNotCache) {
   ReadCache cache(ReadCacheOptions{
-      1 << 20, [](absl::string_view ns) { return ns != "strict"; }});
+      1 << 20, [](absl::string_view ns) { return ns != "strict"; }, nullptr});
   cache.SetCoherent(true);
   const StoredValue v = Value("one");
   const CacheKey strict{"strict", "k"};
@@ -90,7 +90,7 @@ TEST(ReadCacheTest, KeepsOutNamespacesItMayNotCache) {
 }
 
 TEST(ReadCacheTest, StaysWithinItsBudget) {
-  ReadCache cache(ReadCacheOptions{64 * 1024, nullptr});
+  ReadCache cache(ReadCacheOptions{64 * 1024, nullptr, nullptr});
   cache.SetCoherent(true);
   const StoredValue big = Value(std::string(6000, 'x'));
   for (int i = 0; i < 100; ++i) {
