@@ -116,6 +116,25 @@ class NearCacheTest(unittest.TestCase):
         self.assertEqual(self.cache.lookup(K).value, b"y" * 10)
         self.assertEqual(self.cache.bytes, 2 + 3 + 10 + ENTRY_OVERHEAD)
 
+    def test_an_answer_ends_the_right_to_plant_of_reads_still_in_flight(self):
+        # Two reads of the key in flight; the first answer in may be newer
+        # than the other one's: that one must not plant over it.
+        slow, fast = self.cache.ticket(K), self.cache.ticket(K)
+        self.assertTrue(self.cache.plant(fast, b"new", 10.0, 0.0, 60.0))
+        self.assertEqual(self.cache.lookup(K).value, b"new")
+        self.assertFalse(self.cache.plant(slow, b"old", 10.0, 0.0, 60.0))
+        # Not kept, it drops the key (which is never "old"): the next read asks.
+        self.assertIsNone(self.cache.lookup(K))
+
+    def test_an_answer_not_kept_drops_the_entry_planted_meanwhile(self):
+        self.assertTrue(self.fill(value=b"old"))
+        self.assertFalse(self.fill(value=b"newer, not granted", near_for=0.0))
+        self.assertIsNone(self.cache.lookup(K))
+        self.assertTrue(self.fill(value=b"old"))
+        self.cache.cancel(self.cache.ticket(K))  # A miss, or a failed Get.
+        self.assertIsNone(self.cache.lookup(K))
+        self.assertEqual(self.cache.bytes, 0)
+
     def test_cancelled_tickets_are_forgotten(self):
         t = self.cache.ticket(K)
         self.cache.cancel(t)
@@ -126,6 +145,7 @@ class NearCacheTest(unittest.TestCase):
             NearCacheLimits(max_entries=0)
 
     def test_backoff_doubles_to_its_cap_and_starts_over(self):
+        self.assertEqual(Backoff()._cap, 2.0)
         b = Backoff(0.05, 0.3)
         self.assertEqual([b.delay() for _ in range(4)], [0.05, 0.1, 0.2, 0.3])
         b.started()

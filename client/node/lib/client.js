@@ -14,7 +14,7 @@ const { isLoopbackTarget } = require('./target');
 const convert = require('./convert');
 const { Cancelled, CorralError, DeadlineExceeded, Internal, LockNotAcquired,
   errorFromGrpc } = require('./errors');
-const { Backoff, NearCache, nearKey } = require('./near_cache');
+const { Backoff, NearCache, UNSUPPORTED_BACKOFF, nearKey } = require('./near_cache');
 const { Lock } = require('./lock');
 const { corralService } = require('./proto');
 const { NO_RETRY, RetryState, sleep } = require('./retry');
@@ -168,6 +168,7 @@ class Client {
     this._nearCall = null;
     this._nearStarted = false;
     this._nearTimer = null;
+    this._nearUnsupportedWarned = false;
     this._closed = false;
   }
 
@@ -203,12 +204,16 @@ class Client {
       near.lost();
       if (this._closed || this._nearCall !== call) return;
       this._nearCall = null;
+      let delay = backoff.delay();
       if (status && status.code === grpc.status.UNIMPLEMENTED) {
-        process.emitWarning(`corral: the server has no near cache (${status.details}); ` +
-          'this client reads through corrald', { code: 'CORRAL_NO_NEAR_CACHE' });
-        return;
+        if (!this._nearUnsupportedWarned) {
+          this._nearUnsupportedWarned = true;
+          process.emitWarning(`corral: the server has no near cache (${status.details}); reading ` +
+            `through corrald, asking again every ${UNSUPPORTED_BACKOFF}s`, { code: 'CORRAL_NO_NEAR_CACHE' });
+        }
+        delay = UNSUPPORTED_BACKOFF;
       }
-      this._nearTimer = setTimeout(() => this._openNearStream(backoff), backoff.delay() * 1000);
+      this._nearTimer = setTimeout(() => this._openNearStream(backoff), delay * 1000);
       this._nearTimer.unref();
     };
     call.on('data', (ev) => {

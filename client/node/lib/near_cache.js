@@ -8,6 +8,9 @@
 //   reset, or the loss of the stream) before the answer spoils the ticket,
 //   and a spoiled ticket plants nothing (the answer is used once);
 // - an entry lives `near_cache_for` counted from when its Get was sent;
+// - every answer ends the right to plant of the key's other reads still in
+//   flight (they may carry an older value), and an answer that is not kept
+//   drops the key's entry: no caller sees a key go back in time;
 // - memory is bounded by entries and bytes (key + value), least recently
 //   used first out (a Map keeps insertion order: a hit re-inserts).
 
@@ -99,12 +102,13 @@ class NearCache {
   // The Get answered `value` with `nearFor` seconds (0: not granted). Keeps
   // it unless the ticket was spoiled, the grant is over or it does not fit.
   plant(t, value, nearFor, age, ttlRemaining) {
-    this.cancel(t);
+    this._end(t);
     const expires = t.sent + nearFor;
     const size = Buffer.byteLength(t.key, 'latin1') + value.length + ENTRY_OVERHEAD;
     if (t.spoiled || t.session !== this.session || !(nearFor > 0) || expires <= this._clock()
         || size > this.limits.maxBytes) {
       this.stats.notPlanted += 1;
+      this._drop(t.key);
       return false;
     }
     const old = this._entries.get(t.key);
@@ -125,11 +129,30 @@ class NearCache {
     return true;
   }
 
+  // The Get failed, or its answer (a miss, a stale value, a refresh due) is
+  // not to be kept.
   cancel(t) {
+    this._end(t);
+    this._drop(t.key);
+  }
+
+  // The ticket's answer is in: the key's other reads still in flight may
+  // carry an older value; none may plant.
+  _end(t) {
     const set = this._pending.get(t.key);
-    if (!set) return;
-    set.delete(t);
-    if (set.size === 0) this._pending.delete(t.key);
+    if (!set || !set.delete(t)) return;
+    if (set.size === 0) {
+      this._pending.delete(t.key);
+      return;
+    }
+    for (const other of set) other.spoiled = true;
+  }
+
+  _drop(k) {
+    const e = this._entries.get(k);
+    if (!e) return;
+    this._entries.delete(k);
+    this._bytes -= e.size;
   }
 
   // The entry's value's age and remaining TTL now (seconds).
@@ -139,9 +162,13 @@ class NearCache {
   }
 }
 
-// Delays between attempts to reopen the stream (seconds): 0.05 doubling to 5.
+// Between attempts to open the stream on a server without it (UNIMPLEMENTED:
+// an older corrald, which may be upgraded under the client), seconds.
+const UNSUPPORTED_BACKOFF = 30;
+
+// Delays between attempts to reopen the stream (seconds): 0.05 doubling to 2.
 class Backoff {
-  constructor(first = 0.05, cap = 5) {
+  constructor(first = 0.05, cap = 2) {
     this._first = first;
     this._cap = cap;
     this._next = first;
@@ -156,4 +183,4 @@ class Backoff {
   }
 }
 
-module.exports = { Backoff, ENTRY_OVERHEAD, NearCache, nearKey };
+module.exports = { Backoff, ENTRY_OVERHEAD, NearCache, UNSUPPORTED_BACKOFF, nearKey };

@@ -59,6 +59,20 @@ test('reset and stream loss drop everything and spoil tickets', () => {
   assert.equal(c.ticket(K), null);
 });
 
+test('an answer ends the right to plant of reads still in flight; one not kept drops the entry', () => {
+  const { c } = cache();
+  const slow = c.ticket(K);
+  const fast = c.ticket(K);
+  assert.ok(c.plant(fast, Buffer.from('new'), 10, 0, 60));
+  assert.equal(c.lookup(K).value.toString(), 'new');
+  assert.equal(c.plant(slow, Buffer.from('old'), 10, 0, 60), false);
+  assert.equal(c.lookup(K), null); // Never 'old': the next read asks corrald.
+  assert.ok(fill(c));
+  c.cancel(c.ticket(K)); // A miss, or a failed Get.
+  assert.equal(c.lookup(K), null);
+  assert.equal(c.bytes, 0);
+});
+
 test('entries and bytes are bounded, least recently used first', () => {
   const { c } = cache();
   for (const k of ['a', 'b', 'c']) assert.ok(fill(c, nearKey('ns', Buffer.from(k))));

@@ -14,6 +14,10 @@ The rules, as the server's protocol needs them:
 - an entry lives ``near_cache_for`` counted from when its Get was *sent*,
   never longer (the server never grants past the TTL or into the
   early-refresh window);
+- every answer ends the right to plant of the key's older reads still in
+  flight (they may carry an older value), and an answer that is not kept
+  drops the key's entry (planted meanwhile, maybe older): no thread sees a
+  key go back in time through the near cache;
 - memory is bounded by entries and by bytes (key + value), least recently
   used first out.
 """
@@ -167,6 +171,7 @@ class NearCache:
             if (ticket.spoiled or ticket.session != self._session or near_cache_for <= 0
                     or expires <= self._clock() or size > self.limits.max_bytes):
                 self.not_planted += 1
+                self._drop(ticket.key)
                 return False
             old = self._entries.pop(ticket.key, None)
             if old is not None:
@@ -183,11 +188,15 @@ class NearCache:
             return True
 
     def cancel(self, ticket: Ticket) -> None:
-        """The Get failed or its answer is not to be kept."""
+        """The Get failed, or its answer (a miss, a stale value, a refresh
+        due) is not to be kept."""
         with self._lock:
             self._end(ticket)
+            self._drop(ticket.key)
 
     def _end(self, ticket: Ticket) -> None:
+        """The ticket's answer is in: the key's other reads still in flight
+        may carry an older value; none may plant."""
         tickets = self._pending.get(ticket.key)
         if tickets is None:
             return
@@ -197,6 +206,14 @@ class NearCache:
             return
         if not tickets:
             del self._pending[ticket.key]
+            return
+        for t in tickets:
+            t.spoiled = True
+
+    def _drop(self, key: NearKey) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry.size
 
     # -- what it holds ---------------------------------------------------------
     def __len__(self) -> int:
@@ -212,11 +229,16 @@ class NearCache:
         return max(now - entry.stored_at, 0.0), max(entry.value_expires - now, 0.0)
 
 
+#: Between attempts to open the NearCache stream on a server without it
+#: (UNIMPLEMENTED: an older corrald): it may be upgraded under the client.
+UNSUPPORTED_BACKOFF = 30.0
+
+
 class Backoff:
     """Delays between attempts to reopen the NearCache stream: 0.05 s
     doubling to ``cap``; back to the start once a stream started."""
 
-    def __init__(self, first: float = 0.05, cap: float = 5.0):
+    def __init__(self, first: float = 0.05, cap: float = 2.0):
         self._first, self._cap = first, cap
         self._next = first
 

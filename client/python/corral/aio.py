@@ -22,7 +22,7 @@ import grpc
 import grpc.aio
 
 from corral import _protocol
-from corral._nearcache import Backoff, NearCache, NearCacheLimits
+from corral._nearcache import UNSUPPORTED_BACKOFF, Backoff, NearCache, NearCacheLimits
 from corral._retry import RetryPolicy
 from corral.client import ComputeResult
 from corral.errors import CorralError, error_from_rpc, error_from_status
@@ -208,6 +208,7 @@ class AsyncClient:
         """Keeps one NearCache stream open until close(), reopening it with
         backoff; the near cache is empty whenever it is down."""
         backoff = Backoff()
+        unsupported_logged = False
         request = _protocol.near_cache_request(self._core.worker_id)
         while not self._closing:
             call = self._stub.NearCache(request, metadata=self._core.metadata)
@@ -224,9 +225,13 @@ class AsyncClient:
             if self._closing:
                 return
             if code == grpc.StatusCode.UNIMPLEMENTED:
-                _log.warning("corral: the server has no near cache (NearCache: %s); "
-                             "this client reads through corrald", details)
-                return
+                if not unsupported_logged:
+                    _log.warning("corral: the server has no near cache (NearCache: %s); "
+                                 "reading through corrald, asking again every %gs",
+                                 details, UNSUPPORTED_BACKOFF)
+                    unsupported_logged = True
+                await asyncio.sleep(UNSUPPORTED_BACKOFF)
+                continue
             _log.info("corral: near cache stream lost (%s: %s); emptied, reopening",
                       getattr(code, "name", code), details)
             await asyncio.sleep(backoff.delay())

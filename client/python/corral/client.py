@@ -21,7 +21,7 @@ from typing import Callable, Dict, Optional, Union
 import grpc
 
 from corral import _protocol
-from corral._nearcache import Backoff, NearCache, NearCacheLimits
+from corral._nearcache import UNSUPPORTED_BACKOFF, Backoff, NearCache, NearCacheLimits
 from corral._protocol import channel_options  # noqa: F401 (kept importable from here)
 from corral._retry import RetryPolicy
 from corral.errors import CorralError, error_from_rpc
@@ -187,6 +187,7 @@ class Client:
         """Keeps one NearCache stream open until close(), reopening it with
         backoff; the near cache is empty whenever it is down."""
         backoff = Backoff()
+        unsupported_logged = False
         request = _protocol.near_cache_request(self._core.worker_id)
         while not self._closing.is_set():
             with self._near_lock:
@@ -194,6 +195,7 @@ class Client:
                     return
                 call = self._near_call = self._stub.NearCache(request,
                                                               metadata=self._core.metadata)
+            delay = None
             try:
                 for event in call:
                     if _protocol.apply_near_event(self._near, event):
@@ -202,14 +204,18 @@ class Client:
                 if self._closing.is_set():
                     return
                 if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    _log.warning("corral: the server has no near cache (NearCache: %s); "
-                                 "this client reads through corrald", e.details())
-                    return
-                _log.info("corral: near cache stream lost (%s: %s); emptied, reopening",
-                          e.code().name, e.details())
+                    if not unsupported_logged:
+                        _log.warning("corral: the server has no near cache (NearCache: %s); "
+                                     "reading through corrald, asking again every %gs",
+                                     e.details(), UNSUPPORTED_BACKOFF)
+                        unsupported_logged = True
+                    delay = UNSUPPORTED_BACKOFF
+                else:
+                    _log.info("corral: near cache stream lost (%s: %s); emptied, reopening",
+                              e.code().name, e.details())
             finally:
                 self._near.lost()
-            self._closing.wait(backoff.delay())
+            self._closing.wait(backoff.delay() if delay is None else delay)
 
     def __enter__(self) -> "Client":
         return self
