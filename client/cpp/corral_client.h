@@ -203,7 +203,8 @@ class Client {
   // stream if the Get did not answer.
   absl::StatusOr<GetOrComputeResult> GetOrComputeRemote(
       absl::string_view ns, absl::string_view key, ComputeFn& compute,
-      const GetOrComputeOptions& options, absl::Time deadline);
+      const GetOrComputeOptions& options, absl::Time deadline,
+      const std::function<void(const GetOrComputeResult&)>& share_current);
   absl::StatusOr<corral::v1::GetResponse> GetRemote(absl::string_view ns,
                                                     absl::string_view key,
                                                     bool use_near_cache,

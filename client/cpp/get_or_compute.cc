@@ -8,6 +8,7 @@
 #include <grpcpp/client_context.h>
 
 #include <exception>
+#include <functional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +28,10 @@ using Stream = grpc::ClientReaderWriterInterface<Request, Response>;
 
 // Abandon reasons are for the server's logs; keep them bounded.
 constexpr size_t kMaxAbandonReasonBytes = 512;
+
+// Told of a lease before compute runs (in-process single flight: a
+// refresh's current value goes to the other callers at once).
+using LeaseHook = std::function<void(const corral::v1::Lease&)>;
 
 struct AttemptResult {
   absl::StatusOr<GetOrComputeResult> result;
@@ -68,7 +73,9 @@ GetOrComputeResult FromValue(const corral::v1::Value& value) {
 // This caller holds `lease`: compute, then Fill or Abandon.
 AttemptResult RunLease(grpc::ClientContext& context, Stream& stream,
                        const corral::v1::Lease& lease, ComputeFn& compute,
-                       const std::optional<absl::Duration>& ttl) {
+                       const std::optional<absl::Duration>& ttl,
+                       const LeaseHook& on_lease) {
+  if (on_lease) on_lease(lease);
   GetOrComputeResult result;
   result.computed = true;
   result.lease_mode = internal::LeaseModeFromProto(lease.mode());
@@ -134,7 +141,8 @@ AttemptResult RunLease(grpc::ClientContext& context, Stream& stream,
 
 AttemptResult RunAttempt(corral::v1::Corral::Stub& stub, const Request& lookup,
                          ComputeFn& compute, absl::Time deadline,
-                         const std::optional<absl::Duration>& ttl) {
+                         const std::optional<absl::Duration>& ttl,
+                         const LeaseHook& on_lease) {
   grpc::ClientContext context;
   internal::SetDeadline(context, deadline);
   std::unique_ptr<Stream> stream = stub.GetOrCompute(&context);
@@ -155,7 +163,8 @@ AttemptResult RunAttempt(corral::v1::Corral::Stub& stub, const Request& lookup,
       return {FromValue(response.value()), false};
     }
     case Response::kLease:
-      return RunLease(context, *stream, response.lease(), compute, ttl);
+      return RunLease(context, *stream, response.lease(), compute, ttl,
+                      on_lease);
     default:
       context.TryCancel();
       FinishCall(context, *stream).IgnoreError();
@@ -184,7 +193,7 @@ absl::StatusOr<GetOrComputeResult> Client::GetOrCompute(
     }
   }
   if (!options.single_flight)
-    return GetOrComputeRemote(ns, key, compute, options, deadline);
+    return GetOrComputeRemote(ns, key, compute, options, deadline, nullptr);
   // Callers that would be answered alike share a flight.
   const std::string flight_key =
       absl::StrCat(ns.size(), ":", ns, options.allow_stale ? "s" : "f", key);
@@ -194,16 +203,26 @@ absl::StatusOr<GetOrComputeResult> Client::GetOrCompute(
         flights_->Join(flight_key, &leader);
     if (leader) {
       absl::StatusOr<GetOrComputeResult> result = absl::UnknownError("not run");
+      // A refresh lease: the others get the current value now, as the
+      // server would serve them, instead of waiting for this compute.
+      bool published = false;
+      auto share_current = [&](const GetOrComputeResult& current) {
+        flights_->Publish(flight_key, flight, current);
+        published = true;
+      };
       try {
-        result = GetOrComputeRemote(ns, key, compute, options, deadline);
+        result = GetOrComputeRemote(ns, key, compute, options, deadline,
+                                    share_current);
       } catch (...) {
-        flights_->Publish(
-            flight_key, flight,
-            absl::UnknownError("the compute of another caller of this key in "
-                               "this process threw an exception"));
+        if (!published) {
+          flights_->Publish(
+              flight_key, flight,
+              absl::UnknownError("the compute of another caller of this key "
+                                 "in this process threw an exception"));
+        }
         throw;
       }
-      flights_->Publish(flight_key, flight, result);
+      if (!published) flights_->Publish(flight_key, flight, result);
       return result;
     }
     std::optional<absl::StatusOr<GetOrComputeResult>> shared =
@@ -236,7 +255,8 @@ absl::StatusOr<GetOrComputeResult> Client::GetOrCompute(
 
 absl::StatusOr<GetOrComputeResult> Client::GetOrComputeRemote(
     absl::string_view ns, absl::string_view key, ComputeFn& compute,
-    const GetOrComputeOptions& options, absl::Time deadline) {
+    const GetOrComputeOptions& options, absl::Time deadline,
+    const std::function<void(const GetOrComputeResult&)>& share_current) {
   Request request;
   corral::v1::Lookup* lookup = request.mutable_lookup();
   // One unary Get first: a hit costs no stream. The server draws XFetch
@@ -270,11 +290,24 @@ absl::StatusOr<GetOrComputeResult> Client::GetOrComputeRemote(
   lookup->set_worker_id(options.worker_id.empty() ? options_.worker_id
                                                   : options.worker_id);
 
+  // An early refresh (the Get found the value fresh) or a stale one.
+  const bool early = lookup->has_refresh_due_for();
+  LeaseHook on_lease;
+  if (share_current) {
+    on_lease = [&](const corral::v1::Lease& lease) {
+      if (lease.mode() != corral::v1::LEASE_MODE_REFRESH) return;
+      GetOrComputeResult current;
+      current.value = lease.current_value();
+      current.source = early ? Source::kCache : Source::kStale;
+      current.stale = !early;
+      share_current(current);
+    };
+  }
   RetryState retry(options_.retry, deadline);
   while (true) {
     streams_.fetch_add(1, std::memory_order_relaxed);
     AttemptResult attempt =
-        RunAttempt(*stub_, request, compute, deadline, options.ttl);
+        RunAttempt(*stub_, request, compute, deadline, options.ttl, on_lease);
     if (attempt.result.ok()) {
       attempt.result->attempts = retry.attempts();
       return std::move(attempt.result);

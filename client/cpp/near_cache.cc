@@ -182,8 +182,14 @@ void NearCache::End(const Ticket& ticket, absl::string_view ns,
   if (keep <= absl::ZeroDuration() || invalidated || ticket.epoch != epoch_ ||
       ticket.seq <= reset_at_) {
     if (keep > absl::ZeroDuration()) ++stats_.near_refused;
-    // What another thread planted meanwhile may be older than this answer.
-    if (auto old = entries_.find(k); old != entries_.end()) EraseLocked(old);
+    // What another thread planted meanwhile may be older than this answer:
+    // unless it is the same value, it goes (a miss or an error counts as
+    // different).
+    if (auto old = entries_.find(k);
+        old != entries_.end() &&
+        (value == nullptr || old->second.value != value->value())) {
+      EraseLocked(old);
+    }
     return;
   }
   const size_t cost =

@@ -74,14 +74,10 @@ class Fleet {
     return t;
   }
   RedisServer& redis() { return *redis_; }
-  // `near_cache` false: every call reaches the replica (tests that count
-  // what corrald serves).
   std::unique_ptr<client::Client> ClientFor(
-      int i, absl::Duration timeout = absl::Seconds(60),
-      bool near_cache = true) {
+      int i, absl::Duration timeout = absl::Seconds(60)) {
     client::ClientOptions options;
     options.default_timeout = timeout;
-    options.near_cache = near_cache;
     return std::make_unique<client::Client>(replicas_.at(i)->target(), options);
   }
 

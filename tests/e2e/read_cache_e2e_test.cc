@@ -47,7 +47,9 @@ TEST(ReadCacheE2E, HitsComeFromTheCacheAndAnotherReplicasWritesReachIt) {
   ASSERT_NE(fleet, nullptr);
   auto a = fleet->ClientFor(0);
   // B's hits must reach B's read cache, not stop in the client's near cache.
-  auto b = fleet->ClientFor(1, absl::Seconds(60), /*near_cache=*/false);
+  client::ClientOptions plain;
+  plain.near_cache = false;
+  auto b = std::make_unique<client::Client>(fleet->replica(1).target(), plain);
   ASSERT_THAT(a->Set("ns", "k", "one").status(), IsOk());
   ASSERT_LT(UntilSeen(*b, "k", "one"), absl::Seconds(5));
   // Hot reads on B are cache hits (tracking is on shortly after start).
