@@ -125,6 +125,11 @@ class NearCacheTest(unittest.TestCase):
         self.assertFalse(self.cache.plant(slow, b"old", 10.0, 0.0, 60.0))
         # Not kept, it drops the key (which is never "old"): the next read asks.
         self.assertIsNone(self.cache.lookup(K))
+        # Unless the refused answer is the value planted: then the entry stays.
+        slow, fast = self.cache.ticket(K), self.cache.ticket(K)
+        self.assertTrue(self.cache.plant(fast, b"same", 10.0, 0.0, 60.0))
+        self.assertFalse(self.cache.plant(slow, b"same", 10.0, 0.0, 60.0))
+        self.assertEqual(self.cache.lookup(K).value, b"same")
 
     def test_an_answer_not_kept_drops_the_entry_planted_meanwhile(self):
         self.assertTrue(self.fill(value=b"old"))

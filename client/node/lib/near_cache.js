@@ -10,7 +10,8 @@
 // - an entry lives `near_cache_for` counted from when its Get was sent;
 // - every answer ends the right to plant of the key's other reads still in
 //   flight (they may carry an older value), and an answer that is not kept
-//   drops the key's entry: no caller sees a key go back in time;
+//   drops the key's entry unless it holds the same value: no caller sees a
+//   key go back in time;
 // - memory is bounded by entries and bytes (key + value), least recently
 //   used first out (a Map keeps insertion order: a hit re-inserts).
 
@@ -108,7 +109,7 @@ class NearCache {
     if (t.spoiled || t.session !== this.session || !(nearFor > 0) || expires <= this._clock()
         || size > this.limits.maxBytes) {
       this.stats.notPlanted += 1;
-      this._drop(t.key);
+      this._drop(t.key, value);
       return false;
     }
     const old = this._entries.get(t.key);
@@ -148,9 +149,12 @@ class NearCache {
     for (const other of set) other.spoiled = true;
   }
 
-  _drop(k) {
+  // Drops the key's entry (planted meanwhile, maybe older than this answer)
+  // unless it holds `unless` (concurrent reads of one value would otherwise
+  // keep erasing each other's plants).
+  _drop(k, unless = null) {
     const e = this._entries.get(k);
-    if (!e) return;
+    if (!e || (unless !== null && e.value.equals(unless))) return;
     this._entries.delete(k);
     this._bytes -= e.size;
   }

@@ -67,6 +67,10 @@ test('an answer ends the right to plant of reads still in flight; one not kept d
   assert.equal(c.lookup(K).value.toString(), 'new');
   assert.equal(c.plant(slow, Buffer.from('old'), 10, 0, 60), false);
   assert.equal(c.lookup(K), null); // Never 'old': the next read asks corrald.
+  const [slow2, fast2] = [c.ticket(K), c.ticket(K)];
+  assert.ok(c.plant(fast2, Buffer.from('same'), 10, 0, 60));
+  assert.equal(c.plant(slow2, Buffer.from('same'), 10, 0, 60), false);
+  assert.equal(c.lookup(K).value.toString(), 'same'); // The same value stays.
   assert.ok(fill(c));
   c.cancel(c.ticket(K)); // A miss, or a failed Get.
   assert.equal(c.lookup(K), null);

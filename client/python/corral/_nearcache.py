@@ -16,8 +16,9 @@ The rules, as the server's protocol needs them:
   early-refresh window);
 - every answer ends the right to plant of the key's older reads still in
   flight (they may carry an older value), and an answer that is not kept
-  drops the key's entry (planted meanwhile, maybe older): no thread sees a
-  key go back in time through the near cache;
+  drops the key's entry (planted meanwhile, maybe older) unless it holds
+  the same value: no thread sees a key go back in time through the near
+  cache;
 - memory is bounded by entries and by bytes (key + value), least recently
   used first out.
 """
@@ -171,7 +172,7 @@ class NearCache:
             if (ticket.spoiled or ticket.session != self._session or near_cache_for <= 0
                     or expires <= self._clock() or size > self.limits.max_bytes):
                 self.not_planted += 1
-                self._drop(ticket.key)
+                self._drop(ticket.key, unless=value)
                 return False
             old = self._entries.pop(ticket.key, None)
             if old is not None:
@@ -210,10 +211,15 @@ class NearCache:
         for t in tickets:
             t.spoiled = True
 
-    def _drop(self, key: NearKey) -> None:
-        entry = self._entries.pop(key, None)
-        if entry is not None:
-            self._bytes -= entry.size
+    def _drop(self, key: NearKey, unless: Optional[bytes] = None) -> None:
+        """Drops the key's entry (planted meanwhile, maybe older than this
+        answer) unless it holds the value ``unless`` (many concurrent reads
+        of one value would otherwise keep erasing each other's plants)."""
+        entry = self._entries.get(key)
+        if entry is None or (unless is not None and entry.value == unless):
+            return
+        del self._entries[key]
+        self._bytes -= entry.size
 
     # -- what it holds ---------------------------------------------------------
     def __len__(self) -> int:
