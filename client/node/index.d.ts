@@ -41,6 +41,30 @@ export interface ClientOptions {
   retry?: RetryPolicy;
   maxReceiveMessageBytes?: number;
   channelOptions?: Record<string, unknown>;
+  /** The near cache: true (default), false, or its bounds. */
+  nearCache?: boolean | NearCacheLimits;
+}
+
+export interface NearCacheLimits {
+  /** Values kept at most (default 10,000). */
+  maxEntries?: number;
+  /** Bytes of keys and values kept at most (default 64 MiB). */
+  maxBytes?: number;
+}
+
+export interface NearCacheStats {
+  hits: number;
+  planted: number;
+  notPlanted: number;
+  invalidated: number;
+  evicted: number;
+  resets: number;
+}
+
+export declare class NearCache {
+  readonly size: number;
+  readonly bytes: number;
+  readonly stats: NearCacheStats;
 }
 
 export interface CallOptions {
@@ -48,7 +72,12 @@ export interface CallOptions {
   timeout?: number;
 }
 
-export interface GetOrComputeOptions extends CallOptions {
+export interface ReadOptions extends CallOptions {
+  /** false: skip the near cache for this call (always ask corrald). */
+  nearCache?: boolean;
+}
+
+export interface GetOrComputeOptions extends ReadOptions {
   /** TTL of the value this caller fills (seconds; unset: the namespace default). */
   ttl?: number;
   /** How long to wait for another caller's compute (seconds). */
@@ -66,6 +95,8 @@ export interface CachedValue {
   age: number;
   ttlRemaining: number;
   stale: boolean;
+  /** Served from this client's near cache (no call to corrald). */
+  nearCache?: boolean;
 }
 
 export interface GetOrComputeResult extends CachedValue {
@@ -79,6 +110,8 @@ export interface GetOrComputeResult extends CachedValue {
   /** A refresh whose compute failed: what compute threw (value is the old one). */
   refreshError: unknown;
   attempts: number;
+  /** Another call for the same key through this client ran compute (single flight). */
+  shared?: boolean;
 }
 
 export interface LockGrant {
@@ -147,6 +180,8 @@ export declare class Client {
   readonly target: string;
   readonly timeout: number;
   readonly workerId: string;
+  /** null when the client was made with nearCache: false. */
+  readonly nearCache: NearCache | null;
   close(): void;
 
   getOrCompute(namespace: string, key: Bytes, compute: () => Bytes | Promise<Bytes>,
@@ -154,7 +189,7 @@ export declare class Client {
   getOrComputeResult(namespace: string, key: Bytes, compute: () => Bytes | Promise<Bytes>,
     options?: GetOrComputeOptions): Promise<GetOrComputeResult>;
 
-  get(namespace: string, key: Bytes, options?: CallOptions): Promise<CachedValue | null>;
+  get(namespace: string, key: Bytes, options?: ReadOptions): Promise<CachedValue | null>;
   set(namespace: string, key: Bytes, value: Bytes, options?: SetOptions): Promise<boolean>;
   invalidate(namespace: string, key: Bytes, options?: CallOptions): Promise<boolean>;
 

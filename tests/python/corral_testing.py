@@ -142,10 +142,11 @@ class FakeUpstream(_LoggedProcess):
 class RedisServer:
     """A real redis-server on a free port, no persistence."""
 
-    def __init__(self, log_dir: str):
+    def __init__(self, log_dir: str, port: Optional[int] = None):
+        """``port``: this one (a restart on the same port); else a free one."""
         last = ""
         for _ in range(5):  # The free port may be taken before redis binds it.
-            self.port = free_port()
+            self.port = port or free_port()
             self._log = open(os.path.join(log_dir, f"redis-{self.port}.log"), "wb")
             self.proc = spawn([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                                "--save", "", "--appendonly", "no", "--dir", log_dir],
@@ -258,3 +259,27 @@ def wait_for_waiters(fleet: Fleet, namespace: str, n: int, timeout: float = 10.0
             raise AssertionError(f"{n} waiters never showed up in {namespace} "
                                  f"(now {waiters(fleet, namespace)})")
         time.sleep(0.02)
+
+
+def rpcs(fleet: Fleet, method: str) -> int:
+    """Finished RPCs of ``method`` (e.g. "GetOrCompute"), summed over the
+    fleet's replicas and status codes, from `corral_rpc_requests_total`."""
+    import urllib.request
+    pattern = re.compile(r'^corral_rpc_requests_total\{([^}]*)\} (\S+)$', re.M)
+    total = 0.0
+    for r in fleet.replicas:
+        with urllib.request.urlopen(f"http://{r.metrics_address}/metrics", timeout=5) as resp:
+            text = resp.read().decode("utf-8", "replace")
+        for labels, value in pattern.findall(text):
+            if f'method="{method}"' in labels:
+                total += float(value)
+    return int(total)
+
+
+def poll(condition, timeout: float = 10.0, what: str = "condition") -> None:
+    """Blocks until ``condition()`` is true; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} never became true within {timeout:g}s")
+        time.sleep(0.01)

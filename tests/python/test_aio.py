@@ -68,7 +68,11 @@ class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
 
         leader = asyncio.create_task(self.client.get_or_compute(ns, key, failing))
         await started.wait()
-        waiters = [asyncio.create_task(self.clients[i % 2].get_or_compute(ns, key, lambda: b"no"))
+        # One client per waiter: tasks sharing a client would share its call
+        # (in-process single flight) instead of waiting at the server.
+        own = [corral.aio.AsyncClient(self.fleet.targets[i % 2], timeout=20) for i in range(5)]
+        self.clients.extend(own)
+        waiters = [asyncio.create_task(own[i].get_or_compute(ns, key, lambda: b"no"))
                    for i in range(5)]
         try:
             await asyncio.to_thread(corral_testing.wait_for_waiters, self.fleet, ns, 5)

@@ -23,6 +23,15 @@ class ClientTest(unittest.TestCase):
             cls.addClassCleanup(c.close)
         cls.client = cls.clients[0]
 
+    def own_clients(self, n):
+        """``n`` clients alternating between the replicas, one per caller:
+        callers sharing a client would share its call (in-process single
+        flight, test_single_flight) instead of waiting at the server."""
+        out = [corral.Client(self.fleet.targets[i % 2], timeout=20) for i in range(n)]
+        for c in out:
+            self.addCleanup(c.close)
+        return out
+
     # -- cache -----------------------------------------------------------
     def test_set_get_invalidate(self):
         key = unique_key()
@@ -113,10 +122,11 @@ class ClientTest(unittest.TestCase):
                 outcome["leader"] = e
 
         waiter_errors = []
+        waiter_clients = self.own_clients(6)
 
         def waiter(i):
             try:
-                self.clients[i % 2].get_or_compute(ns, key, lambda: b"waiter computed")
+                waiter_clients[i].get_or_compute(ns, key, lambda: b"waiter computed")
                 waiter_errors.append(None)
             except corral.CorralError as e:
                 waiter_errors.append(e)
@@ -229,9 +239,10 @@ class ClientTest(unittest.TestCase):
     def test_fenced_set_under_lock_wakes_get_or_compute_waiters(self):
         ns, key = unique_key("ns"), unique_key()
         results = []
+        waiter_clients = self.own_clients(4)
         with self.client.lock(ns, key, ttl=10) as lock:
             def waiter(i):
-                results.append(self.clients[i % 2].get_or_compute_result(
+                results.append(waiter_clients[i].get_or_compute_result(
                     ns, key, lambda: b"waiter must not compute"))
             ts = [threading.Thread(target=waiter, args=(i,)) for i in range(4)]
             for t in ts:

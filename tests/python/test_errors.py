@@ -97,6 +97,7 @@ class ScriptedCorral(pb_grpc.CorralServicer):
         self.script = "value"
         self.received = []
         self.calls = 0
+        self.gets = 0
         self.mu = threading.Lock()
 
     def _breaker_open(self, context):
@@ -104,6 +105,8 @@ class ScriptedCorral(pb_grpc.CorralServicer):
         context.abort(UNAVAILABLE, "breaker open for namespace plant_id")
 
     def Get(self, request, context):
+        with self.mu:
+            self.gets += 1
         if self.script == "breaker-open":
             self._breaker_open(context)
         return pb.GetResponse(found=False)
@@ -147,6 +150,7 @@ class ScriptedServerTest(unittest.TestCase):
     def setUp(self):
         self.servicer.received = []
         self.servicer.calls = 0
+        self.servicer.gets = 0
         self.client = corral.Client(self.target, timeout=5)
         self.addCleanup(self.client.close)
 
@@ -158,7 +162,9 @@ class ScriptedServerTest(unittest.TestCase):
         self.assertEqual(cm.exception.retry_after, 2.5)
         self.assertEqual(cm.exception.code, UNAVAILABLE)
         self.assertEqual(ran, [])
-        self.assertEqual(self.servicer.calls, 1)  # An answer about the key: not retried.
+        # An answer about the key: not retried (get_or_compute's first step,
+        # the unary Get, got it; the stream was never opened).
+        self.assertEqual((self.servicer.gets, self.servicer.calls), (1, 0))
         with self.assertRaises(corral.BreakerOpen):
             self.client.get("plant_id", "rose")
 

@@ -12,7 +12,9 @@
 const grpc = require('@grpc/grpc-js');
 const { isLoopbackTarget } = require('./target');
 const convert = require('./convert');
-const { CorralError, Internal, LockNotAcquired, errorFromGrpc } = require('./errors');
+const { Cancelled, CorralError, DeadlineExceeded, Internal, LockNotAcquired,
+  errorFromGrpc } = require('./errors');
+const { Backoff, NearCache, UNSUPPORTED_BACKOFF, nearKey } = require('./near_cache');
 const { Lock } = require('./lock');
 const { corralService } = require('./proto');
 const { NO_RETRY, RetryState, sleep } = require('./retry');
@@ -65,6 +67,58 @@ class MessageReader {
   }
 }
 
+// -- in-process single flight -------------------------------------------------
+// Concurrent getOrCompute calls for one (namespace, key, allowStale,
+// waitTimeout) through one client share one server call (a flight): the first caller's options
+// and compute are used; the others wait (each up to its own timeout) and get
+// its value (`shared: true`) or the same error. A refresh lease releases
+// them at once (the server serves them the current value, as before). A
+// leader that ran out of its own deadline does not decide for them: those
+// with time left start the next flight.
+class Flight {
+  constructor() {
+    this.done = false;
+    this.result = null;
+    this.error = null;
+    this.promise = null;
+    this._openGate = null;
+    // Settles when joiners stop waiting: the flight ended, or it refreshes.
+    this.gate = new Promise((resolve) => { this._openGate = resolve; });
+  }
+
+  openGate() { this._openGate(); }
+}
+
+function sharedResult(r) {
+  return { ...r, source: r.source === 'computed' ? 'peer_fill' : r.source, computed: false,
+    leaseMode: 'none', fencingToken: '0', shared: true };
+}
+
+function leaderGone(err) {
+  return err instanceof Error && (err.constructor === DeadlineExceeded || err.constructor === Cancelled);
+}
+
+function joinerTimedOut(startedMs) {
+  const s = ((performance.now() - startedMs) / 1000).toPrecision(3);
+  return new DeadlineExceeded(`waited ${s}s for this client's call for the same key (in-process single flight)`);
+}
+
+function nearValue(near, e) {
+  return { value: e.value, source: 'cache', ...near.ageAndTtl(e), stale: false, nearCache: true };
+}
+
+// Keeps a fresh hit granted near_cache_for; ends the ticket either way.
+function keep(near, ticket, r, usable) {
+  if (!ticket) return;
+  const v = r.value;
+  if (usable && v && v.near_cache_for) {
+    near.plant(ticket, Buffer.from(v.value || []), convert.fromDuration(v.near_cache_for),
+      convert.fromDuration(v.age), convert.fromDuration(v.ttl_remaining));
+  } else {
+    near.cancel(ticket);
+  }
+}
+
 function credentialsFor(tls, credentials) {
   if (credentials) return credentials;
   if (!tls) return grpc.credentials.createInsecure();
@@ -84,10 +138,15 @@ class Client {
   //   workerId    sent for the server's logs; the default lock owner
   //   retry       { maxAttempts, initialBackoff, maxBackoff, multiplier, jitter } (seconds)
   //   maxReceiveMessageBytes (default 64 MiB), channelOptions (extra grpc-js options)
+  //   nearCache   true (default), false, or { maxEntries, maxBytes }: hot values served from
+  //               this process's memory, kept coherent by corrald over one NearCache stream
+  //               that the client opens on its first read (close() ends it); a namespace can
+  //               forbid it (near_cache: false in corrald's config), a call can skip it
+  //               ({ nearCache: false })
   constructor(target, options = {}) {
     if (typeof target !== 'string' || !target) throw new TypeError('target must be "host:port"');
     const { token, tls, credentials, timeout = 30, workerId = '', retry = {},
-      maxReceiveMessageBytes = 64 << 20, channelOptions = {} } = options;
+      maxReceiveMessageBytes = 64 << 20, channelOptions = {}, nearCache = true } = options;
     this.target = target;
     this.timeout = convert.seconds(timeout, 'timeout');
     this.workerId = workerId;
@@ -104,17 +163,100 @@ class Client {
     this._stub = new Service(target, credentialsFor(tls, credentials), {
       'grpc.max_receive_message_length': maxReceiveMessageBytes, ...channelOptions,
     });
+    this._flights = new Map();
+    this.nearCache = nearCache ? new NearCache(nearCache === true ? {} : nearCache) : null;
+    this._nearCall = null;
+    this._nearStarted = false;
+    this._nearTimer = null;
+    this._nearUnsupportedWarned = false;
+    this._closed = false;
   }
 
   close() {
+    this._closed = true;
+    if (this._nearTimer) clearTimeout(this._nearTimer);
+    if (this._nearCall) this._nearCall.cancel();
     this._stub.close();
   }
 
+  // -- the near cache's stream -------------------------------------------------
+  // The near cache for a call (null: off), its stream started once.
+  _nearFor(on) {
+    if (on === false || !this.nearCache) return null;
+    if (!this._nearStarted && !this._closed) {
+      this._nearStarted = true;
+      this._openNearStream(new Backoff());
+    }
+    return this.nearCache;
+  }
+
+  // One NearCache stream until close(), reopened with backoff; the near
+  // cache is empty whenever it is down.
+  _openNearStream(backoff) {
+    if (this._closed) return;
+    const near = this.nearCache;
+    const call = this._stub.NearCache({ client_name: this.workerId }, this._metadata());
+    this._nearCall = call;
+    let ended = false;
+    const end = (status) => {
+      if (ended) return;
+      ended = true;
+      near.lost();
+      if (this._closed || this._nearCall !== call) return;
+      this._nearCall = null;
+      let delay = backoff.delay();
+      if (status && status.code === grpc.status.UNIMPLEMENTED) {
+        if (!this._nearUnsupportedWarned) {
+          this._nearUnsupportedWarned = true;
+          process.emitWarning(`corral: the server has no near cache (${status.details}); reading ` +
+            `through corrald, asking again every ${UNSUPPORTED_BACKOFF}s`, { code: 'CORRAL_NO_NEAR_CACHE' });
+        }
+        delay = UNSUPPORTED_BACKOFF;
+      }
+      this._nearTimer = setTimeout(() => this._openNearStream(backoff), delay * 1000);
+      this._nearTimer.unref();
+    };
+    call.on('data', (ev) => {
+      if (ev.event === 'started') {
+        near.start(ev.started.session);
+        backoff.started();
+      } else if (ev.event === 'invalidations') {
+        near.invalidate(ev.invalidations.keys.map((k) => nearKey(k.namespace, Buffer.from(k.key))));
+      } else if (ev.event === 'reset') {
+        near.reset();
+      }
+    });
+    call.on('error', (e) => end(e));
+    call.on('status', (st) => end(st));
+    call.on('end', () => end(null));
+  }
+
   // -- cache -------------------------------------------------------------------
-  // The cached value ({ value: Buffer, source, age, ttlRemaining, stale }), or null on a miss.
-  async get(namespace, key, { timeout } = {}) {
-    const r = await this._unary('Get', { namespace, key: convert.toBytes(key, 'key') }, timeout);
-    return r.found ? convert.cachedValue(r.value) : null;
+  // The cached value ({ value: Buffer, source, age, ttlRemaining, stale, nearCache }), or
+  // null on a miss. From the near cache when it holds the key ({ nearCache: false }: ask corrald).
+  async get(namespace, key, { timeout, nearCache } = {}) {
+    const keyBytes = convert.toBytes(key, 'key');
+    const near = this._nearFor(nearCache);
+    const nk = near && nearKey(namespace, keyBytes);
+    const hit = near && near.lookup(nk);
+    if (hit) return nearValue(near, hit);
+    const ticket = near && near.ticket(nk);
+    const req = { namespace, key: keyBytes };
+    if (ticket) req.near_cache_session = ticket.session;
+    let r;
+    try {
+      r = await this._unary('Get', req, timeout);
+    } catch (err) {
+      if (ticket) near.cancel(ticket);
+      throw err;
+    }
+    keep(near, ticket, r, r.found && !r.value.stale);
+    return r.found ? { ...convert.cachedValue(r.value), nearCache: false } : null;
+  }
+
+  // This client's own write: its next read does not wait for the push.
+  _forgetNear(namespace, key) {
+    if (this.nearCache) this.nearCache.invalidate([nearKey(namespace, convert.toBytes(key, 'key'))]);
   }
 
   // Stores `value` (Buffer or string); resolves to whether it was stored.
@@ -123,13 +265,21 @@ class Client {
   // once, never retried; `releaseLock` releases the lock in the same call.
   async set(namespace, key, value, { ttl, lockToken = '', releaseLock = false, timeout } = {}) {
     const req = convert.setRequest(namespace, key, value, { ttl, lockToken, releaseLock });
-    return (await this._unary('Set', req, timeout, !lockToken)).stored;
+    try {
+      return (await this._unary('Set', req, timeout, !lockToken)).stored;
+    } finally {
+      this._forgetNear(namespace, req.key);
+    }
   }
 
   // Drops the cached value; resolves to whether there was one.
   async invalidate(namespace, key, { timeout } = {}) {
-    const r = await this._unary('Invalidate', { namespace, key: convert.toBytes(key, 'key') }, timeout);
-    return r.existed;
+    const keyBytes = convert.toBytes(key, 'key');
+    try {
+      return (await this._unary('Invalidate', { namespace, key: keyBytes }, timeout)).existed;
+    } finally {
+      this._forgetNear(namespace, keyBytes);
+    }
   }
 
   // -- locks -------------------------------------------------------------------
@@ -202,24 +352,96 @@ class Client {
   // error is rethrown, except for a refresh lease, where the value being
   // refreshed is returned instead. Options: see getOrComputeResult.
   async getOrCompute(namespace, key, compute, options = {}) {
+    const near = this._nearFor(options.nearCache);
+    if (near) { // The hot path: no result object.
+      const hit = near.lookup(nearKey(namespace, convert.toBytes(key, 'key')));
+      if (hit) return hit.value;
+    }
     return (await this.getOrComputeResult(namespace, key, compute, options)).value;
   }
 
   // getOrCompute, resolving to how the value was obtained as well. Options
   // (seconds): ttl of the value this caller fills, waitTimeout for a peer's
   // compute, leaseTtl (lock expiry if corrald dies), allowStale, workerId,
-  // timeout (caps the whole exchange). Transport failures are retried only
-  // while compute has not run.
+  // timeout (caps the whole exchange), nearCache (false: skip the near
+  // cache). Transport failures are retried only while compute has not run.
+  // The near cache answers first; then one unary Get, which a fresh hit
+  // ends; the GetOrCompute stream opens only on a miss, a stale value or an
+  // early refresh drawn by that Get. Concurrent calls for one key through
+  // this client share one server call (see Flight above).
   async getOrComputeResult(namespace, key, compute, options = {}) {
     if (typeof compute !== 'function') throw new TypeError('compute must be a function');
+    const keyBytes = convert.toBytes(key, 'key');
+    const near = this._nearFor(options.nearCache);
+    const nk = nearKey(namespace, keyBytes);
+    if (near) {
+      const hit = near.lookup(nk);
+      if (hit) return { ...nearValue(near, hit), computed: false, leaseMode: 'none', fencingToken: '0',
+        stored: false, notStoredReason: '', refreshError: null, attempts: 1, shared: false };
+    }
+    const fk = `${nk}\u0000${options.allowStale ? 1 : 0}\u0000${options.waitTimeout ?? ''}`;
+    const started = performance.now();
+    const deadline = started + convert.seconds(options.timeout ?? this.timeout, 'timeout') * 1000;
+    for (;;) {
+      let flight = this._flights.get(fk);
+      const leading = !flight;
+      if (leading) {
+        flight = new Flight();
+        this._flights.set(fk, flight);
+        const remaining = Math.max(deadline - performance.now(), 0) / 1000;
+        flight.promise = this._unshared(namespace, keyBytes, compute, { ...options, timeout: remaining },
+          near, (lease) => {
+            if (lease.mode === 'LEASE_MODE_REFRESH') { // The others get the current value.
+              if (this._flights.get(fk) === flight) this._flights.delete(fk);
+              flight.openGate();
+            }
+          }).then((r) => { flight.result = r; }, (e) => { flight.error = e; }).finally(() => {
+          flight.done = true;
+          if (this._flights.get(fk) === flight) this._flights.delete(fk);
+          flight.openGate();
+        });
+        await flight.promise;
+      } else {
+        let timer;
+        const timedOut = new Promise((resolve) => {
+          timer = setTimeout(() => resolve(true), Math.max(deadline - performance.now(), 0));
+        });
+        const late = await Promise.race([flight.gate.then(() => false), timedOut]);
+        clearTimeout(timer);
+        if (late && !flight.done) throw joinerTimedOut(started);
+        if (!flight.done) continue; // Released: the leader refreshes, this caller asks corrald.
+      }
+      if (flight.error === null) return leading ? flight.result : sharedResult(flight.result);
+      if (leading || !leaderGone(flight.error)) throw flight.error;
+      if (performance.now() >= deadline) throw joinerTimedOut(started);
+    }
+  }
+
+  async _unshared(namespace, keyBytes, compute, options, near, onLease) {
     const { ttl, waitTimeout, leaseTtl, allowStale = false, timeout, workerId } = options;
-    const request = convert.lookup(namespace, key, { ttl, waitTimeout, leaseTtl, allowStale,
+    const deadline = performance.now() + timeout * 1000;
+    const ticket = near && near.ticket(nearKey(namespace, keyBytes));
+    const req = { namespace, key: keyBytes, draw_early_refresh: true };
+    if (ticket) req.near_cache_session = ticket.session;
+    let r;
+    try {
+      r = await this._unary('Get', req, timeout);
+    } catch (err) {
+      if (ticket) near.cancel(ticket);
+      throw err;
+    }
+    const due = r.refresh_due_for || null;
+    const hit = r.found && !r.value.stale && !due;
+    keep(near, ticket, r, hit);
+    if (hit) return convert.fromValue(r.value, 1);
+    const request = convert.lookup(namespace, keyBytes, { ttl, waitTimeout, leaseTtl, allowStale,
       workerId: workerId ?? this.workerId });
-    const state = new RetryState(this._retry, performance.now() + (timeout ?? this.timeout) * 1000);
+    if (due) request.lookup.refresh_due_for = due;
+    const state = new RetryState(this._retry, deadline);
     for (;;) {
       const ran = { value: false };
       try {
-        return await this._attempt(request, compute, ttl, state, ran);
+        return await this._attempt(request, compute, ttl, state, ran, onLease);
       } catch (err) {
         if (ran.value || !(err instanceof CorralError)) throw err;
         const delay = state.nextDelayMs(err, false);
@@ -229,7 +451,7 @@ class Client {
     }
   }
 
-  async _attempt(request, compute, ttl, state, ran) {
+  async _attempt(request, compute, ttl, state, ran, onLease) {
     const call = this._stub.GetOrCompute(this._metadata(), { deadline: state.grpcDeadline() });
     const reader = new MessageReader(call);
     call.write(request);
@@ -243,6 +465,7 @@ class Client {
       }
       if (first.msg === 'lease') {
         ran.value = true;
+        if (onLease) onLease(first.lease);
         return await this._runLease(call, reader, first.lease, compute, ttl, state.attempts);
       }
       throw new Internal(`corral answered Lookup with ${first.msg}`);

@@ -93,7 +93,7 @@ function describe(err) {
 
 function fromValue(v, attempts) {
   return { ...cachedValue(v), computed: false, leaseMode: 'none', fencingToken: '0', stored: false,
-    notStoredReason: '', refreshError: null, attempts };
+    notStoredReason: '', refreshError: null, attempts, shared: false, nearCache: false };
 }
 
 function computedResult(lease, value, attempts, filled, notStoredReason = '') {
@@ -102,14 +102,14 @@ function computedResult(lease, value, attempts, filled, notStoredReason = '') {
   return { value, source: 'computed', stale: false, age: 0, ttlRemaining: 0, computed: true,
     leaseMode: enumName(lease.mode, 'LEASE_MODE_'), fencingToken: String(fencing),
     stored: Boolean(filled && filled.stored),
-    notStoredReason: filled ? filled.reason : notStoredReason, refreshError: null, attempts };
+    notStoredReason: filled ? filled.reason : notStoredReason, refreshError: null, attempts, shared: false, nearCache: false };
 }
 
 // A refresh whose compute failed serves the value being refreshed.
 function refreshFallback(lease, error, attempts) {
   return { value: Buffer.from(lease.current_value || []), source: 'stale', stale: true, age: 0,
     ttlRemaining: 0, computed: true, leaseMode: 'refresh', fencingToken: String(lease.fencing_token),
-    stored: false, notStoredReason: '', refreshError: error, attempts };
+    stored: false, notStoredReason: '', refreshError: error, attempts, shared: false, nearCache: false };
 }
 
 // -- unary messages ------------------------------------------------------------

@@ -65,7 +65,11 @@ test('N concurrent calls on one cold key compute once; the rest get the peer fil
     await gate; // Holds the lease until every other caller is waiting.
     return `computed-${calls}`;
   };
-  const results = Array.from({ length: n }, () => client.getOrComputeResult(NS, key, compute));
+  // One client per caller: calls through one client share its call
+  // (in-process single flight, single_flight.test.js) instead of waiting at corrald.
+  const own = Array.from({ length: n }, () => new Client(fleet.target, { timeout: 20 }));
+  after(() => own.forEach((c) => c.close()));
+  const results = own.map((c) => c.getOrComputeResult(NS, key, compute));
   await waitFor(async () => calls === 1 && (await fleet.corrald.waiters(NS)) >= n - 1,
     `${n - 1} waiters on ${NS}`);
   release();
@@ -90,7 +94,9 @@ test('a throwing compute abandons its lease: it rethrows, waiters get PeerComput
     throw new UpstreamDown('upstream 503');
   }));
   await hasLease;
-  const waiter = settle(client.getOrCompute(NS, key, () => assert.fail('the waiter computed')));
+  const other = new Client(fleet.target, { timeout: 20 }); // Not sharing the leaseholder's call.
+  after(() => other.close());
+  const waiter = settle(other.getOrCompute(NS, key, () => assert.fail('the waiter computed')));
   await waitFor(async () => (await fleet.corrald.waiters(NS)) >= 1, 'the waiter to wait');
   release();
   assert.ok((await leaseholder).error instanceof UpstreamDown);

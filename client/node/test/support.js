@@ -159,6 +159,17 @@ class Corrald {
     const m = new RegExp(`^corral_waiters\\{namespace="${esc}"\\} (\\S+)$`, 'm').exec(text);
     return m ? Number(m[1]) : 0;
   }
+
+  // Finished RPCs of `method` (e.g. 'GetOrCompute'), from corral_rpc_requests_total.
+  async rpcs(method) {
+    const res = await fetch(`http://${this.metricsAddress}/metrics`);
+    const text = await res.text();
+    let total = 0;
+    for (const m of text.matchAll(/^corral_rpc_requests_total\{([^}]*)\} (\S+)$/gm)) {
+      if (m[1].includes(`method="${method}"`)) total += Number(m[2]);
+    }
+    return total;
+  }
 }
 
 // The examples' fake plant-identification API

@@ -13,6 +13,7 @@ the exceptions in ``corral.errors``. The generated protos are
 ``proto/corral/v1/corral.proto``; see client/python/CMakeLists.txt).
 """
 
+from corral._nearcache import NearCache, NearCacheLimits
 from corral._protocol import PlaintextTokenWarning
 from corral._retry import RetryPolicy
 from corral.client import Client
@@ -28,7 +29,8 @@ from corral.results import (BreakerInfo, BreakerState, CachedValue, GetOrCompute
 __all__ = [
     "BreakerInfo", "BreakerOpen", "BreakerState", "CachedValue", "Cancelled", "Client",
     "CorralError", "DeadlineExceeded", "GetOrComputeResult", "Internal", "InvalidArgument",
-    "LeaseMode", "Lock", "LockGrant", "LockNotAcquired", "NotFound", "Outcome",
+    "LeaseMode", "Lock", "LockGrant", "LockNotAcquired", "NearCache", "NearCacheLimits",
+    "NotFound", "Outcome",
     "PeerComputeFailed", "PermissionDenied", "PlaintextTokenWarning", "RenewResult", "ResourceExhausted", "RetryPolicy",
     "ShuttingDown", "Source", "StoreUnavailable", "TooManyWaiters", "Unauthenticated",
     "Unavailable", "Unimplemented", "UnknownNamespace", "WaitTimeout",

@@ -15,8 +15,10 @@ import warnings
 from typing import Any, Callable, NamedTuple, Optional
 
 from corral import _convert
+from corral._nearcache import Entry, NearCache, NearKey, Ticket
 from corral._retry import RetryPolicy, RetryState
-from corral.errors import CorralError, Internal, LockNotAcquired, error_from_rpc
+from corral.errors import (Cancelled, CorralError, DeadlineExceeded, Internal, LockNotAcquired,
+                           error_from_rpc)
 from corral.results import (BreakerInfo, BreakerState, CachedValue, GetOrComputeResult, LeaseMode,
                             LockGrant, RenewResult, Source)
 from corral.v1 import corral_pb2 as pb
@@ -94,11 +96,15 @@ def warn_if_plaintext_token(target: str, secure: bool, token: Optional[str],
 
 
 def lookup(namespace: str, key, *, ttl=None, wait_timeout=None, lease_ttl=None,
-           allow_stale: bool = False, worker_id: str = "") -> pb.GetOrComputeRequest:
+           allow_stale: bool = False, worker_id: str = "",
+           refresh_due_for=None) -> pb.GetOrComputeRequest:
     """The first message of the exchange. Unset durations stay unset (the
-    namespace default)."""
+    namespace default). ``refresh_due_for``: the preceding Get's draw said
+    "refresh" (GetResponse.refresh_due_for), so the server does not draw again."""
     msg = pb.Lookup(namespace=namespace, key=_convert.to_bytes(key, "key"),
                     allow_stale=allow_stale, worker_id=worker_id)
+    if refresh_due_for is not None:
+        msg.refresh_due_for.CopyFrom(refresh_due_for)
     _set_duration(msg, "ttl", ttl)
     _set_duration(msg, "wait_timeout", wait_timeout)
     _set_duration(msg, "lease_ttl", lease_ttl)
@@ -313,9 +319,25 @@ class ClientCore:
         return RetryState(self.retry if idempotent else _NO_RETRY, time.monotonic() + budget)
 
     # -- unary calls ---------------------------------------------------------
-    def get(self, namespace: str, key, timeout: Optional[float]) -> Unary:
-        return Unary("Get", pb.GetRequest(namespace=namespace, key=_convert.to_bytes(key, "key")),
-                     self._attempts(timeout), _cached_or_none)
+    def get(self, namespace: str, key, timeout: Optional[float],
+            ticket: Optional[Ticket] = None) -> Unary:
+        """With a ``ticket`` (near cache on) the Get carries the session, and
+        the result is the raw GetResponse, for ``near_get_answered``."""
+        req = pb.GetRequest(namespace=namespace, key=_convert.to_bytes(key, "key"))
+        if ticket is None:
+            return Unary("Get", req, self._attempts(timeout), _cached_or_none)
+        req.near_cache_session = ticket.session
+        return Unary("Get", req, self._attempts(timeout), _raw)
+
+    def first_get(self, namespace: str, key: bytes, ticket: Optional[Ticket],
+                  timeout: float) -> Unary:
+        """get_or_compute's first step: a Get that draws XFetch's early
+        refresh as the Lookup would (one draw per call); its result is the
+        raw GetResponse, for ``first_get_answered``."""
+        req = pb.GetRequest(namespace=namespace, key=key, draw_early_refresh=True)
+        if ticket is not None:
+            req.near_cache_session = ticket.session
+        return Unary("Get", req, self._attempts(timeout), _raw)
 
     def set(self, namespace: str, key, value, ttl, lock_token: str, release_lock: bool,
             timeout: Optional[float]) -> Unary:
@@ -351,17 +373,26 @@ class ClientCore:
                      self._attempts(timeout), breaker)
 
     # -- GetOrCompute --------------------------------------------------------
+    def deadline(self, timeout: Optional[float]) -> float:
+        """The monotonic deadline of a call starting now."""
+        return time.monotonic() + (self.timeout if timeout is None else timeout)
+
     def get_or_compute(self, namespace: str, key, *, ttl=None, wait_timeout=None, lease_ttl=None,
                        allow_stale: bool = False, timeout: Optional[float] = None,
-                       worker_id: Optional[str] = None) -> "Exchange":
+                       worker_id: Optional[str] = None, refresh_due_for=None) -> "Exchange":
         request = lookup(namespace, key, ttl=ttl, wait_timeout=wait_timeout, lease_ttl=lease_ttl,
                          allow_stale=allow_stale,
-                         worker_id=self.worker_id if worker_id is None else worker_id)
+                         worker_id=self.worker_id if worker_id is None else worker_id,
+                         refresh_due_for=refresh_due_for)
         return Exchange(request, ttl, self._attempts(timeout))
 
 
 def _cached_or_none(r: pb.GetResponse) -> Optional[CachedValue]:
     return _convert.cached_value(r.value) if r.found else None
+
+
+def _raw(r):
+    return r
 
 
 def _stored(r: pb.SetResponse) -> bool:
@@ -489,6 +520,132 @@ class Exchange:
     def _computed_result(self, filled: Optional[pb.Filled], reason: str = "") -> GetOrComputeResult:
         return computed_result(self.lease, self._computed.value, self._attempts.attempts, filled,
                                reason)
+
+
+# -- the near cache -------------------------------------------------------------
+def near_cached_value(near: NearCache, entry: Entry) -> CachedValue:
+    age, ttl = near.age_and_ttl(entry)
+    return CachedValue(value=entry.value, source=Source.CACHE, age=age, ttl_remaining=ttl,
+                       near_cache=True)
+
+
+def near_result(near: NearCache, entry: Entry) -> GetOrComputeResult:
+    age, ttl = near.age_and_ttl(entry)
+    return GetOrComputeResult(value=entry.value, source=Source.CACHE, age=age, ttl_remaining=ttl,
+                              near_cache=True)
+
+
+def _keep(near: Optional[NearCache], ticket: Optional[Ticket], r: pb.GetResponse,
+          usable: bool) -> None:
+    """Plants a fresh hit granted ``near_cache_for``; ends the ticket."""
+    if ticket is None:
+        return
+    v = r.value
+    if usable and v.HasField("near_cache_for"):
+        near.plant(ticket, v.value, _convert.from_duration(v.near_cache_for),
+                   _convert.from_duration(v.age), _convert.from_duration(v.ttl_remaining))
+    else:
+        near.cancel(ticket)
+
+
+def near_get_answered(near: Optional[NearCache], ticket: Optional[Ticket],
+                      r: pb.GetResponse) -> Optional[CachedValue]:
+    """A Get's answer: kept when granted, and the result."""
+    _keep(near, ticket, r, r.found and not r.value.stale)
+    return _convert.cached_value(r.value) if r.found else None
+
+
+class FirstGet(NamedTuple):
+    """What get_or_compute's Get said: the ``result`` (a fresh hit), or
+    None and then the stream is opened, with ``refresh_due_for`` (None: no
+    refresh was drawn)."""
+
+    result: Optional[GetOrComputeResult]
+    refresh_due_for: Any
+
+
+def first_get_answered(near: Optional[NearCache], ticket: Optional[Ticket],
+                       r: pb.GetResponse) -> FirstGet:
+    """A fresh hit is the answer. A miss or a stale value (stale-while-
+    revalidate needs the stream: one caller refreshes) opens the stream; so
+    does a hit whose early-refresh draw said "refresh", carrying the draw."""
+    due = r.refresh_due_for if r.HasField("refresh_due_for") else None
+    hit = r.found and not r.value.stale and due is None
+    _keep(near, ticket, r, hit)
+    if not hit:
+        return FirstGet(None, due)
+    return FirstGet(from_value(r.value, 1), None)
+
+
+def near_cache_request(worker_id: str) -> pb.NearCacheRequest:
+    return pb.NearCacheRequest(client_name=worker_id)
+
+
+def near_key(namespace: str, key) -> NearKey:
+    return (namespace, _convert.to_bytes(key, "key"))
+
+
+def apply_near_event(near: NearCache, event: pb.NearCacheEvent) -> bool:
+    """Applies one NearCacheEvent; True when it started the session."""
+    kind = event.WhichOneof("event")
+    if kind == "started":
+        near.start(event.started.session)
+        return True
+    if kind == "invalidations":
+        near.invalidate([(k.namespace, bytes(k.key)) for k in event.invalidations.keys])
+    elif kind == "reset":
+        near.reset()
+    return False
+
+
+# -- in-process single flight --------------------------------------------------
+# Concurrent get_or_compute calls for one (namespace, key) through one client
+# (and the same allow_stale and wait_timeout) share one server call (a
+# flight). The first caller leads: its options and its compute are the
+# flight's; the others join and never run theirs. A
+# joiner waits up to its own deadline and then gets the flight's outcome: the
+# leader's result (``shared``), or the same exception the leader got. Only a
+# leader that went away on its own account -- interrupted (a BaseException
+# that is no Exception), cancelled, or out of its own deadline -- does not
+# decide for the joiners: those with time left start the next flight.
+def flight_key(namespace: str, key, allow_stale: bool, wait_timeout=None) -> tuple:
+    """What makes calls the same call: ``allow_stale`` changes the answer
+    and ``wait_timeout`` how long the server waits before its
+    on_wait_timeout policy; the other options (ttl, lease_ttl, worker_id)
+    are the leader's."""
+    return (namespace, _convert.to_bytes(key, "key"), bool(allow_stale),
+            _convert.seconds(wait_timeout))
+
+
+def shared_result(result: GetOrComputeResult) -> GetOrComputeResult:
+    """The leader's result as a joiner sees it: the value, not the lease
+    (the joiner did not compute and holds no fencing token)."""
+    source = Source.PEER_FILL if result.source == Source.COMPUTED else result.source
+    return dataclasses.replace(result, source=source, computed=False, lease_mode=LeaseMode.NONE,
+                               fencing_token=0, shared=True)
+
+
+def leader_gone(error: BaseException) -> bool:
+    """The flight ended with ``error`` for a reason of the leader's own
+    (interrupted, cancelled, out of its deadline): joiners with time left
+    try again instead of inheriting it. ``WaitTimeout`` and every other
+    answer of the server are shared."""
+    if not isinstance(error, Exception):
+        return True
+    return type(error) in (DeadlineExceeded, Cancelled)
+
+
+def releases_joiners(lease: pb.Lease) -> bool:
+    """A leader handed ``lease`` lets its joiners go at once: a refresh
+    lease means the value is still served, and the server serves it to them
+    (fresh, or stale under stale-while-revalidate) instead of their waiting
+    for the refresh: they start the next flight, and only the leader waits."""
+    return lease.mode == LeaseMode.REFRESH
+
+
+def joiner_timed_out(waited: float) -> DeadlineExceeded:
+    return DeadlineExceeded(f"waited {waited:.3g}s for this client's call for the same key "
+                            f"(in-process single flight)")
 
 
 # -- held locks ----------------------------------------------------------------

@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
-from typing import Awaitable, Callable, Optional, Union
+from typing import Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
 import grpc
 import grpc.aio
 
 from corral import _protocol
+from corral._nearcache import UNSUPPORTED_BACKOFF, Backoff, NearCache, NearCacheLimits
 from corral._retry import RetryPolicy
 from corral.client import ComputeResult
 from corral.errors import CorralError, error_from_rpc, error_from_status
 from corral.results import (BreakerInfo, CachedValue, GetOrComputeResult, LockGrant, Outcome,
                             RenewResult)
 from corral.v1 import corral_pb2_grpc as pb_grpc
+
+_log = logging.getLogger("corral")
 
 AsyncCompute = Callable[[], Union[ComputeResult, Awaitable[ComputeResult]]]
 
@@ -57,9 +61,91 @@ async def _half_close(call) -> None:
         pass
 
 
+def _cancelling() -> bool:
+    """This task is being cancelled (asyncio.Task.cancelling, Python 3.11+)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())
+
+
+class _Flight:
+    """One get_or_compute call that concurrent tasks for its key share
+    (in-process single flight): a task of its own, so that no caller's
+    cancellation cancels it; it is cancelled when its last caller leaves."""
+
+    def __init__(self):
+        self.task: Optional[asyncio.Task] = None
+        self.callers = 0
+        # Open when joiners stop waiting: the task ended, or it refreshes
+        # (the joiners then go to the server). Each joiner waits on a future
+        # of its own, so that cancelling it touches nobody else; one timer
+        # per flight (at the earliest joiner deadline) expires them.
+        self.gate_open = False
+        self._waiters: List[Tuple[float, asyncio.Future]] = []
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._shared: Optional[GetOrComputeResult] = None
+
+    def open_gate(self) -> None:
+        self.gate_open = True
+        waiters, self._waiters = self._waiters, []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for _, w in waiters:
+            if not w.done():
+                w.set_result(True)
+
+    async def join(self, deadline: float) -> bool:
+        """Waits until the gate opens (True) or the monotonic ``deadline``
+        passes (False)."""
+        if self.gate_open:
+            return True
+        loop = asyncio.get_running_loop()
+        w = loop.create_future()
+        self._waiters.append((deadline, w))
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(loop, deadline)
+        return await w
+
+    def _arm(self, loop, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        # loop.time() is time.monotonic() on the default loops.
+        self._timer = loop.call_at(loop.time() + (at - time.monotonic()), self._expire, loop)
+
+    def _expire(self, loop) -> None:
+        self._timer = None
+        now = time.monotonic()
+        keep = []
+        for deadline, w in self._waiters:
+            if w.done():
+                continue
+            if deadline <= now:
+                w.set_result(False)
+            else:
+                keep.append((deadline, w))
+        self._waiters = keep
+        if keep:
+            self._arm(loop, min(d for d, _ in keep))
+
+    def shared(self) -> GetOrComputeResult:
+        """The task's result as every joiner sees it (one object: frozen)."""
+        if self._shared is None:
+            self._shared = _protocol.shared_result(self.task.result())
+        return self._shared
+
+    def outcome(self) -> Optional[BaseException]:
+        """The done task's error (None: it has a result)."""
+        if self.task.cancelled():
+            return asyncio.CancelledError()
+        return self.task.exception()
+
+
 class AsyncClient:
-    """A connection to corrald for asyncio code. Options as corral.Client.
-    Safe to share between tasks of one event loop."""
+    """A connection to corrald for asyncio code. Options as corral.Client
+    (the near cache's stream is a task on the client's loop). Safe to share
+    between tasks of one event loop."""
 
     target = _protocol.Setting()
     timeout = _protocol.Setting()
@@ -70,7 +156,8 @@ class AsyncClient:
                  retry: RetryPolicy = RetryPolicy(),
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  token: Optional[str] = None,
-                 max_receive_message_bytes: int = 64 << 20):
+                 max_receive_message_bytes: int = 64 << 20,
+                 near_cache: Union[bool, NearCacheLimits] = True):
         self._core = _protocol.ClientCore(
             target, channel is not None, timeout=timeout, worker_id=worker_id, retry=retry,
             secure=credentials is not None, token=token,
@@ -81,11 +168,73 @@ class AsyncClient:
                        else grpc.aio.insecure_channel(target, opts))
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
+        self._flights: Dict[tuple, _Flight] = {}
+        self._near: Optional[NearCache] = None
+        if near_cache:
+            self._near = NearCache(near_cache if isinstance(near_cache, NearCacheLimits)
+                                   else NearCacheLimits())
+        self._near_task: Optional[asyncio.Task] = None
+        self._closing = False
 
     async def close(self) -> None:
-        """Closes the channel this client created (not one passed in)."""
+        """Stops the near cache's stream; closes the channel this client
+        created (not one passed in)."""
+        self._closing = True
+        task = self._near_task
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
         if self._core.owns_channel:
             await self._channel.close()
+
+    @property
+    def near_cache(self) -> Optional[NearCache]:
+        """This client's near cache (None when off): its size and counters."""
+        return self._near
+
+    # -- the near cache's stream -------------------------------------------
+    def _near_for(self, near_cache: bool) -> Optional[NearCache]:
+        """The near cache for a call, its stream started (once)."""
+        if not near_cache or self._near is None:
+            return None
+        if self._near_task is None and not self._closing:
+            self._near_task = asyncio.get_running_loop().create_task(self._near_stream())
+        return self._near
+
+    async def _near_stream(self) -> None:
+        """Keeps one NearCache stream open until close(), reopening it with
+        backoff; the near cache is empty whenever it is down."""
+        backoff = Backoff()
+        unsupported_logged = False
+        request = _protocol.near_cache_request(self._core.worker_id)
+        while not self._closing:
+            call = self._stub.NearCache(request, metadata=self._core.metadata)
+            try:
+                async for event in call:
+                    if _protocol.apply_near_event(self._near, event):
+                        backoff.started()
+                code, details = await call.code(), await call.details()
+            except grpc.RpcError as e:
+                code, details = e.code(), e.details()
+            finally:
+                self._near.lost()
+                call.cancel()
+            if self._closing:
+                return
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                if not unsupported_logged:
+                    _log.warning("corral: the server has no near cache (NearCache: %s); "
+                                 "reading through corrald, asking again every %gs",
+                                 details, UNSUPPORTED_BACKOFF)
+                    unsupported_logged = True
+                await asyncio.sleep(UNSUPPORTED_BACKOFF)
+                continue
+            _log.info("corral: near cache stream lost (%s: %s); emptied, reopening",
+                      getattr(code, "name", code), details)
+            await asyncio.sleep(backoff.delay())
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -94,19 +243,48 @@ class AsyncClient:
         await self.close()
 
     # -- cache -------------------------------------------------------------
-    async def get(self, namespace: str, key, *, timeout: Optional[float] = None) -> Optional[CachedValue]:
-        """The cached value, or None on a miss."""
-        return await self._call(self._core.get(namespace, key, timeout))
+    async def get(self, namespace: str, key, *, timeout: Optional[float] = None,
+                  near_cache: bool = True) -> Optional[CachedValue]:
+        """As Client.get: the cached value (from the near cache when it
+        holds it), or None on a miss."""
+        near = self._near_for(near_cache)
+        if near is None:
+            return await self._call(self._core.get(namespace, key, timeout))
+        nkey = _protocol.near_key(namespace, key)
+        entry = near.lookup(nkey)
+        if entry is not None:
+            return _protocol.near_cached_value(near, entry)
+        ticket = near.ticket(nkey)
+        if ticket is None:  # The stream has not started (yet).
+            return await self._call(self._core.get(namespace, key, timeout))
+        try:
+            r = await self._call(self._core.get(namespace, key, timeout, ticket))
+        except BaseException:
+            near.cancel(ticket)
+            raise
+        return _protocol.near_get_answered(near, ticket, r)
 
     async def set(self, namespace: str, key, value, *, ttl=None, lock_token: str = "",
                   release_lock: bool = False, timeout: Optional[float] = None) -> bool:
         """As Client.set: stores ``value``; fenced (and sent once) with ``lock_token``."""
-        return await self._call(self._core.set(namespace, key, value, ttl, lock_token,
-                                               release_lock, timeout))
+        unary = self._core.set(namespace, key, value, ttl, lock_token, release_lock, timeout)
+        try:
+            return await self._call(unary)
+        finally:
+            self._forget_near(namespace, unary.request.key)
 
     async def invalidate(self, namespace: str, key, *, timeout: Optional[float] = None) -> bool:
         """Drops the cached value; returns whether there was one."""
-        return await self._call(self._core.invalidate(namespace, key, timeout))
+        unary = self._core.invalidate(namespace, key, timeout)
+        try:
+            return await self._call(unary)
+        finally:
+            self._forget_near(namespace, unary.request.key)
+
+    def _forget_near(self, namespace: str, key: bytes) -> None:
+        """This client's own write: its next read does not wait for the push."""
+        if self._near is not None:
+            self._near.invalidate([(namespace, key)])
 
     # -- locks -------------------------------------------------------------
     async def acquire_lock(self, namespace: str, key, *, ttl=None, wait_timeout=None,
@@ -146,34 +324,136 @@ class AsyncClient:
         """As Client.get_or_compute; ``compute`` may be async. If the task is
         cancelled while computing, the lease is abandoned (no upstream
         failure) and CancelledError propagates."""
+        near = self._near_for(options.get("near_cache", True))
+        if near is not None:  # The hot path: no result object.
+            entry = near.lookup(_protocol.near_key(namespace, key))
+            if entry is not None:
+                return entry.value
         return (await self.get_or_compute_result(namespace, key, compute, **options)).value
 
     async def get_or_compute_result(self, namespace: str, key, compute: AsyncCompute, *,
                                     ttl=None, wait_timeout=None, lease_ttl=None,
                                     allow_stale: bool = False, timeout: Optional[float] = None,
-                                    worker_id: Optional[str] = None) -> GetOrComputeResult:
-        """As Client.get_or_compute_result."""
+                                    worker_id: Optional[str] = None,
+                                    near_cache: bool = True) -> GetOrComputeResult:
+        """As Client.get_or_compute_result (near cache, then one unary Get,
+        then the stream), single flight included: the shared call runs in a
+        task of its own with the first caller's compute, so cancelling any
+        caller (the first included) does not cancel it for the others; it
+        is cancelled (the lease abandoned) when every caller has left."""
+        near = self._near_for(near_cache)
+        if near is not None:
+            entry = near.lookup(_protocol.near_key(namespace, key))
+            if entry is not None:
+                return _protocol.near_result(near, entry)
+        fkey = _protocol.flight_key(namespace, key, allow_stale, wait_timeout)
+        started = time.monotonic()
+        deadline = self._core.deadline(timeout)
+        while True:
+            flight = self._flights.get(fkey)
+            leading = flight is None
+            if leading:
+                flight = _Flight()
+                self._start_flight(fkey, flight, self._get_or_compute_unshared(
+                    namespace, key, compute, ttl=ttl, wait_timeout=wait_timeout,
+                    lease_ttl=lease_ttl, allow_stale=allow_stale,
+                    timeout=max(deadline - time.monotonic(), 0.0), worker_id=worker_id,
+                    near=near, on_lease=lambda lease, f=flight: self._on_lease(fkey, f, lease)))
+            flight.callers += 1
+            try:
+                if leading:
+                    await self._lead(flight, deadline, started)
+                elif not await flight.join(deadline):
+                    raise _protocol.joiner_timed_out(time.monotonic() - started)
+            finally:
+                flight.callers -= 1
+                if flight.callers == 0 and not flight.task.done():
+                    flight.task.cancel()  # Nobody waits for it: abandon.
+            if not flight.task.done():
+                continue  # Released: the leader refreshes, this caller asks the server.
+            error = flight.outcome()
+            if error is None:
+                return flight.task.result() if leading else flight.shared()
+            if not _protocol.leader_gone(error):
+                raise error
+            if time.monotonic() >= deadline:
+                raise _protocol.joiner_timed_out(time.monotonic() - started)
+
+    @staticmethod
+    async def _lead(flight: _Flight, deadline: float, started: float) -> None:
+        """The first caller waits for the flight's task (shielded: leaving
+        does not cancel it for the others), up to its own deadline."""
+        try:
+            await asyncio.wait_for(asyncio.shield(flight.task),
+                                   max(deadline - time.monotonic(), 0.0))
+        except BaseException as e:
+            if not flight.task.done() or _cancelling():  # Its own timeout or cancellation.
+                if isinstance(e, asyncio.TimeoutError):
+                    raise _protocol.joiner_timed_out(time.monotonic() - started) from None
+                raise
+
+    def _start_flight(self, fkey: tuple, flight: _Flight, call) -> None:
+        flight.task = asyncio.ensure_future(call)
+        self._flights[fkey] = flight
+
+        def landed(task) -> None:
+            self._forget(fkey, flight)
+            flight.open_gate()
+            if not task.cancelled():
+                task.exception()  # Retrieved: every caller may have left.
+
+        flight.task.add_done_callback(landed)
+
+    def _on_lease(self, fkey: tuple, flight: _Flight, lease) -> None:
+        if _protocol.releases_joiners(lease):
+            self._forget(fkey, flight)
+            flight.open_gate()
+
+    def _forget(self, fkey: tuple, flight: _Flight) -> None:
+        if self._flights.get(fkey) is flight:
+            del self._flights[fkey]
+
+    async def _get_or_compute_unshared(self, namespace: str, key, compute, *, ttl, wait_timeout,
+                                       lease_ttl, allow_stale: bool, timeout: float,
+                                       worker_id: Optional[str],
+                                       near: Optional[NearCache] = None,
+                                       on_lease=None) -> GetOrComputeResult:
+        deadline = time.monotonic() + timeout
+        nkey = _protocol.near_key(namespace, key)
+        ticket = near.ticket(nkey) if near is not None else None
+        try:
+            r = await self._call(self._core.first_get(namespace, nkey[1], ticket, timeout))
+        except BaseException:
+            if ticket is not None:
+                near.cancel(ticket)
+            raise
+        first = _protocol.first_get_answered(near, ticket, r)
+        if first.result is not None:
+            return first.result
         exchange = self._core.get_or_compute(
             namespace, key, ttl=ttl, wait_timeout=wait_timeout, lease_ttl=lease_ttl,
-            allow_stale=allow_stale, timeout=timeout, worker_id=worker_id)
+            allow_stale=allow_stale, timeout=max(deadline - time.monotonic(), 0.0),
+            worker_id=worker_id, refresh_due_for=first.refresh_due_for)
         while True:
             try:
-                return await self._attempt(exchange, compute)
+                return await self._attempt(exchange, compute, on_lease)
             except CorralError as err:
                 delay = exchange.retry_delay(err)
                 if delay is None:
                     raise
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, exchange: _protocol.Exchange, compute) -> GetOrComputeResult:
+    async def _attempt(self, exchange: _protocol.Exchange, compute,
+                       on_lease=None) -> GetOrComputeResult:
         call = self._stub.GetOrCompute(timeout=exchange.remaining(), metadata=self._core.metadata)
         try:
-            return await self._exchange(call, exchange, compute)
+            return await self._exchange(call, exchange, compute, on_lease)
         except BaseException:
             call.cancel()  # Leaves the wait, or abandons a lease; no-op once done.
             raise
 
-    async def _exchange(self, call, exchange: _protocol.Exchange, compute) -> GetOrComputeResult:
+    async def _exchange(self, call, exchange: _protocol.Exchange, compute,
+                        on_lease) -> GetOrComputeResult:
         try:
             await _send(call, exchange.start())
             first = await call.read()
@@ -189,6 +469,8 @@ class AsyncClient:
             await _half_close(call)
             await _drain(call)
             return result
+        if on_lease is not None:
+            on_lease(exchange.lease)
         return await self._run_lease(call, exchange, compute)
 
     async def _run_lease(self, call, exchange: _protocol.Exchange, compute) -> GetOrComputeResult:

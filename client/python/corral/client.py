@@ -12,13 +12,16 @@ as a context manager) when done.
 
 from __future__ import annotations
 
+import logging
 import queue
+import threading
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Dict, Optional, Union
 
 import grpc
 
 from corral import _protocol
+from corral._nearcache import UNSUPPORTED_BACKOFF, Backoff, NearCache, NearCacheLimits
 from corral._protocol import channel_options  # noqa: F401 (kept importable from here)
 from corral._retry import RetryPolicy
 from corral.errors import CorralError, error_from_rpc
@@ -27,6 +30,8 @@ from corral.results import (BreakerInfo, CachedValue, GetOrComputeResult, LockGr
                             RenewResult)
 from corral.v1 import corral_pb2 as pb
 from corral.v1 import corral_pb2_grpc as pb_grpc
+
+_log = logging.getLogger("corral")
 
 #: What compute may return: the value as bytes, or str (stored as UTF-8).
 ComputeResult = Union[bytes, bytearray, memoryview, str]
@@ -67,6 +72,33 @@ def _drain(call) -> None:
         pass
 
 
+class _Flight:
+    """One get_or_compute call that concurrent callers for its key share
+    (in-process single flight). Joiners block on its event on their own
+    threads; the leader runs the call on its thread and lands the outcome."""
+
+    def __init__(self):
+        self._done = threading.Event()
+        self.joiners = 0  # Callers that joined (under the client's flights lock).
+        self.released = False  # The leader refreshes: joiners go to the server.
+        self.result: Optional[GetOrComputeResult] = None
+        self.shared: Optional[GetOrComputeResult] = None
+        self.error: Optional[BaseException] = None
+
+    def land(self, result: Optional[GetOrComputeResult], error: Optional[BaseException]) -> None:
+        self.result, self.error = result, error
+        if result is not None:  # One object for every joiner (frozen).
+            self.shared = _protocol.shared_result(result)
+        self._done.set()
+
+    def release(self) -> None:
+        self.released = True
+        self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(max(timeout, 0.0))
+
+
 class Client:
     """A connection to corrald. ``timeout`` (seconds) is the deadline of one
     call, retries included, unless the call passes its own; for
@@ -79,7 +111,13 @@ class Client:
     the bearer token sent on every call to a server with credentials
     configured, e.g. ``token=os.environ["CORRAL_TOKEN"]``; with a ``target``
     beyond this host and no ``credentials`` it would cross the network in
-    clear text, and the constructor warns (``corral.PlaintextTokenWarning``)."""
+    clear text, and the constructor warns (``corral.PlaintextTokenWarning``).
+
+    ``near_cache`` (default on; False, or ``NearCacheLimits`` to bound it):
+    hot values served from this process's memory, kept coherent by corrald
+    over one NearCache stream that this client opens on its first read (one
+    thread of its own). A namespace can forbid it (``near_cache: false`` in
+    corrald's config) and a call can skip it (``near_cache=False``)."""
 
     target = _protocol.Setting()
     timeout = _protocol.Setting()
@@ -90,7 +128,8 @@ class Client:
                  retry: RetryPolicy = RetryPolicy(),
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  token: Optional[str] = None,
-                 max_receive_message_bytes: int = 64 << 20):
+                 max_receive_message_bytes: int = 64 << 20,
+                 near_cache: Union[bool, NearCacheLimits] = True):
         self._core = _protocol.ClientCore(
             target, channel is not None, timeout=timeout, worker_id=worker_id, retry=retry,
             secure=credentials is not None, token=token,
@@ -101,12 +140,82 @@ class Client:
                        else grpc.insecure_channel(target, opts))
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
+        self._flights: Dict[tuple, _Flight] = {}
+        self._flights_lock = threading.Lock()
+        self._near: Optional[NearCache] = None
+        if near_cache:
+            self._near = NearCache(near_cache if isinstance(near_cache, NearCacheLimits)
+                                   else NearCacheLimits())
+        self._near_thread: Optional[threading.Thread] = None
+        self._near_call = None
+        self._near_lock = threading.Lock()
+        self._closing = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
-        """Closes the channel this client created (not one passed in)."""
+        """Stops the near cache's stream; closes the channel this client
+        created (not one passed in)."""
+        self._closing.set()
+        with self._near_lock:
+            call, thread = self._near_call, self._near_thread
+        if call is not None:
+            call.cancel()
+        if thread is not None:
+            thread.join()
         if self._core.owns_channel:
             self._channel.close()
+
+    @property
+    def near_cache(self) -> Optional[NearCache]:
+        """This client's near cache (None when off): its size and counters."""
+        return self._near
+
+    # -- the near cache's stream -------------------------------------------
+    def _near_for(self, near_cache: bool) -> Optional[NearCache]:
+        """The near cache for a call, its stream started (once)."""
+        if not near_cache or self._near is None:
+            return None
+        if self._near_thread is None:
+            with self._near_lock:
+                if self._near_thread is None and not self._closing.is_set():
+                    self._near_thread = threading.Thread(
+                        target=self._near_stream, name="corral-near-cache", daemon=True)
+                    self._near_thread.start()
+        return self._near
+
+    def _near_stream(self) -> None:
+        """Keeps one NearCache stream open until close(), reopening it with
+        backoff; the near cache is empty whenever it is down."""
+        backoff = Backoff()
+        unsupported_logged = False
+        request = _protocol.near_cache_request(self._core.worker_id)
+        while not self._closing.is_set():
+            with self._near_lock:
+                if self._closing.is_set():
+                    return
+                call = self._near_call = self._stub.NearCache(request,
+                                                              metadata=self._core.metadata)
+            delay = None
+            try:
+                for event in call:
+                    if _protocol.apply_near_event(self._near, event):
+                        backoff.started()
+            except grpc.RpcError as e:
+                if self._closing.is_set():
+                    return
+                if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    if not unsupported_logged:
+                        _log.warning("corral: the server has no near cache (NearCache: %s); "
+                                     "reading through corrald, asking again every %gs",
+                                     e.details(), UNSUPPORTED_BACKOFF)
+                        unsupported_logged = True
+                    delay = UNSUPPORTED_BACKOFF
+                else:
+                    _log.info("corral: near cache stream lost (%s: %s); emptied, reopening",
+                              e.code().name, e.details())
+            finally:
+                self._near.lost()
+            self._closing.wait(backoff.delay() if delay is None else delay)
 
     def __enter__(self) -> "Client":
         return self
@@ -115,9 +224,26 @@ class Client:
         self.close()
 
     # -- cache -------------------------------------------------------------
-    def get(self, namespace: str, key, *, timeout: Optional[float] = None) -> Optional[CachedValue]:
-        """The cached value, or None on a miss."""
-        return self._call(self._core.get(namespace, key, timeout))
+    def get(self, namespace: str, key, *, timeout: Optional[float] = None,
+            near_cache: bool = True) -> Optional[CachedValue]:
+        """The cached value, or None on a miss. From the near cache when it
+        holds the key (``near_cache=False``: always ask corrald)."""
+        near = self._near_for(near_cache)
+        if near is None:
+            return self._call(self._core.get(namespace, key, timeout))
+        nkey = _protocol.near_key(namespace, key)
+        entry = near.lookup(nkey)
+        if entry is not None:
+            return _protocol.near_cached_value(near, entry)
+        ticket = near.ticket(nkey)
+        if ticket is None:  # The stream has not started (yet).
+            return self._call(self._core.get(namespace, key, timeout))
+        try:
+            r = self._call(self._core.get(namespace, key, timeout, ticket))
+        except BaseException:
+            near.cancel(ticket)
+            raise
+        return _protocol.near_get_answered(near, ticket, r)
 
     def set(self, namespace: str, key, value, *, ttl=None, lock_token: str = "",
             release_lock: bool = False, timeout: Optional[float] = None) -> bool:
@@ -126,12 +252,24 @@ class Client:
         is held; it wakes the key's GetOrCompute waiters like a Fill) and is
         sent once, never retried; ``release_lock`` releases it in the same
         call. ``ttl`` None is the namespace default."""
-        return self._call(self._core.set(namespace, key, value, ttl, lock_token, release_lock,
-                                         timeout))
+        unary = self._core.set(namespace, key, value, ttl, lock_token, release_lock, timeout)
+        try:
+            return self._call(unary)
+        finally:
+            self._forget_near(namespace, unary.request.key)
 
     def invalidate(self, namespace: str, key, *, timeout: Optional[float] = None) -> bool:
         """Drops the cached value; returns whether there was one."""
-        return self._call(self._core.invalidate(namespace, key, timeout))
+        unary = self._core.invalidate(namespace, key, timeout)
+        try:
+            return self._call(unary)
+        finally:
+            self._forget_near(namespace, unary.request.key)
+
+    def _forget_near(self, namespace: str, key: bytes) -> None:
+        """This client's own write: its next read does not wait for the push."""
+        if self._near is not None:
+            self._near.invalidate([(namespace, key)])
 
     # -- locks -------------------------------------------------------------
     def acquire_lock(self, namespace: str, key, *, ttl=None, wait_timeout=None, owner: str = "",
@@ -186,30 +324,121 @@ class Client:
         ``PeerComputeFailed``) and the exception is re-raised, except for a
         refresh lease, where the value being refreshed is returned instead.
         Options: see get_or_compute_result."""
+        near = self._near_for(options.get("near_cache", True))
+        if near is not None:  # The hot path: no result object.
+            entry = near.lookup(_protocol.near_key(namespace, key))
+            if entry is not None:
+                return entry.value
         return self.get_or_compute_result(namespace, key, compute, **options).value
 
     def get_or_compute_result(self, namespace: str, key, compute: Callable[[], ComputeResult], *,
                               ttl=None, wait_timeout=None, lease_ttl=None, allow_stale: bool = False,
                               timeout: Optional[float] = None,
-                              worker_id: Optional[str] = None) -> GetOrComputeResult:
+                              worker_id: Optional[str] = None,
+                              near_cache: bool = True) -> GetOrComputeResult:
         """get_or_compute, returning how the value was obtained as well.
         ``ttl``: of the value this caller fills; ``wait_timeout``: waiting
         for a peer's compute; ``lease_ttl``: lock expiry if corrald dies
         (None: namespace defaults). ``timeout`` caps the whole exchange.
-        Transport failures are retried only while compute has not run."""
+        Transport failures are retried only while compute has not run.
+
+        Concurrent calls for one (namespace, key, allow_stale, wait_timeout)
+        through this client share one server call: the first caller's
+        options and compute are used, on its thread; the others block (no
+        extra thread) until it ends or their own ``timeout`` passes, and
+        get its value (``shared`` is true) or the same exception it got. If that first caller is
+        interrupted or runs out of its own timeout, a waiting caller with
+        time left starts the next call.
+
+        The near cache answers first (``near_cache=False``: skip it); then
+        one unary Get, which a fresh hit ends (and may plant in the near
+        cache); the GetOrCompute stream opens only on a miss, a stale value
+        or an early refresh drawn by that Get."""
+        near = self._near_for(near_cache)
+        if near is not None:
+            entry = near.lookup(_protocol.near_key(namespace, key))
+            if entry is not None:
+                return _protocol.near_result(near, entry)
+        fkey = _protocol.flight_key(namespace, key, allow_stale, wait_timeout)
+        started = time.monotonic()
+        deadline = self._core.deadline(timeout)
+        while True:
+            with self._flights_lock:
+                flight = self._flights.get(fkey)
+                leading = flight is None
+                if leading:
+                    flight = self._flights[fkey] = _Flight()
+                else:
+                    flight.joiners += 1
+            if leading:
+                return self._lead(fkey, flight, lambda: self._get_or_compute_unshared(
+                    namespace, key, compute, ttl=ttl, wait_timeout=wait_timeout,
+                    lease_ttl=lease_ttl, allow_stale=allow_stale,
+                    timeout=max(deadline - time.monotonic(), 0.0), worker_id=worker_id,
+                    near=near, on_lease=lambda lease: self._on_lease(fkey, flight, lease)))
+            if not flight.wait(deadline - time.monotonic()):
+                raise _protocol.joiner_timed_out(time.monotonic() - started)
+            if flight.released:
+                continue
+            if flight.error is None:
+                return flight.shared
+            if not _protocol.leader_gone(flight.error):
+                raise flight.error
+            if time.monotonic() >= deadline:
+                raise _protocol.joiner_timed_out(time.monotonic() - started)
+
+    def _on_lease(self, fkey: tuple, flight: _Flight, lease) -> None:
+        if _protocol.releases_joiners(lease):
+            self._forget(fkey, flight)
+            flight.release()
+
+    def _forget(self, fkey: tuple, flight: _Flight) -> None:
+        with self._flights_lock:
+            if self._flights.get(fkey) is flight:
+                del self._flights[fkey]
+
+    def _lead(self, fkey: tuple, flight: _Flight, run: Callable[[], GetOrComputeResult]):
+        result, error = None, None
+        try:
+            result = run()
+            return result
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            self._forget(fkey, flight)  # Before landing: a retrying joiner starts a new flight.
+            flight.land(result, error)
+
+    def _get_or_compute_unshared(self, namespace: str, key, compute, *, ttl, wait_timeout,
+                                 lease_ttl, allow_stale: bool, timeout: float,
+                                 worker_id: Optional[str], near: Optional[NearCache] = None,
+                                 on_lease=None) -> GetOrComputeResult:
+        deadline = time.monotonic() + timeout
+        nkey = _protocol.near_key(namespace, key)
+        ticket = near.ticket(nkey) if near is not None else None
+        try:
+            r = self._call(self._core.first_get(namespace, nkey[1], ticket, timeout))
+        except BaseException:
+            if ticket is not None:
+                near.cancel(ticket)
+            raise
+        first = _protocol.first_get_answered(near, ticket, r)
+        if first.result is not None:
+            return first.result
         exchange = self._core.get_or_compute(
             namespace, key, ttl=ttl, wait_timeout=wait_timeout, lease_ttl=lease_ttl,
-            allow_stale=allow_stale, timeout=timeout, worker_id=worker_id)
+            allow_stale=allow_stale, timeout=max(deadline - time.monotonic(), 0.0),
+            worker_id=worker_id, refresh_due_for=first.refresh_due_for)
         while True:
             try:
-                return self._attempt(exchange, compute)
+                return self._attempt(exchange, compute, on_lease)
             except CorralError as err:
                 delay = exchange.retry_delay(err)
                 if delay is None:
                     raise
                 time.sleep(delay)
 
-    def _attempt(self, exchange: _protocol.Exchange, compute) -> GetOrComputeResult:
+    def _attempt(self, exchange: _protocol.Exchange, compute, on_lease=None) -> GetOrComputeResult:
         feed = _RequestFeed(exchange.start())
         call = self._stub.GetOrCompute(iter(feed), timeout=exchange.remaining(),
                                        metadata=self._core.metadata)
@@ -223,6 +452,8 @@ class Client:
                 feed.close()
                 _drain(call)
                 return result
+            if on_lease is not None:
+                on_lease(exchange.lease)
             return self._run_lease(call, feed, exchange, compute)
         except BaseException:
             call.cancel()  # Leaves the wait, or abandons a lease; no-op once done.

@@ -74,6 +74,8 @@ class CachedValue:
     age: float = 0.0  # seconds since it was stored
     ttl_remaining: float = 0.0  # seconds
     stale: bool = False
+    #: Served from this client's near cache (no call to corrald).
+    near_cache: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +101,11 @@ class GetOrComputeResult:
     not_stored_reason: str = ""
     refresh_error: Optional[BaseException] = None
     attempts: int = 1
+    #: The value came from another call for the same key through the same
+    #: client (in-process single flight): that call's compute ran, not this one's.
+    shared: bool = False
+    #: Served from this client's near cache (no call to corrald).
+    near_cache: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
