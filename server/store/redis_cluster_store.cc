@@ -425,9 +425,16 @@ void RedisClusterStore::DropNode(const std::string& name,
   std::unique_ptr<Node> node = std::move(it->second);
   nodes_.erase(it);
   if (state_ != State::kShutdown) {
-    unreachable_until_[name] = absl::Now() + kUnreachableFor;
-    CORRAL_LOG(LogLevel::kWarning, "store_node_dropped", "node=", name,
-               " error=\"", why.message(), "\"");
+    const absl::Time now = absl::Now();
+    unreachable_until_[name] = now + kUnreachableFor;
+    // Once a second per node: a dead node is dialled again every
+    // kUnreachableFor while its slots still point at it.
+    absl::Time& logged = drop_logged_at_[name];
+    if (now - logged >= absl::Seconds(1)) {
+      logged = now;
+      CORRAL_LOG(LogLevel::kWarning, "store_node_dropped", "node=", name,
+                 " error=\"", why.message(), "\"");
+    }
   }
   for (auto& acked : std::exchange(node->ack_waiters, {})) acked(why);
   node->wait_in_flight = false;
@@ -559,6 +566,10 @@ void RedisClusterStore::Retry(std::shared_ptr<Request> request,
     return;
   }
   counters_.retries.fetch_add(1, std::memory_order_relaxed);
+  // -ASK then -TRYAGAIN (a multi-key script on a slot being migrated)
+  // repeats until the slot is moved: the deadline bounds it, not the
+  // redirection count.
+  request->redirects = 0;
   const absl::Duration delay = std::min(
       kRetryDelayMax, kRetryDelayMin * (1 << std::min(request->retries, 8)));
   ++request->retries;
@@ -915,8 +926,7 @@ void RedisClusterStore::Unwatch(const CacheKey& key) {
   if (!it->second.node.empty()) {
     if (auto node = nodes_.find(it->second.node);
         node != nodes_.end() && node->second->subscriber) {
-      ++node->second->unsubscribing[name];
-      node->second->subscriber->Send({"SUNSUBSCRIBE", name});
+      node->second->subscriber->Unsubscribe(name, /*sharded=*/true);
     }
   }
   channels_.erase(it);
@@ -933,8 +943,7 @@ void RedisClusterStore::Subscribe(const std::string& name) {
       (node == nullptr || node->name != channel.node)) {
     if (auto old = nodes_.find(channel.node);
         old != nodes_.end() && old->second->subscriber) {
-      ++old->second->unsubscribing[name];
-      old->second->subscriber->Send({"SUNSUBSCRIBE", name});
+      old->second->subscriber->Unsubscribe(name, /*sharded=*/true);
     }
   }
   channel.confirmed = false;
@@ -981,14 +990,6 @@ void RedisClusterStore::Subscribe(const std::string& name) {
 
 void RedisClusterStore::OnDropped(const std::string& node_name,
                                   absl::string_view channel_name) {
-  if (auto it = nodes_.find(node_name); it != nodes_.end()) {
-    auto& unsubscribing = it->second->unsubscribing;
-    if (auto own = unsubscribing.find(channel_name);
-        own != unsubscribing.end()) {
-      if (--own->second == 0) unsubscribing.erase(own);
-      return;  // Our own SUNSUBSCRIBE.
-    }
-  }
   auto it = channels_.find(channel_name);
   if (it == channels_.end() || it->second.node != node_name) return;
   // The server dropped it: the slot moved. Subscribe where it went (a

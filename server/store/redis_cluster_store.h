@@ -112,8 +112,6 @@ class RedisClusterStore final : public RedisBackedStore {
     std::unique_ptr<RedisConnection> commands;
     std::unique_ptr<RedisConnection> grants;  // min_replica_acks > 0 only.
     std::unique_ptr<RedisPushConnection> subscriber;
-    // Our own SUNSUBSCRIBEs not yet echoed back, per channel.
-    absl::flat_hash_map<std::string, int> unsubscribing;
     std::vector<absl::AnyInvocable<void(absl::Status)>> ack_waiters;
     bool wait_in_flight = false;
   };
@@ -215,6 +213,7 @@ class RedisClusterStore final : public RedisBackedStore {
   uint64_t next_node_id_ = 0;
   // Nodes that could not be reached lately: not tried again before then.
   absl::flat_hash_map<std::string, absl::Time> unreachable_until_;
+  absl::flat_hash_map<std::string, absl::Time> drop_logged_at_;
   std::array<std::string, kRedisScriptCount> script_shas_;
   absl::flat_hash_map<std::string, Channel> channels_;
   uint64_t next_attempt_ = 0;

@@ -368,8 +368,9 @@ void RedisPushConnection::Drop(absl::Status reason) {
 }
 
 void RedisPushConnection::FailPending(const absl::Status& why) {
-  for (ReplyCallback& done : std::exchange(pending_, {})) {
-    loop_.Post([done = std::move(done), why]() mutable { done(why); });
+  for (Pending& pending : std::exchange(pending_, {})) {
+    if (!pending.done) continue;
+    loop_.Post([done = std::move(pending.done), why]() mutable { done(why); });
   }
 }
 
@@ -400,12 +401,15 @@ void RedisPushConnection::Command(const std::vector<std::string>& args,
     return;
   }
   if (pending_.empty()) progress_at_ = absl::Now();
-  pending_.push_back(std::move(done));
+  pending_.push_back(Pending{std::move(done), std::string()});
   Write(args);
 }
 
-void RedisPushConnection::Send(const std::vector<std::string>& args) {
-  if (!closing_) Write(args);
+void RedisPushConnection::Unsubscribe(absl::string_view channel, bool sharded) {
+  if (closing_) return;
+  if (pending_.empty()) progress_at_ = absl::Now();
+  pending_.push_back(Pending{nullptr, std::string(channel)});
+  Write({sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", std::string(channel)});
 }
 
 absl::Duration RedisPushConnection::StalledFor(absl::Time now) const {
@@ -503,24 +507,33 @@ void RedisPushConnection::Dispatch(RedisReply reply, absl::Status error) {
     return;
   }
   if (kind == "sunsubscribe" || kind == "unsubscribe") {
-    if (handlers_.on_dropped) handlers_.on_dropped(reply.elements[1].str);
+    const std::string& channel = reply.elements[1].str;
+    if (!pending_.empty() && !pending_.front().done &&
+        pending_.front().unsubscribe == channel) {
+      pending_.pop_front();  // Answers our own Unsubscribe().
+      if (!pending_.empty()) progress_at_ = absl::Now();
+      return;
+    }
+    if (handlers_.on_dropped) handlers_.on_dropped(channel);
     return;
   }
   if (pending_.empty()) {
-    // Nothing asked for it: a server that says something we do not
-    // understand cannot be followed.
+    // Nothing asked for it: a server we cannot follow.
     Down(StoreUnavailable(absl::StrCat("unexpected reply from ", address_,
                                        error.ok() ? "" : ": ",
                                        error.message())));
     return;
   }
-  ReplyCallback done = std::move(pending_.front());
+  Pending pending = std::move(pending_.front());
   pending_.pop_front();
   if (!pending_.empty()) progress_at_ = absl::Now();
+  // An Unsubscribe() refused (-MOVED: the channel's slot is elsewhere, so
+  // we are not subscribed to it here anyway).
+  if (!pending.done) return;
   if (error.ok()) {
-    done(std::move(reply));
+    pending.done(std::move(reply));
   } else {
-    done(std::move(error));
+    pending.done(std::move(error));
   }
 }
 

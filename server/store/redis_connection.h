@@ -153,14 +153,15 @@ class RedisConnection {
 // A subscriber connection that speaks sharded pub/sub (Redis 7) as well as
 // plain pub/sub, driven by hiredis' reply reader over a bufferevent.
 //
-// Every command sent with Command() expects exactly one reply, matched in
-// order: AUTH, CLIENT ID, PING before subscribing; then SSUBSCRIBE or
-// SUBSCRIBE with one channel each (answered by its confirmation or an error
-// reply such as -MOVED). Pushes are told apart by their kind: "message" and
-// "smessage" go to on_message (or on_invalidate), "sunsubscribe" and
-// "unsubscribe" to on_dropped: the server drops a shard channel by itself
-// when its slot moves to another node, and those of our own Unsubscribe()
-// (which expects no reply) arrive there too.
+// Every command expects exactly one reply, matched in order: AUTH, PING
+// before subscribing; then SSUBSCRIBE or SUBSCRIBE with one channel each
+// (answered by its confirmation or an error reply such as -MOVED), and
+// Unsubscribe()'s SUNSUBSCRIBE (answered by its confirmation, or -MOVED
+// when the channel's slot is elsewhere, both consumed here). Pushes are
+// told apart by their kind: "message" and "smessage" go to on_message (or
+// on_invalidate); an "sunsubscribe" that does not answer our own
+// Unsubscribe() goes to on_dropped: the server dropped that shard channel
+// by itself because its slot moved to another node.
 class RedisPushConnection {
  public:
   using ReplyCallback = RedisConnection::ReplyCallback;
@@ -188,9 +189,9 @@ class RedisPushConnection {
   // the loop thread, never inline: with the reply, an error reply's status,
   // or StoreUnavailable when the connection fails or is closed first.
   void Command(const std::vector<std::string>& args, ReplyCallback done);
-  // Sends a command whose replies arrive as pushes (SUNSUBSCRIBE,
-  // UNSUBSCRIBE). Ignored once closed.
-  void Send(const std::vector<std::string>& args);
+  // SUNSUBSCRIBE `channel` (UNSUBSCRIBE when !sharded); its answer is
+  // consumed here. Ignored once closed.
+  void Unsubscribe(absl::string_view channel, bool sharded);
   // Unanswered commands are answered with `reason` (posted); no handler
   // runs afterwards. Idempotent; safe from inside the handlers (the object
   // must outlive them: destroy it later).
@@ -221,7 +222,11 @@ class RedisPushConnection {
   bool connected_ = false;
   bool closing_ = false;
   bool closed_by_owner_ = false;
-  std::deque<ReplyCallback> pending_;  // Oldest first.
+  struct Pending {
+    ReplyCallback done;       // Commands.
+    std::string unsubscribe;  // Unsubscribe(): the channel.
+  };
+  std::deque<Pending> pending_;  // Oldest first.
   absl::Time progress_at_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

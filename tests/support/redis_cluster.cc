@@ -47,7 +47,8 @@ std::string InfoField(const std::string& info, absl::string_view field) {
 // <slot ranges...>".
 std::vector<int> ServingPorts(const std::string& nodes) {
   std::vector<int> ports;
-  for (absl::string_view line : absl::StrSplit(nodes, '\n', absl::SkipEmpty())) {
+  for (absl::string_view line :
+       absl::StrSplit(nodes, '\n', absl::SkipEmpty())) {
     std::vector<absl::string_view> f = absl::StrSplit(line, ' ');
     if (f.size() < 9 || !absl::StrContains(f[2], "master") ||
         absl::StrContains(f[2], "fail")) {
@@ -69,16 +70,17 @@ absl::StatusOr<std::unique_ptr<RedisCluster>> RedisCluster::Start(
   for (int i = 0; i < kNodes; ++i) {
     RedisServer::Options server;
     // The bus port is chosen too: port + 10000 may be taken or invalid.
-    server.args = {"--cluster-enabled",
-                   "yes",
-                   "--cluster-config-file",
-                   "nodes.conf",
-                   "--cluster-node-timeout",
-                   absl::StrCat(absl::ToInt64Milliseconds(options.node_timeout)),
-                   "--cluster-port",
-                   absl::StrCat(PickFreePort()),
-                   "--repl-diskless-sync-delay",
-                   "0"};
+    server.args = {
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        absl::StrCat(absl::ToInt64Milliseconds(options.node_timeout)),
+        "--cluster-port",
+        absl::StrCat(PickFreePort()),
+        "--repl-diskless-sync-delay",
+        "0"};
     auto node = RedisServer::Start(server);
     if (!node.ok()) return node.status();
     cluster->nodes_.push_back(*std::move(node));
@@ -94,9 +96,9 @@ absl::StatusOr<std::unique_ptr<RedisCluster>> RedisCluster::Start(
   auto exit = (*cli)->Wait(absl::Seconds(30));
   if (!exit.ok()) return exit.status();
   if (!exit->success()) {
-    return absl::InternalError(absl::StrCat("redis-cli --cluster create: ",
-                                            exit->ToString(), "\n",
-                                            (*cli)->DescribeOutput()));
+    return absl::InternalError(
+        absl::StrCat("redis-cli --cluster create: ", exit->ToString(), "\n",
+                     (*cli)->DescribeOutput()));
   }
   absl::Status ok = cluster->WaitUntilOk(absl::Seconds(30));
   if (!ok.ok()) return ok;
@@ -223,8 +225,7 @@ absl::Status RedisCluster::WaitUntilOk(absl::Duration timeout) {
       },
       timeout);
   if (ok) return absl::OkStatus();
-  return absl::DeadlineExceededError(
-      absl::StrCat("cluster not ok: ", last));
+  return absl::DeadlineExceededError(absl::StrCat("cluster not ok: ", last));
 }
 
 absl::Status RedisCluster::WaitForFailover(int old_master,
@@ -253,6 +254,26 @@ absl::Status RedisCluster::WaitForFailover(int old_master,
       timeout);
   if (done) return WaitUntilOk(timeout);
   return absl::DeadlineExceededError(absl::StrCat("no failover: ", last));
+}
+
+absl::Status RedisCluster::RestartAsReplica(int i, absl::Duration timeout) {
+  absl::Status restarted = nodes_[i]->Restart();
+  if (!restarted.ok()) return restarted;
+  std::string last;
+  const bool synced = Poll(
+      [&] {
+        auto info = nodes_[i]->Command({"INFO", "replication"});
+        if (!info.ok()) return false;
+        last = *info;
+        return InfoField(*info, "role") == "slave" &&
+               InfoField(*info, "master_link_status") == "up";
+      },
+      timeout);
+  if (!synced) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("node ", nodes_[i]->port(), " did not rejoin: ", last));
+  }
+  return WaitUntilOk(timeout);
 }
 
 absl::StatusOr<std::unique_ptr<Subprocess>> RedisCluster::StartReshard(

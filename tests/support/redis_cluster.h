@@ -57,6 +57,11 @@ class RedisCluster {
   // `old_master` served (after it was killed).
   absl::Status WaitForFailover(int old_master, absl::Duration timeout);
 
+  // Starts node `i` again (empty, with its nodes.conf) after it was killed
+  // and lost its slots: it rejoins as a replica of its old replica. Waits
+  // until it is in sync and the cluster is ok.
+  absl::Status RestartAsReplica(int i, absl::Duration timeout);
+
   // Starts `redis-cli --cluster reshard` moving `slots` slots from master
   // `from` to master `to`; the caller waits for it.
   absl::StatusOr<std::unique_ptr<Subprocess>> StartReshard(int from, int to,

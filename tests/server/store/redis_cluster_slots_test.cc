@@ -221,8 +221,7 @@ TEST(RedisClusterScriptsTest, ItemScriptsPublishToTheirShard) {
   for (RedisScript s : {RedisScript::kPut, RedisScript::kRelease}) {
     EXPECT_THAT(std::string(RedisClusterScriptSource(s)),
                 HasSubstr("redis.call('SPUBLISH',"));
-    EXPECT_THAT(std::string(RedisScriptSource(s)),
-                Not(HasSubstr("SPUBLISH")));
+    EXPECT_THAT(std::string(RedisScriptSource(s)), Not(HasSubstr("SPUBLISH")));
   }
   EXPECT_EQ(RedisClusterScriptSource(RedisScript::kBreakerCas),
             RedisScriptSource(RedisScript::kBreakerCas));
