@@ -266,6 +266,11 @@ void RedisClusterStore::DiscoveryFailed(absl::Status error) {
     state_ = State::kDiscovering;
     up_.store(false, std::memory_order_release);
     PostAvailability(false);
+    // Start clean when the cluster answers again: every channel is
+    // subscribed again and its key re-read.
+    std::vector<std::string> names;
+    for (const auto& [name, node] : nodes_) names.push_back(name);
+    for (const std::string& name : names) DropNode(name, AsUnavailable(error));
   }
   down_reason_ = AsUnavailable(error);
   {
@@ -290,10 +295,8 @@ void RedisClusterStore::DiscoveryFailed(absl::Status error) {
 }
 
 void RedisClusterStore::RefreshSoon() {
-  if (state_ == State::kShutdown || state_ == State::kIdle || discovering_ ||
-      refresh_pending_ || discover_timer_ != 0) {
-    return;
-  }
+  // Until the store is up, discovery retries on its own timer.
+  if (state_ != State::kUp || discovering_ || refresh_pending_) return;
   refresh_pending_ = true;
   const absl::Duration wait = std::max(
       absl::ZeroDuration(), last_refresh_ + kRefreshSpacing - absl::Now());
@@ -441,9 +444,10 @@ void RedisClusterStore::DropNode(const std::string& name,
   if (node->commands) node->commands->Close(why);
   if (node->grants) node->grants->Close(why);
   if (node->subscriber) node->subscriber->Close(why);
-  // Possibly inside one of its connections' callbacks: destroy later.
-  loop_.Post([node = std::move(node)]() mutable { node.reset(); });
+  // At shutdown no callback of ours is running; otherwise this may be
+  // inside one of its connections' callbacks: destroy later.
   if (state_ == State::kShutdown) return;
+  loop_.Post([node = std::move(node)]() mutable { node.reset(); });
   // Its channels are gone with it: subscribed again where their slots are
   // once the map is fresh.
   for (auto& [channel_name, channel] : channels_) {
@@ -512,6 +516,14 @@ void RedisClusterStore::OnReply(std::shared_ptr<Request> request,
     return;
   }
   const absl::Status& error = reply.status();
+  if (RedisCommandNotSent(error)) {
+    // The node could not be dialled (a master that died, not yet replaced
+    // in the map): the command never left, so it may go where the fresh
+    // map says.
+    RefreshSoon();
+    Retry(std::move(request), error);
+    return;
+  }
   if (std::optional<RedisRedirect> redirect = ParseRedirect(error)) {
     if (redirect->to.host.empty()) {
       // "MOVED 3999 :6381": the node does not know its own address; it is

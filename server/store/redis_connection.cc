@@ -18,6 +18,12 @@ namespace corral {
 namespace {
 
 constexpr absl::string_view kRedisErrorPayload = "corral.dev/redis-error";
+constexpr absl::string_view kNotSentPayload = "corral.dev/redis-not-sent";
+
+absl::Status NotSent(absl::Status status) {
+  status.SetPayload(kNotSentPayload, absl::Cord("1"));
+  return status;
+}
 
 // Error replies: the code is the first word ("WRONGPASS invalid ...").
 absl::Status ErrorReplyStatus(absl::string_view message) {
@@ -82,6 +88,10 @@ absl::string_view View(const redisReply* r) {
 }
 
 }  // namespace
+
+bool RedisCommandNotSent(const absl::Status& status) {
+  return status.GetPayload(kNotSentPayload).has_value();
+}
 
 std::string RedisErrorCode(const absl::Status& status) {
   auto payload = status.GetPayload(kRedisErrorPayload);
@@ -150,8 +160,8 @@ absl::Status RedisConnection::FailureStatus(const redisAsyncContext* ac) const {
   if (closing_) return close_reason_;
   const char* err = ac != nullptr && ac->c.err != 0 ? ac->c.errstr : "closed";
   if (!connected_) {
-    return StoreUnavailable(
-        absl::StrCat("cannot connect to ", address_, ": ", err));
+    return NotSent(StoreUnavailable(
+        absl::StrCat("cannot connect to ", address_, ": ", err)));
   }
   return StoreUnavailable(
       absl::StrCat("connection to ", address_, " lost: ", err));
@@ -430,10 +440,11 @@ void RedisPushConnection::OnEvent(bufferevent*, short what, void* arg) {
         (what & BEV_EVENT_EOF) != 0
             ? std::string("closed by the server")
             : std::string(evutil_socket_error_to_string(err));
-    self->Down(StoreUnavailable(
-        self->connected_
-            ? absl::StrCat("connection to ", self->address_, " lost: ", why)
-            : absl::StrCat("cannot connect to ", self->address_, ": ", why)));
+    self->Down(self->connected_
+                   ? StoreUnavailable(absl::StrCat(
+                         "connection to ", self->address_, " lost: ", why))
+                   : NotSent(StoreUnavailable(absl::StrCat(
+                         "cannot connect to ", self->address_, ": ", why))));
   }
 }
 

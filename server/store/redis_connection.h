@@ -53,6 +53,10 @@ struct RedisReply {
 // from an error reply; "" for any other status.
 std::string RedisErrorCode(const absl::Status& status);
 
+// Whether a failed command never reached the server: its connection never
+// connected (refused, unreachable). Such a command may be sent elsewhere.
+bool RedisCommandNotSent(const absl::Status& status);
+
 // Where Redis sends a RESP2 client's tracking invalidations (CLIENT
 // TRACKING ... REDIRECT <subscriber>).
 inline constexpr absl::string_view kRedisInvalidateChannel =
