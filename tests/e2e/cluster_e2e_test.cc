@@ -196,8 +196,12 @@ TEST_F(ClusterE2E, AfterAFailoverCorraldServesAgainAndStaysExact) {
   // Grants need a replica's acknowledgement: the old master comes back as
   // the promoted one's replica.
   ASSERT_TRUE(cluster_->RestartAsReplica(victim, absl::Seconds(30)).ok());
-  auto next =
-      b->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
+  // The replica just synced; its first acknowledgement may be slow.
+  absl::StatusOr<client::AcquireLockResult> next;
+  const absl::Time ack_deadline = absl::Now() + absl::Seconds(10);
+  do {
+    next = b->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
+  } while (!next.ok() && absl::Now() < ack_deadline);
   ASSERT_TRUE(next.ok() && next->acquired) << next.status();
   EXPECT_GT(next->fencing_token, held->fencing_token);
   bench::StampedeReport report =

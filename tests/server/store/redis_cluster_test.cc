@@ -346,7 +346,12 @@ TEST_F(RedisClusterTest, KeepsLocksAndFencesAcrossAFailover) {
   auto refused = runner_->TryLock(key_, "early", absl::Seconds(5));
   EXPECT_FALSE(refused.ok());
   ASSERT_OK(cluster_->RestartAsReplica(victim, absl::Seconds(30)));
-  auto next = runner_->TryLock(key_, "next", absl::Seconds(5));
+  // The replica just synced; its first acknowledgement may be slow.
+  absl::StatusOr<LockAttempt> next;
+  const absl::Time ack_deadline = absl::Now() + absl::Seconds(10);
+  do {
+    next = runner_->TryLock(key_, "next", absl::Seconds(5));
+  } while (!next.ok() && absl::Now() < ack_deadline);
   ASSERT_TRUE(next.ok()) << next.status();
   ASSERT_TRUE(next->acquired);
   EXPECT_GT(next->fencing_token, held->fencing_token);
