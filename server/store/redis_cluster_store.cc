@@ -52,6 +52,9 @@ bool IsRetryable(absl::string_view code) {
 
 RedisClusterStore::RedisClusterStore(EventLoop& loop, RedisOptions options)
     : loop_(loop), options_(std::move(options)) {
+  if (options_.read_cache.max_bytes > 0) {
+    read_cache_ = std::make_unique<ReadCache>(options_.read_cache);
+  }
   down_reason_ = StoreUnavailable(
       absl::StrCat("not connected to the Redis cluster ", options_.Describe()));
 }
@@ -113,6 +116,7 @@ void RedisClusterStore::ShutdownOnLoop() {
   for (const auto& [name, node] : nodes_) names.push_back(name);
   for (const std::string& name : names) DropNode(name, down_reason_);
   channels_.clear();
+  if (read_cache_) read_cache_->SetCoherent(false);
   absl::MutexLock lock(&mu_);
   shut_down_ = true;
   connected_ = false;
@@ -208,7 +212,16 @@ void RedisClusterStore::TakeSlots(RedisSlotMap map) {
     }
     return false;
   }();
+  bool moved = false;
+  for (int slot = 0; slot < kRedisClusterSlots && !moved; ++slot) {
+    const RedisAddress* before = slots_.Owner(slot);
+    const RedisAddress* after = map.Owner(slot);
+    moved = (before == nullptr) != (after == nullptr) ||
+            (before != nullptr &&
+             (before->host != after->host || before->port != after->port));
+  }
   slots_ = std::move(map);
+  if (moved) SlotsMoved();
   if (changed_masters || state_ != State::kUp) {
     std::vector<std::string> names;
     for (const RedisAddress& m : slots_.masters())
@@ -256,6 +269,13 @@ void RedisClusterStore::TakeSlots(RedisSlotMap map) {
     }
   }
   SubscribeBreaker();
+  // Every master of the new map dialled, so that coherence can come back.
+  if (read_cache_ && !tracking_refused_) {
+    for (const RedisAddress& master : slots_.masters()) {
+      if (!slots_.SlotsOf(RedisNodeName(master)).empty()) GetNode(master);
+    }
+  }
+  UpdateCoherence();
 }
 
 void RedisClusterStore::DiscoveryFailed(absl::Status error) {
@@ -380,7 +400,9 @@ RedisClusterStore::Node* RedisClusterStore::GetNode(
   Node* raw = node.get();
   nodes_[name] = std::move(node);
   OpenSubscriber(*raw);
-  return raw->subscriber ? raw : nullptr;
+  if (raw->subscriber == nullptr) return nullptr;
+  StartTracking(*raw);
+  return raw;
 }
 
 void RedisClusterStore::OpenSubscriber(Node& node) {
@@ -394,6 +416,9 @@ void RedisClusterStore::OpenSubscriber(Node& node) {
   handlers.on_message = [this](absl::string_view channel,
                                absl::string_view payload) {
     OnMessage(channel, payload);
+  };
+  handlers.on_invalidate = [this](const std::vector<absl::string_view>& keys) {
+    OnInvalidate(keys);
   };
   handlers.on_dropped = [this, name, id](absl::string_view channel) {
     if (FindNode(name, id) == nullptr) return;
@@ -458,6 +483,7 @@ void RedisClusterStore::DropNode(const std::string& name,
     }
   }
   if (breaker_node_ == name) breaker_node_.clear();
+  UpdateCoherence();
   RefreshSoon();
 }
 
@@ -544,6 +570,7 @@ void RedisClusterStore::OnReply(std::shared_ptr<Request> request,
     }
     counters_.moved.fetch_add(1, std::memory_order_relaxed);
     slots_.Assign(redirect->slot, redirect->to);
+    SlotsMoved();
     RefreshSoon();
     Send(std::move(request));
     return;
@@ -695,14 +722,31 @@ void RedisClusterStore::SendWait(Node& node) {
 
 void RedisClusterStore::Get(const CacheKey& key, Callback<KeyRead> done) {
   RedisItemKeys keys = RedisKeysFor(key);
+  Callback<KeyRead> answer = std::move(done);
+  if (read_cache_) {
+    // As RedisStore::Get: a fresh value read while coherent is kept,
+    // unless an invalidation overtook the read.
+    const uint64_t ticket = read_cache_->BeginRead(key);
+    answer = [this, alive = std::weak_ptr<int>(alive_), key, ticket,
+              done = std::move(answer)](absl::StatusOr<KeyRead> read) mutable {
+      if (!alive.expired()) {
+        const bool fresh = read.ok() && read->value.has_value() &&
+                           read->value->expires_at > absl::Now();
+        read_cache_->EndRead(key, ticket, fresh ? &*read->value : nullptr);
+      }
+      done(std::move(read));
+    };
+  }
   RunAndAnswer<KeyRead>(RedisScript::kGet,
                         {std::move(keys.value), std::move(keys.failure)},
                         {absl::StrCat(absl::ToUnixMillis(absl::Now()))},
-                        ParseGetReply, std::move(done));
+                        ParseGetReply, std::move(answer));
 }
 
 void RedisClusterStore::Put(const CacheKey& key, std::string value,
                             const PutOptions& options, Callback<bool> done) {
+  // Before the write: this replica reads its own writes.
+  if (read_cache_) read_cache_->Invalidate(key);
   RedisItemKeys keys = RedisKeysFor(key);
   std::vector<std::string> args;
   args.reserve(8);
@@ -753,6 +797,7 @@ void RedisClusterStore::Put(const CacheKey& key, std::string value,
 }
 
 void RedisClusterStore::Delete(const CacheKey& key, Callback<bool> done) {
+  if (read_cache_) read_cache_->Invalidate(key);
   RedisItemKeys keys = RedisKeysFor(key);
   RunAndAnswer<bool>(RedisScript::kDelete,
                      {std::move(keys.value), std::move(keys.failure)}, {},
@@ -1064,6 +1109,97 @@ void RedisClusterStore::PostAvailability(bool up) {
     if (alive.expired() || listener_ == nullptr) return;
     listener_->OnStoreAvailability(up);
   });
+}
+
+// --- Read cache
+// ----------------------------------------------------------------
+
+void RedisClusterStore::StartTracking(Node& node) {
+  if (!read_cache_ || tracking_refused_) return;
+  const std::string name = node.name;
+  const uint64_t id = node.id;
+  // CLIENT ID before any subscription (a subscribed RESP2 connection may
+  // not run it); then where the invalidations go, and tracking on the
+  // command connection, which is where Get reads.
+  node.subscriber->Command(
+      {"CLIENT", "ID"}, [this, name, id](absl::StatusOr<RedisReply> reply) {
+        Node* node = FindNode(name, id);
+        if (node == nullptr || state_ == State::kShutdown) return;
+        if (!reply.ok() || reply->type != RedisReply::Type::kInteger) {
+          OnTrackingStep(name, id,
+                         reply.ok() ? absl::StatusOr<RedisReply>(
+                                          absl::InternalError("CLIENT ID"))
+                                    : reply);
+          return;
+        }
+        node->subscriber->Command(
+            {"SUBSCRIBE", std::string(kRedisInvalidateChannel)},
+            [this, name, id](absl::StatusOr<RedisReply> r) {
+              OnTrackingStep(name, id, r);
+            });
+        node->commands->Command({"CLIENT", "TRACKING", "on", "REDIRECT",
+                                 absl::StrCat(reply->integer)},
+                                [this, name, id](absl::StatusOr<RedisReply> r) {
+                                  OnTrackingStep(name, id, r);
+                                });
+      });
+}
+
+void RedisClusterStore::OnTrackingStep(
+    const std::string& node_name, uint64_t id,
+    const absl::StatusOr<RedisReply>& reply) {
+  Node* node = FindNode(node_name, id);
+  if (node == nullptr || state_ == State::kShutdown) return;
+  if (!reply.ok()) {
+    // A dropped connection drops the node anyway; a refusal (an ACL without
+    // +client|tracking or &__redis__:invalidate) holds for every node.
+    if (!IsStoreUnavailable(reply.status()) && !tracking_refused_) {
+      tracking_refused_ = true;
+      CORRAL_LOG(LogLevel::kWarning, "read_cache_off",
+                 "redis=", options_.Describe(), " node=", node_name,
+                 " error=\"", reply.status().message(),
+                 "\" (the read cache is off: every hit reads Redis)");
+      UpdateCoherence();
+    }
+    return;
+  }
+  if (node->tracking_steps_left > 0 && --node->tracking_steps_left == 0)
+    UpdateCoherence();
+}
+
+void RedisClusterStore::OnInvalidate(
+    const std::vector<absl::string_view>& keys) {
+  if (!read_cache_) return;
+  if (keys.empty()) return read_cache_->InvalidateAll();
+  for (absl::string_view name : keys) {
+    if (std::optional<CacheKey> key = CacheKeyOfValueKey(name))
+      read_cache_->Invalidate(*key);
+  }
+}
+
+void RedisClusterStore::UpdateCoherence() {
+  if (!read_cache_) return;
+  bool coherent = state_ == State::kUp && !tracking_refused_;
+  for (const RedisAddress& master : slots_.masters()) {
+    if (!coherent) break;
+    const std::string name = RedisNodeName(master);
+    if (slots_.SlotsOf(name).empty()) continue;
+    auto it = nodes_.find(name);
+    coherent = it != nodes_.end() && it->second->tracking_steps_left == 0;
+  }
+  if (coherent == coherent_) return;
+  coherent_ = coherent;
+  if (coherent) {
+    // Reads sent before every node tracked them must not be kept.
+    read_cache_->InvalidateAll();
+    CORRAL_LOG(LogLevel::kInfo, "read_cache_on", "redis=", options_.Describe(),
+               " max_bytes=", read_cache_->max_bytes());
+  }
+  read_cache_->SetCoherent(coherent);
+}
+
+void RedisClusterStore::SlotsMoved() {
+  if (read_cache_) read_cache_->InvalidateAll();
 }
 
 // --- Keep-alive

@@ -21,7 +21,14 @@
 // pub/sub (broadcast by the cluster), subscribed on one node.
 //
 // Available (IsUp) while a slot map is known; unavailable when no node
-// answers CLUSTER SLOTS. The read cache stays off in cluster mode.
+// answers CLUSTER SLOTS.
+//
+// Read cache: CLIENT TRACKING on each master's command connection,
+// redirected to that master's subscriber (SUBSCRIBE __redis__:invalidate).
+// Coherent only while every master of the map tracks; a node dialled,
+// dropped or refused turns it off (dropping everything) until all track
+// again, and any slot that changes owner (MOVED, a new map) drops every
+// entry: values read from the old owner are not tracked by the new one.
 //
 // Threading as RedisStore: loop thread, except Start, WaitUntilConnected,
 // Shutdown and IsUp.
@@ -44,6 +51,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/event_loop.h"
+#include "server/core/read_cache.h"
 #include "server/core/store.h"
 #include "server/store/redis_backed_store.h"
 #include "server/store/redis_cluster_slots.h"
@@ -97,7 +105,7 @@ class RedisClusterStore final : public RedisBackedStore {
                     std::string state, Callback<BreakerCas> done) override;
   void Ping(StatusCallback done) override;
   bool IsUp() const override { return up_.load(std::memory_order_acquire); }
-  const ReadCache* read_cache() const override { return nullptr; }
+  const ReadCache* read_cache() const override { return read_cache_.get(); }
 
   const Counters& counters() const { return counters_; }
 
@@ -114,6 +122,9 @@ class RedisClusterStore final : public RedisBackedStore {
     std::unique_ptr<RedisPushConnection> subscriber;
     std::vector<absl::AnyInvocable<void(absl::Status)>> ack_waiters;
     bool wait_in_flight = false;
+    // Read cache: CLIENT TRACKING and the invalidation subscription are
+    // both confirmed.
+    int tracking_steps_left = 2;
   };
 
   // One watched key's channel.
@@ -198,6 +209,15 @@ class RedisClusterStore final : public RedisBackedStore {
   void PostEvent(std::string channel, KeyEvent event);
   void PostAvailability(bool up);
 
+  // Read cache (loop thread).
+  void StartTracking(Node& node);
+  void OnTrackingStep(const std::string& node_name, uint64_t id,
+                      const absl::StatusOr<RedisReply>& reply);
+  void OnInvalidate(const std::vector<absl::string_view>& keys);
+  void UpdateCoherence();
+  // Some slot changed owner: values read from the old one are untracked.
+  void SlotsMoved();
+
   void Tick();
   void ShutdownOnLoop();
   absl::Status DownStatus() const { return down_reason_; }
@@ -234,6 +254,10 @@ class RedisClusterStore final : public RedisBackedStore {
   absl::Status down_reason_;
   EventLoop::TimerId tick_timer_ = 0;
   EventLoop::TimerId discover_timer_ = 0;
+
+  std::unique_ptr<ReadCache> read_cache_;
+  bool coherent_ = false;
+  bool tracking_refused_ = false;
 
   std::atomic<bool> up_{false};
   Counters counters_;

@@ -6,6 +6,8 @@
 // a failover.
 #include "tests/support/redis_cluster.h"
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -79,6 +81,7 @@ class RedisClusterTest : public ::testing::Test {
     options->ping_interval = ping_interval;
     options->reconnect_backoff_min = absl::Milliseconds(20);
     options->reconnect_backoff_max = absl::Milliseconds(500);
+    options->read_cache.max_bytes = 1 << 20;
     store_ = std::make_unique<RedisClusterStore>(loop_, *std::move(options));
     runner_ = std::make_unique<StoreRunner>(loop_, *store_);
     runner_->SetListener(&listener_);
@@ -237,6 +240,56 @@ TEST_F(RedisClusterTest, FollowsSlotsThatMoveUnderLoad) {
     ASSERT_TRUE(filled.has_value()) << key.key;
   }
   EXPECT_GT(moved, 0);
+}
+
+// Polls `condition` (on the test thread) until it holds or `timeout`.
+bool Eventually(const std::function<bool()>& condition,
+                absl::Duration timeout = absl::Seconds(5)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
+TEST_F(RedisClusterTest, TheReadCacheFollowsWritesOnEveryMaster) {
+  ConnectStore();
+  ASSERT_NE(store_->read_cache(), nullptr);
+  std::map<int, CacheKey> per_master;  // One key on each master.
+  for (int i = 0; per_master.size() < 3 && i < 100; ++i) {
+    per_master.emplace(cluster_->OwnerOfKey(RedisKeysFor(Key(i)).value),
+                       Key(i));
+  }
+  ASSERT_EQ(per_master.size(), 3u);
+  for (const auto& [master, key] : per_master) {
+    SCOPED_TRACE(key.key);
+    ASSERT_THAT(runner_->Put(key, "one", absl::Seconds(60)),
+                IsOkAndHolds(true));
+    // Cached once every master tracks this store's reads.
+    ASSERT_TRUE(Eventually([&] {
+      return runner_->Get(key).ok() &&
+             store_->read_cache()->Find(key) != nullptr;
+    }));
+    EXPECT_EQ(*store_->read_cache()->Find(key)->bytes, "one");
+    // Another writer, straight to the master: the invalidation reaches us.
+    ASSERT_TRUE(cluster_->node(master)
+                    .Command({"HSET", RedisKeysFor(key).value, "v", "two"})
+                    .ok());
+    EXPECT_TRUE(
+        Eventually([&] { return store_->read_cache()->Find(key) == nullptr; }));
+    auto read = runner_->Get(key);
+    ASSERT_TRUE(read.ok() && read->has_value());
+    EXPECT_EQ((*read)->value, "two");
+  }
+  // A master that goes away takes coherence (and every entry) with it.
+  const CacheKey& key = per_master.begin()->second;
+  ASSERT_TRUE(Eventually([&] {
+    return runner_->Get(key).ok() && store_->read_cache()->Find(key) != nullptr;
+  }));
+  cluster_->node(per_master.begin()->first).Kill();
+  EXPECT_TRUE(
+      Eventually([&] { return store_->read_cache()->Find(key) == nullptr; }));
 }
 
 // One slot moved by hand, step by step, under a store whose map is stale
