@@ -23,6 +23,7 @@
 #include "server/store/redis_scripts.h"
 #include "tests/support/corrald_process.h"
 #include "tests/support/redis_cluster.h"
+#include "tests/support/redis_server.h"
 
 namespace corral::testing {
 namespace {
@@ -208,6 +209,36 @@ TEST_F(ClusterE2E, AfterAFailoverCorraldServesAgainAndStaysExact) {
       bench::RunStampede(Stampede("after-failover", 1000, 100));
   std::cout << report.Summary() << "\n";
   ExpectExact(report, 100);
+}
+
+// Bad cluster settings stop corrald at startup (exit 2) with a message
+// naming what is wrong, and never echo a password: a malformed URI, and a
+// seed that is a standalone server, not a cluster node.
+TEST(ClusterFlagsE2E, BadSettingsExitTwoNamingThePart) {
+  auto standalone = RedisServer::Start();
+  ASSERT_TRUE(standalone.ok()) << standalone.status();
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--redis=redis-cluster://:secret@127.0.0.1:1,127.0.0.1"},
+       "the port of cluster node 2 is missing"},
+      {{"--redis=redis-cluster://127.0.0.1:1/0"}, "takes no path"},
+      {{"--redis=redis-cluster://127.0.0.1:1?db=1"}, "no query parameters"},
+      {{absl::StrCat("--redis=redis-cluster://127.0.0.1:",
+                     (*standalone)->port())},
+       "is not a Redis Cluster node"},
+  };
+  for (const auto& [args, expected] : cases) {
+    SCOPED_TRACE(args.back());
+    std::vector<std::string> argv = {
+        CorraldPath(), "--listen_address=127.0.0.1:0", "--metrics_address=off"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = RunCommand(argv, "", absl::Seconds(20));
+    ASSERT_TRUE(r.ok()) << r.status() << " (corrald kept running)";
+    EXPECT_EQ(r->exit_code, 2) << r->stderr_text;
+    EXPECT_NE(r->stderr_text.find(expected), std::string::npos)
+        << r->stderr_text;
+    EXPECT_EQ(r->stderr_text.find("secret"), std::string::npos)
+        << r->stderr_text;
+  }
 }
 
 }  // namespace
