@@ -62,6 +62,22 @@ std::vector<int> ServingPorts(const std::string& nodes) {
   return ports;
 }
 
+RedisServer::Options NodeOptions(const RedisCluster::Options& options) {
+  RedisServer::Options server;
+  // The bus port is chosen too: port + 10000 may be taken or invalid.
+  server.args = {"--cluster-enabled",
+                 "yes",
+                 "--cluster-config-file",
+                 "nodes.conf",
+                 "--cluster-node-timeout",
+                 absl::StrCat(absl::ToInt64Milliseconds(options.node_timeout)),
+                 "--cluster-port",
+                 absl::StrCat(PickFreePort()),
+                 "--repl-diskless-sync-delay",
+                 "0"};
+  return server;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RedisCluster>> RedisCluster::Start(
@@ -274,6 +290,44 @@ absl::Status RedisCluster::RestartAsReplica(int i, absl::Duration timeout) {
         absl::StrCat("node ", nodes_[i]->port(), " did not rejoin: ", last));
   }
   return WaitUntilOk(timeout);
+}
+
+absl::StatusOr<int> RedisCluster::AddMaster(absl::Duration timeout) {
+  auto node = RedisServer::Start(NodeOptions(options_));
+  if (!node.ok()) return node.status();
+  const int index = size();
+  const int port = (*node)->port();
+  nodes_.push_back(*std::move(node));
+  RedisServer* existing = nullptr;
+  for (int i = 0; i < index && existing == nullptr; ++i)
+    if (nodes_[i]->running()) existing = nodes_[i].get();
+  if (existing == nullptr) return absl::FailedPreconditionError("no live node");
+  SubprocessOptions add;
+  add.argv = {RedisCliBinary(), "--cluster", "add-node",
+              absl::StrCat("127.0.0.1:", port),
+              absl::StrCat("127.0.0.1:", existing->port())};
+  auto cli = Subprocess::Start(add);
+  if (!cli.ok()) return cli.status();
+  auto exit = (*cli)->Wait(timeout);
+  if (!exit.ok()) return exit.status();
+  if (!exit->success()) {
+    return absl::InternalError(
+        absl::StrCat("redis-cli --cluster add-node: ", exit->ToString(), "\n",
+                     (*cli)->DescribeOutput()));
+  }
+  const std::string needle = absl::StrCat("127.0.0.1:", port, "@");
+  const bool known = Poll(
+      [&] {
+        for (auto& n : nodes_) {
+          if (!n->running()) continue;
+          auto nodes = n->Command({"CLUSTER", "NODES"});
+          if (!nodes.ok() || !absl::StrContains(*nodes, needle)) return false;
+        }
+        return true;
+      },
+      timeout);
+  if (!known) return absl::DeadlineExceededError("the new node is not known");
+  return index;
 }
 
 absl::StatusOr<std::unique_ptr<Subprocess>> RedisCluster::StartReshard(

@@ -62,6 +62,11 @@ class RedisCluster {
   // until it is in sync and the cluster is ok.
   absl::Status RestartAsReplica(int i, absl::Duration timeout);
 
+  // Starts a seventh node, adds it as a master without slots
+  // (`redis-cli --cluster add-node`) and waits until every node knows it.
+  // Returns its index.
+  absl::StatusOr<int> AddMaster(absl::Duration timeout);
+
   // Starts `redis-cli --cluster reshard` moving `slots` slots from master
   // `from` to master `to`; the caller waits for it.
   absl::StatusOr<std::unique_ptr<Subprocess>> StartReshard(int from, int to,
@@ -73,6 +78,7 @@ class RedisCluster {
   // A live node to ask.
   RedisServer* AnyLive();
 
+  Options options_;
   std::vector<std::unique_ptr<RedisServer>> nodes_;
 };
 

@@ -292,6 +292,42 @@ TEST_F(RedisClusterTest, TheReadCacheFollowsWritesOnEveryMaster) {
       Eventually([&] { return store_->read_cache()->Find(key) == nullptr; }));
 }
 
+// A master added to the running cluster and given slots is found: the
+// store follows -MOVED to a node it never heard of, dials it, and its keys
+// (and their wake-ups) are served there.
+TEST_F(RedisClusterTest, FindsAMasterThatJoins) {
+  // The new master has no replica to acknowledge grants.
+  ConnectStore(/*min_replica_acks=*/0);
+  std::vector<int> masters = cluster_->Masters();
+  ASSERT_EQ(masters.size(), 3u);
+  auto added = cluster_->AddMaster(absl::Seconds(30));
+  ASSERT_TRUE(added.ok()) << added.status();
+  auto reshard = cluster_->StartReshard(masters[0], *added, 1000);
+  ASSERT_TRUE(reshard.ok()) << reshard.status();
+  auto exit = (*reshard)->Wait(absl::Seconds(60));
+  ASSERT_TRUE(exit.ok() && exit->success()) << (*reshard)->DescribeOutput();
+  ASSERT_OK(cluster_->WaitUntilOk(absl::Seconds(30)));
+
+  std::vector<CacheKey> on_new;
+  for (int i = 0; on_new.size() < 5 && i < 2000; ++i) {
+    if (cluster_->OwnerOfKey(RedisKeysFor(Key(i)).value) == *added)
+      on_new.push_back(Key(i));
+  }
+  ASSERT_EQ(on_new.size(), 5u);
+  for (const CacheKey& key : on_new) {
+    SCOPED_TRACE(key.key);
+    ExerciseKey(key, "t");
+    runner_->Watch(key);
+    ASSERT_TRUE(listener_.TakeEvent(key, KeyEvent::Kind::kWatching));
+    ASSERT_THAT(runner_->Put(key, "there", absl::Seconds(60)),
+                IsOkAndHolds(true));
+    EXPECT_TRUE(listener_.TakeEvent(key, KeyEvent::Kind::kFilled));
+  }
+  auto size = cluster_->node(*added).Command({"DBSIZE"});
+  ASSERT_TRUE(size.ok());
+  EXPECT_NE(*size, "0");
+}
+
 // One slot moved by hand, step by step, under a store whose map is stale
 // (no periodic refresh within the test): a key missing from the migrating
 // node is asked of the importing one (-ASK), and once the slot is moved an
