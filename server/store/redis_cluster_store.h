@@ -32,6 +32,10 @@
 //
 // Threading as RedisStore: loop thread, except Start, WaitUntilConnected,
 // Shutdown and IsUp.
+//
+// Files: routing, discovery, nodes and operations in redis_cluster_store.cc;
+// pub/sub and the read cache in redis_cluster_pubsub.cc; the slot map and
+// redirections (no I/O) in redis_cluster_slots.h.
 #ifndef CORRAL_SERVER_STORE_REDIS_CLUSTER_STORE_H_
 #define CORRAL_SERVER_STORE_REDIS_CLUSTER_STORE_H_
 
@@ -111,6 +115,9 @@ class RedisClusterStore final : public RedisBackedStore {
 
  private:
   enum class State { kIdle, kDiscovering, kUp, kShutdown };
+  // Redirections one operation (or one SSUBSCRIBE) may follow before it
+  // gives up: a map that keeps changing under it.
+  static constexpr int kMaxRedirects = 5;
   enum class Via { kCommands, kGrants };
 
   struct Node {
