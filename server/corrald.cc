@@ -26,7 +26,9 @@ ABSL_FLAG(
     "Redis to coordinate through: redis://[user[:password]@]host:port[/db], or "
     "a "
     "master found through Redis Sentinel: redis-sentinel://[user[:password]@]"
-    "host:port[,host:port...]/MASTER_NAME[?db=N&sentinel_password=...]. Unset: "
+    "host:port[,host:port...]/MASTER_NAME[?db=N&sentinel_password=...], or a "
+    "Redis Cluster: redis-cluster://[user[:password]@]host:port[,host:port...] "
+    "(seed nodes). Unset: "
     "the embedded in-memory store (one replica only). Keep the password out of "
     "the process listing: leave it out of the URI and use "
     "--redis_password_file "
@@ -36,7 +38,8 @@ ABSL_FLAG(
     "Replicas that must hold a grant (a lock, a GetOrCompute lease, a fenced "
     "Set/Fill) before it is answered (Redis WAIT); if they do not within "
     "--redis_replica_ack_timeout the grant is undone and answered as "
-    "store-unavailable. -1: 1 for redis-sentinel:// URIs, 0 for redis://.");
+    "store-unavailable. -1: 1 for redis-sentinel:// and redis-cluster:// "
+    "URIs, 0 for redis://.");
 ABSL_FLAG(
     absl::Duration, redis_replica_ack_timeout, absl::Milliseconds(500),
     "How long one WAIT for --redis_min_replica_acks may take (under 2s, the "
@@ -94,7 +97,8 @@ constexpr char kUsage[] =
     "Usage: corrald [--listen_address=HOST:PORT] "
     "[--metrics_address=HOST:PORT|off]\n"
     "               [--redis=redis://HOST:PORT[/DB] | "
-    "redis-sentinel://HOST:PORT,.../NAME]\n"
+    "redis-sentinel://HOST:PORT,.../NAME |\n"
+    "                        redis-cluster://HOST:PORT,...]\n"
     "               [--redis_password_file=FILE]\n"
     "               [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]]\n"
     "               [--config=FILE] [--log_level=LEVEL] [--log_key_file=FILE]\n"

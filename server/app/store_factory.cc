@@ -1,11 +1,15 @@
 #include "server/app/store_factory.h"
 
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/app/secrets.h"
 #include "server/core/log.h"
 #include "server/store/embedded_store.h"
+#include "server/store/redis_cluster_store.h"
 
 namespace corral::app {
 
@@ -46,6 +50,12 @@ std::string RedisStoreName(const RedisOptions& options) {
     return absl::StrCat("redis-sentinel://.../", options.master_name,
                         "?db=", options.db);
   }
+  if (options.cluster()) {
+    std::vector<std::string> nodes;
+    for (const RedisAddress& node : options.cluster_nodes)
+      nodes.push_back(absl::StrCat(node.host, ":", node.port));
+    return absl::StrCat("redis-cluster://", absl::StrJoin(nodes, ","));
+  }
   return absl::StrCat("redis://", options.host, ":", options.port, "/",
                       options.db);
 }
@@ -63,6 +73,12 @@ SelectedStore MakeStore(EventLoop& loop, const Clock& clock, Metrics& metrics,
     metrics.OnReplicaAck(waited, acked);
   };
   selected.name = RedisStoreName(*redis);
+  if (redis->cluster()) {
+    auto store = std::make_unique<RedisClusterStore>(loop, *std::move(redis));
+    selected.redis = store.get();
+    selected.store = std::move(store);
+    return selected;
+  }
   auto store = std::make_unique<RedisStore>(loop, *std::move(redis));
   selected.redis = store.get();
   selected.store = std::move(store);
@@ -74,8 +90,8 @@ bool IsFatalConnectError(const absl::Status& status) {
          absl::IsInvalidArgument(status);
 }
 
-absl::Status ConnectAtStart(RedisStore& redis, absl::string_view store_name,
-                            absl::Duration wait) {
+absl::Status ConnectAtStart(RedisBackedStore& redis,
+                            absl::string_view store_name, absl::Duration wait) {
   redis.Start();
   absl::Status connected = redis.WaitUntilConnected(wait);
   if (connected.ok() || IsFatalConnectError(connected)) return connected;

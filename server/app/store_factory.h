@@ -1,6 +1,6 @@
-// The store corrald serves from: the embedded store, or Redis (redis:// or
-// redis-sentinel://) with its replica-ack settings, and the policy for a
-// Redis that cannot be reached at start.
+// The store corrald serves from: the embedded store, or Redis (redis://,
+// redis-sentinel:// or redis-cluster://) with its replica-ack settings, and the
+// policy for a Redis that cannot be reached at start.
 #ifndef CORRAL_SERVER_APP_STORE_FACTORY_H_
 #define CORRAL_SERVER_APP_STORE_FACTORY_H_
 
@@ -18,6 +18,7 @@
 #include "server/core/read_cache.h"
 #include "server/core/store.h"
 #include "server/metrics/metrics.h"
+#include "server/store/redis_backed_store.h"
 #include "server/store/redis_store.h"
 #include "server/store/redis_uri.h"
 
@@ -32,14 +33,16 @@ absl::StatusOr<RedisOptions> RedisOptionsFor(
     const Options& options, const ReadCacheOptions& read_cache);
 
 // How the ready line and the logs name a Redis store, without credentials:
-// redis://HOST:PORT/DB or redis-sentinel://.../MASTER?db=DB.
+// redis://HOST:PORT/DB, redis-sentinel://.../MASTER?db=DB or
+// redis-cluster://HOST:PORT,....
 std::string RedisStoreName(const RedisOptions& options);
 
 // The store a corrald serves from, and what the rest of startup needs to
 // know about it.
 struct SelectedStore {
   std::unique_ptr<Store> store;
-  RedisStore* redis = nullptr;  // `store`, when it is Redis; else null.
+  // `store`, when it is Redis (one master, Sentinel or Cluster); else null.
+  RedisBackedStore* redis = nullptr;
   std::string name;  // For the ready line: "embedded" or RedisStoreName().
 };
 
@@ -60,8 +63,8 @@ bool IsFatalConnectError(const absl::Status& status);
 // logged (`store_unreachable_at_start`) and OK is returned: corrald serves
 // store-unavailable and reconnects in the background. Call with the loop
 // running.
-absl::Status ConnectAtStart(RedisStore& redis, absl::string_view store_name,
-                            absl::Duration wait);
+absl::Status ConnectAtStart(RedisBackedStore& redis,
+                            absl::string_view store_name, absl::Duration wait);
 
 }  // namespace corral::app
 

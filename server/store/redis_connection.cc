@@ -1,8 +1,12 @@
 #include "server/store/redis_connection.h"
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/read.h>
 
 #include <utility>
 
@@ -14,6 +18,12 @@ namespace corral {
 namespace {
 
 constexpr absl::string_view kRedisErrorPayload = "corral.dev/redis-error";
+constexpr absl::string_view kNotSentPayload = "corral.dev/redis-not-sent";
+
+absl::Status NotSent(absl::Status status) {
+  status.SetPayload(kNotSentPayload, absl::Cord("1"));
+  return status;
+}
 
 // Error replies: the code is the first word ("WRONGPASS invalid ...").
 absl::Status ErrorReplyStatus(absl::string_view message) {
@@ -78,6 +88,10 @@ absl::string_view View(const redisReply* r) {
 }
 
 }  // namespace
+
+bool RedisCommandNotSent(const absl::Status& status) {
+  return status.GetPayload(kNotSentPayload).has_value();
+}
 
 std::string RedisErrorCode(const absl::Status& status) {
   auto payload = status.GetPayload(kRedisErrorPayload);
@@ -146,8 +160,8 @@ absl::Status RedisConnection::FailureStatus(const redisAsyncContext* ac) const {
   if (closing_) return close_reason_;
   const char* err = ac != nullptr && ac->c.err != 0 ? ac->c.errstr : "closed";
   if (!connected_) {
-    return StoreUnavailable(
-        absl::StrCat("cannot connect to ", address_, ": ", err));
+    return NotSent(StoreUnavailable(
+        absl::StrCat("cannot connect to ", address_, ": ", err)));
   }
   return StoreUnavailable(
       absl::StrCat("connection to ", address_, " lost: ", err));
@@ -306,6 +320,241 @@ void RedisConnection::PostDown(absl::Status status) {
 void RedisConnection::PostFailure(ReplyCallback done, absl::Status status) {
   loop_.Post([done = std::move(done), status = std::move(status)]() mutable {
     done(std::move(status));
+  });
+}
+
+RedisPushConnection::RedisPushConnection(EventLoop& loop, std::string address,
+                                         Handlers handlers)
+    : loop_(loop),
+      address_(std::move(address)),
+      handlers_(std::move(handlers)) {}
+
+absl::StatusOr<std::unique_ptr<RedisPushConnection>>
+RedisPushConnection::Connect(EventLoop& loop, const std::string& host, int port,
+                             Handlers handlers) {
+  std::unique_ptr<RedisPushConnection> conn(new RedisPushConnection(
+      loop, absl::StrCat(host, ":", port), std::move(handlers)));
+  conn->reader_ = redisReaderCreate();
+  if (conn->reader_ == nullptr) {
+    return StoreUnavailable(
+        absl::StrCat("cannot connect to ", conn->address_, ": out of memory"));
+  }
+  conn->bev_ = bufferevent_socket_new(
+      loop.base(), -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  if (conn->bev_ == nullptr) {
+    return StoreUnavailable(
+        absl::StrCat("cannot connect to ", conn->address_, ": no socket"));
+  }
+  bufferevent_setcb(conn->bev_, &RedisPushConnection::OnRead, nullptr,
+                    &RedisPushConnection::OnEvent, conn.get());
+  bufferevent_enable(conn->bev_, EV_READ | EV_WRITE);
+  // Hosts are addresses from the URI or CLUSTER SLOTS (no DNS base: a
+  // name would be resolved blocking, once per connect).
+  if (bufferevent_socket_connect_hostname(conn->bev_, nullptr, AF_UNSPEC,
+                                          host.c_str(), port) != 0) {
+    return StoreUnavailable(absl::StrCat("cannot connect to ", conn->address_));
+  }
+  return conn;
+}
+
+RedisPushConnection::~RedisPushConnection() {
+  Close(StoreUnavailable(absl::StrCat("connection to ", address_, " closed")));
+  if (reader_ != nullptr) redisReaderFree(reader_);
+}
+
+void RedisPushConnection::Close(absl::Status reason) {
+  closed_by_owner_ = true;
+  Drop(std::move(reason));
+}
+
+void RedisPushConnection::Drop(absl::Status reason) {
+  if (closing_) return;
+  closing_ = true;
+  if (bev_ != nullptr) {
+    bufferevent_free(bev_);
+    bev_ = nullptr;
+  }
+  FailPending(reason);
+}
+
+void RedisPushConnection::FailPending(const absl::Status& why) {
+  for (Pending& pending : std::exchange(pending_, {})) {
+    if (!pending.done) continue;
+    loop_.Post([done = std::move(pending.done), why]() mutable { done(why); });
+  }
+}
+
+void RedisPushConnection::Write(const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lengths;
+  for (const std::string& arg : args) {
+    argv.push_back(arg.data());
+    lengths.push_back(arg.size());
+  }
+  char* command = nullptr;
+  const int len = redisFormatCommandArgv(
+      &command, static_cast<int>(argv.size()), argv.data(), lengths.data());
+  if (len > 0 && command != nullptr) {
+    bufferevent_write(bev_, command, static_cast<size_t>(len));
+  }
+  free(command);
+}
+
+void RedisPushConnection::Command(const std::vector<std::string>& args,
+                                  ReplyCallback done) {
+  if (closing_) {
+    loop_.Post([done = std::move(done),
+                status = StoreUnavailable(absl::StrCat(
+                    "connection to ", address_, " closed"))]() mutable {
+      done(std::move(status));
+    });
+    return;
+  }
+  if (pending_.empty()) progress_at_ = absl::Now();
+  pending_.push_back(Pending{std::move(done), std::string()});
+  Write(args);
+}
+
+void RedisPushConnection::Unsubscribe(absl::string_view channel, bool sharded) {
+  if (closing_) return;
+  if (pending_.empty()) progress_at_ = absl::Now();
+  pending_.push_back(Pending{nullptr, std::string(channel)});
+  Write({sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", std::string(channel)});
+}
+
+absl::Duration RedisPushConnection::StalledFor(absl::Time now) const {
+  if (pending_.empty()) return absl::ZeroDuration();
+  return now - progress_at_;
+}
+
+void RedisPushConnection::OnEvent(bufferevent*, short what, void* arg) {
+  auto* self = static_cast<RedisPushConnection*>(arg);
+  if (self->closing_) return;
+  if ((what & BEV_EVENT_CONNECTED) != 0) {
+    self->connected_ = true;
+    return;
+  }
+  if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) != 0) {
+    const int err = EVUTIL_SOCKET_ERROR();
+    const std::string why =
+        (what & BEV_EVENT_EOF) != 0
+            ? std::string("closed by the server")
+            : std::string(evutil_socket_error_to_string(err));
+    self->Down(self->connected_
+                   ? StoreUnavailable(absl::StrCat(
+                         "connection to ", self->address_, " lost: ", why))
+                   : NotSent(StoreUnavailable(absl::StrCat(
+                         "cannot connect to ", self->address_, ": ", why))));
+  }
+}
+
+void RedisPushConnection::OnRead(bufferevent* bev, void* arg) {
+  auto* self = static_cast<RedisPushConnection*>(arg);
+  evbuffer* input = bufferevent_get_input(bev);
+  char chunk[16384];
+  int n;
+  while (!self->closing_ &&
+         (n = evbuffer_remove(input, chunk, sizeof(chunk))) > 0) {
+    if (redisReaderFeed(self->reader_, chunk, static_cast<size_t>(n)) !=
+        REDIS_OK) {
+      self->Down(StoreUnavailable(
+          absl::StrCat("connection to ", self->address_, ": out of memory")));
+      return;
+    }
+    self->Drain();
+  }
+}
+
+void RedisPushConnection::Drain() {
+  // A handler may close us: the reader stays ours until the destructor.
+  std::weak_ptr<int> alive = alive_;
+  while (!closing_) {
+    void* raw = nullptr;
+    if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+      Down(StoreUnavailable(absl::StrCat("protocol error from ", address_, ": ",
+                                         reader_->errstr)));
+      return;
+    }
+    if (raw == nullptr) return;  // No complete reply yet.
+    const auto* r = static_cast<const redisReply*>(raw);
+    absl::StatusOr<RedisReply> copied = CopyReply(*r);
+    freeReplyObject(raw);
+    progress_at_ = absl::Now();
+    if (copied.ok()) {
+      Dispatch(*std::move(copied), absl::OkStatus());
+    } else {
+      Dispatch(RedisReply{}, copied.status());
+    }
+    if (alive.expired()) return;
+  }
+}
+
+void RedisPushConnection::Dispatch(RedisReply reply, absl::Status error) {
+  const bool push = error.ok() && reply.type == RedisReply::Type::kArray &&
+                    reply.elements.size() >= 3 &&
+                    reply.elements[0].type == RedisReply::Type::kString;
+  const std::string kind = push ? reply.elements[0].str : std::string();
+  if (kind == "message" || kind == "smessage") {
+    const std::string& channel = reply.elements[1].str;
+    const RedisReply& payload = reply.elements[2];
+    if (channel == kRedisInvalidateChannel) {
+      // An array of key names, or nil for "everything"; anything else
+      // counts as everything too.
+      std::vector<absl::string_view> keys;
+      if (payload.type == RedisReply::Type::kArray) {
+        for (const RedisReply& key : payload.elements) {
+          if (key.type != RedisReply::Type::kString) {
+            keys.clear();
+            break;
+          }
+          keys.push_back(key.str);
+        }
+      }
+      if (handlers_.on_invalidate) handlers_.on_invalidate(keys);
+      return;
+    }
+    if (payload.type == RedisReply::Type::kString && handlers_.on_message)
+      handlers_.on_message(channel, payload.str);
+    return;
+  }
+  if (kind == "sunsubscribe" || kind == "unsubscribe") {
+    const std::string& channel = reply.elements[1].str;
+    if (!pending_.empty() && !pending_.front().done &&
+        pending_.front().unsubscribe == channel) {
+      pending_.pop_front();  // Answers our own Unsubscribe().
+      if (!pending_.empty()) progress_at_ = absl::Now();
+      return;
+    }
+    if (handlers_.on_dropped) handlers_.on_dropped(channel);
+    return;
+  }
+  if (pending_.empty()) {
+    // Nothing asked for it: a server we cannot follow.
+    Down(StoreUnavailable(absl::StrCat("unexpected reply from ", address_,
+                                       error.ok() ? "" : ": ",
+                                       error.message())));
+    return;
+  }
+  Pending pending = std::move(pending_.front());
+  pending_.pop_front();
+  if (!pending_.empty()) progress_at_ = absl::Now();
+  // An Unsubscribe() refused (-MOVED: the channel's slot is elsewhere, so
+  // we are not subscribed to it here anyway).
+  if (!pending.done) return;
+  if (error.ok()) {
+    pending.done(std::move(reply));
+  } else {
+    pending.done(std::move(error));
+  }
+}
+
+void RedisPushConnection::Down(absl::Status status) {
+  if (closing_) return;
+  Drop(status);
+  loop_.Post([this, alive = std::weak_ptr<int>(alive_),
+              status = std::move(status)]() mutable {
+    if (alive.expired() || closed_by_owner_ || !handlers_.on_down) return;
+    handlers_.on_down(std::move(status));
   });
 }
 

@@ -9,12 +9,19 @@
 // (SUBSCRIBE / UNSUBSCRIBE only, once its handshake is done: hiredis 0.14
 // cannot match replies to other commands on a subscribed context).
 //
+// RedisPushConnection (below) is the subscriber of Redis Cluster mode:
+// hiredis 0.14's async context aborts on sharded pub/sub replies
+// (ssubscribe, smessage, sunsubscribe), so that connection is a libevent
+// bufferevent read with hiredis' reply reader, and its replies are matched
+// here.
+//
 // Threading: create, use and destroy on the loop thread (or after the loop
 // has stopped). Callbacks run on the loop thread.
 #ifndef CORRAL_SERVER_STORE_REDIS_CONNECTION_H_
 #define CORRAL_SERVER_STORE_REDIS_CONNECTION_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,6 +34,8 @@
 #include "server/core/event_loop.h"
 
 struct redisAsyncContext;
+struct redisReader;
+struct bufferevent;
 
 namespace corral {
 
@@ -43,6 +52,10 @@ struct RedisReply {
 // The Redis error code ("NOSCRIPT", "WRONGPASS", "ERR", ...) of a status made
 // from an error reply; "" for any other status.
 std::string RedisErrorCode(const absl::Status& status);
+
+// Whether a failed command never reached the server: its connection never
+// connected (refused, unreachable). Such a command may be sent elsewhere.
+bool RedisCommandNotSent(const absl::Status& status);
 
 // Where Redis sends a RESP2 client's tracking invalidations (CLIENT
 // TRACKING ... REDIRECT <subscriber>).
@@ -138,6 +151,87 @@ class RedisConnection {
   size_t in_flight_ = 0;
   absl::Time progress_at_;
   // Posted tasks check it so they never touch a destroyed connection.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+// A subscriber connection that speaks sharded pub/sub (Redis 7) as well as
+// plain pub/sub, driven by hiredis' reply reader over a bufferevent.
+//
+// Every command expects exactly one reply, matched in order: AUTH, PING
+// before subscribing; then SSUBSCRIBE or SUBSCRIBE with one channel each
+// (answered by its confirmation or an error reply such as -MOVED), and
+// Unsubscribe()'s SUNSUBSCRIBE (answered by its confirmation, or -MOVED
+// when the channel's slot is elsewhere, both consumed here). Pushes are
+// told apart by their kind: "message" and "smessage" go to on_message (or
+// on_invalidate); an "sunsubscribe" that does not answer our own
+// Unsubscribe() goes to on_dropped: the server dropped that shard channel
+// by itself because its slot moved to another node.
+class RedisPushConnection {
+ public:
+  using ReplyCallback = RedisConnection::ReplyCallback;
+
+  struct Handlers {
+    // The connection failed or was closed by the server. Posted, once,
+    // never after Close(). Required.
+    absl::AnyInvocable<void(absl::Status)> on_down;
+    absl::AnyInvocable<void(absl::string_view channel,
+                            absl::string_view payload)>
+        on_message;
+    // As RedisConnection::Handlers::on_invalidate.
+    absl::AnyInvocable<void(const std::vector<absl::string_view>& keys)>
+        on_invalidate;
+    absl::AnyInvocable<void(absl::string_view channel)> on_dropped;
+  };
+
+  static absl::StatusOr<std::unique_ptr<RedisPushConnection>> Connect(
+      EventLoop& loop, const std::string& host, int port, Handlers handlers);
+  ~RedisPushConnection();
+  RedisPushConnection(const RedisPushConnection&) = delete;
+  RedisPushConnection& operator=(const RedisPushConnection&) = delete;
+
+  // Sends a command that gets one reply (see above). `done` runs once, on
+  // the loop thread, never inline: with the reply, an error reply's status,
+  // or StoreUnavailable when the connection fails or is closed first.
+  void Command(const std::vector<std::string>& args, ReplyCallback done);
+  // SUNSUBSCRIBE `channel` (UNSUBSCRIBE when !sharded); its answer is
+  // consumed here. Ignored once closed.
+  void Unsubscribe(absl::string_view channel, bool sharded);
+  // Unanswered commands are answered with `reason` (posted); no handler
+  // runs afterwards. Idempotent; safe from inside the handlers (the object
+  // must outlive them: destroy it later).
+  void Close(absl::Status reason);
+
+  absl::Duration StalledFor(absl::Time now) const;
+  bool closed() const { return closing_; }
+  const std::string& address() const { return address_; }
+
+ private:
+  RedisPushConnection(EventLoop& loop, std::string address, Handlers handlers);
+  static void OnRead(bufferevent* bev, void* self);
+  static void OnEvent(bufferevent* bev, short what, void* self);
+  void Write(const std::vector<std::string>& args);
+  // Reads every complete reply in the reader.
+  void Drain();
+  // A reply: an answer to the oldest command, or a push.
+  void Dispatch(RedisReply reply, absl::Status error);
+  void Down(absl::Status status);
+  void Drop(absl::Status reason);
+  void FailPending(const absl::Status& why);
+
+  EventLoop& loop_;
+  const std::string address_;
+  Handlers handlers_;
+  bufferevent* bev_ = nullptr;
+  redisReader* reader_ = nullptr;
+  bool connected_ = false;
+  bool closing_ = false;
+  bool closed_by_owner_ = false;
+  struct Pending {
+    ReplyCallback done;       // Commands.
+    std::string unsubscribe;  // Unsubscribe(): the channel.
+  };
+  std::deque<Pending> pending_;  // Oldest first.
+  absl::Time progress_at_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

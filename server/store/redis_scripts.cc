@@ -1,10 +1,12 @@
 #include "server/store/redis_scripts.h"
 
+#include <array>
 #include <cstdint>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 
 namespace corral {
@@ -233,6 +235,23 @@ absl::string_view RedisScriptSource(RedisScript script) {
       return kBreakerCasSource;
   }
   return "";
+}
+
+absl::string_view RedisClusterScriptSource(RedisScript script) {
+  static const auto* const sources = [] {
+    auto* out = new std::array<std::string, kRedisScriptCount>;
+    for (int i = 0; i < kRedisScriptCount; ++i) {
+      const auto s = static_cast<RedisScript>(i);
+      std::string source(RedisScriptSource(s));
+      if (s == RedisScript::kPut || s == RedisScript::kRelease) {
+        source = absl::StrReplaceAll(
+            source, {{"redis.call('PUBLISH',", "redis.call('SPUBLISH',"}});
+      }
+      (*out)[static_cast<size_t>(i)] = std::move(source);
+    }
+    return out;
+  }();
+  return (*sources)[static_cast<size_t>(script)];
 }
 
 std::string RedisBreakerKey(const std::string& ns) {

@@ -87,6 +87,12 @@ enum class RedisScript {
 inline constexpr int kRedisScriptCount = 9;
 
 absl::string_view RedisScriptSource(RedisScript script);
+// The same scripts for Redis Cluster: the item scripts (kPut, kRelease)
+// publish with SPUBLISH, so that a wake-up reaches only the shard that owns
+// the item's slot (the channel shares the item's hash tag, so the script
+// stays in one slot). kBreakerCas keeps PUBLISH: a breaker change is rare
+// and every replica listens to it, on any node.
+absl::string_view RedisClusterScriptSource(RedisScript script);
 
 // Reads each script's answer. Shapes that the script cannot produce are
 // INTERNAL errors (a different script under our SHA, or a bug).

@@ -31,6 +31,7 @@
 #include "server/core/event_loop.h"
 #include "server/core/read_cache.h"
 #include "server/core/store.h"
+#include "server/store/redis_backed_store.h"
 #include "server/store/redis_connection.h"
 #include "server/store/redis_scripts.h"
 #include "server/store/redis_uri.h"
@@ -38,7 +39,7 @@
 
 namespace corral {
 
-class RedisStore final : public Store {
+class RedisStore final : public RedisBackedStore {
  public:
   // `loop` must outlive the store. Nothing happens until Start().
   RedisStore(EventLoop& loop, RedisOptions options);
@@ -49,18 +50,18 @@ class RedisStore final : public Store {
   RedisStore& operator=(const RedisStore&) = delete;
 
   // Begins connecting (on the loop). Any thread; once.
-  void Start();
+  void Start() override;
   // Blocks until connected: OK; a non-retryable failure of the latest
   // attempt (wrong password, unknown database, ...) returns at once with its
   // error; otherwise, after `timeout`, the latest attempt's error (e.g.
   // "cannot connect to 127.0.0.1:6390: Connection refused"). The store keeps
   // retrying either way. Not on the loop thread (it would deadlock).
-  absl::Status WaitUntilConnected(absl::Duration timeout);
+  absl::Status WaitUntilConnected(absl::Duration timeout) override;
   // Disconnects for good: pending and later operations are answered with
   // StoreUnavailable, no listener call follows. From a non-loop thread it
   // waits for the loop to do it, so the loop must be running; on the loop
   // thread it runs inline. Idempotent.
-  void Shutdown();
+  void Shutdown() override;
 
   void SetListener(StoreListener* listener) override { listener_ = listener; }
   void Get(const CacheKey& key, Callback<KeyRead> done) override;

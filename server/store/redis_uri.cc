@@ -220,6 +220,45 @@ absl::StatusOr<RedisOptions> ParseSentinelUri(absl::string_view rest) {
   return options;
 }
 
+absl::StatusOr<RedisOptions> ParseClusterUri(absl::string_view rest) {
+  RedisOptions options;
+  options.host.clear();
+  options.port = 0;
+  if (rest.find_first_of("?#") != absl::string_view::npos) {
+    return UriError(
+        "redis-cluster:// takes no query parameters or fragments (a cluster "
+        "has only database 0)");
+  }
+  if (const size_t slash = rest.find('/'); slash != absl::string_view::npos) {
+    if (rest.substr(slash) != "/") {
+      return UriError(
+          "redis-cluster:// takes no path (a cluster has only database 0)");
+    }
+    rest = rest.substr(0, slash);
+  }
+  absl::string_view authority = rest;
+  if (absl::Status s = TakeUserinfo(authority, options); !s.ok()) return s;
+  if (authority.empty()) return UriError("no cluster node address");
+  int index = 0;
+  for (absl::string_view part : absl::StrSplit(authority, ',')) {
+    ++index;
+    const std::string what = absl::StrCat("cluster node ", index);
+    // The port is required: a cluster has no default port worth guessing.
+    const bool has_port = !part.empty() && part.back() != ']' &&
+                          part.rfind(':') != absl::string_view::npos;
+    if (!has_port && !part.empty()) {
+      return UriError(absl::StrCat("the port of ", what, " is missing"));
+    }
+    auto address = ParseHostPort(part, 6379, what);
+    if (!address.ok()) return address.status();
+    options.cluster_nodes.push_back(*std::move(address));
+  }
+  // Every master of a cluster set up for failover has a replica that may be
+  // promoted: by default a grant waits until one of them holds it.
+  options.min_replica_acks = 1;
+  return options;
+}
+
 }  // namespace
 
 std::string RedisOptions::Describe() const {
@@ -244,20 +283,31 @@ std::string RedisOptions::Describe() const {
       absl::StrAppend(&text, " (master ", address(host, port), ")");
     return text;
   }
+  if (cluster()) {
+    std::vector<std::string> parts;
+    for (const RedisAddress& n : cluster_nodes)
+      parts.push_back(address(n.host, n.port));
+    return absl::StrCat("redis-cluster://", auth, absl::StrJoin(parts, ","));
+  }
   return absl::StrCat("redis://", auth, address(host, port), "/", db);
 }
 
 absl::StatusOr<RedisOptions> ParseRedisUri(absl::string_view uri) {
   constexpr absl::string_view kScheme = "redis://";
   constexpr absl::string_view kSentinelScheme = "redis-sentinel://";
+  constexpr absl::string_view kClusterScheme = "redis-cluster://";
   if (absl::StartsWithIgnoreCase(uri, "rediss://")) {
     return UriError("rediss:// (TLS) is not supported by this build");
   }
   if (absl::StartsWithIgnoreCase(uri, kSentinelScheme)) {
     return ParseSentinelUri(uri.substr(kSentinelScheme.size()));
   }
+  if (absl::StartsWithIgnoreCase(uri, kClusterScheme)) {
+    return ParseClusterUri(uri.substr(kClusterScheme.size()));
+  }
   if (!absl::StartsWithIgnoreCase(uri, kScheme)) {
-    return UriError("must start with redis:// or redis-sentinel://");
+    return UriError(
+        "must start with redis://, redis-sentinel:// or redis-cluster://");
   }
   absl::string_view rest = uri.substr(kScheme.size());
   if (rest.find_first_of("?#") != absl::string_view::npos) {

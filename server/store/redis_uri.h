@@ -1,7 +1,9 @@
 // Where the Redis store connects, and how patiently. Parsed from the
 // --redis flag: redis://[user[:password]@]host[:port][/db], or
 // redis-sentinel://[user[:password]@]host[:port][,host[:port]...]/master
-// [?db=N&sentinel_password=...] for a master that Redis Sentinel names.
+// [?db=N&sentinel_password=...] for a master that Redis Sentinel names, or
+// redis-cluster://[user[:password]@]host:port[,host:port...] (seed nodes of
+// a Redis Cluster).
 #ifndef CORRAL_SERVER_STORE_REDIS_URI_H_
 #define CORRAL_SERVER_STORE_REDIS_URI_H_
 
@@ -35,6 +37,10 @@ struct RedisOptions {
   std::string master_name;
   // For the sentinels only (user/password are the data nodes'). Never log.
   std::string sentinel_password;
+  // Non-empty: Cluster mode. Seed nodes: the store asks them in turn for
+  // CLUSTER SLOTS and then talks to every master it names (host and port
+  // above are unused).
+  std::vector<RedisAddress> cluster_nodes;
 
   // ACL user; empty: the legacy AUTH <password> form (or no AUTH at all).
   std::string user;
@@ -74,6 +80,7 @@ struct RedisOptions {
   // passwords are masked).
   std::string Describe() const;
   bool sentinel() const { return !sentinels.empty(); }
+  bool cluster() const { return !cluster_nodes.empty(); }
 };
 
 // Parses redis://[user:password@]host[:port][/db] (also redis://:password@…,
@@ -86,6 +93,10 @@ struct RedisOptions {
 // /master_name[?db=N&sentinel_password=...] (sentinel port 26379 by
 // default; sentinel_password percent-decoded; unknown or repeated query
 // parameters are errors).
+//
+// Also parses redis-cluster://[user[:password]@]host:port[,host:port...]
+// (every port explicit; no database, path or query: a cluster has only
+// database 0).
 absl::StatusOr<RedisOptions> ParseRedisUri(absl::string_view uri);
 
 }  // namespace corral

@@ -320,6 +320,46 @@ class ComposeSentinel(ds.TestCase):
                     "redis-sentinel://" + ",".join(f"{n}:26379" for n in sentinels) + "/corral")
 
 
+class ComposeCluster(ds.TestCase):
+    """deploy/compose-cluster.yaml: six cluster-enabled Redis nodes, a one-shot
+    `redis-cli --cluster create ... --cluster-replicas 1`, and two corralds on
+    a redis-cluster:// URI that wait for it."""
+
+    PATH = ds.src("deploy", "compose-cluster.yaml")
+
+    def setUp(self):
+        super().setUp()
+        with open(self.PATH) as f:
+            self.services = yaml.safe_load(f)["services"]
+
+    def test_docker_compose_validates_it(self):
+        out = ds.run([ds.require_tool("docker-compose"), "-f", self.PATH, "config", "-q"],
+                     cwd=tempfile.gettempdir())
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+
+    def test_six_nodes_made_one_cluster(self):
+        nodes = sorted(n for n in self.services if n.startswith("redis-"))
+        self.assertEqual(len(nodes), 6)
+        for name in nodes:
+            script = self.services[name]["command"][-1]
+            self.assertIn("--cluster-enabled yes", script, name)
+            self.assertIn("--cluster-preferred-endpoint-type hostname", script, name)
+        init = self.services["cluster-init"]["command"][-1]
+        self.assertIn("--cluster-replicas 1", init)
+        for name in nodes:
+            self.assertIn(name, init)
+
+    def test_corrald_routes_by_slot(self):
+        corrald = {n: s for n, s in self.services.items() if s.get("image") == "corrald:local"}
+        self.assertEqual(len(corrald), 2)
+        for name, svc in corrald.items():
+            with self.subTest(service=name):
+                ds.assert_known_flags(self, svc["command"], f"compose-cluster {name}")
+                self.assertTrue(flag(svc["command"], "redis").startswith("redis-cluster://"))
+                self.assertEqual(svc["depends_on"]["cluster-init"]["condition"],
+                                 "service_completed_successfully")
+
+
 # --- Kubernetes --------------------------------------------------------------------
 
 def k8s_docs():

@@ -97,7 +97,7 @@ TEST(ParseSentinelUriTest, RejectsWithAClearMessageAndNeverThePassword) {
       {"redis-sentinel://@h/m", "user before '@' is empty"},
       {"redis-sentinel://u:secret%g@h/m",
        "password has a malformed percent-escape"},
-      {"sentinel://h/m", "must start with redis:// or redis-sentinel://"},
+      {"sentinel://h/m", "must start with redis://, redis-sentinel://"},
   };
   for (const auto& [uri, expected] : cases) {
     SCOPED_TRACE(uri);

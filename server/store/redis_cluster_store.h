@@ -1,0 +1,285 @@
+// The fleet store on Redis Cluster (redis-cluster:// URIs): the same keys
+// and scripts as RedisStore, routed by hash slot to the master that serves
+// it. Every operation touches one cache item (or one namespace's breaker),
+// whose keys share a hash tag, so each script runs in one slot on one node.
+//
+// Routing: the slot map comes from CLUSTER SLOTS (asked of the known
+// masters, then the seed nodes, in turn), is refreshed periodically and
+// after errors, and is patched by -MOVED. -ASK sends ASKING plus the command
+// to the importing node without touching the map. -TRYAGAIN, -CLUSTERDOWN,
+// -READONLY, -LOADING, -MASTERDOWN and a node that cannot be reached are
+// retried with growing delays until command_timeout has passed since the
+// operation began (none of them ran the command); a connection lost with
+// commands on it fails those commands (they may have run).
+//
+// Per master: a command connection (pipelined), a grants connection when
+// grants wait for replica acks (WAIT on the node that ran the grant), and a
+// subscriber (RedisPushConnection) for the item channels of its slots
+// (SSUBSCRIBE: a wake-up is SPUBLISHed to one shard only). A channel the
+// server drops (its slot moved) is subscribed again where the slot went,
+// and the key gets kWatching again (re-read). The breaker channel is plain
+// pub/sub (broadcast by the cluster), subscribed on one node.
+//
+// Available (IsUp) while a slot map is known; unavailable when no node
+// answers CLUSTER SLOTS.
+//
+// Read cache: CLIENT TRACKING on each master's command connection,
+// redirected to that master's subscriber (SUBSCRIBE __redis__:invalidate).
+// Coherent only while every master of the map tracks; a node dialled,
+// dropped or refused turns it off (dropping everything) until all track
+// again, and any slot that changes owner (MOVED, a new map) drops every
+// entry: values read from the old owner are not tracked by the new one.
+//
+// Threading as RedisStore: loop thread, except Start, WaitUntilConnected,
+// Shutdown and IsUp.
+//
+// Files: routing, discovery, nodes and operations in redis_cluster_store.cc;
+// pub/sub and the read cache in redis_cluster_pubsub.cc; the slot map and
+// redirections (no I/O) in redis_cluster_slots.h.
+#ifndef CORRAL_SERVER_STORE_REDIS_CLUSTER_STORE_H_
+#define CORRAL_SERVER_STORE_REDIS_CLUSTER_STORE_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/core/event_loop.h"
+#include "server/core/read_cache.h"
+#include "server/core/store.h"
+#include "server/store/redis_backed_store.h"
+#include "server/store/redis_cluster_slots.h"
+#include "server/store/redis_connection.h"
+#include "server/store/redis_scripts.h"
+#include "server/store/redis_uri.h"
+
+namespace corral {
+
+class RedisClusterStore final : public RedisBackedStore {
+ public:
+  // Commands sent, per node name, for benchmarks and tests (any thread).
+  struct Counters {
+    std::atomic<uint64_t> commands{0};
+    std::atomic<uint64_t> moved{0};
+    std::atomic<uint64_t> ask{0};
+    std::atomic<uint64_t> retries{0};
+  };
+
+  // `loop` must outlive the store. `options.cluster()` must hold.
+  RedisClusterStore(EventLoop& loop, RedisOptions options);
+  ~RedisClusterStore() override;
+  RedisClusterStore(const RedisClusterStore&) = delete;
+  RedisClusterStore& operator=(const RedisClusterStore&) = delete;
+
+  void Start() override;
+  absl::Status WaitUntilConnected(absl::Duration timeout) override;
+  void Shutdown() override;
+
+  void SetListener(StoreListener* listener) override { listener_ = listener; }
+  void Get(const CacheKey& key, Callback<KeyRead> done) override;
+  void Put(const CacheKey& key, std::string value, const PutOptions& options,
+           Callback<bool> done) override;
+  void Delete(const CacheKey& key, Callback<bool> done) override;
+  void RememberFailure(const CacheKey& key, absl::Duration ttl,
+                       Callback<absl::Time> done) override;
+  void TryLock(const CacheKey& key, const std::string& token,
+               absl::Duration ttl, Callback<LockAttempt> done) override;
+  void TryLockAndRead(const CacheKey& key, const std::string& token,
+                      absl::Duration ttl, Callback<LockAttempt> done) override;
+  void RenewLock(const CacheKey& key, const std::string& token,
+                 absl::Duration ttl,
+                 Callback<std::optional<absl::Time>> done) override;
+  void ReleaseLock(const CacheKey& key, const std::string& token,
+                   ReleaseNotice notice, Callback<bool> done) override;
+  void Watch(const CacheKey& key) override;
+  void Unwatch(const CacheKey& key) override;
+  void LoadBreaker(const std::string& ns,
+                   Callback<BreakerRecord> done) override;
+  void StoreBreaker(const std::string& ns, uint64_t expected_version,
+                    std::string state, Callback<BreakerCas> done) override;
+  void Ping(StatusCallback done) override;
+  bool IsUp() const override { return up_.load(std::memory_order_acquire); }
+  const ReadCache* read_cache() const override { return read_cache_.get(); }
+
+  const Counters& counters() const { return counters_; }
+
+ private:
+  enum class State { kIdle, kDiscovering, kUp, kShutdown };
+  // Redirections one operation (or one SSUBSCRIBE) may follow before it
+  // gives up: a map that keeps changing under it.
+  static constexpr int kMaxRedirects = 5;
+  enum class Via { kCommands, kGrants };
+
+  struct Node {
+    uint64_t id = 0;
+    RedisAddress address;
+    std::string name;
+    std::unique_ptr<RedisConnection> commands;
+    std::unique_ptr<RedisConnection> grants;  // min_replica_acks > 0 only.
+    std::unique_ptr<RedisPushConnection> subscriber;
+    std::vector<absl::AnyInvocable<void(absl::Status)>> ack_waiters;
+    bool wait_in_flight = false;
+    // Read cache: CLIENT TRACKING and the invalidation subscription are
+    // both confirmed.
+    int tracking_steps_left = 2;
+  };
+
+  // One watched key's channel.
+  struct Channel {
+    CacheKey key;
+    int slot = 0;
+    // The node the latest SSUBSCRIBE went to ("" none) and which one it was
+    // (only its confirmation counts).
+    std::string node;
+    uint64_t attempt = 0;
+    bool confirmed = false;
+    int redirects = 0;  // -MOVED answers to SSUBSCRIBE in a row.
+  };
+
+  // One routed command.
+  struct Request {
+    int slot = 0;
+    std::vector<std::string> argv;
+    bool is_script = false;
+    RedisScript script = RedisScript::kGet;
+    Via via = Via::kCommands;
+    absl::Time deadline;
+    int redirects = 0;
+    int retries = 0;
+    // With the reply and the node that ran the command.
+    absl::AnyInvocable<void(absl::StatusOr<RedisReply>, const std::string&)>
+        done;
+  };
+
+  // Discovery (loop thread).
+  void Discover();
+  void AskSlots(std::shared_ptr<std::vector<RedisAddress>> candidates,
+                size_t next, absl::Status last_error, uint64_t round);
+  void TakeSlots(RedisSlotMap map);
+  void DiscoveryFailed(absl::Status error);
+  // A refresh soon (after errors), at most one at a time.
+  void RefreshSoon();
+
+  // Nodes (loop thread).
+  Node* GetNode(const RedisAddress& address);
+  Node* FindNode(absl::string_view name, uint64_t id);
+  void DropNode(const std::string& name, const absl::Status& why);
+  void OpenSubscriber(Node& node);
+  void Authenticate(RedisConnection& conn);
+
+  // Routing (loop thread).
+  void Send(std::shared_ptr<Request> request,
+            const RedisAddress* ask_to = nullptr);
+  void OnReply(std::shared_ptr<Request> request, const std::string& node_name,
+               std::optional<RedisAddress> asked,
+               absl::StatusOr<RedisReply> reply);
+  void Retry(std::shared_ptr<Request> request, absl::Status why);
+  void RunScript(
+      RedisScript script, std::vector<std::string> keys,
+      std::vector<std::string> args,
+      absl::AnyInvocable<void(absl::StatusOr<RedisReply>, const std::string&)>
+          done,
+      Via via = Via::kCommands);
+  template <typename T, typename Parse>
+  void RunAndAnswer(RedisScript script, std::vector<std::string> keys,
+                    std::vector<std::string> args, Parse parse,
+                    Callback<T> done, Via via = Via::kCommands);
+  template <typename T>
+  void Answer(Callback<T> done, absl::StatusOr<T> result) {
+    loop_.Post([done = std::move(done), result = std::move(result)]() mutable {
+      done(std::move(result));
+    });
+  }
+
+  // Replica acks: WAIT on `node_name`'s grants connection.
+  void AwaitReplicas(const std::string& node_name,
+                     absl::AnyInvocable<void(absl::Status)> acked);
+  void SendWait(Node& node);
+  void RunTryLock(const CacheKey& key, const std::string& token,
+                  absl::Duration ttl, bool read, Callback<LockAttempt> done);
+
+  // Pub/sub (loop thread).
+  void Subscribe(const std::string& name);
+  void OnDropped(const std::string& node_name, absl::string_view channel);
+  void OnMessage(absl::string_view channel, absl::string_view payload);
+  void SubscribeBreaker();
+  void PostEvent(std::string channel, KeyEvent event);
+  void PostAvailability(bool up);
+
+  // Read cache (loop thread).
+  void StartTracking(Node& node);
+  void OnTrackingStep(const std::string& node_name, uint64_t id,
+                      const absl::StatusOr<RedisReply>& reply);
+  void OnInvalidate(const std::vector<absl::string_view>& keys);
+  void UpdateCoherence();
+  // Some slot changed owner: values read from the old one are untracked.
+  void SlotsMoved();
+
+  void Tick();
+  void ShutdownOnLoop();
+  absl::Status DownStatus() const { return down_reason_; }
+
+  EventLoop& loop_;
+  const RedisOptions options_;
+  StoreListener* listener_ = nullptr;
+
+  // Loop thread only.
+  State state_ = State::kIdle;
+  RedisSlotMap slots_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Node>> nodes_;
+  uint64_t next_node_id_ = 0;
+  // Nodes that could not be reached lately: not tried again before then.
+  absl::flat_hash_map<std::string, absl::Time> unreachable_until_;
+  absl::flat_hash_map<std::string, absl::Time> drop_logged_at_;
+  std::array<std::string, kRedisScriptCount> script_shas_;
+  absl::flat_hash_map<std::string, Channel> channels_;
+  uint64_t next_attempt_ = 0;
+  // Commands waiting for their retry, by timer.
+  absl::flat_hash_map<EventLoop::TimerId, std::shared_ptr<Request>> retrying_;
+  // Why AUTH failed (reported instead of the NOAUTH that follows).
+  absl::Status auth_error_;
+  // Some channel has no node: the tick subscribes it again.
+  bool resubscribe_needed_ = false;
+  std::string breaker_node_;  // Where the breaker channel is subscribed.
+  bool discovering_ = false;
+  uint64_t discovery_round_ = 0;
+  bool refresh_pending_ = false;
+  absl::Time last_refresh_;
+  absl::Time last_ping_;
+  absl::Duration backoff_ = absl::ZeroDuration();
+  absl::BitGen rng_;
+  absl::Status down_reason_;
+  EventLoop::TimerId tick_timer_ = 0;
+  EventLoop::TimerId discover_timer_ = 0;
+
+  std::unique_ptr<ReadCache> read_cache_;
+  bool coherent_ = false;
+  bool tracking_refused_ = false;
+
+  std::atomic<bool> up_{false};
+  Counters counters_;
+  mutable absl::Mutex mu_;
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool fatal_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+  bool ConnectSettled() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return connected_ || fatal_ || shut_down_;
+  }
+
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace corral
+
+#endif  // CORRAL_SERVER_STORE_REDIS_CLUSTER_STORE_H_
