@@ -109,6 +109,26 @@ class CountingStore final : public Store {
                        Callback<absl::Time> done) override {
     inner_->RememberFailure(key, ttl, std::move(done));
   }
+  void ClaimHedge(const CacheKey& key, uint32_t max_hedges, absl::Duration keep,
+                  Callback<HedgeClaim> done) override {
+    ++hedge_claims;
+    inner_->ClaimHedge(key, max_hedges, keep, std::move(done));
+  }
+  void ChargeBudget(const std::string& ns, const std::string& slot,
+                    const BudgetLimits& limits, absl::Duration hold,
+                    Callback<BudgetCharge> done) override {
+    ++budget_charges;
+    inner_->ChargeBudget(ns, slot, limits, hold, std::move(done));
+  }
+  void RenewBudget(const std::string& ns, const std::string& slot,
+                   absl::Duration hold, Callback<bool> done) override {
+    inner_->RenewBudget(ns, slot, hold, std::move(done));
+  }
+  void ReturnBudget(const std::string& ns, const std::string& slot,
+                    Callback<bool> done) override {
+    ++budget_returns;
+    inner_->ReturnBudget(ns, slot, std::move(done));
+  }
   void TryLock(const CacheKey& key, const std::string& token,
                absl::Duration ttl, Callback<LockAttempt> done) override {
     ++lock_attempts;
@@ -151,6 +171,9 @@ class CountingStore final : public Store {
   std::atomic<int> puts{0};
   std::atomic<int> lock_attempts{0};
   std::atomic<int> releases{0};
+  std::atomic<int> hedge_claims{0};
+  std::atomic<int> budget_charges{0};
+  std::atomic<int> budget_returns{0};
   std::atomic<int> watches{0};
 
  private:
