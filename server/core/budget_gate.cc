@@ -8,12 +8,23 @@
 
 namespace corral {
 
+namespace {
+BudgetVerdict Withdrawn() {
+  BudgetVerdict v;
+  v.admitted = false;
+  v.withdrawn = true;
+  return v;
+}
+}  // namespace
+
 struct BudgetGate::Attempt {
   std::string ns;
   BudgetLimits limits;
   std::string slot;
   absl::Duration hold;
-  absl::Time deadline;
+  // What is left of the wait, counted down by the retry timers (so that it
+  // runs on the executor's time, as wait timers do).
+  absl::Duration left;
   absl::AnyInvocable<bool()> still_wanted;
   absl::AnyInvocable<void(BudgetVerdict)> done;
   // The first refusal is counted as a wait; the retries only update the
@@ -45,7 +56,7 @@ void BudgetGate::Charge(const NamespaceSettings& ns, std::string slot,
   attempt->limits.enforce = ns.compute_budget.enforce;
   attempt->slot = std::move(slot);
   attempt->hold = hold;
-  attempt->deadline = deadline;
+  attempt->left = std::max(absl::ZeroDuration(), deadline - clock_.Now());
   attempt->still_wanted = std::move(still_wanted);
   attempt->done = std::move(done);
   Try(std::move(attempt));
@@ -61,8 +72,8 @@ void BudgetGate::Try(std::shared_ptr<Attempt> attempt) {
           CORRAL_LOG(LogLevel::kWarning, "budget_unavailable",
                      "ns=", attempt->ns, " error=\"", charge.status().message(),
                      "\" admitted=true");
-          if (attempt->still_wanted()) attempt->done(BudgetVerdict{});
-          return;
+          if (attempt->still_wanted()) return attempt->done(BudgetVerdict{});
+          return attempt->done(Withdrawn());
         }
         const bool enforced = attempt->limits.enforce;
         observer_.OnBudgetCharge(
@@ -76,25 +87,28 @@ void BudgetGate::Try(std::shared_ptr<Attempt> attempt) {
             // Nobody wants the grant any more: the slot goes back.
             std::string slot = attempt->slot;
             Return(attempt->ns, &slot);
-            return;
+            return attempt->done(Withdrawn());
           }
           BudgetVerdict verdict;
           verdict.slot = attempt->slot;
           return attempt->done(std::move(verdict));
         }
         attempt->refused_before = true;
-        if (!attempt->still_wanted()) return;
-        const absl::Duration delay = RetryDelay(charge->retry_after);
-        if (clock_.Now() + delay > attempt->deadline) {
+        if (!attempt->still_wanted()) return attempt->done(Withdrawn());
+        if (attempt->left <= absl::ZeroDuration()) {
           BudgetVerdict verdict;
           verdict.admitted = false;
           verdict.limit = charge->limit;
           verdict.retry_after = charge->retry_after;
           return attempt->done(std::move(verdict));
         }
+        // The last try is at the deadline itself.
+        const absl::Duration delay =
+            std::min(RetryDelay(charge->retry_after), attempt->left);
+        attempt->left -= delay;
         executor_.RunAfter(delay, [this, alive, attempt]() mutable {
           if (alive.expired()) return;
-          if (!attempt->still_wanted()) return;
+          if (!attempt->still_wanted()) return attempt->done(Withdrawn());
           Try(std::move(attempt));
         });
       });

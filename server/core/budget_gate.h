@@ -28,6 +28,8 @@ struct BudgetVerdict {
   // Refused: which limit ("in_flight", "rate") and when to come back.
   std::string limit;
   absl::Duration retry_after = absl::ZeroDuration();
+  // `still_wanted()` said no before a verdict: nothing is held.
+  bool withdrawn = false;
 };
 
 class BudgetGate {
@@ -41,10 +43,11 @@ class BudgetGate {
 
   // Charges one grant named `slot` (unique: the lock token), held for
   // `hold` unless renewed or returned. Refused (enforced budget), it asks
-  // again after the store's retry hint (between 10 and 250 ms) while
-  // `still_wanted()` and the time is before `deadline`; a deadline already
-  // past means one try. `done` gets the verdict: admitted, or refused at
-  // the deadline; it is not called once `still_wanted()` said no. A
+  // again after the store's retry hint (between 10 and 250 ms; the last try
+  // at `deadline`) while `still_wanted()`; a deadline already past means one
+  // try. The wait is counted on the executor's timers from now. `done` gets the
+  // verdict once: admitted, refused at the deadline, or withdrawn
+  // (`still_wanted()` said no; a slot admitted meanwhile went back). A
   // namespace without a budget is admitted at once (inline, no slot); a
   // store error admits without a slot (a budget must not turn a store
   // outage into an outage of every compute) and is logged.

@@ -32,7 +32,8 @@ Coordinator::Coordinator(Executor& executor, Store& store,
       clock_(clock),
       observer_(observer),
       namespaces_(registry, clock, observer),
-      breakers_(executor, store, clock, observer) {
+      breakers_(executor, store, clock, observer),
+      budget_(store, executor, clock, observer) {
   store_.SetListener(this);
   const absl::Duration every =
       std::min(absl::Minutes(1), registry_.limits().dynamic_namespace_idle / 4);

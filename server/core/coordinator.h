@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "server/core/breaker_registry.h"
+#include "server/core/budget_gate.h"
 #include "server/core/clock.h"
 #include "server/core/executor.h"
 #include "server/core/namespace_config.h"
@@ -161,6 +162,12 @@ class Coordinator final : public StoreListener {
     absl::string_view refresh_trigger;
     Executor::TimerId renew_timer = 0;
     Executor::TimerId revoke_timer = 0;
+    // The lease's compute-budget slot ("": none held); returned when the
+    // lease ends (EndLease), renewed with the lock.
+    std::string budget_slot;
+    // HEDGE: this caller's wait timed out once and was decided (a hedge, or
+    // waiting on for the live holder); the next timeout ends it.
+    bool hedge_decided = false;
   };
 
   struct LockWaiter {
@@ -300,6 +307,11 @@ class Coordinator final : public StoreListener {
   // if nobody is left.
   void FinishAttempt(const CacheKey& key, bool pump);
   void RetryAt(const CacheKey& key, absl::Time when);
+  // A GetOrCompute head won the lock (fence) and the breaker admits it: the
+  // budget has the last word, then the lease or RejectForBudget. `release`
+  // gives the lock back and finishes the attempt.
+  void ChargeLockedLease(const CacheKey& key, CallId sid, uint64_t fence,
+                         absl::AnyInvocable<void()> release);
   void EnsureWatching(const CacheKey& key);
   void MaybeRetire(const CacheKey& key);
   // Removes a live waiter's queue entry from the count (the entry itself is
@@ -336,6 +348,29 @@ class Coordinator final : public StoreListener {
                   std::string current_value);
   void EndLease(Session& s);  // Cancels renew/revoke timers.
   void OnWaitTimeout(CallId id);
+  // The HEDGE policy for a timed-out caller that may compute (after the
+  // re-read missed): at most max_hedges duplicates per lease fleet-wide,
+  // everyone else waits on for the live holder's fill.
+  void HedgeOrWaitOn(Session& s);
+  // Puts a timed-out caller back in the queue until its call deadline or
+  // max_compute_time from now, whichever is first.
+  void WaitOn(Session& s);
+  // The budget's last word on a lease about to be granted (the lock, if
+  // any, already won): charges it as the lease's slot (the lock token, or a
+  // new one), waiting for budget up to the caller's wait_timeout unless it
+  // accepts a stale value on hand. `still_wanted` is asked before each try.
+  // `wait`: false for callers that must not wait for budget (one try).
+  // `then` gets the verdict (the session may be gone by then).
+  void ChargeForLease(Session& s, absl::Duration hold, bool wait,
+                      absl::AnyInvocable<bool()> still_wanted,
+                      absl::AnyInvocable<void(const BudgetVerdict&)> then);
+  // After a wait timeout: the breaker and the budget (one try) decide, then
+  // an unlocked lease. `hedge`: under HEDGE (refused budget: wait on);
+  // otherwise COMPUTE_UNLOCKED (refused budget: RESOURCE_EXHAUSTED).
+  void GrantOnTimeout(Session& s, bool hedge);
+  // RESOURCE_EXHAUSTED compute-budget, or the stale value if the caller
+  // accepts one.
+  void RejectForBudget(Session& s, const BudgetVerdict& verdict);
   void OnLockWaitTimeout(CallId id);
   // Removes a lock waiter (which must exist) and returns it: cancels its
   // timer and leaves the queue if it was queued, records `outcome` ("":
@@ -384,6 +419,7 @@ class Coordinator final : public StoreListener {
   absl::node_hash_map<CallId, Session> sessions_;
   absl::node_hash_map<CallId, LockWaiter> lock_waiters_;
   BreakerRegistry breakers_;
+  BudgetGate budget_;
   int total_waiting_ = 0;  // Live queue entries over all flights.
   // Values computed while the store was unreachable, so that this replica
   // computes each key once per outage, not once per wave of callers.

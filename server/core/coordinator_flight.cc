@@ -438,10 +438,7 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head,
         // Fill: the lock goes back and it waits on as a reader.
         const bool waiting = IsWaitingSession(sid, key);
         if (waiting && verdict.allowed && !sessions_.at(sid).half_closed) {
-          Session& s = sessions_.at(sid);
-          StopWaiting(s);
-          GrantLease(s, LeaseMode::kLocked, fence, "");
-          return FinishAttempt(key, /*pump=*/true);
+          return ChargeLockedLease(key, sid, fence, release);
         }
         release();
         if (!verdict.allowed) {
@@ -454,6 +451,48 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head,
           // was stopped when the lock came).
           ArmWaitTimer(sessions_.at(sid), std::nullopt);
         }
+      });
+}
+
+void Coordinator::ChargeLockedLease(const CacheKey& key, CallId sid,
+                                    uint64_t fence,
+                                    absl::AnyInvocable<void()> release) {
+  Session& s = sessions_.at(sid);
+  // While it waits for budget the caller keeps the lock (the key's other
+  // callers wait for it, here and elsewhere) and renews it.
+  auto renewed = std::make_shared<absl::Time>(clock_.Now());
+  const std::string token = s.token;
+  ChargeForLease(
+      s, s.lease_ttl, /*wait=*/true,
+      [this, key, sid, token, renewed] {
+        if (!IsWaitingSession(sid, key) || sessions_.at(sid).half_closed)
+          return false;
+        const Session& s = sessions_.at(sid);
+        if (clock_.Now() - *renewed >= s.lease_ttl / 3) {
+          *renewed = clock_.Now();
+          store_.RenewLock(key, token, s.lease_ttl,
+                           [](absl::StatusOr<std::optional<absl::Time>>) {});
+        }
+        return true;
+      },
+      [this, key, sid, fence,
+       release = std::move(release)](const BudgetVerdict& v) mutable {
+        if (v.admitted && IsWaitingSession(sid, key)) {
+          Session& s = sessions_.at(sid);
+          StopWaiting(s);
+          s.budget_slot = v.slot;
+          GrantLease(s, LeaseMode::kLocked, fence, "");
+          return FinishAttempt(key, /*pump=*/true);
+        }
+        // The lock goes back (FinishAttempt follows the release).
+        release();
+        if (!IsWaitingSession(sid, key)) return;  // It left, or was served.
+        Session& s = sessions_.at(sid);
+        if (v.withdrawn) {
+          // It half-closed: it waits on for what is left of its wait.
+          return ArmWaitTimer(s, std::nullopt);
+        }
+        RejectForBudget(s, v);
       });
 }
 

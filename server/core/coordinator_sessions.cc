@@ -284,6 +284,9 @@ void Coordinator::EndLease(Session& s) {
   if (s.revoke_timer != 0) executor_.Cancel(s.revoke_timer);
   if (s.wait_timer != 0) executor_.Cancel(s.wait_timer);
   s.renew_timer = s.revoke_timer = s.wait_timer = 0;
+  // The lease is over (fill, abandon, revoke, holder gone): its compute
+  // budget slot goes back.
+  budget_.Return(s.ns.name, &s.budget_slot);
 }
 
 void Coordinator::RenewLease(CallId id) {
@@ -292,6 +295,7 @@ void Coordinator::RenewLease(CallId id) {
   Session& s = it->second;
   s.renew_timer =
       executor_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
+  budget_.Renew(s.ns.name, s.budget_slot, s.lease_ttl);
   store_.RenewLock(
       s.lookup.key, s.token, s.lease_ttl,
       [this, id](absl::StatusOr<std::optional<absl::Time>> r) {
@@ -511,14 +515,23 @@ void Coordinator::OnWaitTimeout(CallId id) {
             ? "before the call's deadline"
             : absl::StrCat("within wait_timeout ",
                            absl::FormatDuration(s.wait_timeout));
-    if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kFail) {
-      LOG_EVENT("wait_timeout", key, "policy=fail wait_ms=",
-                absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
-                CallerField("worker_id", s.lookup.worker_id));
-      return FinishSession(s, WithReason(absl::DeadlineExceededError(
-                                             absl::StrCat("no value ", limit)),
-                                         kReasonWaitTimeout));
+    if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kFail ||
+        (s.ns.on_wait_timeout == WaitTimeoutPolicy::kHedge &&
+         s.hedge_decided)) {
+      LOG_EVENT(
+          "wait_timeout", key, "policy=", s.hedge_decided ? "hedge" : "fail",
+          " wait_ms=", absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
+          CallerField("worker_id", s.lookup.worker_id));
+      return FinishSession(
+          s, WithReason(absl::DeadlineExceededError(absl::StrCat(
+                            "no value ", limit,
+                            s.hedge_decided ? " (and waiting on for the "
+                                              "computing caller)"
+                                            : "")),
+                        kReasonWaitTimeout));
     }
+    if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kHedge)
+      return HedgeOrWaitOn(s);
     if (s.half_closed || !s.sink) {
       // It cannot compute (it half-closed): nothing else to offer.
       return FinishSession(
@@ -528,17 +541,145 @@ void Coordinator::OnWaitTimeout(CallId id) {
                      " (the stream was half-closed, so it could not compute)")),
                  kReasonWaitTimeout));
     }
-    breakers_.Admit(s.ns, [this, id, key](BreakerVerdict verdict) {
-      auto it = sessions_.find(id);
-      if (it == sessions_.end() || it->second.state != SessionState::kReading)
-        return;
-      Session& s = it->second;
-      if (!verdict.allowed) return RejectForBreaker(s, verdict);
-      LOG_EVENT("unlocked_compute", key, "cause=wait_timeout wait_ms=",
-                absl::ToInt64Milliseconds(s.wait_timeout));
-      GrantLease(s, LeaseMode::kUnlockedTimeout, 0, "");
-    });
+    GrantOnTimeout(s, /*hedge=*/false);
   });
+}
+
+void Coordinator::HedgeOrWaitOn(Session& s) {
+  s.hedge_decided = true;
+  const CacheKey key = s.lookup.key;
+  const CallId id = s.id;
+  // A caller that half-closed cannot fill: it only asks whether someone
+  // computes (max_hedges 0), and waits on either way.
+  const bool can_compute = !s.half_closed && s.sink != nullptr;
+  store_.ClaimHedge(
+      key, can_compute ? s.ns.max_hedges : 0, s.ns.max_compute_time,
+      [this, id, key, can_compute](absl::StatusOr<HedgeClaim> claim) {
+        auto it = sessions_.find(id);
+        if (it == sessions_.end() || it->second.state != SessionState::kReading)
+          return;
+        Session& s = it->second;
+        if (!claim.ok()) {
+          // The store cannot say whether anyone computes: the seed's
+          // behaviour (with the store down, replicas coordinate alone).
+          LOG_EVENT("hedge_claim_failed", key, "error=\"",
+                    claim.status().message(), "\"");
+          if (!can_compute) return WaitOn(s);
+          return GrantOnTimeout(s, /*hedge=*/false);
+        }
+        switch (claim->result) {
+          case HedgeClaim::Result::kGranted:
+            LOG_EVENT("hedge", key, "hedges=", claim->hedges,
+                      " max_hedges=", s.ns.max_hedges, " wait_ms=",
+                      absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
+                      CallerField("worker_id", s.lookup.worker_id));
+            return GrantOnTimeout(s, /*hedge=*/true);
+          case HedgeClaim::Result::kRefused:
+            // The holder is alive and its hedges are taken: its fill (or a
+            // hedge's) serves this caller.
+            LOG_DEBUG_EVENT("wait_on", key, "hedges=", claim->hedges);
+            return WaitOn(s);
+          case HedgeClaim::Result::kNoHolder:
+            // Nobody computes (the holder released, or died and its lock
+            // expired). A caller that can compute queues for the lock; one
+            // that half-closed has nobody to wait for.
+            if (!can_compute) {
+              return FinishSession(
+                  s, WithReason(absl::DeadlineExceededError(
+                                    "no value within wait_timeout, and nobody "
+                                    "computes it (the stream was half-closed, "
+                                    "so it could not compute)"),
+                                kReasonWaitTimeout));
+            }
+            WaitOn(s);
+            return Wake(key);
+        }
+      });
+}
+
+void Coordinator::WaitOn(Session& s) {
+  const absl::Time now = clock_.Now();
+  BeginWait(s, std::min(s.ns.max_compute_time, s.lookup.deadline - now));
+}
+
+void Coordinator::GrantOnTimeout(Session& s, bool hedge) {
+  const CallId id = s.id;
+  const CacheKey key = s.lookup.key;
+  breakers_.Admit(s.ns, [this, id, key, hedge](BreakerVerdict verdict) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second.state != SessionState::kReading)
+      return;
+    Session& s = it->second;
+    if (!verdict.allowed) return RejectForBreaker(s, verdict);
+    // An unlocked lease ends with its fill or abandon; its slot is not
+    // renewed, so it is held for the longest compute.
+    ChargeForLease(
+        s, s.ns.max_compute_time, /*wait=*/false,
+        [this, id, key] {
+          auto it = sessions_.find(id);
+          return it != sessions_.end() &&
+                 it->second.state == SessionState::kReading &&
+                 it->second.lookup.key == key && it->second.sink != nullptr;
+        },
+        [this, id, key, hedge](const BudgetVerdict& v) {
+          auto it = sessions_.find(id);
+          if (it == sessions_.end() || v.withdrawn) return;
+          Session& s = it->second;
+          if (!v.admitted) {
+            // No hedge without budget: wait on for the holder instead.
+            if (hedge) return WaitOn(s);
+            return RejectForBudget(s, v);
+          }
+          s.budget_slot = v.slot;
+          if (!hedge) {
+            LOG_EVENT("unlocked_compute", key, "cause=wait_timeout wait_ms=",
+                      absl::ToInt64Milliseconds(s.wait_timeout));
+          }
+          GrantLease(s, LeaseMode::kUnlockedTimeout, 0, "");
+        });
+  });
+}
+
+void Coordinator::ChargeForLease(
+    Session& s, absl::Duration hold, bool wait,
+    absl::AnyInvocable<bool()> still_wanted,
+    absl::AnyInvocable<void(const BudgetVerdict&)> then) {
+  // Over budget, a caller that accepts a stale value takes it at once;
+  // others wait for budget up to their wait_timeout (or call deadline).
+  absl::Time deadline = clock_.Now();
+  if (wait) {
+    auto f = flights_.find(s.lookup.key);
+    const bool stale_on_hand = s.lookup.allow_stale && f != flights_.end() &&
+                               f->second.stale.has_value();
+    if (!stale_on_hand) {
+      deadline = std::min(s.wait_started + s.wait_timeout, s.lookup.deadline);
+    }
+  }
+  const std::string slot = s.token.empty() ? NewToken() : s.token;
+  budget_.Charge(
+      s.ns, slot, hold, deadline, std::move(still_wanted),
+      [then = std::move(then)](BudgetVerdict v) mutable { then(v); });
+}
+
+void Coordinator::RejectForBudget(Session& s, const BudgetVerdict& verdict) {
+  const CacheKey key = s.lookup.key;
+  auto fit = flights_.find(key);
+  if (s.lookup.allow_stale && fit != flights_.end() &&
+      fit->second.stale.has_value()) {
+    observer_.OnLookup(key.ns, LookupStage::kBeforeFallback, true);
+    if (s.state == SessionState::kWaiting) StopWaiting(s);
+    return SendValue(s, *fit->second.stale, Source::kStale);
+  }
+  observer_.OnBudgetRejected(key.ns);
+  LOG_EVENT(
+      "budget_exhausted", key, "limit=", verdict.limit,
+      " retry_after_ms=", absl::ToInt64Milliseconds(verdict.retry_after),
+      " wait_ms=", absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
+      CallerField("worker_id", s.lookup.worker_id));
+  FinishSession(s, ComputeBudgetExhausted(
+                       absl::StrCat("no compute admitted (", verdict.limit,
+                                    ") within the caller's wait"),
+                       verdict.retry_after));
 }
 
 }  // namespace corral

@@ -73,11 +73,11 @@ class Metrics final : public CoordinatorObserver {
   prometheus::Family<prometheus::Counter>& stale_served_;
   prometheus::Family<prometheus::Counter>& negative_hits_;
   prometheus::Family<prometheus::Counter>& read_cache_hits_;
-  prometheus::Family<prometheus::Gauge>& waiters_;
   prometheus::Family<prometheus::Gauge>& budget_in_flight_;
   prometheus::Family<prometheus::Counter>& budget_waits_;
   prometheus::Family<prometheus::Counter>& budget_shadow_over_;
   prometheus::Family<prometheus::Counter>& budget_rejections_;
+  prometheus::Family<prometheus::Gauge>& waiters_;
   prometheus::Family<prometheus::Gauge>& breaker_state_;
   prometheus::Family<prometheus::Gauge>& breaker_since_;
   prometheus::Family<prometheus::Counter>& breaker_transitions_;

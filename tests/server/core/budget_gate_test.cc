@@ -145,15 +145,16 @@ TEST_F(BudgetGateTest, ADeadlineAlreadyPastIsOneTry) {
   EXPECT_EQ(observer_.last_in_flight.load(), 1u);
 }
 
-TEST_F(BudgetGateTest, AWaitTheCallerGaveUpOnNeverAnswersNorHoldsASlot) {
+TEST_F(BudgetGateTest, AWaitTheCallerGaveUpOnIsWithdrawnAndHoldsNoSlot) {
   ASSERT_TRUE(Charge(InFlight(1), "a", absl::ZeroDuration())->admitted);
   auto wanted = std::make_shared<std::atomic<bool>>(true);
-  auto answered = std::make_shared<std::atomic<bool>>(false);
+  auto verdict = std::make_shared<std::promise<BudgetVerdict>>();
+  auto answer = verdict->get_future();
   OnLoop([&] {
     gate_->Charge(
         InFlight(1), "b", absl::Seconds(30), clock_.Now() + absl::Seconds(30),
         [wanted] { return wanted->load(); },
-        [answered](BudgetVerdict) { answered->store(true); });
+        [verdict](BudgetVerdict v) { verdict->set_value(std::move(v)); });
   });
   wanted->store(false);
   OnLoop([&] {
@@ -164,9 +165,12 @@ TEST_F(BudgetGateTest, AWaitTheCallerGaveUpOnNeverAnswersNorHoldsASlot) {
   auto third = Charge(InFlight(1), "c", absl::Seconds(5));
   ASSERT_TRUE(third.has_value());
   EXPECT_TRUE(third->admitted);
-  // Its retries are over by now (at most 250 ms apart, and "c" holds the
-  // only slot, so "b" could not have been admitted since).
-  EXPECT_FALSE(answered->load());
+  ASSERT_EQ(answer.wait_for(std::chrono::seconds(10)),
+            std::future_status::ready);
+  BudgetVerdict b = answer.get();
+  EXPECT_TRUE(b.withdrawn);
+  EXPECT_FALSE(b.admitted);
+  EXPECT_EQ(b.slot, "");
 }
 
 TEST_F(BudgetGateTest, ShadowModeAdmitsAndCountsWhatItWouldRefuse) {

@@ -38,6 +38,14 @@ class CountingObserver : public CoordinatorObserver {
   void OnCompute(absl::string_view, absl::string_view,
                  absl::string_view) override {}
   void OnDuplicateCompute(absl::string_view) override { ++duplicates; }
+  void OnBudgetCharge(absl::string_view, uint32_t, absl::string_view over,
+                      bool enforced) override {
+    if (!over.empty()) ++(enforced ? budget_waits : budget_shadow_over);
+  }
+  void OnBudgetRejected(absl::string_view) override { ++budget_rejections; }
+  std::atomic<int> budget_waits{0};
+  std::atomic<int> budget_shadow_over{0};
+  std::atomic<int> budget_rejections{0};
   void OnWaitersChanged(absl::string_view, int delta) override {
     waiters += delta;
   }
@@ -304,6 +312,20 @@ corral::v1::ServerConfig DefaultConfig() {
   negative->mutable_negative_ttl()->set_seconds(1);
   negative->mutable_stale_window()->set_seconds(60);
   negative->set_early_refresh_beta(0);
+  // The seed's wait-timeout policy.
+  auto* herd = config.add_namespaces();
+  herd->set_name("herd");
+  herd->set_on_wait_timeout(corral::v1::OnWaitTimeout::COMPUTE_UNLOCKED);
+  // One compute in flight at a time, fleet-wide.
+  auto* budgeted = config.add_namespaces();
+  budgeted->set_name("budgeted");
+  budgeted->mutable_compute_budget()->set_max_in_flight(1);
+  budgeted->mutable_stale_window()->set_seconds(60);
+  budgeted->set_early_refresh_beta(0);
+  auto* shadow = config.add_namespaces();
+  shadow->set_name("shadow");
+  shadow->mutable_compute_budget()->set_max_in_flight(1);
+  shadow->mutable_compute_budget()->set_enforce(false);
   return config;
 }
 
