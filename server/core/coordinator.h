@@ -348,13 +348,15 @@ class Coordinator final : public StoreListener {
                   std::string current_value);
   void EndLease(Session& s);  // Cancels renew/revoke timers.
   void OnWaitTimeout(CallId id);
-  // The HEDGE policy for a timed-out caller that may compute (after the
-  // re-read missed): at most max_hedges duplicates per lease fleet-wide,
+  // The HEDGE policy for a caller whose wait timed out (still queued):
+  // re-read, then at most max_hedges duplicates per lease fleet-wide;
   // everyone else waits on for the live holder's fill.
   void HedgeOrWaitOn(Session& s);
-  // Puts a timed-out caller back in the queue until its call deadline or
-  // max_compute_time from now, whichever is first.
+  // Puts a timed-out caller (out of the queue) back in it for WaitOnFor.
   void WaitOn(Session& s);
+  // How long a timed-out caller waits on for a live holder: until its call
+  // deadline or max_compute_time from now, whichever is first.
+  absl::Duration WaitOnFor(const Session& s) const;
   // The budget's last word on a lease about to be granted (the lock, if
   // any, already won): charges it as the lease's slot (the lock token, or a
   // new one), waiting for budget up to the caller's wait_timeout unless it

@@ -496,6 +496,8 @@ void Coordinator::OnWaitTimeout(CallId id) {
   s.wait_timer = 0;  // It fired.
   const CacheKey key = s.lookup.key;
   observer_.OnLockAcquisition(key.ns, "timeout");
+  if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kHedge && !s.hedge_decided)
+    return HedgeOrWaitOn(s);
   // Out of the queue, but not done: read once more before the policy.
   StopWaiting(s);
   store_.Get(key, [this, id, key](absl::StatusOr<KeyRead> r) {
@@ -530,8 +532,6 @@ void Coordinator::OnWaitTimeout(CallId id) {
                                             : "")),
                         kReasonWaitTimeout));
     }
-    if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kHedge)
-      return HedgeOrWaitOn(s);
     if (s.half_closed || !s.sink) {
       // It cannot compute (it half-closed): nothing else to offer.
       return FinishSession(
@@ -546,61 +546,88 @@ void Coordinator::OnWaitTimeout(CallId id) {
 }
 
 void Coordinator::HedgeOrWaitOn(Session& s) {
+  // The caller stays in the queue while this is decided: a fill meanwhile
+  // serves it, the lock may still come to it, and the flight (with its
+  // subscription) stays as it is rather than going and coming back.
   s.hedge_decided = true;
   const CacheKey key = s.lookup.key;
   const CallId id = s.id;
-  // A caller that half-closed cannot fill: it only asks whether someone
-  // computes (max_hedges 0), and waits on either way.
-  const bool can_compute = !s.half_closed && s.sink != nullptr;
-  store_.ClaimHedge(
-      key, can_compute ? s.ns.max_hedges : 0, s.ns.max_compute_time,
-      [this, id, key, can_compute](absl::StatusOr<HedgeClaim> claim) {
-        auto it = sessions_.find(id);
-        if (it == sessions_.end() || it->second.state != SessionState::kReading)
-          return;
-        Session& s = it->second;
-        if (!claim.ok()) {
-          // The store cannot say whether anyone computes: the seed's
-          // behaviour (with the store down, replicas coordinate alone).
-          LOG_EVENT("hedge_claim_failed", key, "error=\"",
-                    claim.status().message(), "\"");
-          if (!can_compute) return WaitOn(s);
-          return GrantOnTimeout(s, /*hedge=*/false);
-        }
-        switch (claim->result) {
-          case HedgeClaim::Result::kGranted:
-            LOG_EVENT("hedge", key, "hedges=", claim->hedges,
-                      " max_hedges=", s.ns.max_hedges, " wait_ms=",
-                      absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
-                      CallerField("worker_id", s.lookup.worker_id));
-            return GrantOnTimeout(s, /*hedge=*/true);
-          case HedgeClaim::Result::kRefused:
-            // The holder is alive and its hedges are taken: its fill (or a
-            // hedge's) serves this caller.
-            LOG_DEBUG_EVENT("wait_on", key, "hedges=", claim->hedges);
-            return WaitOn(s);
-          case HedgeClaim::Result::kNoHolder:
-            // Nobody computes (the holder released, or died and its lock
-            // expired). A caller that can compute queues for the lock; one
-            // that half-closed has nobody to wait for.
-            if (!can_compute) {
-              return FinishSession(
-                  s, WithReason(absl::DeadlineExceededError(
-                                    "no value within wait_timeout, and nobody "
-                                    "computes it (the stream was half-closed, "
-                                    "so it could not compute)"),
-                                kReasonWaitTimeout));
-            }
-            WaitOn(s);
-            return Wake(key);
-        }
-      });
+  auto waiting = [this, id, key]() -> Session* {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || !IsWaitingSession(id, key)) return nullptr;
+    return &it->second;
+  };
+  store_.Get(key, [this, key, waiting](absl::StatusOr<KeyRead> r) {
+    Session* found = waiting();
+    if (found == nullptr) return;  // Served, leased or gone meanwhile.
+    Session& s = *found;
+    const bool hit = r.ok() && r->value.has_value() && IsFresh(*r->value);
+    observer_.OnLookup(key.ns, LookupStage::kAfterTimeout, hit);
+    if (hit) {
+      StopWaiting(s);
+      return SendValue(s, *r->value, Source::kCacheAfterTimeout);
+    }
+    if (r.ok() && r->failed_until > clock_.Now()) {
+      StopWaiting(s);
+      return FailRemembered(s, r->failed_until);
+    }
+    // A caller that half-closed cannot fill: it only asks whether someone
+    // computes (max_hedges 0), and waits on if so.
+    const bool can_compute = !s.half_closed && s.sink != nullptr;
+    store_.ClaimHedge(
+        key, can_compute ? s.ns.max_hedges : 0, s.ns.max_compute_time,
+        [this, key, can_compute, waiting](absl::StatusOr<HedgeClaim> claim) {
+          Session* found = waiting();
+          if (found == nullptr) return;
+          Session& s = *found;
+          if (!claim.ok()) {
+            // The store cannot say whether anyone computes: the seed's
+            // behaviour (with the store down, replicas coordinate alone).
+            LOG_EVENT("hedge_claim_failed", key, "error=\"",
+                      claim.status().message(), "\"");
+            StopWaiting(s);
+            if (!can_compute) return WaitOn(s);
+            return GrantOnTimeout(s, /*hedge=*/false);
+          }
+          switch (claim->result) {
+            case HedgeClaim::Result::kGranted:
+              LOG_EVENT(
+                  "hedge", key, "hedges=", claim->hedges,
+                  " max_hedges=", s.ns.max_hedges, " wait_ms=",
+                  absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
+                  CallerField("worker_id", s.lookup.worker_id));
+              StopWaiting(s);
+              return GrantOnTimeout(s, /*hedge=*/true);
+            case HedgeClaim::Result::kRefused:
+              // The holder is alive and its hedges are taken: its fill (or
+              // a hedge's) serves this caller.
+              LOG_DEBUG_EVENT("wait_on", key, "hedges=", claim->hedges);
+              return ArmWaitTimer(s, WaitOnFor(s));
+            case HedgeClaim::Result::kNoHolder:
+              // Nobody computes (the holder released, or died and its lock
+              // expired). A caller that can compute stays queued for the
+              // lock; one that half-closed has nobody to wait for.
+              if (!can_compute) {
+                return FinishSession(
+                    s, WithReason(absl::DeadlineExceededError(
+                                      "no value within wait_timeout, and "
+                                      "nobody computes it (the stream was "
+                                      "half-closed, so it could not "
+                                      "compute)"),
+                                  kReasonWaitTimeout));
+              }
+              ArmWaitTimer(s, WaitOnFor(s));
+              return Wake(key);
+          }
+        });
+  });
 }
 
-void Coordinator::WaitOn(Session& s) {
-  const absl::Time now = clock_.Now();
-  BeginWait(s, std::min(s.ns.max_compute_time, s.lookup.deadline - now));
+absl::Duration Coordinator::WaitOnFor(const Session& s) const {
+  return std::min(s.ns.max_compute_time, s.lookup.deadline - clock_.Now());
 }
+
+void Coordinator::WaitOn(Session& s) { BeginWait(s, WaitOnFor(s)); }
 
 void Coordinator::GrantOnTimeout(Session& s, bool hedge) {
   const CallId id = s.id;

@@ -82,11 +82,21 @@ void ExpectSlowUpstreamIsNotAHerd(Fleet& fleet) {
   StampedeReport report = RunStampede(SlowUpstream(fleet, "hedge"));
   std::cout << "hedge: " << report.Summary() << "\n";
   EXPECT_EQ(report.ok(), 50);
+  if (report.ok() != 50) {
+    for (int i = 0; i < fleet.size(); ++i) std::cout << fleet.replica(i).Log();
+  }
   // The locked compute and at most one hedge, fleet-wide.
   EXPECT_GE(report.computes(), 1);
   EXPECT_LE(report.computes(), 2);
-  // Everyone is served by the first fill: about 1.6 s, not 1.5 s + 1.6 s.
-  EXPECT_LT(report.Percentile(1.0), absl::Milliseconds(1600 + 1200));
+  // Everyone but the hedger is served by the first fill: about 1.6 s, not
+  // 1.5 s + 1.6 s. The hedger waits for its own compute (a lease cannot be
+  // taken back mid-compute).
+  for (const auto& c : report.callers) {
+    const bool hedger = c.computed && c.lease_mode != 1;  // Not LOCKED.
+    EXPECT_LT(c.latency,
+              absl::Milliseconds(hedger ? 1500 + 1600 + 1200 : 1600 + 1200))
+        << (hedger ? "hedger" : "caller") << " served late";
+  }
   EXPECT_EQ(FleetMetric(fleet, "corral_duplicate_computes_total",
                         {{"namespace", "hedge"}}),
             report.computes() - 1)
@@ -159,7 +169,9 @@ class HeldLease {
                 return std::string("held");
               });
           (void)r;  // Its corrald may be gone by now.
-          leased_.Notify();
+          // Only this thread notifies: a call that never leased ends the
+          // test's wait too.
+          if (!leased_.HasBeenNotified()) leased_.Notify();
         }) {}
   ~HeldLease() { Release(); }
   bool WaitLeased() {
