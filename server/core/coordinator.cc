@@ -219,6 +219,10 @@ void Coordinator::RenewLock(RenewLockRequest request,
                        }
                        done(result);
                      });
+    // The grant's compute-budget slot (named by the lock token) lives as
+    // long as the lock.
+    if (settings->compute_budget.enabled())
+      budget_.Renew(request.key.ns, request.token, *ttl);
   });
 }
 
@@ -235,6 +239,10 @@ void Coordinator::ReleaseLock(ReleaseLockRequest request, Callback<bool> done) {
                                ? ReleaseNotice::kUpstreamFailed
                                : ReleaseNotice::kReleased;
     const Outcome outcome = request.outcome;
+    if (settings->compute_budget.enabled()) {
+      std::string slot = request.token;
+      budget_.Return(request.key.ns, &slot);
+    }
     store_.ReleaseLock(
         request.key, request.token, notice,
         [this, outcome, ns = *std::move(settings),

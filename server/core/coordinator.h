@@ -176,6 +176,9 @@ class Coordinator final : public StoreListener {
     absl::Duration ttl;
     std::string token;
     absl::Time started;
+    // When its wait ends (queued waiters): also how long a grant may wait
+    // for compute budget.
+    absl::Time wait_until;
     Executor::TimerId timer = 0;
     Callback<LockGrant> done;
   };
@@ -374,6 +377,13 @@ class Coordinator final : public StoreListener {
   // accepts one.
   void RejectForBudget(Session& s, const BudgetVerdict& verdict);
   void OnLockWaitTimeout(CallId id);
+  // A lock waiter (already taken out of the queue) won the lock: the
+  // compute budget decides, waiting up to `wait_until`; then the grant, or
+  // RESOURCE_EXHAUSTED compute-budget and the lock released. `finished`
+  // (may be null) runs once the lock is granted or released.
+  void GrantLockAfterBudget(LockWaiter w, const LockAttempt& attempt,
+                            absl::Time wait_until,
+                            absl::AnyInvocable<void()> finished);
   // Removes a lock waiter (which must exist) and returns it: cancels its
   // timer and leaves the queue if it was queued, records `outcome` ("":
   // none). The caller answers it.

@@ -378,17 +378,14 @@ void Coordinator::OnAttempt(const CacheKey& key, QueueEntry head,
     // Tries again at once only if a wake-up came while we asked.
     return FinishAttempt(key, /*pump=*/false);
   }
-  const absl::Time now = clock_.Now();
   if (head.is_lock) {
     LockWaiter w = TakeLockWaiter(head.id, "acquired");
-    LockGrant grant;
-    grant.acquired = true;
-    grant.token = w.token;
-    grant.fencing_token = result->fencing_token;
-    grant.expires_at = result->expires_at;
-    grant.waited = now - w.started;
-    w.done(grant);
-    return FinishAttempt(key, /*pump=*/true);
+    const absl::Time wait_until = w.wait_until;
+    // The attempt stays in flight (the key's queue waits) until the budget
+    // has its say.
+    return GrantLockAfterBudget(std::move(w), *result, wait_until, [this, key] {
+      FinishAttempt(key, /*pump=*/true);
+    });
   }
   // A GetOrCompute waiter took the lock, with a read of the key: a fill may
   // have landed between its miss and now (the seed's double check).

@@ -88,13 +88,13 @@ void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
                                                  : r->acquired ? "acquired"
                                                                : "contended");
           if (!r.ok()) return waiter.done(r.status());
-          LockGrant grant;
-          grant.acquired = r->acquired;
           if (r->acquired) {
-            grant.token = waiter.token;
-            grant.fencing_token = r->fencing_token;
-            grant.expires_at = r->expires_at;
+            // Try-once: no wait for budget either.
+            return GrantLockAfterBudget(std::move(waiter), *r, clock_.Now(),
+                                        nullptr);
           }
+          LockGrant grant;
+          grant.acquired = false;
           waiter.done(grant);
         });
     return;
@@ -102,10 +102,74 @@ void Coordinator::StartLockWait(CallId id, absl::Duration wait) {
   if (absl::Status admitted = AdmitWaiter(w.request.key); !admitted.ok()) {
     return TakeLockWaiter(id, "").done(admitted);
   }
+  w.wait_until = now + budget;
   w.timer = executor_.RunAfter(budget, [this, id] { OnLockWaitTimeout(id); });
   observer_.OnWaitersChanged(w.request.key.ns, +1);
   Enqueue(w.request.key, QueueEntry{true, id});
   Pump(w.request.key);
+}
+
+void Coordinator::GrantLockAfterBudget(LockWaiter w, const LockAttempt& attempt,
+                                       absl::Time wait_until,
+                                       absl::AnyInvocable<void()> finished) {
+  auto settings = Settings(w.request.key);
+  if (!settings.ok() || !settings->compute_budget.enabled()) {
+    LockGrant grant;
+    grant.acquired = true;
+    grant.token = w.token;
+    grant.fencing_token = attempt.fencing_token;
+    grant.expires_at = attempt.expires_at;
+    grant.waited = clock_.Now() - w.started;
+    w.done(grant);
+    if (finished) finished();
+    return;
+  }
+  // The lock is held while the grant waits for budget; renewed if that takes
+  // a third of its ttl.
+  const CacheKey key = w.request.key;
+  const std::string token = w.token;
+  const absl::Duration ttl = w.ttl;
+  auto renewed = std::make_shared<absl::Time>(clock_.Now());
+  auto waiter = std::make_shared<LockWaiter>(std::move(w));
+  budget_.Charge(
+      *settings, token, ttl, wait_until,
+      [this, key, token, ttl, renewed] {
+        if (clock_.Now() - *renewed >= ttl / 3) {
+          *renewed = clock_.Now();
+          store_.RenewLock(key, token, ttl,
+                           [](absl::StatusOr<std::optional<absl::Time>>) {});
+        }
+        return true;
+      },
+      [this, key, waiter, attempt,
+       finished = std::move(finished)](BudgetVerdict v) mutable {
+        LockWaiter& w = *waiter;
+        if (v.admitted) {
+          LockGrant grant;
+          grant.acquired = true;
+          grant.token = w.token;
+          grant.fencing_token = attempt.fencing_token;
+          grant.expires_at = attempt.expires_at;
+          grant.waited = clock_.Now() - w.started;
+          w.done(grant);
+          if (finished) finished();
+          return;
+        }
+        observer_.OnBudgetRejected(key.ns);
+        LOG_EVENT("budget_exhausted", key, "limit=", v.limit,
+                  " retry_after_ms=", absl::ToInt64Milliseconds(v.retry_after),
+                  CallerField("owner", w.request.owner));
+        w.done(ComputeBudgetExhausted(
+            absl::StrCat("no lock grant admitted (", v.limit,
+                         ") within the caller's wait"),
+            v.retry_after));
+        store_.ReleaseLock(key, w.token, ReleaseNotice::kReleased,
+                           [this, key, finished = std::move(finished)](
+                               absl::StatusOr<bool>) mutable {
+                             if (finished) finished();
+                             Wake(key);
+                           });
+      });
 }
 
 void Coordinator::CancelAcquire(CallId id) {

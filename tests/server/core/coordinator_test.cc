@@ -694,6 +694,30 @@ TEST_P(CoordinatorTest, OverBudgetAStaleValueIsServedAtOnce) {
   ASSERT_TRUE(first[0].sink->WaitDone());
 }
 
+TEST_P(CoordinatorTest, LockGrantsAreChargedToTheBudgetToo) {
+  const CacheKey x{"budgeted", "lock-x"}, y{"budgeted", "lock-y"};
+  // Try-once (no wait) and queued grants both take the one slot.
+  auto held = Acquire(x, absl::ZeroDuration());
+  ASSERT_OK(held.status());
+  ASSERT_TRUE(held->acquired);
+  auto refused = Acquire(y, absl::ZeroDuration());
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(ReasonOf(refused.status()), "compute-budget");
+  // The refused grant gave its lock back: y is free for the next one.
+  Call compute = Lookup(y, absl::Seconds(5));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_FALSE(compute.sink->HasLease()) << "the lock holds the only slot";
+  ASSERT_THAT(Release(x, held->token), corral::testing::IsOkAndHolds(true));
+  ASSERT_TRUE(compute.sink->WaitLease());
+  coordinator_->ComputeFill(compute.id, FillRequest{"y", std::nullopt});
+  ASSERT_TRUE(compute.sink->WaitDone());
+  // A queued lock caller waits for budget like a compute.
+  auto again = Acquire(x, absl::Seconds(5));
+  ASSERT_OK(again.status());
+  EXPECT_TRUE(again->acquired);
+  ASSERT_THAT(Release(x, again->token), corral::testing::IsOkAndHolds(true));
+}
+
 TEST_P(CoordinatorTest, AShadowBudgetCountsButNeverHoldsBack) {
   const CacheKey a{"shadow", "a"}, b{"shadow", "b"};
   std::vector<Call> first{Lookup(a)};
