@@ -1,8 +1,6 @@
 // The Coordinator: construction, unary operations, store events, shutdown.
 #include "server/core/coordinator.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -14,14 +12,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "server/core/coordinator_internal.h"
 #include "server/core/errors.h"
 #include "server/core/log.h"
 #include "server/core/validation.h"
 
 namespace corral {
-
-using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 
 Coordinator::Coordinator(Executor& executor, Store& store,
                          const NamespaceRegistry& registry, const Clock& clock,
@@ -32,8 +27,13 @@ Coordinator::Coordinator(Executor& executor, Store& store,
       clock_(clock),
       observer_(observer),
       namespaces_(registry, clock, observer),
+      resolver_(registry, namespaces_),
       breakers_(executor, store, clock, observer),
-      budget_(store, executor, clock, observer) {
+      flights_(executor, store, clock, registry.limits(), *this),
+      lock_waiters_(executor, store, clock, observer, breakers_, flights_,
+                    registry.limits()),
+      sessions_(executor, store, clock, observer, breakers_, flights_,
+                resolver_, early_refresh_draw_) {
   store_.SetListener(this);
   const absl::Duration every =
       std::min(absl::Minutes(1), registry_.limits().dynamic_namespace_idle / 4);
@@ -52,21 +52,6 @@ Coordinator::~Coordinator() {
   store_.SetListener(nullptr);
 }
 
-absl::StatusOr<NamespaceSettings> Coordinator::Settings(
-    const CacheKey& key) const {
-  if (absl::Status s = ValidateKeyFields(key); !s.ok()) return s;
-  return Settings(key.ns);
-}
-
-absl::StatusOr<NamespaceSettings> Coordinator::Settings(
-    absl::string_view ns) const {
-  auto settings = registry_.Find(ns);
-  if (!settings.ok())
-    return WithReason(settings.status(), kReasonUnknownNamespace);
-  if (absl::Status used = namespaces_.Use(ns); !used.ok()) return used;
-  return settings;
-}
-
 void Coordinator::EvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
   executor_.Post([this, done = std::move(done)]() mutable {
     DoEvictIdleNamespaces(std::move(done));
@@ -77,9 +62,10 @@ void Coordinator::DoEvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
   // A namespace with a caller here (waiting, computing, reading) or breaker
   // work under way stays, however long ago it was last named.
   absl::flat_hash_set<std::string> active;
-  for (const auto& [id, s] : sessions_) active.insert(s.lookup.key.ns);
-  for (const auto& [id, w] : lock_waiters_) active.insert(w.request.key.ns);
-  for (const auto& [key, f] : flights_) active.insert(key.ns);
+  sessions_.AddNamespaces(active);
+  lock_waiters_.AddNamespaces(active);
+  flights_.ForEach(
+      [&active](const CacheKey& key, Flight&) { active.insert(key.ns); });
   std::vector<std::string> evicted =
       namespaces_.EvictIdle([&](const std::string& ns) {
         return active.contains(ns) || breakers_.Busy(ns);
@@ -88,36 +74,80 @@ void Coordinator::DoEvictIdleNamespaces(absl::AnyInvocable<void(size_t)> done) {
   done(evicted.size());
 }
 
-std::string Coordinator::NewToken() {
-  // 128 bits from the kernel's CSPRNG, so only the holder can renew or
-  // release (absl::BitGen is fast but not meant for secrets).
-  char bytes[16];
-  size_t got = 0;
-  while (got < sizeof(bytes)) {
-    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-    } else if (errno != EINTR) {
-      // Never hand out a guessable lock token.
-      std::fprintf(stderr, "corrald: getrandom failed: %s\n",
-                   std::strerror(errno));
-      std::abort();
-    }
-  }
-  return absl::BytesToHexString(absl::string_view(bytes, sizeof(bytes)));
+// ---------------------------------------------------------------------------
+// The flight table's owner
+// ---------------------------------------------------------------------------
+
+Waiter* Coordinator::FindWaiter(CallId id) {
+  // Ids come from one counter: an id names a session or a lock waiter.
+  if (Waiter* w = sessions_.Find(id)) return w;
+  return lock_waiters_.Find(id);
 }
 
-ValueView Coordinator::ViewOf(const StoredValue& value, Source source,
-                              std::shared_ptr<const std::string> bytes) const {
-  const absl::Time now = clock_.Now();
-  ValueView view;
-  view.value = bytes ? std::move(bytes)
-                     : std::make_shared<const std::string>(value.value);
-  view.source = source;
-  view.age = std::max(absl::ZeroDuration(), now - value.stored_at);
-  view.ttl_remaining = std::max(absl::ZeroDuration(), value.expires_at - now);
-  view.stale = value.expires_at <= now;
-  return view;
+bool Coordinator::StillHoldsLock(CallId holder, const CacheKey& key) {
+  return sessions_.StillHoldsLock(holder, key);
+}
+
+void Coordinator::OnRead(const CacheKey& key, absl::StatusOr<KeyRead> result) {
+  sessions_.OnRead(key, std::move(result));
+}
+
+// ---------------------------------------------------------------------------
+// GetOrCompute: the stream's messages go to the loop, to ComputeSessions
+// ---------------------------------------------------------------------------
+
+CallId Coordinator::StartCompute(std::shared_ptr<ComputeSink> sink) {
+  CallId id = next_id_.fetch_add(1);
+  executor_.Post([this, id, sink = std::move(sink)]() mutable {
+    if (shutting_down_) return sink->Finish(ShuttingDown());
+    sessions_.Start(id, std::move(sink));
+  });
+  return id;
+}
+
+CallId Coordinator::Lookup(CallId id, std::shared_ptr<ComputeSink> sink,
+                           LookupRequest request) {
+  if (id != 0) {
+    ComputeLookup(id, std::move(request));
+    return id;
+  }
+  absl::Time refresh_due_for = absl::InfinitePast();
+  if (ServeFromReadCache(request, *sink, &refresh_due_for)) return 0;
+  id = StartCompute(std::move(sink));
+  PostLookup(id, std::move(request), refresh_due_for);
+  return id;
+}
+
+void Coordinator::ComputeLookup(CallId id, LookupRequest request) {
+  PostLookup(id, std::move(request), absl::InfinitePast());
+}
+
+void Coordinator::PostLookup(CallId id, LookupRequest request,
+                             absl::Time refresh_due_for) {
+  executor_.Post(
+      [this, id, request = std::move(request), refresh_due_for]() mutable {
+        sessions_.Lookup(id, std::move(request), refresh_due_for);
+      });
+}
+
+void Coordinator::ComputeFill(CallId id, FillRequest request) {
+  executor_.Post([this, id, request = std::move(request)]() mutable {
+    sessions_.Fill(id, std::move(request));
+  });
+}
+
+void Coordinator::ComputeAbandon(CallId id, AbandonRequest request) {
+  executor_.Post([this, id, request = std::move(request)]() mutable {
+    sessions_.Abandon(id, std::move(request));
+  });
+}
+
+void Coordinator::ComputeHalfClosed(CallId id) {
+  executor_.Post([this, id] { sessions_.HalfClosed(id); });
+}
+
+void Coordinator::ComputeGone(CallId id) {
+  executor_.Post([this, id] { sessions_.Gone(id); });
 }
 
 // ---------------------------------------------------------------------------
@@ -128,18 +158,18 @@ void Coordinator::Get(CacheKey key, Callback<GetResult> done) {
   if (GetFromReadCache(key, done)) return;
   executor_.Post(
       [this, key = std::move(key), done = std::move(done)]() mutable {
-        auto settings = Settings(key);
+        auto settings = resolver_.Settings(key);
         if (!settings.ok()) return done(settings.status());
         // Concurrent reads of one key share one store round trip.
-        FlightFor(key).get_readers.push_back(std::move(done));
-        Read(key);
+        flights_.For(key).get_readers.push_back(std::move(done));
+        flights_.Read(key);
       });
 }
 
 void Coordinator::Set(SetRequest request, Callback<bool> done) {
   executor_.Post([this, request = std::move(request),
                   done = std::move(done)]() mutable {
-    auto settings = Settings(request.key);
+    auto settings = resolver_.Settings(request.key);
     if (!settings.ok()) return done(settings.status());
     if (request.value.size() > settings->max_value_bytes) {
       return done(
@@ -169,7 +199,7 @@ void Coordinator::Set(SetRequest request, Callback<bool> done) {
     // (Callers that arrive later read it, or wait behind a flight that
     // exists now.) Only then is the value copied.
     std::optional<std::string> for_waiters;
-    if (flights_.contains(request.key)) for_waiters = request.value;
+    if (flights_.Find(request.key) != nullptr) for_waiters = request.value;
     CacheKey key = request.key;
     store_.Put(request.key, std::move(request.value), options,
                [this, key = std::move(key),
@@ -177,10 +207,11 @@ void Coordinator::Set(SetRequest request, Callback<bool> done) {
                 done = std::move(done)](absl::StatusOr<bool> stored) mutable {
                  if (stored.ok() && *stored && for_waiters.has_value()) {
                    const absl::Time now = clock_.Now();
-                   ServeAll(key,
-                            StoredValue{*std::move(for_waiters), now, now + ttl,
-                                        absl::ZeroDuration()},
-                            Source::kPeerFill, LookupStage::kAfterWait);
+                   sessions_.ServeAll(
+                       key,
+                       StoredValue{*std::move(for_waiters), now, now + ttl,
+                                   absl::ZeroDuration()},
+                       Source::kPeerFill, LookupStage::kAfterWait);
                  }
                  done(std::move(stored));
                });
@@ -190,17 +221,34 @@ void Coordinator::Set(SetRequest request, Callback<bool> done) {
 void Coordinator::Invalidate(CacheKey key, Callback<bool> done) {
   executor_.Post(
       [this, key = std::move(key), done = std::move(done)]() mutable {
-        auto settings = Settings(key);
+        auto settings = resolver_.Settings(key);
         if (!settings.ok()) return done(settings.status());
         store_.Delete(key, std::move(done));
       });
+}
+
+CallId Coordinator::AcquireLock(AcquireLockRequest request,
+                                Callback<LockGrant> done) {
+  CallId id = next_id_.fetch_add(1);
+  executor_.Post([this, id, request = std::move(request),
+                  done = std::move(done)]() mutable {
+    if (shutting_down_) return done(ShuttingDown());
+    auto settings = resolver_.Settings(request.key);
+    if (!settings.ok()) return done(settings.status());
+    lock_waiters_.Start(id, std::move(request), *settings, std::move(done));
+  });
+  return id;
+}
+
+void Coordinator::CancelAcquire(CallId id) {
+  executor_.Post([this, id] { lock_waiters_.Cancel(id); });
 }
 
 void Coordinator::RenewLock(RenewLockRequest request,
                             Callback<RenewResult> done) {
   executor_.Post([this, request = std::move(request),
                   done = std::move(done)]() mutable {
-    auto settings = Settings(request.key);
+    auto settings = resolver_.Settings(request.key);
     if (!settings.ok()) return done(settings.status());
     if (absl::Status s = ValidateToken("token", request.token); !s.ok())
       return done(s);
@@ -219,17 +267,14 @@ void Coordinator::RenewLock(RenewLockRequest request,
                        }
                        done(result);
                      });
-    // The grant's compute-budget slot (named by the lock token) lives as
-    // long as the lock.
-    if (settings->compute_budget.enabled())
-      budget_.Renew(request.key.ns, request.token, *ttl);
+    lock_waiters_.RenewGrant(*settings, request.token, *ttl);
   });
 }
 
 void Coordinator::ReleaseLock(ReleaseLockRequest request, Callback<bool> done) {
   executor_.Post([this, request = std::move(request),
                   done = std::move(done)]() mutable {
-    auto settings = Settings(request.key);
+    auto settings = resolver_.Settings(request.key);
     if (!settings.ok()) return done(settings.status());
     if (absl::Status s = ValidateToken("token", request.token); !s.ok())
       return done(s);
@@ -239,19 +284,16 @@ void Coordinator::ReleaseLock(ReleaseLockRequest request, Callback<bool> done) {
                                ? ReleaseNotice::kUpstreamFailed
                                : ReleaseNotice::kReleased;
     const Outcome outcome = request.outcome;
-    if (settings->compute_budget.enabled()) {
-      std::string slot = request.token;
-      budget_.Return(request.key.ns, &slot);
-    }
+    lock_waiters_.ReturnGrant(*settings, request.token);
     store_.ReleaseLock(
         request.key, request.token, notice,
         [this, outcome, ns = *std::move(settings),
          done = std::move(done)](absl::StatusOr<bool> released) mutable {
           // Only the holder's word counts for the breaker.
           if (released.ok() && *released && outcome != Outcome::kUnspecified) {
-            RecordOutcome(ns, outcome == Outcome::kFailure
-                                  ? ComputeOutcome::kFailure
-                                  : ComputeOutcome::kSuccess);
+            breakers_.Record(ns, outcome == Outcome::kFailure
+                                     ? ComputeOutcome::kFailure
+                                     : ComputeOutcome::kSuccess);
           }
           done(std::move(released));
         });
@@ -260,31 +302,34 @@ void Coordinator::ReleaseLock(ReleaseLockRequest request, Callback<bool> done) {
 
 void Coordinator::OnKeyEvent(const KeyEvent& event) {
   const CacheKey& key = event.key;
-  if (!flights_.contains(key)) return;
-  Flight& f = flights_.at(key);
+  Flight* found = flights_.Find(key);
+  if (found == nullptr) return;
+  Flight& f = *found;
   switch (event.kind) {
     case KeyEvent::Kind::kWatching:
     case KeyEvent::Kind::kResync:
       // Whatever happened before the store delivered events was not seen.
       f.watch_confirmed = true;
       f.known_miss = false;
-      ReadAgain(key);
-      Wake(key);
+      flights_.ReadAgain(key);
+      flights_.Wake(key);
       return;
     case KeyEvent::Kind::kReleased:
-      Wake(key);
+      flights_.Wake(key);
       return;
     case KeyEvent::Kind::kUpstreamFailed:
       // Like singleflight sharing an error: the current waiters get it.
-      FailWaiters(key, PeerComputeFailed());
-      Wake(key);
+      sessions_.FailWaiters(key, PeerComputeFailed());
+      flights_.Wake(key);
       return;
     case KeyEvent::Kind::kFilled:
       f.known_miss = false;
       if (event.value.has_value()) {
-        ServeAll(key, *event.value, Source::kPeerFill, LookupStage::kAfterWait);
+        sessions_.ServeAll(key, *event.value, Source::kPeerFill,
+                           LookupStage::kAfterWait);
       }
-      Wake(key);  // A fenced fill may have freed the lock for lock waiters.
+      flights_.Wake(
+          key);  // A fenced fill may have freed the lock for lock waiters.
       return;
   }
 }
@@ -292,23 +337,25 @@ void Coordinator::OnKeyEvent(const KeyEvent& event) {
 void Coordinator::OnStoreAvailability(bool up) {
   LOG_EVENT(up ? "store_up" : "store_down", CacheKey{}, "");
   breakers_.OnStoreAvailability(up);
-  if (up) degraded_values_.clear();
+  if (up) sessions_.OnStoreUp();
   if (!up) {
     // No events arrive now: new callers must not wait on one.
-    for (auto& [key, flight] : flights_) flight.watch_confirmed = false;
+    flights_.ForEach([](const CacheKey&, Flight& flight) {
+      flight.watch_confirmed = false;
+    });
     return;
   }
   // Events may have been lost while the store was away: re-read every key
   // someone waits on.
   std::vector<CacheKey> keys;
-  for (auto& [key, flight] : flights_) {
+  flights_.ForEach([&keys](const CacheKey& key, Flight& flight) {
     keys.push_back(key);
     flight.known_miss = false;
     flight.watch_confirmed = false;  // Until the store re-subscribes.
-  }
+  });
   for (const CacheKey& key : keys) {
-    ReadAgain(key);
-    Wake(key);
+    flights_.ReadAgain(key);
+    flights_.Wake(key);
   }
 }
 
@@ -316,7 +363,7 @@ void Coordinator::DescribeBreaker(std::string ns, Callback<BreakerView> done) {
   executor_.Post([this, ns = std::move(ns), done = std::move(done)]() mutable {
     if (absl::Status s = ValidateNamespace("namespace", ns); !s.ok())
       return done(s);
-    auto settings = Settings(ns);
+    auto settings = resolver_.Settings(ns);
     if (!settings.ok()) return done(settings.status());
     breakers_.Describe(*settings,
                        [done = std::move(done)](BreakerView view) mutable {
@@ -347,31 +394,10 @@ void Coordinator::Shutdown(absl::Duration timeout) {
     pending->fetch_add(1);  // Held while they are counted.
     pending->fetch_add(breakers_.FlushPending(finish_one));
     finish_one();
-    std::vector<CallId> ids;
-    for (const auto& [id, s] : sessions_) ids.push_back(id);
-    for (CallId id : ids) {
-      auto it = sessions_.find(id);
-      if (it == sessions_.end()) continue;
-      Session& s = it->second;
-      if (HoldsKeyLock(s)) {
-        pending->fetch_add(1);
-        store_.ReleaseLock(
-            s.lookup.key, s.token, ReleaseNotice::kReleased,
-            [finish_one](absl::StatusOr<bool>) { finish_one(); });
-        s.revoked = true;
-        EndLease(s);
-      }
-      if (s.state == SessionState::kLeased) {
-        // Already released above; the caller's late Fill would be refused.
-        if (s.sink) s.sink->Finish(ShuttingDown());
-        RetireSession(s);
-      } else {
-        FinishSession(s, ShuttingDown());
-      }
-    }
-    std::vector<CallId> lock_ids;
-    for (const auto& [id, w] : lock_waiters_) lock_ids.push_back(id);
-    for (CallId id : lock_ids) TakeLockWaiter(id, "").done(ShuttingDown());
+    pending->fetch_add(1);  // Held while the releases are counted.
+    pending->fetch_add(sessions_.ShutDown(finish_one));
+    finish_one();
+    lock_waiters_.ShutDown();
     finish_one();
   });
   done->WaitForNotificationWithTimeout(timeout);

@@ -6,11 +6,10 @@
 #include "absl/random/distributions.h"
 #include "absl/random/random.h"
 #include "server/core/coordinator.h"
-#include "server/core/coordinator_internal.h"
+#include "server/core/early_refresh.h"
+#include "server/core/value_view.h"
 
 namespace corral {
-
-using namespace coordinator_internal;  // NOLINT: this file's own helpers.
 
 namespace {
 // XFetch's draw for callers off the loop thread (rng_ is the loop's).
@@ -25,7 +24,8 @@ std::shared_ptr<const CachedValue> Coordinator::FreshCached(
   const ReadCache* cache = store_.read_cache();
   if (cache == nullptr) return nullptr;
   std::shared_ptr<const CachedValue> entry = cache->Find(key);
-  if (entry == nullptr || !IsFresh(entry->meta)) return nullptr;
+  if (entry == nullptr || entry->meta.expires_at <= clock_.Now())
+    return nullptr;
   return entry;
 }
 
@@ -39,7 +39,7 @@ bool Coordinator::GetFromReadCache(const CacheKey& key,
   observer_.OnReadCacheHit(key.ns);
   GetResult got;
   got.found = true;
-  got.value = ViewOf(hit->meta, Source::kCache, hit->bytes);
+  got.value = ViewOf(hit->meta, Source::kCache, clock_.Now(), hit->bytes);
   done(std::move(got));
   return true;
 }
@@ -50,17 +50,18 @@ bool Coordinator::ServeFromReadCache(const LookupRequest& request,
   std::shared_ptr<const CachedValue> hit = FreshCached(request.key);
   if (hit == nullptr) return false;
   // DoLookup's checks: a lookup it would refuse gets its error there.
-  auto resolved = ResolveLookup(request);
+  auto resolved = resolver_.ResolveLookup(request);
   if (!resolved.ok()) return false;
   const double u =
       early_refresh_draw_ ? early_refresh_draw_() : DrawOpenClosed();
-  if (EarlyRefreshDue(resolved->ns.early_refresh_beta, hit->meta, u)) {
+  if (EarlyRefreshDue(clock_.Now(), resolved->ns.early_refresh_beta, hit->meta,
+                      u)) {
     *refresh_due_for = hit->meta.expires_at;
     return false;
   }
   observer_.OnLookup(request.key.ns, LookupStage::kInitial, true);
   observer_.OnReadCacheHit(request.key.ns);
-  sink.SendValue(ViewOf(hit->meta, Source::kCache, hit->bytes));
+  sink.SendValue(ViewOf(hit->meta, Source::kCache, clock_.Now(), hit->bytes));
   return true;
 }
 

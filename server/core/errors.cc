@@ -58,4 +58,35 @@ absl::Status ComputeBudgetExhausted(absl::string_view detail,
       retry_after);
 }
 
+absl::Status PeerComputeFailed() {
+  return WithReason(
+      absl::UnavailableError(
+          "the caller computing this value reported an upstream failure"),
+      kReasonPeerComputeFailed);
+}
+
+absl::Status ProtocolError(absl::string_view what) {
+  return WithReason(absl::InvalidArgumentError(what), kReasonInvalidArgument);
+}
+
+absl::Status BreakerOpen(absl::Duration retry_after) {
+  return WithRetryAfter(WithReason(absl::UnavailableError(
+                                       "the circuit breaker for this namespace "
+                                       "is open: its upstream is failing"),
+                                   kReasonBreakerOpen),
+                        retry_after);
+}
+
+absl::Status TooManyWaiters(absl::string_view what, uint32_t limit) {
+  return WithReason(
+      absl::ResourceExhaustedError(absl::StrCat("too many callers waiting ",
+                                                what, " (limit ", limit, ")")),
+      kReasonTooManyWaiters);
+}
+
+absl::Status ShuttingDown() {
+  return WithReason(absl::UnavailableError("corrald is shutting down"),
+                    kReasonShuttingDown);
+}
+
 }  // namespace corral

@@ -6,6 +6,7 @@
 #ifndef CORRAL_SERVER_CORE_ERRORS_H_
 #define CORRAL_SERVER_CORE_ERRORS_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -51,6 +52,18 @@ absl::Status InvalidField(absl::string_view field, absl::string_view problem);
 // budget would next admit one (as last seen).
 absl::Status ComputeBudgetExhausted(absl::string_view detail,
                                     absl::Duration retry_after);
+
+// The coordination core's own errors (section 2 of docs/ARCHITECTURE.md).
+// What waiters get when the caller computing their key reports an upstream
+// failure, and what callers get while that failure is remembered.
+absl::Status PeerComputeFailed();
+// A GetOrCompute stream broke the protocol (INVALID_ARGUMENT).
+absl::Status ProtocolError(absl::string_view what);
+// The namespace's circuit breaker refuses a compute.
+absl::Status BreakerOpen(absl::Duration retry_after);
+// A waiter limit (limits.max_waiters, max_waiters_per_key) is reached.
+absl::Status TooManyWaiters(absl::string_view what, uint32_t limit);
+absl::Status ShuttingDown();
 
 }  // namespace corral
 

@@ -125,4 +125,9 @@ void LogKeyLine(LogLevel level, absl::string_view event, const CacheKey& key,
                        fields.empty() ? "" : " ", fields));
 }
 
+std::string CallerField(absl::string_view name, absl::string_view value) {
+  if (value.empty()) return "";
+  return absl::StrCat(" ", name, "=\"", absl::CEscape(value), "\"");
+}
+
 }  // namespace corral

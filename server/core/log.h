@@ -42,6 +42,10 @@ void LogLine(LogLevel level, absl::string_view event, absl::string_view fields);
 void LogKeyLine(LogLevel level, absl::string_view event, const CacheKey& key,
                 absl::string_view fields);
 
+// ` name="value"` for a log line (a caller's worker_id or lock owner,
+// already validated: no control characters), or nothing when it is empty.
+std::string CallerField(absl::string_view name, absl::string_view value);
+
 }  // namespace corral
 
 #define CORRAL_LOG(level, event, ...)                               \

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/core/cache_key.h"
 
@@ -30,6 +31,26 @@ enum class LeaseMode {
   kUnlockedDegraded = 3,
   kRefresh = 4,
 };
+
+// The mode's metric and log label.
+inline absl::string_view ModeLabel(LeaseMode mode) {
+  switch (mode) {
+    case LeaseMode::kLocked:
+      return "locked";
+    case LeaseMode::kUnlockedTimeout:
+      return "unlocked_timeout";
+    case LeaseMode::kUnlockedDegraded:
+      return "unlocked_degraded";
+    case LeaseMode::kRefresh:
+      return "refresh";
+  }
+  return "unknown";
+}
+// Whether a lease of this mode holds the key's fleet-wide lock (renewed
+// while the stream is open, released by the fenced fill or an abandon).
+inline bool HoldsLock(LeaseMode mode) {
+  return mode == LeaseMode::kLocked || mode == LeaseMode::kRefresh;
+}
 
 // Mirrors corral.v1.Outcome.
 enum class Outcome { kUnspecified = 0, kSuccess = 1, kFailure = 2 };

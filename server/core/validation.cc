@@ -76,4 +76,10 @@ absl::StatusOr<absl::Duration> ResolveDuration(
   return d;
 }
 
+absl::Status ValidateKeyFields(const CacheKey& key) {
+  if (absl::Status s = ValidateNamespace("namespace", key.ns); !s.ok())
+    return s;
+  return ValidateKey("key", key.key);
+}
+
 }  // namespace corral

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/core/cache_key.h"
 
 namespace corral {
 
@@ -27,6 +28,9 @@ absl::Status ValidateToken(absl::string_view field, absl::string_view token);
 // A caller's name for itself, for logs (Lookup.worker_id,
 // AcquireLockRequest.owner): 0..256 bytes, none of them a control character.
 absl::Status ValidateLabel(absl::string_view field, absl::string_view label);
+
+// Validates namespace and key, the first thing every request checks.
+absl::Status ValidateKeyFields(const CacheKey& key);
 
 // How a request may spell a duration.
 enum class DurationRule {

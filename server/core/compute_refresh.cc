@@ -1,59 +1,52 @@
-// The Coordinator: freshness without herds. A value past its TTL (inside the
-// stale window) is served at once to callers that accept it while one
-// caller, fleet-wide, refreshes it; a fresh value near its expiry is
-// refreshed early with a probability that rises as expiry nears (XFetch:
-// Vattani, Chierichetti, Lowenstein, VLDB 2015). Either way the refresher
-// holds the key's lock, so at most one refresh per key runs in the fleet,
-// and nobody waits for it.
-#include <cmath>
+// ComputeSessions: freshness without herds (docs/ARCHITECTURE.md, section
+// 2, Step 10). A value past its TTL (inside the stale window) is served at
+// once to callers that accept it while one caller, fleet-wide, refreshes it;
+// a fresh value near its expiry is refreshed early (early_refresh.h).
+// Either way the refresher holds the key's lock, so at most one refresh per
+// key runs in the fleet, and nobody waits for it.
 #include <utility>
 
 #include "absl/random/distributions.h"
-#include "server/core/coordinator.h"
-#include "server/core/coordinator_internal.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/core/compute_sessions.h"
+#include "server/core/early_refresh.h"
+#include "server/core/errors.h"
 #include "server/core/log.h"
+#include "server/core/validation.h"
+#include "server/core/value_view.h"
 
 namespace corral {
 
-using namespace coordinator_internal;  // NOLINT: this file's own helpers.
-
-bool Coordinator::WantsEarlyRefresh(const Session& s,
-                                    const StoredValue& value) {
+bool ComputeSessions::WantsEarlyRefresh(const Session& s,
+                                        const StoredValue& value) {
   if (s.half_closed) return false;
   if (value.expires_at <= s.refresh_due_for) return true;  // Drawn already.
   const double u =
       early_refresh_draw_
           ? early_refresh_draw_()
           : absl::Uniform<double>(absl::IntervalOpenClosed, rng_, 0.0, 1.0);
-  return EarlyRefreshDue(s.ns.early_refresh_beta, value, u);
+  return EarlyRefreshDue(clock_.Now(), s.ns.early_refresh_beta, value, u);
 }
 
-bool Coordinator::EarlyRefreshDue(double beta, const StoredValue& value,
-                                  double u) const {
-  if (beta <= 0 || value.compute_time <= absl::ZeroDuration()) return false;
-  // now - delta * beta * ln(u) >= expiry, u uniform in (0, 1].
-  const absl::Duration head_start = value.compute_time * (beta * -std::log(u));
-  return clock_.Now() + head_start >= value.expires_at;
-}
-
-bool Coordinator::IsReadingSession(CallId id, const CacheKey& key) const {
+bool ComputeSessions::IsReadingSession(CallId id, const CacheKey& key) const {
   auto it = sessions_.find(id);
   return it != sessions_.end() && it->second.state == SessionState::kReading &&
          it->second.lookup.key == key && !shutting_down_;
 }
 
-void Coordinator::StartRefresh(Session& s, StoredValue current,
-                               absl::string_view trigger) {
+void ComputeSessions::StartRefresh(Session& s, StoredValue current,
+                                   absl::string_view trigger) {
   const CacheKey key = s.lookup.key;
-  const CallId sid = s.id;
-  FlightFor(key).refresh_attempt = true;
-  std::string token = NewToken();
+  const CallId sid = s.call_id;
+  flights_.For(key).refresh_attempt = true;
+  std::string token = NewLockToken();
   store_.TryLockAndRead(
       key, token, s.lease_ttl,
       [this, key, sid, token, current = std::move(current),
        trigger](absl::StatusOr<LockAttempt> attempt) mutable {
-        if (auto f = flights_.find(key); f != flights_.end())
-          f->second.refresh_attempt = false;
+        if (Flight* f = flights_.Find(key)) f->refresh_attempt = false;
         const bool acquired = attempt.ok() && attempt->acquired;
         if (!acquired || !IsReadingSession(sid, key)) {
           // Someone else computes or refreshes it (or the caller left).
@@ -105,27 +98,30 @@ void Coordinator::StartRefresh(Session& s, StoredValue current,
                           absl::ToInt64Milliseconds(current.expires_at -
                                                     clock_.Now()));
                 GrantLease(s, LeaseMode::kRefresh, fence, current.value);
-                MaybeRetire(key);  // The flight kept for the attempt goes.
+                flights_.MaybeRetire(
+                    key);  // The flight kept for the attempt goes.
               });
         });
       });
 }
 
-void Coordinator::EndRefreshAttempt(const CacheKey& key, CallId sid,
-                                    const StoredValue& current,
-                                    const std::string& token, bool release) {
+void ComputeSessions::EndRefreshAttempt(const CacheKey& key, CallId sid,
+                                        const StoredValue& current,
+                                        const std::string& token,
+                                        bool release) {
   if (release) {
     store_.ReleaseLock(
         key, token, ReleaseNotice::kReleased,
         [this, key](absl::StatusOr<bool>) {
-          Wake(key);  // A waiter on this replica may take the lock now.
+          flights_.Wake(
+              key);  // A waiter on this replica may take the lock now.
         });
   }
   if (IsReadingSession(sid, key)) {
     SendValue(sessions_.at(sid), current,
               IsFresh(current) ? Source::kCache : Source::kStale);
   }
-  MaybeRetire(key);
+  flights_.MaybeRetire(key);
 }
 
 }  // namespace corral
