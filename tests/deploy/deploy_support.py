@@ -34,6 +34,8 @@ COUNTERS_AND_GAUGES = {
     "corral_near_cache_sessions", "corral_near_cache_registrations",
     "corral_near_cache_invalidations_pushed_total", "corral_near_cache_resets_total",
     "corral_store_replica_ack_failures_total",
+    "corral_budget_in_flight", "corral_budget_waits_total",
+    "corral_budget_shadow_over_total", "corral_budget_rejections_total",
 }
 HISTOGRAMS = {"corral_lock_wait_seconds", "corral_store_op_seconds", "corral_rpc_duration_seconds",
               "corral_store_replica_ack_seconds"}

@@ -17,7 +17,7 @@ from corral._nearcache import NearCache, NearCacheLimits
 from corral._protocol import PlaintextTokenWarning
 from corral._retry import RetryPolicy
 from corral.client import Client
-from corral.errors import (BreakerOpen, Cancelled, CorralError, DeadlineExceeded, Internal,
+from corral.errors import (BreakerOpen, Cancelled, ComputeBudgetExhausted, CorralError, DeadlineExceeded, Internal,
                            InvalidArgument, LockNotAcquired, NotFound, PeerComputeFailed,
                            PermissionDenied, ResourceExhausted, ShuttingDown, StoreUnavailable,
                            TooManyWaiters, Unauthenticated, Unavailable, Unimplemented,
@@ -28,6 +28,7 @@ from corral.results import (BreakerInfo, BreakerState, CachedValue, GetOrCompute
 
 __all__ = [
     "BreakerInfo", "BreakerOpen", "BreakerState", "CachedValue", "Cancelled", "Client",
+    "ComputeBudgetExhausted",
     "CorralError", "DeadlineExceeded", "GetOrComputeResult", "Internal", "InvalidArgument",
     "LeaseMode", "Lock", "LockGrant", "LockNotAcquired", "NearCache", "NearCacheLimits",
     "NotFound", "Outcome",
