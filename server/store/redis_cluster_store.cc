@@ -914,6 +914,50 @@ void RedisClusterStore::StoreBreaker(const std::string& ns,
                            ParseBreakerCasReply, std::move(done));
 }
 
+void RedisClusterStore::ClaimHedge(const CacheKey& key, uint32_t max_hedges,
+                                   absl::Duration keep,
+                                   Callback<HedgeClaim> done) {
+  RedisItemKeys keys = RedisKeysFor(key);  // One slot: the key's hash tag.
+  RunAndAnswer<HedgeClaim>(RedisScript::kClaimHedge,
+                           {std::move(keys.lock), std::move(keys.hedges)},
+                           ClaimHedgeArgs(max_hedges, keep),
+                           ParseClaimHedgeReply, std::move(done), Via::kGrants);
+}
+
+std::string RedisClusterStore::BudgetNow() const {
+  if (options_.budget_clock == nullptr) return "";
+  return absl::StrCat(absl::ToUnixMicros(options_.budget_clock->Now()));
+}
+
+// A namespace's budget keys share the tag {ns}: one slot, one master.
+void RedisClusterStore::ChargeBudget(const std::string& ns,
+                                     const std::string& slot,
+                                     const BudgetLimits& limits,
+                                     absl::Duration hold,
+                                     Callback<BudgetCharge> done) {
+  RunAndAnswer<BudgetCharge>(RedisScript::kBudgetCharge,
+                             {RedisBudgetSlotsKey(ns), RedisBudgetRateKey(ns)},
+                             BudgetChargeArgs(slot, limits, hold, BudgetNow()),
+                             ParseBudgetChargeReply, std::move(done),
+                             Via::kGrants);
+}
+
+void RedisClusterStore::RenewBudget(const std::string& ns,
+                                    const std::string& slot,
+                                    absl::Duration hold, Callback<bool> done) {
+  RunAndAnswer<bool>(RedisScript::kBudgetRenew, {RedisBudgetSlotsKey(ns)},
+                     BudgetRenewArgs(slot, hold, BudgetNow()), ParseCountReply,
+                     std::move(done), Via::kGrants);
+}
+
+void RedisClusterStore::ReturnBudget(const std::string& ns,
+                                     const std::string& slot,
+                                     Callback<bool> done) {
+  RunAndAnswer<bool>(RedisScript::kBudgetReturn, {RedisBudgetSlotsKey(ns)},
+                     {slot, BudgetNow()}, ParseCountReply, std::move(done),
+                     Via::kGrants);
+}
+
 void RedisClusterStore::Ping(StatusCallback done) {
   auto answer = [this](StatusCallback done, absl::Status status) {
     loop_.Post([done = std::move(done), status = std::move(status)]() mutable {

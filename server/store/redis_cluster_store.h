@@ -107,6 +107,15 @@ class RedisClusterStore final : public RedisBackedStore {
                    Callback<BreakerRecord> done) override;
   void StoreBreaker(const std::string& ns, uint64_t expected_version,
                     std::string state, Callback<BreakerCas> done) override;
+  void ClaimHedge(const CacheKey& key, uint32_t max_hedges, absl::Duration keep,
+                  Callback<HedgeClaim> done) override;
+  void ChargeBudget(const std::string& ns, const std::string& slot,
+                    const BudgetLimits& limits, absl::Duration hold,
+                    Callback<BudgetCharge> done) override;
+  void RenewBudget(const std::string& ns, const std::string& slot,
+                   absl::Duration hold, Callback<bool> done) override;
+  void ReturnBudget(const std::string& ns, const std::string& slot,
+                    Callback<bool> done) override;
   void Ping(StatusCallback done) override;
   bool IsUp() const override { return up_.load(std::memory_order_acquire); }
   const ReadCache* read_cache() const override { return read_cache_.get(); }
@@ -177,6 +186,8 @@ class RedisClusterStore final : public RedisBackedStore {
   void OpenSubscriber(Node& node);
   void Authenticate(RedisConnection& conn);
 
+  // Microseconds of the injected budget clock (tests), or "" (Redis TIME).
+  std::string BudgetNow() const;
   // Routing (loop thread).
   void Send(std::shared_ptr<Request> request,
             const RedisAddress* ask_to = nullptr);

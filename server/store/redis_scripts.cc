@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "server/core/gcra.h"
 
 namespace corral {
 namespace {
@@ -361,6 +362,35 @@ absl::string_view RedisClusterScriptSource(RedisScript script) {
 
 std::string RedisBreakerKey(const std::string& ns) {
   return absl::StrCat("corral:breaker:{", ns, "}");
+}
+
+std::vector<std::string> ClaimHedgeArgs(uint32_t max_hedges,
+                                        absl::Duration keep) {
+  // Redis refuses PX 0: at least a millisecond.
+  return {absl::StrCat(max_hedges),
+          absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(keep)))};
+}
+
+std::vector<std::string> BudgetChargeArgs(const std::string& slot,
+                                          const BudgetLimits& limits,
+                                          absl::Duration hold,
+                                          std::string now) {
+  const int64_t period =
+      limits.rate_per_second > 0 ? GcraPeriodMicros(limits.rate_per_second) : 0;
+  return {slot,
+          absl::StrCat(limits.max_in_flight),
+          absl::StrCat(period),
+          absl::StrCat(std::max<uint32_t>(1, limits.burst)),
+          limits.enforce ? "1" : "0",
+          absl::StrCat(std::max<int64_t>(1, absl::ToInt64Microseconds(hold))),
+          std::move(now)};
+}
+
+std::vector<std::string> BudgetRenewArgs(const std::string& slot,
+                                         absl::Duration hold, std::string now) {
+  return {slot,
+          absl::StrCat(std::max<int64_t>(1, absl::ToInt64Microseconds(hold))),
+          std::move(now)};
 }
 
 std::string RedisBudgetSlotsKey(const std::string& ns) {

@@ -28,6 +28,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -123,6 +124,16 @@ absl::StatusOr<std::optional<absl::Time>> ParseRenewReply(const RedisReply& r);
 absl::StatusOr<HedgeClaim> ParseClaimHedgeReply(const RedisReply& r);
 absl::StatusOr<BudgetCharge> ParseBudgetChargeReply(const RedisReply& r);
 // The budget keys of namespace `ns`: {slots, tat}.
+// The arguments of the hedge and budget scripts, shared by RedisStore and
+// RedisClusterStore. `now`: Redis TIME when empty, else microseconds (a
+// test's injected budget clock).
+std::vector<std::string> ClaimHedgeArgs(uint32_t max_hedges,
+                                        absl::Duration keep);
+std::vector<std::string> BudgetChargeArgs(const std::string& slot,
+                                          const BudgetLimits& limits,
+                                          absl::Duration hold, std::string now);
+std::vector<std::string> BudgetRenewArgs(const std::string& slot,
+                                         absl::Duration hold, std::string now);
 std::string RedisBudgetSlotsKey(const std::string& ns);
 std::string RedisBudgetRateKey(const std::string& ns);
 

@@ -862,7 +862,7 @@ void RedisStore::ClaimHedge(const CacheKey& key, uint32_t max_hedges,
   RedisItemKeys keys = RedisKeysFor(key);
   RunAndAnswer<HedgeClaim>(RedisScript::kClaimHedge,
                            {std::move(keys.lock), std::move(keys.hedges)},
-                           {absl::StrCat(max_hedges), LeaseMillis(keep)},
+                           ClaimHedgeArgs(max_hedges, keep),
                            ParseClaimHedgeReply, std::move(done), Via::kGrants);
 }
 
@@ -874,27 +874,18 @@ std::string RedisStore::BudgetNow() const {
 void RedisStore::ChargeBudget(const std::string& ns, const std::string& slot,
                               const BudgetLimits& limits, absl::Duration hold,
                               Callback<BudgetCharge> done) {
-  const int64_t period =
-      limits.rate_per_second > 0 ? GcraPeriodMicros(limits.rate_per_second) : 0;
-  RunAndAnswer<BudgetCharge>(
-      RedisScript::kBudgetCharge,
-      {RedisBudgetSlotsKey(ns), RedisBudgetRateKey(ns)},
-      {slot, absl::StrCat(limits.max_in_flight), absl::StrCat(period),
-       absl::StrCat(std::max<uint32_t>(1, limits.burst)),
-       limits.enforce ? "1" : "0",
-       absl::StrCat(std::max<int64_t>(1, absl::ToInt64Microseconds(hold))),
-       BudgetNow()},
-      ParseBudgetChargeReply, std::move(done), Via::kGrants);
+  RunAndAnswer<BudgetCharge>(RedisScript::kBudgetCharge,
+                             {RedisBudgetSlotsKey(ns), RedisBudgetRateKey(ns)},
+                             BudgetChargeArgs(slot, limits, hold, BudgetNow()),
+                             ParseBudgetChargeReply, std::move(done),
+                             Via::kGrants);
 }
 
 void RedisStore::RenewBudget(const std::string& ns, const std::string& slot,
                              absl::Duration hold, Callback<bool> done) {
-  RunAndAnswer<bool>(
-      RedisScript::kBudgetRenew, {RedisBudgetSlotsKey(ns)},
-      {slot,
-       absl::StrCat(std::max<int64_t>(1, absl::ToInt64Microseconds(hold))),
-       BudgetNow()},
-      ParseCountReply, std::move(done), Via::kGrants);
+  RunAndAnswer<bool>(RedisScript::kBudgetRenew, {RedisBudgetSlotsKey(ns)},
+                     BudgetRenewArgs(slot, hold, BudgetNow()), ParseCountReply,
+                     std::move(done), Via::kGrants);
 }
 
 void RedisStore::ReturnBudget(const std::string& ns, const std::string& slot,

@@ -151,6 +151,56 @@ TEST_F(RedisClusterTest, EveryOperationStaysInOneSlotOnEveryMaster) {
   EXPECT_TRUE(stored->stored);
 }
 
+// Issue 18's scripts on a cluster: a hedge claim lives under its key's tag,
+// a namespace's budget under {ns}; each runs on its one master, no CROSSSLOT.
+TEST_F(RedisClusterTest, HedgeClaimsAndBudgetsRunInOneSlot) {
+  ConnectStore();
+  std::set<int> owners;
+  for (int i = 0; i < 30; ++i) {
+    SCOPED_TRACE(i);
+    const CacheKey key = Key(i);
+    owners.insert(cluster_->OwnerOfKey(RedisKeysFor(key).value));
+    const std::string token = absl::StrCat("holder-", i);
+    auto lock = runner_->TryLock(key, token, absl::Seconds(10));
+    ASSERT_TRUE(lock.ok()) << lock.status();
+    ASSERT_TRUE(lock->acquired);
+    auto claim = runner_->Call<HedgeClaim>([&](Store& s, auto done) {
+      s.ClaimHedge(key, 1, absl::Seconds(10), std::move(done));
+    });
+    ASSERT_TRUE(claim.ok()) << claim.status();
+    EXPECT_EQ(claim->result, HedgeClaim::Result::kGranted);
+    auto second = runner_->Call<HedgeClaim>([&](Store& s, auto done) {
+      s.ClaimHedge(key, 1, absl::Seconds(10), std::move(done));
+    });
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_EQ(second->result, HedgeClaim::Result::kRefused);
+  }
+  EXPECT_EQ(owners.size(), 3u);
+
+  BudgetLimits limits;
+  limits.max_in_flight = 2;
+  for (int n = 0; n < 10; ++n) {
+    const std::string ns = absl::StrCat("budget", n);
+    SCOPED_TRACE(ns);
+    for (int slot = 0; slot < 3; ++slot) {
+      auto charged = runner_->Call<BudgetCharge>([&](Store& s, auto done) {
+        s.ChargeBudget(ns, absl::StrCat("slot-", slot), limits,
+                       absl::Seconds(10), std::move(done));
+      });
+      ASSERT_TRUE(charged.ok()) << charged.status();
+      EXPECT_EQ(charged->admitted, slot < 2);
+    }
+    auto renewed = runner_->Call<bool>([&](Store& s, auto done) {
+      s.RenewBudget(ns, "slot-0", absl::Seconds(10), std::move(done));
+    });
+    EXPECT_THAT(renewed, IsOkAndHolds(true));
+    auto returned = runner_->Call<bool>([&](Store& s, auto done) {
+      s.ReturnBudget(ns, "slot-0", std::move(done));
+    });
+    EXPECT_THAT(returned, IsOkAndHolds(true));
+  }
+}
+
 TEST_F(RedisClusterTest, AWakeUpIsPublishedToOneShardOnly) {
   ConnectStore();
   runner_->Watch(key_);
