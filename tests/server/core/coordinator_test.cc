@@ -622,11 +622,18 @@ TEST_P(CoordinatorTest, TimedOutWaitersHedgeOnceAndTheRestWaitOn) {
   std::vector<Call> late;
   for (int i = 0; i < 8; ++i)
     late.push_back(Lookup(key, absl::Milliseconds(100)));
+  ASSERT_TRUE(AdvanceUntil(
+      [&] {
+        for (Call& c : late)
+          if (c.sink->HasLease()) return true;
+        return false;
+      },
+      absl::Milliseconds(100)));
   const int hedge = WaitForOneLease(late);
   ASSERT_GE(hedge, 0);
   EXPECT_EQ(late[hedge].sink->lease()->mode, LeaseMode::kUnlockedTimeout);
   // Well past their wait_timeout the others still wait, without a lease.
-  absl::SleepFor(absl::Milliseconds(300));
+  Advance(absl::Milliseconds(300));
   for (size_t i = 0; i < late.size(); ++i) {
     if (static_cast<int>(i) == hedge) continue;
     EXPECT_FALSE(late[i].sink->Done()) << i << ": " << late[i].sink->status();
@@ -658,8 +665,14 @@ TEST_P(CoordinatorTest, ComputeUnlockedStillTurnsEveryTimeoutIntoACompute) {
   std::vector<Call> late;
   for (int i = 0; i < 3; ++i)
     late.push_back(Lookup(key, absl::Milliseconds(50)));
+  ASSERT_TRUE(AdvanceUntil(
+      [&] {
+        for (Call& c : late)
+          if (!c.sink->HasLease()) return false;
+        return true;
+      },
+      absl::Milliseconds(50)));
   for (Call& c : late) {
-    ASSERT_TRUE(c.sink->WaitLease());
     EXPECT_EQ(c.sink->lease()->mode, LeaseMode::kUnlockedTimeout);
   }
   EXPECT_EQ(observer_.duplicates.load(), 3);
@@ -684,20 +697,22 @@ TEST_P(CoordinatorTest, OverBudgetACallerWaitsForASlotThenComputes) {
   std::vector<Call> first{Lookup(a)};
   ASSERT_EQ(WaitForOneLease(first), 0);
   Call second = Lookup(b, absl::Seconds(5));
-  absl::SleepFor(absl::Milliseconds(100));
+  Advance(absl::Milliseconds(100));
   EXPECT_FALSE(second.sink->HasLease()) << "one compute in flight at most";
   EXPECT_GE(observer_.budget_waits.load(), 1);
   // The first fill returns the slot.
   coordinator_->ComputeFill(first[0].id, FillRequest{"a", std::nullopt});
   ASSERT_TRUE(first[0].sink->WaitDone());
-  ASSERT_TRUE(second.sink->WaitLease());
+  ASSERT_TRUE(
+      AdvanceUntil([&] { return second.sink->HasLease(); }, absl::Seconds(1)));
   EXPECT_EQ(second.sink->lease()->mode, LeaseMode::kLocked);
   // An abandon (or a broken stream) returns it too.
   Call third = Lookup(CacheKey{"budgeted", "c"}, absl::Seconds(5));
-  absl::SleepFor(absl::Milliseconds(50));
+  Advance(absl::Milliseconds(50));
   EXPECT_FALSE(third.sink->HasLease());
   coordinator_->ComputeGone(second.id);
-  ASSERT_TRUE(third.sink->WaitLease());
+  ASSERT_TRUE(
+      AdvanceUntil([&] { return third.sink->HasLease(); }, absl::Seconds(1)));
   EXPECT_EQ(observer_.budget_rejections.load(), 0);
 }
 
@@ -706,7 +721,8 @@ TEST_P(CoordinatorTest, OverBudgetPastItsWaitACallerIsResourceExhausted) {
   std::vector<Call> first{Lookup(a)};
   ASSERT_EQ(WaitForOneLease(first), 0);
   Call second = Lookup(b, absl::Milliseconds(200));
-  ASSERT_TRUE(second.sink->WaitDone());
+  ASSERT_TRUE(
+      AdvanceUntil([&] { return second.sink->Done(); }, absl::Seconds(1)));
   EXPECT_FALSE(second.sink->HasLease());
   EXPECT_THAT(second.sink->status(),
               StatusIs(absl::StatusCode::kResourceExhausted));
@@ -718,7 +734,8 @@ TEST_P(CoordinatorTest, OverBudgetPastItsWaitACallerIsResourceExhausted) {
   coordinator_->ComputeFill(first[0].id, FillRequest{"a", std::nullopt});
   ASSERT_TRUE(first[0].sink->WaitDone());
   Call again = Lookup(b, absl::Seconds(5));
-  ASSERT_TRUE(again.sink->WaitLease());
+  ASSERT_TRUE(
+      AdvanceUntil([&] { return again.sink->HasLease(); }, absl::Seconds(1)));
 }
 
 TEST_P(CoordinatorTest, OverBudgetAStaleValueIsServedAtOnce) {
@@ -748,10 +765,11 @@ TEST_P(CoordinatorTest, LockGrantsAreChargedToTheBudgetToo) {
   EXPECT_EQ(ReasonOf(refused.status()), "compute-budget");
   // The refused grant gave its lock back: y is free for the next one.
   Call compute = Lookup(y, absl::Seconds(5));
-  absl::SleepFor(absl::Milliseconds(100));
+  Advance(absl::Milliseconds(100));
   EXPECT_FALSE(compute.sink->HasLease()) << "the lock holds the only slot";
   ASSERT_THAT(Release(x, held->token), corral::testing::IsOkAndHolds(true));
-  ASSERT_TRUE(compute.sink->WaitLease());
+  ASSERT_TRUE(
+      AdvanceUntil([&] { return compute.sink->HasLease(); }, absl::Seconds(1)));
   coordinator_->ComputeFill(compute.id, FillRequest{"y", std::nullopt});
   ASSERT_TRUE(compute.sink->WaitDone());
   // A queued lock caller waits for budget like a compute.
@@ -1113,8 +1131,13 @@ TEST_P(CoordinatorTest, EarlyRefreshHandsOneHitARefreshLeaseNearExpiry) {
   // the value's expiry. delta = 200 ms and beta = 100; with the draw fixed
   // at 1e-6 that is 276 s, so every hit of this 10 s value wants a refresh
   // (9.1 s left, 900 ms later), and the test is exact: no draw can make it
-  // fail, and on Redis no deadline is near.
-  coordinator_->SetEarlyRefreshDraw([] { return 1e-6; });
+  // fail, and on Redis no deadline is near. The draw then turns 1 (never a
+  // refresh) for the lookup after the refill: on Redis the refresh's compute
+  // time is real, and a loaded machine (49 ms seen) would make v2's 60 s due
+  // again at once with beta 100 and a tiny draw.
+  static std::atomic<double> draw;
+  draw = 1e-6;
+  coordinator_->SetEarlyRefreshDraw([] { return draw.load(); });
   ComputeOnce(key, "v1", absl::Seconds(10), absl::Milliseconds(200));
   Advance(absl::Milliseconds(900));
   std::vector<Call> calls;
@@ -1134,8 +1157,10 @@ TEST_P(CoordinatorTest, EarlyRefreshHandsOneHitARefreshLeaseNearExpiry) {
   coordinator_->ComputeFill(r.id, FillRequest{"v2", absl::Seconds(60)});
   ASSERT_TRUE(r.sink->WaitDone());
   ASSERT_TRUE(r.sink->filled().has_value() && r.sink->filled()->stored);
+  draw = 1.0;
   Call after = Lookup(key);
   ASSERT_TRUE(after.sink->WaitDone());
+  ASSERT_TRUE(after.sink->value().has_value()) << after.sink->status();
   EXPECT_EQ(after.sink->value()->bytes(), "v2");
   EXPECT_EQ(observer_.early_refreshes.load(), 1);
 }
