@@ -64,6 +64,9 @@ ABSL_FLAG(
 ABSL_FLAG(std::string, ns, "bench", "Namespace.");
 ABSL_FLAG(int, deadline_s, 60, "Per-call deadline in seconds.");
 ABSL_FLAG(bool, fail, false, "Leaseholders abandon with upstream_failure.");
+ABSL_FLAG(int, wait_timeout_ms, 0,
+          "stampede mode: the callers' wait_timeout in ms (0: the "
+          "namespace's).");
 ABSL_FLAG(
     int, redis_port, 0,
     "If set, report Redis commands issued during the run (INFO commandstats "
@@ -200,6 +203,10 @@ bench::StampedeOptions StampedeFlags() {
   options.ns = absl::GetFlag(FLAGS_ns);
   options.deadline = absl::Seconds(absl::GetFlag(FLAGS_deadline_s));
   options.fail_compute = absl::GetFlag(FLAGS_fail);
+  if (absl::GetFlag(FLAGS_wait_timeout_ms) > 0) {
+    options.wait_timeout =
+        absl::Milliseconds(absl::GetFlag(FLAGS_wait_timeout_ms));
+  }
   absl::BitGen rng;
   options.key_prefix =
       absl::StrCat("bench-", absl::Uniform<uint64_t>(rng), "-");
@@ -285,6 +292,33 @@ int RunWaiters() {
              : 1;
 }
 
+// How the computes spread over time: how many ran at once at most (lease
+// received to fill sent), and how many started per second between the first
+// and the last lease.
+std::string ComputeTimeline(const bench::StampedeReport& report) {
+  std::vector<std::pair<absl::Time, int>> edges;
+  absl::Time first = absl::InfiniteFuture(), last = absl::InfinitePast();
+  int computes = 0, locked = 0;
+  for (const auto& c : report.callers) {
+    if (!c.computed) continue;
+    ++computes;
+    if (c.lease_mode == 1) ++locked;
+    edges.emplace_back(c.lease_received, +1);
+    edges.emplace_back(c.fill_sent, -1);
+    first = std::min(first, c.lease_received);
+    last = std::max(last, c.lease_received);
+  }
+  std::sort(edges.begin(), edges.end());  // An end before a start at a tie.
+  int now = 0, peak = 0;
+  for (const auto& [t, d] : edges) peak = std::max(peak, now += d);
+  const double span = computes > 1 ? absl::ToDoubleSeconds(last - first) : 0;
+  return absl::StrFormat(
+      "computes=%d locked=%d unlocked=%d peak_concurrent_computes=%d "
+      "lease_span=%.3fs computes_per_s=%.3f",
+      computes, locked, computes - locked, peak, span,
+      span > 0 ? (computes - 1) / span : 0.0);
+}
+
 int RunStampedeMode() {
   bench::StampedeOptions options = StampedeFlags();
   if (options.callers <= 0 || options.keys <= 0 || options.targets.empty()) {
@@ -299,6 +333,7 @@ int RunStampedeMode() {
   bench::StampedeReport report = bench::RunStampede(options);
   rss.Stop();
   std::printf("%s\n", report.Summary().c_str());
+  std::printf("%s\n", ComputeTimeline(report).c_str());
   if (redis_port > 0) {
     std::printf("%s\n", bench::FormatCommandDelta(
                             bench::CommandDelta(

@@ -108,6 +108,7 @@ class Caller final : public grpc::ClientBidiReactor<pb::GetOrComputeRequest,
       case pb::GetOrComputeResponse::kLease: {
         result_->computed = true;
         result_->lease_mode = response_.lease().mode();
+        result_->lease_received = absl::Now();
         result_->fencing_token = response_.lease().fencing_token();
         // The hold keeps the reactor alive until the compute has written,
         // even if the call ends first.

@@ -51,12 +51,13 @@ struct CallerResult {
   bool computed = false;  // This caller held a lease and filled/abandoned.
   int lease_mode = 0;     // corral.v1.LeaseMode of its lease (0: none).
   uint64_t fencing_token = 0;
-  bool stored = false;     // Its Filled.stored.
-  std::string value;       // The value it ended with.
-  int source = 0;          // corral.v1.Source of a Value answer.
-  absl::Duration latency;  // Start of call to its end.
-  absl::Time fill_sent;    // When a leaseholder wrote its Fill/Abandon.
-  absl::Time done;         // When the call ended.
+  bool stored = false;        // Its Filled.stored.
+  std::string value;          // The value it ended with.
+  int source = 0;             // corral.v1.Source of a Value answer.
+  absl::Duration latency;     // Start of call to its end.
+  absl::Time lease_received;  // When a leaseholder got its Lease.
+  absl::Time fill_sent;       // When a leaseholder wrote its Fill/Abandon.
+  absl::Time done;            // When the call ended.
 };
 
 struct StampedeReport {

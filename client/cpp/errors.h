@@ -1,6 +1,7 @@
 // How a failed corral call says *why*, beyond the status code.
 //
-// The server puts `corral-reason` (and, for an open breaker, `retry-after-ms`)
+// The server puts `corral-reason` (and, for an open breaker or a spent compute
+// budget, `retry-after-ms`)
 // in the trailing metadata. The client keeps them as absl::Status payloads so
 // that callers branch on plain absl::Status values. The payload type URLs
 // match server/core/errors.cc, so the same ReasonOf works on both sides.
@@ -28,6 +29,9 @@ inline constexpr absl::string_view kReasonStoreUnavailable =
     "store-unavailable";
 inline constexpr absl::string_view kReasonShuttingDown = "shutting-down";
 inline constexpr absl::string_view kReasonWaitTimeout = "wait-timeout";
+// RESOURCE_EXHAUSTED: the namespace's compute budget held the compute back
+// for the caller's whole wait; RetryAfterOf says when to come back.
+inline constexpr absl::string_view kReasonComputeBudget = "compute-budget";
 
 // Metadata keys of the trailers.
 inline constexpr absl::string_view kReasonTrailer = "corral-reason";

@@ -13,7 +13,8 @@
 //
 // Output, one tab-separated line per lookup (the Python worker's format):
 //   IMAGE_SHA256  SOURCE  VALUE            SOURCE: computed, peer_fill,
-//   cache... IMAGE_SHA256  error   REASON  DETAILS  REASON: breaker-open, ...
+//   cache... IMAGE_SHA256  error   REASON  DETAILS  REASON: breaker-open,
+//   compute-budget, ...
 // Exit status: 0 when every lookup got a value, 1 otherwise, 2 on bad usage.
 #include <openssl/evp.h>
 
@@ -97,6 +98,14 @@ class Printer {
           corral::client::RetryAfterOf(status).value_or(absl::ZeroDuration());
       details = absl::StrCat("503: plant identification paused, retry after ",
                              absl::FormatDuration(retry));
+    } else if (reason == corral::client::kReasonComputeBudget) {
+      // The upstream's budget (its quota, shared by the fleet) is spent for
+      // now: answer 429 with the server's hint instead of retrying here.
+      const absl::Duration retry =
+          corral::client::RetryAfterOf(status).value_or(absl::ZeroDuration());
+      details =
+          absl::StrCat("429: plant identification quota busy, retry after ",
+                       absl::FormatDuration(retry));
     } else if (compute_failed) {
       reason = "upstream-failed";
     } else if (reason.empty()) {

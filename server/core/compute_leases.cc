@@ -60,6 +60,9 @@ void ComputeSessions::EndLease(Session& s) {
   if (s.revoke_timer != 0) executor_.Cancel(s.revoke_timer);
   if (s.wait_timer != 0) executor_.Cancel(s.wait_timer);
   s.renew_timer = s.revoke_timer = s.wait_timer = 0;
+  // The lease is over (fill, abandon, revoke, holder gone): its compute
+  // budget slot goes back.
+  budget_.Return(s.ns.name, &s.budget_slot);
 }
 
 void ComputeSessions::RenewLease(CallId id) {
@@ -68,6 +71,7 @@ void ComputeSessions::RenewLease(CallId id) {
   Session& s = it->second;
   s.renew_timer =
       executor_.RunAfter(s.lease_ttl / 3, [this, id] { RenewLease(id); });
+  budget_.Renew(s.ns.name, s.budget_slot, s.lease_ttl);
   store_.RenewLock(
       s.lookup.key, s.token, s.lease_ttl,
       [this, id](absl::StatusOr<std::optional<absl::Time>> r) {

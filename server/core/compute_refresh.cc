@@ -65,28 +65,43 @@ void ComputeSessions::StartRefresh(Session& s, StoredValue current,
           return EndRefreshAttempt(key, sid, current, token, /*release=*/true);
         }
         const uint64_t fence = attempt->fencing_token;
-        breakers_.Admit(
-            sessions_.at(sid).ns,
-            [this, key, sid, token, fence, current = std::move(current),
-             trigger](BreakerVerdict verdict) {
-              // An open breaker: the upstream is not asked; the value stays. A
-              // caller that half-closed meanwhile could not send the Fill.
-              if (!verdict.allowed || !IsReadingSession(sid, key) ||
-                  sessions_.at(sid).half_closed) {
-                return EndRefreshAttempt(key, sid, current, token,
-                                         /*release=*/true);
-              }
-              Session& s = sessions_.at(sid);
-              s.token = token;
-              s.refresh_trigger = trigger;
-              LOG_EVENT(
-                  "refresh", key, "trigger=", trigger, " fencing_token=", fence,
-                  " expires_in_ms=",
-                  absl::ToInt64Milliseconds(current.expires_at - clock_.Now()));
-              GrantLease(s, LeaseMode::kRefresh, fence, current.value);
-              flights_.MaybeRetire(
-                  key);  // The flight kept only for the attempt goes.
-            });
+        breakers_.Admit(sessions_.at(sid).ns, [this, key, sid, token, fence,
+                                               current = std::move(current),
+                                               trigger](
+                                                  BreakerVerdict verdict) {
+          // An open breaker: the upstream is not asked; the value stays. A
+          // caller that half-closed meanwhile could not send the Fill.
+          if (!verdict.allowed || !IsReadingSession(sid, key) ||
+              sessions_.at(sid).half_closed) {
+            return EndRefreshAttempt(key, sid, current, token,
+                                     /*release=*/true);
+          }
+          Session& s = sessions_.at(sid);
+          s.token = token;
+          s.refresh_trigger = trigger;
+          // The caller has a value to return: no wait for budget.
+          ChargeForLease(
+              s, s.lease_ttl, /*wait=*/false,
+              [this, key, sid] {
+                return IsReadingSession(sid, key) &&
+                       !sessions_.at(sid).half_closed;
+              },
+              [this, key, sid, token, fence, current](const BudgetVerdict& v) {
+                if (!v.admitted || !IsReadingSession(sid, key)) {
+                  return EndRefreshAttempt(key, sid, current, token,
+                                           /*release=*/true);
+                }
+                Session& s = sessions_.at(sid);
+                s.budget_slot = v.slot;
+                LOG_EVENT("refresh", key, "trigger=", s.refresh_trigger,
+                          " fencing_token=", fence, " expires_in_ms=",
+                          absl::ToInt64Milliseconds(current.expires_at -
+                                                    clock_.Now()));
+                GrantLease(s, LeaseMode::kRefresh, fence, current.value);
+                flights_.MaybeRetire(
+                    key);  // The flight kept for the attempt goes.
+              });
+        });
       });
 }
 

@@ -26,7 +26,8 @@ ComputeSessions::ComputeSessions(
       breakers_(breakers),
       flights_(flights),
       resolver_(resolver),
-      early_refresh_draw_(early_refresh_draw) {}
+      early_refresh_draw_(early_refresh_draw),
+      budget_(store, executor, clock, observer) {}
 
 // ---------------------------------------------------------------------------
 // A stream's messages
@@ -212,6 +213,8 @@ void ComputeSessions::OnWaitTimeout(CallId id) {
   s.wait_timer = 0;  // It fired.
   const CacheKey key = s.lookup.key;
   observer_.OnLockAcquisition(key.ns, "timeout");
+  if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kHedge && !s.hedge_decided)
+    return HedgeOrWaitOn(s);
   // Out of the queue, but not done: read once more before the policy.
   StopWaiting(s);
   store_.Get(key, [this, id, key](absl::StatusOr<KeyRead> r) {
@@ -231,13 +234,20 @@ void ComputeSessions::OnWaitTimeout(CallId id) {
             ? "before the call's deadline"
             : absl::StrCat("within wait_timeout ",
                            absl::FormatDuration(s.wait_timeout));
-    if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kFail) {
-      LOG_EVENT("wait_timeout", key, "policy=fail wait_ms=",
-                absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
-                CallerField("worker_id", s.lookup.worker_id));
-      return FinishSession(s, WithReason(absl::DeadlineExceededError(
-                                             absl::StrCat("no value ", limit)),
-                                         kReasonWaitTimeout));
+    if (s.ns.on_wait_timeout == WaitTimeoutPolicy::kFail ||
+        (s.ns.on_wait_timeout == WaitTimeoutPolicy::kHedge &&
+         s.hedge_decided)) {
+      LOG_EVENT(
+          "wait_timeout", key, "policy=", s.hedge_decided ? "hedge" : "fail",
+          " wait_ms=", absl::ToInt64Milliseconds(clock_.Now() - s.wait_started),
+          CallerField("worker_id", s.lookup.worker_id));
+      return FinishSession(
+          s, WithReason(absl::DeadlineExceededError(absl::StrCat(
+                            "no value ", limit,
+                            s.hedge_decided ? " (and waiting on for the "
+                                              "computing caller)"
+                                            : "")),
+                        kReasonWaitTimeout));
     }
     if (s.half_closed || !s.sink) {
       // It cannot compute (it half-closed): nothing else to offer.
@@ -248,16 +258,7 @@ void ComputeSessions::OnWaitTimeout(CallId id) {
                      " (the stream was half-closed, so it could not compute)")),
                  kReasonWaitTimeout));
     }
-    breakers_.Admit(s.ns, [this, id, key](BreakerVerdict verdict) {
-      auto it = sessions_.find(id);
-      if (it == sessions_.end() || it->second.state != SessionState::kReading)
-        return;
-      Session& s = it->second;
-      if (!verdict.allowed) return RejectForBreaker(s, verdict);
-      LOG_EVENT("unlocked_compute", key, "cause=wait_timeout wait_ms=",
-                absl::ToInt64Milliseconds(s.wait_timeout));
-      GrantLease(s, LeaseMode::kUnlockedTimeout, 0, "");
-    });
+    GrantOnTimeout(s, /*hedge=*/false);
   });
 }
 
@@ -453,10 +454,7 @@ void ComputeSessions::OnLockWon(Session& s, const CacheKey& key,
         // Fill: the lock goes back and it waits on as a reader.
         const bool waiting = IsWaitingSession(sid, key);
         if (waiting && verdict.allowed && !sessions_.at(sid).half_closed) {
-          Session& s = sessions_.at(sid);
-          StopWaiting(s);
-          GrantLease(s, LeaseMode::kLocked, fence, "");
-          return flights_.FinishAttempt(key, /*pump=*/true);
+          return ChargeLockedLease(key, sid, fence, sessions_.at(sid).token);
         }
         release();
         if (!verdict.allowed) {

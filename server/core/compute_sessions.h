@@ -24,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/core/breaker_registry.h"
+#include "server/core/budget_gate.h"
 #include "server/core/call.h"
 #include "server/core/clock.h"
 #include "server/core/compute_sink.h"
@@ -108,6 +109,12 @@ class ComputeSessions {
     absl::string_view refresh_trigger;
     Executor::TimerId renew_timer = 0;
     Executor::TimerId revoke_timer = 0;
+    // The lease's compute-budget slot ("": none held); returned when the
+    // lease ends (EndLease), renewed with the lock.
+    std::string budget_slot;
+    // HEDGE: this caller's wait timed out once and was decided (a hedge, or
+    // waiting on for the live holder); the next timeout ends it.
+    bool hedge_decided = false;
 
     // Waiter: a GetOrCompute caller waits for the value; as the head it
     // takes the lock to compute it (section 2, Steps 4-6).
@@ -190,6 +197,38 @@ class ComputeSessions {
   // refresh lease, not revoked; until its fill is answered).
   static bool HoldsKeyLock(const Session& s);
 
+  // --- Protecting the upstream (compute_upstream.cc, section 3.8) ----------
+  // The HEDGE policy for a caller whose wait timed out (still queued):
+  // re-read, then at most max_hedges duplicates per lease fleet-wide;
+  // everyone else waits on for the live holder's fill.
+  void HedgeOrWaitOn(Session& s);
+  // Puts a timed-out caller (out of the queue) back in it for WaitOnFor.
+  void WaitOn(Session& s);
+  // How long a timed-out caller waits on for a live holder: until its call
+  // deadline or max_compute_time from now, whichever is first.
+  absl::Duration WaitOnFor(const Session& s) const;
+  // After a wait timeout: the breaker and the budget (one try) decide, then
+  // an unlocked lease. `hedge`: under HEDGE (refused budget: wait on);
+  // otherwise COMPUTE_UNLOCKED (refused budget: RESOURCE_EXHAUSTED).
+  void GrantOnTimeout(Session& s, bool hedge);
+  // The budget's last word on a lease about to be granted (the lock, if
+  // any, already won): charges it as the lease's slot (the lock token, or a
+  // new one), waiting for budget up to the caller's wait_timeout unless
+  // `wait` is false or it accepts a stale value on hand. `still_wanted` is
+  // asked before each try; `then` gets the verdict (the session may be gone
+  // by then).
+  void ChargeForLease(Session& s, absl::Duration hold, bool wait,
+                      absl::AnyInvocable<bool()> still_wanted,
+                      absl::AnyInvocable<void(const BudgetVerdict&)> then);
+  // The head session won the lock (fence) and the breaker admits it: the
+  // budget decides, then the lease or RejectForBudget. While it waits for
+  // budget it keeps (and renews) the lock.
+  void ChargeLockedLease(const CacheKey& key, CallId sid, uint64_t fence,
+                         const std::string& token);
+  // RESOURCE_EXHAUSTED compute-budget, or the stale value if the caller
+  // accepts one.
+  void RejectForBudget(Session& s, const BudgetVerdict& verdict);
+
   // --- Freshness without herds (compute_refresh.cc) -------------------------
   // Whether a hit on `value` should become an early refresh.
   bool WantsEarlyRefresh(const Session& s, const StoredValue& value);
@@ -225,6 +264,7 @@ class ComputeSessions {
   absl::BitGen rng_;
   absl::node_hash_map<CallId, Session> sessions_;  // Stable references.
   LocalValues local_values_;
+  BudgetGate budget_;
   bool shutting_down_ = false;
 };
 

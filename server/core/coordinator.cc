@@ -267,6 +267,7 @@ void Coordinator::RenewLock(RenewLockRequest request,
                        }
                        done(result);
                      });
+    lock_waiters_.RenewGrant(*settings, request.token, *ttl);
   });
 }
 
@@ -283,6 +284,7 @@ void Coordinator::ReleaseLock(ReleaseLockRequest request, Callback<bool> done) {
                                ? ReleaseNotice::kUpstreamFailed
                                : ReleaseNotice::kReleased;
     const Outcome outcome = request.outcome;
+    lock_waiters_.ReturnGrant(*settings, request.token);
     store_.ReleaseLock(
         request.key, request.token, notice,
         [this, outcome, ns = *std::move(settings),

@@ -49,6 +49,15 @@ absl::Status InvalidField(absl::string_view field, absl::string_view problem) {
       kReasonInvalidArgument);
 }
 
+absl::Status ComputeBudgetExhausted(absl::string_view detail,
+                                    absl::Duration retry_after) {
+  return WithRetryAfter(
+      WithReason(absl::ResourceExhaustedError(absl::StrCat(
+                     "the namespace's compute budget is spent: ", detail)),
+                 kReasonComputeBudget),
+      retry_after);
+}
+
 absl::Status PeerComputeFailed() {
   return WithReason(
       absl::UnavailableError(

@@ -30,6 +30,7 @@ inline constexpr absl::string_view kReasonTooManyNamespaces =
 inline constexpr absl::string_view kReasonUnknownNamespace =
     "unknown-namespace";
 inline constexpr absl::string_view kReasonShuttingDown = "shutting-down";
+inline constexpr absl::string_view kReasonComputeBudget = "compute-budget";
 inline constexpr absl::string_view kReasonUnauthenticated = "unauthenticated";
 inline constexpr absl::string_view kReasonPermissionDenied =
     "permission-denied";
@@ -46,6 +47,11 @@ std::optional<absl::Duration> RetryAfterOf(const absl::Status& status);
 // Shorthands for the errors the core produces most.
 absl::Status StoreUnavailable(absl::string_view detail);
 absl::Status InvalidField(absl::string_view field, absl::string_view problem);
+// RESOURCE_EXHAUSTED compute-budget: the namespace's compute budget held the
+// grant back for the caller's whole wait; retry-after-ms says when the
+// budget would next admit one (as last seen).
+absl::Status ComputeBudgetExhausted(absl::string_view detail,
+                                    absl::Duration retry_after);
 
 // The coordination core's own errors (section 2 of docs/ARCHITECTURE.md).
 // What waiters get when the caller computing their key reports an upstream

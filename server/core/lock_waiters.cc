@@ -1,6 +1,7 @@
 #include "server/core/lock_waiters.h"
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -21,7 +22,8 @@ LockWaiters::LockWaiters(Executor& executor, Store& store, const Clock& clock,
       observer_(observer),
       breakers_(breakers),
       flights_(flights),
-      limits_(limits) {}
+      limits_(limits),
+      budget_(store, executor, clock, observer) {}
 
 void LockWaiters::Start(CallId id, AcquireLockRequest request,
                         const NamespaceSettings& settings,
@@ -45,6 +47,7 @@ void LockWaiters::Start(CallId id, AcquireLockRequest request,
   w.ttl = *ttl;
   w.token = NewLockToken();
   w.started = clock_.Now();
+  w.settings = settings;
   w.done = std::move(done);
   w.request = std::move(request);
   // A lock is taken to compute: an open breaker fails it fast.
@@ -79,13 +82,13 @@ void LockWaiters::StartWait(CallId id, absl::Duration wait) {
                                   : r->acquired ? "acquired"
                                                 : "contended");
           if (!r.ok()) return waiter.done(r.status());
-          LockGrant grant;
-          grant.acquired = r->acquired;
           if (r->acquired) {
-            grant.token = waiter.token;
-            grant.fencing_token = r->fencing_token;
-            grant.expires_at = r->expires_at;
+            // Try-once: no wait for budget either.
+            return GrantAfterBudget(std::move(waiter), *r, clock_.Now(),
+                                    nullptr);
           }
+          LockGrant grant;
+          grant.acquired = false;
           waiter.done(grant);
         });
     return;
@@ -93,6 +96,7 @@ void LockWaiters::StartWait(CallId id, absl::Duration wait) {
   if (absl::Status admitted = flights_.Admit(w.request.key); !admitted.ok()) {
     return Take(id, "").done(admitted);
   }
+  w.wait_until = now + budget;
   w.timer = executor_.RunAfter(budget, [this, id] { OnWaitTimeout(id); });
   observer_.OnWaitersChanged(w.request.key.ns, +1);
   flights_.Enqueue(w.request.key, id);
@@ -161,14 +165,84 @@ void LockWaiters::Entry::OnLockWon(const CacheKey& key, std::string won_token,
   (void)won_token;  // Its own token.
   LockWaiters* waiters = owner;
   Entry w = waiters->Take(call_id, "acquired");  // Erased: `this` is gone.
-  LockGrant grant;
-  grant.acquired = true;
-  grant.token = w.token;
-  grant.fencing_token = attempt.fencing_token;
-  grant.expires_at = attempt.expires_at;
-  grant.waited = waiters->clock_.Now() - w.started;
-  w.done(grant);
-  waiters->flights_.FinishAttempt(key, /*pump=*/true);
+  const absl::Time wait_until = w.wait_until;
+  // The attempt stays in flight (the key's queue waits) until the budget
+  // has its say.
+  waiters->GrantAfterBudget(std::move(w), attempt, wait_until, [waiters, key] {
+    waiters->flights_.FinishAttempt(key, /*pump=*/true);
+  });
+}
+
+void LockWaiters::GrantAfterBudget(Entry w, const LockAttempt& attempt,
+                                   absl::Time wait_until,
+                                   absl::AnyInvocable<void()> finished) {
+  auto grant = [this, attempt](Entry& w) {
+    LockGrant grant;
+    grant.acquired = true;
+    grant.token = w.token;
+    grant.fencing_token = attempt.fencing_token;
+    grant.expires_at = attempt.expires_at;
+    grant.waited = clock_.Now() - w.started;
+    w.done(grant);
+  };
+  if (!w.settings.compute_budget.enabled()) {
+    grant(w);
+    if (finished) finished();
+    return;
+  }
+  const CacheKey key = w.request.key;
+  const std::string token = w.token;
+  const absl::Duration ttl = w.ttl;
+  auto renewed = std::make_shared<absl::Time>(clock_.Now());
+  auto waiter = std::make_shared<Entry>(std::move(w));
+  budget_.Charge(
+      waiter->settings, token, ttl, wait_until,
+      [this, key, token, ttl, renewed] {
+        // The lock is held while the grant waits for budget.
+        if (clock_.Now() - *renewed >= ttl / 3) {
+          *renewed = clock_.Now();
+          store_.RenewLock(key, token, ttl,
+                           [](absl::StatusOr<std::optional<absl::Time>>) {});
+        }
+        return true;
+      },
+      [this, key, waiter, grant,
+       finished = std::move(finished)](BudgetVerdict v) mutable {
+        Entry& w = *waiter;
+        if (v.admitted) {
+          grant(w);
+          if (finished) finished();
+          return;
+        }
+        observer_.OnBudgetRejected(key.ns);
+        LOG_EVENT("budget_exhausted", key, "limit=", v.limit,
+                  " retry_after_ms=", absl::ToInt64Milliseconds(v.retry_after),
+                  CallerField("owner", w.request.owner));
+        w.done(ComputeBudgetExhausted(
+            absl::StrCat("no lock grant admitted (", v.limit,
+                         ") within the caller's wait"),
+            v.retry_after));
+        store_.ReleaseLock(key, w.token, ReleaseNotice::kReleased,
+                           [this, key, finished = std::move(finished)](
+                               absl::StatusOr<bool>) mutable {
+                             if (finished) {
+                               finished();
+                             } else {
+                               flights_.Wake(key);
+                             }
+                           });
+      });
+}
+
+void LockWaiters::RenewGrant(const NamespaceSettings& settings,
+                             const std::string& token, absl::Duration ttl) {
+  if (settings.compute_budget.enabled())
+    budget_.Renew(settings.name, token, ttl);
+}
+
+void LockWaiters::ReturnGrant(const NamespaceSettings& settings,
+                              std::string token) {
+  if (settings.compute_budget.enabled()) budget_.Return(settings.name, &token);
 }
 
 void LockWaiters::Entry::OnLockUnavailable(const absl::Status& error) {

@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/core/breaker_registry.h"
+#include "server/core/budget_gate.h"
 #include "server/core/call.h"
 #include "server/core/clock.h"
 #include "server/core/executor.h"
@@ -45,6 +46,12 @@ class LockWaiters {
   void Cancel(CallId id);
   // The waiter `id`, if there is one.
   Waiter* Find(CallId id);
+  // A lock grant's compute-budget slot (named by its token) lives as long
+  // as the lock: RenewLock renews it, ReleaseLock returns it. No-ops for a
+  // namespace without a budget.
+  void RenewGrant(const NamespaceSettings& settings, const std::string& token,
+                  absl::Duration ttl);
+  void ReturnGrant(const NamespaceSettings& settings, std::string token);
   // Refuses new waits and ends every wait with UNAVAILABLE shutting-down.
   void ShutDown();
   // Adds the namespace of every waiter (they keep it from being evicted).
@@ -59,6 +66,10 @@ class LockWaiters {
     absl::Duration ttl;
     std::string token;
     absl::Time started;
+    // When its wait ends (queued): also how long a grant may wait for
+    // compute budget.
+    absl::Time wait_until;
+    NamespaceSettings settings;
     Executor::TimerId timer = 0;  // Set while queued.
     Callback<LockGrant> done;
 
@@ -86,6 +97,13 @@ class LockWaiters {
   // and leaves the queue if it was queued, records `outcome` ("": none).
   // The caller answers it.
   Entry Take(CallId id, absl::string_view outcome);
+  // A waiter (already taken) won the lock: the namespace's compute budget
+  // decides, waiting up to `wait_until` while it holds (and renews) the
+  // lock; then the grant, or RESOURCE_EXHAUSTED compute-budget and the lock
+  // released. `finished` (may be null) runs once it is granted or released.
+  void GrantAfterBudget(Entry w, const LockAttempt& attempt,
+                        absl::Time wait_until,
+                        absl::AnyInvocable<void()> finished);
 
   Executor& executor_;
   Store& store_;
@@ -95,6 +113,7 @@ class LockWaiters {
   FlightTable& flights_;
   const LimitSettings& limits_;
   absl::node_hash_map<CallId, Entry> waiters_;  // Stable references.
+  BudgetGate budget_;
   bool shutting_down_ = false;
 };
 

@@ -88,6 +88,29 @@ absl::Status MergeBreaker(const std::string& where, const BreakerConfig& in,
   return absl::OkStatus();
 }
 
+absl::Status MergeBudget(const std::string& where,
+                         const corral::v1::ComputeBudget& in,
+                         BudgetSettings* out) {
+  if (in.has_max_in_flight()) out->max_in_flight = in.max_in_flight();
+  if (in.has_rate_per_second()) {
+    // At most a million a second: the rate's period is kept in whole
+    // microseconds.
+    if (!(in.rate_per_second() >= 0 && in.rate_per_second() <= 1e6)) {
+      return ConfigError(where + ".rate_per_second",
+                         "must be in [0, 1000000] (0: unlimited)");
+    }
+    out->rate_per_second = in.rate_per_second();
+  }
+  if (in.has_burst()) {
+    if (in.burst() == 0 || in.burst() > 1'000'000) {
+      return ConfigError(where + ".burst", "must be in 1..1000000");
+    }
+    out->burst = in.burst();
+  }
+  if (in.has_enforce()) out->enforce = in.enforce();
+  return absl::OkStatus();
+}
+
 absl::Status MergeNamespace(const std::string& where, const NamespaceConfig& in,
                             const LimitSettings& limits,
                             NamespaceSettings* out) {
@@ -123,6 +146,9 @@ absl::Status MergeNamespace(const std::string& where, const NamespaceConfig& in,
     case OnWaitTimeout::FAIL:
       out->on_wait_timeout = WaitTimeoutPolicy::kFail;
       break;
+    case OnWaitTimeout::HEDGE:
+      out->on_wait_timeout = WaitTimeoutPolicy::kHedge;
+      break;
     default:
       break;
   }
@@ -144,6 +170,15 @@ absl::Status MergeNamespace(const std::string& where, const NamespaceConfig& in,
     }
     out->max_value_bytes = in.max_value_bytes();
   }
+  if (in.has_max_hedges()) {
+    if (in.max_hedges() > 100) {
+      return ConfigError(where + ".max_hedges", "must be in 0..100");
+    }
+    out->max_hedges = in.max_hedges();
+  }
+  if (in.has_compute_budget())
+    RETURN_IF_ERROR(MergeBudget(where + ".compute_budget", in.compute_budget(),
+                                &out->compute_budget));
   if (in.has_breaker())
     RETURN_IF_ERROR(
         MergeBreaker(where + ".breaker", in.breaker(), &out->breaker));

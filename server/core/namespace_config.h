@@ -15,7 +15,7 @@
 
 namespace corral {
 
-enum class WaitTimeoutPolicy { kComputeUnlocked, kFail };
+enum class WaitTimeoutPolicy { kComputeUnlocked, kFail, kHedge };
 enum class StoreUnavailablePolicy { kCoordinateLocally, kFail };
 
 struct BreakerSettings {
@@ -29,13 +29,27 @@ struct BreakerSettings {
   std::optional<double> slow_call_rate;
 };
 
+// A namespace's compute budget (ComputeBudget in config.proto). Limits of 0
+// are unlimited; a budget with neither limit is off.
+struct BudgetSettings {
+  uint32_t max_in_flight = 0;
+  double rate_per_second = 0;
+  uint32_t burst = 1;
+  // false: shadow mode (over-budget grants are counted, not refused).
+  bool enforce = true;
+  bool enabled() const { return max_in_flight > 0 || rate_per_second > 0; }
+};
+
 struct NamespaceSettings {
   std::string name;
   absl::Duration ttl = absl::Hours(24);
   absl::Duration wait_timeout = absl::Seconds(15);
   absl::Duration lease_ttl = absl::Seconds(30);
   absl::Duration max_compute_time = absl::Seconds(120);
-  WaitTimeoutPolicy on_wait_timeout = WaitTimeoutPolicy::kComputeUnlocked;
+  WaitTimeoutPolicy on_wait_timeout = WaitTimeoutPolicy::kHedge;
+  // kHedge: duplicate computes per key per lease start, fleet-wide.
+  uint32_t max_hedges = 1;
+  BudgetSettings compute_budget;
   StoreUnavailablePolicy on_store_unavailable =
       StoreUnavailablePolicy::kCoordinateLocally;
   BreakerSettings breaker;

@@ -5,6 +5,8 @@
 #ifndef CORRAL_SERVER_CORE_OBSERVER_H_
 #define CORRAL_SERVER_CORE_OBSERVER_H_
 
+#include <cstdint>
+
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/core/breaker.h"
@@ -62,6 +64,19 @@ class CoordinatorObserver {
   virtual void OnStaleServed(absl::string_view ns) { (void)ns; }
   // A caller got a remembered upstream failure instead of a compute.
   virtual void OnNegativeHit(absl::string_view ns) { (void)ns; }
+  // A grant was charged to the namespace's compute budget. `in_flight`: the
+  // slots held fleet-wide after it; `over_limit`: "" when within budget,
+  // else "in_flight" or "rate"; `enforced`: false in shadow mode (the grant
+  // went ahead anyway).
+  virtual void OnBudgetCharge(absl::string_view ns, uint32_t in_flight,
+                              absl::string_view over_limit, bool enforced) {
+    (void)ns, (void)in_flight, (void)over_limit, (void)enforced;
+  }
+  // A slot was returned; `in_flight` is what this replica last saw, minus it.
+  virtual void OnBudgetReturned(absl::string_view ns) { (void)ns; }
+  // A caller was answered RESOURCE_EXHAUSTED compute-budget after waiting
+  // for budget up to its wait_timeout.
+  virtual void OnBudgetRejected(absl::string_view ns) { (void)ns; }
   // A hit (Get or GetOrCompute) answered from the read cache. Called on the
   // caller's thread, not the loop's.
   virtual void OnReadCacheHit(absl::string_view ns) { (void)ns; }

@@ -112,6 +112,44 @@ struct BreakerCas {
   BreakerRecord current;  // What the store holds now (ours if stored).
 };
 
+// What a hedge claim found (on_wait_timeout HEDGE).
+struct HedgeClaim {
+  enum class Result {
+    kGranted,   // A hedge of the current lease: compute without the lock.
+    kRefused,   // The lease's hedges are used up: wait for its fill.
+    kNoHolder,  // Nobody holds the key's lock: queue for it.
+  };
+  Result result = Result::kNoHolder;
+  // Hedges claimed under the current lease, this one included if granted.
+  uint32_t hedges = 0;
+  // kGranted / kRefused: when the holder's lock expires unless renewed.
+  absl::Time holder_expires_at;
+};
+
+// A namespace's compute budget, as the store enforces it. Limits of 0 are
+// unlimited.
+struct BudgetLimits {
+  uint32_t max_in_flight = 0;
+  double rate_per_second = 0;
+  uint32_t burst = 1;
+  // false (shadow mode): the charge is always admitted and its slot taken;
+  // over_budget says whether an enforced budget would have refused it.
+  bool enforce = true;
+};
+
+struct BudgetCharge {
+  bool admitted = false;
+  bool over_budget = false;
+  // When over_budget: "in_flight" or "rate", the limit that refused it.
+  std::string limit;
+  // When over_budget: when to try again. Rate: exactly when the next grant
+  // fits. In flight: when the oldest slot expires unless returned first, at
+  // most one second (a fill usually returns one sooner).
+  absl::Duration retry_after = absl::ZeroDuration();
+  // Slots held in the namespace after this charge, fleet-wide.
+  uint32_t in_flight = 0;
+};
+
 class StoreListener {
  public:
   virtual ~StoreListener() = default;
@@ -191,6 +229,33 @@ class Store {
   // (OnBreakerChanged). Answers what the store holds afterwards.
   virtual void StoreBreaker(const std::string& ns, uint64_t expected_version,
                             std::string state, Callback<BreakerCas> done) = 0;
+
+  // HEDGE: claims one of `max_hedges` duplicate computes allowed per key per
+  // lease start, fleet-wide, while the key's lock is held (a lease start is
+  // a lock token: a new holder starts a new count). max_hedges 0 only asks
+  // whether the lock is held. The count is kept for `keep` (the lease's
+  // longest life, max_compute_time), or until the lock is gone.
+  virtual void ClaimHedge(const CacheKey& key, uint32_t max_hedges,
+                          absl::Duration keep, Callback<HedgeClaim> done) = 0;
+
+  // Compute budget of namespace `ns`, shared by every replica. Time is the
+  // store's (Redis TIME; the embedded store's Clock).
+  //
+  // Charges one grant: one unit of the rate (GCRA: period 1/rate, burst
+  // `burst`) and one in-flight slot named `slot` (unique, e.g. the lock
+  // token), held for `hold` unless renewed or returned, so that a slot whose
+  // holder died expires by itself. Enforced and over budget: nothing is
+  // charged.
+  virtual void ChargeBudget(const std::string& ns, const std::string& slot,
+                            const BudgetLimits& limits, absl::Duration hold,
+                            Callback<BudgetCharge> done) = 0;
+  // Holds `slot` for `hold` from now; answers false when it is gone
+  // (expired or returned).
+  virtual void RenewBudget(const std::string& ns, const std::string& slot,
+                           absl::Duration hold, Callback<bool> done) = 0;
+  // Returns `slot`; answers whether it was held.
+  virtual void ReturnBudget(const std::string& ns, const std::string& slot,
+                            Callback<bool> done) = 0;
 
   // Round trip to the store (health checks).
   virtual void Ping(StatusCallback done) = 0;

@@ -79,6 +79,30 @@ void MeasuredStore::StoreBreaker(const std::string& ns,
                       Timed("store_breaker", std::move(done)));
 }
 
+void MeasuredStore::ClaimHedge(const CacheKey& key, uint32_t max_hedges,
+                               absl::Duration keep, Callback<HedgeClaim> done) {
+  inner_.ClaimHedge(key, max_hedges, keep,
+                    Timed("claim_hedge", std::move(done)));
+}
+
+void MeasuredStore::ChargeBudget(const std::string& ns, const std::string& slot,
+                                 const BudgetLimits& limits,
+                                 absl::Duration hold,
+                                 Callback<BudgetCharge> done) {
+  inner_.ChargeBudget(ns, slot, limits, hold,
+                      Timed("charge_budget", std::move(done)));
+}
+
+void MeasuredStore::RenewBudget(const std::string& ns, const std::string& slot,
+                                absl::Duration hold, Callback<bool> done) {
+  inner_.RenewBudget(ns, slot, hold, Timed("renew_budget", std::move(done)));
+}
+
+void MeasuredStore::ReturnBudget(const std::string& ns, const std::string& slot,
+                                 Callback<bool> done) {
+  inner_.ReturnBudget(ns, slot, Timed("return_budget", std::move(done)));
+}
+
 void MeasuredStore::Ping(StatusCallback done) {
   inner_.Ping([this, start = absl::Now(),
                done = std::move(done)](absl::Status s) mutable {

@@ -35,6 +35,15 @@ class MeasuredStore final : public Store, public StoreListener {
                  Callback<std::optional<absl::Time>> done) override;
   void ReleaseLock(const CacheKey& key, const std::string& token,
                    ReleaseNotice notice, Callback<bool> done) override;
+  void ClaimHedge(const CacheKey& key, uint32_t max_hedges, absl::Duration keep,
+                  Callback<HedgeClaim> done) override;
+  void ChargeBudget(const std::string& ns, const std::string& slot,
+                    const BudgetLimits& limits, absl::Duration hold,
+                    Callback<BudgetCharge> done) override;
+  void RenewBudget(const std::string& ns, const std::string& slot,
+                   absl::Duration hold, Callback<bool> done) override;
+  void ReturnBudget(const std::string& ns, const std::string& slot,
+                    Callback<bool> done) override;
   void Watch(const CacheKey& key) override { inner_.Watch(key); }
   void Unwatch(const CacheKey& key) override { inner_.Unwatch(key); }
   void LoadBreaker(const std::string& ns,

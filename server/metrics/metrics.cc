@@ -125,6 +125,33 @@ Metrics::Metrics(prometheus::Registry& registry)
               .Help("Hits (Get and GetOrCompute) answered from this "
                     "replica's read cache, without a store round trip.")
               .Register(registry)),
+      budget_in_flight_(
+          BuildGauge()
+              .Name("corral_budget_in_flight")
+              .Help("Compute-budget slots (leases and lock grants) held in "
+                    "the namespace, fleet-wide, as this replica last saw "
+                    "them (set at each charge, lowered at each return).")
+              .Register(registry)),
+      budget_waits_(
+          BuildCounter()
+              .Name("corral_budget_waits_total")
+              .Help("Grants the compute budget held back (enforced), by "
+                    "limit (in_flight, rate): the caller waited for budget "
+                    "or was served a stale value.")
+              .Register(registry)),
+      budget_shadow_over_(
+          BuildCounter()
+              .Name("corral_budget_shadow_over_total")
+              .Help("Grants a shadow-mode (enforce: false) budget let "
+                    "through that an enforced one would have held back, "
+                    "by limit.")
+              .Register(registry)),
+      budget_rejections_(
+          BuildCounter()
+              .Name("corral_budget_rejections_total")
+              .Help("Callers answered RESOURCE_EXHAUSTED compute-budget "
+                    "after waiting for budget up to their wait_timeout.")
+              .Register(registry)),
       waiters_(
           BuildGauge()
               .Name("corral_waiters")
@@ -222,6 +249,24 @@ void Metrics::OnRefreshStarted(absl::string_view ns,
                                absl::string_view trigger) {
   refreshes_started_.Add({{"namespace", S(ns)}, {"trigger", S(trigger)}})
       .Increment();
+}
+
+void Metrics::OnBudgetCharge(absl::string_view ns, uint32_t in_flight,
+                             absl::string_view over_limit, bool enforced) {
+  budget_in_flight_.Add({{"namespace", S(ns)}}).Set(in_flight);
+  if (over_limit.empty()) return;
+  (enforced ? budget_waits_ : budget_shadow_over_)
+      .Add({{"namespace", S(ns)}, {"limit", S(over_limit)}})
+      .Increment();
+}
+
+void Metrics::OnBudgetReturned(absl::string_view ns) {
+  prometheus::Gauge& g = budget_in_flight_.Add({{"namespace", S(ns)}});
+  if (g.Value() >= 1) g.Decrement();
+}
+
+void Metrics::OnBudgetRejected(absl::string_view ns) {
+  budget_rejections_.Add({{"namespace", S(ns)}}).Increment();
 }
 
 void Metrics::OnReadCacheHit(absl::string_view ns) {
@@ -338,6 +383,12 @@ void Metrics::OnNamespaceEvicted(absl::string_view ns) {
     RemoveSeries(*family, {{"namespace", n}});
   }
   RemoveSeries(waiters_, {{"namespace", n}});
+  RemoveSeries(budget_in_flight_, {{"namespace", n}});
+  RemoveSeries(budget_rejections_, {{"namespace", n}});
+  for (const char* limit : {"in_flight", "rate"}) {
+    RemoveSeries(budget_waits_, {{"namespace", n}, {"limit", limit}});
+    RemoveSeries(budget_shadow_over_, {{"namespace", n}, {"limit", limit}});
+  }
   RemoveSeries(breaker_since_, {{"namespace", n}});
   for (BreakerState state : kBreakerStates) {
     RemoveSeries(breaker_state_,

@@ -45,6 +45,10 @@ class Metrics final : public CoordinatorObserver {
   void OnStaleServed(absl::string_view ns) override;
   void OnNegativeHit(absl::string_view ns) override;
   void OnReadCacheHit(absl::string_view ns) override;
+  void OnBudgetCharge(absl::string_view ns, uint32_t in_flight,
+                      absl::string_view over_limit, bool enforced) override;
+  void OnBudgetReturned(absl::string_view ns) override;
+  void OnBudgetRejected(absl::string_view ns) override;
   void OnNamespaceFirstUse(absl::string_view ns) override;
   void OnNamespaceEvicted(absl::string_view ns) override;
 
@@ -69,6 +73,10 @@ class Metrics final : public CoordinatorObserver {
   prometheus::Family<prometheus::Counter>& stale_served_;
   prometheus::Family<prometheus::Counter>& negative_hits_;
   prometheus::Family<prometheus::Counter>& read_cache_hits_;
+  prometheus::Family<prometheus::Gauge>& budget_in_flight_;
+  prometheus::Family<prometheus::Counter>& budget_waits_;
+  prometheus::Family<prometheus::Counter>& budget_shadow_over_;
+  prometheus::Family<prometheus::Counter>& budget_rejections_;
   prometheus::Family<prometheus::Gauge>& waiters_;
   prometheus::Family<prometheus::Gauge>& breaker_state_;
   prometheus::Family<prometheus::Gauge>& breaker_since_;

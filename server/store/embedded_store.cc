@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "server/core/gcra.h"
+
 namespace corral {
 namespace {
 constexpr absl::Duration kSweepInterval = absl::Seconds(1);
@@ -36,6 +38,7 @@ void EmbeddedStore::ExpireKey(const CacheKey& key, absl::Time now) {
       it != locks_.end() && it->second.expires_at <= now) {
     locks_.erase(it);
   }
+  if (!locks_.contains(key)) hedges_.erase(key);
   if (auto it = failures_.find(key);
       it != failures_.end() && it->second <= now) {
     failures_.erase(it);
@@ -212,6 +215,90 @@ void EmbeddedStore::StoreBreaker(const std::string& ns,
   Reply(std::move(done), absl::StatusOr<BreakerCas>(std::move(cas)));
 }
 
+void EmbeddedStore::ClaimHedge(const CacheKey& key, uint32_t max_hedges,
+                               absl::Duration keep, Callback<HedgeClaim> done) {
+  (void)keep;  // Kept while the lock is: hedges_ goes with locks_.
+  ExpireKey(key, clock_.Now());
+  HedgeClaim claim;
+  auto lock = locks_.find(key);
+  if (lock == locks_.end()) {
+    claim.result = HedgeClaim::Result::kNoHolder;
+  } else {
+    claim.holder_expires_at = lock->second.expires_at;
+    Hedges& h = hedges_[key];
+    if (h.token != lock->second.token) h = Hedges{lock->second.token, 0};
+    if (h.count < max_hedges) {
+      ++h.count;
+      claim.result = HedgeClaim::Result::kGranted;
+    } else {
+      claim.result = HedgeClaim::Result::kRefused;
+    }
+    claim.hedges = h.count;
+  }
+  Reply(std::move(done), absl::StatusOr<HedgeClaim>(claim));
+}
+
+void EmbeddedStore::ChargeBudget(const std::string& ns, const std::string& slot,
+                                 const BudgetLimits& limits,
+                                 absl::Duration hold,
+                                 Callback<BudgetCharge> done) {
+  const absl::Time now = clock_.Now();
+  const int64_t now_us = absl::ToUnixMicros(now);
+  Budget& b = budgets_[ns];
+  absl::erase_if(b.slots, [now](const auto& kv) { return kv.second <= now; });
+  BudgetCharge charge;
+  if (limits.max_in_flight > 0 && b.slots.size() >= limits.max_in_flight) {
+    charge.over_budget = true;
+    charge.limit = "in_flight";
+    absl::Time oldest = absl::InfiniteFuture();
+    for (const auto& [name, until] : b.slots) oldest = std::min(oldest, until);
+    charge.retry_after = std::min(oldest - now, absl::Seconds(1));
+  }
+  if (!charge.over_budget && limits.rate_per_second > 0) {
+    GcraDecision d =
+        Gcra(b.tat_us, now_us, limits.rate_per_second, limits.burst);
+    if (d.allowed) {
+      b.tat_us = d.tat_us;
+    } else {
+      charge.over_budget = true;
+      charge.limit = "rate";
+      charge.retry_after = absl::Microseconds(d.retry_after_us);
+    }
+  }
+  charge.admitted = !charge.over_budget || !limits.enforce;
+  if (charge.admitted) b.slots[slot] = now + hold;
+  charge.in_flight = static_cast<uint32_t>(b.slots.size());
+  Reply(std::move(done), absl::StatusOr<BudgetCharge>(std::move(charge)));
+}
+
+void EmbeddedStore::RenewBudget(const std::string& ns, const std::string& slot,
+                                absl::Duration hold, Callback<bool> done) {
+  const absl::Time now = clock_.Now();
+  bool held = false;
+  if (auto b = budgets_.find(ns); b != budgets_.end()) {
+    auto it = b->second.slots.find(slot);
+    if (it != b->second.slots.end() && it->second > now) {
+      it->second = now + hold;
+      held = true;
+    }
+  }
+  Reply(std::move(done), absl::StatusOr<bool>(held));
+}
+
+void EmbeddedStore::ReturnBudget(const std::string& ns, const std::string& slot,
+                                 Callback<bool> done) {
+  const absl::Time now = clock_.Now();
+  bool held = false;
+  if (auto b = budgets_.find(ns); b != budgets_.end()) {
+    auto it = b->second.slots.find(slot);
+    if (it != b->second.slots.end()) {
+      held = it->second > now;
+      b->second.slots.erase(it);
+    }
+  }
+  Reply(std::move(done), absl::StatusOr<bool>(held));
+}
+
 void EmbeddedStore::Ping(StatusCallback done) {
   executor_.Post(
       [done = std::move(done)]() mutable { done(absl::OkStatus()); });
@@ -232,6 +319,17 @@ void EmbeddedStore::Sweep() {
   absl::erase_if(locks_,
                  [now](const auto& kv) { return kv.second.expires_at <= now; });
   absl::erase_if(failures_, [now](const auto& kv) { return kv.second <= now; });
+  absl::erase_if(hedges_,
+                 [this](const auto& kv) { return !locks_.contains(kv.first); });
+  const int64_t now_micros = absl::ToUnixMicros(now);
+  for (auto& [ns, budget] : budgets_) {
+    absl::erase_if(budget.slots,
+                   [now](const auto& kv) { return kv.second <= now; });
+  }
+  // A budget with no slot and a TAT in the past holds nothing.
+  absl::erase_if(budgets_, [now_micros](const auto& kv) {
+    return kv.second.slots.empty() && kv.second.tat_us <= now_micros;
+  });
   const uint64_t now_us = MicrosOf(now);
   absl::erase_if(fences_, [this, now_us](const auto& kv) {
     return kv.second < now_us && !locks_.contains(kv.first);

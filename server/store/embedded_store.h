@@ -48,6 +48,15 @@ class EmbeddedStore final : public Store {
                    Callback<BreakerRecord> done) override;
   void StoreBreaker(const std::string& ns, uint64_t expected_version,
                     std::string state, Callback<BreakerCas> done) override;
+  void ClaimHedge(const CacheKey& key, uint32_t max_hedges, absl::Duration keep,
+                  Callback<HedgeClaim> done) override;
+  void ChargeBudget(const std::string& ns, const std::string& slot,
+                    const BudgetLimits& limits, absl::Duration hold,
+                    Callback<BudgetCharge> done) override;
+  void RenewBudget(const std::string& ns, const std::string& slot,
+                   absl::Duration hold, Callback<bool> done) override;
+  void ReturnBudget(const std::string& ns, const std::string& slot,
+                    Callback<bool> done) override;
   void Ping(StatusCallback done) override;
   bool IsUp() const override { return true; }
   const ReadCache* read_cache() const override { return read_cache_.get(); }
@@ -60,6 +69,18 @@ class EmbeddedStore final : public Store {
   struct Lock {
     std::string token;
     absl::Time expires_at;
+  };
+
+  // Hedges claimed under one lease (its lock token).
+  struct Hedges {
+    std::string token;
+    uint32_t count = 0;
+  };
+  // A namespace's compute budget: the GCRA's TAT and the in-flight slots
+  // with their expiry.
+  struct Budget {
+    int64_t tat_us = 0;
+    absl::flat_hash_map<std::string, absl::Time> slots;
   };
 
   // Drops what has expired at `now` for `key`.
@@ -92,6 +113,9 @@ class EmbeddedStore final : public Store {
   absl::flat_hash_map<CacheKey, uint64_t> fences_;
   absl::flat_hash_set<CacheKey> watched_;
   absl::flat_hash_map<std::string, BreakerRecord> breakers_;
+  // Per key; dropped with the key's lock.
+  absl::flat_hash_map<CacheKey, Hedges> hedges_;
+  absl::flat_hash_map<std::string, Budget> budgets_;
   Executor::TimerId sweep_timer_ = 0;
   std::unique_ptr<ReadCache> read_cache_;
 };

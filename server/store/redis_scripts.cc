@@ -97,6 +97,103 @@ redis.call('PUBLISH', ARGV[3], ARGV[2])
 return 1
 )lua";
 
+constexpr absl::string_view kClaimHedgeSource = R"lua(
+-- A hedge is counted per lease start: per lock token.
+local holder = redis.call('GET', KEYS[1])
+if not holder then return {2, 0, 0} end
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local pttl = redis.call('PTTL', KEYS[1])
+local cur = redis.call('HMGET', KEYS[2], 't', 'c')
+local count = 0
+if cur[1] == holder then count = tonumber(cur[2]) end
+local result = 1
+if count < tonumber(ARGV[1]) then
+  count = count + 1
+  result = 0
+end
+redis.call('HSET', KEYS[2], 't', holder, 'c', string.format('%d', count))
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return {result, count, now_ms + pttl}
+)lua";
+
+// The budget scripts take "now" from ARGV when a test injects a clock,
+// otherwise from Redis TIME: one clock for the fleet.
+#define CORRAL_BUDGET_NOW(arg)                          \
+  "local now\n"                                         \
+  "if " arg " ~= '' then now = tonumber(" arg           \
+  ") else\n"                                            \
+  "  local t = redis.call('TIME')\n"                    \
+  "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
+  "end\n"
+
+// Keeps the slots key at least as long as `hold_us` from now.
+#define CORRAL_BUDGET_KEEP(hold)                 \
+  "local keep = math.ceil(tonumber(" hold        \
+  ") / 1000) + 1000\n"                           \
+  "if redis.call('PTTL', KEYS[1]) < keep then\n" \
+  "  redis.call('PEXPIRE', KEYS[1], keep)\n"     \
+  "end\n"
+
+constexpr absl::string_view kBudgetChargeSource =
+    CORRAL_BUDGET_NOW("ARGV[7]") R"lua(
+-- Slots whose lease ended without a return (its holder died) expire.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+local over, limit, retry = 0, '', 0
+local max_in_flight = tonumber(ARGV[2])
+if max_in_flight > 0 and n >= max_in_flight then
+  over, limit = 1, 'in_flight'
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  retry = math.min(tonumber(oldest[2]) - now, 1000000)
+end
+-- GCRA: the TAT may run ahead of now by burst - 1 periods.
+local period = tonumber(ARGV[3])
+local new_tat = nil
+if over == 0 and period > 0 then
+  local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tat < now then tat = now end
+  local tolerance = period * (tonumber(ARGV[4]) - 1)
+  if tat - now > tolerance then
+    over, limit, retry = 1, 'rate', tat - now - tolerance
+  else
+    new_tat = tat + period
+  end
+end
+local admitted = 0
+if over == 0 or ARGV[5] == '0' then
+  admitted = 1
+  if new_tat then
+    redis.call('SET', KEYS[2], string.format('%d', new_tat), 'PX',
+               string.format('%d', math.max(1, math.ceil((new_tat - now) / 1000))))
+  end
+  redis.call('ZADD', KEYS[1], string.format('%d', now + tonumber(ARGV[6])), ARGV[1])
+)lua" CORRAL_BUDGET_KEEP("ARGV[6]") R"lua(
+end
+return {admitted, over, limit, string.format('%d', retry), redis.call('ZCARD', KEYS[1])}
+)lua";
+
+constexpr absl::string_view kBudgetRenewSource =
+    CORRAL_BUDGET_NOW("ARGV[3]") R"lua(
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) <= now then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', string.format('%d', now + tonumber(ARGV[2])), ARGV[1])
+)lua" CORRAL_BUDGET_KEEP("ARGV[2]") R"lua(
+return 1
+)lua";
+
+constexpr absl::string_view kBudgetReturnSource =
+    CORRAL_BUDGET_NOW("ARGV[2]") R"lua(
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if tonumber(score) <= now then return 0 end
+return 1
+)lua";
+
+#undef CORRAL_BUDGET_NOW
+#undef CORRAL_BUDGET_KEEP
+
 bool ParseMillis(absl::string_view text, absl::Time* out) {
   int64_t ms = 0;
   if (text.empty() || !absl::SimpleAtoi(text, &ms)) return false;
@@ -155,7 +252,7 @@ RedisItemKeys RedisKeysFor(const CacheKey& key) {
   const std::string prefix = ItemPrefix(key);
   return RedisItemKeys{absl::StrCat(prefix, ":v"), absl::StrCat(prefix, ":l"),
                        absl::StrCat(prefix, ":f"), absl::StrCat(prefix, ":c"),
-                       absl::StrCat(prefix, ":n")};
+                       absl::StrCat(prefix, ":n"), absl::StrCat(prefix, ":h")};
 }
 
 absl::string_view RedisTrackingProbeSource() {
@@ -231,12 +328,64 @@ absl::string_view RedisScriptSource(RedisScript script) {
       return kBreakerLoadSource;
     case RedisScript::kBreakerCas:
       return kBreakerCasSource;
+    case RedisScript::kClaimHedge:
+      return kClaimHedgeSource;
+    case RedisScript::kBudgetCharge:
+      return kBudgetChargeSource;
+    case RedisScript::kBudgetRenew:
+      return kBudgetRenewSource;
+    case RedisScript::kBudgetReturn:
+      return kBudgetReturnSource;
   }
   return "";
 }
 
 std::string RedisBreakerKey(const std::string& ns) {
   return absl::StrCat("corral:breaker:{", ns, "}");
+}
+
+std::string RedisBudgetSlotsKey(const std::string& ns) {
+  return absl::StrCat("corral:budget:{", ns, "}:s");
+}
+
+std::string RedisBudgetRateKey(const std::string& ns) {
+  return absl::StrCat("corral:budget:{", ns, "}:r");
+}
+
+absl::StatusOr<HedgeClaim> ParseClaimHedgeReply(const RedisReply& r) {
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 3 ||
+      !IsInteger(r.elements[0]) || !IsInteger(r.elements[1]) ||
+      !IsInteger(r.elements[2]) || r.elements[0].integer < 0 ||
+      r.elements[0].integer > 2) {
+    return Unexpected("claim_hedge");
+  }
+  HedgeClaim claim;
+  claim.result = r.elements[0].integer == 0   ? HedgeClaim::Result::kGranted
+                 : r.elements[0].integer == 1 ? HedgeClaim::Result::kRefused
+                                              : HedgeClaim::Result::kNoHolder;
+  claim.hedges = static_cast<uint32_t>(r.elements[1].integer);
+  if (claim.result != HedgeClaim::Result::kNoHolder)
+    claim.holder_expires_at = absl::FromUnixMillis(r.elements[2].integer);
+  return claim;
+}
+
+absl::StatusOr<BudgetCharge> ParseBudgetChargeReply(const RedisReply& r) {
+  int64_t retry_us = 0;
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 5 ||
+      !IsInteger(r.elements[0]) || !IsInteger(r.elements[1]) ||
+      r.elements[2].type != RedisReply::Type::kString ||
+      r.elements[3].type != RedisReply::Type::kString ||
+      !absl::SimpleAtoi(r.elements[3].str, &retry_us) ||
+      !IsInteger(r.elements[4])) {
+    return Unexpected("budget_charge");
+  }
+  BudgetCharge charge;
+  charge.admitted = r.elements[0].integer == 1;
+  charge.over_budget = r.elements[1].integer == 1;
+  charge.limit = r.elements[2].str;
+  charge.retry_after = absl::Microseconds(retry_us);
+  charge.in_flight = static_cast<uint32_t>(r.elements[4].integer);
+  return charge;
 }
 
 absl::StatusOr<BreakerRecord> ParseBreakerLoadReply(const RedisReply& r) {

@@ -12,6 +12,11 @@
 //   ...:n  STRING failed-until ms of a remembered upstream failure, PX the
 //          namespace's negative_ttl
 //   ...:c  pub/sub channel of the item
+//   ...:h  HASH t=lock token c=hedges claimed under it (HEDGE policy),
+//          PX the namespace's max_compute_time
+// A namespace's compute budget, under the namespace's hash tag:
+//   corral:budget:{<ns>}:s  ZSET in-flight slots, score = expiry (us)
+//   corral:budget:{<ns>}:r  STRING the GCRA's TAT (us), PX until it passes
 // Namespaces are [A-Za-z0-9_.-], so "<ns>:" cannot be confused with the key
 // bytes that follow; the hash tag covers both anyway.
 //
@@ -39,6 +44,7 @@ struct RedisItemKeys {
   std::string fence;
   std::string channel;
   std::string failure;
+  std::string hedges;
 };
 RedisItemKeys RedisKeysFor(const CacheKey& key);
 std::string RedisChannelFor(const CacheKey& key);
@@ -83,8 +89,19 @@ enum class RedisScript {
   // Answers {1 stored / 0 refused, version now, state now}; publishes
   // "<namespace> <version> <state>" on the breaker channel when stored.
   kBreakerCas,
+  // KEYS: lock, hedges. ARGV: max_hedges, keep_ms. Answers {result, hedges,
+  // holder_expires_ms}: result 0 granted, 1 refused, 2 no holder.
+  kClaimHedge,
+  // KEYS: slots, tat. ARGV: slot, max_in_flight, period_us (0: no rate),
+  // burst, enforce ("1"/"0"), hold_us, now_us ("" = Redis TIME). Answers
+  // {admitted, over, limit, retry_after_us, in_flight}.
+  kBudgetCharge,
+  // KEYS: slots. ARGV: slot, hold_us, now_us. Answers 1 held / 0 gone.
+  kBudgetRenew,
+  // KEYS: slots. ARGV: slot, now_us. Answers 1 held / 0 gone.
+  kBudgetReturn,
 };
-inline constexpr int kRedisScriptCount = 9;
+inline constexpr int kRedisScriptCount = 13;
 
 absl::string_view RedisScriptSource(RedisScript script);
 
@@ -96,6 +113,12 @@ absl::StatusOr<absl::Time> ParseRememberFailureReply(const RedisReply& r);
 absl::StatusOr<bool> ParseCountReply(const RedisReply& r);
 absl::StatusOr<LockAttempt> ParseTryLockReply(const RedisReply& r);
 absl::StatusOr<std::optional<absl::Time>> ParseRenewReply(const RedisReply& r);
+
+absl::StatusOr<HedgeClaim> ParseClaimHedgeReply(const RedisReply& r);
+absl::StatusOr<BudgetCharge> ParseBudgetChargeReply(const RedisReply& r);
+// The budget keys of namespace `ns`: {slots, tat}.
+std::string RedisBudgetSlotsKey(const std::string& ns);
+std::string RedisBudgetRateKey(const std::string& ns);
 
 // Breaker state: one hash per namespace, one channel for all namespaces
 // (every replica listens to it all the time).

@@ -7,6 +7,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "server/core/errors.h"
+#include "server/core/gcra.h"
 #include "server/core/log.h"
 
 namespace corral {
@@ -854,6 +855,53 @@ void RedisStore::StoreBreaker(const std::string& ns, uint64_t expected_version,
                            {absl::StrCat(expected_version), std::move(state),
                             std::string(kRedisBreakerChannel), ns},
                            ParseBreakerCasReply, std::move(done));
+}
+
+void RedisStore::ClaimHedge(const CacheKey& key, uint32_t max_hedges,
+                            absl::Duration keep, Callback<HedgeClaim> done) {
+  RedisItemKeys keys = RedisKeysFor(key);
+  RunAndAnswer<HedgeClaim>(RedisScript::kClaimHedge,
+                           {std::move(keys.lock), std::move(keys.hedges)},
+                           {absl::StrCat(max_hedges), LeaseMillis(keep)},
+                           ParseClaimHedgeReply, std::move(done), Via::kGrants);
+}
+
+std::string RedisStore::BudgetNow() const {
+  if (options_.budget_clock == nullptr) return "";
+  return absl::StrCat(absl::ToUnixMicros(options_.budget_clock->Now()));
+}
+
+void RedisStore::ChargeBudget(const std::string& ns, const std::string& slot,
+                              const BudgetLimits& limits, absl::Duration hold,
+                              Callback<BudgetCharge> done) {
+  const int64_t period =
+      limits.rate_per_second > 0 ? GcraPeriodMicros(limits.rate_per_second) : 0;
+  RunAndAnswer<BudgetCharge>(
+      RedisScript::kBudgetCharge,
+      {RedisBudgetSlotsKey(ns), RedisBudgetRateKey(ns)},
+      {slot, absl::StrCat(limits.max_in_flight), absl::StrCat(period),
+       absl::StrCat(std::max<uint32_t>(1, limits.burst)),
+       limits.enforce ? "1" : "0",
+       absl::StrCat(std::max<int64_t>(1, absl::ToInt64Microseconds(hold))),
+       BudgetNow()},
+      ParseBudgetChargeReply, std::move(done), Via::kGrants);
+}
+
+void RedisStore::RenewBudget(const std::string& ns, const std::string& slot,
+                             absl::Duration hold, Callback<bool> done) {
+  RunAndAnswer<bool>(
+      RedisScript::kBudgetRenew, {RedisBudgetSlotsKey(ns)},
+      {slot,
+       absl::StrCat(std::max<int64_t>(1, absl::ToInt64Microseconds(hold))),
+       BudgetNow()},
+      ParseCountReply, std::move(done), Via::kGrants);
+}
+
+void RedisStore::ReturnBudget(const std::string& ns, const std::string& slot,
+                              Callback<bool> done) {
+  RunAndAnswer<bool>(RedisScript::kBudgetReturn, {RedisBudgetSlotsKey(ns)},
+                     {slot, BudgetNow()}, ParseCountReply, std::move(done),
+                     Via::kGrants);
 }
 
 void RedisStore::Ping(StatusCallback done) {

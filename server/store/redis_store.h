@@ -84,6 +84,15 @@ class RedisStore final : public Store {
                    Callback<BreakerRecord> done) override;
   void StoreBreaker(const std::string& ns, uint64_t expected_version,
                     std::string state, Callback<BreakerCas> done) override;
+  void ClaimHedge(const CacheKey& key, uint32_t max_hedges, absl::Duration keep,
+                  Callback<HedgeClaim> done) override;
+  void ChargeBudget(const std::string& ns, const std::string& slot,
+                    const BudgetLimits& limits, absl::Duration hold,
+                    Callback<BudgetCharge> done) override;
+  void RenewBudget(const std::string& ns, const std::string& slot,
+                   absl::Duration hold, Callback<bool> done) override;
+  void ReturnBudget(const std::string& ns, const std::string& slot,
+                    Callback<bool> done) override;
   void Ping(StatusCallback done) override;
   // Any thread.
   bool IsUp() const override { return up_.load(std::memory_order_acquire); }
@@ -174,6 +183,9 @@ class RedisStore final : public Store {
   void AwaitReplicas(absl::AnyInvocable<void(absl::Status)> acked);
   void SendWait();
   void FailAckWaiters(const absl::Status& why);
+  // The budget scripts' now_us argument: "" (Redis TIME) unless a test
+  // injected budget_clock.
+  std::string BudgetNow() const;
   // StoreUnavailable with the reason the store is down.
   absl::Status DownStatus() const;
 

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/core/clock.h"
 #include "server/core/read_cache.h"
 
 namespace corral {
@@ -68,6 +69,11 @@ struct RedisOptions {
   // max_bytes > 0: keep a read cache, made coherent with Redis'
   // server-assisted client-side caching (CLIENT TRACKING, Redis >= 7).
   ReadCacheOptions read_cache;
+
+  // Tests only: the compute budget's scripts read "now" from this clock
+  // instead of Redis TIME, so that GCRA timing can be checked exactly.
+  // Null in production (one clock for the fleet: Redis's).
+  const Clock* budget_clock = nullptr;
 
   // "redis://user:***@host:port/db" or
   // "redis-sentinel://user:***@s1:p1,s2:p2/master?db=N": safe to log (the

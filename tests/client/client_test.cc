@@ -144,6 +144,20 @@ TEST_F(ClientTest, LockCalls) {
   EXPECT_EQ(releases.Get()[0].outcome(), v1::OUTCOME_FAILURE);
 }
 
+TEST_F(ClientTest, ASpentComputeBudgetSaysWhyAndWhenToComeBack) {
+  fake_.get = [](grpc::ServerContext* ctx, const v1::GetRequest&,
+                 v1::GetResponse*) {
+    return Fail(ctx, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                "the namespace's compute budget is spent", "compute-budget",
+                250);
+  };
+  auto result = client_.Get("ns", "k");
+  EXPECT_THAT(result, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(ReasonOf(result.status()), kReasonComputeBudget);
+  EXPECT_THAT(RetryAfterOf(result.status()), Optional(absl::Milliseconds(250)));
+  EXPECT_EQ(fake_.calls("Get"), 1);  // Not retried: the budget says wait.
+}
+
 TEST_F(ClientTest, ServerErrorsKeepReasonAndAreNotRetried) {
   fake_.get = [](grpc::ServerContext* ctx, const v1::GetRequest&,
                  v1::GetResponse*) {

@@ -32,6 +32,8 @@ COUNTERS_AND_GAUGES = {
     "corral_negative_cache_hits_total", "corral_read_cache_hits_total",
     "corral_read_cache_entries", "corral_read_cache_bytes",
     "corral_store_replica_ack_failures_total",
+    "corral_budget_in_flight", "corral_budget_waits_total",
+    "corral_budget_shadow_over_total", "corral_budget_rejections_total",
 }
 HISTOGRAMS = {"corral_lock_wait_seconds", "corral_store_op_seconds", "corral_rpc_duration_seconds",
               "corral_store_replica_ack_seconds"}

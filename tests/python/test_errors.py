@@ -49,6 +49,7 @@ class ErrorMappingTest(unittest.TestCase):
             ("shutting-down", UNAVAILABLE, corral.ShuttingDown),
             ("unknown-namespace", grpc.StatusCode.NOT_FOUND, corral.UnknownNamespace),
             ("too-many-waiters", grpc.StatusCode.RESOURCE_EXHAUSTED, corral.TooManyWaiters),
+            ("compute-budget", grpc.StatusCode.RESOURCE_EXHAUSTED, corral.ComputeBudgetExhausted),
         ]
         for reason, code, cls in cases:
             with self.subTest(reason=reason):

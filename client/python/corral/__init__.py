@@ -16,7 +16,7 @@ the exceptions in ``corral.errors``. The generated protos are
 from corral._protocol import PlaintextTokenWarning
 from corral._retry import RetryPolicy
 from corral.client import Client
-from corral.errors import (BreakerOpen, Cancelled, CorralError, DeadlineExceeded, Internal,
+from corral.errors import (BreakerOpen, Cancelled, ComputeBudgetExhausted, CorralError, DeadlineExceeded, Internal,
                            InvalidArgument, LockNotAcquired, NotFound, PeerComputeFailed,
                            PermissionDenied, ResourceExhausted, ShuttingDown, StoreUnavailable,
                            TooManyWaiters, Unauthenticated, Unavailable, Unimplemented,
@@ -27,6 +27,7 @@ from corral.results import (BreakerInfo, BreakerState, CachedValue, GetOrCompute
 
 __all__ = [
     "BreakerInfo", "BreakerOpen", "BreakerState", "CachedValue", "Cancelled", "Client",
+    "ComputeBudgetExhausted",
     "CorralError", "DeadlineExceeded", "GetOrComputeResult", "Internal", "InvalidArgument",
     "LeaseMode", "Lock", "LockGrant", "LockNotAcquired", "NotFound", "Outcome",
     "PeerComputeFailed", "PermissionDenied", "PlaintextTokenWarning", "RenewResult", "ResourceExhausted", "RetryPolicy",

@@ -132,6 +132,14 @@ class TooManyWaiters(ResourceExhausted):
     """The server's waiter limit for the key or namespace is reached."""
 
 
+class ComputeBudgetExhausted(ResourceExhausted):
+    """The namespace's compute budget (``compute_budget``: computes in flight
+    or per second, fleet-wide) held the compute back for the caller's whole
+    ``wait_timeout``. ``retry_after`` (seconds) says when the budget would
+    next admit one; back off at least that long (the upstream's quota is
+    what the budget protects)."""
+
+
 class LockNotAcquired(DeadlineExceeded):
     """``Client.lock`` did not get the lock within its ``wait_timeout``.
     Raised by the client (the server answers ``acquired: false``)."""
@@ -146,6 +154,7 @@ _BY_REASON: Dict[str, Type[CorralError]] = {
     "wait-timeout": WaitTimeout,
     "unknown-namespace": UnknownNamespace,
     "too-many-waiters": TooManyWaiters,
+    "compute-budget": ComputeBudgetExhausted,
 }
 
 _BY_CODE: Dict[grpc.StatusCode, Type[CorralError]] = {

@@ -74,6 +74,12 @@ class Printer:
         if isinstance(err, corral.BreakerOpen):
             reason = "breaker-open"
             details = f"503: plant identification paused, retry after {err.retry_after or 0:g}s"
+        elif isinstance(err, corral.ComputeBudgetExhausted):
+            # The upstream's budget (its quota, shared by the fleet) is spent
+            # for now: answer 429 and let the client come back after
+            # retry_after, rather than retrying here and adding to the queue.
+            reason = "compute-budget"
+            details = f"429: plant identification quota busy, retry after {err.retry_after or 0:g}s"
         elif isinstance(err, corral.CorralError):
             reason, details = err.reason or err.code.name.lower(), str(err)
         else:

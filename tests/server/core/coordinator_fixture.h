@@ -49,6 +49,14 @@ class CountingObserver : public CoordinatorObserver {
   void OnCompute(absl::string_view, absl::string_view,
                  absl::string_view) override {}
   void OnDuplicateCompute(absl::string_view) override { ++duplicates; }
+  void OnBudgetCharge(absl::string_view, uint32_t, absl::string_view over,
+                      bool enforced) override {
+    if (!over.empty()) ++(enforced ? budget_waits : budget_shadow_over);
+  }
+  void OnBudgetRejected(absl::string_view) override { ++budget_rejections; }
+  std::atomic<int> budget_waits{0};
+  std::atomic<int> budget_shadow_over{0};
+  std::atomic<int> budget_rejections{0};
   void OnWaitersChanged(absl::string_view, int delta) override {
     waiters += delta;
   }
@@ -127,6 +135,26 @@ class CountingStore final : public Store {
                        Callback<absl::Time> done) override {
     inner_->RememberFailure(key, ttl, std::move(done));
   }
+  void ClaimHedge(const CacheKey& key, uint32_t max_hedges, absl::Duration keep,
+                  Callback<HedgeClaim> done) override {
+    ++hedge_claims;
+    inner_->ClaimHedge(key, max_hedges, keep, std::move(done));
+  }
+  void ChargeBudget(const std::string& ns, const std::string& slot,
+                    const BudgetLimits& limits, absl::Duration hold,
+                    Callback<BudgetCharge> done) override {
+    ++budget_charges;
+    inner_->ChargeBudget(ns, slot, limits, hold, std::move(done));
+  }
+  void RenewBudget(const std::string& ns, const std::string& slot,
+                   absl::Duration hold, Callback<bool> done) override {
+    inner_->RenewBudget(ns, slot, hold, std::move(done));
+  }
+  void ReturnBudget(const std::string& ns, const std::string& slot,
+                    Callback<bool> done) override {
+    ++budget_returns;
+    inner_->ReturnBudget(ns, slot, std::move(done));
+  }
   void TryLock(const CacheKey& key, const std::string& token,
                absl::Duration ttl, Callback<LockAttempt> done) override {
     ++lock_attempts;
@@ -169,6 +197,9 @@ class CountingStore final : public Store {
   std::atomic<int> puts{0};
   std::atomic<int> lock_attempts{0};
   std::atomic<int> releases{0};
+  std::atomic<int> hedge_claims{0};
+  std::atomic<int> budget_charges{0};
+  std::atomic<int> budget_returns{0};
   std::atomic<int> watches{0};
 
  private:
@@ -313,6 +344,20 @@ corral::v1::ServerConfig DefaultConfig() {
   negative->mutable_negative_ttl()->set_seconds(1);
   negative->mutable_stale_window()->set_seconds(60);
   negative->set_early_refresh_beta(0);
+  // The seed's wait-timeout policy.
+  auto* herd = config.add_namespaces();
+  herd->set_name("herd");
+  herd->set_on_wait_timeout(corral::v1::OnWaitTimeout::COMPUTE_UNLOCKED);
+  // One compute in flight at a time, fleet-wide.
+  auto* budgeted = config.add_namespaces();
+  budgeted->set_name("budgeted");
+  budgeted->mutable_compute_budget()->set_max_in_flight(1);
+  budgeted->mutable_stale_window()->set_seconds(60);
+  budgeted->set_early_refresh_beta(0);
+  auto* shadow = config.add_namespaces();
+  shadow->set_name("shadow");
+  shadow->mutable_compute_budget()->set_max_in_flight(1);
+  shadow->mutable_compute_budget()->set_enforce(false);
   return config;
 }
 

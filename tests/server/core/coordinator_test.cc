@@ -593,7 +593,7 @@ TEST_P(CoordinatorTest, UpstreamFailureIsSharedWithCurrentWaiters) {
   }
 }
 
-TEST_P(CoordinatorTest, WaitTimeoutComputesUnlockedByDefault) {
+TEST_P(CoordinatorTest, AWaitTimeoutIsAHedgeByDefault) {
   std::vector<Call> calls{Lookup(kKey)};
   ASSERT_EQ(WaitForOneLease(calls), 0);
   Call late = Lookup(kKey, absl::Milliseconds(100));
@@ -610,6 +610,187 @@ TEST_P(CoordinatorTest, WaitTimeoutComputesUnlockedByDefault) {
   ASSERT_TRUE(late.sink->WaitDone());
   EXPECT_FALSE(late.sink->filled()->stored);
   EXPECT_EQ(Get(kKey)->value.bytes(), "locked");
+}
+
+// Issue 18: the upstream slows past wait_timeout while its holder is alive.
+// One hedge per lease; every other timed-out caller waits on for whichever
+// fill lands first.
+TEST_P(CoordinatorTest, TimedOutWaitersHedgeOnceAndTheRestWaitOn) {
+  const CacheKey key{"plant_id", "slow-upstream"};
+  std::vector<Call> holder{Lookup(key)};
+  ASSERT_EQ(WaitForOneLease(holder), 0);
+  std::vector<Call> late;
+  for (int i = 0; i < 8; ++i)
+    late.push_back(Lookup(key, absl::Milliseconds(100)));
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 8; }));
+  // Their wait_timeout passes: one of them hedges.
+  ASSERT_TRUE(AdvanceUntil(
+      [&] {
+        for (const Call& c : late) {
+          if (c.sink->HasLease()) return true;
+        }
+        return false;
+      },
+      absl::Milliseconds(100)));
+  const int hedge = WaitForOneLease(late);
+  ASSERT_GE(hedge, 0);
+  EXPECT_EQ(late[hedge].sink->lease()->mode, LeaseMode::kUnlockedTimeout);
+  // Well past their wait_timeout the others still wait, without a lease.
+  Advance(absl::Milliseconds(300));
+  for (size_t i = 0; i < late.size(); ++i) {
+    if (static_cast<int>(i) == hedge) continue;
+    EXPECT_FALSE(late[i].sink->Done()) << i << ": " << late[i].sink->status();
+    EXPECT_FALSE(late[i].sink->HasLease()) << i;
+  }
+  EXPECT_EQ(observer_.duplicates.load(), 1);
+  // The hedge lands first and serves everyone.
+  coordinator_->ComputeFill(late[hedge].id, FillRequest{"hedge", std::nullopt});
+  ASSERT_TRUE(late[hedge].sink->WaitDone());
+  EXPECT_TRUE(late[hedge].sink->filled()->stored);
+  for (size_t i = 0; i < late.size(); ++i) {
+    if (static_cast<int>(i) == hedge) continue;
+    ASSERT_TRUE(late[i].sink->WaitDone()) << i;
+    ASSERT_TRUE(late[i].sink->value().has_value()) << late[i].sink->status();
+    EXPECT_EQ(late[i].sink->value()->bytes(), "hedge");
+  }
+  // The locked holder's later fill is still stored: it is as valid and
+  // newer (documented in ARCHITECTURE, "Wait timeouts").
+  coordinator_->ComputeFill(holder[0].id, FillRequest{"locked", std::nullopt});
+  ASSERT_TRUE(holder[0].sink->WaitDone());
+  EXPECT_TRUE(holder[0].sink->filled()->stored);
+  EXPECT_EQ(Get(key)->value.bytes(), "locked");
+}
+
+TEST_P(CoordinatorTest, ComputeUnlockedStillTurnsEveryTimeoutIntoACompute) {
+  const CacheKey key{"herd", "slow-upstream"};
+  std::vector<Call> holder{Lookup(key)};
+  ASSERT_EQ(WaitForOneLease(holder), 0);
+  std::vector<Call> late;
+  for (int i = 0; i < 3; ++i)
+    late.push_back(Lookup(key, absl::Milliseconds(50)));
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 3; }));
+  Advance(absl::Milliseconds(50));
+  for (Call& c : late) {
+    ASSERT_TRUE(c.sink->WaitLease());
+    EXPECT_EQ(c.sink->lease()->mode, LeaseMode::kUnlockedTimeout);
+  }
+  EXPECT_EQ(observer_.duplicates.load(), 3);
+}
+
+TEST_P(CoordinatorTest, AHedgeAfterTheHolderLeftIsTheLockInstead) {
+  // The holder abandons while a caller's wait times out: nobody holds the
+  // lock, so the timed-out caller takes it (a locked lease, no duplicate).
+  const CacheKey key{"plant_id", "no-holder"};
+  std::vector<Call> holder{Lookup(key)};
+  ASSERT_EQ(WaitForOneLease(holder), 0);
+  coordinator_->ComputeAbandon(holder[0].id, AbandonRequest{"gone", false});
+  ASSERT_TRUE(holder[0].sink->WaitDone());
+  Call late = Lookup(key, absl::ZeroDuration());
+  ASSERT_TRUE(late.sink->WaitLease());
+  EXPECT_EQ(late.sink->lease()->mode, LeaseMode::kLocked);
+  EXPECT_EQ(observer_.duplicates.load(), 0);
+}
+
+TEST_P(CoordinatorTest, OverBudgetACallerWaitsForASlotThenComputes) {
+  const CacheKey a{"budgeted", "a"}, b{"budgeted", "b"};
+  std::vector<Call> first{Lookup(a)};
+  ASSERT_EQ(WaitForOneLease(first), 0);
+  Call second = Lookup(b, absl::Seconds(5));
+  // It asks the budget again every few ms, and is refused each time.
+  Advance(absl::Milliseconds(100));
+  EXPECT_FALSE(second.sink->HasLease()) << "one compute in flight at most";
+  EXPECT_GE(observer_.budget_waits.load(), 1);
+  // The first fill returns the slot; the next ask takes it.
+  coordinator_->ComputeFill(first[0].id, FillRequest{"a", std::nullopt});
+  ASSERT_TRUE(first[0].sink->WaitDone());
+  ASSERT_TRUE(AdvanceUntil([&] { return second.sink->HasLease(); },
+                           absl::Milliseconds(300)));
+  EXPECT_EQ(second.sink->lease()->mode, LeaseMode::kLocked);
+  // An abandon (or a broken stream) returns it too.
+  Call third = Lookup(CacheKey{"budgeted", "c"}, absl::Seconds(5));
+  Advance(absl::Milliseconds(50));
+  EXPECT_FALSE(third.sink->HasLease());
+  coordinator_->ComputeGone(second.id);
+  ASSERT_TRUE(AdvanceUntil([&] { return third.sink->HasLease(); },
+                           absl::Milliseconds(300)));
+  EXPECT_EQ(observer_.budget_rejections.load(), 0);
+}
+
+TEST_P(CoordinatorTest, OverBudgetPastItsWaitACallerIsResourceExhausted) {
+  const CacheKey a{"budgeted", "a"}, b{"budgeted", "b"};
+  std::vector<Call> first{Lookup(a)};
+  ASSERT_EQ(WaitForOneLease(first), 0);
+  Call second = Lookup(b, absl::Milliseconds(200));
+  // Refused until its wait_timeout, and then for good.
+  ASSERT_TRUE(AdvanceUntil([&] { return second.sink->Done(); },
+                           absl::Milliseconds(200)));
+  EXPECT_FALSE(second.sink->HasLease());
+  EXPECT_THAT(second.sink->status(),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(ReasonOf(second.sink->status()), "compute-budget");
+  EXPECT_TRUE(RetryAfterOf(second.sink->status()).has_value());
+  EXPECT_EQ(observer_.budget_rejections.load(), 1);
+  // It let the key's lock go: the next caller of b waits for budget, not
+  // for a lock nobody uses.
+  coordinator_->ComputeFill(first[0].id, FillRequest{"a", std::nullopt});
+  ASSERT_TRUE(first[0].sink->WaitDone());
+  Call again = Lookup(b, absl::Seconds(5));
+  ASSERT_TRUE(again.sink->WaitLease());
+}
+
+TEST_P(CoordinatorTest, OverBudgetAStaleValueIsServedAtOnce) {
+  const CacheKey a{"budgeted", "a"}, b{"budgeted", "b"};
+  ComputeOnce(b, "old-b", absl::Milliseconds(100));
+  Advance(absl::Milliseconds(300));  // b is past its TTL, inside the window.
+  std::vector<Call> first{Lookup(a)};
+  ASSERT_EQ(WaitForOneLease(first), 0);
+  // Its stale-while-revalidate refresh is refused by the budget (one try:
+  // it has a value to return), so it gets the old value, not a wait.
+  Call stale = Lookup(b, absl::Seconds(5), /*allow_stale=*/true);
+  ASSERT_TRUE(stale.sink->WaitDone(absl::Seconds(2)));
+  ASSERT_TRUE(stale.sink->value().has_value()) << stale.sink->status();
+  EXPECT_EQ(stale.sink->value()->bytes(), "old-b");
+  coordinator_->ComputeFill(first[0].id, FillRequest{"a", std::nullopt});
+  ASSERT_TRUE(first[0].sink->WaitDone());
+}
+
+TEST_P(CoordinatorTest, LockGrantsAreChargedToTheBudgetToo) {
+  const CacheKey x{"budgeted", "lock-x"}, y{"budgeted", "lock-y"};
+  // Try-once (no wait) and queued grants both take the one slot.
+  auto held = Acquire(x, absl::ZeroDuration());
+  ASSERT_OK(held.status());
+  ASSERT_TRUE(held->acquired);
+  auto refused = Acquire(y, absl::ZeroDuration());
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(ReasonOf(refused.status()), "compute-budget");
+  // The refused grant gave its lock back: y is free for the next one.
+  Call compute = Lookup(y, absl::Seconds(5));
+  Advance(absl::Milliseconds(100));
+  EXPECT_FALSE(compute.sink->HasLease()) << "the lock holds the only slot";
+  ASSERT_THAT(Release(x, held->token), corral::testing::IsOkAndHolds(true));
+  ASSERT_TRUE(AdvanceUntil([&] { return compute.sink->HasLease(); },
+                           absl::Milliseconds(300)));
+  coordinator_->ComputeFill(compute.id, FillRequest{"y", std::nullopt});
+  ASSERT_TRUE(compute.sink->WaitDone());
+  // A queued lock caller waits for budget like a compute.
+  auto again = Acquire(x, absl::Seconds(5));
+  ASSERT_OK(again.status());
+  EXPECT_TRUE(again->acquired);
+  ASSERT_THAT(Release(x, again->token), corral::testing::IsOkAndHolds(true));
+}
+
+TEST_P(CoordinatorTest, AShadowBudgetCountsButNeverHoldsBack) {
+  const CacheKey a{"shadow", "a"}, b{"shadow", "b"};
+  std::vector<Call> first{Lookup(a)};
+  ASSERT_EQ(WaitForOneLease(first), 0);
+  Call second = Lookup(b, absl::Seconds(5));
+  ASSERT_TRUE(second.sink->WaitLease());
+  EXPECT_EQ(observer_.budget_shadow_over.load(), 1);
+  EXPECT_EQ(observer_.budget_waits.load(), 0);
+  coordinator_->ComputeFill(first[0].id, FillRequest{"a", std::nullopt});
+  coordinator_->ComputeFill(second.id, FillRequest{"b", std::nullopt});
+  ASSERT_TRUE(first[0].sink->WaitDone());
+  ASSERT_TRUE(second.sink->WaitDone());
 }
 
 TEST_P(CoordinatorTest, WaitTimeoutFailsUnderFailPolicy) {

@@ -124,6 +124,23 @@ class LockFailingStore final : public Store {
     inner_.StoreBreaker(ns, expected_version, std::move(state),
                         std::move(done));
   }
+  void ClaimHedge(const CacheKey& key, uint32_t max_hedges, absl::Duration keep,
+                  Callback<HedgeClaim> done) override {
+    inner_.ClaimHedge(key, max_hedges, keep, std::move(done));
+  }
+  void ChargeBudget(const std::string& ns, const std::string& slot,
+                    const BudgetLimits& limits, absl::Duration hold,
+                    Callback<BudgetCharge> done) override {
+    inner_.ChargeBudget(ns, slot, limits, hold, std::move(done));
+  }
+  void RenewBudget(const std::string& ns, const std::string& slot,
+                   absl::Duration hold, Callback<bool> done) override {
+    inner_.RenewBudget(ns, slot, hold, std::move(done));
+  }
+  void ReturnBudget(const std::string& ns, const std::string& slot,
+                    Callback<bool> done) override {
+    inner_.ReturnBudget(ns, slot, std::move(done));
+  }
   void Ping(StatusCallback done) override { inner_.Ping(std::move(done)); }
   bool IsUp() const override { return inner_.IsUp(); }
 

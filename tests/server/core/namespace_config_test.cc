@@ -3,8 +3,11 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
 
@@ -29,7 +32,11 @@ TEST(NamespaceConfigTest, BuiltInDefaultsMatchTheSeed) {
   EXPECT_EQ(ns->wait_timeout, absl::Seconds(15));
   EXPECT_EQ(ns->lease_ttl, absl::Seconds(30));
   EXPECT_EQ(ns->max_compute_time, absl::Seconds(120));
-  EXPECT_EQ(ns->on_wait_timeout, WaitTimeoutPolicy::kComputeUnlocked);
+  // Not the seed's: its unlocked compute per timed-out waiter is a herd
+  // while the holder is still computing (issue 18). One hedge per lease.
+  EXPECT_EQ(ns->on_wait_timeout, WaitTimeoutPolicy::kHedge);
+  EXPECT_EQ(ns->max_hedges, 1u);
+  EXPECT_FALSE(ns->compute_budget.enabled());
   EXPECT_EQ(ns->breaker.consecutive_failures, 5u);
   EXPECT_EQ(ns->breaker.minimum_calls, 20u);
   EXPECT_EQ(ns->breaker.open_duration, absl::Seconds(60));
@@ -60,6 +67,55 @@ TEST(NamespaceConfigTest, TextprotoLayersDefaultsAndNamespaces) {
   auto other = registry->Find("other");
   EXPECT_EQ(other->ttl, absl::Hours(24));
   EXPECT_EQ(other->wait_timeout, absl::Seconds(5));
+}
+
+TEST(NamespaceConfigTest, HedgePolicyAndComputeBudgetAreParsed) {
+  std::string path = WriteTemp("budget.textproto", R"pb(
+    namespaces {
+      name: "plant_id"
+      on_wait_timeout: HEDGE
+      max_hedges: 2
+      compute_budget {
+        max_in_flight: 8
+        rate_per_second: 2.5
+        burst: 4
+        enforce: false
+      }
+    }
+    namespaces { name: "old" on_wait_timeout: COMPUTE_UNLOCKED }
+  )pb");
+  auto config = LoadServerConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  auto registry = NamespaceRegistry::Create(*config);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  auto plant = registry->Find("plant_id");
+  EXPECT_EQ(plant->on_wait_timeout, WaitTimeoutPolicy::kHedge);
+  EXPECT_EQ(plant->max_hedges, 2u);
+  EXPECT_TRUE(plant->compute_budget.enabled());
+  EXPECT_EQ(plant->compute_budget.max_in_flight, 8u);
+  EXPECT_EQ(plant->compute_budget.rate_per_second, 2.5);
+  EXPECT_EQ(plant->compute_budget.burst, 4u);
+  EXPECT_FALSE(plant->compute_budget.enforce);
+  EXPECT_EQ(registry->Find("old")->on_wait_timeout,
+            WaitTimeoutPolicy::kComputeUnlocked);
+}
+
+TEST(NamespaceConfigTest, BadComputeBudgetsNameTheField) {
+  for (const auto& [text, field] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"compute_budget { burst: 0 }", "compute_budget.burst"},
+           {"compute_budget { rate_per_second: -1 }",
+            "compute_budget.rate_per_second"},
+           {"max_hedges: 1000", "max_hedges"},
+       }) {
+    corral::v1::ServerConfig config;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        "namespaces { name: \"n\" " + text + " }", &config));
+    auto registry = NamespaceRegistry::Create(config);
+    EXPECT_FALSE(registry.ok()) << text;
+    EXPECT_THAT(std::string(registry.status().message()),
+                ::testing::HasSubstr(field));
+  }
 }
 
 TEST(NamespaceConfigTest, JsonIsAccepted) {

@@ -82,8 +82,10 @@ class StoreBehaviourTest : public ::testing::TestWithParam<Backend> {
   bool redis() const { return GetParam() == Backend::kRedis; }
 
   std::unique_ptr<RedisStore> NewRedisStore() {
-    auto store =
-        std::make_unique<RedisStore>(loop_, TestRedisOptions(server_->uri()));
+    RedisOptions options = TestRedisOptions(server_->uri());
+    // The budget scripts run on the fake clock: GCRA timing is exact.
+    options.budget_clock = &clock_;
+    auto store = std::make_unique<RedisStore>(loop_, std::move(options));
     store->Start();
     EXPECT_OK(store->WaitUntilConnected(absl::Seconds(5)));
     return store;
@@ -620,6 +622,173 @@ TEST_P(StoreBehaviourTest, OneMebibyteValueRoundTripsExactly) {
   auto filled = listener_.TakeEvent(key_, KeyEvent::Kind::kFilled);
   ASSERT_TRUE(filled.has_value());
   EXPECT_TRUE(filled->value->value == big) << "event value differs";
+}
+
+// --- HEDGE claims ------------------------------------------------------------
+
+TEST_P(StoreBehaviourTest, AHedgeNeedsALockHolder) {
+  auto claim = runner_->ClaimHedge(key_, 1);
+  ASSERT_OK(claim.status());
+  EXPECT_EQ(claim->result, HedgeClaim::Result::kNoHolder);
+  EXPECT_EQ(claim->hedges, 0u);
+}
+
+TEST_P(StoreBehaviourTest, HedgesAreCountedPerLeaseStart) {
+  ASSERT_THAT(runner_->TryLock(key_, "holder-1", absl::Seconds(10)), IsOk());
+  auto first = runner_->ClaimHedge(key_, 1);
+  ASSERT_OK(first.status());
+  EXPECT_EQ(first->result, HedgeClaim::Result::kGranted);
+  EXPECT_EQ(first->hedges, 1u);
+  EXPECT_GE(first->holder_expires_at, Now() + absl::Seconds(10) - Slack());
+  auto second = runner_->ClaimHedge(key_, 1);
+  ASSERT_OK(second.status());
+  EXPECT_EQ(second->result, HedgeClaim::Result::kRefused);
+  EXPECT_EQ(second->hedges, 1u);
+  // A new lease (a new holder) starts a new count.
+  ASSERT_THAT(runner_->Release(key_, "holder-1"), IsOkAndHolds(true));
+  EXPECT_EQ(runner_->ClaimHedge(key_, 1)->result,
+            HedgeClaim::Result::kNoHolder);
+  ASSERT_THAT(runner_->TryLock(key_, "holder-2", absl::Seconds(10)), IsOk());
+  EXPECT_EQ(runner_->ClaimHedge(key_, 1)->result, HedgeClaim::Result::kGranted);
+  EXPECT_EQ(runner_->ClaimHedge(key_, 1)->result, HedgeClaim::Result::kRefused);
+}
+
+TEST_P(StoreBehaviourTest, MaxHedgesIsAFleetWideCountAndZeroOnlyAsks) {
+  ASSERT_THAT(runner_->TryLock(key_, "holder", absl::Seconds(10)), IsOk());
+  EXPECT_EQ(runner_->ClaimHedge(key_, 0)->result, HedgeClaim::Result::kRefused);
+  EXPECT_EQ(runner_->ClaimHedge(key_, 2)->result, HedgeClaim::Result::kGranted);
+  EXPECT_EQ(runner_->ClaimHedge(key_, 2)->result, HedgeClaim::Result::kGranted);
+  auto third = runner_->ClaimHedge(key_, 2);
+  EXPECT_EQ(third->result, HedgeClaim::Result::kRefused);
+  EXPECT_EQ(third->hedges, 2u);
+  // Another key has its own count.
+  const CacheKey other{"ns", "other"};
+  ASSERT_THAT(runner_->TryLock(other, "holder", absl::Seconds(10)), IsOk());
+  EXPECT_EQ(runner_->ClaimHedge(other, 1)->result,
+            HedgeClaim::Result::kGranted);
+}
+
+// --- Compute budget
+// ------------------------------------------------------------ The Redis
+// store's budget scripts read the fake clock here (RedisOptions::budget_clock),
+// so both stores are exact to the microsecond.
+
+BudgetLimits Rate(double per_second, uint32_t burst) {
+  BudgetLimits limits;
+  limits.rate_per_second = per_second;
+  limits.burst = burst;
+  return limits;
+}
+
+BudgetLimits InFlight(uint32_t n) {
+  BudgetLimits limits;
+  limits.max_in_flight = n;
+  return limits;
+}
+
+TEST_P(StoreBehaviourTest, BudgetRateAndBurstAreExact) {
+  const BudgetLimits limits = Rate(10, 3);  // One per 100 ms, 3 at once.
+  const absl::Duration hold = absl::Seconds(30);
+  for (int i = 0; i < 3; ++i) {
+    auto c = runner_->ChargeBudget("ns", absl::StrCat("s", i), limits, hold);
+    ASSERT_OK(c.status());
+    EXPECT_TRUE(c->admitted) << i;
+    EXPECT_FALSE(c->over_budget) << i;
+  }
+  auto refused = runner_->ChargeBudget("ns", "s3", limits, hold);
+  ASSERT_OK(refused.status());
+  EXPECT_FALSE(refused->admitted);
+  EXPECT_TRUE(refused->over_budget);
+  EXPECT_EQ(refused->limit, "rate");
+  EXPECT_EQ(refused->retry_after, absl::Milliseconds(100));
+  clock_.Advance(absl::Milliseconds(100) - absl::Microseconds(1));
+  auto early = runner_->ChargeBudget("ns", "s3", limits, hold);
+  EXPECT_FALSE(early->admitted);
+  EXPECT_EQ(early->retry_after, absl::Microseconds(1));
+  clock_.Advance(absl::Microseconds(1));
+  EXPECT_TRUE(runner_->ChargeBudget("ns", "s3", limits, hold)->admitted);
+  // One per period from here on: the burst is spent.
+  EXPECT_EQ(runner_->ChargeBudget("ns", "s4", limits, hold)->retry_after,
+            absl::Milliseconds(100));
+  // Idle for a while: the burst is back, and no more.
+  clock_.Advance(absl::Seconds(10));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(runner_->ChargeBudget("ns", absl::StrCat("t", i), limits, hold)
+                    ->admitted)
+        << i;
+  }
+  EXPECT_FALSE(runner_->ChargeBudget("ns", "t3", limits, hold)->admitted);
+}
+
+TEST_P(StoreBehaviourTest, BudgetInFlightSlotsAreHeldUntilReturned) {
+  const absl::Duration hold = absl::Seconds(30);
+  auto a = runner_->ChargeBudget("ns", "a", InFlight(2), hold);
+  ASSERT_OK(a.status());
+  EXPECT_TRUE(a->admitted);
+  EXPECT_EQ(a->in_flight, 1u);
+  EXPECT_EQ(runner_->ChargeBudget("ns", "b", InFlight(2), hold)->in_flight, 2u);
+  auto c = runner_->ChargeBudget("ns", "c", InFlight(2), hold);
+  EXPECT_FALSE(c->admitted);
+  EXPECT_EQ(c->limit, "in_flight");
+  EXPECT_EQ(c->in_flight, 2u);
+  // At most a second: a fill usually frees a slot sooner than its expiry.
+  EXPECT_EQ(c->retry_after, absl::Seconds(1));
+  EXPECT_THAT(runner_->ReturnBudget("ns", "a"), IsOkAndHolds(true));
+  EXPECT_THAT(runner_->ReturnBudget("ns", "a"), IsOkAndHolds(false));
+  EXPECT_TRUE(runner_->ChargeBudget("ns", "c", InFlight(2), hold)->admitted);
+  // Namespaces have budgets of their own.
+  EXPECT_TRUE(runner_->ChargeBudget("other", "x", InFlight(2), hold)->admitted);
+}
+
+TEST_P(StoreBehaviourTest, BudgetSlotExpiresWithItsHoldUnlessRenewed) {
+  // A slot whose holder died (no return) is not leaked.
+  ASSERT_TRUE(runner_->ChargeBudget("ns", "dead", InFlight(1), absl::Seconds(3))
+                  ->admitted);
+  clock_.Advance(absl::Seconds(2));
+  auto refused =
+      runner_->ChargeBudget("ns", "b", InFlight(1), absl::Seconds(3));
+  EXPECT_FALSE(refused->admitted);
+  EXPECT_EQ(refused->retry_after, absl::Seconds(1));
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(runner_->ChargeBudget("ns", "live", InFlight(1), absl::Seconds(3))
+                  ->admitted);
+  // A renewed slot is held past its first expiry.
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_THAT(runner_->RenewBudget("ns", "live", absl::Seconds(3)),
+              IsOkAndHolds(true));
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_FALSE(runner_->ChargeBudget("ns", "c", InFlight(1), absl::Seconds(3))
+                   ->admitted);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_THAT(runner_->RenewBudget("ns", "live", absl::Seconds(3)),
+              IsOkAndHolds(false));
+  EXPECT_TRUE(runner_->ChargeBudget("ns", "c", InFlight(1), absl::Seconds(3))
+                  ->admitted);
+}
+
+TEST_P(StoreBehaviourTest, ShadowBudgetAdmitsAndSaysWhatItWouldRefuse) {
+  BudgetLimits limits = InFlight(1);
+  limits.rate_per_second = 1;
+  limits.enforce = false;
+  const absl::Duration hold = absl::Seconds(30);
+  auto first = runner_->ChargeBudget("ns", "a", limits, hold);
+  EXPECT_TRUE(first->admitted);
+  EXPECT_FALSE(first->over_budget);
+  auto second = runner_->ChargeBudget("ns", "b", limits, hold);
+  EXPECT_TRUE(second->admitted);
+  EXPECT_TRUE(second->over_budget);
+  EXPECT_EQ(second->limit, "in_flight");
+  EXPECT_EQ(second->in_flight, 2u);  // The real concurrency.
+  ASSERT_THAT(runner_->ReturnBudget("ns", "a"), IsOkAndHolds(true));
+  ASSERT_THAT(runner_->ReturnBudget("ns", "b"), IsOkAndHolds(true));
+  // Over the rate: admitted, and the rate is not advanced by it.
+  auto third = runner_->ChargeBudget("ns", "c", limits, hold);
+  EXPECT_TRUE(third->admitted);
+  EXPECT_EQ(third->limit, "rate");
+  EXPECT_EQ(third->retry_after, absl::Seconds(1));
+  ASSERT_THAT(runner_->ReturnBudget("ns", "c"), IsOkAndHolds(true));
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_FALSE(runner_->ChargeBudget("ns", "d", limits, hold)->over_budget);
 }
 
 TEST_P(StoreBehaviourTest, PingAndIsUp) {

@@ -156,6 +156,34 @@ class StoreRunner {
       s.ReleaseLock(key, token, notice, std::move(done));
     });
   }
+  absl::StatusOr<HedgeClaim> ClaimHedge(
+      const CacheKey& key, uint32_t max_hedges,
+      absl::Duration keep = absl::Seconds(60)) {
+    return Call<HedgeClaim>([key, max_hedges, keep](Store& s, auto done) {
+      s.ClaimHedge(key, max_hedges, keep, std::move(done));
+    });
+  }
+  absl::StatusOr<BudgetCharge> ChargeBudget(const std::string& ns,
+                                            const std::string& slot,
+                                            const BudgetLimits& limits,
+                                            absl::Duration hold) {
+    return Call<BudgetCharge>([ns, slot, limits, hold](Store& s, auto done) {
+      s.ChargeBudget(ns, slot, limits, hold, std::move(done));
+    });
+  }
+  absl::StatusOr<bool> RenewBudget(const std::string& ns,
+                                   const std::string& slot,
+                                   absl::Duration hold) {
+    return Call<bool>([ns, slot, hold](Store& s, auto done) {
+      s.RenewBudget(ns, slot, hold, std::move(done));
+    });
+  }
+  absl::StatusOr<bool> ReturnBudget(const std::string& ns,
+                                    const std::string& slot) {
+    return Call<bool>([ns, slot](Store& s, auto done) {
+      s.ReturnBudget(ns, slot, std::move(done));
+    });
+  }
   absl::Status Ping() {
     absl::StatusOr<bool> r = Call<bool>([](Store& s, auto done) {
       s.Ping([done = std::move(done)](absl::Status st) mutable {
