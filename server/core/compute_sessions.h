@@ -43,10 +43,12 @@ namespace corral {
 class ComputeSessions {
  public:
   // All references must outlive this. `early_refresh_draw`: XFetch's draw
-  // in (0, 1] when set (tests), else a uniform one.
+  // in (0, 1] when set (tests), else a uniform one. `budget`: the compute
+  // budget every lease is charged to (shared with the lock waiters).
   ComputeSessions(Executor& executor, Store& store, const Clock& clock,
                   CoordinatorObserver& observer, BreakerRegistry& breakers,
-                  FlightTable& flights, const RequestResolver& resolver,
+                  BudgetGate& budget, FlightTable& flights,
+                  const RequestResolver& resolver,
                   const std::function<double()>& early_refresh_draw);
 
   // --- A stream's messages, in order ----------------------------------------
@@ -258,13 +260,13 @@ class ComputeSessions {
   const Clock& clock_;
   CoordinatorObserver& observer_;
   BreakerRegistry& breakers_;
+  BudgetGate& budget_;
   FlightTable& flights_;
   const RequestResolver& resolver_;
   const std::function<double()>& early_refresh_draw_;
   absl::BitGen rng_;
   absl::node_hash_map<CallId, Session> sessions_;  // Stable references.
   LocalValues local_values_;
-  BudgetGate budget_;
   bool shutting_down_ = false;
 };
 
