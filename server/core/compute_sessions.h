@@ -117,6 +117,10 @@ class ComputeSessions {
     // HEDGE: this caller's wait timed out once and was decided (a hedge, or
     // waiting on for the live holder); the next timeout ends it.
     bool hedge_decided = false;
+    // It won the key's lock and the compute budget decides
+    // (ChargeLockedLease): still queued, so that a fill serves it, but a
+    // hedge decision under way must not act on it any more.
+    bool charging_lock = false;
 
     // Waiter: a GetOrCompute caller waits for the value; as the head it
     // takes the lock to compute it (section 2, Steps 4-6).

@@ -691,6 +691,27 @@ TEST_P(CoordinatorTest, AHedgeAfterTheHolderLeftIsTheLockInstead) {
   EXPECT_EQ(observer_.duplicates.load(), 0);
 }
 
+TEST_P(CoordinatorTest, ALockWonWhileAHedgeIsDecidedIsNoHedge) {
+  // The holder abandons while a timed-out waiter's re-read is under way: the
+  // waiter wins the lock (and is charged for it) before its hedge claim is
+  // answered, and the claim then finds the waiter's own lock held. It
+  // computes once, locked: no hedge beside its own lock.
+  const CacheKey key{"shadow", "hedge-race"};
+  std::vector<Call> holder{Lookup(key)};
+  ASSERT_EQ(WaitForOneLease(holder), 0);
+  Call late = Lookup(key, absl::Milliseconds(100));
+  ASSERT_TRUE(Eventually([&] { return observer_.waiters.load() == 1; }));
+  store_->Hold();
+  Advance(absl::Milliseconds(100));  // Its wait runs out: the re-read is held.
+  ASSERT_TRUE(store_->WaitHeld(1));
+  coordinator_->ComputeAbandon(holder[0].id, AbandonRequest{"gone", false});
+  ASSERT_TRUE(store_->WaitHeld(2));  // It won the lock; that answer is held.
+  store_->Release();
+  ASSERT_TRUE(late.sink->WaitLease());
+  EXPECT_EQ(late.sink->lease()->mode, LeaseMode::kLocked);
+  EXPECT_EQ(observer_.duplicates.load(), 0);
+}
+
 TEST_P(CoordinatorTest, OverBudgetACallerWaitsForASlotThenComputes) {
   const CacheKey a{"budgeted", "a"}, b{"budgeted", "b"};
   std::vector<Call> first{Lookup(a)};
