@@ -17,17 +17,17 @@ namespace corral {
 ComputeSessions::ComputeSessions(
     Executor& executor, Store& store, const Clock& clock,
     CoordinatorObserver& observer, BreakerRegistry& breakers,
-    FlightTable& flights, const RequestResolver& resolver,
+    BudgetGate& budget, FlightTable& flights, const RequestResolver& resolver,
     const std::function<double()>& early_refresh_draw)
     : executor_(executor),
       store_(store),
       clock_(clock),
       observer_(observer),
       breakers_(breakers),
+      budget_(budget),
       flights_(flights),
       resolver_(resolver),
-      early_refresh_draw_(early_refresh_draw),
-      budget_(store, executor, clock, observer) {}
+      early_refresh_draw_(early_refresh_draw) {}
 
 // ---------------------------------------------------------------------------
 // A stream's messages

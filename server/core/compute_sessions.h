@@ -43,10 +43,12 @@ namespace corral {
 class ComputeSessions {
  public:
   // All references must outlive this. `early_refresh_draw`: XFetch's draw
-  // in (0, 1] when set (tests), else a uniform one.
+  // in (0, 1] when set (tests), else a uniform one. `budget`: the compute
+  // budget every lease is charged to (shared with the lock waiters).
   ComputeSessions(Executor& executor, Store& store, const Clock& clock,
                   CoordinatorObserver& observer, BreakerRegistry& breakers,
-                  FlightTable& flights, const RequestResolver& resolver,
+                  BudgetGate& budget, FlightTable& flights,
+                  const RequestResolver& resolver,
                   const std::function<double()>& early_refresh_draw);
 
   // --- A stream's messages, in order ----------------------------------------
@@ -115,6 +117,10 @@ class ComputeSessions {
     // HEDGE: this caller's wait timed out once and was decided (a hedge, or
     // waiting on for the live holder); the next timeout ends it.
     bool hedge_decided = false;
+    // It won the key's lock and the compute budget decides
+    // (ChargeLockedLease): still queued, so that a fill serves it, but a
+    // hedge decision under way must not act on it any more.
+    bool charging_lock = false;
 
     // Waiter: a GetOrCompute caller waits for the value; as the head it
     // takes the lock to compute it (section 2, Steps 4-6).
@@ -258,13 +264,13 @@ class ComputeSessions {
   const Clock& clock_;
   CoordinatorObserver& observer_;
   BreakerRegistry& breakers_;
+  BudgetGate& budget_;
   FlightTable& flights_;
   const RequestResolver& resolver_;
   const std::function<double()>& early_refresh_draw_;
   absl::BitGen rng_;
   absl::node_hash_map<CallId, Session> sessions_;  // Stable references.
   LocalValues local_values_;
-  BudgetGate budget_;
   bool shutting_down_ = false;
 };
 

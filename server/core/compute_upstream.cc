@@ -21,7 +21,9 @@ void ComputeSessions::HedgeOrWaitOn(Session& s) {
   const CacheKey key = s.lookup.key;
   const CallId id = s.call_id;
   auto waiting = [this, id, key]() -> Session* {
-    if (!IsWaitingSession(id, key)) return nullptr;
+    // Won the lock meanwhile: the budget's verdict decides what it gets.
+    if (!IsWaitingSession(id, key) || sessions_.at(id).charging_lock)
+      return nullptr;
     return &sessions_.at(id);
   };
   store_.Get(key, [this, key, waiting](absl::StatusOr<KeyRead> r) {
@@ -157,6 +159,7 @@ void ComputeSessions::ChargeLockedLease(const CacheKey& key, CallId sid,
   // callers wait for it, here and elsewhere) and renews it; the flight's
   // attempt stays in flight until then.
   auto renewed = std::make_shared<absl::Time>(clock_.Now());
+  s.charging_lock = true;
   ChargeForLease(
       s, s.lease_ttl, /*wait=*/true,
       [this, key, sid, token, renewed] {
@@ -171,6 +174,8 @@ void ComputeSessions::ChargeLockedLease(const CacheKey& key, CallId sid,
         return true;
       },
       [this, key, sid, fence, token](const BudgetVerdict& v) {
+        if (auto it = sessions_.find(sid); it != sessions_.end())
+          it->second.charging_lock = false;
         if (v.admitted && IsWaitingSession(sid, key)) {
           Session& s = sessions_.at(sid);
           StopWaiting(s);

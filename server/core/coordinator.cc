@@ -29,10 +29,11 @@ Coordinator::Coordinator(Executor& executor, Store& store,
       namespaces_(registry, clock, observer),
       resolver_(registry, namespaces_),
       breakers_(executor, store, clock, observer),
+      budget_(store, executor, clock, observer),
       flights_(executor, store, clock, registry.limits(), *this),
-      lock_waiters_(executor, store, clock, observer, breakers_, flights_,
-                    registry.limits()),
-      sessions_(executor, store, clock, observer, breakers_, flights_,
+      lock_waiters_(executor, store, clock, observer, breakers_, budget_,
+                    flights_, registry.limits()),
+      sessions_(executor, store, clock, observer, breakers_, budget_, flights_,
                 resolver_, early_refresh_draw_) {
   store_.SetListener(this);
   const absl::Duration every =
@@ -272,7 +273,10 @@ void Coordinator::RenewLock(RenewLockRequest request,
                        }
                        done(result);
                      });
-    lock_waiters_.RenewGrant(*settings, request.token, *ttl);
+    // A lock grant's compute-budget slot (named by its token) lives as long
+    // as the lock.
+    if (settings->compute_budget.enabled())
+      budget_.Renew(request.key.ns, request.token, *ttl);
   });
 }
 
@@ -289,7 +293,10 @@ void Coordinator::ReleaseLock(ReleaseLockRequest request, Callback<bool> done) {
                                ? ReleaseNotice::kUpstreamFailed
                                : ReleaseNotice::kReleased;
     const Outcome outcome = request.outcome;
-    lock_waiters_.ReturnGrant(*settings, request.token);
+    if (settings->compute_budget.enabled()) {
+      std::string slot = request.token;
+      budget_.Return(request.key.ns, &slot);
+    }
     store_.ReleaseLock(
         request.key, request.token, notice,
         [this, outcome, ns = *std::move(settings),

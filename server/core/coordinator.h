@@ -39,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "server/core/breaker_registry.h"
+#include "server/core/budget_gate.h"
 #include "server/core/call.h"
 #include "server/core/clock.h"
 #include "server/core/compute_sessions.h"
@@ -171,6 +172,7 @@ class Coordinator final : public StoreListener, private FlightTable::Owner {
 
   // The parts (docs/ARCHITECTURE.md, section 2). Loop thread only.
   BreakerRegistry breakers_;
+  BudgetGate budget_;  // The compute budget (issue 18), for both parts.
   FlightTable flights_;
   LockWaiters lock_waiters_;
   ComputeSessions sessions_;

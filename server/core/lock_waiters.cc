@@ -14,16 +14,16 @@ namespace corral {
 
 LockWaiters::LockWaiters(Executor& executor, Store& store, const Clock& clock,
                          CoordinatorObserver& observer,
-                         BreakerRegistry& breakers, FlightTable& flights,
-                         const LimitSettings& limits)
+                         BreakerRegistry& breakers, BudgetGate& budget,
+                         FlightTable& flights, const LimitSettings& limits)
     : executor_(executor),
       store_(store),
       clock_(clock),
       observer_(observer),
       breakers_(breakers),
+      budget_(budget),
       flights_(flights),
-      limits_(limits),
-      budget_(store, executor, clock, observer) {}
+      limits_(limits) {}
 
 void LockWaiters::Start(CallId id, AcquireLockRequest request,
                         const NamespaceSettings& settings,
@@ -78,15 +78,10 @@ void LockWaiters::StartWait(CallId id, absl::Duration wait) {
             }
             return;
           }
-          Entry waiter = Take(id, !r.ok()       ? "error"
-                                  : r->acquired ? "acquired"
-                                                : "contended");
+          // Try-once: no wait for budget either (wait_until is past).
+          if (r.ok() && r->acquired) return GrantAfterBudget(id, *r, nullptr);
+          Entry waiter = Take(id, r.ok() ? "contended" : "error");
           if (!r.ok()) return waiter.done(r.status());
-          if (r->acquired) {
-            // Try-once: no wait for budget either.
-            return GrantAfterBudget(std::move(waiter), *r, clock_.Now(),
-                                    nullptr);
-          }
           LockGrant grant;
           grant.acquired = false;
           waiter.done(grant);
@@ -127,10 +122,16 @@ LockWaiters::Entry LockWaiters::Take(CallId id, absl::string_view outcome) {
   auto it = waiters_.find(id);
   Entry w = std::move(it->second);
   waiters_.erase(it);
+  StopWaiting(w, outcome);
+  return w;
+}
+
+void LockWaiters::StopWaiting(Entry& w, absl::string_view outcome) {
   const std::string& ns = w.request.key.ns;
   if (w.timer != 0) {
     // It was queued: it stops waiting now.
     executor_.Cancel(w.timer);
+    w.timer = 0;
     observer_.OnWaitersChanged(ns, -1);
     observer_.OnWaitEnded(ns, clock_.Now() - w.started);
     flights_.Leave(w.request.key);
@@ -148,7 +149,6 @@ LockWaiters::Entry LockWaiters::Take(CallId id, absl::string_view outcome) {
                       CallerField("owner", w.request.owner));
     }
   }
-  return w;
 }
 
 void LockWaiters::OnWaitTimeout(CallId id) {
@@ -164,40 +164,29 @@ void LockWaiters::Entry::OnLockWon(const CacheKey& key, std::string won_token,
                                    const LockAttempt& attempt) {
   (void)won_token;  // Its own token.
   LockWaiters* waiters = owner;
-  Entry w = waiters->Take(call_id, "acquired");  // Erased: `this` is gone.
-  const absl::Time wait_until = w.wait_until;
   // The attempt stays in flight (the key's queue waits) until the budget
   // has its say.
-  waiters->GrantAfterBudget(std::move(w), attempt, wait_until, [waiters, key] {
+  waiters->GrantAfterBudget(call_id, attempt, [waiters, key] {
     waiters->flights_.FinishAttempt(key, /*pump=*/true);
   });
 }
 
-void LockWaiters::GrantAfterBudget(Entry w, const LockAttempt& attempt,
-                                   absl::Time wait_until,
+void LockWaiters::GrantAfterBudget(CallId id, const LockAttempt& attempt,
                                    absl::AnyInvocable<void()> finished) {
-  auto grant = [this, attempt](Entry& w) {
-    LockGrant grant;
-    grant.acquired = true;
-    grant.token = w.token;
-    grant.fencing_token = attempt.fencing_token;
-    grant.expires_at = attempt.expires_at;
-    grant.waited = clock_.Now() - w.started;
-    w.done(grant);
-  };
-  if (!w.settings.compute_budget.enabled()) {
-    grant(w);
-    if (finished) finished();
-    return;
-  }
+  Entry& w = waiters_.at(id);
+  // Out of the queue first (`won` makes it no longer wait there).
+  w.won = true;
+  StopWaiting(w, "acquired");
   const CacheKey key = w.request.key;
   const std::string token = w.token;
   const absl::Duration ttl = w.ttl;
   auto renewed = std::make_shared<absl::Time>(clock_.Now());
-  auto waiter = std::make_shared<Entry>(std::move(w));
+  // A namespace without a budget answers inline.
   budget_.Charge(
-      waiter->settings, token, ttl, wait_until,
-      [this, key, token, ttl, renewed] {
+      w.settings, token, ttl, w.wait_until,
+      [this, id, key, token, ttl, renewed] {
+        // Cancelled (or shut down) meanwhile: the grant is not wanted.
+        if (!waiters_.contains(id)) return false;
         // The lock is held while the grant waits for budget.
         if (clock_.Now() - *renewed >= ttl / 3) {
           *renewed = clock_.Now();
@@ -206,23 +195,35 @@ void LockWaiters::GrantAfterBudget(Entry w, const LockAttempt& attempt,
         }
         return true;
       },
-      [this, key, waiter, grant,
+      [this, id, key, token, attempt,
        finished = std::move(finished)](BudgetVerdict v) mutable {
-        Entry& w = *waiter;
-        if (v.admitted) {
-          grant(w);
+        const bool wanted = waiters_.contains(id);
+        if (v.admitted && wanted) {
+          Entry w = Take(id, "");
+          LockGrant grant;
+          grant.acquired = true;
+          grant.token = w.token;
+          grant.fencing_token = attempt.fencing_token;
+          grant.expires_at = attempt.expires_at;
+          grant.waited = clock_.Now() - w.started;
+          w.done(grant);
           if (finished) finished();
           return;
         }
-        observer_.OnBudgetRejected(key.ns);
-        LOG_EVENT("budget_exhausted", key, "limit=", v.limit,
-                  " retry_after_ms=", absl::ToInt64Milliseconds(v.retry_after),
-                  CallerField("owner", w.request.owner));
-        w.done(ComputeBudgetExhausted(
-            absl::StrCat("no lock grant admitted (", v.limit,
-                         ") within the caller's wait"),
-            v.retry_after));
-        store_.ReleaseLock(key, w.token, ReleaseNotice::kReleased,
+        if (wanted) {
+          Entry w = Take(id, "");
+          observer_.OnBudgetRejected(key.ns);
+          LOG_EVENT(
+              "budget_exhausted", key, "limit=", v.limit,
+              " retry_after_ms=", absl::ToInt64Milliseconds(v.retry_after),
+              CallerField("owner", w.request.owner));
+          w.done(ComputeBudgetExhausted(
+              absl::StrCat("no lock grant admitted (", v.limit,
+                           ") within the caller's wait"),
+              v.retry_after));
+        }
+        // Refused, or nobody wants it any more: the lock goes back.
+        store_.ReleaseLock(key, token, ReleaseNotice::kReleased,
                            [this, key, finished = std::move(finished)](
                                absl::StatusOr<bool>) mutable {
                              if (finished) {
@@ -232,17 +233,6 @@ void LockWaiters::GrantAfterBudget(Entry w, const LockAttempt& attempt,
                              }
                            });
       });
-}
-
-void LockWaiters::RenewGrant(const NamespaceSettings& settings,
-                             const std::string& token, absl::Duration ttl) {
-  if (settings.compute_budget.enabled())
-    budget_.Renew(settings.name, token, ttl);
-}
-
-void LockWaiters::ReturnGrant(const NamespaceSettings& settings,
-                              std::string token) {
-  if (settings.compute_budget.enabled()) budget_.Return(settings.name, &token);
 }
 
 void LockWaiters::Entry::OnLockUnavailable(const absl::Status& error) {

@@ -31,10 +31,12 @@ namespace corral {
 
 class LockWaiters {
  public:
-  // All references must outlive this.
+  // All references must outlive this. `budget`: the compute budget every
+  // grant is charged to (shared with the GetOrCompute sessions).
   LockWaiters(Executor& executor, Store& store, const Clock& clock,
               CoordinatorObserver& observer, BreakerRegistry& breakers,
-              FlightTable& flights, const LimitSettings& limits);
+              BudgetGate& budget, FlightTable& flights,
+              const LimitSettings& limits);
 
   // Starts the wait `id` for `request.key`'s lock; `settings` are the key's
   // namespace settings (the key is valid). `done` is called once, unless
@@ -42,16 +44,10 @@ class LockWaiters {
   void Start(CallId id, AcquireLockRequest request,
              const NamespaceSettings& settings, Callback<LockGrant> done);
   // The caller went away: the wait ends and `done` is not called. A lock
-  // won for it meanwhile is given back.
+  // won for it meanwhile (still waiting for budget, say) is given back.
   void Cancel(CallId id);
   // The waiter `id`, if there is one.
   Waiter* Find(CallId id);
-  // A lock grant's compute-budget slot (named by its token) lives as long
-  // as the lock: RenewLock renews it, ReleaseLock returns it. No-ops for a
-  // namespace without a budget.
-  void RenewGrant(const NamespaceSettings& settings, const std::string& token,
-                  absl::Duration ttl);
-  void ReturnGrant(const NamespaceSettings& settings, std::string token);
   // Refuses new waits and ends every wait with UNAVAILABLE shutting-down.
   void ShutDown();
   // Adds the namespace of every waiter (they keep it from being evicted).
@@ -67,15 +63,18 @@ class LockWaiters {
     std::string token;
     absl::Time started;
     // When its wait ends (queued): also how long a grant may wait for
-    // compute budget.
-    absl::Time wait_until;
+    // compute budget. Try-once: no wait.
+    absl::Time wait_until = absl::InfinitePast();
     NamespaceSettings settings;
     Executor::TimerId timer = 0;  // Set while queued.
+    // It won the lock and the compute budget decides (GrantAfterBudget): out
+    // of the queue, holding the lock, still cancellable.
+    bool won = false;
     Callback<LockGrant> done;
 
     CallId id() const override { return call_id; }
     bool WaitsOn(const CacheKey& key) const override {
-      return request.key == key;
+      return !won && request.key == key;
     }
     bool MayTakeLock() const override { return true; }
     bool ServedByFill() const override { return false; }
@@ -97,12 +96,15 @@ class LockWaiters {
   // and leaves the queue if it was queued, records `outcome` ("": none).
   // The caller answers it.
   Entry Take(CallId id, absl::string_view outcome);
-  // A waiter (already taken) won the lock: the namespace's compute budget
-  // decides, waiting up to `wait_until` while it holds (and renews) the
-  // lock; then the grant, or RESOURCE_EXHAUSTED compute-budget and the lock
-  // released. `finished` (may be null) runs once it is granted or released.
-  void GrantAfterBudget(Entry w, const LockAttempt& attempt,
-                        absl::Time wait_until,
+  // `w` no longer waits in its key's queue (erased, or won): cancels its
+  // timer and leaves the queue if it was queued, records `outcome`.
+  void StopWaiting(Entry& w, absl::string_view outcome);
+  // Waiter `id` won the lock: the namespace's compute budget decides,
+  // waiting up to its wait_until while it holds (and renews) the lock; then
+  // the grant, or RESOURCE_EXHAUSTED compute-budget and the lock released
+  // (released too if the caller cancels meanwhile). `finished` (may be
+  // null) runs once it is granted or released.
+  void GrantAfterBudget(CallId id, const LockAttempt& attempt,
                         absl::AnyInvocable<void()> finished);
 
   Executor& executor_;
@@ -110,10 +112,10 @@ class LockWaiters {
   const Clock& clock_;
   CoordinatorObserver& observer_;
   BreakerRegistry& breakers_;
+  BudgetGate& budget_;
   FlightTable& flights_;
   const LimitSettings& limits_;
   absl::node_hash_map<CallId, Entry> waiters_;  // Stable references.
-  BudgetGate budget_;
   bool shutting_down_ = false;
 };
 

@@ -1,8 +1,9 @@
 // GetOrCompute sessions and leases alone (server/core/compute_sessions.h)
 // over a real flight table, breaker registry and embedded store, with time
 // stepped by hand: who gets the lease, what the waiters get from a fill,
-// the wait timeout's unlocked lease, revocation at max_compute_time and a
-// lease handed back by a caller that half-closed. No loop, no sleeps.
+// the wait timeout's hedge (one per lease; the others wait on), revocation
+// at max_compute_time, a lease handed back by a caller that half-closed, and
+// a lease over the namespace's compute budget. No loop, no sleeps.
 #include "server/core/compute_sessions.h"
 
 #include <memory>
@@ -39,6 +40,10 @@ NamespaceRegistry Registry() {
   corral::v1::ServerConfig config;
   auto* defaults = config.mutable_defaults();
   defaults->mutable_max_compute_time()->set_seconds(60);
+  // One compute in flight at a time, fleet-wide.
+  auto* budgeted = config.add_namespaces();
+  budgeted->set_name("budgeted");
+  budgeted->mutable_compute_budget()->set_max_in_flight(1);
   auto registry = NamespaceRegistry::Create(config);
   EXPECT_TRUE(registry.ok()) << registry.status();
   return *std::move(registry);
@@ -56,24 +61,40 @@ class ComputeSessionsTest : public ::testing::Test,
         resolver_(registry_, tracker_),
         breakers_(executor_, store_, clock_, observer_),
         flights_(executor_, store_, clock_, registry_.limits(), *this),
-        sessions_(executor_, store_, clock_, observer_, breakers_, flights_,
-                  resolver_, draw_) {
+        budget_(store_, executor_, clock_, observer_),
+        sessions_(executor_, store_, clock_, observer_, breakers_, budget_,
+                  flights_, resolver_, draw_) {
     store_.SetListener(this);
   }
   ~ComputeSessionsTest() override { store_.SetListener(nullptr); }
 
   // Starts stream `id` with a Lookup of the key; runs what it sets off.
   std::shared_ptr<RecordingSink> Open(CallId id,
-                                      absl::Duration wait = absl::Seconds(30)) {
+                                      absl::Duration wait = absl::Seconds(30),
+                                      const CacheKey* key = nullptr) {
     auto sink = std::make_shared<RecordingSink>();
     sessions_.Start(id, sink);
     LookupRequest lookup;
-    lookup.key = key_;
+    lookup.key = key != nullptr ? *key : key_;
     lookup.wait_timeout = wait;
     lookup.lease_ttl = absl::Seconds(9);
     sessions_.Lookup(id, std::move(lookup), absl::InfinitePast());
     executor_.RunUntilIdle();
     return sink;
+  }
+
+  // Charges `slot` to the "budgeted" namespace (one compute in flight) as
+  // another replica would; answers whether it was admitted.
+  bool ChargeElsewhere(const std::string& slot) {
+    BudgetLimits limits;
+    limits.max_in_flight = 1;
+    bool admitted = false;
+    store_.ChargeBudget("budgeted", slot, limits, absl::Minutes(5),
+                        [&admitted](absl::StatusOr<BudgetCharge> charge) {
+                          admitted = charge.ok() && charge->admitted;
+                        });
+    executor_.RunUntilIdle();
+    return admitted;
   }
 
   // FlightTable::Owner, as the Coordinator wires it.
@@ -108,6 +129,7 @@ class ComputeSessionsTest : public ::testing::Test,
   std::function<double()> draw_;
   BreakerRegistry breakers_;
   FlightTable flights_;
+  BudgetGate budget_;
   ComputeSessions sessions_;
   const CacheKey key_{"ns", "k"};
 };
@@ -145,6 +167,65 @@ TEST_F(ComputeSessionsTest, AWaitThatRunsOutComputesUnlocked) {
   EXPECT_EQ(second->leases[0].mode, LeaseMode::kUnlockedTimeout);
   EXPECT_EQ(observer_.duplicates, 1);
   EXPECT_EQ(observer_.lock_outcomes["timeout"], 1);
+}
+
+TEST_F(ComputeSessionsTest, TimedOutWaitersHedgeOnceAndTheRestWaitOn) {
+  auto holder = Open(1);
+  auto a = Open(2, absl::Seconds(2));
+  auto b = Open(3, absl::Seconds(2));
+  ASSERT_EQ(holder->leases.size(), 1u);
+  executor_.Advance(absl::Seconds(2));
+  // The holder is alive: one of them hedges (max_hedges 1), the other stays
+  // queued for whichever fill lands first.
+  ASSERT_EQ(a->leases.size() + b->leases.size(), 1u);
+  const bool a_hedges = !a->leases.empty();
+  RecordingSink& hedger = a_hedges ? *a : *b;
+  RecordingSink& other = a_hedges ? *b : *a;
+  EXPECT_EQ(hedger.leases[0].mode, LeaseMode::kUnlockedTimeout);
+  EXPECT_FALSE(other.finished.has_value());
+  EXPECT_EQ(observer_.waiters, 1);
+  EXPECT_EQ(observer_.duplicates, 1);
+  executor_.Advance(absl::Seconds(10));  // Well past its wait_timeout.
+  EXPECT_TRUE(other.leases.empty());
+  EXPECT_FALSE(other.finished.has_value());
+  // The hedge's fill serves it.
+  sessions_.Fill(a_hedges ? 2 : 3, FillRequest{"hedge", absl::Seconds(60)});
+  executor_.RunUntilIdle();
+  ASSERT_EQ(other.values.size(), 1u);
+  EXPECT_EQ(other.values[0].bytes(), "hedge");
+  EXPECT_EQ(observer_.waiters, 0);
+}
+
+TEST_F(ComputeSessionsTest, OverBudgetTheHeadWaitsHoldingTheLockThenGivesUp) {
+  const CacheKey key{"budgeted", "k"};
+  ASSERT_TRUE(ChargeElsewhere("elsewhere"));
+  auto first = Open(1, absl::Seconds(2), &key);
+  auto second = Open(2, absl::Seconds(10), &key);
+  // The first won the lock and waits for budget; the second waits for it.
+  executor_.Advance(absl::Seconds(1));
+  EXPECT_TRUE(first->leases.empty());
+  EXPECT_FALSE(first->finished.has_value());
+  EXPECT_TRUE(second->leases.empty());
+  EXPECT_EQ(observer_.lock_outcomes["acquired"], 1);
+  // At its wait_timeout it is refused; the lock goes to the next caller,
+  // which waits for budget in turn.
+  executor_.Advance(absl::Seconds(1));
+  ASSERT_TRUE(first->finished.has_value());
+  EXPECT_TRUE(absl::IsResourceExhausted(*first->finished)) << *first->finished;
+  EXPECT_EQ(ReasonOf(*first->finished), kReasonComputeBudget);
+  EXPECT_TRUE(first->leases.empty());
+  EXPECT_TRUE(second->leases.empty());
+  EXPECT_EQ(observer_.lock_outcomes["acquired"], 2);
+  // The slot elsewhere comes back: the next ask takes it.
+  store_.ReturnBudget("budgeted", "elsewhere", [](absl::StatusOr<bool>) {});
+  executor_.Advance(absl::Milliseconds(250));
+  ASSERT_EQ(second->leases.size(), 1u);
+  EXPECT_EQ(second->leases[0].mode, LeaseMode::kLocked);
+  EXPECT_FALSE(ChargeElsewhere("other")) << "the lease holds the only slot";
+  // Its fill returns the slot.
+  sessions_.Fill(2, FillRequest{"v", absl::Seconds(60)});
+  executor_.RunUntilIdle();
+  EXPECT_TRUE(ChargeElsewhere("other"));
 }
 
 TEST_F(ComputeSessionsTest, AHungComputeIsRevokedAndTheNextWaiterTakesOver) {

@@ -1,6 +1,7 @@
 // AcquireLock waits alone (server/core/lock_waiters.h) over a real flight
 // table, breaker registry and embedded store, stepped by hand: grants,
-// turns in the FIFO, timeouts, try-once, cancellation and shutdown.
+// turns in the FIFO, timeouts, try-once, cancellation and shutdown, and a
+// grant over the namespace's compute budget (issue 18).
 #include "server/core/lock_waiters.h"
 
 #include <optional>
@@ -27,8 +28,9 @@ class LockWaitersTest : public ::testing::Test,
         store_(executor_, clock_),
         breakers_(executor_, store_, clock_, observer_),
         flights_(executor_, store_, clock_, limits_, *this),
-        waiters_(executor_, store_, clock_, observer_, breakers_, flights_,
-                 limits_) {
+        budget_(store_, executor_, clock_, observer_),
+        waiters_(executor_, store_, clock_, observer_, breakers_, budget_,
+                 flights_, limits_) {
     store_.SetListener(this);
   }
   ~LockWaitersTest() override { store_.SetListener(nullptr); }
@@ -52,6 +54,37 @@ class LockWaitersTest : public ::testing::Test,
     store_.ReleaseLock(key_, token, ReleaseNotice::kReleased,
                        [](absl::StatusOr<bool>) {});
     executor_.RunUntilIdle();
+  }
+
+  // A budget of one compute in flight whose slot someone else holds (another
+  // replica's compute): what a grant meets over budget.
+  void BudgetOfOneTakenElsewhere() {
+    settings_.name = key_.ns;
+    settings_.compute_budget.max_in_flight = 1;
+    BudgetLimits limits;
+    limits.max_in_flight = 1;
+    bool admitted = false;
+    store_.ChargeBudget(key_.ns, "elsewhere", limits, absl::Minutes(5),
+                        [&admitted](absl::StatusOr<BudgetCharge> charge) {
+                          admitted = charge.ok() && charge->admitted;
+                        });
+    executor_.RunUntilIdle();
+    ASSERT_TRUE(admitted);
+  }
+  void ReturnTheSlotElsewhere() {
+    store_.ReturnBudget(key_.ns, "elsewhere", [](absl::StatusOr<bool>) {});
+    executor_.RunUntilIdle();
+  }
+  // Whether nobody holds the key's lock (asked of the store itself).
+  bool LockIsFree() {
+    bool free = false;
+    store_.TryLock(key_, "probe", absl::Seconds(1),
+                   [&free](absl::StatusOr<LockAttempt> attempt) {
+                     free = attempt.ok() && attempt->acquired;
+                   });
+    executor_.RunUntilIdle();
+    if (free) Release("probe");
+    return free;
   }
 
   // FlightTable::Owner.
@@ -78,6 +111,7 @@ class LockWaitersTest : public ::testing::Test,
   NamespaceSettings settings_;
   BreakerRegistry breakers_;
   FlightTable flights_;
+  BudgetGate budget_;
   LockWaiters waiters_;
   std::map<CallId, std::optional<absl::StatusOr<LockGrant>>> answers_;
   const CacheKey key_{"ns", "k"};
@@ -171,6 +205,74 @@ TEST_F(LockWaitersTest, ABadOwnerLabelIsRefused) {
   ASSERT_TRUE(bad.has_value());
   EXPECT_TRUE(absl::IsInvalidArgument(bad->status())) << bad->status();
   EXPECT_EQ(waiters_.size(), 0u);
+}
+
+TEST_F(LockWaitersTest, OverBudgetAGrantWaitsHoldingTheLock) {
+  BudgetOfOneTakenElsewhere();
+  auto& first = Acquire(1, absl::Minutes(1));
+  auto& second = Acquire(2, absl::Minutes(1));
+  // The first won the lock; the budget keeps it waiting, asking again every
+  // few ms, and it renews the lock meanwhile (ttl 30 s).
+  executor_.Advance(absl::Seconds(40));
+  EXPECT_FALSE(first.has_value());
+  EXPECT_FALSE(second.has_value());  // Behind it in the key's queue.
+  EXPECT_EQ(observer_.lock_outcomes["acquired"], 1);
+  EXPECT_FALSE(LockIsFree());
+  // The slot comes back: the next ask takes it.
+  ReturnTheSlotElsewhere();
+  executor_.Advance(absl::Milliseconds(250));
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(first->ok()) << first->status();
+  EXPECT_TRUE((*first)->acquired);
+  EXPECT_GE((*first)->waited, absl::Seconds(40));
+  EXPECT_FALSE(second.has_value());
+  EXPECT_EQ(waiters_.size(), 1u);
+}
+
+TEST_F(LockWaitersTest,
+       OverBudgetPastItsWaitAGrantIsRefusedAndTheLockGoesBack) {
+  BudgetOfOneTakenElsewhere();
+  auto& first = Acquire(1, absl::Seconds(2));
+  auto& second = Acquire(2, absl::Seconds(10));
+  executor_.Advance(absl::Seconds(2));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(absl::IsResourceExhausted(first->status())) << first->status();
+  EXPECT_EQ(ReasonOf(first->status()), kReasonComputeBudget);
+  EXPECT_TRUE(RetryAfterOf(first->status()).has_value());
+  // The lock went back: the next waiter won it, and waits for budget in
+  // turn.
+  EXPECT_FALSE(second.has_value());
+  EXPECT_EQ(observer_.lock_outcomes["acquired"], 2);
+  ReturnTheSlotElsewhere();
+  executor_.Advance(absl::Milliseconds(250));
+  ASSERT_TRUE(second.has_value() && second->ok()) << second->status();
+  EXPECT_TRUE((*second)->acquired);
+}
+
+TEST_F(LockWaitersTest, OverBudgetATryOnceIsRefusedAtOnce) {
+  BudgetOfOneTakenElsewhere();
+  auto& once = Acquire(1, absl::ZeroDuration());
+  ASSERT_TRUE(once.has_value());
+  EXPECT_EQ(ReasonOf(once->status()), kReasonComputeBudget);
+  EXPECT_TRUE(LockIsFree());
+  EXPECT_EQ(waiters_.size(), 0u);
+}
+
+TEST_F(LockWaitersTest, ACancelWhileWaitingForBudgetGivesTheLockBack) {
+  BudgetOfOneTakenElsewhere();
+  auto& first = Acquire(1, absl::Minutes(1));
+  EXPECT_FALSE(LockIsFree());
+  waiters_.Cancel(1);
+  EXPECT_EQ(waiters_.size(), 0u);
+  // The budget's next ask finds nobody wants the grant.
+  executor_.Advance(absl::Milliseconds(250));
+  EXPECT_FALSE(first.has_value());
+  EXPECT_TRUE(LockIsFree());
+  // Nor does the slot stay taken once it is free.
+  ReturnTheSlotElsewhere();
+  auto& next = Acquire(2, absl::ZeroDuration());
+  ASSERT_TRUE(next.has_value() && next->ok()) << next->status();
+  EXPECT_TRUE((*next)->acquired);
 }
 
 }  // namespace
