@@ -200,6 +200,8 @@ export declare class ShuttingDown extends Unavailable {}
 export declare class WaitTimeout extends DeadlineExceeded {}
 export declare class UnknownNamespace extends NotFound {}
 export declare class TooManyWaiters extends ResourceExhausted {}
+/** `compute-budget`: the namespace's compute budget is spent; see `retryAfterMs`. */
+export declare class ComputeBudgetExhausted extends ResourceExhausted {}
 export declare class LockNotAcquired extends DeadlineExceeded {}
 
 export declare function errorFromStatus(code: number, details: string, metadata?: unknown,

@@ -7,6 +7,6 @@ export const {
   CorralError, InvalidArgument, NotFound, DeadlineExceeded, ResourceExhausted, Unavailable,
   PermissionDenied, Unauthenticated, Unimplemented, Cancelled, Internal,
   BreakerOpen, PeerComputeFailed, StoreUnavailable, ShuttingDown, WaitTimeout, UnknownNamespace,
-  TooManyWaiters, LockNotAcquired,
+  TooManyWaiters, ComputeBudgetExhausted, LockNotAcquired,
 } = corral;
 export default corral;

@@ -68,6 +68,9 @@ class ShuttingDown extends Unavailable {}
 class WaitTimeout extends DeadlineExceeded {}
 class UnknownNamespace extends NotFound {}
 class TooManyWaiters extends ResourceExhausted {}
+// The namespace's compute budget held the compute back for the whole wait;
+// retryAfterMs says when to come back.
+class ComputeBudgetExhausted extends ResourceExhausted {}
 // Raised by Client.lock when the server answers acquired: false.
 class LockNotAcquired extends DeadlineExceeded {}
 
@@ -80,6 +83,7 @@ const BY_REASON = {
   'wait-timeout': WaitTimeout,
   'unknown-namespace': UnknownNamespace,
   'too-many-waiters': TooManyWaiters,
+  'compute-budget': ComputeBudgetExhausted,
   unauthenticated: Unauthenticated,
   'permission-denied': PermissionDenied,
 };
@@ -129,6 +133,6 @@ module.exports = {
   CorralError, InvalidArgument, NotFound, DeadlineExceeded, ResourceExhausted, Unavailable,
   PermissionDenied, Unauthenticated, Unimplemented, Cancelled, Internal,
   BreakerOpen, PeerComputeFailed, StoreUnavailable, ShuttingDown, WaitTimeout, UnknownNamespace,
-  TooManyWaiters, LockNotAcquired,
+  TooManyWaiters, ComputeBudgetExhausted, LockNotAcquired,
   errorFromStatus, errorFromGrpc, isRetryable,
 };

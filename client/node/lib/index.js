@@ -32,6 +32,7 @@ module.exports = {
   WaitTimeout: errors.WaitTimeout,
   UnknownNamespace: errors.UnknownNamespace,
   TooManyWaiters: errors.TooManyWaiters,
+  ComputeBudgetExhausted: errors.ComputeBudgetExhausted,
   LockNotAcquired: errors.LockNotAcquired,
   errorFromStatus: errors.errorFromStatus,
 };

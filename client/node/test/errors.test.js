@@ -48,6 +48,13 @@ test('errorFromStatus: the reason picks the class, the code otherwise', () => {
   assert.equal(e.codeName, 'UNAVAILABLE');
   assert.match(e.message, /corral-reason: breaker-open/);
 
+  const budget = new grpc.Metadata();
+  budget.set('corral-reason', 'compute-budget');
+  budget.set('retry-after-ms', '250');
+  const spent = corral.errorFromStatus(grpc.status.RESOURCE_EXHAUSTED, 'spent', budget);
+  assert.ok(spent instanceof corral.ComputeBudgetExhausted && spent instanceof corral.ResourceExhausted);
+  assert.equal(spent.retryAfterMs, 250);
+
   const plain = corral.errorFromStatus(grpc.status.UNAVAILABLE, 'connection refused', new grpc.Metadata());
   assert.equal(plain.constructor, corral.Unavailable);
   assert.equal(plain.reason, '');
