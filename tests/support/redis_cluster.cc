@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "tests/support/free_port.h"
+#include "tests/support/poll.h"
 
 namespace corral::testing {
 namespace {
@@ -22,15 +23,6 @@ constexpr int kNodes = 6;
 std::string RedisCliBinary() {
   const char* env = std::getenv("CORRAL_REDIS_CLI");
   return env != nullptr && *env != '\0' ? env : "/usr/bin/redis-cli";
-}
-
-bool Poll(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  return true;
 }
 
 std::string InfoField(const std::string& info, absl::string_view field) {
@@ -120,7 +112,7 @@ absl::StatusOr<std::unique_ptr<RedisCluster>> RedisCluster::Start(
   if (!ok.ok()) return ok;
   // Every replica in sync, so that a failover loses nothing written since.
   std::string last;
-  const bool synced = Poll(
+  const bool synced = PollUntil(
       [&] {
         for (const auto& node : cluster->nodes_) {
           auto info = node->Command({"INFO", "replication"});
@@ -215,7 +207,7 @@ int RedisCluster::ReplicaOf(int master) {
 
 absl::Status RedisCluster::WaitUntilOk(absl::Duration timeout) {
   std::string last;
-  const bool ok = Poll(
+  const bool ok = PollUntil(
       [&] {
         std::vector<int> expected;
         for (auto& node : nodes_) {
@@ -248,7 +240,7 @@ absl::Status RedisCluster::WaitForFailover(int old_master,
                                            absl::Duration timeout) {
   const int port = nodes_[old_master]->port();
   std::string last;
-  const bool done = Poll(
+  const bool done = PollUntil(
       [&] {
         RedisServer* asked = AnyLive();
         if (asked == nullptr) return false;
@@ -276,7 +268,7 @@ absl::Status RedisCluster::RestartAsReplica(int i, absl::Duration timeout) {
   absl::Status restarted = nodes_[i]->Restart();
   if (!restarted.ok()) return restarted;
   std::string last;
-  const bool synced = Poll(
+  const bool synced = PollUntil(
       [&] {
         auto info = nodes_[i]->Command({"INFO", "replication"});
         if (!info.ok()) return false;
@@ -316,7 +308,7 @@ absl::StatusOr<int> RedisCluster::AddMaster(absl::Duration timeout) {
                      (*cli)->DescribeOutput()));
   }
   const std::string needle = absl::StrCat("127.0.0.1:", port, "@");
-  const bool known = Poll(
+  const bool known = PollUntil(
       [&] {
         for (auto& n : nodes_) {
           if (!n->running()) continue;

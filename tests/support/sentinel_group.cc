@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "tests/support/poll.h"
 
 namespace corral::testing {
 namespace {
@@ -31,15 +32,6 @@ std::string PairField(const std::string& reply, absl::string_view field) {
     if (parts[i] == field) return parts[i + 1];
   }
   return "";
-}
-
-bool Poll(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
 }
 
 }  // namespace
@@ -84,7 +76,7 @@ absl::StatusOr<std::unique_ptr<SentinelGroup>> SentinelGroup::Start(
 
 absl::Status SentinelGroup::WaitUntilReady(absl::Duration timeout) {
   std::string last;
-  const bool ready = Poll(
+  const bool ready = PollUntil(
       [&] {
         auto info = nodes_[0]->Command({"INFO", "replication"});
         if (!info.ok() ||
@@ -122,7 +114,7 @@ std::string SentinelGroup::uri() const {
 
 int SentinelGroup::MasterIndex(absl::Duration timeout) {
   int found = -1;
-  Poll(
+  PollUntil(
       [&] {
         for (int i = 0; i < static_cast<int>(nodes_.size()); ++i) {
           if (!nodes_[i]->running()) continue;
@@ -141,7 +133,7 @@ int SentinelGroup::MasterIndex(absl::Duration timeout) {
 absl::Status SentinelGroup::WaitForMaster(int i, absl::Duration timeout) {
   const std::string expected = absl::StrCat("127.0.0.1\n", nodes_[i]->port());
   std::string last;
-  const bool ok = Poll(
+  const bool ok = PollUntil(
       [&] {
         for (auto& sentinel : sentinels_) {
           if (!sentinel->running()) continue;
@@ -173,7 +165,7 @@ absl::Status SentinelGroup::RestartAsReplica(int i, int master,
   auto replicaof = nodes_[i]->Command(
       {"REPLICAOF", "127.0.0.1", absl::StrCat(nodes_[master]->port())});
   if (!replicaof.ok()) return replicaof.status();
-  const bool synced = Poll(
+  const bool synced = PollUntil(
       [&] {
         auto info = nodes_[master]->Command({"INFO", "replication"});
         return info.ok() &&
@@ -195,7 +187,7 @@ absl::Status SentinelGroup::WaitForReplication(int i, absl::Duration timeout) {
   if (!absl::SimpleAtoi(InfoField(*info, "master_repl_offset"), &target)) {
     return absl::InternalError("no master_repl_offset");
   }
-  const bool ok = Poll(
+  const bool ok = PollUntil(
       [&] {
         auto replica = nodes_[i]->Command({"INFO", "replication"});
         int64_t offset = 0;
