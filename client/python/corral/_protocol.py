@@ -274,6 +274,10 @@ class Unary:
     request: Any
     attempts: RetryState
     result: Callable[[Any], Any]
+    # A Get the near cache may keep: sent on the near cache's channel, to
+    # the replica that holds its stream (corrald grants only to its own
+    # sessions).
+    near: bool = False
 
 
 def retry_delay(attempts: RetryState, rpc_error) -> float:
@@ -295,7 +299,7 @@ class ClientCore:
 
     def __init__(self, target: Optional[str], has_channel: bool, *, timeout: float,
                  worker_id: str, retry: RetryPolicy, secure: bool, token: Optional[str],
-                 max_receive_message_bytes: int):
+                 max_receive_message_bytes: int, load_balancing: Optional[str] = None):
         if (target is None) != has_channel:
             raise ValueError("pass exactly one of target and channel")
         self.target = target or ""
@@ -305,7 +309,18 @@ class ClientCore:
         # Sent on every call; the server's credentials decide what it may do.
         self.metadata = (("authorization", f"Bearer {token}"),) if token else None
         self.owns_channel = not has_channel
-        self.channel_options = channel_options(max_receive_message_bytes)
+        base = channel_options(max_receive_message_bytes)
+        self.channel_options = base + ([("grpc.lb_policy_name", load_balancing)]
+                                       if load_balancing else [])
+        # The near cache's stream and its Gets must reach one replica. A
+        # channel this client makes with another policy than pick_first
+        # (gRPC's default) spreads calls: the near cache then gets its own,
+        # pinned to one replica whatever the resolver's service config says.
+        self.near_channel_options = None
+        if not has_channel and load_balancing not in (None, "", "pick_first"):
+            self.near_channel_options = base + [
+                ("grpc.lb_policy_name", "pick_first"),
+                ("grpc.service_config_disable_resolution", 1)]
         if not has_channel:
             # A channel passed in is the caller's to secure: its credentials
             # cannot be inspected. stacklevel: warn <- here <- the client's
@@ -327,7 +342,7 @@ class ClientCore:
         if ticket is None:
             return Unary("Get", req, self._attempts(timeout), _cached_or_none)
         req.near_cache_session = ticket.session
-        return Unary("Get", req, self._attempts(timeout), _raw)
+        return Unary("Get", req, self._attempts(timeout), _raw, near=True)
 
     def first_get(self, namespace: str, key: bytes, ticket: Optional[Ticket],
                   timeout: float) -> Unary:
@@ -337,7 +352,7 @@ class ClientCore:
         req = pb.GetRequest(namespace=namespace, key=key, draw_early_refresh=True)
         if ticket is not None:
             req.near_cache_session = ticket.session
-        return Unary("Get", req, self._attempts(timeout), _raw)
+        return Unary("Get", req, self._attempts(timeout), _raw, near=ticket is not None)
 
     def set(self, namespace: str, key, value, ttl, lock_token: str, release_lock: bool,
             timeout: Optional[float]) -> Unary:

@@ -157,17 +157,31 @@ class AsyncClient:
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  token: Optional[str] = None,
                  max_receive_message_bytes: int = 64 << 20,
-                 near_cache: Union[bool, NearCacheLimits] = True):
+                 near_cache: Union[bool, NearCacheLimits] = True,
+                 load_balancing: Optional[str] = None,
+                 near_cache_channel: Optional[grpc.aio.Channel] = None):
         self._core = _protocol.ClientCore(
             target, channel is not None, timeout=timeout, worker_id=worker_id, retry=retry,
             secure=credentials is not None, token=token,
-            max_receive_message_bytes=max_receive_message_bytes)
+            max_receive_message_bytes=max_receive_message_bytes,
+            load_balancing=load_balancing)
+
+        def make_channel(opts):
+            return (grpc.aio.secure_channel(target, credentials, opts) if credentials
+                    else grpc.aio.insecure_channel(target, opts))
+
         if channel is None:
-            opts = self._core.channel_options
-            channel = (grpc.aio.secure_channel(target, credentials, opts) if credentials
-                       else grpc.aio.insecure_channel(target, opts))
+            channel = make_channel(self._core.channel_options)
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
+        # The near cache's stream and the Gets it may keep go to one replica
+        # (docs/ARCHITECTURE.md 3.9): a channel passed in for it, a pinned
+        # one of our own when ours spreads calls, else the client's.
+        self._own_near_channel = None
+        if near_cache and near_cache_channel is None and self._core.near_channel_options:
+            self._own_near_channel = make_channel(self._core.near_channel_options)
+        near_channel = near_cache_channel or self._own_near_channel
+        self._near_stub = pb_grpc.CorralStub(near_channel) if near_channel else self._stub
         self._flights: Dict[tuple, _Flight] = {}
         self._near: Optional[NearCache] = None
         if near_cache:
@@ -189,6 +203,8 @@ class AsyncClient:
                 pass
         if self._core.owns_channel:
             await self._channel.close()
+        if self._own_near_channel is not None:
+            await self._own_near_channel.close()
 
     @property
     def near_cache(self) -> Optional[NearCache]:
@@ -211,7 +227,7 @@ class AsyncClient:
         unsupported_logged = False
         request = _protocol.near_cache_request(self._core.worker_id)
         while not self._closing:
-            call = self._stub.NearCache(request, metadata=self._core.metadata)
+            call = self._near_stub.NearCache(request, metadata=self._core.metadata)
             try:
                 async for event in call:
                     if _protocol.apply_near_event(self._near, event):
@@ -504,7 +520,7 @@ class AsyncClient:
         return ending.result
 
     async def _call(self, unary: _protocol.Unary):
-        method = getattr(self._stub, unary.method)
+        method = getattr(self._near_stub if unary.near else self._stub, unary.method)
         while True:
             try:
                 response = await method(unary.request, timeout=unary.attempts.remaining(),
