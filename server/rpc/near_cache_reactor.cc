@@ -27,7 +27,8 @@ class NearCacheReactor final
     if (!auth.Authenticated(*ctx_, "NearCache")) {
       absl::Status refused = absl::UnauthenticatedError(
           "NearCache needs a token this server accepts");
-      Finish(ToGrpcStatus(WithReason(refused, kReasonUnauthenticated), ctx_));
+      sink_->Refuse(
+          ToGrpcStatus(WithReason(refused, kReasonUnauthenticated), ctx_));
       return;
     }
     session_ = hub_.Open(sink_);
@@ -77,6 +78,13 @@ class NearCacheReactor final
         absl::MutexLock lock(&mu_);
         keys_.clear();
         reset_ = std::string(reason);
+      }
+      Drive();
+    }
+    void Refuse(grpc::Status status) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (!finish_.has_value()) finish_ = std::move(status);
       }
       Drive();
     }
