@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "server/core/errors.h"
 
 namespace corral {
@@ -30,6 +31,75 @@ RedisBackedStore::RedisBackedStore(EventLoop& loop, RedisOptions options)
 }
 
 RedisBackedStore::~RedisBackedStore() = default;
+
+absl::Status RedisBackedStore::WaitUntilConnected(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(this, &RedisBackedStore::ConnectSettled),
+                       timeout);
+  if (connected_) return absl::OkStatus();
+  if (shut_down_) return absl::FailedPreconditionError("store shut down");
+  if (!last_error_.ok()) return last_error_;
+  return StoreUnavailable(absl::StrCat(down_reason_.message(), " after ",
+                                       absl::FormatDuration(timeout)));
+}
+
+void RedisBackedStore::Shutdown() {
+  if (loop_.InLoopThread()) {
+    ShutdownOnLoop();
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+  }
+  absl::Notification done;
+  loop_.Post([this, &done] {
+    ShutdownOnLoop();
+    done.Notify();
+  });
+  done.WaitForNotification();
+}
+
+void RedisBackedStore::MarkConnected() {
+  up_.store(true, std::memory_order_release);
+  PostAvailability(true);
+  absl::MutexLock lock(&mu_);
+  connected_ = true;
+  fatal_ = false;
+  last_error_ = absl::OkStatus();
+}
+
+void RedisBackedStore::MarkDisconnected(const absl::Status& error) {
+  up_.store(false, std::memory_order_release);
+  absl::MutexLock lock(&mu_);
+  connected_ = false;
+  fatal_ = ReasonOf(error) != kReasonStoreUnavailable;
+  last_error_ = error;
+}
+
+void RedisBackedStore::MarkShutDown() {
+  up_.store(false, std::memory_order_release);
+  absl::MutexLock lock(&mu_);
+  shut_down_ = true;
+  connected_ = false;
+}
+
+void RedisBackedStore::PostAvailability(bool up) {
+  loop_.Post([this, alive = std::weak_ptr<int>(alive_), up] {
+    if (alive.expired() || listener_ == nullptr) return;
+    listener_->OnStoreAvailability(up);
+  });
+}
+
+void RedisBackedStore::PostBreakerMessage(absl::string_view payload) {
+  auto message = DecodeBreakerMessage(payload);
+  if (!message.ok()) return;
+  loop_.Post([this, alive = std::weak_ptr<int>(alive_),
+              message = *std::move(message)] {
+    if (alive.expired() || listener_ == nullptr) return;
+    listener_->OnBreakerChanged(message.first, message.second);
+  });
+}
 
 template <typename T, typename Parse>
 void RedisBackedStore::RunAndAnswer(RedisScript script,

@@ -6,22 +6,29 @@
 // written here, once. A subclass supplies only what differs: how a script
 // reaches Redis (RunScript: one connection, or routed by hash slot with
 // MOVED/ASK and retries), where a grant waits for replicas (AwaitReplicas),
-// what a failed command means to the core (CommandError), and its own
-// connections, pub/sub, tracking and keep-alive.
+// what a failed command means to the core (CommandError), how it shuts
+// down (ShutdownOnLoop), and its own connections, pub/sub, tracking and
+// keep-alive. The connection state that WaitUntilConnected, IsUp and the
+// listener see is kept here too: the subclass reports it (MarkConnected,
+// MarkDisconnected, MarkShutDown).
 //
 // Threading: the operations run on the loop thread, as the Store interface
 // says; Start, WaitUntilConnected, Shutdown and IsUp on any thread.
 #ifndef CORRAL_SERVER_STORE_REDIS_BACKED_STORE_H_
 #define CORRAL_SERVER_STORE_REDIS_BACKED_STORE_H_
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/event_loop.h"
 #include "server/core/read_cache.h"
@@ -38,12 +45,20 @@ class RedisBackedStore : public Store {
 
   // Begins connecting (on the loop). Any thread; once.
   virtual void Start() = 0;
-  // Blocks until connected, a non-retryable failure, or `timeout` (then the
-  // latest error). Not on the loop thread.
-  virtual absl::Status WaitUntilConnected(absl::Duration timeout) = 0;
-  // Disconnects for good; idempotent. From a non-loop thread the loop must
-  // be running.
-  virtual void Shutdown() = 0;
+  // Blocks until connected: OK; a non-retryable failure of the latest
+  // attempt (wrong password, unknown database, ...) returns at once with its
+  // error; otherwise, after `timeout`, the latest attempt's error. The store
+  // keeps retrying either way. Not on the loop thread (it would deadlock).
+  absl::Status WaitUntilConnected(absl::Duration timeout);
+  // Disconnects for good: pending and later operations are answered with
+  // StoreUnavailable, no listener call follows. From a non-loop thread it
+  // waits for the loop to do it, so the loop must be running; on the loop
+  // thread it runs inline. Idempotent.
+  void Shutdown();
+
+  void SetListener(StoreListener* listener) final { listener_ = listener; }
+  // Any thread.
+  bool IsUp() const final { return up_.load(std::memory_order_acquire); }
 
   // The Store operations, the same on every Redis deployment.
   void Get(const CacheKey& key, Callback<KeyRead> done) final;
@@ -105,6 +120,27 @@ class RedisBackedStore : public Store {
   // A failed command's error as the core must see it (see
   // docs/ARCHITECTURE.md section 6).
   virtual absl::Status CommandError(const absl::Status& error) const = 0;
+  // Disconnects for good on the loop thread (idempotent), then calls
+  // MarkShutDown(). Not inside a callback of the store's connections.
+  virtual void ShutdownOnLoop() = 0;
+
+  // The connection state (loop thread). MarkConnected: IsUp, the listener
+  // hears OnStoreAvailability(true) (before WaitUntilConnected returns, so
+  // that it does not take calls made after that for calls made before),
+  // WaitUntilConnected returns OK. MarkDisconnected: not up;
+  // WaitUntilConnected returns `error` at once unless it is
+  // store-unavailable (transport trouble may pass; a refusal by Redis will
+  // not); the listener is not told (PostAvailability(false) does that).
+  // MarkShutDown: for good.
+  void MarkConnected();
+  void MarkDisconnected(const absl::Status& error);
+  void MarkShutDown();
+  // StoreUnavailable with the reason the store is down.
+  absl::Status DownStatus() const { return down_reason_; }
+  // Tell the listener, on the loop, unless the store is gone by then.
+  void PostAvailability(bool up);
+  // A message of the breaker channel; an undecodable one is dropped.
+  void PostBreakerMessage(absl::string_view payload);
 
   // Answers on the loop, never inline.
   template <typename T>
@@ -116,6 +152,10 @@ class RedisBackedStore : public Store {
 
   EventLoop& loop_;
   const RedisOptions options_;
+  StoreListener* listener_ = nullptr;
+  // Why operations are answered StoreUnavailable while the store is down
+  // (loop thread).
+  absl::Status down_reason_;
   // Null unless options_.read_cache.max_bytes > 0. Loop thread, except the
   // pointer's Find users.
   std::unique_ptr<ReadCache> read_cache_;
@@ -136,6 +176,18 @@ class RedisBackedStore : public Store {
   // The budget scripts' now_us argument: "" (Redis TIME) unless a test
   // injected budget_clock.
   std::string BudgetNow() const;
+
+  bool ConnectSettled() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return connected_ || fatal_ || shut_down_;
+  }
+
+  std::atomic<bool> up_{false};
+  // What WaitUntilConnected waits on; written on the loop thread.
+  mutable absl::Mutex mu_;
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool fatal_ ABSL_GUARDED_BY(mu_) = false;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace corral

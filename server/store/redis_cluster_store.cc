@@ -6,7 +6,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/notification.h"
 #include "server/core/errors.h"
 #include "server/core/log.h"
 
@@ -61,38 +60,9 @@ void RedisClusterStore::Start() {
   });
 }
 
-absl::Status RedisClusterStore::WaitUntilConnected(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(
-      absl::Condition(this, &RedisClusterStore::ConnectSettled), timeout);
-  if (connected_) return absl::OkStatus();
-  if (shut_down_) return absl::FailedPreconditionError("store shut down");
-  if (!last_error_.ok()) return last_error_;
-  return StoreUnavailable(absl::StrCat(down_reason_.message(), " after ",
-                                       absl::FormatDuration(timeout)));
-}
-
-void RedisClusterStore::Shutdown() {
-  if (loop_.InLoopThread()) {
-    ShutdownOnLoop();
-    return;
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    if (shut_down_) return;
-  }
-  absl::Notification done;
-  loop_.Post([this, &done] {
-    ShutdownOnLoop();
-    done.Notify();
-  });
-  done.WaitForNotification();
-}
-
 void RedisClusterStore::ShutdownOnLoop() {
   if (state_ == State::kShutdown) return;
   state_ = State::kShutdown;
-  up_.store(false, std::memory_order_release);
   down_reason_ = StoreUnavailable("store shut down");
   if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
   if (discover_timer_ != 0) loop_.Cancel(std::exchange(discover_timer_, 0));
@@ -105,9 +75,7 @@ void RedisClusterStore::ShutdownOnLoop() {
   for (const std::string& name : names) DropNode(name, down_reason_);
   channels_.clear();
   if (read_cache_) read_cache_->SetCoherent(false);
-  absl::MutexLock lock(&mu_);
-  shut_down_ = true;
-  connected_ = false;
+  MarkShutDown();
 }
 
 // --- Discovery --------------------------------------------------------------
@@ -238,15 +206,10 @@ void RedisClusterStore::TakeSlots(RedisSlotMap map) {
     state_ = State::kUp;
     backoff_ = absl::ZeroDuration();
     last_ping_ = absl::Now();
-    up_.store(true, std::memory_order_release);
     CORRAL_LOG(LogLevel::kInfo, "store_connected",
                "redis=", options_.Describe(),
                " masters=", slots_.masters().size());
-    PostAvailability(true);
-    absl::MutexLock lock(&mu_);
-    connected_ = true;
-    fatal_ = false;
-    last_error_ = absl::OkStatus();
+    MarkConnected();
   }
   // Channels whose slot is now elsewhere (or that have no node) follow.
   for (auto& [name, channel] : channels_) {
@@ -268,11 +231,10 @@ void RedisClusterStore::TakeSlots(RedisSlotMap map) {
 
 void RedisClusterStore::DiscoveryFailed(absl::Status error) {
   discovering_ = false;
-  const bool fatal = !IsStoreUnavailable(error);
   const bool was_up = state_ == State::kUp;
+  MarkDisconnected(error);
   if (was_up) {
     state_ = State::kDiscovering;
-    up_.store(false, std::memory_order_release);
     PostAvailability(false);
     // Start clean when the cluster answers again: every channel is
     // subscribed again and its key re-read.
@@ -281,12 +243,6 @@ void RedisClusterStore::DiscoveryFailed(absl::Status error) {
     for (const std::string& name : names) DropNode(name, AsUnavailable(error));
   }
   down_reason_ = AsUnavailable(error);
-  {
-    absl::MutexLock lock(&mu_);
-    connected_ = false;
-    fatal_ = fatal;
-    last_error_ = error;
-  }
   backoff_ = backoff_ == absl::ZeroDuration()
                  ? options_.reconnect_backoff_min
                  : std::min(backoff_ * 2, options_.reconnect_backoff_max);

@@ -47,13 +47,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/event_loop.h"
 #include "server/core/read_cache.h"
@@ -83,15 +81,12 @@ class RedisClusterStore final : public RedisBackedStore {
   RedisClusterStore& operator=(const RedisClusterStore&) = delete;
 
   void Start() override;
-  absl::Status WaitUntilConnected(absl::Duration timeout) override;
-  void Shutdown() override;
 
-  // The data operations are RedisBackedStore's.
-  void SetListener(StoreListener* listener) override { listener_ = listener; }
+  // The data operations, WaitUntilConnected and Shutdown are
+  // RedisBackedStore's.
   void Watch(const CacheKey& key) override;
   void Unwatch(const CacheKey& key) override;
   void Ping(StatusCallback done) override;
-  bool IsUp() const override { return up_.load(std::memory_order_acquire); }
 
   const Counters& counters() const { return counters_; }
 
@@ -184,7 +179,6 @@ class RedisClusterStore final : public RedisBackedStore {
   void OnMessage(absl::string_view channel, absl::string_view payload);
   void SubscribeBreaker();
   void PostEvent(std::string channel, KeyEvent event);
-  void PostAvailability(bool up);
 
   // Read cache (loop thread).
   void StartTracking(Node& node);
@@ -196,10 +190,7 @@ class RedisClusterStore final : public RedisBackedStore {
   void SlotsMoved();
 
   void Tick();
-  void ShutdownOnLoop();
-  absl::Status DownStatus() const { return down_reason_; }
-
-  StoreListener* listener_ = nullptr;
+  void ShutdownOnLoop() override;
 
   // Loop thread only.
   State state_ = State::kIdle;
@@ -226,7 +217,6 @@ class RedisClusterStore final : public RedisBackedStore {
   absl::Time last_ping_;
   absl::Duration backoff_ = absl::ZeroDuration();
   absl::BitGen rng_;
-  absl::Status down_reason_;
   EventLoop::TimerId tick_timer_ = 0;
   EventLoop::TimerId discover_timer_ = 0;
 
@@ -234,16 +224,7 @@ class RedisClusterStore final : public RedisBackedStore {
   bool coherent_ = false;
   bool tracking_refused_ = false;
 
-  std::atomic<bool> up_{false};
   Counters counters_;
-  mutable absl::Mutex mu_;
-  bool connected_ ABSL_GUARDED_BY(mu_) = false;
-  bool fatal_ ABSL_GUARDED_BY(mu_) = false;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
-  bool ConnectSettled() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return connected_ || fatal_ || shut_down_;
-  }
 };
 
 }  // namespace corral

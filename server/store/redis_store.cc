@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/notification.h"
 #include "server/core/errors.h"
 #include "server/core/log.h"
 
@@ -119,38 +118,9 @@ void RedisStore::Start() {
   });
 }
 
-absl::Status RedisStore::WaitUntilConnected(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(this, &RedisStore::ConnectSettled),
-                       timeout);
-  if (connected_) return absl::OkStatus();
-  if (shut_down_) return absl::FailedPreconditionError("store shut down");
-  if (!last_error_.ok()) return last_error_;
-  return StoreUnavailable(absl::StrCat(DownStatus().message(), " after ",
-                                       absl::FormatDuration(timeout)));
-}
-
-void RedisStore::Shutdown() {
-  if (loop_.InLoopThread()) {
-    ShutdownOnLoop();
-    return;
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    if (shut_down_) return;
-  }
-  absl::Notification done;
-  loop_.Post([this, &done] {
-    ShutdownOnLoop();
-    done.Notify();
-  });
-  done.WaitForNotification();
-}
-
 void RedisStore::ShutdownOnLoop() {
   if (state_ == State::kShutdown) return;
   state_ = State::kShutdown;
-  up_.store(false, std::memory_order_release);
   down_reason_ = StoreUnavailable("store shut down");
   if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
   if (reconnect_timer_ != 0) loop_.Cancel(std::exchange(reconnect_timer_, 0));
@@ -160,9 +130,7 @@ void RedisStore::ShutdownOnLoop() {
   CloseConnections(down_reason_, /*defer_destruction=*/false);
   channels_.clear();
   if (read_cache_) read_cache_->SetCoherent(false);
-  absl::MutexLock lock(&mu_);
-  shut_down_ = true;
-  connected_ = false;
+  MarkShutDown();
 }
 
 void RedisStore::StartAttempt() {
@@ -376,19 +344,10 @@ void RedisStore::Connected() {
   state_ = State::kUp;
   backoff_ = absl::ZeroDuration();
   last_ping_ = absl::Now();
-  up_.store(true, std::memory_order_release);
   CORRAL_LOG(
       LogLevel::kInfo, "store_connected", "redis=", options_.Describe(),
       sentinel_ ? absl::StrCat(" master=", host_, ":", port_) : std::string());
-  // The listener hears of it before WaitUntilConnected returns, so that it
-  // does not take calls made after that for calls made before.
-  PostAvailability(true);
-  {
-    absl::MutexLock lock(&mu_);
-    connected_ = true;
-    fatal_ = false;
-    last_error_ = absl::OkStatus();
-  }
+  MarkConnected();
   // Events published while we were away are lost: every watched key is
   // subscribed again and gets kWatching (re-read) once confirmed.
   absl::erase_if(channels_, [](const auto& kv) { return !kv.second.watched; });
@@ -410,15 +369,8 @@ void RedisStore::Fail(uint64_t session, absl::Status error) {
   state_ = State::kBackoff;
   discovering_ = false;
   if (sentinel_) sentinel_->CancelDiscovery();
-  up_.store(false, std::memory_order_release);
+  MarkDisconnected(error);
   down_reason_ = AsUnavailable(error);
-  {
-    absl::MutexLock lock(&mu_);
-    connected_ = false;
-    // Transport trouble may pass; a refusal by Redis will not.
-    fatal_ = !IsStoreUnavailable(error);
-    last_error_ = error;
-  }
   if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
   // Invalidations may be lost from here until tracking is back.
   if (read_cache_) read_cache_->SetCoherent(false);
@@ -516,8 +468,6 @@ void RedisStore::Tick() {
   }
   ScheduleTick();
 }
-
-absl::Status RedisStore::DownStatus() const { return down_reason_; }
 
 absl::Status RedisStore::CommandError(const absl::Status& error) const {
   return AsStoreError(error);
@@ -683,16 +633,7 @@ void RedisStore::OnSubscribed(uint64_t session, absl::string_view name) {
 void RedisStore::OnMessage(uint64_t session, absl::string_view name,
                            absl::string_view payload) {
   if (session != session_) return;
-  if (name == kRedisBreakerChannel) {
-    auto message = DecodeBreakerMessage(payload);
-    if (!message.ok()) return;
-    loop_.Post([this, alive = std::weak_ptr<int>(alive_),
-                message = *std::move(message)] {
-      if (alive.expired() || listener_ == nullptr) return;
-      listener_->OnBreakerChanged(message.first, message.second);
-    });
-    return;
-  }
+  if (name == kRedisBreakerChannel) return PostBreakerMessage(payload);
   auto it = channels_.find(name);
   if (it == channels_.end() || !it->second.watched) return;
   absl::StatusOr<KeyMessage> message = DecodeKeyMessage(payload);
@@ -762,13 +703,6 @@ void RedisStore::PostEvent(std::string channel, KeyEvent event) {
     auto it = channels_.find(channel);
     if (it == channels_.end() || !it->second.watched) return;
     listener_->OnKeyEvent(event);
-  });
-}
-
-void RedisStore::PostAvailability(bool up) {
-  loop_.Post([this, alive = std::weak_ptr<int>(alive_), up] {
-    if (alive.expired() || listener_ == nullptr) return;
-    listener_->OnStoreAvailability(up);
   });
 }
 

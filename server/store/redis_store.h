@@ -14,19 +14,16 @@
 #define CORRAL_SERVER_STORE_REDIS_STORE_H_
 
 #include <array>
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/event_loop.h"
 #include "server/core/read_cache.h"
@@ -49,27 +46,16 @@ class RedisStore final : public RedisBackedStore {
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
 
-  // Begins connecting (on the loop). Any thread; once.
+  // Begins connecting (on the loop). Any thread; once. A failed attempt's
+  // error, as WaitUntilConnected returns it, reads e.g. "cannot connect to
+  // 127.0.0.1:6390: Connection refused".
   void Start() override;
-  // Blocks until connected: OK; a non-retryable failure of the latest
-  // attempt (wrong password, unknown database, ...) returns at once with its
-  // error; otherwise, after `timeout`, the latest attempt's error (e.g.
-  // "cannot connect to 127.0.0.1:6390: Connection refused"). The store keeps
-  // retrying either way. Not on the loop thread (it would deadlock).
-  absl::Status WaitUntilConnected(absl::Duration timeout) override;
-  // Disconnects for good: pending and later operations are answered with
-  // StoreUnavailable, no listener call follows. From a non-loop thread it
-  // waits for the loop to do it, so the loop must be running; on the loop
-  // thread it runs inline. Idempotent.
-  void Shutdown() override;
 
-  // The data operations are RedisBackedStore's.
-  void SetListener(StoreListener* listener) override { listener_ = listener; }
+  // The data operations, WaitUntilConnected and Shutdown are
+  // RedisBackedStore's.
   void Watch(const CacheKey& key) override;
   void Unwatch(const CacheKey& key) override;
   void Ping(StatusCallback done) override;
-  // Any thread.
-  bool IsUp() const override { return up_.load(std::memory_order_acquire); }
 
  private:
   enum class State { kIdle, kConnecting, kUp, kBackoff, kShutdown };
@@ -104,7 +90,7 @@ class RedisStore final : public RedisBackedStore {
   // Ends session `session` (if it is still the current one) with `error`.
   void Fail(uint64_t session, absl::Status error);
   void CloseConnections(const absl::Status& reason, bool defer_destruction);
-  void ShutdownOnLoop();
+  void ShutdownOnLoop() override;
   void ScheduleTick();
   void Tick();
   absl::Duration NextBackoff();
@@ -125,7 +111,6 @@ class RedisStore final : public RedisBackedStore {
   // Tracking cannot work with this server (too old, or an ACL refuses
   // CLIENT): the read cache stays off; said once.
   void TrackingUnavailable(const absl::Status& why);
-  void PostAvailability(bool up);
 
   RedisConnection& Connection(Via via) {
     return via == Via::kGrants && grants_ ? *grants_ : *commands_;
@@ -154,14 +139,7 @@ class RedisStore final : public RedisBackedStore {
                      absl::AnyInvocable<void(absl::Status)> acked) override;
   void SendWait();
   void FailAckWaiters(const absl::Status& why);
-  // StoreUnavailable with the reason the store is down.
-  absl::Status DownStatus() const;
 
-  bool ConnectSettled() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return connected_ || fatal_ || shut_down_;
-  }
-
-  StoreListener* listener_ = nullptr;
   // The data node: the URI's, or (Sentinel mode) the latest discovery's.
   std::string host_;
   int port_ = 0;
@@ -181,19 +159,10 @@ class RedisStore final : public RedisBackedStore {
   absl::Time last_ping_;
   std::array<std::string, kRedisScriptCount> script_shas_;
   absl::flat_hash_map<std::string, Channel> channels_;
-  absl::Status down_reason_;
   absl::Duration backoff_ = absl::ZeroDuration();
   absl::BitGen rng_;
   EventLoop::TimerId tick_timer_ = 0;
   EventLoop::TimerId reconnect_timer_ = 0;
-
-  std::atomic<bool> up_{false};
-  // What WaitUntilConnected waits on; written on the loop thread.
-  mutable absl::Mutex mu_;
-  bool connected_ ABSL_GUARDED_BY(mu_) = false;
-  bool fatal_ ABSL_GUARDED_BY(mu_) = false;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
 
   // Read cache tracking (loop thread); the cache is RedisBackedStore's.
   int64_t subscriber_id_ = 0;  // CLIENT ID of this session's subscriber.
