@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "server/core/cache_key.h"
 #include "server/store/redis_scripts.h"
+#include "tests/e2e/fleet.h"
 #include "tests/support/corrald_process.h"
 #include "tests/support/redis_cluster.h"
 #include "tests/support/redis_server.h"
@@ -34,51 +35,23 @@ class ClusterE2E : public ::testing::Test {
     auto cluster = RedisCluster::Start();
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = *std::move(cluster);
-    for (int i = 0; i < 2; ++i) {
-      CorraldOptions options;
-      options.args.push_back(absl::StrCat("--redis=", cluster_->uri()));
-      // As in sentinel_e2e_test: a WAIT on this shared machine can take
-      // over 500 ms under load.
-      options.args.push_back("--redis_replica_ack_timeout=1500ms");
-      auto p = CorraldProcess::Start(options);
-      ASSERT_TRUE(p.ok()) << p.status();
-      replicas_.push_back(*std::move(p));
-    }
-  }
-
-  void TearDown() override {
-    for (auto& r : replicas_) {
-      if (r->Running()) r->Kill();
-    }
+    // As in sentinel_e2e_test: a WAIT on this shared machine can take over
+    // 500 ms under load.
+    fleet_ = Fleet::StartOn(cluster_->uri(), 2,
+                            {"--redis_replica_ack_timeout=1500ms"});
+    ASSERT_NE(fleet_, nullptr);
   }
 
   std::unique_ptr<client::Client> ClientFor(int i) {
-    client::ClientOptions options;
-    options.default_timeout = absl::Seconds(30);
-    return std::make_unique<client::Client>(replicas_[i]->target(), options);
-  }
-
-  absl::Duration WaitUntilServing(int i, absl::Duration timeout) {
-    auto c = ClientFor(i);
-    const absl::Time start = absl::Now();
-    while (absl::Now() - start < timeout) {
-      auto health = c->CheckHealth("corral.v1.Corral");
-      if (health.ok() && *health == client::HealthStatus::kServing) break;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return absl::Now() - start;
+    return fleet_->ClientFor(i, absl::Seconds(30));
   }
 
   bench::StampedeOptions Stampede(const std::string& name, int callers,
                                   int keys) {
-    bench::StampedeOptions o;
-    o.targets = {replicas_[0]->target(), replicas_[1]->target()};
-    o.ns = "e2e";
-    o.callers = callers;
-    o.keys = keys;
-    o.compute_time = absl::Milliseconds(200);
+    bench::StampedeOptions o =
+        StampedeOn(*fleet_, "e2e", callers, keys, absl::Milliseconds(200),
+                   absl::Seconds(60));
     o.key_prefix = absl::StrCat(name, "-", absl::ToUnixNanos(absl::Now()), "-");
-    o.deadline = absl::Seconds(60);
     return o;
   }
 
@@ -107,12 +80,13 @@ class ClusterE2E : public ::testing::Test {
   }
 
   std::unique_ptr<RedisCluster> cluster_;
-  std::vector<std::unique_ptr<CorraldProcess>> replicas_;
+  std::unique_ptr<Fleet> fleet_;  // Killed before the cluster.
 };
 
 TEST_F(ClusterE2E, AStampedeOverAHundredKeysComputesEachOnceOnEveryMaster) {
-  EXPECT_NE(replicas_[0]->store().find("redis-cluster://"), std::string::npos)
-      << replicas_[0]->store();
+  EXPECT_NE(fleet_->replica(0).store().find("redis-cluster://"),
+            std::string::npos)
+      << fleet_->replica(0).store();
   bench::StampedeReport report =
       bench::RunStampede(Stampede("hundred", 2000, 100));
   std::cout << report.Summary() << "\n";
@@ -169,8 +143,9 @@ TEST_F(ClusterE2E, AfterAFailoverCorraldServesAgainAndStaysExact) {
   cluster_->node(victim).Kill();
   ASSERT_TRUE(cluster_->WaitForFailover(victim, absl::Seconds(30)).ok());
   const absl::Duration promoted_after = absl::Now() - killed_at;
-  const absl::Duration serving_after = WaitUntilServing(0, absl::Seconds(30));
-  WaitUntilServing(1, absl::Seconds(30));
+  const absl::Duration serving_after =
+      fleet_->WaitUntilServing(0, absl::Seconds(30));
+  fleet_->WaitUntilServing(1, absl::Seconds(30));
   std::cout << "[ measure ] master SIGKILLed -> replica promoted: "
             << absl::FormatDuration(promoted_after)
             << "; -> corrald serving again: "

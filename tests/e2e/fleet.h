@@ -47,6 +47,21 @@ class Fleet {
     return fleet;
   }
 
+  // `replicas` corralds on a Redis that the caller started and owns (a
+  // Sentinel group, a Redis Cluster; it must outlive the fleet): their
+  // --redis is `redis_uri`, `args` further flags.
+  static std::unique_ptr<Fleet> StartOn(const std::string& redis_uri,
+                                        int replicas,
+                                        std::vector<std::string> args = {}) {
+    auto fleet = std::unique_ptr<Fleet>(new Fleet());
+    fleet->args_ = std::move(args);
+    fleet->args_.push_back(absl::StrCat("--redis=", redis_uri));
+    for (int i = 0; i < replicas; ++i) {
+      if (!fleet->AddReplica()) return nullptr;
+    }
+    return fleet;
+  }
+
   bool AddReplica() { return AddReplica(args_); }
   // A replica with `args` instead of the fleet's flags.
   bool AddReplica(const std::vector<std::string>& args) {
@@ -99,6 +114,19 @@ class Fleet {
     client::ClientOptions options;
     options.default_timeout = timeout;
     return std::make_unique<client::Client>(replicas_.at(i)->target(), options);
+  }
+  // Polls replica i's health of the store until it says serving, for at
+  // most `timeout`; how long that took (`timeout` or more: never serving).
+  absl::Duration WaitUntilServing(int i, absl::Duration timeout) {
+    auto c = ClientFor(i, absl::Seconds(30));
+    const absl::Time start = absl::Now();
+    PollUntil(
+        [&] {
+          auto health = c->CheckHealth("corral.v1.Corral");
+          return health.ok() && *health == client::HealthStatus::kServing;
+        },
+        timeout);
+    return absl::Now() - start;
   }
 
  private:
