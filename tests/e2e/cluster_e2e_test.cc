@@ -203,16 +203,7 @@ TEST(ClusterFlagsE2E, BadSettingsExitTwoNamingThePart) {
   };
   for (const auto& [args, expected] : cases) {
     SCOPED_TRACE(args.back());
-    std::vector<std::string> argv = {
-        CorraldPath(), "--listen_address=127.0.0.1:0", "--metrics_address=off"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto r = RunCommand(argv, "", absl::Seconds(20));
-    ASSERT_TRUE(r.ok()) << r.status() << " (corrald kept running)";
-    EXPECT_EQ(r->exit_code, 2) << r->stderr_text;
-    EXPECT_NE(r->stderr_text.find(expected), std::string::npos)
-        << r->stderr_text;
-    EXPECT_EQ(r->stderr_text.find("secret"), std::string::npos)
-        << r->stderr_text;
+    ExpectRefusedAtStartup(args, expected);
   }
 }
 

@@ -137,6 +137,21 @@ class Fleet {
   std::vector<std::unique_ptr<CorraldProcess>> replicas_;
 };
 
+// Bad settings stop corrald at startup: run with `args`, it exits 2 within
+// 20 s, its stderr names `expected`, and it never shows "secret" (the
+// password the cases put in their URIs).
+inline void ExpectRefusedAtStartup(const std::vector<std::string>& args,
+                                   const std::string& expected) {
+  std::vector<std::string> argv = {
+      CorraldPath(), "--listen_address=127.0.0.1:0", "--metrics_address=off"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = RunCommand(argv, "", absl::Seconds(20));
+  ASSERT_TRUE(r.ok()) << r.status() << " (corrald kept running)";
+  EXPECT_EQ(r->exit_code, 2) << r->stderr_text;
+  EXPECT_NE(r->stderr_text.find(expected), std::string::npos) << r->stderr_text;
+  EXPECT_EQ(r->stderr_text.find("secret"), std::string::npos) << r->stderr_text;
+}
+
 // A stampede of `callers` over `keys` fresh keys (a prefix no earlier run
 // used) of namespace `ns`, spread over the fleet's replicas.
 inline bench::StampedeOptions StampedeOn(const Fleet& fleet,
