@@ -29,23 +29,9 @@
 namespace corral::testing {
 namespace {
 
-class ClusterE2E : public ::testing::Test {
+// redis_ is the cluster.
+class ClusterE2E : public FleetOnTest<RedisCluster> {
  protected:
-  void SetUp() override {
-    auto cluster = RedisCluster::Start();
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = *std::move(cluster);
-    // As in sentinel_e2e_test: a WAIT on this shared machine can take over
-    // 500 ms under load.
-    fleet_ = Fleet::StartOn(cluster_->uri(), 2,
-                            {"--redis_replica_ack_timeout=1500ms"});
-    ASSERT_NE(fleet_, nullptr);
-  }
-
-  std::unique_ptr<client::Client> ClientFor(int i) {
-    return fleet_->ClientFor(i, absl::Seconds(30));
-  }
-
   bench::StampedeOptions Stampede(const std::string& name, int callers,
                                   int keys) {
     bench::StampedeOptions o =
@@ -71,16 +57,13 @@ class ClusterE2E : public ::testing::Test {
   // How many keys each master holds.
   std::map<int, int64_t> KeysPerMaster() {
     std::map<int, int64_t> out;
-    for (int m : cluster_->Masters()) {
-      auto size = cluster_->node(m).Command({"DBSIZE"});
+    for (int m : redis_->Masters()) {
+      auto size = redis_->node(m).Command({"DBSIZE"});
       int64_t n = 0;
       if (size.ok() && absl::SimpleAtoi(*size, &n)) out[m] = n;
     }
     return out;
   }
-
-  std::unique_ptr<RedisCluster> cluster_;
-  std::unique_ptr<Fleet> fleet_;  // Killed before the cluster.
 };
 
 TEST_F(ClusterE2E, AStampedeOverAHundredKeysComputesEachOnceOnEveryMaster) {
@@ -100,13 +83,13 @@ TEST_F(ClusterE2E, AStampedeOverAHundredKeysComputesEachOnceOnEveryMaster) {
 }
 
 TEST_F(ClusterE2E, AStampedeStaysExactWhileSlotsMigrate) {
-  std::vector<int> masters = cluster_->Masters();
+  std::vector<int> masters = redis_->Masters();
   ASSERT_EQ(masters.size(), 3u);
   // Warm the slots with keys, so that migrating moves data.
   bench::StampedeReport warm = bench::RunStampede(Stampede("warm", 400, 200));
   ExpectExact(warm, 200);
 
-  auto reshard = cluster_->StartReshard(masters[0], masters[1], 2000);
+  auto reshard = redis_->StartReshard(masters[0], masters[1], 2000);
   ASSERT_TRUE(reshard.ok()) << reshard.status();
   int stampedes = 0;
   // Stampedes back to back for as long as the slots move.
@@ -137,11 +120,11 @@ TEST_F(ClusterE2E, AfterAFailoverCorraldServesAgainAndStaysExact) {
 
   // The master of the lock's slot dies.
   const int victim =
-      cluster_->OwnerOfKey(RedisKeysFor(CacheKey{"e2e", "k"}).lock);
+      redis_->OwnerOfKey(RedisKeysFor(CacheKey{"e2e", "k"}).lock);
   ASSERT_GE(victim, 0);
   const absl::Time killed_at = absl::Now();
-  cluster_->node(victim).Kill();
-  ASSERT_TRUE(cluster_->WaitForFailover(victim, absl::Seconds(30)).ok());
+  redis_->node(victim).Kill();
+  ASSERT_TRUE(redis_->WaitForFailover(victim, absl::Seconds(30)).ok());
   const absl::Duration promoted_after = absl::Now() - killed_at;
   const absl::Duration serving_after =
       fleet_->WaitUntilServing(0, absl::Seconds(30));
@@ -171,7 +154,7 @@ TEST_F(ClusterE2E, AfterAFailoverCorraldServesAgainAndStaysExact) {
 
   // Grants need a replica's acknowledgement: the old master comes back as
   // the promoted one's replica.
-  ASSERT_TRUE(cluster_->RestartAsReplica(victim, absl::Seconds(30)).ok());
+  ASSERT_TRUE(redis_->RestartAsReplica(victim, absl::Seconds(30)).ok());
   // The replica just synced; its first acknowledgement may be slow.
   absl::StatusOr<client::AcquireLockResult> next;
   const absl::Time ack_deadline = absl::Now() + absl::Seconds(10);

@@ -137,6 +137,32 @@ class Fleet {
   std::vector<std::unique_ptr<CorraldProcess>> replicas_;
 };
 
+// A fixture: two corralds on a Redis deployment that it starts and owns
+// (`Deployment` is RedisCluster or SentinelGroup: a static Start() and a
+// uri()), for the failover tests.
+template <typename Deployment>
+class FleetOnTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto redis = Deployment::Start();
+    ASSERT_TRUE(redis.ok()) << redis.status();
+    redis_ = *std::move(redis);
+    // On this shared 2-core machine a WAIT under load was seen to take
+    // 545 ms (the default limit is 500 ms); the tests are about failover,
+    // not about a slow replica.
+    fleet_ = Fleet::StartOn(redis_->uri(), 2,
+                            {"--redis_replica_ack_timeout=1500ms"});
+    ASSERT_NE(fleet_, nullptr);
+  }
+
+  std::unique_ptr<client::Client> ClientFor(int i) {
+    return fleet_->ClientFor(i, absl::Seconds(30));
+  }
+
+  std::unique_ptr<Deployment> redis_;
+  std::unique_ptr<Fleet> fleet_;  // Killed before the deployment.
+};
+
 // Bad settings stop corrald at startup: run with `args`, it exits 2 within
 // 20 s, its stderr names `expected`, and it never shows "secret" (the
 // password the cases put in their URIs).

@@ -23,27 +23,8 @@
 namespace corral::testing {
 namespace {
 
-class SentinelE2E : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto group = SentinelGroup::Start();
-    ASSERT_TRUE(group.ok()) << group.status();
-    group_ = *std::move(group);
-    // On this shared 2-core machine a WAIT under load was seen to take
-    // 545 ms (the default limit is 500 ms); the tests are about failover,
-    // not about a slow replica.
-    fleet_ = Fleet::StartOn(group_->uri(), 2,
-                            {"--redis_replica_ack_timeout=1500ms"});
-    ASSERT_NE(fleet_, nullptr);
-  }
-
-  std::unique_ptr<client::Client> ClientFor(int i) {
-    return fleet_->ClientFor(i, absl::Seconds(30));
-  }
-
-  std::unique_ptr<SentinelGroup> group_;
-  std::unique_ptr<Fleet> fleet_;  // Killed before the group.
-};
+// redis_ is the Sentinel group.
+using SentinelE2E = FleetOnTest<SentinelGroup>;
 
 TEST_F(SentinelE2E, ALockGrantedBeforeTheFailoverIsStillHeldAfterIt) {
   EXPECT_NE(fleet_->replica(0).store().find("redis-sentinel://"),
@@ -55,11 +36,11 @@ TEST_F(SentinelE2E, ALockGrantedBeforeTheFailoverIsStillHeldAfterIt) {
       a->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
   ASSERT_TRUE(held.ok() && held->acquired) << held.status();
   ASSERT_TRUE(a->Set("e2e", "v", "before").ok());
-  ASSERT_TRUE(group_->WaitForReplication(1, absl::Seconds(5)).ok());
+  ASSERT_TRUE(redis_->WaitForReplication(1, absl::Seconds(5)).ok());
 
   const absl::Time killed_at = absl::Now();
-  group_->node(0).Kill();
-  ASSERT_TRUE(group_->WaitForMaster(1, absl::Seconds(30)).ok());
+  redis_->node(0).Kill();
+  ASSERT_TRUE(redis_->WaitForMaster(1, absl::Seconds(30)).ok());
   const absl::Duration promoted_after = absl::Now() - killed_at;
   const absl::Duration serving_after =
       fleet_->WaitUntilServing(0, absl::Seconds(30));
@@ -85,7 +66,7 @@ TEST_F(SentinelE2E, ALockGrantedBeforeTheFailoverIsStillHeldAfterIt) {
   EXPECT_TRUE(released->released);
   // Grants need a replica's acknowledgement (the default for sentinel URIs):
   // the old master returns as one.
-  ASSERT_TRUE(group_->RestartAsReplica(0, 1, absl::Seconds(10)).ok());
+  ASSERT_TRUE(redis_->RestartAsReplica(0, 1, absl::Seconds(10)).ok());
   auto next =
       b->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
   ASSERT_TRUE(next.ok() && next->acquired) << next.status();
@@ -102,7 +83,7 @@ TEST_F(SentinelE2E, AStampedeAcrossTheFailoverAnswersEveryCaller) {
   JoiningThread stampede([&] { report = bench::RunStampede(o); });
   // Not synchronisation: where in the arrivals the master dies.
   absl::SleepFor(absl::Milliseconds(500));
-  group_->node(0).Kill();
+  redis_->node(0).Kill();
   stampede.join();
   std::cout << report.Summary() << "\n";
 
