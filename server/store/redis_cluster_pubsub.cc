@@ -130,16 +130,7 @@ void RedisClusterStore::SubscribeBreaker() {
 
 void RedisClusterStore::OnMessage(absl::string_view name,
                                   absl::string_view payload) {
-  if (name == kRedisBreakerChannel) {
-    auto message = DecodeBreakerMessage(payload);
-    if (!message.ok()) return;
-    loop_.Post([this, alive = std::weak_ptr<int>(alive_),
-                message = *std::move(message)] {
-      if (alive.expired() || listener_ == nullptr) return;
-      listener_->OnBreakerChanged(message.first, message.second);
-    });
-    return;
-  }
+  if (name == kRedisBreakerChannel) return PostBreakerMessage(payload);
   auto it = channels_.find(name);
   if (it == channels_.end()) return;
   absl::StatusOr<KeyMessage> message = DecodeKeyMessage(payload);
@@ -158,13 +149,6 @@ void RedisClusterStore::PostEvent(std::string channel, KeyEvent event) {
     if (alive.expired() || listener_ == nullptr) return;
     if (!channels_.contains(channel)) return;  // Unwatched since.
     listener_->OnKeyEvent(event);
-  });
-}
-
-void RedisClusterStore::PostAvailability(bool up) {
-  loop_.Post([this, alive = std::weak_ptr<int>(alive_), up] {
-    if (alive.expired() || listener_ == nullptr) return;
-    listener_->OnStoreAvailability(up);
   });
 }
 

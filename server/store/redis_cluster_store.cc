@@ -6,15 +6,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/notification.h"
 #include "server/core/errors.h"
 #include "server/core/log.h"
 
 namespace corral {
 namespace {
 
-// As RedisStore (redis_store.cc).
-constexpr int64_t kFenceKeepMillis = 3 * 24 * 3600 * 1000LL;
 // The first and the largest delay before a retried command.
 constexpr absl::Duration kRetryDelayMin = absl::Milliseconds(10);
 constexpr absl::Duration kRetryDelayMax = absl::Milliseconds(200);
@@ -34,10 +31,6 @@ absl::Status AsUnavailable(const absl::Status& status) {
 
 int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
-std::string LeaseMillis(absl::Duration ttl) {
-  return absl::StrCat(std::max<int64_t>(1, Millis(ttl)));
-}
-
 // Errors after which the command did not run and may run elsewhere or
 // later.
 bool IsRetryable(absl::string_view code) {
@@ -48,10 +41,7 @@ bool IsRetryable(absl::string_view code) {
 }  // namespace
 
 RedisClusterStore::RedisClusterStore(EventLoop& loop, RedisOptions options)
-    : loop_(loop), options_(std::move(options)) {
-  if (options_.read_cache.Tracks()) {
-    read_cache_ = std::make_unique<ReadCache>(options_.read_cache);
-  }
+    : RedisBackedStore(loop, std::move(options)) {
   down_reason_ = StoreUnavailable(
       absl::StrCat("not connected to the Redis cluster ", options_.Describe()));
 }
@@ -70,38 +60,9 @@ void RedisClusterStore::Start() {
   });
 }
 
-absl::Status RedisClusterStore::WaitUntilConnected(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(
-      absl::Condition(this, &RedisClusterStore::ConnectSettled), timeout);
-  if (connected_) return absl::OkStatus();
-  if (shut_down_) return absl::FailedPreconditionError("store shut down");
-  if (!last_error_.ok()) return last_error_;
-  return StoreUnavailable(absl::StrCat(down_reason_.message(), " after ",
-                                       absl::FormatDuration(timeout)));
-}
-
-void RedisClusterStore::Shutdown() {
-  if (loop_.InLoopThread()) {
-    ShutdownOnLoop();
-    return;
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    if (shut_down_) return;
-  }
-  absl::Notification done;
-  loop_.Post([this, &done] {
-    ShutdownOnLoop();
-    done.Notify();
-  });
-  done.WaitForNotification();
-}
-
 void RedisClusterStore::ShutdownOnLoop() {
   if (state_ == State::kShutdown) return;
   state_ = State::kShutdown;
-  up_.store(false, std::memory_order_release);
   down_reason_ = StoreUnavailable("store shut down");
   if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
   if (discover_timer_ != 0) loop_.Cancel(std::exchange(discover_timer_, 0));
@@ -114,9 +75,7 @@ void RedisClusterStore::ShutdownOnLoop() {
   for (const std::string& name : names) DropNode(name, down_reason_);
   channels_.clear();
   if (read_cache_) read_cache_->SetCoherent(false);
-  absl::MutexLock lock(&mu_);
-  shut_down_ = true;
-  connected_ = false;
+  MarkShutDown();
 }
 
 // --- Discovery --------------------------------------------------------------
@@ -247,15 +206,10 @@ void RedisClusterStore::TakeSlots(RedisSlotMap map) {
     state_ = State::kUp;
     backoff_ = absl::ZeroDuration();
     last_ping_ = absl::Now();
-    up_.store(true, std::memory_order_release);
     CORRAL_LOG(LogLevel::kInfo, "store_connected",
                "redis=", options_.Describe(),
                " masters=", slots_.masters().size());
-    PostAvailability(true);
-    absl::MutexLock lock(&mu_);
-    connected_ = true;
-    fatal_ = false;
-    last_error_ = absl::OkStatus();
+    MarkConnected();
   }
   // Channels whose slot is now elsewhere (or that have no node) follow.
   for (auto& [name, channel] : channels_) {
@@ -277,11 +231,10 @@ void RedisClusterStore::TakeSlots(RedisSlotMap map) {
 
 void RedisClusterStore::DiscoveryFailed(absl::Status error) {
   discovering_ = false;
-  const bool fatal = !IsStoreUnavailable(error);
   const bool was_up = state_ == State::kUp;
+  MarkDisconnected(error);
   if (was_up) {
     state_ = State::kDiscovering;
-    up_.store(false, std::memory_order_release);
     PostAvailability(false);
     // Start clean when the cluster answers again: every channel is
     // subscribed again and its key re-read.
@@ -290,12 +243,6 @@ void RedisClusterStore::DiscoveryFailed(absl::Status error) {
     for (const std::string& name : names) DropNode(name, AsUnavailable(error));
   }
   down_reason_ = AsUnavailable(error);
-  {
-    absl::MutexLock lock(&mu_);
-    connected_ = false;
-    fatal_ = fatal;
-    last_error_ = error;
-  }
   backoff_ = backoff_ == absl::ZeroDuration()
                  ? options_.reconnect_backoff_min
                  : std::min(backoff_ * 2, options_.reconnect_backoff_max);
@@ -620,12 +567,14 @@ void RedisClusterStore::Retry(std::shared_ptr<Request> request,
   retrying_[*timer] = std::move(request);
 }
 
-void RedisClusterStore::RunScript(
-    RedisScript script, std::vector<std::string> keys,
-    std::vector<std::string> args,
-    absl::AnyInvocable<void(absl::StatusOr<RedisReply>, const std::string&)>
-        done,
-    Via via) {
+absl::Status RedisClusterStore::CommandError(const absl::Status& error) const {
+  return AsUnavailable(error);
+}
+
+void RedisClusterStore::RunScript(RedisScript script,
+                                  std::vector<std::string> keys,
+                                  std::vector<std::string> args,
+                                  ScriptDone done, Via via) {
   auto request = std::make_shared<Request>();
   // Every key of one operation shares a hash tag: one slot.
   request->slot = RedisHashSlot(keys.front());
@@ -641,25 +590,6 @@ void RedisClusterStore::RunScript(
   for (std::string& k : keys) request->argv.push_back(std::move(k));
   for (std::string& a : args) request->argv.push_back(std::move(a));
   Send(std::move(request));
-}
-
-template <typename T, typename Parse>
-void RedisClusterStore::RunAndAnswer(RedisScript script,
-                                     std::vector<std::string> keys,
-                                     std::vector<std::string> args, Parse parse,
-                                     Callback<T> done, Via via) {
-  RunScript(
-      script, std::move(keys), std::move(args),
-      [this, parse, done = std::move(done)](absl::StatusOr<RedisReply> reply,
-                                            const std::string&) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<T>(AsUnavailable(reply.status())));
-          return;
-        }
-        Answer(std::move(done), absl::StatusOr<T>(parse(*reply)));
-      },
-      via);
 }
 
 // --- Replica acknowledgements
@@ -714,251 +644,8 @@ void RedisClusterStore::SendWait(Node& node) {
       });
 }
 
-// --- Operations
+// --- Ping (the data operations are RedisBackedStore's)
 // ------------------------------------------------------------------
-
-void RedisClusterStore::Get(const CacheKey& key, Callback<KeyRead> done) {
-  RedisItemKeys keys = RedisKeysFor(key);
-  Callback<KeyRead> answer = std::move(done);
-  if (read_cache_) {
-    // As RedisStore::Get: a fresh value read while coherent is kept,
-    // unless an invalidation overtook the read.
-    const uint64_t ticket = read_cache_->BeginRead(key);
-    answer = [this, alive = std::weak_ptr<int>(alive_), key, ticket,
-              done = std::move(answer)](absl::StatusOr<KeyRead> read) mutable {
-      if (!alive.expired()) {
-        const bool fresh = read.ok() && read->value.has_value() &&
-                           read->value->expires_at > absl::Now();
-        const bool tracked =
-            read_cache_->EndRead(key, ticket, fresh ? &*read->value : nullptr);
-        if (read.ok()) read->tracked = tracked;
-      }
-      done(std::move(read));
-    };
-  }
-  RunAndAnswer<KeyRead>(RedisScript::kGet,
-                        {std::move(keys.value), std::move(keys.failure)},
-                        {absl::StrCat(absl::ToUnixMillis(absl::Now()))},
-                        ParseGetReply, std::move(answer));
-}
-
-void RedisClusterStore::Put(const CacheKey& key, std::string value,
-                            const PutOptions& options, Callback<bool> done) {
-  // Before the write: this replica reads its own writes.
-  if (read_cache_) read_cache_->Invalidate(key);
-  RedisItemKeys keys = RedisKeysFor(key);
-  std::vector<std::string> args;
-  args.reserve(8);
-  args.push_back(std::move(value));
-  args.push_back(absl::StrCat(Millis(options.ttl)));
-  args.push_back(
-      absl::StrCat(std::max<int64_t>(0, Millis(options.stale_window))));
-  args.push_back(options.lock_token);
-  args.push_back(options.release_lock ? "1" : "0");
-  args.push_back(options.only_if_absent ? "1" : "0");
-  args.push_back(std::move(keys.channel));
-  args.push_back(
-      absl::StrCat(std::max<int64_t>(0, Millis(options.compute_time))));
-  std::vector<std::string> script_keys = {
-      std::move(keys.value), std::move(keys.lock), std::move(keys.failure)};
-  if (options.lock_token.empty() || options_.min_replica_acks == 0) {
-    RunAndAnswer<bool>(RedisScript::kPut, std::move(script_keys),
-                       std::move(args), ParseCountReply, std::move(done));
-    return;
-  }
-  // As RedisStore::Put: a fenced write counts once replicas hold it.
-  RunScript(
-      RedisScript::kPut, std::move(script_keys), std::move(args),
-      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply,
-                                     const std::string& node) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<bool>(AsUnavailable(reply.status())));
-          return;
-        }
-        absl::StatusOr<bool> stored = ParseCountReply(*reply);
-        if (!stored.ok() || !*stored) {
-          Answer(std::move(done), std::move(stored));
-          return;
-        }
-        AwaitReplicas(node, [this, done = std::move(done)](
-                                absl::Status acked) mutable {
-          if (acked.ok()) {
-            Answer(std::move(done), absl::StatusOr<bool>(true));
-          } else {
-            Answer(std::move(done),
-                   absl::StatusOr<bool>(StoreUnavailable(absl::StrCat(
-                       "fenced write not acknowledged: ", acked.message()))));
-          }
-        });
-      },
-      Via::kGrants);
-}
-
-void RedisClusterStore::Delete(const CacheKey& key, Callback<bool> done) {
-  if (read_cache_) read_cache_->Invalidate(key);
-  RedisItemKeys keys = RedisKeysFor(key);
-  RunAndAnswer<bool>(RedisScript::kDelete,
-                     {std::move(keys.value), std::move(keys.failure)}, {},
-                     ParseCountReply, std::move(done));
-}
-
-void RedisClusterStore::RememberFailure(const CacheKey& key, absl::Duration ttl,
-                                        Callback<absl::Time> done) {
-  RunAndAnswer<absl::Time>(RedisScript::kRememberFailure,
-                           {RedisKeysFor(key).failure}, {LeaseMillis(ttl)},
-                           ParseRememberFailureReply, std::move(done));
-}
-
-void RedisClusterStore::TryLock(const CacheKey& key, const std::string& token,
-                                absl::Duration ttl,
-                                Callback<LockAttempt> done) {
-  RunTryLock(key, token, ttl, /*read=*/false, std::move(done));
-}
-
-void RedisClusterStore::TryLockAndRead(const CacheKey& key,
-                                       const std::string& token,
-                                       absl::Duration ttl,
-                                       Callback<LockAttempt> done) {
-  RunTryLock(key, token, ttl, /*read=*/true, std::move(done));
-}
-
-void RedisClusterStore::RunTryLock(const CacheKey& key,
-                                   const std::string& token, absl::Duration ttl,
-                                   bool read, Callback<LockAttempt> done) {
-  RedisItemKeys keys = RedisKeysFor(key);
-  std::vector<std::string> script_keys = {std::move(keys.lock),
-                                          std::move(keys.fence)};
-  if (read) {
-    script_keys.push_back(std::move(keys.value));
-    script_keys.push_back(std::move(keys.failure));
-  }
-  std::vector<std::string> args = {token, LeaseMillis(ttl),
-                                   absl::StrCat(kFenceKeepMillis)};
-  if (options_.min_replica_acks == 0) {
-    RunAndAnswer<LockAttempt>(RedisScript::kTryLock, std::move(script_keys),
-                              std::move(args), ParseTryLockReply,
-                              std::move(done));
-    return;
-  }
-  RunScript(
-      RedisScript::kTryLock, std::move(script_keys), std::move(args),
-      [this, key, token, done = std::move(done)](
-          absl::StatusOr<RedisReply> reply, const std::string& node) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<LockAttempt>(AsUnavailable(reply.status())));
-          return;
-        }
-        absl::StatusOr<LockAttempt> attempt = ParseTryLockReply(*reply);
-        if (!attempt.ok() || !attempt->acquired) {
-          Answer(std::move(done), std::move(attempt));
-          return;
-        }
-        // A grant the promoted replica might not have is not a grant: the
-        // argument of RedisStore::RunTryLock holds per shard (a cluster
-        // failover promotes the replica with the most replicated data
-        // first, and WAIT ran on the master that wrote the lock and fence).
-        AwaitReplicas(
-            node, [this, key, token, attempt = *std::move(attempt),
-                   done = std::move(done)](absl::Status acked) mutable {
-              if (acked.ok()) {
-                Answer(std::move(done),
-                       absl::StatusOr<LockAttempt>(std::move(attempt)));
-                return;
-              }
-              RedisItemKeys keys = RedisKeysFor(key);
-              RunScript(
-                  RedisScript::kRelease, {std::move(keys.lock)},
-                  {token, std::string(ReleaseMessage(ReleaseNotice::kReleased)),
-                   std::move(keys.channel)},
-                  [](absl::StatusOr<RedisReply>, const std::string&) {},
-                  Via::kGrants);
-              Answer(std::move(done),
-                     absl::StatusOr<LockAttempt>(StoreUnavailable(
-                         absl::StrCat("lock not granted: ", acked.message()))));
-            });
-      },
-      Via::kGrants);
-}
-
-void RedisClusterStore::RenewLock(const CacheKey& key, const std::string& token,
-                                  absl::Duration ttl,
-                                  Callback<std::optional<absl::Time>> done) {
-  RunAndAnswer<std::optional<absl::Time>>(
-      RedisScript::kRenew, {RedisKeysFor(key).lock}, {token, LeaseMillis(ttl)},
-      ParseRenewReply, std::move(done), Via::kGrants);
-}
-
-void RedisClusterStore::ReleaseLock(const CacheKey& key,
-                                    const std::string& token,
-                                    ReleaseNotice notice, Callback<bool> done) {
-  RedisItemKeys keys = RedisKeysFor(key);
-  RunAndAnswer<bool>(
-      RedisScript::kRelease, {std::move(keys.lock)},
-      {token, std::string(ReleaseMessage(notice)), std::move(keys.channel)},
-      ParseCountReply, std::move(done), Via::kGrants);
-}
-
-void RedisClusterStore::LoadBreaker(const std::string& ns,
-                                    Callback<BreakerRecord> done) {
-  RunAndAnswer<BreakerRecord>(RedisScript::kBreakerLoad, {RedisBreakerKey(ns)},
-                              {}, ParseBreakerLoadReply, std::move(done));
-}
-
-void RedisClusterStore::StoreBreaker(const std::string& ns,
-                                     uint64_t expected_version,
-                                     std::string state,
-                                     Callback<BreakerCas> done) {
-  RunAndAnswer<BreakerCas>(RedisScript::kBreakerCas, {RedisBreakerKey(ns)},
-                           {absl::StrCat(expected_version), std::move(state),
-                            std::string(kRedisBreakerChannel), ns},
-                           ParseBreakerCasReply, std::move(done));
-}
-
-void RedisClusterStore::ClaimHedge(const CacheKey& key, uint32_t max_hedges,
-                                   absl::Duration keep,
-                                   Callback<HedgeClaim> done) {
-  RedisItemKeys keys = RedisKeysFor(key);  // One slot: the key's hash tag.
-  RunAndAnswer<HedgeClaim>(RedisScript::kClaimHedge,
-                           {std::move(keys.lock), std::move(keys.hedges)},
-                           ClaimHedgeArgs(max_hedges, keep),
-                           ParseClaimHedgeReply, std::move(done), Via::kGrants);
-}
-
-std::string RedisClusterStore::BudgetNow() const {
-  if (options_.budget_clock == nullptr) return "";
-  return absl::StrCat(absl::ToUnixMicros(options_.budget_clock->Now()));
-}
-
-// A namespace's budget keys share the tag {ns}: one slot, one master.
-void RedisClusterStore::ChargeBudget(const std::string& ns,
-                                     const std::string& slot,
-                                     const BudgetLimits& limits,
-                                     absl::Duration hold,
-                                     Callback<BudgetCharge> done) {
-  RunAndAnswer<BudgetCharge>(RedisScript::kBudgetCharge,
-                             {RedisBudgetSlotsKey(ns), RedisBudgetRateKey(ns)},
-                             BudgetChargeArgs(slot, limits, hold, BudgetNow()),
-                             ParseBudgetChargeReply, std::move(done),
-                             Via::kGrants);
-}
-
-void RedisClusterStore::RenewBudget(const std::string& ns,
-                                    const std::string& slot,
-                                    absl::Duration hold, Callback<bool> done) {
-  RunAndAnswer<bool>(RedisScript::kBudgetRenew, {RedisBudgetSlotsKey(ns)},
-                     BudgetRenewArgs(slot, hold, BudgetNow()), ParseCountReply,
-                     std::move(done), Via::kGrants);
-}
-
-void RedisClusterStore::ReturnBudget(const std::string& ns,
-                                     const std::string& slot,
-                                     Callback<bool> done) {
-  RunAndAnswer<bool>(RedisScript::kBudgetReturn, {RedisBudgetSlotsKey(ns)},
-                     {slot, BudgetNow()}, ParseCountReply, std::move(done),
-                     Via::kGrants);
-}
 
 void RedisClusterStore::Ping(StatusCallback done) {
   auto answer = [this](StatusCallback done, absl::Status status) {

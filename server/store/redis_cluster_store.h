@@ -33,7 +33,8 @@
 // Threading as RedisStore: loop thread, except Start, WaitUntilConnected,
 // Shutdown and IsUp.
 //
-// Files: routing, discovery, nodes and operations in redis_cluster_store.cc;
+// Files: routing, discovery and nodes in redis_cluster_store.cc (the data
+// operations are RedisBackedStore's, redis_backed_store.cc);
 // pub/sub and the read cache in redis_cluster_pubsub.cc; the slot map and
 // redirections (no I/O) in redis_cluster_slots.h.
 #ifndef CORRAL_SERVER_STORE_REDIS_CLUSTER_STORE_H_
@@ -46,13 +47,11 @@
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/event_loop.h"
 #include "server/core/read_cache.h"
@@ -82,43 +81,12 @@ class RedisClusterStore final : public RedisBackedStore {
   RedisClusterStore& operator=(const RedisClusterStore&) = delete;
 
   void Start() override;
-  absl::Status WaitUntilConnected(absl::Duration timeout) override;
-  void Shutdown() override;
 
-  void SetListener(StoreListener* listener) override { listener_ = listener; }
-  void Get(const CacheKey& key, Callback<KeyRead> done) override;
-  void Put(const CacheKey& key, std::string value, const PutOptions& options,
-           Callback<bool> done) override;
-  void Delete(const CacheKey& key, Callback<bool> done) override;
-  void RememberFailure(const CacheKey& key, absl::Duration ttl,
-                       Callback<absl::Time> done) override;
-  void TryLock(const CacheKey& key, const std::string& token,
-               absl::Duration ttl, Callback<LockAttempt> done) override;
-  void TryLockAndRead(const CacheKey& key, const std::string& token,
-                      absl::Duration ttl, Callback<LockAttempt> done) override;
-  void RenewLock(const CacheKey& key, const std::string& token,
-                 absl::Duration ttl,
-                 Callback<std::optional<absl::Time>> done) override;
-  void ReleaseLock(const CacheKey& key, const std::string& token,
-                   ReleaseNotice notice, Callback<bool> done) override;
+  // The data operations, WaitUntilConnected and Shutdown are
+  // RedisBackedStore's.
   void Watch(const CacheKey& key) override;
   void Unwatch(const CacheKey& key) override;
-  void LoadBreaker(const std::string& ns,
-                   Callback<BreakerRecord> done) override;
-  void StoreBreaker(const std::string& ns, uint64_t expected_version,
-                    std::string state, Callback<BreakerCas> done) override;
-  void ClaimHedge(const CacheKey& key, uint32_t max_hedges, absl::Duration keep,
-                  Callback<HedgeClaim> done) override;
-  void ChargeBudget(const std::string& ns, const std::string& slot,
-                    const BudgetLimits& limits, absl::Duration hold,
-                    Callback<BudgetCharge> done) override;
-  void RenewBudget(const std::string& ns, const std::string& slot,
-                   absl::Duration hold, Callback<bool> done) override;
-  void ReturnBudget(const std::string& ns, const std::string& slot,
-                    Callback<bool> done) override;
   void Ping(StatusCallback done) override;
-  bool IsUp() const override { return up_.load(std::memory_order_acquire); }
-  const ReadCache* read_cache() const override { return read_cache_.get(); }
 
   const Counters& counters() const { return counters_; }
 
@@ -127,7 +95,6 @@ class RedisClusterStore final : public RedisBackedStore {
   // Redirections one operation (or one SSUBSCRIBE) may follow before it
   // gives up: a map that keeps changing under it.
   static constexpr int kMaxRedirects = 5;
-  enum class Via { kCommands, kGrants };
 
   struct Node {
     uint64_t id = 0;
@@ -166,8 +133,7 @@ class RedisClusterStore final : public RedisBackedStore {
     int redirects = 0;
     int retries = 0;
     // With the reply and the node that ran the command.
-    absl::AnyInvocable<void(absl::StatusOr<RedisReply>, const std::string&)>
-        done;
+    ScriptDone done;
   };
 
   // Discovery (loop thread).
@@ -186,8 +152,6 @@ class RedisClusterStore final : public RedisBackedStore {
   void OpenSubscriber(Node& node);
   void Authenticate(RedisConnection& conn);
 
-  // Microseconds of the injected budget clock (tests), or "" (Redis TIME).
-  std::string BudgetNow() const;
   // Routing (loop thread).
   void Send(std::shared_ptr<Request> request,
             const RedisAddress* ask_to = nullptr);
@@ -195,29 +159,19 @@ class RedisClusterStore final : public RedisBackedStore {
                std::optional<RedisAddress> asked,
                absl::StatusOr<RedisReply> reply);
   void Retry(std::shared_ptr<Request> request, absl::Status why);
-  void RunScript(
-      RedisScript script, std::vector<std::string> keys,
-      std::vector<std::string> args,
-      absl::AnyInvocable<void(absl::StatusOr<RedisReply>, const std::string&)>
-          done,
-      Via via = Via::kCommands);
-  template <typename T, typename Parse>
-  void RunAndAnswer(RedisScript script, std::vector<std::string> keys,
-                    std::vector<std::string> args, Parse parse,
-                    Callback<T> done, Via via = Via::kCommands);
-  template <typename T>
-  void Answer(Callback<T> done, absl::StatusOr<T> result) {
-    loop_.Post([done = std::move(done), result = std::move(result)]() mutable {
-      done(std::move(result));
-    });
-  }
+  // Routes `script` by the hash slot of its first key (every key of one
+  // operation shares a hash tag) and runs it there: EVALSHA, then EVAL on
+  // NOSCRIPT (scripts are loaded per node).
+  void RunScript(RedisScript script, std::vector<std::string> keys,
+                 std::vector<std::string> args, ScriptDone done,
+                 Via via) override;
+  // Every failure is store-unavailable.
+  absl::Status CommandError(const absl::Status& error) const override;
 
   // Replica acks: WAIT on `node_name`'s grants connection.
   void AwaitReplicas(const std::string& node_name,
-                     absl::AnyInvocable<void(absl::Status)> acked);
+                     absl::AnyInvocable<void(absl::Status)> acked) override;
   void SendWait(Node& node);
-  void RunTryLock(const CacheKey& key, const std::string& token,
-                  absl::Duration ttl, bool read, Callback<LockAttempt> done);
 
   // Pub/sub (loop thread).
   void Subscribe(const std::string& name);
@@ -225,7 +179,6 @@ class RedisClusterStore final : public RedisBackedStore {
   void OnMessage(absl::string_view channel, absl::string_view payload);
   void SubscribeBreaker();
   void PostEvent(std::string channel, KeyEvent event);
-  void PostAvailability(bool up);
 
   // Read cache (loop thread).
   void StartTracking(Node& node);
@@ -237,12 +190,7 @@ class RedisClusterStore final : public RedisBackedStore {
   void SlotsMoved();
 
   void Tick();
-  void ShutdownOnLoop();
-  absl::Status DownStatus() const { return down_reason_; }
-
-  EventLoop& loop_;
-  const RedisOptions options_;
-  StoreListener* listener_ = nullptr;
+  void ShutdownOnLoop() override;
 
   // Loop thread only.
   State state_ = State::kIdle;
@@ -269,26 +217,14 @@ class RedisClusterStore final : public RedisBackedStore {
   absl::Time last_ping_;
   absl::Duration backoff_ = absl::ZeroDuration();
   absl::BitGen rng_;
-  absl::Status down_reason_;
   EventLoop::TimerId tick_timer_ = 0;
   EventLoop::TimerId discover_timer_ = 0;
 
-  std::unique_ptr<ReadCache> read_cache_;
+  // Read cache tracking; the cache is RedisBackedStore's.
   bool coherent_ = false;
   bool tracking_refused_ = false;
 
-  std::atomic<bool> up_{false};
   Counters counters_;
-  mutable absl::Mutex mu_;
-  bool connected_ ABSL_GUARDED_BY(mu_) = false;
-  bool fatal_ ABSL_GUARDED_BY(mu_) = false;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
-  bool ConnectSettled() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return connected_ || fatal_ || shut_down_;
-  }
-
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace corral

@@ -5,17 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/notification.h"
 #include "server/core/errors.h"
-#include "server/core/gcra.h"
 #include "server/core/log.h"
 
 namespace corral {
 namespace {
-
-// How long a fence key outlives its last lock. Tokens are time-based, so
-// forgetting it only matters if Redis' clock steps back meanwhile.
-constexpr int64_t kFenceKeepMillis = 3 * 24 * 3600 * 1000LL;
 
 bool IsStoreUnavailable(const absl::Status& status) {
   return ReasonOf(status) == kReasonStoreUnavailable;
@@ -48,11 +42,6 @@ absl::Status AsStoreError(const absl::Status& status) {
 }
 
 int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
-
-// Redis refuses PX 0; a lock of less than a millisecond is one millisecond.
-std::string LeaseMillis(absl::Duration ttl) {
-  return absl::StrCat(std::max<int64_t>(1, Millis(ttl)));
-}
 
 // A handshake step's failure, worded for the operator. Transport failures
 // stay as they are (retryable); Redis refusals are not retryable.
@@ -92,13 +81,9 @@ constexpr absl::string_view kProbeChannel = "corral:{probe}:c";
 }  // namespace
 
 RedisStore::RedisStore(EventLoop& loop, RedisOptions options)
-    : loop_(loop),
-      options_(std::move(options)),
+    : RedisBackedStore(loop, std::move(options)),
       host_(options_.host),
       port_(options_.port) {
-  if (options_.read_cache.Tracks()) {
-    read_cache_ = std::make_unique<ReadCache>(options_.read_cache);
-  }
   if (options_.sentinel()) {
     sentinel_ = std::make_unique<SentinelClient>(loop_, options_);
     down_reason_ = StoreUnavailable(
@@ -133,38 +118,9 @@ void RedisStore::Start() {
   });
 }
 
-absl::Status RedisStore::WaitUntilConnected(absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(absl::Condition(this, &RedisStore::ConnectSettled),
-                       timeout);
-  if (connected_) return absl::OkStatus();
-  if (shut_down_) return absl::FailedPreconditionError("store shut down");
-  if (!last_error_.ok()) return last_error_;
-  return StoreUnavailable(absl::StrCat(DownStatus().message(), " after ",
-                                       absl::FormatDuration(timeout)));
-}
-
-void RedisStore::Shutdown() {
-  if (loop_.InLoopThread()) {
-    ShutdownOnLoop();
-    return;
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    if (shut_down_) return;
-  }
-  absl::Notification done;
-  loop_.Post([this, &done] {
-    ShutdownOnLoop();
-    done.Notify();
-  });
-  done.WaitForNotification();
-}
-
 void RedisStore::ShutdownOnLoop() {
   if (state_ == State::kShutdown) return;
   state_ = State::kShutdown;
-  up_.store(false, std::memory_order_release);
   down_reason_ = StoreUnavailable("store shut down");
   if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
   if (reconnect_timer_ != 0) loop_.Cancel(std::exchange(reconnect_timer_, 0));
@@ -174,9 +130,7 @@ void RedisStore::ShutdownOnLoop() {
   CloseConnections(down_reason_, /*defer_destruction=*/false);
   channels_.clear();
   if (read_cache_) read_cache_->SetCoherent(false);
-  absl::MutexLock lock(&mu_);
-  shut_down_ = true;
-  connected_ = false;
+  MarkShutDown();
 }
 
 void RedisStore::StartAttempt() {
@@ -390,19 +344,10 @@ void RedisStore::Connected() {
   state_ = State::kUp;
   backoff_ = absl::ZeroDuration();
   last_ping_ = absl::Now();
-  up_.store(true, std::memory_order_release);
   CORRAL_LOG(
       LogLevel::kInfo, "store_connected", "redis=", options_.Describe(),
       sentinel_ ? absl::StrCat(" master=", host_, ":", port_) : std::string());
-  // The listener hears of it before WaitUntilConnected returns, so that it
-  // does not take calls made after that for calls made before.
-  PostAvailability(true);
-  {
-    absl::MutexLock lock(&mu_);
-    connected_ = true;
-    fatal_ = false;
-    last_error_ = absl::OkStatus();
-  }
+  MarkConnected();
   // Events published while we were away are lost: every watched key is
   // subscribed again and gets kWatching (re-read) once confirmed.
   absl::erase_if(channels_, [](const auto& kv) { return !kv.second.watched; });
@@ -424,15 +369,8 @@ void RedisStore::Fail(uint64_t session, absl::Status error) {
   state_ = State::kBackoff;
   discovering_ = false;
   if (sentinel_) sentinel_->CancelDiscovery();
-  up_.store(false, std::memory_order_release);
+  MarkDisconnected(error);
   down_reason_ = AsUnavailable(error);
-  {
-    absl::MutexLock lock(&mu_);
-    connected_ = false;
-    // Transport trouble may pass; a refusal by Redis will not.
-    fatal_ = !IsStoreUnavailable(error);
-    last_error_ = error;
-  }
   if (tick_timer_ != 0) loop_.Cancel(std::exchange(tick_timer_, 0));
   // Invalidations may be lost from here until tracking is back.
   if (read_cache_) read_cache_->SetCoherent(false);
@@ -531,13 +469,15 @@ void RedisStore::Tick() {
   ScheduleTick();
 }
 
-absl::Status RedisStore::DownStatus() const { return down_reason_; }
+absl::Status RedisStore::CommandError(const absl::Status& error) const {
+  return AsStoreError(error);
+}
 
 void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
-                           std::vector<std::string> args,
-                           RedisConnection::ReplyCallback done, Via via) {
+                           std::vector<std::string> args, ScriptDone done,
+                           Via via) {
   if (state_ != State::kUp) {
-    done(DownStatus());
+    done(DownStatus(), "");
     return;
   }
   const int index = static_cast<int>(script);
@@ -571,34 +511,21 @@ void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
       const std::string source(RedisScriptSource(script));
       (*argv)[0] = "EVAL";
       (*argv)[1] = source;
-      Connection(via).Command(*argv, std::move(done));
+      Connection(via).Command(
+          *argv,
+          [done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+            done(std::move(reply), "");
+          });
       Connection(via).Command({"SCRIPT", "LOAD", source},
                               [](absl::StatusOr<RedisReply>) {});
       return;
     }
-    done(std::move(reply));
+    done(std::move(reply), "");
   });
 }
 
-template <typename T, typename Parse>
-void RedisStore::RunAndAnswer(RedisScript script, std::vector<std::string> keys,
-                              std::vector<std::string> args, Parse parse,
-                              Callback<T> done, Via via) {
-  RunScript(
-      script, std::move(keys), std::move(args),
-      [this, parse,
-       done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<T>(AsStoreError(reply.status())));
-          return;
-        }
-        Answer(std::move(done), absl::StatusOr<T>(parse(*reply)));
-      },
-      via);
-}
-
-void RedisStore::AwaitReplicas(absl::AnyInvocable<void(absl::Status)> acked) {
+void RedisStore::AwaitReplicas(const std::string& /*node*/,
+                               absl::AnyInvocable<void(absl::Status)> acked) {
   if (state_ != State::kUp) {
     acked(DownStatus());
     return;
@@ -647,254 +574,6 @@ void RedisStore::SendWait() {
 void RedisStore::FailAckWaiters(const absl::Status& why) {
   wait_in_flight_ = false;
   for (auto& acked : std::exchange(ack_waiters_, {})) acked(why);
-}
-
-void RedisStore::Get(const CacheKey& key, Callback<KeyRead> done) {
-  RedisItemKeys keys = RedisKeysFor(key);
-  Callback<KeyRead> answer = std::move(done);
-  if (read_cache_) {
-    // A fresh value read while tracking holds goes into the read cache,
-    // unless an invalidation of the key overtook the read.
-    const uint64_t ticket = read_cache_->BeginRead(key);
-    answer = [this, alive = std::weak_ptr<int>(alive_), key, ticket,
-              done = std::move(answer)](absl::StatusOr<KeyRead> read) mutable {
-      if (!alive.expired()) {
-        const bool fresh = read.ok() && read->value.has_value() &&
-                           read->value->expires_at > absl::Now();
-        const bool tracked =
-            read_cache_->EndRead(key, ticket, fresh ? &*read->value : nullptr);
-        if (read.ok()) read->tracked = tracked;
-      }
-      done(std::move(read));
-    };
-  }
-  RunAndAnswer<KeyRead>(RedisScript::kGet,
-                        {std::move(keys.value), std::move(keys.failure)},
-                        {absl::StrCat(absl::ToUnixMillis(absl::Now()))},
-                        ParseGetReply, std::move(answer));
-}
-
-void RedisStore::Put(const CacheKey& key, std::string value,
-                     const PutOptions& options, Callback<bool> done) {
-  // Before the write: this replica reads its own writes.
-  if (read_cache_) read_cache_->Invalidate(key);
-  RedisItemKeys keys = RedisKeysFor(key);
-  std::vector<std::string> args;
-  args.reserve(8);
-  args.push_back(std::move(value));
-  args.push_back(absl::StrCat(Millis(options.ttl)));
-  args.push_back(
-      absl::StrCat(std::max<int64_t>(0, Millis(options.stale_window))));
-  args.push_back(options.lock_token);
-  args.push_back(options.release_lock ? "1" : "0");
-  args.push_back(options.only_if_absent ? "1" : "0");
-  args.push_back(std::move(keys.channel));
-  args.push_back(
-      absl::StrCat(std::max<int64_t>(0, Millis(options.compute_time))));
-  std::vector<std::string> script_keys = {
-      std::move(keys.value), std::move(keys.lock), std::move(keys.failure)};
-  if (options.lock_token.empty() || options_.min_replica_acks == 0) {
-    RunAndAnswer<bool>(RedisScript::kPut, std::move(script_keys),
-                       std::move(args), ParseCountReply, std::move(done));
-    return;
-  }
-  // A fenced write is acknowledged only once replicas hold it (it cannot be
-  // undone: a write that was stored but not acknowledged is answered as
-  // StoreUnavailable, and the caller must treat it as unknown).
-  RunScript(
-      RedisScript::kPut, std::move(script_keys), std::move(args),
-      [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<bool>(AsStoreError(reply.status())));
-          return;
-        }
-        absl::StatusOr<bool> stored = ParseCountReply(*reply);
-        if (!stored.ok() || !*stored) {
-          Answer(std::move(done), std::move(stored));
-          return;
-        }
-        AwaitReplicas([this,
-                       done = std::move(done)](absl::Status acked) mutable {
-          if (acked.ok()) {
-            Answer(std::move(done), absl::StatusOr<bool>(true));
-          } else {
-            Answer(std::move(done),
-                   absl::StatusOr<bool>(StoreUnavailable(absl::StrCat(
-                       "fenced write not acknowledged: ", acked.message()))));
-          }
-        });
-      },
-      Via::kGrants);
-}
-
-void RedisStore::Delete(const CacheKey& key, Callback<bool> done) {
-  if (read_cache_) read_cache_->Invalidate(key);
-  RedisItemKeys keys = RedisKeysFor(key);
-  RunAndAnswer<bool>(RedisScript::kDelete,
-                     {std::move(keys.value), std::move(keys.failure)}, {},
-                     ParseCountReply, std::move(done));
-}
-
-void RedisStore::RememberFailure(const CacheKey& key, absl::Duration ttl,
-                                 Callback<absl::Time> done) {
-  RunAndAnswer<absl::Time>(RedisScript::kRememberFailure,
-                           {RedisKeysFor(key).failure}, {LeaseMillis(ttl)},
-                           ParseRememberFailureReply, std::move(done));
-}
-
-void RedisStore::TryLock(const CacheKey& key, const std::string& token,
-                         absl::Duration ttl, Callback<LockAttempt> done) {
-  RunTryLock(key, token, ttl, /*read=*/false, std::move(done));
-}
-
-void RedisStore::TryLockAndRead(const CacheKey& key, const std::string& token,
-                                absl::Duration ttl,
-                                Callback<LockAttempt> done) {
-  RunTryLock(key, token, ttl, /*read=*/true, std::move(done));
-}
-
-void RedisStore::RunTryLock(const CacheKey& key, const std::string& token,
-                            absl::Duration ttl, bool read,
-                            Callback<LockAttempt> done) {
-  RedisItemKeys keys = RedisKeysFor(key);
-  std::vector<std::string> script_keys = {std::move(keys.lock),
-                                          std::move(keys.fence)};
-  // With the value and failure keys the script also reads the key.
-  if (read) {
-    script_keys.push_back(std::move(keys.value));
-    script_keys.push_back(std::move(keys.failure));
-  }
-  if (options_.min_replica_acks == 0) {
-    RunAndAnswer<LockAttempt>(
-        RedisScript::kTryLock, std::move(script_keys),
-        {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
-        ParseTryLockReply, std::move(done));
-    return;
-  }
-  RunScript(
-      RedisScript::kTryLock, std::move(script_keys),
-      {token, LeaseMillis(ttl), absl::StrCat(kFenceKeepMillis)},
-      [this, key, token,
-       done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        if (!reply.ok()) {
-          Answer(std::move(done),
-                 absl::StatusOr<LockAttempt>(AsStoreError(reply.status())));
-          return;
-        }
-        absl::StatusOr<LockAttempt> attempt = ParseTryLockReply(*reply);
-        if (!attempt.ok() || !attempt->acquired) {
-          Answer(std::move(done), std::move(attempt));
-          return;
-        }
-        // A grant the promoted replica might not have is not a grant.
-        //
-        // Why fencing tokens do not go backwards across one failover: the
-        // script writes the lock and the key's fence (the token, which is
-        // max(fence + 1, Redis TIME in us)) in one step, and Redis
-        // replicates the script's writes in order. The token reaches the
-        // caller only after WAIT says min_replica_acks replicas processed
-        // every write up to here, fence included. Sentinel promotes the
-        // reachable replica with the most replicated data, so when it is
-        // one of those that acknowledged (always, with one replica), the new
-        // master's fence for this key is >= every token handed out, and its
-        // next token is fence + 1 or more, whatever its clock says. Not
-        // covered: acks 0; a promoted replica that did not acknowledge
-        // (more replicas than min_replica_acks); a second failover before
-        // the new master's replicas caught up; WAIT is not consensus (a
-        // replica that acknowledged may still lose the data if it restarts
-        // without persistence). See docs/OPERATIONS.md "Redis Sentinel".
-        AwaitReplicas([this, key, token, attempt = *std::move(attempt),
-                       done = std::move(done)](absl::Status acked) mutable {
-          if (acked.ok()) {
-            Answer(std::move(done),
-                   absl::StatusOr<LockAttempt>(std::move(attempt)));
-            return;
-          }
-          // Undone before anyone hears of it (best effort: if this fails
-          // too, the lock expires with its lease). Waiters are woken as for
-          // any release.
-          RedisItemKeys keys = RedisKeysFor(key);
-          RunScript(
-              RedisScript::kRelease, {std::move(keys.lock)},
-              {token, std::string(ReleaseMessage(ReleaseNotice::kReleased)),
-               std::move(keys.channel)},
-              [](absl::StatusOr<RedisReply>) {}, Via::kGrants);
-          Answer(std::move(done),
-                 absl::StatusOr<LockAttempt>(StoreUnavailable(
-                     absl::StrCat("lock not granted: ", acked.message()))));
-        });
-      },
-      Via::kGrants);
-}
-
-void RedisStore::RenewLock(const CacheKey& key, const std::string& token,
-                           absl::Duration ttl,
-                           Callback<std::optional<absl::Time>> done) {
-  RunAndAnswer<std::optional<absl::Time>>(
-      RedisScript::kRenew, {RedisKeysFor(key).lock}, {token, LeaseMillis(ttl)},
-      ParseRenewReply, std::move(done), Via::kGrants);
-}
-
-void RedisStore::ReleaseLock(const CacheKey& key, const std::string& token,
-                             ReleaseNotice notice, Callback<bool> done) {
-  RedisItemKeys keys = RedisKeysFor(key);
-  RunAndAnswer<bool>(
-      RedisScript::kRelease, {std::move(keys.lock)},
-      {token, std::string(ReleaseMessage(notice)), std::move(keys.channel)},
-      ParseCountReply, std::move(done), Via::kGrants);
-}
-
-void RedisStore::LoadBreaker(const std::string& ns,
-                             Callback<BreakerRecord> done) {
-  RunAndAnswer<BreakerRecord>(RedisScript::kBreakerLoad, {RedisBreakerKey(ns)},
-                              {}, ParseBreakerLoadReply, std::move(done));
-}
-
-void RedisStore::StoreBreaker(const std::string& ns, uint64_t expected_version,
-                              std::string state, Callback<BreakerCas> done) {
-  RunAndAnswer<BreakerCas>(RedisScript::kBreakerCas, {RedisBreakerKey(ns)},
-                           {absl::StrCat(expected_version), std::move(state),
-                            std::string(kRedisBreakerChannel), ns},
-                           ParseBreakerCasReply, std::move(done));
-}
-
-void RedisStore::ClaimHedge(const CacheKey& key, uint32_t max_hedges,
-                            absl::Duration keep, Callback<HedgeClaim> done) {
-  RedisItemKeys keys = RedisKeysFor(key);
-  RunAndAnswer<HedgeClaim>(RedisScript::kClaimHedge,
-                           {std::move(keys.lock), std::move(keys.hedges)},
-                           ClaimHedgeArgs(max_hedges, keep),
-                           ParseClaimHedgeReply, std::move(done), Via::kGrants);
-}
-
-std::string RedisStore::BudgetNow() const {
-  if (options_.budget_clock == nullptr) return "";
-  return absl::StrCat(absl::ToUnixMicros(options_.budget_clock->Now()));
-}
-
-void RedisStore::ChargeBudget(const std::string& ns, const std::string& slot,
-                              const BudgetLimits& limits, absl::Duration hold,
-                              Callback<BudgetCharge> done) {
-  RunAndAnswer<BudgetCharge>(RedisScript::kBudgetCharge,
-                             {RedisBudgetSlotsKey(ns), RedisBudgetRateKey(ns)},
-                             BudgetChargeArgs(slot, limits, hold, BudgetNow()),
-                             ParseBudgetChargeReply, std::move(done),
-                             Via::kGrants);
-}
-
-void RedisStore::RenewBudget(const std::string& ns, const std::string& slot,
-                             absl::Duration hold, Callback<bool> done) {
-  RunAndAnswer<bool>(RedisScript::kBudgetRenew, {RedisBudgetSlotsKey(ns)},
-                     BudgetRenewArgs(slot, hold, BudgetNow()), ParseCountReply,
-                     std::move(done), Via::kGrants);
-}
-
-void RedisStore::ReturnBudget(const std::string& ns, const std::string& slot,
-                              Callback<bool> done) {
-  RunAndAnswer<bool>(RedisScript::kBudgetReturn, {RedisBudgetSlotsKey(ns)},
-                     {slot, BudgetNow()}, ParseCountReply, std::move(done),
-                     Via::kGrants);
 }
 
 void RedisStore::Ping(StatusCallback done) {
@@ -954,16 +633,7 @@ void RedisStore::OnSubscribed(uint64_t session, absl::string_view name) {
 void RedisStore::OnMessage(uint64_t session, absl::string_view name,
                            absl::string_view payload) {
   if (session != session_) return;
-  if (name == kRedisBreakerChannel) {
-    auto message = DecodeBreakerMessage(payload);
-    if (!message.ok()) return;
-    loop_.Post([this, alive = std::weak_ptr<int>(alive_),
-                message = *std::move(message)] {
-      if (alive.expired() || listener_ == nullptr) return;
-      listener_->OnBreakerChanged(message.first, message.second);
-    });
-    return;
-  }
+  if (name == kRedisBreakerChannel) return PostBreakerMessage(payload);
   auto it = channels_.find(name);
   if (it == channels_.end() || !it->second.watched) return;
   absl::StatusOr<KeyMessage> message = DecodeKeyMessage(payload);
@@ -1033,13 +703,6 @@ void RedisStore::PostEvent(std::string channel, KeyEvent event) {
     auto it = channels_.find(channel);
     if (it == channels_.end() || !it->second.watched) return;
     listener_->OnKeyEvent(event);
-  });
-}
-
-void RedisStore::PostAvailability(bool up) {
-  loop_.Post([this, alive = std::weak_ptr<int>(alive_), up] {
-    if (alive.expired() || listener_ == nullptr) return;
-    listener_->OnStoreAvailability(up);
   });
 }
 

@@ -14,19 +14,16 @@
 #define CORRAL_SERVER_STORE_REDIS_STORE_H_
 
 #include <array>
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/event_loop.h"
 #include "server/core/read_cache.h"
@@ -49,55 +46,16 @@ class RedisStore final : public RedisBackedStore {
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
 
-  // Begins connecting (on the loop). Any thread; once.
+  // Begins connecting (on the loop). Any thread; once. A failed attempt's
+  // error, as WaitUntilConnected returns it, reads e.g. "cannot connect to
+  // 127.0.0.1:6390: Connection refused".
   void Start() override;
-  // Blocks until connected: OK; a non-retryable failure of the latest
-  // attempt (wrong password, unknown database, ...) returns at once with its
-  // error; otherwise, after `timeout`, the latest attempt's error (e.g.
-  // "cannot connect to 127.0.0.1:6390: Connection refused"). The store keeps
-  // retrying either way. Not on the loop thread (it would deadlock).
-  absl::Status WaitUntilConnected(absl::Duration timeout) override;
-  // Disconnects for good: pending and later operations are answered with
-  // StoreUnavailable, no listener call follows. From a non-loop thread it
-  // waits for the loop to do it, so the loop must be running; on the loop
-  // thread it runs inline. Idempotent.
-  void Shutdown() override;
 
-  void SetListener(StoreListener* listener) override { listener_ = listener; }
-  void Get(const CacheKey& key, Callback<KeyRead> done) override;
-  void Put(const CacheKey& key, std::string value, const PutOptions& options,
-           Callback<bool> done) override;
-  void Delete(const CacheKey& key, Callback<bool> done) override;
-  void RememberFailure(const CacheKey& key, absl::Duration ttl,
-                       Callback<absl::Time> done) override;
-  void TryLock(const CacheKey& key, const std::string& token,
-               absl::Duration ttl, Callback<LockAttempt> done) override;
-  void TryLockAndRead(const CacheKey& key, const std::string& token,
-                      absl::Duration ttl, Callback<LockAttempt> done) override;
-  void RenewLock(const CacheKey& key, const std::string& token,
-                 absl::Duration ttl,
-                 Callback<std::optional<absl::Time>> done) override;
-  void ReleaseLock(const CacheKey& key, const std::string& token,
-                   ReleaseNotice notice, Callback<bool> done) override;
+  // The data operations, WaitUntilConnected and Shutdown are
+  // RedisBackedStore's.
   void Watch(const CacheKey& key) override;
   void Unwatch(const CacheKey& key) override;
-  void LoadBreaker(const std::string& ns,
-                   Callback<BreakerRecord> done) override;
-  void StoreBreaker(const std::string& ns, uint64_t expected_version,
-                    std::string state, Callback<BreakerCas> done) override;
-  void ClaimHedge(const CacheKey& key, uint32_t max_hedges, absl::Duration keep,
-                  Callback<HedgeClaim> done) override;
-  void ChargeBudget(const std::string& ns, const std::string& slot,
-                    const BudgetLimits& limits, absl::Duration hold,
-                    Callback<BudgetCharge> done) override;
-  void RenewBudget(const std::string& ns, const std::string& slot,
-                   absl::Duration hold, Callback<bool> done) override;
-  void ReturnBudget(const std::string& ns, const std::string& slot,
-                    Callback<bool> done) override;
   void Ping(StatusCallback done) override;
-  // Any thread.
-  bool IsUp() const override { return up_.load(std::memory_order_acquire); }
-  const ReadCache* read_cache() const override { return read_cache_.get(); }
 
  private:
   enum class State { kIdle, kConnecting, kUp, kBackoff, kShutdown };
@@ -132,7 +90,7 @@ class RedisStore final : public RedisBackedStore {
   // Ends session `session` (if it is still the current one) with `error`.
   void Fail(uint64_t session, absl::Status error);
   void CloseConnections(const absl::Status& reason, bool defer_destruction);
-  void ShutdownOnLoop();
+  void ShutdownOnLoop() override;
   void ScheduleTick();
   void Tick();
   absl::Duration NextBackoff();
@@ -153,26 +111,22 @@ class RedisStore final : public RedisBackedStore {
   // Tracking cannot work with this server (too old, or an ACL refuses
   // CLIENT): the read cache stays off; said once.
   void TrackingUnavailable(const absl::Status& why);
-  void PostAvailability(bool up);
-  // TryLock and TryLockAndRead: one script; `read` adds the key's read.
-  void RunTryLock(const CacheKey& key, const std::string& token,
-                  absl::Duration ttl, bool read, Callback<LockAttempt> done);
 
-  // Which connection a command goes on. Lock traffic (grants, renewals,
-  // releases, fenced writes) has its own connection when grants wait for
-  // replica acks: a WAIT holds up everything behind it on its connection,
-  // and hits must not queue behind it. Without acks both are commands_.
-  enum class Via { kCommands, kGrants };
   RedisConnection& Connection(Via via) {
     return via == Via::kGrants && grants_ ? *grants_ : *commands_;
   }
 
-  // Runs `script` on a connection (EVALSHA, then EVAL on NOSCRIPT). `done`
-  // may run inline when the store is down, so it must only post (see
-  // Answer).
+  // Runs `script` on the master's connection (EVALSHA, then EVAL on
+  // NOSCRIPT); in Sentinel mode a master that stopped being one (READONLY,
+  // LOADING, MASTERDOWN) sends the store to the sentinels. The node passed
+  // to `done` is "": there is one master.
   void RunScript(RedisScript script, std::vector<std::string> keys,
-                 std::vector<std::string> args,
-                 RedisConnection::ReplyCallback done, Via via = Via::kCommands);
+                 std::vector<std::string> args, ScriptDone done,
+                 Via via) override;
+  // A lost connection, a timeout or a Redis that cannot serve right now is
+  // store-unavailable; a Redis error reply to a well-formed command is
+  // INTERNAL, and logged.
+  absl::Status CommandError(const absl::Status& error) const override;
 
   // Replica acknowledgement of grants (min_replica_acks > 0). `acked` runs
   // once min_replica_acks replicas hold every write sent so far on the
@@ -180,38 +134,12 @@ class RedisStore final : public RedisBackedStore {
   // replica_ack_timeout, or the session ended). WAIT acknowledges every
   // earlier write of its connection, so one WAIT is in flight at a time and
   // grants answered meanwhile share the next. Loop thread; `acked` may run
-  // inline.
-  void AwaitReplicas(absl::AnyInvocable<void(absl::Status)> acked);
+  // inline. `node` is ignored: there is one master.
+  void AwaitReplicas(const std::string& node,
+                     absl::AnyInvocable<void(absl::Status)> acked) override;
   void SendWait();
   void FailAckWaiters(const absl::Status& why);
-  // The budget scripts' now_us argument: "" (Redis TIME) unless a test
-  // injected budget_clock.
-  std::string BudgetNow() const;
-  // StoreUnavailable with the reason the store is down.
-  absl::Status DownStatus() const;
 
-  // Runs `script` and answers `done` with `parse(reply)`, or with the
-  // connection's error as UNAVAILABLE store-unavailable. Loop thread.
-  template <typename T, typename Parse>
-  void RunAndAnswer(RedisScript script, std::vector<std::string> keys,
-                    std::vector<std::string> args, Parse parse,
-                    Callback<T> done, Via via = Via::kCommands);
-
-  // Answers on the loop, never inline.
-  template <typename T>
-  void Answer(Callback<T> done, absl::StatusOr<T> result) {
-    loop_.Post([done = std::move(done), result = std::move(result)]() mutable {
-      done(std::move(result));
-    });
-  }
-
-  bool ConnectSettled() const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return connected_ || fatal_ || shut_down_;
-  }
-
-  EventLoop& loop_;
-  const RedisOptions options_;
-  StoreListener* listener_ = nullptr;
   // The data node: the URI's, or (Sentinel mode) the latest discovery's.
   std::string host_;
   int port_ = 0;
@@ -231,28 +159,15 @@ class RedisStore final : public RedisBackedStore {
   absl::Time last_ping_;
   std::array<std::string, kRedisScriptCount> script_shas_;
   absl::flat_hash_map<std::string, Channel> channels_;
-  absl::Status down_reason_;
   absl::Duration backoff_ = absl::ZeroDuration();
   absl::BitGen rng_;
   EventLoop::TimerId tick_timer_ = 0;
   EventLoop::TimerId reconnect_timer_ = 0;
 
-  std::atomic<bool> up_{false};
-  // What WaitUntilConnected waits on; written on the loop thread.
-  mutable absl::Mutex mu_;
-  bool connected_ ABSL_GUARDED_BY(mu_) = false;
-  bool fatal_ ABSL_GUARDED_BY(mu_) = false;
-  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
-
-  // Read cache (loop thread, except the pointer's Find users).
-  std::unique_ptr<ReadCache> read_cache_;
+  // Read cache tracking (loop thread); the cache is RedisBackedStore's.
   int64_t subscriber_id_ = 0;  // CLIENT ID of this session's subscriber.
   int tracking_steps_left_ = 0;
   bool tracking_refused_ = false;
-
-  // Posted tasks that touch the store check it first.
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace corral

@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "server/core/cache_key.h"
 #include "server/store/redis_scripts.h"
+#include "tests/e2e/fleet.h"
 #include "tests/support/corrald_process.h"
 #include "tests/support/redis_cluster.h"
 #include "tests/support/redis_server.h"
@@ -28,57 +29,15 @@
 namespace corral::testing {
 namespace {
 
-class ClusterE2E : public ::testing::Test {
+// redis_ is the cluster.
+class ClusterE2E : public FleetOnTest<RedisCluster> {
  protected:
-  void SetUp() override {
-    auto cluster = RedisCluster::Start();
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = *std::move(cluster);
-    for (int i = 0; i < 2; ++i) {
-      CorraldOptions options;
-      options.args.push_back(absl::StrCat("--redis=", cluster_->uri()));
-      // As in sentinel_e2e_test: a WAIT on this shared machine can take
-      // over 500 ms under load.
-      options.args.push_back("--redis_replica_ack_timeout=1500ms");
-      auto p = CorraldProcess::Start(options);
-      ASSERT_TRUE(p.ok()) << p.status();
-      replicas_.push_back(*std::move(p));
-    }
-  }
-
-  void TearDown() override {
-    for (auto& r : replicas_) {
-      if (r->Running()) r->Kill();
-    }
-  }
-
-  std::unique_ptr<client::Client> ClientFor(int i) {
-    client::ClientOptions options;
-    options.default_timeout = absl::Seconds(30);
-    return std::make_unique<client::Client>(replicas_[i]->target(), options);
-  }
-
-  absl::Duration WaitUntilServing(int i, absl::Duration timeout) {
-    auto c = ClientFor(i);
-    const absl::Time start = absl::Now();
-    while (absl::Now() - start < timeout) {
-      auto health = c->CheckHealth("corral.v1.Corral");
-      if (health.ok() && *health == client::HealthStatus::kServing) break;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return absl::Now() - start;
-  }
-
   bench::StampedeOptions Stampede(const std::string& name, int callers,
                                   int keys) {
-    bench::StampedeOptions o;
-    o.targets = {replicas_[0]->target(), replicas_[1]->target()};
-    o.ns = "e2e";
-    o.callers = callers;
-    o.keys = keys;
-    o.compute_time = absl::Milliseconds(200);
+    bench::StampedeOptions o =
+        StampedeOn(*fleet_, "e2e", callers, keys, absl::Milliseconds(200),
+                   absl::Seconds(60));
     o.key_prefix = absl::StrCat(name, "-", absl::ToUnixNanos(absl::Now()), "-");
-    o.deadline = absl::Seconds(60);
     return o;
   }
 
@@ -98,21 +57,19 @@ class ClusterE2E : public ::testing::Test {
   // How many keys each master holds.
   std::map<int, int64_t> KeysPerMaster() {
     std::map<int, int64_t> out;
-    for (int m : cluster_->Masters()) {
-      auto size = cluster_->node(m).Command({"DBSIZE"});
+    for (int m : redis_->Masters()) {
+      auto size = redis_->node(m).Command({"DBSIZE"});
       int64_t n = 0;
       if (size.ok() && absl::SimpleAtoi(*size, &n)) out[m] = n;
     }
     return out;
   }
-
-  std::unique_ptr<RedisCluster> cluster_;
-  std::vector<std::unique_ptr<CorraldProcess>> replicas_;
 };
 
 TEST_F(ClusterE2E, AStampedeOverAHundredKeysComputesEachOnceOnEveryMaster) {
-  EXPECT_NE(replicas_[0]->store().find("redis-cluster://"), std::string::npos)
-      << replicas_[0]->store();
+  EXPECT_NE(fleet_->replica(0).store().find("redis-cluster://"),
+            std::string::npos)
+      << fleet_->replica(0).store();
   bench::StampedeReport report =
       bench::RunStampede(Stampede("hundred", 2000, 100));
   std::cout << report.Summary() << "\n";
@@ -126,13 +83,13 @@ TEST_F(ClusterE2E, AStampedeOverAHundredKeysComputesEachOnceOnEveryMaster) {
 }
 
 TEST_F(ClusterE2E, AStampedeStaysExactWhileSlotsMigrate) {
-  std::vector<int> masters = cluster_->Masters();
+  std::vector<int> masters = redis_->Masters();
   ASSERT_EQ(masters.size(), 3u);
   // Warm the slots with keys, so that migrating moves data.
   bench::StampedeReport warm = bench::RunStampede(Stampede("warm", 400, 200));
   ExpectExact(warm, 200);
 
-  auto reshard = cluster_->StartReshard(masters[0], masters[1], 2000);
+  auto reshard = redis_->StartReshard(masters[0], masters[1], 2000);
   ASSERT_TRUE(reshard.ok()) << reshard.status();
   int stampedes = 0;
   // Stampedes back to back for as long as the slots move.
@@ -163,14 +120,15 @@ TEST_F(ClusterE2E, AfterAFailoverCorraldServesAgainAndStaysExact) {
 
   // The master of the lock's slot dies.
   const int victim =
-      cluster_->OwnerOfKey(RedisKeysFor(CacheKey{"e2e", "k"}).lock);
+      redis_->OwnerOfKey(RedisKeysFor(CacheKey{"e2e", "k"}).lock);
   ASSERT_GE(victim, 0);
   const absl::Time killed_at = absl::Now();
-  cluster_->node(victim).Kill();
-  ASSERT_TRUE(cluster_->WaitForFailover(victim, absl::Seconds(30)).ok());
+  redis_->node(victim).Kill();
+  ASSERT_TRUE(redis_->WaitForFailover(victim, absl::Seconds(30)).ok());
   const absl::Duration promoted_after = absl::Now() - killed_at;
-  const absl::Duration serving_after = WaitUntilServing(0, absl::Seconds(30));
-  WaitUntilServing(1, absl::Seconds(30));
+  const absl::Duration serving_after =
+      fleet_->WaitUntilServing(0, absl::Seconds(30));
+  fleet_->WaitUntilServing(1, absl::Seconds(30));
   std::cout << "[ measure ] master SIGKILLed -> replica promoted: "
             << absl::FormatDuration(promoted_after)
             << "; -> corrald serving again: "
@@ -196,7 +154,7 @@ TEST_F(ClusterE2E, AfterAFailoverCorraldServesAgainAndStaysExact) {
 
   // Grants need a replica's acknowledgement: the old master comes back as
   // the promoted one's replica.
-  ASSERT_TRUE(cluster_->RestartAsReplica(victim, absl::Seconds(30)).ok());
+  ASSERT_TRUE(redis_->RestartAsReplica(victim, absl::Seconds(30)).ok());
   // The replica just synced; its first acknowledgement may be slow.
   absl::StatusOr<client::AcquireLockResult> next;
   const absl::Time ack_deadline = absl::Now() + absl::Seconds(10);
@@ -228,16 +186,7 @@ TEST(ClusterFlagsE2E, BadSettingsExitTwoNamingThePart) {
   };
   for (const auto& [args, expected] : cases) {
     SCOPED_TRACE(args.back());
-    std::vector<std::string> argv = {
-        CorraldPath(), "--listen_address=127.0.0.1:0", "--metrics_address=off"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto r = RunCommand(argv, "", absl::Seconds(20));
-    ASSERT_TRUE(r.ok()) << r.status() << " (corrald kept running)";
-    EXPECT_EQ(r->exit_code, 2) << r->stderr_text;
-    EXPECT_NE(r->stderr_text.find(expected), std::string::npos)
-        << r->stderr_text;
-    EXPECT_EQ(r->stderr_text.find("secret"), std::string::npos)
-        << r->stderr_text;
+    ExpectRefusedAtStartup(args, expected);
   }
 }
 

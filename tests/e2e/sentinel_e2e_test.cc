@@ -15,6 +15,7 @@
 #include "client/cpp/corral_client.h"
 #include "corral/v1/corral.pb.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/fleet.h"
 #include "tests/support/corrald_process.h"
 #include "tests/support/joining_thread.h"
 #include "tests/support/sentinel_group.h"
@@ -22,70 +23,28 @@
 namespace corral::testing {
 namespace {
 
-class SentinelE2E : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto group = SentinelGroup::Start();
-    ASSERT_TRUE(group.ok()) << group.status();
-    group_ = *std::move(group);
-    for (int i = 0; i < 2; ++i) {
-      CorraldOptions options;
-      options.args.push_back(absl::StrCat("--redis=", group_->uri()));
-      // On this shared 2-core machine a WAIT under load was seen to take
-      // 545 ms (the default limit is 500 ms); the tests are about failover,
-      // not about a slow replica.
-      options.args.push_back("--redis_replica_ack_timeout=1500ms");
-      auto p = CorraldProcess::Start(options);
-      ASSERT_TRUE(p.ok()) << p.status();
-      replicas_.push_back(*std::move(p));
-    }
-  }
-
-  void TearDown() override {
-    for (auto& r : replicas_) {
-      if (r->Running()) r->Kill();
-    }
-  }
-
-  std::unique_ptr<client::Client> ClientFor(int i) {
-    client::ClientOptions options;
-    options.default_timeout = absl::Seconds(30);
-    return std::make_unique<client::Client>(replicas_[i]->target(), options);
-  }
-
-  // Polls replica i's health of the store until it says serving.
-  absl::Duration WaitUntilServing(int i, absl::Duration timeout) {
-    auto c = ClientFor(i);
-    const absl::Time start = absl::Now();
-    while (absl::Now() - start < timeout) {
-      auto health = c->CheckHealth("corral.v1.Corral");
-      if (health.ok() && *health == client::HealthStatus::kServing) break;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return absl::Now() - start;
-  }
-
-  std::unique_ptr<SentinelGroup> group_;
-  std::vector<std::unique_ptr<CorraldProcess>> replicas_;
-};
+// redis_ is the Sentinel group.
+using SentinelE2E = FleetOnTest<SentinelGroup>;
 
 TEST_F(SentinelE2E, ALockGrantedBeforeTheFailoverIsStillHeldAfterIt) {
-  EXPECT_NE(replicas_[0]->store().find("redis-sentinel://"), std::string::npos)
-      << replicas_[0]->store();
+  EXPECT_NE(fleet_->replica(0).store().find("redis-sentinel://"),
+            std::string::npos)
+      << fleet_->replica(0).store();
   auto a = ClientFor(0);
   auto b = ClientFor(1);
   auto held =
       a->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
   ASSERT_TRUE(held.ok() && held->acquired) << held.status();
   ASSERT_TRUE(a->Set("e2e", "v", "before").ok());
-  ASSERT_TRUE(group_->WaitForReplication(1, absl::Seconds(5)).ok());
+  ASSERT_TRUE(redis_->WaitForReplication(1, absl::Seconds(5)).ok());
 
   const absl::Time killed_at = absl::Now();
-  group_->node(0).Kill();
-  ASSERT_TRUE(group_->WaitForMaster(1, absl::Seconds(30)).ok());
+  redis_->node(0).Kill();
+  ASSERT_TRUE(redis_->WaitForMaster(1, absl::Seconds(30)).ok());
   const absl::Duration promoted_after = absl::Now() - killed_at;
-  const absl::Duration serving_after = WaitUntilServing(0, absl::Seconds(30));
-  WaitUntilServing(1, absl::Seconds(30));
+  const absl::Duration serving_after =
+      fleet_->WaitUntilServing(0, absl::Seconds(30));
+  fleet_->WaitUntilServing(1, absl::Seconds(30));
   std::cout << "[ measure ] master SIGKILLed -> replica promoted: "
             << absl::FormatDuration(promoted_after)
             << "; -> corrald serving again: "
@@ -107,7 +66,7 @@ TEST_F(SentinelE2E, ALockGrantedBeforeTheFailoverIsStillHeldAfterIt) {
   EXPECT_TRUE(released->released);
   // Grants need a replica's acknowledgement (the default for sentinel URIs):
   // the old master returns as one.
-  ASSERT_TRUE(group_->RestartAsReplica(0, 1, absl::Seconds(10)).ok());
+  ASSERT_TRUE(redis_->RestartAsReplica(0, 1, absl::Seconds(10)).ok());
   auto next =
       b->AcquireLock("e2e", "k", absl::Seconds(60), absl::ZeroDuration());
   ASSERT_TRUE(next.ok() && next->acquired) << next.status();
@@ -115,21 +74,16 @@ TEST_F(SentinelE2E, ALockGrantedBeforeTheFailoverIsStillHeldAfterIt) {
 }
 
 TEST_F(SentinelE2E, AStampedeAcrossTheFailoverAnswersEveryCaller) {
-  bench::StampedeOptions o;
-  o.targets = {replicas_[0]->target(), replicas_[1]->target()};
-  o.ns = "e2e";
-  o.callers = 1000;
-  o.keys = 10;
-  o.compute_time = absl::Milliseconds(300);
+  bench::StampedeOptions o = StampedeOn(
+      *fleet_, "e2e", 1000, 10, absl::Milliseconds(300), absl::Seconds(60));
   o.key_prefix = absl::StrCat("failover-", absl::ToUnixNanos(absl::Now()), "-");
-  o.deadline = absl::Seconds(60);
   o.spread =
       absl::Milliseconds(4);  // Arrivals over ~4 s: before, during, after.
   bench::StampedeReport report;
   JoiningThread stampede([&] { report = bench::RunStampede(o); });
   // Not synchronisation: where in the arrivals the master dies.
   absl::SleepFor(absl::Milliseconds(500));
-  group_->node(0).Kill();
+  redis_->node(0).Kill();
   stampede.join();
   std::cout << report.Summary() << "\n";
 
@@ -173,7 +127,8 @@ TEST_F(SentinelE2E, AStampedeAcrossTheFailoverAnswersEveryCaller) {
     EXPECT_LE(coordinated[k], 2) << "key " << k;
   }
   EXPECT_GT(outcomes["ok"], o.callers / 2);
-  EXPECT_EQ(WaitUntilServing(0, absl::Seconds(20)) < absl::Seconds(20), true);
+  EXPECT_EQ(fleet_->WaitUntilServing(0, absl::Seconds(20)) < absl::Seconds(20),
+            true);
 }
 
 // Bad sentinel settings stop corrald at startup (exit 2) with a message
@@ -196,16 +151,7 @@ TEST(SentinelFlagsE2E, BadSettingsExitTwoNamingThePart) {
   };
   for (const auto& [args, expected] : cases) {
     SCOPED_TRACE(args.back());
-    std::vector<std::string> argv = {
-        CorraldPath(), "--listen_address=127.0.0.1:0", "--metrics_address=off"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto r = RunCommand(argv, "", absl::Seconds(20));
-    ASSERT_TRUE(r.ok()) << r.status() << " (corrald kept running)";
-    EXPECT_EQ(r->exit_code, 2) << r->stderr_text;
-    EXPECT_NE(r->stderr_text.find(expected), std::string::npos)
-        << r->stderr_text;
-    EXPECT_EQ(r->stderr_text.find("secret"), std::string::npos)
-        << r->stderr_text;
+    ExpectRefusedAtStartup(args, expected);
   }
 }
 

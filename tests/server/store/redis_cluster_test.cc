@@ -25,6 +25,7 @@
 #include "server/store/redis_cluster_store.h"
 #include "server/store/redis_scripts.h"
 #include "server/store/redis_uri.h"
+#include "tests/server/store/redis_store_fixture.h"
 #include "tests/server/store/store_test_harness.h"
 #include "tests/support/status_matchers.h"
 
@@ -54,40 +55,25 @@ int64_t ClusterInfoSum(RedisCluster& cluster, absl::string_view field) {
   return sum;
 }
 
-class RedisClusterTest : public ::testing::Test {
+class RedisClusterTest
+    : public ::corral::testing::RedisStoreFixture<RedisClusterStore> {
  protected:
   void SetUp() override {
     auto cluster = RedisCluster::Start();
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = *std::move(cluster);
-    loop_.Start();
-  }
-
-  void TearDown() override {
-    if (store_) store_->Shutdown();
-    loop_.Stop();
-    runner_.reset();
-    store_.reset();
+    RedisStoreFixture::SetUp();
   }
 
   void ConnectStore(int min_replica_acks = 1,
                     absl::Duration ping_interval = absl::Milliseconds(200)) {
     auto options = ParseRedisUri(cluster_->uri());
     ASSERT_TRUE(options.ok()) << options.status();
+    UseFailoverTimeouts(*options);
     options->min_replica_acks = min_replica_acks;
-    options->replica_ack_timeout = absl::Milliseconds(1000);
-    options->connect_timeout = absl::Milliseconds(500);
     options->command_timeout = absl::Milliseconds(3000);
     options->ping_interval = ping_interval;
-    options->reconnect_backoff_min = absl::Milliseconds(20);
-    options->reconnect_backoff_max = absl::Milliseconds(500);
-    options->read_cache.max_bytes = 1 << 20;
-    store_ = std::make_unique<RedisClusterStore>(loop_, *std::move(options));
-    runner_ = std::make_unique<StoreRunner>(loop_, *store_);
-    runner_->SetListener(&listener_);
-    store_->Start();
-    ASSERT_OK(store_->WaitUntilConnected(absl::Seconds(10)));
-    ASSERT_TRUE(listener_.WaitForAvailability(true));
+    ConnectStoreWith(*std::move(options));
   }
 
   static CacheKey Key(int i) { return CacheKey{"ns", absl::StrCat("key-", i)}; }
@@ -114,11 +100,7 @@ class RedisClusterTest : public ::testing::Test {
   }
 
   const CacheKey key_{"ns", "key"};
-  EventLoop loop_;
   std::unique_ptr<RedisCluster> cluster_;
-  std::unique_ptr<RedisClusterStore> store_;
-  std::unique_ptr<StoreRunner> runner_;
-  RecordingListener listener_;
 };
 
 TEST_F(RedisClusterTest, EveryOperationStaysInOneSlotOnEveryMaster) {

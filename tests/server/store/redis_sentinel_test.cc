@@ -19,6 +19,7 @@
 #include "server/store/redis_scripts.h"
 #include "server/store/redis_store.h"
 #include "server/store/redis_uri.h"
+#include "tests/server/store/redis_store_fixture.h"
 #include "tests/server/store/store_test_harness.h"
 #include "tests/support/free_port.h"
 #include "tests/support/sanitizers.h"
@@ -37,51 +38,31 @@ using ::testing::Eq;
 using ::testing::Field;
 using ::testing::Optional;
 
-class RedisSentinelTest : public ::testing::Test {
+class RedisSentinelTest
+    : public ::corral::testing::RedisStoreFixture<RedisStore> {
  protected:
   void SetUp() override {
     auto group = SentinelGroup::Start();
     ASSERT_TRUE(group.ok()) << group.status();
     group_ = *std::move(group);
-    loop_.Start();
-  }
-
-  void TearDown() override {
-    if (store_) store_->Shutdown();
-    loop_.Stop();
-    runner_.reset();
-    store_.reset();
+    RedisStoreFixture::SetUp();
   }
 
   void ConnectStore(const std::string& uri) {
     auto options = ParseRedisUri(uri);
     ASSERT_TRUE(options.ok()) << options.status();
-    // Generous: under load a WAIT was seen to take over 500 ms.
-    options->replica_ack_timeout = absl::Milliseconds(1000);
+    UseFailoverTimeouts(*options);
     options->on_replica_ack = [this](absl::Duration, bool acked) {
       ++(acked ? acks_ : ack_failures_);
     };
-    options->connect_timeout = absl::Milliseconds(500);
     options->command_timeout = absl::Milliseconds(2000);
     options->ping_interval = absl::Milliseconds(100);
-    options->reconnect_backoff_min = absl::Milliseconds(20);
-    options->reconnect_backoff_max = absl::Milliseconds(500);
-    options->read_cache.max_bytes = 1 << 20;
-    store_ = std::make_unique<RedisStore>(loop_, *std::move(options));
-    runner_ = std::make_unique<StoreRunner>(loop_, *store_);
-    runner_->SetListener(&listener_);
-    store_->Start();
-    ASSERT_OK(store_->WaitUntilConnected(absl::Seconds(10)));
-    ASSERT_TRUE(listener_.WaitForAvailability(true));
+    ConnectStoreWith(*std::move(options));
   }
 
   const CacheKey key_{"ns", "key"};
   const CacheKey lock_key_{"ns", "lock"};
-  EventLoop loop_;
   std::unique_ptr<SentinelGroup> group_;
-  std::unique_ptr<RedisStore> store_;
-  std::unique_ptr<StoreRunner> runner_;
-  RecordingListener listener_;
   std::atomic<int> acks_{0};
   std::atomic<int> ack_failures_{0};
 };

@@ -21,6 +21,7 @@
 #include "server/core/event_loop.h"
 #include "server/store/redis_scripts.h"
 #include "server/store/redis_uri.h"
+#include "tests/server/store/redis_store_fixture.h"
 #include "tests/server/store/store_test_harness.h"
 #include "tests/support/free_port.h"
 #include "tests/support/redis_server.h"
@@ -166,20 +167,8 @@ TEST(RedisScriptsTest, DecodesWhatTheScriptsPublish) {
 
 // ---------------------------------------------------------------- Fixture
 
-class RedisStoreTest : public ::testing::Test {
+class RedisStoreTest : public ::corral::testing::RedisStoreFixture<RedisStore> {
  protected:
-  void SetUp() override { loop_.Start(); }
-
-  void TearDown() override {
-    if (store_) {
-      EXPECT_EQ(runner_->inline_answers(), 0) << "a callback ran inline";
-      store_->Shutdown();
-    }
-    loop_.Stop();
-    runner_.reset();
-    store_.reset();
-  }
-
   void StartServer(RedisServer::Options options = {}) {
     auto server = RedisServer::Start(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();
@@ -195,14 +184,6 @@ class RedisStoreTest : public ::testing::Test {
     options->reconnect_backoff_min = absl::Milliseconds(20);
     options->reconnect_backoff_max = absl::Milliseconds(200);
     return *options;
-  }
-
-  // Creates and starts the store (not waiting for the connection).
-  void MakeStore(RedisOptions options) {
-    store_ = std::make_unique<RedisStore>(loop_, std::move(options));
-    runner_ = std::make_unique<StoreRunner>(loop_, *store_);
-    runner_->SetListener(&listener_);
-    store_->Start();
   }
 
   void ConnectStore() {
@@ -226,11 +207,7 @@ class RedisStoreTest : public ::testing::Test {
   }
 
   const CacheKey key_{"ns", "key"};
-  EventLoop loop_;
   std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<RedisStore> store_;
-  std::unique_ptr<StoreRunner> runner_;
-  RecordingListener listener_;
 };
 
 // ---------------------------------------------------------------- Outages
