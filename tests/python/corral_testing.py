@@ -250,6 +250,23 @@ def poll_until(condition, timeout: float = 10.0, what: str = "the condition"):
         pause = min(pause * 2, 0.02)
 
 
+async def poll_until_async(condition, timeout: float = 10.0, what: str = "the condition"):
+    """poll_until for asyncio tests: awaits ``condition()`` (a coroutine
+    function) until it returns something truthy, and returns that, without
+    blocking the event loop between attempts."""
+    import asyncio
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
 def wait_for_waiters(fleet: Fleet, namespace: str, n: int, timeout: float = 10.0) -> None:
     """Blocks until at least ``n`` callers wait in ``namespace`` (so that a
     test acts while they are really waiting, not before they arrive)."""
