@@ -79,7 +79,8 @@ ABSL_FLAG(
     "(0: off). With --redis it is kept coherent by Redis' client-side caching "
     "(CLIENT TRACKING, Redis >= 7): a write by another replica reaches it one "
     "invalidation message later. Off by itself, with a warning, where Redis "
-    "cannot track.");
+    "cannot track. The clients' near cache does not need it: with 0, reads "
+    "are still tracked for it.");
 
 namespace {
 

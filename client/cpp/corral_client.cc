@@ -45,11 +45,16 @@ void WarnIfPlaintextToken(const std::string& target,
   }
 }
 
+// `lb_policy` empty: gRPC's default. `pinned`: one replica whatever the
+// resolver's service config says (the near cache's channel).
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
-                                           const ClientOptions& options) {
-  WarnIfPlaintextToken(target, options);
+                                           const ClientOptions& options,
+                                           const std::string& lb_policy,
+                                           bool pinned = false) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  if (!lb_policy.empty()) args.SetLoadBalancingPolicyName(lb_policy);
+  if (pinned) args.SetInt(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       options.credentials ? options.credentials
                           : grpc::InsecureChannelCredentials();
@@ -61,6 +66,28 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
   interceptors.push_back(BearerTokenInterceptor(options.token));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
       target, credentials, args, std::move(interceptors));
+}
+
+// The target constructor's channel.
+std::shared_ptr<grpc::Channel> MakeOwnChannel(const std::string& target,
+                                              const ClientOptions& options) {
+  WarnIfPlaintextToken(target, options);
+  return MakeChannel(target, options, options.load_balancing);
+}
+
+// corrald grants only to the session it holds, so the near cache's stream
+// and its Gets must reach one replica: the Client's channel when it sends
+// every call to one address (pick_first, gRPC's default), else a channel
+// of their own pinned to one.
+std::shared_ptr<grpc::Channel> NearChannel(
+    const std::string& target, const ClientOptions& options,
+    const std::shared_ptr<grpc::Channel>& channel) {
+  if (!options.near_cache) return channel;
+  if (options.near_cache_channel != nullptr) return options.near_cache_channel;
+  if (target.empty() || options.load_balancing.empty() ||
+      options.load_balancing == "pick_first")
+    return channel;
+  return MakeChannel(target, options, "pick_first", /*pinned=*/true);
 }
 
 std::unique_ptr<internal::NearCache> MakeNearCache(
@@ -77,16 +104,20 @@ std::unique_ptr<internal::NearCache> MakeNearCache(
 Client::Client(std::string target, ClientOptions options)
     : target_(std::move(target)),
       options_(std::move(options)),
-      channel_(MakeChannel(target_, options_)),
+      channel_(MakeOwnChannel(target_, options_)),
       stub_(corral::v1::Corral::NewStub(channel_)),
-      near_(MakeNearCache(*stub_, options_)),
+      near_channel_(NearChannel(target_, options_, channel_)),
+      near_stub_(corral::v1::Corral::NewStub(near_channel_)),
+      near_(MakeNearCache(*near_stub_, options_)),
       flights_(std::make_unique<internal::FlightGroup>()) {}
 
 Client::Client(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
     : options_(std::move(options)),
       channel_(std::move(channel)),
       stub_(corral::v1::Corral::NewStub(channel_)),
-      near_(MakeNearCache(*stub_, options_)),
+      near_channel_(NearChannel("", options_, channel_)),
+      near_stub_(corral::v1::Corral::NewStub(near_channel_)),
+      near_(MakeNearCache(*near_stub_, options_)),
       flights_(std::make_unique<internal::FlightGroup>()) {}
 
 // The near cache's thread ends before the stub goes.
@@ -127,7 +158,8 @@ absl::StatusOr<corral::v1::GetResponse> Client::GetRemote(
       options_.retry, deadline,
       [&](grpc::ClientContext* context, corral::v1::GetResponse* out) {
         get_rpcs_.fetch_add(1, std::memory_order_relaxed);
-        return stub_->Get(context, request, out);
+        // A Get the near cache may keep goes where its stream goes.
+        return (near ? near_stub_ : stub_)->Get(context, request, out);
       });
   if (near) {
     // A value due for an early refresh goes back to corrald, not into the

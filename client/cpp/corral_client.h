@@ -73,6 +73,20 @@ struct ClientOptions {
   bool near_cache = true;
   size_t near_cache_max_entries = 10000;
   size_t near_cache_max_bytes = 64 << 20;
+  // gRPC load-balancing policy of the channel the target constructor makes:
+  // empty (gRPC's default, pick_first: every call to one address) or a
+  // policy name such as "round_robin" (calls spread over every address the
+  // target resolves to, e.g. "dns:///corrald:7000" or "ipv4:a:p,b:p").
+  // corrald grants near caching only to Gets that reach the replica holding
+  // the client's NearCache stream, so with a policy other than pick_first
+  // the stream and the Gets that may be near-cached go over a second
+  // channel pinned to one replica (README, "Near cache").
+  std::string load_balancing;
+  // With the channel constructor: a channel to one replica (pick_first) for
+  // the near cache's stream and the Gets that may be near-cached. Null: the
+  // channel passed in, which then should send every call to one replica,
+  // or the Gets that reach another get no grant (never a wrong value).
+  std::shared_ptr<grpc::Channel> near_cache_channel;
 };
 
 // Per-call overrides.
@@ -232,6 +246,10 @@ class Client {
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<corral::v1::Corral::Stub> stub_;
+  // The near cache's stream and the Gets it may keep: one replica (channel_
+  // unless that one spreads calls, see ClientOptions::load_balancing).
+  std::shared_ptr<grpc::Channel> near_channel_;
+  std::unique_ptr<corral::v1::Corral::Stub> near_stub_;
   std::unique_ptr<internal::NearCache> near_;  // Null when off.
   std::unique_ptr<internal::FlightGroup> flights_;
   mutable std::atomic<uint64_t> get_rpcs_{0};

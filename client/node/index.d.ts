@@ -43,6 +43,12 @@ export interface ClientOptions {
   channelOptions?: Record<string, unknown>;
   /** The near cache: true (default), false, or its bounds. */
   nearCache?: boolean | NearCacheLimits;
+  /**
+   * A grpc-js load-balancing policy, e.g. 'round_robin' (default: pick_first).
+   * The near cache's stream and its Gets then use a second channel pinned to
+   * one replica, the one that grants them.
+   */
+  loadBalancing?: string;
 }
 
 export interface NearCacheLimits {

@@ -80,11 +80,15 @@ int Run(const CommandLine& flags) {
     return namespaces.UsesReadCache(ns);
   };
   // The clients' near cache hears every change the read cache hears of
-  // (docs/ARCHITECTURE.md 3.8); without a read cache there is none.
+  // (docs/ARCHITECTURE.md 3.8). With it the store tracks reads even when
+  // the read cache has no bytes (--read_cache_mb=0, read_cache: false);
+  // only a config where no namespace may be near-cached turns it off.
   NearCacheHub near_cache;
-  read_cache.on_invalidate = [&near_cache](const CacheKey* key) {
-    near_cache.OnInvalidate(key);
-  };
+  if (namespaces.AnyNearCache()) {
+    read_cache.on_invalidate = [&near_cache](const CacheKey* key) {
+      near_cache.OnInvalidate(key);
+    };
+  }
 
   OrDie(SetUpLogKey(options.log_key_file, !options.redis_uri.empty()), 2);
   std::optional<RedisOptions> redis_options;
@@ -112,7 +116,8 @@ int Run(const CommandLine& flags) {
   auto read_cache_gauges =
       std::make_shared<ReadCacheGauges>(store.store->read_cache());
   metrics_endpoint->Add(read_cache_gauges);
-  const bool near_cache_on = store.store->read_cache() != nullptr;
+  const bool near_cache_on = read_cache.on_invalidate != nullptr &&
+                             store.store->read_cache() != nullptr;
   auto near_cache_gauges =
       std::make_shared<NearCacheGauges>(near_cache_on ? &near_cache : nullptr);
   metrics_endpoint->Add(near_cache_gauges);

@@ -297,6 +297,7 @@ void ComputeSessions::OnRead(const CacheKey& key,
     if (hit) {
       got.found = true;
       got.value = ViewOf(*found, Source::kCache, clock_.Now(), bytes);
+      got.tracked_read = result->tracked;
     }
     done(std::move(got));
   }

@@ -273,7 +273,15 @@ bool NamespaceRegistry::UsesNearCache(absl::string_view ns,
     return false;
   }
   *early_refresh_beta = settings->early_refresh_beta;
-  return settings->read_cache && settings->near_cache;
+  return settings->near_cache;
+}
+
+bool NamespaceRegistry::AnyNearCache() const {
+  if (!forbid_unknown_ && defaults_.near_cache) return true;
+  for (const auto& [name, settings] : namespaces_) {
+    if (settings.near_cache) return true;
+  }
+  return false;
 }
 
 uint64_t NamespaceRegistry::LargestValueBytes() const {

@@ -63,7 +63,8 @@ struct NamespaceSettings {
   absl::Duration negative_ttl = absl::ZeroDuration();
   // Hits may come from the replica's read cache.
   bool read_cache = true;
-  // Clients may keep values in their near cache (needs read_cache too).
+  // Clients may keep values in their near cache (with or without the read
+  // cache: the store tracks reads for it either way).
   bool near_cache = true;
 };
 
@@ -99,10 +100,14 @@ class NamespaceRegistry {
   // read_cache setting), without copying its settings: the read cache asks
   // on every store read.
   bool UsesReadCache(absl::string_view ns) const;
-  // Whether clients may near-cache values of `ns` (near_cache and
-  // read_cache), and its early_refresh_beta; no copy (every near-cache Get
+  // Whether clients may near-cache values of `ns` (its near_cache
+  // setting), and its early_refresh_beta; no copy (every near-cache Get
   // asks). False for an unknown namespace that is forbidden.
   bool UsesNearCache(absl::string_view ns, double* early_refresh_beta) const;
+  // Whether any namespace (a listed one, or the defaults when unlisted
+  // namespaces are allowed) may be near-cached: if none may, corrald
+  // neither tracks reads for the near cache nor opens NearCache streams.
+  bool AnyNearCache() const;
   // Whether `ns` is listed in the config file (not a dynamic namespace).
   bool IsListed(absl::string_view ns) const { return namespaces_.contains(ns); }
 

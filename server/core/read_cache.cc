@@ -32,23 +32,22 @@ uint64_t ReadCache::BeginRead(const CacheKey& key) {
   return ++seq_;
 }
 
-void ReadCache::EndRead(const CacheKey& key, uint64_t ticket,
+bool ReadCache::EndRead(const CacheKey& key, uint64_t ticket,
                         const StoredValue* value) {
   auto it = pending_.find(key);
-  if (it == pending_.end()) return;  // Unpaired: nothing to trust.
+  if (it == pending_.end()) return false;  // Unpaired: nothing to trust.
   const bool invalidated = it->second.invalidated_at > ticket;
   if (--it->second.reads == 0) pending_.erase(it);
-  if (value == nullptr || invalidated || !coherent_ ||
-      ticket <= incoherent_until_)
-    return;
-  if (cacheable_ && !cacheable_(key.ns)) return;
+  if (invalidated || !coherent_ || ticket <= incoherent_until_) return false;
+  if (value == nullptr || max_bytes_ == 0) return true;
+  if (cacheable_ && !cacheable_(key.ns)) return true;
   auto entry = std::make_shared<CachedValue>();
   entry->meta = *value;
   entry->bytes =
       std::make_shared<const std::string>(std::move(entry->meta.value));
   entry->meta.value.clear();
   const size_t cost = Cost(key, *entry);
-  if (cost > max_bytes_ / 8) return;  // One value may not crowd out the rest.
+  if (cost > max_bytes_ / 8) return true;  // May not crowd out the rest.
   absl::MutexLock lock(&mu_);
   if (auto old = entries_.find(key); old != entries_.end()) {
     bytes_ -= Cost(key, *old->second);
@@ -57,6 +56,7 @@ void ReadCache::EndRead(const CacheKey& key, uint64_t ticket,
   EvictFor(cost);
   entries_.emplace(key, std::move(entry));
   bytes_ += cost;
+  return true;
 }
 
 void ReadCache::EvictFor(size_t incoming) {

@@ -50,7 +50,8 @@ struct CachedValue {
 };
 
 struct ReadCacheOptions {
-  // 0: no read cache.
+  // 0: nothing is cached. The store still tracks changes (coherence,
+  // tickets, invalidations) when there is a listener: see Tracks().
   size_t max_bytes = 0;
   // Whether values of a namespace may be cached (null: all may). Called on
   // the store's loop thread.
@@ -60,6 +61,11 @@ struct ReadCacheOptions {
   // the clients' near cache (server/core/near_cache_hub.h). Loop thread;
   // must not block.
   std::function<void(const CacheKey* key)> on_invalidate;
+
+  // Whether the store keeps a ReadCache at all: to cache values, or only to
+  // hear of every change for the listener (the near cache works with a
+  // read cache of zero bytes, docs/ARCHITECTURE.md 3.8).
+  bool Tracks() const { return max_bytes > 0 || on_invalidate != nullptr; }
 };
 
 class ReadCache {
@@ -78,10 +84,12 @@ class ReadCache {
   void SetCoherent(bool coherent);
   // A store read of `key` starts: pass the ticket to EndRead.
   uint64_t BeginRead(const CacheKey& key);
-  // The read ends. `value` (null: none, or not worth caching) is cached if
-  // the cache was coherent for the whole read and `key` was not
-  // invalidated since its BeginRead.
-  void EndRead(const CacheKey& key, uint64_t ticket, const StoredValue* value);
+  // The read ends. True when the read is *tracked*: the cache was coherent
+  // for the whole read and `key` was not invalidated since its BeginRead,
+  // so every later change of the key will be heard of (the near cache's
+  // grant, docs/ARCHITECTURE.md 3.8). `value` (null: none, or not worth
+  // caching) is then cached, if its namespace is cacheable and it fits.
+  bool EndRead(const CacheKey& key, uint64_t ticket, const StoredValue* value);
   // `key` changed, or may have.
   void Invalidate(const CacheKey& key);
   // Every key may have changed (FLUSHALL, a lost invalidation).

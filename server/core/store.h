@@ -42,6 +42,10 @@ struct KeyRead {
   // leave it out (a failure matters only without one; a refresh learns it
   // with the lock, TryLockAndRead).
   absl::Time failed_until = absl::InfinitePast();
+  // Get only: the store tracked the read (ReadCache::EndRead was true when
+  // the answer was handed over), so it will hear of every later change of
+  // the key and tell the near cache (docs/ARCHITECTURE.md 3.8).
+  bool tracked = false;
 };
 
 struct PutOptions {

@@ -157,6 +157,10 @@ struct GetResult {
   // Answered from the read cache: current as of the moment it was found
   // (the near cache's condition, docs/ARCHITECTURE.md 3.8).
   bool from_read_cache = false;
+  // Answered by a store read the store tracked (KeyRead::tracked): no
+  // change of the key reached the replica between the read's start and
+  // this answer, and every later one will. The near cache's other condition.
+  bool tracked_read = false;
 };
 
 }  // namespace corral

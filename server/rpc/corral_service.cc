@@ -234,7 +234,7 @@ grpc::ServerUnaryReactor* CorralService::Get(grpc::CallbackServerContext* ctx,
                                    : absl::Now();
         if (draw && coordinator_.DrawEarlyRefresh(beta, r->value)) {
           ToProto(r->value.expires_at, response->mutable_refresh_due_for());
-        } else if (near && r->from_read_cache) {
+        } else if (near && (r->from_read_cache || r->tracked_read)) {
           const absl::Duration grant = NearCacheFor(
               now, r->value.expires_at, r->value.compute_time, beta);
           if (grant > absl::ZeroDuration())

@@ -17,7 +17,7 @@ uint64_t MicrosOf(absl::Time t) {
 EmbeddedStore::EmbeddedStore(Executor& executor, const Clock& clock,
                              ReadCacheOptions read_cache)
     : executor_(executor), clock_(clock) {
-  if (read_cache.max_bytes > 0) {
+  if (read_cache.Tracks()) {
     read_cache_ = std::make_unique<ReadCache>(std::move(read_cache));
     // Every write goes through this object: nothing is ever missed.
     read_cache_->SetCoherent(true);
@@ -57,13 +57,22 @@ KeyRead EmbeddedStore::Read(const CacheKey& key) {
 
 void EmbeddedStore::Get(const CacheKey& key, Callback<KeyRead> done) {
   KeyRead read = Read(key);
-  if (read_cache_) {
+  if (!read_cache_) {
+    Reply(std::move(done), absl::StatusOr<KeyRead>(std::move(read)));
+    return;
+  }
+  // The read ends when its answer is handed over, as Redis's does: a write
+  // in between (a Put that ran before this reply) spoils the ticket, so the
+  // answer is neither cached nor counted as tracked.
+  const uint64_t ticket = read_cache_->BeginRead(key);
+  executor_.Post([this, key, ticket, read = std::move(read),
+                  done = std::move(done)]() mutable {
     const bool fresh =
         read.value.has_value() && read.value->expires_at > clock_.Now();
-    read_cache_->EndRead(key, read_cache_->BeginRead(key),
-                         fresh ? &*read.value : nullptr);
-  }
-  Reply(std::move(done), absl::StatusOr<KeyRead>(std::move(read)));
+    read.tracked =
+        read_cache_->EndRead(key, ticket, fresh ? &*read.value : nullptr);
+    done(absl::StatusOr<KeyRead>(std::move(read)));
+  });
 }
 
 void EmbeddedStore::Put(const CacheKey& key, std::string value,

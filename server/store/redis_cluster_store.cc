@@ -49,7 +49,7 @@ bool IsRetryable(absl::string_view code) {
 
 RedisClusterStore::RedisClusterStore(EventLoop& loop, RedisOptions options)
     : loop_(loop), options_(std::move(options)) {
-  if (options_.read_cache.max_bytes > 0) {
+  if (options_.read_cache.Tracks()) {
     read_cache_ = std::make_unique<ReadCache>(options_.read_cache);
   }
   down_reason_ = StoreUnavailable(
@@ -729,7 +729,9 @@ void RedisClusterStore::Get(const CacheKey& key, Callback<KeyRead> done) {
       if (!alive.expired()) {
         const bool fresh = read.ok() && read->value.has_value() &&
                            read->value->expires_at > absl::Now();
-        read_cache_->EndRead(key, ticket, fresh ? &*read->value : nullptr);
+        const bool tracked =
+            read_cache_->EndRead(key, ticket, fresh ? &*read->value : nullptr);
+        if (read.ok()) read->tracked = tracked;
       }
       done(std::move(read));
     };

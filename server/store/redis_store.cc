@@ -96,7 +96,7 @@ RedisStore::RedisStore(EventLoop& loop, RedisOptions options)
       options_(std::move(options)),
       host_(options_.host),
       port_(options_.port) {
-  if (options_.read_cache.max_bytes > 0) {
+  if (options_.read_cache.Tracks()) {
     read_cache_ = std::make_unique<ReadCache>(options_.read_cache);
   }
   if (options_.sentinel()) {
@@ -661,7 +661,9 @@ void RedisStore::Get(const CacheKey& key, Callback<KeyRead> done) {
       if (!alive.expired()) {
         const bool fresh = read.ok() && read->value.has_value() &&
                            read->value->expires_at > absl::Now();
-        read_cache_->EndRead(key, ticket, fresh ? &*read->value : nullptr);
+        const bool tracked =
+            read_cache_->EndRead(key, ticket, fresh ? &*read->value : nullptr);
+        if (read.ok()) read->tracked = tracked;
       }
       done(std::move(read));
     };

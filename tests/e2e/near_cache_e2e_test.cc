@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/fleet.h"
+#include "tests/support/http_get.h"
 #include "tests/support/joining_thread.h"
 #include "tests/support/status_matchers.h"
 
@@ -276,10 +277,92 @@ TEST_P(NearCacheE2E, GetOrComputeHitsAreLocalAfterTheFill) {
   EXPECT_EQ(r->source, Source::kCache);
 }
 
+// After a write, the first Get that reads the value through a tracked read
+// is granted: the second is a near-cache hit.
+TEST_P(NearCacheE2E, OneGetAfterAWriteIsEnough) {
+  auto reader = NearClient(fleet_->replica(0).target());
+  auto writer = PlainClient(writer_target());
+  // Redis: tracking turns on shortly after corrald connects.
+  ASSERT_THAT(writer->Set("ns", "warm", "w").status(), IsOk());
+  ASSERT_TRUE(UntilNearHit(*reader, "warm"));
+  for (const std::string value : {"one", "two"}) {
+    ASSERT_THAT(writer->Set("ns", "once", value).status(), IsOk());
+    ASSERT_LT(UntilSeen(*reader, "once", value), absl::Seconds(5));
+    const uint64_t rpcs = reader->stats().get_rpcs;
+    auto got = reader->Get("ns", "once");
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(got->value.value, value);
+    EXPECT_EQ(got->value.source, Source::kNearCache) << value;
+    EXPECT_EQ(reader->stats().get_rpcs, rpcs) << value;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, NearCacheE2E, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "Embedded" : "Redis";
                          });
+
+// Near caching without the read cache: --read_cache_mb=0, or a namespace
+// with read_cache: false. corrald still tracks the reads it grants, so a
+// write anywhere reaches the reader's near cache.
+struct NoReadCache {
+  bool embedded;
+  bool flag;  // --read_cache_mb=0; else the namespace's read_cache: false.
+};
+
+class NearCacheWithoutReadCacheE2E
+    : public ::testing::TestWithParam<NoReadCache> {
+ protected:
+  void SetUp() override {
+    const NoReadCache p = GetParam();
+    fleet_ = p.flag ? Fleet::Start(p.embedded ? 1 : 2, p.embedded, "",
+                                   {"--read_cache_mb=0"})
+                    : Fleet::Start(p.embedded ? 1 : 2, p.embedded,
+                                   "namespaces { name: \"ns\" "
+                                   "read_cache: false }");
+    ASSERT_NE(fleet_, nullptr);
+  }
+  std::unique_ptr<Fleet> fleet_;
+};
+
+TEST_P(NearCacheWithoutReadCacheE2E, GrantsAndStaysCoherent) {
+  auto reader = NearClient(fleet_->replica(0).target());
+  auto writer = PlainClient(fleet_->replica(fleet_->size() - 1).target());
+  ASSERT_THAT(writer->Set("ns", "k", "one").status(), IsOk());
+  ASSERT_TRUE(UntilNearHit(*reader, "k"));
+  const uint64_t rpcs = reader->stats().get_rpcs;
+  for (int i = 0; i < 100; ++i) {
+    auto got = reader->Get("ns", "k");
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(got->value.value, "one");
+  }
+  EXPECT_EQ(reader->stats().get_rpcs, rpcs) << "hits went to corrald";
+  for (const std::string value : {"two", "three"}) {
+    ASSERT_THAT(writer->Set("ns", "k", value).status(), IsOk());
+    EXPECT_LT(UntilSeen(*reader, "k", value, absl::Seconds(1)),
+              absl::Seconds(1))
+        << value;
+    ASSERT_TRUE(UntilNearHit(*reader, "k"));
+  }
+  ASSERT_THAT(writer->Invalidate("ns", "k").status(), IsOk());
+  EXPECT_LT(UntilSeen(*reader, "k", "", absl::Seconds(1)), absl::Seconds(1));
+  EXPECT_GE(reader->stats().near_invalidations, 3u);
+  // And the read cache really held nothing.
+  auto text = HttpGet(fleet_->replica(0).metrics_address(), "/metrics");
+  ASSERT_THAT(text.status(), IsOk());
+  auto entries = MetricValue(*text, "corral_read_cache_entries");
+  ASSERT_THAT(entries.status(), IsOk());
+  EXPECT_EQ(*entries, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, NearCacheWithoutReadCacheE2E,
+    ::testing::Values(NoReadCache{false, true}, NoReadCache{true, true},
+                      NoReadCache{false, false}, NoReadCache{true, false}),
+    [](const ::testing::TestParamInfo<NoReadCache>& info) {
+      return absl::StrCat(info.param.embedded ? "Embedded" : "Redis",
+                          info.param.flag ? "ZeroMb" : "NamespaceOff");
+    });
 
 // Redis only: changes that bypass corral's writes.
 TEST(NearCacheRedisE2E, FlushallAndRedisRestartEmptyIt) {

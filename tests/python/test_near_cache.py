@@ -230,6 +230,50 @@ class EmbeddedNearCacheTest(NearCacheCases, unittest.TestCase):
         cls.addClassCleanup(cls.fleet.stop)
 
 
+class RoutingNearCacheTest(unittest.TestCase):
+    """A client whose channel spreads its calls over two corralds
+    (round_robin): the near cache's stream and its Gets share a channel
+    pinned to one replica, so one Get per key is enough to near-cache it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fleet = corral_testing.Fleet(replicas=2, corrald_args=[f"--config={write_config(cls)}"])
+        cls.addClassCleanup(cls.fleet.stop)
+
+    def target(self) -> str:
+        return "ipv4:" + ",".join(self.fleet.targets)
+
+    def test_blocking_client_gets_reach_the_streams_replica(self):
+        c = corral.Client(self.target(), timeout=20, load_balancing="round_robin")
+        self.addCleanup(c.close)
+        keys = [unique_key() for _ in range(10)]
+        for key in keys:
+            c.set(NS, key, b"v")
+        poll(lambda: c.get(NS, keys[0]) is not None and c.get(NS, keys[0]).near_cache,
+             10, "the first near-cache hit (stream started, tracking on)")
+        for key in keys[1:]:
+            self.assertFalse(c.get(NS, key).near_cache, key)
+            self.assertTrue(c.get(NS, key).near_cache, key)
+
+    def test_async_client_gets_reach_the_streams_replica(self):
+        async def run():
+            c = corral.aio.AsyncClient(self.target(), timeout=20, load_balancing="round_robin")
+            try:
+                keys = [unique_key() for _ in range(10)]
+                for key in keys:
+                    await c.set(NS, key, b"v")
+                deadline = time.monotonic() + 10
+                while not (await c.get(NS, keys[0])).near_cache:
+                    self.assertLess(time.monotonic(), deadline, "never from the near cache")
+                    await asyncio.sleep(0.01)
+                for key in keys[1:]:
+                    self.assertFalse((await c.get(NS, key)).near_cache, key)
+                    self.assertTrue((await c.get(NS, key)).near_cache, key)
+            finally:
+                await c.close()
+        asyncio.run(run())
+
+
 class AsyncNearCacheTest(unittest.IsolatedAsyncioTestCase):
     @classmethod
     def setUpClass(cls):

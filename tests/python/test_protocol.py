@@ -297,6 +297,32 @@ class NearCacheGlueTest(unittest.TestCase):
         first = u.result(pb.GetResponse(found=False))
         self.assertIsNone(first.result)
 
+    def test_gets_with_a_session_go_where_the_stream_goes(self):
+        c = self.started()
+        self.assertTrue(c.get("ns", "k", None, c.near_cache).near)
+        self.assertTrue(c.first_get("ns", "k", c.near_cache, 5).near)
+        self.assertFalse(c.get("ns", "k", None).near)  # near_cache=False.
+        fresh = core(near_cache=True)  # No session yet: no ticket.
+        self.assertFalse(fresh.get("ns", "k", None, fresh.near_cache).near)
+        self.assertFalse(c.set("ns", "k", "v", None, "", False, None).near)
+
+    def test_a_spreading_channel_gets_a_pinned_one_for_the_near_cache(self):
+        spread = core(near_cache=True, load_balancing="round_robin")
+        self.assertIn(("grpc.lb_policy_name", "round_robin"), spread.channel_options)
+        opts = dict(spread.near_channel_options)
+        self.assertEqual(opts["grpc.lb_policy_name"], "pick_first")
+        self.assertEqual(opts["grpc.service_config_disable_resolution"], 1)
+        self.assertEqual(opts["grpc.max_receive_message_length"], 1 << 20)
+        # None to make: one replica already, no near cache, or the caller's
+        # channel for it.
+        for c in (core(near_cache=True), core(near_cache=True, load_balancing="pick_first"),
+                  core(load_balancing="round_robin"),
+                  core(near_cache=True, load_balancing="round_robin", has_near_channel=True),
+                  _protocol.ClientCore(None, True, timeout=1, worker_id="", retry=RetryPolicy(),
+                                       secure=False, token=None, max_receive_message_bytes=1,
+                                       near_cache=True, load_balancing="round_robin")):
+            self.assertIsNone(c.near_channel_options)
+
     def test_the_stream_backs_off_and_asks_an_old_server_rarely(self):
         c = core(near_cache=True)
         stream = _protocol.NearStream(c.near_cache, "w1")

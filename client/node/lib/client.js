@@ -127,6 +127,11 @@ function credentialsFor(tls, credentials) {
   return grpc.credentials.createSsl(ca, key, cert);
 }
 
+// A service config choosing the load-balancing policy `name`.
+function serviceConfigFor(name) {
+  return JSON.stringify({ loadBalancingConfig: [{ [name]: {} }] });
+}
+
 class Client {
   // `target`: host:port of corrald. Options:
   //   token       bearer token sent on every call (a server with credentials configured)
@@ -143,10 +148,16 @@ class Client {
   //               that the client opens on its first read (close() ends it); a namespace can
   //               forbid it (near_cache: false in corrald's config), a call can skip it
   //               ({ nearCache: false })
+  //   loadBalancing a grpc-js policy name, e.g. 'round_robin' to spread calls over every address
+  //               the target resolves to (default: pick_first, one address). corrald grants near
+  //               caching only to Gets that reach the replica holding the client's stream, so when
+  //               calls may spread (this, or a service config in channelOptions) the stream and
+  //               the Gets it may keep go over a second channel pinned to one replica
   constructor(target, options = {}) {
     if (typeof target !== 'string' || !target) throw new TypeError('target must be "host:port"');
     const { token, tls, credentials, timeout = 30, workerId = '', retry = {},
-      maxReceiveMessageBytes = 64 << 20, channelOptions = {}, nearCache = true } = options;
+      maxReceiveMessageBytes = 64 << 20, channelOptions = {}, nearCache = true,
+      loadBalancing = '' } = options;
     this.target = target;
     this.timeout = convert.seconds(timeout, 'timeout');
     this.workerId = workerId;
@@ -160,9 +171,20 @@ class Client {
         '(or credentials) to encrypt it', { type: 'PlaintextTokenWarning', code: 'CORRAL_PLAINTEXT_TOKEN' });
     }
     const Service = corralService();
-    this._stub = new Service(target, credentialsFor(tls, credentials), {
-      'grpc.max_receive_message_length': maxReceiveMessageBytes, ...channelOptions,
-    });
+    const base = { 'grpc.max_receive_message_length': maxReceiveMessageBytes, ...channelOptions };
+    const spread = { ...base };
+    if (loadBalancing) spread['grpc.service_config'] = serviceConfigFor(loadBalancing);
+    this._stub = new Service(target, credentialsFor(tls, credentials), spread);
+    // The near cache's stream and its Gets must reach one replica.
+    const mayScatter = (loadBalancing && loadBalancing !== 'pick_first') ||
+      'grpc.service_config' in channelOptions || 'grpc.lb_policy_name' in channelOptions;
+    this._nearStub = nearCache && mayScatter
+      ? new Service(target, credentialsFor(tls, credentials), {
+        ...base,
+        'grpc.service_config': serviceConfigFor('pick_first'),
+        'grpc.service_config_disable_resolution': 1,
+      })
+      : this._stub;
     this._flights = new Map();
     this.nearCache = nearCache ? new NearCache(nearCache === true ? {} : nearCache) : null;
     this._nearCall = null;
@@ -177,6 +199,7 @@ class Client {
     if (this._nearTimer) clearTimeout(this._nearTimer);
     if (this._nearCall) this._nearCall.cancel();
     this._stub.close();
+    if (this._nearStub !== this._stub) this._nearStub.close();
   }
 
   // -- the near cache's stream -------------------------------------------------
@@ -195,7 +218,7 @@ class Client {
   _openNearStream(backoff) {
     if (this._closed) return;
     const near = this.nearCache;
-    const call = this._stub.NearCache({ client_name: this.workerId }, this._metadata());
+    const call = this._nearStub.NearCache({ client_name: this.workerId }, this._metadata());
     this._nearCall = call;
     let ended = false;
     const end = (status) => {
@@ -245,7 +268,7 @@ class Client {
     if (ticket) req.near_cache_session = ticket.session;
     let r;
     try {
-      r = await this._unary('Get', req, timeout);
+      r = await this._unary('Get', req, timeout, true, Boolean(ticket));
     } catch (err) {
       if (ticket) near.cancel(ticket);
       throw err;
@@ -425,7 +448,7 @@ class Client {
     if (ticket) req.near_cache_session = ticket.session;
     let r;
     try {
-      r = await this._unary('Get', req, timeout);
+      r = await this._unary('Get', req, timeout, true, Boolean(ticket));
     } catch (err) {
       if (ticket) near.cancel(ticket);
       throw err;
@@ -527,13 +550,15 @@ class Client {
     return md;
   }
 
-  async _unary(method, request, timeout, idempotent = true) {
+  // `near`: a Get the near cache may keep, sent where its stream goes.
+  async _unary(method, request, timeout, idempotent = true, near = false) {
     const budget = timeout ?? this.timeout;
     const state = new RetryState(idempotent ? this._retry : NO_RETRY, performance.now() + budget * 1000);
     for (;;) {
       try {
         return await new Promise((resolve, reject) => {
-          this._stub[method](request, this._metadata(), { deadline: state.grpcDeadline() },
+          (near ? this._nearStub : this._stub)[method](request, this._metadata(),
+            { deadline: state.grpcDeadline() },
             (err, response) => (err ? reject(errorFromGrpc(err)) : resolve(response)));
         });
       } catch (err) {

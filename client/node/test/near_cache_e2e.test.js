@@ -78,6 +78,24 @@ test("this client's own writes are seen at once; opt-outs ask corrald", async ()
   }
 });
 
+test('behind round_robin, Gets go where the stream is: one Get near-caches a key', async () => {
+  // Both replicas behind one target; the client's other calls spread.
+  const both = new Client(`ipv4:${fleet.targets.join(',')}`,
+    { timeout: 20, loadBalancing: 'round_robin' });
+  try {
+    const keys = Array.from({ length: 10 }, (_, i) => uniqueKey(`rr${i}`));
+    for (const k of keys) await both.set(NS, k, 'v');
+    await waitFor(async () => (await both.get(NS, keys[0])).nearCache === true,
+      'the first near-cache hit');
+    for (const k of keys.slice(1)) {
+      assert.equal((await both.get(NS, k)).nearCache, false, k);
+      assert.equal((await both.get(NS, k)).nearCache, true, k);
+    }
+  } finally {
+    both.close();
+  }
+});
+
 test('the near cache is bounded and empties when its stream is lost', async () => {
   const small = new Client(fleet.targets[1], { timeout: 2, nearCache: { maxEntries: 3 },
     retry: { maxAttempts: 1 } });

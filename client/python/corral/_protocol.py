@@ -284,6 +284,10 @@ class Unary:
     attempts: RetryState
     result: Callable[[Any], Any]
     failed: Callable[[], None] = lambda: None
+    # A Get that carries the near cache's session: sent on the near cache's
+    # channel, to the replica that holds its stream (corrald grants only to
+    # its own sessions).
+    near: bool = False
 
 
 def retry_delay(attempts: RetryState, rpc_error) -> float:
@@ -304,12 +308,15 @@ class ClientCore:
     ``channel`` (``has_channel``) instead. ``near_cache`` (True, or the
     limits) gives the client a near cache: the Gets then carry its tickets
     and plant what they are granted, and the client's own writes drop what
-    it holds of their keys."""
+    it holds of their keys. ``load_balancing`` (a gRPC policy name) is the
+    policy of the channel the shell makes; ``near_channel_options`` says
+    whether the near cache needs a channel of its own."""
 
     def __init__(self, target: Optional[str], has_channel: bool, *, timeout: float,
                  worker_id: str, retry: RetryPolicy, secure: bool, token: Optional[str],
                  max_receive_message_bytes: int,
-                 near_cache: Union[bool, NearCacheLimits] = False):
+                 near_cache: Union[bool, NearCacheLimits] = False,
+                 load_balancing: Optional[str] = None, has_near_channel: bool = False):
         if (target is None) != has_channel:
             raise ValueError("pass exactly one of target and channel")
         self.target = target or ""
@@ -319,11 +326,26 @@ class ClientCore:
         # Sent on every call; the server's credentials decide what it may do.
         self.metadata = (("authorization", f"Bearer {token}"),) if token else None
         self.owns_channel = not has_channel
-        self.channel_options = channel_options(max_receive_message_bytes)
+        base = channel_options(max_receive_message_bytes)
+        self.channel_options = base + ([("grpc.lb_policy_name", load_balancing)]
+                                       if load_balancing else [])
         self.near_cache: Optional[NearCache] = None
         if near_cache:
             self.near_cache = NearCache(near_cache if isinstance(near_cache, NearCacheLimits)
                                         else NearCacheLimits())
+        # The near cache's stream and its Gets (Unary.near) must reach one
+        # replica (docs/ARCHITECTURE.md 3.9): over the channel passed in for
+        # them (has_near_channel), else over the client's channel, unless
+        # the one this client makes spreads calls (a policy other than
+        # pick_first, gRPC's default). Then the shell makes a second one
+        # with these options, pinned to one replica whatever the resolver's
+        # service config says. None: the shell makes none.
+        self.near_channel_options = None
+        if (self.near_cache is not None and not has_channel and not has_near_channel
+                and load_balancing not in (None, "", "pick_first")):
+            self.near_channel_options = base + [
+                ("grpc.lb_policy_name", "pick_first"),
+                ("grpc.service_config_disable_resolution", 1)]
         if not has_channel:
             # A channel passed in is the caller's to secure: its credentials
             # cannot be inspected. stacklevel: warn <- here <- the client's
@@ -348,13 +370,14 @@ class ClientCore:
         """A Get through ``near``: it takes a ticket before it is sent (none
         while the stream has not started), carries the session, and its
         answer goes through ``answered`` (which plants or ends the ticket);
-        a failed call cancels the ticket. Without a ticket: ``plain``."""
+        a failed call cancels the ticket, and it goes where the stream goes
+        (``near``). Without a ticket: ``plain``, on the client's channel."""
         ticket = near.ticket((req.namespace, req.key)) if near is not None else None
         if ticket is None:
             return Unary("Get", req, self._attempts(timeout), plain)
         req.near_cache_session = ticket.session
         return Unary("Get", req, self._attempts(timeout), lambda r: answered(near, ticket, r),
-                     lambda: near.cancel(ticket))
+                     lambda: near.cancel(ticket), near=True)
 
     def _forgetting(self, namespace: str, key: bytes, unary: Unary) -> Unary:
         """``unary`` (a Set or an Invalidate: this client's own write) then

@@ -154,17 +154,29 @@ class AsyncClient:
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  token: Optional[str] = None,
                  max_receive_message_bytes: int = 64 << 20,
-                 near_cache: Union[bool, NearCacheLimits] = True):
+                 near_cache: Union[bool, NearCacheLimits] = True,
+                 load_balancing: Optional[str] = None,
+                 near_cache_channel: Optional[grpc.aio.Channel] = None):
         self._core = _protocol.ClientCore(
             target, channel is not None, timeout=timeout, worker_id=worker_id, retry=retry,
             secure=credentials is not None, token=token,
-            max_receive_message_bytes=max_receive_message_bytes, near_cache=near_cache)
+            max_receive_message_bytes=max_receive_message_bytes, near_cache=near_cache,
+            load_balancing=load_balancing, has_near_channel=near_cache_channel is not None)
+
+        def make_channel(opts):
+            return (grpc.aio.secure_channel(target, credentials, opts) if credentials
+                    else grpc.aio.insecure_channel(target, opts))
+
         if channel is None:
-            opts = self._core.channel_options
-            channel = (grpc.aio.secure_channel(target, credentials, opts) if credentials
-                       else grpc.aio.insecure_channel(target, opts))
+            channel = make_channel(self._core.channel_options)
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
+        # The near cache's stream and its Gets: see ClientCore.near_channel_options.
+        self._own_near_channel = None
+        if self._core.near_channel_options is not None:
+            self._own_near_channel = make_channel(self._core.near_channel_options)
+        near_channel = near_cache_channel or self._own_near_channel
+        self._near_stub = pb_grpc.CorralStub(near_channel) if near_channel else self._stub
         self._flights: Dict[tuple, _Flight] = {}
         self._near_task: Optional[asyncio.Task] = None
         self._closing = False
@@ -182,6 +194,8 @@ class AsyncClient:
                 pass
         if self._core.owns_channel:
             await self._channel.close()
+        if self._own_near_channel is not None:
+            await self._own_near_channel.close()
 
     @property
     def near_cache(self) -> Optional[NearCache]:
@@ -201,7 +215,7 @@ class AsyncClient:
         """Keeps one NearCache stream open until close(), reopening it with
         backoff; the near cache is empty whenever it is down."""
         while not self._closing:
-            call = self._stub.NearCache(stream.request, metadata=self._core.metadata)
+            call = self._near_stub.NearCache(stream.request, metadata=self._core.metadata)
             try:
                 async for event in call:
                     stream.event(event)
@@ -450,7 +464,7 @@ class AsyncClient:
         return ending.result
 
     async def _call(self, unary: _protocol.Unary):
-        method = getattr(self._stub, unary.method)
+        method = getattr(self._near_stub if unary.near else self._stub, unary.method)
         try:
             while True:
                 try:

@@ -114,7 +114,15 @@ class Client:
     hot values served from this process's memory, kept coherent by corrald
     over one NearCache stream that this client opens on its first read (one
     thread of its own). A namespace can forbid it (``near_cache: false`` in
-    corrald's config) and a call can skip it (``near_cache=False``)."""
+    corrald's config) and a call can skip it (``near_cache=False``).
+
+    ``load_balancing`` (a gRPC policy name, e.g. ``"round_robin"``) spreads
+    the calls of the channel this client makes over every address the
+    target resolves to (default: gRPC's pick_first, one address). corrald
+    near-caches only for Gets that reach the replica holding the client's
+    stream, so the stream and those Gets then go over a second channel
+    pinned to one replica. With your own ``channel`` that spreads calls,
+    pass ``near_cache_channel`` (a channel to one replica) for them."""
 
     target = _protocol.Setting()
     timeout = _protocol.Setting()
@@ -126,17 +134,29 @@ class Client:
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  token: Optional[str] = None,
                  max_receive_message_bytes: int = 64 << 20,
-                 near_cache: Union[bool, NearCacheLimits] = True):
+                 near_cache: Union[bool, NearCacheLimits] = True,
+                 load_balancing: Optional[str] = None,
+                 near_cache_channel: Optional[grpc.Channel] = None):
         self._core = _protocol.ClientCore(
             target, channel is not None, timeout=timeout, worker_id=worker_id, retry=retry,
             secure=credentials is not None, token=token,
-            max_receive_message_bytes=max_receive_message_bytes, near_cache=near_cache)
+            max_receive_message_bytes=max_receive_message_bytes, near_cache=near_cache,
+            load_balancing=load_balancing, has_near_channel=near_cache_channel is not None)
+
+        def make_channel(opts):
+            return (grpc.secure_channel(target, credentials, opts) if credentials
+                    else grpc.insecure_channel(target, opts))
+
         if channel is None:
-            opts = self._core.channel_options
-            channel = (grpc.secure_channel(target, credentials, opts) if credentials
-                       else grpc.insecure_channel(target, opts))
+            channel = make_channel(self._core.channel_options)
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
+        # The near cache's stream and its Gets: see ClientCore.near_channel_options.
+        self._own_near_channel = None
+        if self._core.near_channel_options is not None:
+            self._own_near_channel = make_channel(self._core.near_channel_options)
+        near_channel = near_cache_channel or self._own_near_channel
+        self._near_stub = pb_grpc.CorralStub(near_channel) if near_channel else self._stub
         self._flights: Dict[tuple, _Flight] = {}
         self._flights_lock = threading.Lock()
         self._near_thread: Optional[threading.Thread] = None
@@ -157,6 +177,8 @@ class Client:
             thread.join()
         if self._core.owns_channel:
             self._channel.close()
+        if self._own_near_channel is not None:
+            self._own_near_channel.close()
 
     @property
     def near_cache(self) -> Optional[NearCache]:
@@ -184,8 +206,8 @@ class Client:
             with self._near_lock:
                 if self._closing.is_set():
                     return
-                call = self._near_call = self._stub.NearCache(stream.request,
-                                                              metadata=self._core.metadata)
+                call = self._near_call = self._near_stub.NearCache(
+                    stream.request, metadata=self._core.metadata)
             code, details = grpc.StatusCode.OK, ""
             try:
                 for event in call:
@@ -436,7 +458,7 @@ class Client:
 
     # -- plumbing ----------------------------------------------------------
     def _call(self, unary: _protocol.Unary):
-        method = getattr(self._stub, unary.method)
+        method = getattr(self._near_stub if unary.near else self._stub, unary.method)
         try:
             while True:
                 try:

@@ -69,6 +69,40 @@ TEST(NamespaceConfigTest, TextprotoLayersDefaultsAndNamespaces) {
   EXPECT_EQ(other->wait_timeout, absl::Seconds(5));
 }
 
+// Near caching is its own switch: read_cache does not turn it off
+// (docs/ARCHITECTURE.md 3.8), and only a config where no namespace may be
+// near-cached turns it off for the replica.
+TEST(NamespaceConfigTest, NearCacheIsIndependentOfTheReadCache) {
+  corral::v1::ServerConfig config;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        namespaces { name: "uncached" read_cache: false }
+        namespaces { name: "far" near_cache: false }
+      )pb",
+      &config));
+  auto registry = NamespaceRegistry::Create(config);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  double beta = 0;
+  EXPECT_FALSE(registry->UsesReadCache("uncached"));
+  EXPECT_TRUE(registry->UsesNearCache("uncached", &beta));
+  EXPECT_FALSE(registry->UsesNearCache("far", &beta));
+  EXPECT_TRUE(registry->AnyNearCache());
+
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"pb(
+        forbid_unknown_namespaces: true
+        namespaces { name: "far" near_cache: false }
+      )pb",
+      &config));
+  registry = NamespaceRegistry::Create(config);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  EXPECT_FALSE(registry->AnyNearCache());
+  config.set_forbid_unknown_namespaces(false);  // The defaults may be.
+  registry = NamespaceRegistry::Create(config);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  EXPECT_TRUE(registry->AnyNearCache());
+}
+
 TEST(NamespaceConfigTest, HedgePolicyAndComputeBudgetAreParsed) {
   std::string path = WriteTemp("budget.textproto", R"pb(
     namespaces {

@@ -111,5 +111,59 @@ TEST(ReadCacheTest, StaysWithinItsBudget) {
   EXPECT_EQ(cache.bytes(), 0u);
 }
 
+// EndRead's answer is the near cache's grant (docs/ARCHITECTURE.md 3.8):
+// true only for a read that nothing may have overtaken, whatever the cache
+// holds or may hold.
+TEST(ReadCacheTest, EndReadSaysWhetherTheReadWasTracked) {
+  ReadCache cache(ReadCacheOptions{1 << 20, nullptr, nullptr});
+  const StoredValue v = Value("one");
+  EXPECT_FALSE(cache.EndRead(kKey, cache.BeginRead(kKey), &v));  // Incoherent.
+  const uint64_t early = cache.BeginRead(kKey);
+  cache.SetCoherent(true);
+  EXPECT_FALSE(cache.EndRead(kKey, early, &v));  // Sent before coherence.
+  EXPECT_TRUE(cache.EndRead(kKey, cache.BeginRead(kKey), &v));
+  EXPECT_TRUE(cache.EndRead(kKey, cache.BeginRead(kKey), nullptr));  // Miss.
+  const uint64_t racing = cache.BeginRead(kKey);
+  cache.Invalidate(kKey);
+  EXPECT_FALSE(cache.EndRead(kKey, racing, &v));
+  EXPECT_FALSE(cache.EndRead(kKey, 12345, &v));  // Unpaired.
+  // Another key's invalidation does not spoil it.
+  const uint64_t other = cache.BeginRead(kKey);
+  cache.Invalidate(CacheKey{"ns", "other"});
+  EXPECT_TRUE(cache.EndRead(kKey, other, &v));
+}
+
+TEST(ReadCacheTest, ZeroBytesTracksReadsButCachesNothing) {
+  int invalidations = 0;
+  ReadCacheOptions options;
+  options.on_invalidate = [&invalidations](const CacheKey*) {
+    ++invalidations;
+  };
+  EXPECT_TRUE(options.Tracks());
+  EXPECT_FALSE(ReadCacheOptions{}.Tracks());
+  ReadCache cache(std::move(options));
+  cache.SetCoherent(true);
+  const StoredValue v = Value("one");
+  EXPECT_TRUE(cache.EndRead(kKey, cache.BeginRead(kKey), &v));
+  EXPECT_EQ(Cached(cache, kKey), "<none>");
+  EXPECT_EQ(cache.bytes(), 0u);
+  const int before = invalidations;
+  const uint64_t racing = cache.BeginRead(kKey);
+  cache.Invalidate(kKey);
+  EXPECT_EQ(invalidations, before + 1);
+  EXPECT_FALSE(cache.EndRead(kKey, racing, &v));
+}
+
+// A namespace kept out of the cache is still tracked: its values may be
+// near-cached.
+TEST(ReadCacheTest, AnUncacheableNamespaceIsStillTracked) {
+  ReadCache cache(ReadCacheOptions{
+      1 << 20, [](absl::string_view ns) { return ns != "ns"; }, nullptr});
+  cache.SetCoherent(true);
+  const StoredValue v = Value("one");
+  EXPECT_TRUE(cache.EndRead(kKey, cache.BeginRead(kKey), &v));
+  EXPECT_EQ(Cached(cache, kKey), "<none>");
+}
+
 }  // namespace
 }  // namespace corral
