@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
   corral::client::ClientOptions options;
   options.default_timeout = inv->timeout;
   options.worker_id = absl::StrCat("corralctl/", ::getpid());
+  // An operator's tool and the deployments' health probes: every command
+  // asks corrald. A near cache would open a NearCache stream per run (a
+  // probe every few seconds, without a token on servers that require one).
+  options.near_cache = false;
   options.token = inv->token;
   if (options.token.empty()) {
     // From the environment, so that it stays out of process listings.

@@ -24,20 +24,13 @@
 #define CORRAL_SERVER_CORE_COORDINATOR_H_
 
 #include <atomic>
-#include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/container/node_hash_map.h"
 #include "absl/functional/any_invocable.h"
-#include "absl/random/random.h"
-#include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "server/core/breaker_registry.h"
 #include "server/core/budget_gate.h"
 #include "server/core/call.h"

@@ -92,6 +92,12 @@ grpc::Status FakeCorral::GetOrCompute(grpc::ServerContext* c,
   }
   return get_or_compute(c, stream);
 }
+grpc::Status FakeCorral::NearCache(
+    grpc::ServerContext*, const corral::v1::NearCacheRequest*,
+    grpc::ServerWriter<corral::v1::NearCacheEvent>*) {
+  Count("NearCache");
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "fake");
+}
 
 FakeCorralServer::FakeCorralServer() {
   grpc::EnableDefaultHealthCheckService(true);

@@ -88,6 +88,10 @@ class FakeCorral final : public corral::v1::Corral::Service {
                           corral::v1::GetBreakerResponse* w) override;
   grpc::Status GetOrCompute(grpc::ServerContext* c,
                             GetOrComputeStream* stream) override;
+  // Counted, then UNIMPLEMENTED (a server without a near cache).
+  grpc::Status NearCache(
+      grpc::ServerContext* c, const corral::v1::NearCacheRequest* r,
+      grpc::ServerWriter<corral::v1::NearCacheEvent>* w) override;
 
  private:
   void Count(absl::string_view method);

@@ -7,6 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/fake_corral.h"
+#include "tests/support/poll.h"
 #include "tests/support/status_matchers.h"
 
 namespace corral::client {
@@ -14,6 +15,7 @@ namespace {
 
 using ::corral::testing::FakeCorralServer;
 using ::corral::testing::IsOkAndHolds;
+using ::corral::testing::PollUntil;
 using ::corral::testing::Recorder;
 using ::corral::testing::StatusIs;
 using ::testing::HasSubstr;
@@ -67,11 +69,8 @@ TEST_F(LockGuardTest, RenewsInTheBackgroundAndReleasesOnDestruction) {
     ASSERT_OK(guard);
     EXPECT_EQ(guard->token(), "tok-k");
     EXPECT_EQ(guard->fencing_token(), 11u);
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (renews_.Get().size() < 3 && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    ASSERT_GE(renews_.Get().size(), 3u);
+    ASSERT_TRUE(PollUntil([&] { return renews_.Get().size() >= 3; },
+                          absl::Seconds(10)));
     EXPECT_EQ(renews_.Get()[0].token(), "tok-k");
     EXPECT_EQ(renews_.Get()[0].ttl().seconds(), 3);
     EXPECT_FALSE(guard->lost());
@@ -113,28 +112,47 @@ TEST_F(LockGuardTest, NotRenewedMeansLost) {
   ASSERT_OK(guard);
   ASSERT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_TRUE(guard->lost());
-  const size_t renews = renews_.Get().size();
-  absl::SleepFor(absl::Milliseconds(50));
-  EXPECT_EQ(renews_.Get().size(), renews);  // Renewal stopped.
+  // Renewal stopped at the refusal: once Release has joined the renewal
+  // thread, the refused renewal is the only one ever sent.
+  EXPECT_THAT(guard->Release(), IsOkAndHolds(true));
+  EXPECT_EQ(renews_.Get().size(), 1u);
 }
 
-TEST_F(LockGuardTest, FailingRenewalsPastExpiryMeanLost) {
-  fake_.renew_lock = [](grpc::ServerContext*, const v1::RenewLockRequest&,
-                        v1::RenewLockResponse*) {
+TEST_F(LockGuardTest, FailingRenewalsAreRetriedWhileTheLockHasNotExpired) {
+  fake_.renew_lock = [this](grpc::ServerContext*,
+                            const v1::RenewLockRequest& req,
+                            v1::RenewLockResponse*) {
+    renews_.Add(req);
     return grpc::Status(grpc::StatusCode::INTERNAL, "store exploded");
   };
   LockGuardOptions options;
-  options.renew_every = absl::Milliseconds(50);
-  auto guard = LockGuard::Acquire(client_, "ns", "k", absl::Seconds(1),
+  options.renew_every = absl::Milliseconds(10);
+  // Far from expiry however slow the machine: failures alone lose nothing.
+  auto guard = LockGuard::Acquire(client_, "ns", "k", absl::Seconds(600),
                                   std::nullopt, std::move(options));
   ASSERT_OK(guard);
-  absl::SleepFor(absl::Milliseconds(200));
-  EXPECT_FALSE(guard->lost());  // Failing, but not expired yet.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!guard->lost() && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(5));
-  }
+  ASSERT_TRUE(
+      PollUntil([&] { return renews_.Get().size() >= 3; }, absl::Seconds(10)));
+  EXPECT_FALSE(guard->lost());
+}
+
+TEST_F(LockGuardTest, FailingRenewalsPastExpiryMeanLost) {
+  fake_.renew_lock = [this](grpc::ServerContext*,
+                            const v1::RenewLockRequest& req,
+                            v1::RenewLockResponse*) {
+    renews_.Add(req);
+    return grpc::Status(grpc::StatusCode::INTERNAL, "store exploded");
+  };
+  absl::Notification lost;
+  LockGuardOptions options;
+  options.renew_every = absl::Milliseconds(20);
+  options.on_lost = [&] { lost.Notify(); };
+  auto guard = LockGuard::Acquire(client_, "ns", "k", absl::Milliseconds(100),
+                                  std::nullopt, std::move(options));
+  ASSERT_OK(guard);
+  ASSERT_TRUE(lost.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_TRUE(guard->lost());
+  EXPECT_GE(renews_.Get().size(), 1u);  // It tried before giving up.
 }
 
 TEST_F(LockGuardTest, MovesTransferOwnership) {

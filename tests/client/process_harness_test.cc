@@ -347,6 +347,9 @@ TEST(CorralctlBinaryTest, AgainstAScriptedServer) {
   ASSERT_OK(health);
   EXPECT_EQ(health->exit_code, 0);
   EXPECT_EQ(health->stdout_text, "SERVING\n");
+  // Every command asks the server: no run opens a NearCache stream (a
+  // probe would open one every few seconds, with no token).
+  EXPECT_EQ(server.service().calls("NearCache"), 0);
 }
 
 }  // namespace

@@ -94,6 +94,31 @@ def assert_known_flags(testcase, args, where):
                               f"{where}: corrald has no flag --{name} (corrald --help)")
 
 
+def redis_process_id(port):
+    """The process_id that the Redis on 127.0.0.1:`port` reports (INFO
+    server); None if the answer has none. OSError when nothing answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        s.settimeout(1)
+        s.sendall(b"INFO server\r\n")
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                return None
+            data += chunk
+        header, _, body = data.partition(b"\r\n")
+        if not header.startswith(b"$"):
+            return None  # An error reply (e.g. -LOADING): not ready yet.
+        size = int(header[1:])
+        while len(body) < size:
+            chunk = s.recv(4096)
+            if not chunk:
+                return None
+            body += chunk
+    m = re.search(rb"^process_id:(\d+)\r?$", body, re.M)
+    return int(m.group(1)) if m else None
+
+
 class Processes:
     """Starts redis-server and corrald instances; stops them in reverse order."""
 
@@ -102,23 +127,47 @@ class Processes:
         self.procs = []
 
     def redis(self):
-        port = free_port()
-        with open(os.path.join(self.dir, f"redis-{port}.log"), "w") as log:
-            p = subprocess.Popen(
-                [require_tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                 "--save", "", "--appendonly", "no"],
-                stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append(p)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        """A redis-server of this test on a free port; returns the port.
+
+        free_port() only finds a port that was free a moment ago: another
+        test may bind it before this redis-server does, which then exits,
+        and a PING alone would be answered by that other test's Redis --
+        which goes away when that test ends, and corrald then answers
+        "store unavailable: ... Connection refused" while its health stays
+        SERVING. So ready means: this process answers (INFO's process_id),
+        and a lost port is retried on another one."""
+        log_text = ""
+        for _ in range(5):
+            port = free_port()
+            log_path = os.path.join(self.dir, f"redis-{port}.log")
+            with open(log_path, "w") as log:
+                p = subprocess.Popen(
+                    [require_tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "no"],
+                    stdout=log, stderr=subprocess.STDOUT)
+            if self._answers(p, port):
+                self.procs.append(p)
+                return port
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            with open(log_path) as f:
+                log_text = f.read()[-2000:]
+        raise AssertionError(f"redis-server did not start on a free port:\n{log_text}")
+
+    @staticmethod
+    def _answers(proc, port, timeout=10):
+        """Whether `proc` itself answers on `port` before `timeout` (False:
+        it exited, e.g. the port was taken, or never answered)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return port
+                if redis_process_id(port) == proc.pid:
+                    return True
             except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"redis-server on port {port} did not answer PING")
+                pass
+            time.sleep(0.05)
+        return False
 
     def corrald(self, args, name="corrald"):
         """Starts corrald with `args`; returns (proc, grpc_port, metrics_port)."""

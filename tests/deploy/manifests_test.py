@@ -631,6 +631,23 @@ def local_argv(argv, grpc_port, files):
     return argv
 
 
+class TestsOwnRedis(ds.TestCase):
+    def test_a_port_another_redis_holds_is_not_taken_for_ours(self):
+        """free_port() races other tests: when the port it found is bound by
+        another test's Redis first, ours must not settle for that one (it
+        vanishes when that test ends: corrald then refuses every call with
+        "store unavailable ... Connection refused", health still SERVING)."""
+        procs = self.processes()
+        theirs = procs.redis()  # Stands for another test's Redis.
+        real_free_port = ds.free_port
+        ports = iter([theirs])
+        ds.free_port = lambda: next(ports, None) or real_free_port()
+        self.addCleanup(setattr, ds, "free_port", real_free_port)
+        ours = procs.redis()
+        self.assertNotEqual(ours, theirs)
+        self.assertEqual(ds.redis_process_id(ours), procs.procs[-1].pid)
+
+
 class DeploymentsStartCorrald(ds.TestCase):
     def launch(self, args, config_text, health=None, files=None, check=None):
         """Runs corrald with a deployment's args, its config and a test Redis;

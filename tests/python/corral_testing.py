@@ -160,17 +160,40 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not start:\n{last}")
 
     def _wait_answering(self) -> bool:
+        """Whether this redis-server itself answers: a PONG could come from
+        another test's Redis that bound the port first (this one then
+        exits), which goes away when that test ends."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and self.proc.poll() is None:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return True
+                if self._process_id() == self.proc.pid:
+                    return True
             except OSError:
                 pass
             time.sleep(0.02)
         return False
+
+    def _process_id(self) -> Optional[int]:
+        """INFO server's process_id of whatever answers on the port."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            s.settimeout(1)
+            s.sendall(b"INFO server\r\n")
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return None
+                data += chunk
+            header, _, body = data.partition(b"\r\n")
+            if not header.startswith(b"$"):
+                return None  # -LOADING and the like: not ready yet.
+            while len(body) < int(header[1:]):
+                chunk = s.recv(4096)
+                if not chunk:
+                    return None
+                body += chunk
+        m = re.search(rb"^process_id:(\d+)\r?$", body, re.M)
+        return int(m.group(1)) if m else None
 
     def stop(self) -> None:
         kill_group(self.proc)
@@ -247,6 +270,23 @@ def poll_until(condition, timeout: float = 10.0, what: str = "the condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout} s")
         time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
+async def poll_until_async(condition, timeout: float = 10.0, what: str = "the condition"):
+    """poll_until for asyncio tests: awaits ``condition()`` (a coroutine
+    function) until it returns something truthy, and returns that, without
+    blocking the event loop between attempts."""
+    import asyncio
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        await asyncio.sleep(pause)
         pause = min(pause * 2, 0.02)
 
 

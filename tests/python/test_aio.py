@@ -122,8 +122,13 @@ class AsyncClientTest(unittest.IsolatedAsyncioTestCase):
         key = unique_key()
         lost = asyncio.Event()
         lock = await self.client.lock(NS, key, ttl=0.3, renew_every=1.0, on_lost=lost.set)
-        await asyncio.sleep(0.5)  # Expired: nobody renewed it.
-        thief = await self.clients[1].acquire_lock(NS, key, ttl=10, wait_timeout=0)
+
+        # Once it expires (nobody renews it before 1 s), another caller takes it.
+        async def steal():
+            attempt = await self.clients[1].acquire_lock(NS, key, ttl=10, wait_timeout=0)
+            return attempt if attempt.acquired else None
+
+        thief = await corral_testing.poll_until_async(steal, what="the lock's expiry")
         self.assertTrue(thief.acquired)
         await asyncio.wait_for(lost.wait(), 5)
         self.assertTrue(lock.lost)

@@ -11,6 +11,7 @@ import grpc.aio
 
 import corral
 from corral import _protocol
+from corral._nearcache import UNSUPPORTED_BACKOFF, NearCacheLimits
 from corral._retry import RetryPolicy
 from corral.results import LeaseMode, LockGrant, RenewResult, Source
 from corral.v1 import corral_pb2 as pb
@@ -238,6 +239,108 @@ class ExchangeTest(unittest.TestCase):
         x.first_answer(lease())
         msg = x.compute_raised(RuntimeError("x" * 5000))
         self.assertEqual(len(msg.abandon.reason), _protocol.MAX_ABANDON_REASON)
+
+
+class NearCacheGlueTest(unittest.TestCase):
+    """The near cache's reads, writes and stream as both shells run them."""
+
+    def started(self) -> _protocol.ClientCore:
+        c = core(near_cache=True)
+        c.near_cache.start(b"s1")
+        return c
+
+    def test_no_near_cache_unless_asked(self):
+        self.assertIsNone(core().near_cache)
+        c = core(near_cache=NearCacheLimits(max_entries=3))
+        self.assertEqual(c.near_cache.limits.max_entries, 3)
+        self.assertIs(c.near_for(True), c.near_cache)
+        self.assertIsNone(c.near_for(False))
+        self.assertIsNone(_protocol.near_value(None, "ns", "k"))
+        self.assertIsNone(_protocol.near_cached(c.near_cache, "ns", "k"))
+
+    def test_a_granted_get_is_planted_and_then_served_from_memory(self):
+        c = self.started()
+        u = c.get("ns", "k", None, c.near_cache)
+        self.assertEqual(u.request.near_cache_session, b"s1")
+        r = pb.GetResponse(found=True, value=pb.Value(value=b"v", source=1))
+        r.value.near_cache_for.FromSeconds(30)
+        r.value.ttl_remaining.FromSeconds(60)
+        self.assertEqual(u.result(r).value, b"v")
+        self.assertEqual(_protocol.near_value(c.near_cache, "ns", "k"), b"v")
+        hit = _protocol.near_cached(c.near_cache, "ns", b"k")
+        self.assertEqual((hit.value, hit.near_cache), (b"v", True))
+        self.assertTrue(_protocol.near_result(c.near_cache, "ns", "k").near_cache)
+        # This client's own write drops it, answered or not.
+        c.set("ns", "k", "w", None, "", False, None).result(pb.SetResponse(stored=True))
+        self.assertIsNone(_protocol.near_value(c.near_cache, "ns", "k"))
+
+    def test_a_failed_get_ends_its_ticket_and_drops_the_key(self):
+        c = self.started()
+        r = pb.GetResponse(found=True, value=pb.Value(value=b"v", source=1))
+        r.value.near_cache_for.FromSeconds(30)
+        c.get("ns", "k", None, c.near_cache).result(r)
+        self.assertEqual(_protocol.near_value(c.near_cache, "ns", "k"), b"v")
+        u = c.first_get("ns", "k", c.near_cache, 5)
+        self.assertTrue(u.request.draw_early_refresh)
+        self.assertEqual(u.request.near_cache_session, b"s1")
+        u.failed()  # Its answer, maybe newer than what is kept, is not coming.
+        self.assertIsNone(_protocol.near_value(c.near_cache, "ns", "k"))
+        c.get("ns", "k", None, c.near_cache).result(r)  # A later read plants again.
+        self.assertEqual(_protocol.near_value(c.near_cache, "ns", "k"), b"v")
+        c.invalidate("ns", "k", None).failed()
+        self.assertIsNone(_protocol.near_value(c.near_cache, "ns", "k"))
+
+    def test_without_a_session_the_get_carries_none(self):
+        c = core(near_cache=True)
+        u = c.first_get("ns", "k", c.near_cache, 5)
+        self.assertEqual(u.request.near_cache_session, b"")
+        first = u.result(pb.GetResponse(found=False))
+        self.assertIsNone(first.result)
+
+    def test_gets_with_a_session_go_where_the_stream_goes(self):
+        c = self.started()
+        self.assertTrue(c.get("ns", "k", None, c.near_cache).near)
+        self.assertTrue(c.first_get("ns", "k", c.near_cache, 5).near)
+        self.assertFalse(c.get("ns", "k", None).near)  # near_cache=False.
+        fresh = core(near_cache=True)  # No session yet: no ticket.
+        self.assertFalse(fresh.get("ns", "k", None, fresh.near_cache).near)
+        self.assertFalse(c.set("ns", "k", "v", None, "", False, None).near)
+
+    def test_a_spreading_channel_gets_a_pinned_one_for_the_near_cache(self):
+        spread = core(near_cache=True, load_balancing="round_robin")
+        self.assertIn(("grpc.lb_policy_name", "round_robin"), spread.channel_options)
+        opts = dict(spread.near_channel_options)
+        self.assertEqual(opts["grpc.lb_policy_name"], "pick_first")
+        self.assertEqual(opts["grpc.service_config_disable_resolution"], 1)
+        self.assertEqual(opts["grpc.max_receive_message_length"], 1 << 20)
+        # None to make: one replica already, no near cache, or the caller's
+        # channel for it.
+        for c in (core(near_cache=True), core(near_cache=True, load_balancing="pick_first"),
+                  core(load_balancing="round_robin"),
+                  core(near_cache=True, load_balancing="round_robin", has_near_channel=True),
+                  _protocol.ClientCore(None, True, timeout=1, worker_id="", retry=RetryPolicy(),
+                                       secure=False, token=None, max_receive_message_bytes=1,
+                                       near_cache=True, load_balancing="round_robin")):
+            self.assertIsNone(c.near_channel_options)
+
+    def test_the_stream_backs_off_and_asks_an_old_server_rarely(self):
+        c = core(near_cache=True)
+        stream = _protocol.NearStream(c.near_cache, "w1")
+        self.assertEqual(stream.request.client_name, "w1")
+        with self.assertLogs("corral", "INFO"):
+            delays = [stream.ended(grpc.StatusCode.UNAVAILABLE, "down") for _ in range(3)]
+        self.assertEqual(delays, [0.05, 0.1, 0.2])
+        stream.event(pb.NearCacheEvent(started=pb.NearCacheStarted(session=b"s")))
+        self.assertEqual(c.near_cache.session, b"s")
+        self.assertEqual(stream.ended(grpc.StatusCode.UNAVAILABLE, "down"), 0.05)
+        with self.assertLogs("corral", "WARNING") as logs:
+            self.assertEqual(stream.ended(grpc.StatusCode.UNIMPLEMENTED, "no"),
+                             UNSUPPORTED_BACKOFF)
+            self.assertEqual(stream.ended(grpc.StatusCode.UNIMPLEMENTED, "no"),
+                             UNSUPPORTED_BACKOFF)
+        self.assertEqual(len(logs.records), 1)  # Said once.
+        stream.lost()
+        self.assertEqual(c.near_cache.session, b"")
 
 
 class LockTest(unittest.TestCase):

@@ -1,27 +1,34 @@
 """The protocol of the corral clients, sans I/O: the client's settings, the
 unary calls (request, deadline, retries, result), the GetOrCompute exchange
-(every decision, step by step) and the timing of held locks. The blocking
-client (client.py) and the asyncio one (aio.py) are thin shells around it:
-they send, receive and wait, and differ only in how they wait.
+(every decision, step by step), the near cache's reads and stream (around
+_nearcache.py's rules) and the timing of held locks. The blocking client
+(client.py) and the asyncio one (aio.py) are thin shells around it: they
+send, receive and wait, and differ only in how they wait.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import re
 import time
 import warnings
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import grpc
 
 from corral import _convert
-from corral._nearcache import Entry, NearCache, NearKey, Ticket
+from corral._nearcache import (UNSUPPORTED_BACKOFF, Backoff, NearCache, NearCacheLimits, NearKey,
+                               Ticket)
 from corral._retry import RetryPolicy, RetryState
 from corral.errors import (Cancelled, CorralError, DeadlineExceeded, Internal, LockNotAcquired,
                            error_from_rpc)
 from corral.results import (BreakerInfo, BreakerState, CachedValue, GetOrComputeResult, LeaseMode,
                             LockGrant, RenewResult, Source)
 from corral.v1 import corral_pb2 as pb
+
+_log = logging.getLogger("corral")
 
 # Abandon reasons are for the server's logs; keep them bounded.
 MAX_ABANDON_REASON = 512
@@ -268,15 +275,18 @@ class Unary:
     ``request``, ``timeout=attempts.remaining()`` and the client's metadata;
     on a grpc.RpcError it waits ``retry_delay(attempts, error)`` (which
     raises the corral error when there is no next attempt) and calls again;
-    what the call returns is ``result(response)``."""
+    what the call returns is ``result(response)``. When the call ends
+    without a response (its error, an interruption, a cancellation) the
+    shell calls ``failed()`` before the exception propagates."""
 
     method: str
     request: Any
     attempts: RetryState
     result: Callable[[Any], Any]
-    # A Get the near cache may keep: sent on the near cache's channel, to
-    # the replica that holds its stream (corrald grants only to its own
-    # sessions).
+    failed: Callable[[], None] = lambda: None
+    # A Get that carries the near cache's session: sent on the near cache's
+    # channel, to the replica that holds its stream (corrald grants only to
+    # its own sessions).
     near: bool = False
 
 
@@ -295,11 +305,18 @@ class ClientCore:
     """What a client knows and decides, without a channel: its settings and,
     for each call, the request, the deadline, the retry policy and how the
     answer becomes the result. ``target`` None means the client was given a
-    ``channel`` (``has_channel``) instead."""
+    ``channel`` (``has_channel``) instead. ``near_cache`` (True, or the
+    limits) gives the client a near cache: the Gets then carry its tickets
+    and plant what they are granted, and the client's own writes drop what
+    it holds of their keys. ``load_balancing`` (a gRPC policy name) is the
+    policy of the channel the shell makes; ``near_channel_options`` says
+    whether the near cache needs a channel of its own."""
 
     def __init__(self, target: Optional[str], has_channel: bool, *, timeout: float,
                  worker_id: str, retry: RetryPolicy, secure: bool, token: Optional[str],
-                 max_receive_message_bytes: int, load_balancing: Optional[str] = None):
+                 max_receive_message_bytes: int,
+                 near_cache: Union[bool, NearCacheLimits] = False,
+                 load_balancing: Optional[str] = None, has_near_channel: bool = False):
         if (target is None) != has_channel:
             raise ValueError("pass exactly one of target and channel")
         self.target = target or ""
@@ -312,12 +329,20 @@ class ClientCore:
         base = channel_options(max_receive_message_bytes)
         self.channel_options = base + ([("grpc.lb_policy_name", load_balancing)]
                                        if load_balancing else [])
-        # The near cache's stream and its Gets must reach one replica. A
-        # channel this client makes with another policy than pick_first
-        # (gRPC's default) spreads calls: the near cache then gets its own,
-        # pinned to one replica whatever the resolver's service config says.
+        self.near_cache: Optional[NearCache] = None
+        if near_cache:
+            self.near_cache = NearCache(near_cache if isinstance(near_cache, NearCacheLimits)
+                                        else NearCacheLimits())
+        # The near cache's stream and its Gets (Unary.near) must reach one
+        # replica (docs/ARCHITECTURE.md 3.9): over the channel passed in for
+        # them (has_near_channel), else over the client's channel, unless
+        # the one this client makes spreads calls (a policy other than
+        # pick_first, gRPC's default). Then the shell makes a second one
+        # with these options, pinned to one replica whatever the resolver's
+        # service config says. None: the shell makes none.
         self.near_channel_options = None
-        if not has_channel and load_balancing not in (None, "", "pick_first"):
+        if (self.near_cache is not None and not has_channel and not has_near_channel
+                and load_balancing not in (None, "", "pick_first")):
             self.near_channel_options = base + [
                 ("grpc.lb_policy_name", "pick_first"),
                 ("grpc.service_config_disable_resolution", 1)]
@@ -333,37 +358,72 @@ class ClientCore:
         budget = self.timeout if timeout is None else timeout
         return RetryState(self.retry if idempotent else _NO_RETRY, time.monotonic() + budget)
 
+    # -- the near cache --------------------------------------------------------
+    def near_for(self, near_cache: bool) -> Optional[NearCache]:
+        """The near cache a call uses (None: the client has none, or the
+        call passed ``near_cache=False``). The shell starts its stream."""
+        return self.near_cache if near_cache else None
+
+    def _near_read(self, req: pb.GetRequest, near: Optional[NearCache],
+                   answered: Callable[[Optional[NearCache], Optional[Ticket], Any], Any],
+                   plain: Callable[[Any], Any], timeout: Optional[float]) -> Unary:
+        """A Get through ``near``: it takes a ticket before it is sent (none
+        while the stream has not started), carries the session, and its
+        answer goes through ``answered`` (which plants or ends the ticket);
+        a failed call cancels the ticket, and it goes where the stream goes
+        (``near``). Without a ticket: ``plain``, on the client's channel."""
+        ticket = near.ticket((req.namespace, req.key)) if near is not None else None
+        if ticket is None:
+            return Unary("Get", req, self._attempts(timeout), plain)
+        req.near_cache_session = ticket.session
+        return Unary("Get", req, self._attempts(timeout), lambda r: answered(near, ticket, r),
+                     lambda: near.cancel(ticket), near=True)
+
+    def _forgetting(self, namespace: str, key: bytes, unary: Unary) -> Unary:
+        """``unary`` (a Set or an Invalidate: this client's own write) then
+        drops the key from the near cache, answered or not: the client's
+        next read does not wait for the server's push."""
+        near = self.near_cache
+        if near is None:
+            return unary
+        answer = unary.result
+
+        def result(r):
+            near.invalidate([(namespace, key)])
+            return answer(r)
+
+        unary.result = result
+        unary.failed = lambda: near.invalidate([(namespace, key)])
+        return unary
+
     # -- unary calls ---------------------------------------------------------
     def get(self, namespace: str, key, timeout: Optional[float],
-            ticket: Optional[Ticket] = None) -> Unary:
-        """With a ``ticket`` (near cache on) the Get carries the session, and
-        the result is the raw GetResponse, for ``near_get_answered``."""
+            near: Optional[NearCache] = None) -> Unary:
+        """Through ``near`` when given (see ``near_cached`` for its hits)."""
         req = pb.GetRequest(namespace=namespace, key=_convert.to_bytes(key, "key"))
-        if ticket is None:
-            return Unary("Get", req, self._attempts(timeout), _cached_or_none)
-        req.near_cache_session = ticket.session
-        return Unary("Get", req, self._attempts(timeout), _raw, near=True)
+        return self._near_read(req, near, near_get_answered, _cached_or_none, timeout)
 
-    def first_get(self, namespace: str, key: bytes, ticket: Optional[Ticket],
+    def first_get(self, namespace: str, key, near: Optional[NearCache],
                   timeout: float) -> Unary:
         """get_or_compute's first step: a Get that draws XFetch's early
-        refresh as the Lookup would (one draw per call); its result is the
-        raw GetResponse, for ``first_get_answered``."""
-        req = pb.GetRequest(namespace=namespace, key=key, draw_early_refresh=True)
-        if ticket is not None:
-            req.near_cache_session = ticket.session
-        return Unary("Get", req, self._attempts(timeout), _raw, near=ticket is not None)
+        refresh as the Lookup would (one draw per call), through ``near``
+        when given; its result is a ``FirstGet``."""
+        req = pb.GetRequest(namespace=namespace, key=_convert.to_bytes(key, "key"),
+                            draw_early_refresh=True)
+        return self._near_read(req, near, first_get_answered,
+                               lambda r: first_get_answered(None, None, r), timeout)
 
     def set(self, namespace: str, key, value, ttl, lock_token: str, release_lock: bool,
             timeout: Optional[float]) -> Unary:
         """A fenced write (``lock_token``) is sent once, never retried."""
-        return Unary("Set", set_request(namespace, key, value, ttl, lock_token, release_lock),
-                     self._attempts(timeout, idempotent=not lock_token), _stored)
+        req = set_request(namespace, key, value, ttl, lock_token, release_lock)
+        return self._forgetting(namespace, req.key, Unary(
+            "Set", req, self._attempts(timeout, idempotent=not lock_token), _stored))
 
     def invalidate(self, namespace: str, key, timeout: Optional[float]) -> Unary:
-        return Unary("Invalidate",
-                     pb.InvalidateRequest(namespace=namespace, key=_convert.to_bytes(key, "key")),
-                     self._attempts(timeout), _existed)
+        req = pb.InvalidateRequest(namespace=namespace, key=_convert.to_bytes(key, "key"))
+        return self._forgetting(namespace, req.key,
+                                Unary("Invalidate", req, self._attempts(timeout), _existed))
 
     def acquire_lock(self, namespace: str, key, ttl, wait_timeout, owner: str,
                      timeout: Optional[float]) -> Unary:
@@ -404,10 +464,6 @@ class ClientCore:
 
 def _cached_or_none(r: pb.GetResponse) -> Optional[CachedValue]:
     return _convert.cached_value(r.value) if r.found else None
-
-
-def _raw(r):
-    return r
 
 
 def _stored(r: pb.SetResponse) -> bool:
@@ -538,13 +594,31 @@ class Exchange:
 
 
 # -- the near cache -------------------------------------------------------------
-def near_cached_value(near: NearCache, entry: Entry) -> CachedValue:
+# Every read asks the near cache first (``near`` None: no near cache for
+# this call): a hit is the answer and no call is made.
+def near_value(near: Optional[NearCache], namespace: str, key) -> Optional[bytes]:
+    """get_or_compute's hot path: the value alone, no result object."""
+    if near is None:
+        return None
+    entry = near.lookup(near_key(namespace, key))
+    return None if entry is None else entry.value
+
+
+def near_cached(near: Optional[NearCache], namespace: str, key) -> Optional[CachedValue]:
+    """get's hit."""
+    entry = near.lookup(near_key(namespace, key)) if near is not None else None
+    if entry is None:
+        return None
     age, ttl = near.age_and_ttl(entry)
     return CachedValue(value=entry.value, source=Source.CACHE, age=age, ttl_remaining=ttl,
                        near_cache=True)
 
 
-def near_result(near: NearCache, entry: Entry) -> GetOrComputeResult:
+def near_result(near: Optional[NearCache], namespace: str, key) -> Optional[GetOrComputeResult]:
+    """get_or_compute_result's hit."""
+    entry = near.lookup(near_key(namespace, key)) if near is not None else None
+    if entry is None:
+        return None
     age, ttl = near.age_and_ttl(entry)
     return GetOrComputeResult(value=entry.value, source=Source.CACHE, age=age, ttl_remaining=ttl,
                               near_cache=True)
@@ -592,10 +666,6 @@ def first_get_answered(near: Optional[NearCache], ticket: Optional[Ticket],
     return FirstGet(from_value(r.value, 1), None)
 
 
-def near_cache_request(worker_id: str) -> pb.NearCacheRequest:
-    return pb.NearCacheRequest(client_name=worker_id)
-
-
 def near_key(namespace: str, key) -> NearKey:
     return (namespace, _convert.to_bytes(key, "key"))
 
@@ -611,6 +681,46 @@ def apply_near_event(near: NearCache, event: pb.NearCacheEvent) -> bool:
     elif kind == "reset":
         near.reset()
     return False
+
+
+class NearStream:
+    """The NearCache stream of one client, between the shell's I/O: the
+    shell opens a call with ``request``, hands every event it reads to
+    ``event()``, calls ``lost()`` however the call ends and, unless the
+    client is closing, waits ``ended(code, details)`` seconds before it
+    opens the next one. Used by the shell's one stream thread or task."""
+
+    def __init__(self, near: NearCache, worker_id: str):
+        self.near = near
+        self.request = pb.NearCacheRequest(client_name=worker_id)
+        self._backoff = Backoff()
+        self._unsupported_logged = False
+
+    def event(self, event: pb.NearCacheEvent) -> None:
+        if apply_near_event(self.near, event):
+            self._backoff.started()
+
+    def lost(self) -> None:
+        """The call is over: the near cache keeps nothing until the next
+        stream starts."""
+        self.near.lost()
+
+    def ended(self, code: grpc.StatusCode, details: Optional[str]) -> float:
+        """The call ended with ``code`` (OK: the server ended it): logs why
+        and returns the seconds to wait before reopening it. A server
+        without the RPC (UNIMPLEMENTED: an older corrald) is asked again
+        every UNSUPPORTED_BACKOFF seconds, logged once; any other end backs
+        off from 0.05 s to 2 s."""
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            if not self._unsupported_logged:
+                _log.warning("corral: the server has no near cache (NearCache: %s); "
+                             "reading through corrald, asking again every %gs",
+                             details, UNSUPPORTED_BACKOFF)
+                self._unsupported_logged = True
+            return UNSUPPORTED_BACKOFF
+        _log.info("corral: near cache stream lost (%s: %s); emptied, reopening",
+                  getattr(code, "name", code), details)
+        return self._backoff.delay()
 
 
 # -- in-process single flight --------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from typing import Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
@@ -22,15 +21,13 @@ import grpc
 import grpc.aio
 
 from corral import _protocol
-from corral._nearcache import UNSUPPORTED_BACKOFF, Backoff, NearCache, NearCacheLimits
+from corral._nearcache import NearCache, NearCacheLimits
 from corral._retry import RetryPolicy
 from corral.client import ComputeResult
 from corral.errors import CorralError, error_from_rpc, error_from_status
 from corral.results import (BreakerInfo, CachedValue, GetOrComputeResult, LockGrant, Outcome,
                             RenewResult)
 from corral.v1 import corral_pb2_grpc as pb_grpc
-
-_log = logging.getLogger("corral")
 
 AsyncCompute = Callable[[], Union[ComputeResult, Awaitable[ComputeResult]]]
 
@@ -163,8 +160,8 @@ class AsyncClient:
         self._core = _protocol.ClientCore(
             target, channel is not None, timeout=timeout, worker_id=worker_id, retry=retry,
             secure=credentials is not None, token=token,
-            max_receive_message_bytes=max_receive_message_bytes,
-            load_balancing=load_balancing)
+            max_receive_message_bytes=max_receive_message_bytes, near_cache=near_cache,
+            load_balancing=load_balancing, has_near_channel=near_cache_channel is not None)
 
         def make_channel(opts):
             return (grpc.aio.secure_channel(target, credentials, opts) if credentials
@@ -174,19 +171,13 @@ class AsyncClient:
             channel = make_channel(self._core.channel_options)
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
-        # The near cache's stream and the Gets it may keep go to one replica
-        # (docs/ARCHITECTURE.md 3.9): a channel passed in for it, a pinned
-        # one of our own when ours spreads calls, else the client's.
+        # The near cache's stream and its Gets: see ClientCore.near_channel_options.
         self._own_near_channel = None
-        if near_cache and near_cache_channel is None and self._core.near_channel_options:
+        if self._core.near_channel_options is not None:
             self._own_near_channel = make_channel(self._core.near_channel_options)
         near_channel = near_cache_channel or self._own_near_channel
         self._near_stub = pb_grpc.CorralStub(near_channel) if near_channel else self._stub
         self._flights: Dict[tuple, _Flight] = {}
-        self._near: Optional[NearCache] = None
-        if near_cache:
-            self._near = NearCache(near_cache if isinstance(near_cache, NearCacheLimits)
-                                   else NearCacheLimits())
         self._near_task: Optional[asyncio.Task] = None
         self._closing = False
 
@@ -209,48 +200,34 @@ class AsyncClient:
     @property
     def near_cache(self) -> Optional[NearCache]:
         """This client's near cache (None when off): its size and counters."""
-        return self._near
+        return self._core.near_cache
 
     # -- the near cache's stream -------------------------------------------
     def _near_for(self, near_cache: bool) -> Optional[NearCache]:
         """The near cache for a call, its stream started (once)."""
-        if not near_cache or self._near is None:
-            return None
-        if self._near_task is None and not self._closing:
-            self._near_task = asyncio.get_running_loop().create_task(self._near_stream())
-        return self._near
+        near = self._core.near_for(near_cache)
+        if near is not None and self._near_task is None and not self._closing:
+            self._near_task = asyncio.get_running_loop().create_task(
+                self._near_stream(_protocol.NearStream(near, self._core.worker_id)))
+        return near
 
-    async def _near_stream(self) -> None:
+    async def _near_stream(self, stream: _protocol.NearStream) -> None:
         """Keeps one NearCache stream open until close(), reopening it with
         backoff; the near cache is empty whenever it is down."""
-        backoff = Backoff()
-        unsupported_logged = False
-        request = _protocol.near_cache_request(self._core.worker_id)
         while not self._closing:
-            call = self._near_stub.NearCache(request, metadata=self._core.metadata)
+            call = self._near_stub.NearCache(stream.request, metadata=self._core.metadata)
             try:
                 async for event in call:
-                    if _protocol.apply_near_event(self._near, event):
-                        backoff.started()
+                    stream.event(event)
                 code, details = await call.code(), await call.details()
             except grpc.RpcError as e:
                 code, details = e.code(), e.details()
             finally:
-                self._near.lost()
+                stream.lost()
                 call.cancel()
             if self._closing:
                 return
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                if not unsupported_logged:
-                    _log.warning("corral: the server has no near cache (NearCache: %s); "
-                                 "reading through corrald, asking again every %gs",
-                                 details, UNSUPPORTED_BACKOFF)
-                    unsupported_logged = True
-                await asyncio.sleep(UNSUPPORTED_BACKOFF)
-                continue
-            _log.info("corral: near cache stream lost (%s: %s); emptied, reopening",
-                      getattr(code, "name", code), details)
-            await asyncio.sleep(backoff.delay())
+            await asyncio.sleep(stream.ended(code, details))
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -264,43 +241,20 @@ class AsyncClient:
         """As Client.get: the cached value (from the near cache when it
         holds it), or None on a miss."""
         near = self._near_for(near_cache)
-        if near is None:
-            return await self._call(self._core.get(namespace, key, timeout))
-        nkey = _protocol.near_key(namespace, key)
-        entry = near.lookup(nkey)
-        if entry is not None:
-            return _protocol.near_cached_value(near, entry)
-        ticket = near.ticket(nkey)
-        if ticket is None:  # The stream has not started (yet).
-            return await self._call(self._core.get(namespace, key, timeout))
-        try:
-            r = await self._call(self._core.get(namespace, key, timeout, ticket))
-        except BaseException:
-            near.cancel(ticket)
-            raise
-        return _protocol.near_get_answered(near, ticket, r)
+        hit = _protocol.near_cached(near, namespace, key)
+        if hit is not None:
+            return hit
+        return await self._call(self._core.get(namespace, key, timeout, near))
 
     async def set(self, namespace: str, key, value, *, ttl=None, lock_token: str = "",
                   release_lock: bool = False, timeout: Optional[float] = None) -> bool:
         """As Client.set: stores ``value``; fenced (and sent once) with ``lock_token``."""
-        unary = self._core.set(namespace, key, value, ttl, lock_token, release_lock, timeout)
-        try:
-            return await self._call(unary)
-        finally:
-            self._forget_near(namespace, unary.request.key)
+        return await self._call(
+            self._core.set(namespace, key, value, ttl, lock_token, release_lock, timeout))
 
     async def invalidate(self, namespace: str, key, *, timeout: Optional[float] = None) -> bool:
         """Drops the cached value; returns whether there was one."""
-        unary = self._core.invalidate(namespace, key, timeout)
-        try:
-            return await self._call(unary)
-        finally:
-            self._forget_near(namespace, unary.request.key)
-
-    def _forget_near(self, namespace: str, key: bytes) -> None:
-        """This client's own write: its next read does not wait for the push."""
-        if self._near is not None:
-            self._near.invalidate([(namespace, key)])
+        return await self._call(self._core.invalidate(namespace, key, timeout))
 
     # -- locks -------------------------------------------------------------
     async def acquire_lock(self, namespace: str, key, *, ttl=None, wait_timeout=None,
@@ -340,11 +294,10 @@ class AsyncClient:
         """As Client.get_or_compute; ``compute`` may be async. If the task is
         cancelled while computing, the lease is abandoned (no upstream
         failure) and CancelledError propagates."""
-        near = self._near_for(options.get("near_cache", True))
-        if near is not None:  # The hot path: no result object.
-            entry = near.lookup(_protocol.near_key(namespace, key))
-            if entry is not None:
-                return entry.value
+        value = _protocol.near_value(self._near_for(options.get("near_cache", True)), namespace,
+                                     key)
+        if value is not None:  # The hot path: no result object.
+            return value
         return (await self.get_or_compute_result(namespace, key, compute, **options)).value
 
     async def get_or_compute_result(self, namespace: str, key, compute: AsyncCompute, *,
@@ -358,10 +311,9 @@ class AsyncClient:
         caller (the first included) does not cancel it for the others; it
         is cancelled (the lease abandoned) when every caller has left."""
         near = self._near_for(near_cache)
-        if near is not None:
-            entry = near.lookup(_protocol.near_key(namespace, key))
-            if entry is not None:
-                return _protocol.near_result(near, entry)
+        hit = _protocol.near_result(near, namespace, key)
+        if hit is not None:
+            return hit
         fkey = _protocol.flight_key(namespace, key, allow_stale, wait_timeout)
         started = time.monotonic()
         deadline = self._core.deadline(timeout)
@@ -435,15 +387,7 @@ class AsyncClient:
                                        near: Optional[NearCache] = None,
                                        on_lease=None) -> GetOrComputeResult:
         deadline = time.monotonic() + timeout
-        nkey = _protocol.near_key(namespace, key)
-        ticket = near.ticket(nkey) if near is not None else None
-        try:
-            r = await self._call(self._core.first_get(namespace, nkey[1], ticket, timeout))
-        except BaseException:
-            if ticket is not None:
-                near.cancel(ticket)
-            raise
-        first = _protocol.first_get_answered(near, ticket, r)
+        first = await self._call(self._core.first_get(namespace, key, near, timeout))
         if first.result is not None:
             return first.result
         exchange = self._core.get_or_compute(
@@ -521,14 +465,18 @@ class AsyncClient:
 
     async def _call(self, unary: _protocol.Unary):
         method = getattr(self._near_stub if unary.near else self._stub, unary.method)
-        while True:
-            try:
-                response = await method(unary.request, timeout=unary.attempts.remaining(),
-                                        metadata=self._core.metadata)
-            except grpc.RpcError as e:
-                await asyncio.sleep(_protocol.retry_delay(unary.attempts, e))
-                continue
-            return unary.result(response)
+        try:
+            while True:
+                try:
+                    response = await method(unary.request, timeout=unary.attempts.remaining(),
+                                            metadata=self._core.metadata)
+                except grpc.RpcError as e:
+                    await asyncio.sleep(_protocol.retry_delay(unary.attempts, e))
+                    continue
+                return unary.result(response)
+        except BaseException:
+            unary.failed()
+            raise
 
 
 class AsyncLock:

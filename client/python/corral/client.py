@@ -12,7 +12,6 @@ as a context manager) when done.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import Callable, Dict, Optional, Union
 import grpc
 
 from corral import _protocol
-from corral._nearcache import UNSUPPORTED_BACKOFF, Backoff, NearCache, NearCacheLimits
+from corral._nearcache import NearCache, NearCacheLimits
 from corral._protocol import channel_options  # noqa: F401 (kept importable from here)
 from corral._retry import RetryPolicy
 from corral.errors import CorralError, error_from_rpc
@@ -30,8 +29,6 @@ from corral.results import (BreakerInfo, CachedValue, GetOrComputeResult, LockGr
                             RenewResult)
 from corral.v1 import corral_pb2 as pb
 from corral.v1 import corral_pb2_grpc as pb_grpc
-
-_log = logging.getLogger("corral")
 
 #: What compute may return: the value as bytes, or str (stored as UTF-8).
 ComputeResult = Union[bytes, bytearray, memoryview, str]
@@ -143,8 +140,8 @@ class Client:
         self._core = _protocol.ClientCore(
             target, channel is not None, timeout=timeout, worker_id=worker_id, retry=retry,
             secure=credentials is not None, token=token,
-            max_receive_message_bytes=max_receive_message_bytes,
-            load_balancing=load_balancing)
+            max_receive_message_bytes=max_receive_message_bytes, near_cache=near_cache,
+            load_balancing=load_balancing, has_near_channel=near_cache_channel is not None)
 
         def make_channel(opts):
             return (grpc.secure_channel(target, credentials, opts) if credentials
@@ -154,20 +151,14 @@ class Client:
             channel = make_channel(self._core.channel_options)
         self._channel = channel
         self._stub = pb_grpc.CorralStub(channel)
-        # The near cache's stream and the Gets it may keep go to one replica
-        # (docs/ARCHITECTURE.md 3.9): a channel passed in for it, a pinned
-        # one of our own when ours spreads calls, else the client's.
+        # The near cache's stream and its Gets: see ClientCore.near_channel_options.
         self._own_near_channel = None
-        if near_cache and near_cache_channel is None and self._core.near_channel_options:
+        if self._core.near_channel_options is not None:
             self._own_near_channel = make_channel(self._core.near_channel_options)
         near_channel = near_cache_channel or self._own_near_channel
         self._near_stub = pb_grpc.CorralStub(near_channel) if near_channel else self._stub
         self._flights: Dict[tuple, _Flight] = {}
         self._flights_lock = threading.Lock()
-        self._near: Optional[NearCache] = None
-        if near_cache:
-            self._near = NearCache(near_cache if isinstance(near_cache, NearCacheLimits)
-                                   else NearCacheLimits())
         self._near_thread: Optional[threading.Thread] = None
         self._near_call = None
         self._near_lock = threading.Lock()
@@ -192,54 +183,42 @@ class Client:
     @property
     def near_cache(self) -> Optional[NearCache]:
         """This client's near cache (None when off): its size and counters."""
-        return self._near
+        return self._core.near_cache
 
     # -- the near cache's stream -------------------------------------------
     def _near_for(self, near_cache: bool) -> Optional[NearCache]:
         """The near cache for a call, its stream started (once)."""
-        if not near_cache or self._near is None:
-            return None
-        if self._near_thread is None:
+        near = self._core.near_for(near_cache)
+        if near is not None and self._near_thread is None:
             with self._near_lock:
                 if self._near_thread is None and not self._closing.is_set():
                     self._near_thread = threading.Thread(
-                        target=self._near_stream, name="corral-near-cache", daemon=True)
+                        target=self._near_stream, args=(_protocol.NearStream(
+                            near, self._core.worker_id),),
+                        name="corral-near-cache", daemon=True)
                     self._near_thread.start()
-        return self._near
+        return near
 
-    def _near_stream(self) -> None:
+    def _near_stream(self, stream: _protocol.NearStream) -> None:
         """Keeps one NearCache stream open until close(), reopening it with
         backoff; the near cache is empty whenever it is down."""
-        backoff = Backoff()
-        unsupported_logged = False
-        request = _protocol.near_cache_request(self._core.worker_id)
         while not self._closing.is_set():
             with self._near_lock:
                 if self._closing.is_set():
                     return
-                call = self._near_call = self._near_stub.NearCache(request,
-                                                              metadata=self._core.metadata)
-            delay = None
+                call = self._near_call = self._near_stub.NearCache(
+                    stream.request, metadata=self._core.metadata)
+            code, details = grpc.StatusCode.OK, ""
             try:
                 for event in call:
-                    if _protocol.apply_near_event(self._near, event):
-                        backoff.started()
+                    stream.event(event)
             except grpc.RpcError as e:
-                if self._closing.is_set():
-                    return
-                if e.code() == grpc.StatusCode.UNIMPLEMENTED:
-                    if not unsupported_logged:
-                        _log.warning("corral: the server has no near cache (NearCache: %s); "
-                                     "reading through corrald, asking again every %gs",
-                                     e.details(), UNSUPPORTED_BACKOFF)
-                        unsupported_logged = True
-                    delay = UNSUPPORTED_BACKOFF
-                else:
-                    _log.info("corral: near cache stream lost (%s: %s); emptied, reopening",
-                              e.code().name, e.details())
+                code, details = e.code(), e.details()
             finally:
-                self._near.lost()
-            self._closing.wait(backoff.delay() if delay is None else delay)
+                stream.lost()
+            if self._closing.is_set():
+                return
+            self._closing.wait(stream.ended(code, details))
 
     def __enter__(self) -> "Client":
         return self
@@ -253,21 +232,10 @@ class Client:
         """The cached value, or None on a miss. From the near cache when it
         holds the key (``near_cache=False``: always ask corrald)."""
         near = self._near_for(near_cache)
-        if near is None:
-            return self._call(self._core.get(namespace, key, timeout))
-        nkey = _protocol.near_key(namespace, key)
-        entry = near.lookup(nkey)
-        if entry is not None:
-            return _protocol.near_cached_value(near, entry)
-        ticket = near.ticket(nkey)
-        if ticket is None:  # The stream has not started (yet).
-            return self._call(self._core.get(namespace, key, timeout))
-        try:
-            r = self._call(self._core.get(namespace, key, timeout, ticket))
-        except BaseException:
-            near.cancel(ticket)
-            raise
-        return _protocol.near_get_answered(near, ticket, r)
+        hit = _protocol.near_cached(near, namespace, key)
+        if hit is not None:
+            return hit
+        return self._call(self._core.get(namespace, key, timeout, near))
 
     def set(self, namespace: str, key, value, *, ttl=None, lock_token: str = "",
             release_lock: bool = False, timeout: Optional[float] = None) -> bool:
@@ -276,24 +244,12 @@ class Client:
         is held; it wakes the key's GetOrCompute waiters like a Fill) and is
         sent once, never retried; ``release_lock`` releases it in the same
         call. ``ttl`` None is the namespace default."""
-        unary = self._core.set(namespace, key, value, ttl, lock_token, release_lock, timeout)
-        try:
-            return self._call(unary)
-        finally:
-            self._forget_near(namespace, unary.request.key)
+        return self._call(
+            self._core.set(namespace, key, value, ttl, lock_token, release_lock, timeout))
 
     def invalidate(self, namespace: str, key, *, timeout: Optional[float] = None) -> bool:
         """Drops the cached value; returns whether there was one."""
-        unary = self._core.invalidate(namespace, key, timeout)
-        try:
-            return self._call(unary)
-        finally:
-            self._forget_near(namespace, unary.request.key)
-
-    def _forget_near(self, namespace: str, key: bytes) -> None:
-        """This client's own write: its next read does not wait for the push."""
-        if self._near is not None:
-            self._near.invalidate([(namespace, key)])
+        return self._call(self._core.invalidate(namespace, key, timeout))
 
     # -- locks -------------------------------------------------------------
     def acquire_lock(self, namespace: str, key, *, ttl=None, wait_timeout=None, owner: str = "",
@@ -348,11 +304,10 @@ class Client:
         ``PeerComputeFailed``) and the exception is re-raised, except for a
         refresh lease, where the value being refreshed is returned instead.
         Options: see get_or_compute_result."""
-        near = self._near_for(options.get("near_cache", True))
-        if near is not None:  # The hot path: no result object.
-            entry = near.lookup(_protocol.near_key(namespace, key))
-            if entry is not None:
-                return entry.value
+        value = _protocol.near_value(self._near_for(options.get("near_cache", True)), namespace,
+                                     key)
+        if value is not None:  # The hot path: no result object.
+            return value
         return self.get_or_compute_result(namespace, key, compute, **options).value
 
     def get_or_compute_result(self, namespace: str, key, compute: Callable[[], ComputeResult], *,
@@ -379,10 +334,9 @@ class Client:
         cache); the GetOrCompute stream opens only on a miss, a stale value
         or an early refresh drawn by that Get."""
         near = self._near_for(near_cache)
-        if near is not None:
-            entry = near.lookup(_protocol.near_key(namespace, key))
-            if entry is not None:
-                return _protocol.near_result(near, entry)
+        hit = _protocol.near_result(near, namespace, key)
+        if hit is not None:
+            return hit
         fkey = _protocol.flight_key(namespace, key, allow_stale, wait_timeout)
         started = time.monotonic()
         deadline = self._core.deadline(timeout)
@@ -438,15 +392,7 @@ class Client:
                                  worker_id: Optional[str], near: Optional[NearCache] = None,
                                  on_lease=None) -> GetOrComputeResult:
         deadline = time.monotonic() + timeout
-        nkey = _protocol.near_key(namespace, key)
-        ticket = near.ticket(nkey) if near is not None else None
-        try:
-            r = self._call(self._core.first_get(namespace, nkey[1], ticket, timeout))
-        except BaseException:
-            if ticket is not None:
-                near.cancel(ticket)
-            raise
-        first = _protocol.first_get_answered(near, ticket, r)
+        first = self._call(self._core.first_get(namespace, key, near, timeout))
         if first.result is not None:
             return first.result
         exchange = self._core.get_or_compute(
@@ -513,11 +459,15 @@ class Client:
     # -- plumbing ----------------------------------------------------------
     def _call(self, unary: _protocol.Unary):
         method = getattr(self._near_stub if unary.near else self._stub, unary.method)
-        while True:
-            try:
-                response = method(unary.request, timeout=unary.attempts.remaining(),
-                                  metadata=self._core.metadata)
-            except grpc.RpcError as e:
-                time.sleep(_protocol.retry_delay(unary.attempts, e))
-                continue
-            return unary.result(response)
+        try:
+            while True:
+                try:
+                    response = method(unary.request, timeout=unary.attempts.remaining(),
+                                      metadata=self._core.metadata)
+                except grpc.RpcError as e:
+                    time.sleep(_protocol.retry_delay(unary.attempts, e))
+                    continue
+                return unary.result(response)
+        except BaseException:
+            unary.failed()
+            raise

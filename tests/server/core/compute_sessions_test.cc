@@ -158,13 +158,15 @@ TEST_F(ComputeSessionsTest, OneComputesAndAFillServesTheOthers) {
   EXPECT_EQ(flights_.Find(key_), nullptr);
 }
 
-TEST_F(ComputeSessionsTest, AWaitThatRunsOutComputesUnlocked) {
+TEST_F(ComputeSessionsTest, AWaitThatRunsOutHedgesWhileTheHolderComputes) {
   auto first = Open(1);
   auto second = Open(2, absl::Seconds(2));
   ASSERT_EQ(first->leases.size(), 1u);
   executor_.Advance(absl::Seconds(2));
+  // The hedge: an unlocked lease beside the holder's, which keeps its own.
   ASSERT_EQ(second->leases.size(), 1u);
   EXPECT_EQ(second->leases[0].mode, LeaseMode::kUnlockedTimeout);
+  EXPECT_FALSE(first->finished.has_value());
   EXPECT_EQ(observer_.duplicates, 1);
   EXPECT_EQ(observer_.lock_outcomes["timeout"], 1);
 }

@@ -24,6 +24,7 @@
 #include "tests/server/store/redis_store_fixture.h"
 #include "tests/server/store/store_test_harness.h"
 #include "tests/support/free_port.h"
+#include "tests/support/poll.h"
 #include "tests/support/redis_server.h"
 #include "tests/support/sanitizers.h"
 #include "tests/support/status_matchers.h"
@@ -33,6 +34,7 @@ namespace {
 
 using ::corral::testing::ClosedPort;
 using ::corral::testing::IsOkAndHolds;
+using ::corral::testing::PollUntil;
 using ::corral::testing::RecordingListener;
 using ::corral::testing::RedisServer;
 using ::corral::testing::StatusIs;
@@ -365,6 +367,51 @@ TEST_F(RedisStoreTest, DestroyedAfterTheLoopStoppedWithoutShutdown) {
   loop_.Stop();
   runner_.reset();
   store_.reset();  // Frees hiredis contexts on a stopped loop.
+}
+
+// ---------------------------------------------------------------- Pub/sub
+
+// A key unwatched and watched again before Redis answers the UNSUBSCRIBE
+// (a waiter leaves as another arrives) stays subscribed: its wake-ups
+// keep arriving. hiredis 0.14 drops a channel's callback when an
+// "unsubscribe" confirmation arrives, even if a SUBSCRIBE of the same
+// channel was sent after it, so the subscriber must not leave an
+// UNSUBSCRIBE and a SUBSCRIBE of one channel in flight together.
+TEST_F(RedisStoreTest, AWatchDroppedAndTakenBackAtOnceKeepsItsWakeUps) {
+  StartServer();
+  ConnectStore();
+  runner_->Watch(key_);
+  ASSERT_TRUE(listener_.TakeEvent(key_, KeyEvent::Kind::kWatching));
+  for (int round = 0; round < 50; ++round) {
+    SCOPED_TRACE(round);
+    // Back to back in one loop turn: no reply can come in between.
+    runner_->OnLoop([this] {
+      for (int i = 0; i < 20; ++i) {
+        store_->Unwatch(key_);
+        store_->Watch(key_);
+      }
+    });
+    // And across loop turns, while replies are arriving.
+    runner_->Unwatch(key_);
+    runner_->Watch(key_);
+    // Redis may run a write before the last SUBSCRIBE reaches it (another
+    // connection): write until a wake-up carries this round's value.
+    const std::string value = absl::StrCat("v", round);
+    auto woken = [&](const KeyEvent& e) {
+      return e.key == key_ && e.kind == KeyEvent::Kind::kFilled &&
+             e.value.has_value() && e.value->value == value;
+    };
+    ASSERT_TRUE(PollUntil([&] {
+      return runner_->Put(key_, value, absl::Seconds(10)).ok() &&
+             listener_.TakeEvent(woken, absl::Milliseconds(50)).has_value();
+    })) << "the wake-up never arrived";
+  }
+  // Another key on the same subscriber connection is unaffected.
+  const CacheKey other{"ns", "other"};
+  runner_->Watch(other);
+  ASSERT_TRUE(listener_.TakeEvent(other, KeyEvent::Kind::kWatching));
+  ASSERT_THAT(runner_->Put(other, "x", absl::Seconds(10)), IsOkAndHolds(true));
+  EXPECT_TRUE(listener_.TakeEvent(other, KeyEvent::Kind::kFilled));
 }
 
 // ---------------------------------------------------------------- Throughput
