@@ -8,7 +8,8 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 
-#include "absl/synchronization/notification.h"
+#include <utility>
+
 #include "client/cpp/call.h"
 #include "client/cpp/corral_client.h"
 
@@ -42,17 +43,10 @@ absl::StatusOr<HealthStatus> Client::CheckHealth(absl::string_view service,
   request.set_value(std::string(service));
   auto response = internal::CallWithRetries<google::protobuf::Int32Value>(
       options_.retry, DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, google::protobuf::Int32Value* out) {
-        grpc::Status status;
-        absl::Notification done;
+      [&](grpc::ClientContext* context, google::protobuf::Int32Value* out,
+          auto on_done) {
         stub.UnaryCall(context, kHealthCheckMethod, grpc::StubOptions(),
-                       &request, out, [&](grpc::Status s) {
-                         status = std::move(s);
-                         done.Notify();
-                       });
-        // The context's deadline guarantees the callback runs.
-        done.WaitForNotification();
-        return status;
+                       &request, out, std::move(on_done));
       });
   if (!response.ok()) return response.status();
   return HealthStatusFromWire(response->value());
