@@ -3,13 +3,15 @@
 #define CORRAL_CLIENT_CPP_CALL_H_
 
 #include <grpcpp/client_context.h>
+#include <grpcpp/completion_queue.h>
+#include <grpcpp/support/async_unary_call.h>
 #include <grpcpp/support/status.h>
 
+#include <memory>
 #include <optional>
 #include <utility>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/cpp/errors.h"
@@ -32,25 +34,42 @@ inline RetryPolicy Once(RetryPolicy policy) {
   return policy;
 }
 
-// Starts one unary call through the callback API, `start(context, response,
-// on_done)` (e.g. stub.async()->Get(context, &request, response,
-// std::move(on_done))), and blocks until gRPC calls `on_done`. The generated
-// blocking stub would be simpler but costs about a third more per call when
-// many threads call at once (tests/bench/RESULTS.md, issue 19): each
-// blocking call makes a completion queue of its own and its thread takes a
-// turn polling the channel's sockets, so callers hand answers to each other;
-// here gRPC's threads poll and each caller wakes once, for its own answer.
-// The call ends (and `on_done` runs) by the context's deadline at the latest.
+// The calling thread's completion queue for its blocking unary calls. A
+// thread has at most one call in flight on it (the call blocks), so Next()
+// returns that call's tag. The queue lives until the thread ends, when
+// grpc::CompletionQueue's destructor shuts it down (nothing is pending then).
+inline grpc::CompletionQueue& ThreadCompletionQueue() {
+  thread_local grpc::CompletionQueue cq;
+  return cq;
+}
+
+// Starts one unary call with `start(context, cq)` (e.g.
+// stub.PrepareAsyncGet(context, request, cq)) and blocks until it ends: at
+// the context's deadline at the latest.
+//
+// Why not the generated blocking stub: it makes and tears down a completion
+// queue per call. Why not the callback API and a wait: gRPC's own threads
+// then poll and wake each caller, which spent more CPU per call than either.
+// With 64 threads on one Client this is the fastest of the three and no
+// costlier per call than the stub (tests/bench/RESULTS.md, issue 19).
 template <typename Response, typename Start>
 grpc::Status WaitForUnary(grpc::ClientContext* context, Response* response,
                           Start& start) {
-  absl::Notification done;
+  grpc::CompletionQueue& cq = ThreadCompletionQueue();
+  std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> call =
+      start(context, &cq);
   grpc::Status status;
-  start(context, response, [&status, &done](grpc::Status s) {
-    status = std::move(s);
-    done.Notify();
-  });
-  done.WaitForNotification();
+  call->StartCall();
+  call->Finish(response, &status, &status);
+  void* tag = nullptr;
+  bool ok = false;
+  if (!cq.Next(&tag, &ok) || tag != &status) {
+    // Only a queue shut down under a live thread, or a foreign tag on it,
+    // gets here: a bug, not a network failure.
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        "corral client: the thread's completion queue returned "
+                        "an unexpected event");
+  }
   return status;
 }
 

@@ -125,10 +125,9 @@ absl::StatusOr<corral::v1::GetResponse> Client::GetRemote(
   }
   auto response = CallWithRetries<corral::v1::GetResponse>(
       options_.retry, deadline,
-      [&](grpc::ClientContext* context, corral::v1::GetResponse* out,
-          auto on_done) {
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
         get_rpcs_.fetch_add(1, std::memory_order_relaxed);
-        stub_->async()->Get(context, &request, out, std::move(on_done));
+        return stub_->PrepareAsyncGet(context, request, cq);
       });
   if (near) {
     // A value due for an early refresh goes back to corrald, not into the
@@ -178,9 +177,8 @@ absl::StatusOr<SetResult> Client::Set(absl::string_view ns,
   auto response = CallWithRetries<corral::v1::SetResponse>(
       set.lock_token.empty() ? options_.retry : Once(options_.retry),
       DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::SetResponse* out,
-          auto on_done) {
-        stub_->async()->Set(context, &request, out, std::move(on_done));
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncSet(context, request, cq);
       });
   if (!response.ok()) return response.status();
   return SetResult{response->stored()};
@@ -194,9 +192,8 @@ absl::StatusOr<InvalidateResult> Client::Invalidate(absl::string_view ns,
   request.set_key(std::string(key));
   auto response = CallWithRetries<corral::v1::InvalidateResponse>(
       options_.retry, DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::InvalidateResponse* out,
-          auto on_done) {
-        stub_->async()->Invalidate(context, &request, out, std::move(on_done));
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncInvalidate(context, request, cq);
       });
   if (!response.ok()) return response.status();
   return InvalidateResult{response->existed()};
@@ -234,9 +231,8 @@ absl::StatusOr<AcquireLockResult> Client::AcquireLock(
   }
   auto response = CallWithRetries<corral::v1::AcquireLockResponse>(
       Once(options_.retry), absl::Now() + timeout,
-      [&](grpc::ClientContext* context, corral::v1::AcquireLockResponse* out,
-          auto on_done) {
-        stub_->async()->AcquireLock(context, &request, out, std::move(on_done));
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncAcquireLock(context, request, cq);
       });
   if (!response.ok()) return response.status();
   AcquireLockResult result;
@@ -260,9 +256,8 @@ absl::StatusOr<RenewLockResult> Client::RenewLock(
   if (ttl) *request.mutable_ttl() = DurationToProto(*ttl);
   auto response = CallWithRetries<corral::v1::RenewLockResponse>(
       options_.retry, DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::RenewLockResponse* out,
-          auto on_done) {
-        stub_->async()->RenewLock(context, &request, out, std::move(on_done));
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncRenewLock(context, request, cq);
       });
   if (!response.ok()) return response.status();
   RenewLockResult result;
@@ -285,9 +280,8 @@ absl::StatusOr<ReleaseLockResult> Client::ReleaseLock(absl::string_view ns,
   request.set_outcome(internal::OutcomeToProto(outcome));
   auto response = CallWithRetries<corral::v1::ReleaseLockResponse>(
       Once(options_.retry), DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::ReleaseLockResponse* out,
-          auto on_done) {
-        stub_->async()->ReleaseLock(context, &request, out, std::move(on_done));
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncReleaseLock(context, request, cq);
       });
   if (!response.ok()) return response.status();
   return ReleaseLockResult{response->released()};
@@ -299,9 +293,8 @@ absl::StatusOr<BreakerInfo> Client::GetBreaker(absl::string_view ns,
   request.set_namespace_(std::string(ns));
   auto response = CallWithRetries<corral::v1::GetBreakerResponse>(
       options_.retry, DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::GetBreakerResponse* out,
-          auto on_done) {
-        stub_->async()->GetBreaker(context, &request, out, std::move(on_done));
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncGetBreaker(context, request, cq);
       });
   if (!response.ok()) return response.status();
   BreakerInfo info;

@@ -8,8 +8,6 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 
-#include <utility>
-
 #include "client/cpp/call.h"
 #include "client/cpp/corral_client.h"
 
@@ -43,10 +41,8 @@ absl::StatusOr<HealthStatus> Client::CheckHealth(absl::string_view service,
   request.set_value(std::string(service));
   auto response = internal::CallWithRetries<google::protobuf::Int32Value>(
       options_.retry, DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, google::protobuf::Int32Value* out,
-          auto on_done) {
-        stub.UnaryCall(context, kHealthCheckMethod, grpc::StubOptions(),
-                       &request, out, std::move(on_done));
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub.PrepareUnaryCall(context, kHealthCheckMethod, request, cq);
       });
   if (!response.ok()) return response.status();
   return HealthStatusFromWire(response->value());
