@@ -4,21 +4,20 @@
 # through a Client without the near cache (--mode=client_hits --rpc=get
 # --near_cache=false, concurrency 64, one warm 100-byte key) with A and with
 # B, in alternating order, then redis-benchmark GET at the same concurrency.
-# Per run: requests/s, and the CPU each side spent per request (client: the
-# bench process's user+sys time over its whole run, warm-up included;
-# corrald: its utime+stime from /proc over the same span). Ratios: B/A, and
-# each against redis-benchmark in the same round, so that the load of the
-# shared machine cancels out.
-#   tests/bench/client_ab.sh A_BENCH B_BENCH [ROUNDS] [DURATION_S] [BUILD_DIR]
+# Per run: requests/s, and the CPU each process spent per request over the
+# steady middle of the run (from 1 s after the start until 1 s before the
+# end, /proc/PID/stat utime+stime; threads included). Ratios: B/A, and each
+# against redis-benchmark in the same round, so that the load of the shared
+# machine cancels out.
+#   tests/bench/client_ab.sh A_BENCH B_BENCH [ROUNDS] [DURATION_S >= 3] [BUILD_DIR]
 # BUILD_DIR's corrald serves both.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 a_bin=$(realpath "$1")
 b_bin=$(realpath "$2")
 rounds=${3:-8}
-dur=${4:-3}
+dur=${4:-4}
 build=${5:-$root/build}
-warmup=0.5 # corral-bench's client_hits warm-up, counted in the client's CPU
 source "$root/tests/bench/lib.sh"
 
 start_redis
@@ -30,17 +29,21 @@ echo "# corrald=${CORRALD:-$build/server/corrald} ($(sha256sum "${CORRALD:-$buil
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 declare -A rps client_us server_us
 run() { # run SIDE BIN
-  local before after user sys
-  before=$(cpu_ticks "$corrald_pid")
-  /usr/bin/time -f "%U %S" -o "$tmp/time" "$2" --targets="$target" --mode=client_hits --rpc=get \
-    --near_cache=false --concurrency=64 --duration_s="$dur" >"$tmp/out" 2>&1
-  after=$(cpu_ticks "$corrald_pid")
-  read -r user sys <"$tmp/time"
+  local bench_pid b0 c0 b1 c1
+  "$2" --targets="$target" --mode=client_hits --rpc=get --near_cache=false --concurrency=64 \
+    --duration_s="$dur" >"$tmp/out" 2>&1 &
+  bench_pid=$!
+  sleep 1.5 # 0.5 s of warm-up, then 1 s into the counted part
+  b0=$(cpu_ticks "$bench_pid")
+  c0=$(cpu_ticks "$corrald_pid")
+  sleep $((dur - 2))
+  b1=$(cpu_ticks "$bench_pid")
+  c1=$(cpu_ticks "$corrald_pid")
+  wait "$bench_pid"
   rps[$1]=$(grep -o 'req_per_s=[0-9]*' "$tmp/out" | tail -1 | cut -d= -f2)
-  # Requests over the whole run, warm-up included (at the measured rate).
   read -r client_us[$1] server_us[$1] < <(/usr/bin/python3 -c "
-n = ${rps[$1]} * ($dur + $warmup)
-print('%.1f %.1f' % (($user + $sys) * 1e6 / n, ($after - $before) * 1e6 / $(getconf CLK_TCK) / n))")
+n = ${rps[$1]} * ($dur - 2) / 1e6 * $(getconf CLK_TCK)
+print('%.1f %.1f' % (($b1 - $b0) / n, ($c1 - $c0) / n))")
 }
 for r in $(seq "$rounds"); do
   if ((r % 2)); then run a "$a_bin"; run b "$b_bin"; else run b "$b_bin"; run a "$a_bin"; fi
