@@ -48,10 +48,10 @@ inline grpc::CompletionQueue& ThreadCompletionQueue() {
 // the context's deadline at the latest.
 //
 // Why not the generated blocking stub: it makes and tears down a completion
-// queue per call. Why not the callback API and a wait: gRPC's own threads
-// then poll and wake each caller, which spent more CPU per call than either.
-// With 64 threads on one Client this is the fastest of the three and no
-// costlier per call than the stub (tests/bench/RESULTS.md, issue 19).
+// queue per call. Why not the callback API and a wait: gRPC's threads then
+// poll and wake every caller, which cost about 1.3x the client CPU per call.
+// With 64 threads on one Client this ran 1.0-1.2x the stub's rate at about
+// the same CPU per call (tests/bench/RESULTS.md, issue 19, 2026-12-05).
 template <typename Response, typename Start>
 grpc::Status WaitForUnary(grpc::ClientContext* context, Response* response,
                           Start& start) {
