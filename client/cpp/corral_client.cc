@@ -156,10 +156,11 @@ absl::StatusOr<corral::v1::GetResponse> Client::GetRemote(
   }
   auto response = CallWithRetries<corral::v1::GetResponse>(
       options_.retry, deadline,
-      [&](grpc::ClientContext* context, corral::v1::GetResponse* out) {
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
         get_rpcs_.fetch_add(1, std::memory_order_relaxed);
         // A Get the near cache may keep goes where its stream goes.
-        return (near ? near_stub_ : stub_)->Get(context, request, out);
+        return (near ? near_stub_ : stub_)
+            ->PrepareAsyncGet(context, request, cq);
       });
   if (near) {
     // A value due for an early refresh goes back to corrald, not into the
@@ -209,8 +210,8 @@ absl::StatusOr<SetResult> Client::Set(absl::string_view ns,
   auto response = CallWithRetries<corral::v1::SetResponse>(
       set.lock_token.empty() ? options_.retry : Once(options_.retry),
       DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::SetResponse* out) {
-        return stub_->Set(context, request, out);
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncSet(context, request, cq);
       });
   if (!response.ok()) return response.status();
   return SetResult{response->stored()};
@@ -224,8 +225,8 @@ absl::StatusOr<InvalidateResult> Client::Invalidate(absl::string_view ns,
   request.set_key(std::string(key));
   auto response = CallWithRetries<corral::v1::InvalidateResponse>(
       options_.retry, DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::InvalidateResponse* out) {
-        return stub_->Invalidate(context, request, out);
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncInvalidate(context, request, cq);
       });
   if (!response.ok()) return response.status();
   return InvalidateResult{response->existed()};
@@ -263,8 +264,8 @@ absl::StatusOr<AcquireLockResult> Client::AcquireLock(
   }
   auto response = CallWithRetries<corral::v1::AcquireLockResponse>(
       Once(options_.retry), absl::Now() + timeout,
-      [&](grpc::ClientContext* context, corral::v1::AcquireLockResponse* out) {
-        return stub_->AcquireLock(context, request, out);
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncAcquireLock(context, request, cq);
       });
   if (!response.ok()) return response.status();
   AcquireLockResult result;
@@ -288,8 +289,8 @@ absl::StatusOr<RenewLockResult> Client::RenewLock(
   if (ttl) *request.mutable_ttl() = DurationToProto(*ttl);
   auto response = CallWithRetries<corral::v1::RenewLockResponse>(
       options_.retry, DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::RenewLockResponse* out) {
-        return stub_->RenewLock(context, request, out);
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncRenewLock(context, request, cq);
       });
   if (!response.ok()) return response.status();
   RenewLockResult result;
@@ -312,8 +313,8 @@ absl::StatusOr<ReleaseLockResult> Client::ReleaseLock(absl::string_view ns,
   request.set_outcome(internal::OutcomeToProto(outcome));
   auto response = CallWithRetries<corral::v1::ReleaseLockResponse>(
       Once(options_.retry), DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::ReleaseLockResponse* out) {
-        return stub_->ReleaseLock(context, request, out);
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncReleaseLock(context, request, cq);
       });
   if (!response.ok()) return response.status();
   return ReleaseLockResult{response->released()};
@@ -325,8 +326,8 @@ absl::StatusOr<BreakerInfo> Client::GetBreaker(absl::string_view ns,
   request.set_namespace_(std::string(ns));
   auto response = CallWithRetries<corral::v1::GetBreakerResponse>(
       options_.retry, DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, corral::v1::GetBreakerResponse* out) {
-        return stub_->GetBreaker(context, request, out);
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub_->PrepareAsyncGetBreaker(context, request, cq);
       });
   if (!response.ok()) return response.status();
   BreakerInfo info;

@@ -8,7 +8,6 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 
-#include "absl/synchronization/notification.h"
 #include "client/cpp/call.h"
 #include "client/cpp/corral_client.h"
 
@@ -42,17 +41,8 @@ absl::StatusOr<HealthStatus> Client::CheckHealth(absl::string_view service,
   request.set_value(std::string(service));
   auto response = internal::CallWithRetries<google::protobuf::Int32Value>(
       options_.retry, DeadlineFor(call.timeout),
-      [&](grpc::ClientContext* context, google::protobuf::Int32Value* out) {
-        grpc::Status status;
-        absl::Notification done;
-        stub.UnaryCall(context, kHealthCheckMethod, grpc::StubOptions(),
-                       &request, out, [&](grpc::Status s) {
-                         status = std::move(s);
-                         done.Notify();
-                       });
-        // The context's deadline guarantees the callback runs.
-        done.WaitForNotification();
-        return status;
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+        return stub.PrepareUnaryCall(context, kHealthCheckMethod, request, cq);
       });
   if (!response.ok()) return response.status();
   return HealthStatusFromWire(response->value());
