@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "server/core/errors.h"
+#include "server/core/log.h"
 
 namespace corral {
 namespace {
@@ -31,6 +32,19 @@ RedisBackedStore::RedisBackedStore(EventLoop& loop, RedisOptions options)
 }
 
 RedisBackedStore::~RedisBackedStore() = default;
+
+absl::Status RedisBackedStore::CommandError(const absl::Status& error) const {
+  if (ReasonOf(error) == kReasonStoreUnavailable) return error;
+  const std::string code = RedisErrorCode(error);
+  if (error.code() == absl::StatusCode::kInternal && !code.empty() &&
+      code != "OOM") {
+    CORRAL_LOG(LogLevel::kError, "store_command_error", "error=\"",
+               error.message(), "\"");
+    return absl::InternalError(
+        absl::StrCat("the store refused the command: ", error.message()));
+  }
+  return StoreUnavailable(error.message());
+}
 
 absl::Status RedisBackedStore::WaitUntilConnected(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);

@@ -117,9 +117,14 @@ class RedisBackedStore : public Store {
   // StoreUnavailable. Loop thread; `acked` may run inline.
   virtual void AwaitReplicas(const std::string& node,
                              absl::AnyInvocable<void(absl::Status)> acked) = 0;
-  // A failed command's error as the core must see it (see
-  // docs/ARCHITECTURE.md section 6).
-  virtual absl::Status CommandError(const absl::Status& error) const = 0;
+  // A failed command's error as the core must see it, the same on every
+  // Redis deployment (docs/ARCHITECTURE.md section 6): a lost connection, a
+  // timeout or a Redis that cannot serve right now (LOADING, READONLY, OOM,
+  // CLUSTERDOWN, redirections or retries run out, ...) is an outage,
+  // store-unavailable; a Redis error reply to a command we sent well-formed
+  // (a Lua error, WRONGTYPE because something else wrote into corral's
+  // keys) is no outage and must not look like one: INTERNAL, and logged.
+  absl::Status CommandError(const absl::Status& error) const;
   // Disconnects for good on the loop thread (idempotent), then calls
   // MarkShutDown(). Not inside a callback of the store's connections.
   virtual void ShutdownOnLoop() = 0;

@@ -567,10 +567,6 @@ void RedisClusterStore::Retry(std::shared_ptr<Request> request,
   retrying_[*timer] = std::move(request);
 }
 
-absl::Status RedisClusterStore::CommandError(const absl::Status& error) const {
-  return AsUnavailable(error);
-}
-
 void RedisClusterStore::RunScript(RedisScript script,
                                   std::vector<std::string> keys,
                                   std::vector<std::string> args,

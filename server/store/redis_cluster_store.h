@@ -165,9 +165,6 @@ class RedisClusterStore final : public RedisBackedStore {
   void RunScript(RedisScript script, std::vector<std::string> keys,
                  std::vector<std::string> args, ScriptDone done,
                  Via via) override;
-  // Every failure is store-unavailable.
-  absl::Status CommandError(const absl::Status& error) const override;
-
   // Replica acks: WAIT on `node_name`'s grants connection.
   void AwaitReplicas(const std::string& node_name,
                      absl::AnyInvocable<void(absl::Status)> acked) override;

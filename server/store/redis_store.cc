@@ -21,26 +21,6 @@ absl::Status AsUnavailable(const absl::Status& status) {
   return StoreUnavailable(status.message());
 }
 
-// A failed operation as the core must see it. A lost connection, a timeout,
-// or a Redis that cannot serve right now (LOADING, READONLY, OOM, an ACL
-// change, ...) is an outage: UNAVAILABLE store-unavailable, which callers
-// retry and namespaces may coordinate through locally. A Redis error reply
-// to a command we sent well-formed (a Lua script error, WRONGTYPE because
-// something else wrote into corral's keys) is no outage and must not look
-// like one: INTERNAL, and logged (docs/ARCHITECTURE.md section 6).
-absl::Status AsStoreError(const absl::Status& status) {
-  if (IsStoreUnavailable(status)) return status;
-  const std::string code = RedisErrorCode(status);
-  if (status.code() == absl::StatusCode::kInternal && !code.empty() &&
-      code != "OOM") {
-    CORRAL_LOG(LogLevel::kError, "store_command_error", "error=\"",
-               status.message(), "\"");
-    return absl::InternalError(
-        absl::StrCat("the store refused the command: ", status.message()));
-  }
-  return StoreUnavailable(status.message());
-}
-
 int64_t Millis(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 
 // A handshake step's failure, worded for the operator. Transport failures
@@ -469,10 +449,6 @@ void RedisStore::Tick() {
   ScheduleTick();
 }
 
-absl::Status RedisStore::CommandError(const absl::Status& error) const {
-  return AsStoreError(error);
-}
-
 void RedisStore::RunScript(RedisScript script, std::vector<std::string> keys,
                            std::vector<std::string> args, ScriptDone done,
                            Via via) {
@@ -551,7 +527,7 @@ void RedisStore::SendWait() {
             const absl::Duration waited = absl::Now() - sent_at;
             absl::Status status;
             if (!reply.ok()) {
-              status = AsStoreError(reply.status());
+              status = CommandError(reply.status());
             } else if (reply->type != RedisReply::Type::kInteger ||
                        reply->integer < options_.min_replica_acks) {
               status = StoreUnavailable(absl::StrCat(
@@ -586,10 +562,10 @@ void RedisStore::Ping(StatusCallback done) {
     answer(std::move(done), DownStatus());
     return;
   }
-  commands_->Command({"PING"}, [answer, done = std::move(done)](
+  commands_->Command({"PING"}, [this, answer, done = std::move(done)](
                                    absl::StatusOr<RedisReply> reply) mutable {
     answer(std::move(done),
-           reply.ok() ? absl::OkStatus() : AsStoreError(reply.status()));
+           reply.ok() ? absl::OkStatus() : CommandError(reply.status()));
   });
 }
 

@@ -123,11 +123,6 @@ class RedisStore final : public RedisBackedStore {
   void RunScript(RedisScript script, std::vector<std::string> keys,
                  std::vector<std::string> args, ScriptDone done,
                  Via via) override;
-  // A lost connection, a timeout or a Redis that cannot serve right now is
-  // store-unavailable; a Redis error reply to a well-formed command is
-  // INTERNAL, and logged.
-  absl::Status CommandError(const absl::Status& error) const override;
-
   // Replica acknowledgement of grants (min_replica_acks > 0). `acked` runs
   // once min_replica_acks replicas hold every write sent so far on the
   // grants connection (OK), or with StoreUnavailable (too few within

@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/errors.h"
 #include "server/core/event_loop.h"
 #include "server/store/redis_cluster_slots.h"
 #include "server/store/redis_cluster_store.h"
@@ -131,6 +132,32 @@ TEST_F(RedisClusterTest, EveryOperationStaysInOneSlotOnEveryMaster) {
   });
   ASSERT_TRUE(stored.ok()) << stored.status();
   EXPECT_TRUE(stored->stored);
+}
+
+// A Redis error reply to a well-formed command (WRONGTYPE: something else
+// wrote into corral's key) is INTERNAL on a cluster as on one node, not an
+// outage (docs/ARCHITECTURE.md section 6); the store stays up.
+TEST_F(RedisClusterTest, AScriptErrorIsInternalNotAnOutage) {
+  ConnectStore();
+  const RedisItemKeys keys = RedisKeysFor(key_);
+  const int owner = cluster_->OwnerOfKey(keys.value);
+  ASSERT_GE(owner, 0);
+  ASSERT_THAT(cluster_->node(owner).Command({"SET", keys.value, "not a hash"}),
+              IsOkAndHolds(::testing::Eq("OK")));
+
+  auto got = runner_->Get(key_);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInternal) << got.status();
+  EXPECT_NE(ReasonOf(got.status()), kReasonStoreUnavailable);
+  EXPECT_THAT(std::string(got.status().message()),
+              ::testing::HasSubstr("WRONGTYPE"));
+  auto put = runner_->Put(key_, "v", absl::Seconds(10));
+  EXPECT_EQ(put.status().code(), absl::StatusCode::kInternal) << put.status();
+
+  EXPECT_TRUE(store_->IsUp());
+  EXPECT_THAT(runner_->Put(Key(1), "v", absl::Seconds(10)), IsOkAndHolds(true));
+  ASSERT_THAT(cluster_->node(owner).Command({"DEL", keys.value}),
+              IsOkAndHolds(::testing::Eq("1")));
+  EXPECT_THAT(runner_->Get(key_), IsOkAndHolds(::testing::Eq(std::nullopt)));
 }
 
 // Issue 18's scripts on a cluster: a hedge claim lives under its key's tag,
