@@ -7,10 +7,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from corral_testing import redis_process_id  # noqa: E402  (stdlib only)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.environ.get("CORRAL_SOURCE_DIR") or os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -92,31 +96,6 @@ def assert_known_flags(testcase, args, where):
             name = arg[2:].split("=", 1)[0]
             testcase.assertIn(name, corrald_flags(),
                               f"{where}: corrald has no flag --{name} (corrald --help)")
-
-
-def redis_process_id(port):
-    """The process_id that the Redis on 127.0.0.1:`port` reports (INFO
-    server); None if the answer has none. OSError when nothing answers."""
-    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-        s.settimeout(1)
-        s.sendall(b"INFO server\r\n")
-        data = b""
-        while b"\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                return None
-            data += chunk
-        header, _, body = data.partition(b"\r\n")
-        if not header.startswith(b"$"):
-            return None  # An error reply (e.g. -LOADING): not ready yet.
-        size = int(header[1:])
-        while len(body) < size:
-            chunk = s.recv(4096)
-            if not chunk:
-                return None
-            body += chunk
-    m = re.search(rb"^process_id:(\d+)\r?$", body, re.M)
-    return int(m.group(1)) if m else None
 
 
 class Processes:

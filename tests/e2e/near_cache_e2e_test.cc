@@ -65,6 +65,31 @@ bool UntilNearHit(Client& c, const std::string& key,
   return false;
 }
 
+// `reader` holds "k" (value "one", written by `writer`): 100 Gets are all
+// local, and each of two Sets and an Invalidate through `writer` reaches the
+// reader's near cache within 1 s. Call under ASSERT_NO_FATAL_FAILURE.
+void ExpectLocalHitsAndCoherentWrites(Client* reader, Client* writer) {
+  ASSERT_TRUE(UntilNearHit(*reader, "k"));
+  const uint64_t rpcs = reader->stats().get_rpcs;
+  for (int i = 0; i < 100; ++i) {
+    auto got = reader->Get("ns", "k");
+    ASSERT_THAT(got.status(), IsOk());
+    EXPECT_EQ(got->value.value, "one");
+  }
+  EXPECT_EQ(reader->stats().get_rpcs, rpcs) << "hits went to corrald";
+
+  for (const std::string value : {"two", "three"}) {
+    ASSERT_THAT(writer->Set("ns", "k", value).status(), IsOk());
+    EXPECT_LT(UntilSeen(*reader, "k", value, absl::Seconds(1)),
+              absl::Seconds(1))
+        << value;
+    ASSERT_TRUE(UntilNearHit(*reader, "k"));
+  }
+  ASSERT_THAT(writer->Invalidate("ns", "k").status(), IsOk());
+  EXPECT_LT(UntilSeen(*reader, "k", "", absl::Seconds(1)), absl::Seconds(1));
+  EXPECT_GE(reader->stats().near_invalidations, 3u);
+}
+
 template <typename Pred>
 bool Eventually(Pred pred, absl::Duration limit = absl::Seconds(5)) {
   const absl::Time deadline = absl::Now() + limit;
@@ -94,25 +119,8 @@ TEST_P(NearCacheE2E, HitsAreLocalAndWritesAnywhereReachThem) {
   auto writer = PlainClient(writer_target());
   ASSERT_THAT(writer->Set("ns", "k", "one").status(), IsOk());
   ASSERT_LT(UntilSeen(*reader, "k", "one"), absl::Seconds(5));
-  ASSERT_TRUE(UntilNearHit(*reader, "k"));
-  const uint64_t rpcs = reader->stats().get_rpcs;
-  for (int i = 0; i < 100; ++i) {
-    auto got = reader->Get("ns", "k");
-    ASSERT_THAT(got.status(), IsOk());
-    EXPECT_EQ(got->value.value, "one");
-  }
-  EXPECT_EQ(reader->stats().get_rpcs, rpcs) << "hits went to corrald";
-
-  for (const std::string value : {"two", "three"}) {
-    ASSERT_THAT(writer->Set("ns", "k", value).status(), IsOk());
-    EXPECT_LT(UntilSeen(*reader, "k", value, absl::Seconds(1)),
-              absl::Seconds(1))
-        << value;
-    ASSERT_TRUE(UntilNearHit(*reader, "k"));
-  }
-  ASSERT_THAT(writer->Invalidate("ns", "k").status(), IsOk());
-  EXPECT_LT(UntilSeen(*reader, "k", "", absl::Seconds(1)), absl::Seconds(1));
-  EXPECT_GE(reader->stats().near_invalidations, 3u);
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectLocalHitsAndCoherentWrites(reader.get(), writer.get()));
 }
 
 TEST_P(NearCacheE2E, NeverServedPastItsTtl) {
@@ -329,24 +337,8 @@ TEST_P(NearCacheWithoutReadCacheE2E, GrantsAndStaysCoherent) {
   auto reader = NearClient(fleet_->replica(0).target());
   auto writer = PlainClient(fleet_->replica(fleet_->size() - 1).target());
   ASSERT_THAT(writer->Set("ns", "k", "one").status(), IsOk());
-  ASSERT_TRUE(UntilNearHit(*reader, "k"));
-  const uint64_t rpcs = reader->stats().get_rpcs;
-  for (int i = 0; i < 100; ++i) {
-    auto got = reader->Get("ns", "k");
-    ASSERT_THAT(got.status(), IsOk());
-    EXPECT_EQ(got->value.value, "one");
-  }
-  EXPECT_EQ(reader->stats().get_rpcs, rpcs) << "hits went to corrald";
-  for (const std::string value : {"two", "three"}) {
-    ASSERT_THAT(writer->Set("ns", "k", value).status(), IsOk());
-    EXPECT_LT(UntilSeen(*reader, "k", value, absl::Seconds(1)),
-              absl::Seconds(1))
-        << value;
-    ASSERT_TRUE(UntilNearHit(*reader, "k"));
-  }
-  ASSERT_THAT(writer->Invalidate("ns", "k").status(), IsOk());
-  EXPECT_LT(UntilSeen(*reader, "k", "", absl::Seconds(1)), absl::Seconds(1));
-  EXPECT_GE(reader->stats().near_invalidations, 3u);
+  ASSERT_NO_FATAL_FAILURE(
+      ExpectLocalHitsAndCoherentWrites(reader.get(), writer.get()));
   // And the read cache really held nothing.
   auto text = HttpGet(fleet_->replica(0).metrics_address(), "/metrics");
   ASSERT_THAT(text.status(), IsOk());

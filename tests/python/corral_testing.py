@@ -139,6 +139,34 @@ class FakeUpstream(_LoggedProcess):
         self.url = self.match.group(1)
 
 
+
+def redis_process_id(port: int) -> Optional[int]:
+    """The process_id that the Redis on 127.0.0.1:`port` reports (INFO
+    server); None if the answer has none (-LOADING and the like: not ready
+    yet). OSError when nothing answers. Tells a test's own Redis from
+    another's that took the port (tests/deploy uses it too)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        s.settimeout(1)
+        s.sendall(b"INFO server\r\n")
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                return None
+            data += chunk
+        header, _, body = data.partition(b"\r\n")
+        if not header.startswith(b"$"):
+            return None
+        size = int(header[1:])
+        while len(body) < size:
+            chunk = s.recv(4096)
+            if not chunk:
+                return None
+            body += chunk
+    m = re.search(rb"^process_id:(\d+)\r?$", body, re.M)
+    return int(m.group(1)) if m else None
+
+
 class RedisServer:
     """A real redis-server on a free port, no persistence."""
 
@@ -174,26 +202,7 @@ class RedisServer:
         return False
 
     def _process_id(self) -> Optional[int]:
-        """INFO server's process_id of whatever answers on the port."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-            s.settimeout(1)
-            s.sendall(b"INFO server\r\n")
-            data = b""
-            while b"\r\n" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    return None
-                data += chunk
-            header, _, body = data.partition(b"\r\n")
-            if not header.startswith(b"$"):
-                return None  # -LOADING and the like: not ready yet.
-            while len(body) < int(header[1:]):
-                chunk = s.recv(4096)
-                if not chunk:
-                    return None
-                body += chunk
-        m = re.search(rb"^process_id:(\d+)\r?$", body, re.M)
-        return int(m.group(1)) if m else None
+        return redis_process_id(self.port)
 
     def stop(self) -> None:
         kill_group(self.proc)

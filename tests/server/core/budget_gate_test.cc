@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "server/core/event_loop.h"
 #include "server/store/embedded_store.h"
+#include "tests/support/on_loop.h"
 
 namespace corral {
 namespace {
@@ -54,12 +55,7 @@ class BudgetGateTest : public ::testing::Test {
     loop_.Stop();
   }
   void OnLoop(absl::AnyInvocable<void()> fn) {
-    std::promise<void> ran;
-    loop_.Post([&] {
-      fn();
-      ran.set_value();
-    });
-    ran.get_future().wait();
+    ::corral::testing::RunOnLoop(loop_, std::move(fn));
   }
 
   static NamespaceSettings InFlight(uint32_t n, bool enforce = true) {

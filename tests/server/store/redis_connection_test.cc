@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "server/core/event_loop.h"
+#include "tests/support/on_loop.h"
 #include "tests/support/poll.h"
 #include "tests/support/redis_server.h"
 
@@ -86,12 +87,7 @@ class RedisSubscriberTest : public ::testing::Test {
   }
 
   void OnLoop(absl::AnyInvocable<void()> fn) {
-    std::promise<void> ran;
-    loop_.Post([&] {
-      fn();
-      ran.set_value();
-    });
-    ran.get_future().wait();
+    ::corral::testing::RunOnLoop(loop_, std::move(fn));
   }
 
   // Publishes `payload` on `channel` until the subscriber hears it (a

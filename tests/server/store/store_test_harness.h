@@ -22,6 +22,7 @@
 #include "absl/time/time.h"
 #include "server/core/event_loop.h"
 #include "server/core/store.h"
+#include "tests/support/on_loop.h"
 
 namespace corral::testing {
 
@@ -208,13 +209,7 @@ class StoreRunner {
 
   // Runs `fn` on the loop thread and waits for it.
   void OnLoop(absl::AnyInvocable<void()> fn) {
-    std::promise<void> ran;
-    std::future<void> ran_future = ran.get_future();
-    loop_.Post([&fn, &ran] {
-      fn();
-      ran.set_value();
-    });
-    ran_future.wait();
+    ::corral::testing::RunOnLoop(loop_, std::move(fn));
   }
 
   int inline_answers() const { return inline_answers_->load(); }
