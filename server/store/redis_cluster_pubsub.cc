@@ -199,7 +199,8 @@ void RedisClusterStore::OnTrackingStep(
       CORRAL_LOG(LogLevel::kWarning, "read_cache_off",
                  "redis=", options_.Describe(), " node=", node_name,
                  " error=\"", reply.status().message(),
-                 "\" (the read cache is off: every hit reads Redis)");
+                 "\" (the read cache and the clients' near cache are off: "
+                 "every hit reads Redis)");
       UpdateCoherence();
     }
     return;
@@ -234,7 +235,10 @@ void RedisClusterStore::UpdateCoherence() {
     // Reads sent before every node tracked them must not be kept.
     read_cache_->InvalidateAll();
     CORRAL_LOG(LogLevel::kInfo, "read_cache_on", "redis=", options_.Describe(),
-               " max_bytes=", read_cache_->max_bytes());
+               " max_bytes=", read_cache_->max_bytes(),
+               read_cache_->max_bytes() == 0
+                   ? " (tracking only, for the clients' near cache)"
+                   : "");
   }
   read_cache_->SetCoherent(coherent);
 }

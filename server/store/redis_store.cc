@@ -649,7 +649,10 @@ void RedisStore::OnTrackingStep(uint64_t session) {
   if (--tracking_steps_left_ > 0) return;
   read_cache_->SetCoherent(true);
   CORRAL_LOG(LogLevel::kInfo, "read_cache_on", "redis=", options_.Describe(),
-             " max_bytes=", read_cache_->max_bytes());
+             " max_bytes=", read_cache_->max_bytes(),
+             read_cache_->max_bytes() == 0
+                 ? " (tracking only, for the clients' near cache)"
+                 : "");
 }
 
 void RedisStore::OnInvalidate(uint64_t session,
@@ -668,7 +671,8 @@ void RedisStore::TrackingUnavailable(const absl::Status& why) {
   tracking_refused_ = true;
   CORRAL_LOG(LogLevel::kWarning, "read_cache_off",
              "redis=", options_.Describe(), " error=\"", why.message(),
-             "\" (the read cache is off: every hit reads Redis)");
+             "\" (the read cache and the clients' near cache are off: every "
+             "hit reads Redis)");
 }
 
 void RedisStore::PostEvent(std::string channel, KeyEvent event) {
