@@ -1,36 +1,12 @@
 #include "server/core/near_cache_hub.h"
 
-#include <sys/random.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <utility>
 
-namespace corral {
+#include "server/core/token.h"
 
-namespace {
-std::string RandomSessionId() {
-  // From the kernel's CSPRNG: knowing a session lets one register keys on
-  // it, so it must not be guessable.
-  char bytes[16];
-  size_t got = 0;
-  while (got < sizeof(bytes)) {
-    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-    } else if (errno != EINTR) {
-      std::fprintf(stderr, "corrald: getrandom failed: %s\n",
-                   std::strerror(errno));
-      std::abort();
-    }
-  }
-  return std::string(bytes, sizeof(bytes));
-}
-}  // namespace
+namespace corral {
 
 std::string NearCacheHub::Open(std::shared_ptr<NearCacheSink> sink) {
   absl::MutexLock lock(&mu_);
@@ -40,7 +16,8 @@ std::string NearCacheHub::Open(std::shared_ptr<NearCacheSink> sink) {
   }
   std::string id;
   do {
-    id = RandomSessionId();
+    // Knowing a session lets one register keys on it: not guessable.
+    id = SecretBytes16();
   } while (sessions_.contains(id));
   sessions_[id].sink = std::move(sink);
   return id;

@@ -12,7 +12,7 @@
 
 namespace corral {
 
-std::string NewLockToken() {
+std::string SecretBytes16() {
   // absl::BitGen is fast but not meant for secrets.
   char bytes[16];
   size_t got = 0;
@@ -21,13 +21,15 @@ std::string NewLockToken() {
     if (n > 0) {
       got += static_cast<size_t>(n);
     } else if (errno != EINTR) {
-      // Never hand out a guessable lock token.
+      // Never hand out a guessable secret.
       std::fprintf(stderr, "corrald: getrandom failed: %s\n",
                    std::strerror(errno));
       std::abort();
     }
   }
-  return absl::BytesToHexString(absl::string_view(bytes, sizeof(bytes)));
+  return std::string(bytes, sizeof(bytes));
 }
+
+std::string NewLockToken() { return absl::BytesToHexString(SecretBytes16()); }
 
 }  // namespace corral
