@@ -12,20 +12,14 @@
 #include "gtest/gtest.h"
 #include "server/core/event_loop.h"
 #include "server/store/embedded_store.h"
+#include "tests/server/core/null_observer.h"
 #include "tests/support/on_loop.h"
 
 namespace corral {
 namespace {
 
-class BudgetObserver final : public CoordinatorObserver {
+class BudgetObserver final : public ::corral::testing::NullObserver {
  public:
-  void OnLookup(absl::string_view, LookupStage, bool) override {}
-  void OnWaitEnded(absl::string_view, absl::Duration) override {}
-  void OnLockAcquisition(absl::string_view, absl::string_view) override {}
-  void OnCompute(absl::string_view, absl::string_view,
-                 absl::string_view) override {}
-  void OnDuplicateCompute(absl::string_view) override {}
-  void OnWaitersChanged(absl::string_view, int) override {}
   void OnBudgetCharge(absl::string_view, uint32_t in_flight,
                       absl::string_view over_limit, bool enforced) override {
     last_in_flight = in_flight;

@@ -29,6 +29,7 @@
 #include "server/core/errors.h"
 #include "server/store/embedded_store.h"
 #include "server/store/redis_store.h"
+#include "tests/server/core/null_observer.h"
 #include "tests/support/manual_executor.h"
 #include "tests/support/poll.h"
 #include "tests/support/redis_server.h"
@@ -41,13 +42,8 @@ using ::corral::testing::IsOk;
 using ::corral::testing::StatusIs;
 
 // Counts what the coordinator reports; checked where a test cares.
-class CountingObserver : public CoordinatorObserver {
+class CountingObserver : public ::corral::testing::NullObserver {
  public:
-  void OnLookup(absl::string_view, LookupStage, bool) override {}
-  void OnWaitEnded(absl::string_view, absl::Duration) override {}
-  void OnLockAcquisition(absl::string_view, absl::string_view) override {}
-  void OnCompute(absl::string_view, absl::string_view,
-                 absl::string_view) override {}
   void OnDuplicateCompute(absl::string_view) override { ++duplicates; }
   void OnBudgetCharge(absl::string_view, uint32_t, absl::string_view over,
                       bool enforced) override {

@@ -7,6 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/core/errors.h"
+#include "tests/server/core/null_observer.h"
 #include "tests/support/status_matchers.h"
 
 namespace corral {
@@ -16,15 +17,8 @@ using ::corral::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
-class RecordingObserver : public CoordinatorObserver {
+class RecordingObserver : public ::corral::testing::NullObserver {
  public:
-  void OnLookup(absl::string_view, LookupStage, bool) override {}
-  void OnWaitEnded(absl::string_view, absl::Duration) override {}
-  void OnLockAcquisition(absl::string_view, absl::string_view) override {}
-  void OnCompute(absl::string_view, absl::string_view,
-                 absl::string_view) override {}
-  void OnDuplicateCompute(absl::string_view) override {}
-  void OnWaitersChanged(absl::string_view, int) override {}
   void OnNamespaceFirstUse(absl::string_view ns) override {
     first_uses.emplace_back(ns);
   }

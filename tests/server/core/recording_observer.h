@@ -9,13 +9,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/observer.h"
+#include "tests/server/core/null_observer.h"
 
 namespace corral::testing {
 
-class RecordingObserver final : public CoordinatorObserver {
+class RecordingObserver final : public NullObserver {
  public:
-  void OnLookup(absl::string_view, LookupStage, bool) override {}
-  void OnWaitEnded(absl::string_view, absl::Duration) override {}
   void OnLockAcquisition(absl::string_view,
                          absl::string_view outcome) override {
     ++lock_outcomes[std::string(outcome)];
